@@ -8,7 +8,7 @@
  *    `adapters/cli/`, the composition root of the `acp` binary, which chooses between the real
  *    adapters and the simulated world and so must see both.
  */
-import { readdirSync, readFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join, posix, relative } from "node:path"
 
 export interface SourceFile {
@@ -118,6 +118,6 @@ export const readSourceTree = (root: string, layers: ReadonlyArray<string>): Rea
       }
     }
   }
-  for (const layer of layers) walk(join(root, layer))
+  for (const layer of layers) if (existsSync(join(root, layer))) walk(join(root, layer))
   return files
 }
