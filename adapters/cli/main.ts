@@ -2,19 +2,24 @@
  * `acp`: the one command for operators. Each group lives in `commands/`; this file only
  * assembles them and runs the result on Node.
  */
+import { isMainThread } from "node:worker_threads"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Command } from "effect/cli"
 import packageJson from "../../package.json" with { type: "json" }
 import { modelCommand } from "./commands/model.ts"
+import { simCommand } from "./commands/sim.ts"
 
 export const acp = Command.make("acp").pipe(
   Command.withDescription("ACP: run virtual machines on a cluster of Linux hosts, and simulate it"),
-  Command.withSubcommands([modelCommand]),
+  Command.withSubcommands([simCommand, modelCommand]),
 )
 
-acp.pipe(
-  Command.run({ version: packageJson.version }),
-  Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain,
-)
+// A sweep worker thread loads this same file (the bundle is one file) and must not start the CLI.
+if (isMainThread) {
+  acp.pipe(
+    Command.run({ version: packageJson.version }),
+    Effect.provide(NodeServices.layer),
+    NodeRuntime.runMain,
+  )
+}

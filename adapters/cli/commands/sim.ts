@@ -1,0 +1,406 @@
+/**
+ * `acp sim` and `acp sim sweep`: the deterministic simulator from the command line. The
+ * simulator itself is pure; this adapter adds what only the driving side may: the wall clock
+ * (`wallMs`), files (`--report`), worker threads (`sweep --workers`), progress and exit codes.
+ *
+ * Exit codes: 0 nothing violated; 4 a safety violation; 5 a liveness failure (no convergence);
+ * 6 the simulator itself crashed; 2 bad usage.
+ */
+import { writeFileSync } from "node:fs"
+import { availableParallelism } from "node:os"
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads"
+import { Console, Effect, Option, Schema } from "effect"
+import { Command, Flag } from "effect/cli"
+import { renderReport } from "../../../sim/report.ts"
+import {
+  decodeSchedule,
+  defaultSimOptions,
+  type FaultName,
+  faultNames,
+  type SimOptions,
+  unsafeFaultNames,
+} from "../../../sim/scenario.ts"
+import { shrink } from "../../../sim/shrink.ts"
+import { isSafetyViolation, type SimResult, simulate } from "../../../sim/world.ts"
+
+export const exitCodes = { ok: 0, usage: 2, safety: 4, liveness: 5, crash: 6 } as const
+
+export class SimUsageError extends Schema.TaggedError<SimUsageError>()("SimUsageError", {
+  message: Schema.String,
+}) {}
+
+const parseDurationMs = (text: string): number | undefined => {
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(text.trim())
+  if (match === null) return undefined
+  const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? "ms") as "ms" | "s" | "m" | "h"]
+  return Number(match[1]) * scale
+}
+
+const parseFaults = (text: string): ReadonlyArray<FaultName> | string => {
+  if (text === "all") return faultNames
+  if (text === "none") return []
+  const known: ReadonlyArray<string> = [...faultNames, ...unsafeFaultNames]
+  const names = text.split(",").map((name) => name.trim())
+  const unknown = names.filter((name) => !known.includes(name))
+  return unknown.length > 0
+    ? `unknown fault(s) ${unknown.join(", ")}; known: all, none, ${known.join(", ")}`
+    : (names as Array<FaultName>)
+}
+
+const shared = {
+  nodes: Flag.Int("nodes").pipe(
+    Flag.withDescription("Simulated nodes"),
+    Flag.withDefault(defaultSimOptions.nodes),
+  ),
+  domains: Flag.Int("domains").pipe(
+    Flag.withDescription("L2 domains, joined by one relay each"),
+    Flag.withDefault(1),
+  ),
+  duration: Flag.String("duration").pipe(
+    Flag.withDescription("Virtual time of the faulty phase, e.g. 500ms, 30s, 10m"),
+    Flag.withDefault("60s"),
+  ),
+  faults: Flag.String("faults").pipe(
+    Flag.withDescription(`none, all, or a list of: ${[...faultNames, ...unsafeFaultNames].join(", ")}`),
+    Flag.withDefault("all"),
+  ),
+  writes: Flag.Int("writes").pipe(
+    Flag.withDescription("Cluster-wide writes per virtual second"),
+    Flag.withDefault(200),
+  ),
+  canary: Flag.Boolean("canary").pipe(
+    Flag.withDescription("Enable the deliberately wrong checker (must fail)"),
+    Flag.withDefault(false),
+  ),
+  json: Flag.Boolean("json").pipe(
+    Flag.withDescription("Print one JSON object on stdout"),
+    Flag.withDefault(false),
+  ),
+}
+
+interface SharedInput {
+  readonly nodes: number
+  readonly domains: number
+  readonly duration: string
+  readonly faults: string
+  readonly writes: number
+  readonly canary: boolean
+}
+
+const toOptions = (
+  seed: number,
+  input: SharedInput,
+  schedule: Option.Option<string>,
+): Effect.Effect<SimOptions, SimUsageError> =>
+  Effect.gen(function* () {
+    const durationMs = parseDurationMs(input.duration)
+    if (durationMs === undefined || durationMs < 100) {
+      return yield* new SimUsageError({
+        message: `--duration ${input.duration}: expected e.g. 500ms, 30s, 10m (at least 100ms)`,
+      })
+    }
+    const faults = parseFaults(input.faults)
+    if (typeof faults === "string")
+      return yield* new SimUsageError({ message: `--faults ${input.faults}: ${faults}` })
+    if (input.nodes < 1 || input.nodes > 5000)
+      return yield* new SimUsageError({ message: `--nodes ${input.nodes}: expected 1..5000` })
+    if (input.domains < 1 || input.domains > input.nodes) {
+      return yield* new SimUsageError({
+        message: `--domains ${input.domains}: expected 1..${input.nodes} (one relay per domain)`,
+      })
+    }
+    if (input.writes < 0)
+      return yield* new SimUsageError({ message: `--writes ${input.writes}: expected 0 or more` })
+    const options: SimOptions = {
+      ...defaultSimOptions,
+      seed,
+      nodes: input.nodes,
+      domains: input.domains,
+      durationMs,
+      faults,
+      writesPerSec: input.writes,
+      canary: input.canary,
+    }
+    if (Option.isNone(schedule)) return options
+    const decoded = yield* Effect.try({
+      try: () => decodeSchedule(schedule.value),
+      catch: (error) =>
+        new SimUsageError({ message: `--schedule: not a schedule printed by acp sim (${String(error)})` }),
+    })
+    return { ...options, schedule: decoded }
+  })
+
+export const classify = (result: SimResult): keyof typeof exitCodes => {
+  if (result.violations.some((violation) => violation.checker === "crash")) return "crash"
+  if (result.violations.some(isSafetyViolation)) return "safety"
+  if (result.violations.length > 0) return "liveness"
+  return "ok"
+}
+
+export const summarise = (result: SimResult, wallMs: number) => ({
+  seed: result.seed,
+  nodes: result.nodes,
+  domains: result.domains,
+  virtualMs: result.virtualMs,
+  wallMs,
+  events: result.events,
+  datagramsDelivered: result.datagramsDelivered,
+  datagramsDropped: result.datagramsDropped,
+  changesWritten: result.changesWritten,
+  changesApplied: result.changesApplied,
+  acknowledgedWrites: result.acknowledgedWrites,
+  snapshotsInstalled: result.snapshotsInstalled,
+  nacksSent: result.nacksSent,
+  traceHash: result.traceHash,
+  converged: result.converged,
+  convergenceMs: result.convergenceMs,
+  violations: result.violations,
+  pending: result.pending,
+  replay: result.replay,
+  scenario: result.scenario,
+})
+
+const runCommand = Command.make(
+  "sim",
+  {
+    ...shared,
+    seed: Flag.Int("seed").pipe(
+      Flag.withDescription("The seed: the same seed gives the same run, byte for byte"),
+      Flag.withDefault(1),
+    ),
+    report: Flag.String("report").pipe(
+      Flag.withDescription("Write an HTML timeline of the run to this file"),
+      Flag.optional,
+    ),
+    shrink: Flag.Boolean("shrink").pipe(
+      Flag.withDescription("If the run fails, shrink it to a minimal fault schedule"),
+      Flag.withDefault(false),
+    ),
+    schedule: Flag.String("schedule").pipe(
+      Flag.withDescription("Replay with this fault schedule (printed by --shrink)"),
+      Flag.optional,
+    ),
+  },
+  (input) =>
+    Effect.gen(function* () {
+      const options = yield* toOptions(input.seed, input, input.schedule)
+      const started = performance.now()
+      const result = simulate(options)
+      const wallMs = Math.round(performance.now() - started)
+      const outcome = classify(result)
+      if (Option.isSome(input.report)) {
+        writeFileSync(input.report.value, renderReport(result))
+        if (!input.json) yield* Console.error(`report: ${input.report.value}`)
+      }
+      let shrunk: ReturnType<typeof shrink> | undefined
+      if (input.shrink && outcome !== "ok") {
+        shrunk = shrink(options, result, 200, (step) => {
+          if (!input.json)
+            process.stderr.write(
+              `\rshrinking: trial ${step.trial}${step.accepted ? `, kept: ${step.description}` : ""}\x1b[K`,
+            )
+        })
+        if (!input.json) process.stderr.write("\n")
+      }
+      if (input.json) {
+        const shrinkReport =
+          shrunk === undefined
+            ? {}
+            : {
+                shrunk: {
+                  checker: shrunk.checker,
+                  trials: shrunk.trials,
+                  schedule: shrunk.minimal,
+                  replay: shrunk.result.replay,
+                },
+              }
+        yield* Console.log(JSON.stringify({ ...summarise(result, wallMs), ...shrinkReport }))
+      } else {
+        const ratio = wallMs > 0 ? Math.round(result.virtualMs / wallMs) : result.virtualMs
+        yield* Console.log(
+          `seed ${result.seed}: ${result.nodes} nodes, ${result.domains} domain(s), ${result.virtualMs} ms virtual in ${wallMs} ms (${ratio}x)`,
+        )
+        yield* Console.log(
+          `  ${result.changesWritten} changes written, ${result.acknowledgedWrites} acknowledged, ${result.datagramsDelivered} datagrams delivered, ${result.datagramsDropped} dropped, ${result.snapshotsInstalled} snapshots`,
+        )
+        yield* Console.log(
+          `  ${result.converged ? `converged ${result.convergenceMs} ms after the heal` : "did NOT converge"}; traceHash ${result.traceHash}`,
+        )
+        for (const violation of result.violations.slice(0, 10)) {
+          yield* Console.log(`  VIOLATION ${violation.checker} at ${violation.atMs} ms: ${violation.message}`)
+        }
+        for (const line of result.pending.slice(0, 10)) yield* Console.log(`  pending: ${line}`)
+        if (outcome !== "ok") yield* Console.log(`  replay: ${result.replay}`)
+        if (shrunk !== undefined) {
+          yield* Console.log(
+            `  shrunk in ${shrunk.trials} trials to ${shrunk.minimal.events.length} fault event(s) (from ${shrunk.original.events.length}): ${JSON.stringify(shrunk.minimal)}`,
+          )
+          yield* Console.log(`  replay the minimal run: ${shrunk.result.replay}`)
+        }
+      }
+      process.exitCode = exitCodes[outcome]
+    }).pipe(
+      Effect.catchTag("SimUsageError", (error) =>
+        Effect.sync(() => {
+          process.stderr.write(`acp sim: ${error.message}\n`)
+          process.exitCode = exitCodes.usage
+        }),
+      ),
+    ),
+).pipe(Command.withDescription("Run one deterministic cluster simulation and check its invariants"))
+
+// ---- sweep -------------------------------------------------------------------------------------
+
+export interface SweepJob {
+  readonly acpSweepWorker: true
+  readonly seeds: ReadonlyArray<number>
+  readonly options: Omit<SimOptions, "seed">
+}
+
+export interface SweepOutcome {
+  readonly seed: number
+  readonly outcome: keyof typeof exitCodes
+  readonly traceHash: string
+  readonly violations: SimResult["violations"]
+  readonly replay: string
+  readonly wallMs: number
+}
+
+export const runSeed = (options: Omit<SimOptions, "seed">, seed: number): SweepOutcome => {
+  const started = performance.now()
+  const result = simulate({ ...options, seed })
+  return {
+    seed,
+    outcome: classify(result),
+    traceHash: result.traceHash,
+    violations: result.violations.slice(0, 3),
+    replay: result.replay,
+    wallMs: Math.round(performance.now() - started),
+  }
+}
+
+const parseSeeds = (text: string): ReadonlyArray<number> | undefined => {
+  const match = /^(\d+)\.\.(\d+)$/.exec(text.trim())
+  if (match === null) return undefined
+  const from = Number(match[1])
+  const to = Number(match[2])
+  if (to < from || to - from > 1_000_000) return undefined
+  return Array.from({ length: to - from + 1 }, (_, index) => from + index)
+}
+
+const sweepCommand = Command.make(
+  "sweep",
+  {
+    ...shared,
+    seeds: Flag.String("seeds").pipe(Flag.withDescription("A range of seeds, e.g. 1..500")),
+    workers: Flag.Int("workers").pipe(
+      Flag.withDescription("Worker threads (default: one per core)"),
+      Flag.withDefault(availableParallelism()),
+    ),
+  },
+  (input) =>
+    Effect.gen(function* () {
+      const seeds = parseSeeds(input.seeds)
+      if (seeds === undefined)
+        return yield* new SimUsageError({
+          message: `--seeds ${input.seeds}: expected a range such as 1..500`,
+        })
+      const { seed: _seed, ...options } = yield* toOptions(0, input, Option.none())
+      const started = performance.now()
+      const outcomes = yield* Effect.promise(() =>
+        runSweep(seeds, options, Math.max(1, input.workers), !input.json),
+      )
+      const wallMs = Math.round(performance.now() - started)
+      const failing = outcomes.filter((outcome) => outcome.outcome !== "ok")
+      if (input.json) {
+        yield* Console.log(
+          JSON.stringify({ seeds: seeds.length, failing: failing.length, wallMs, failures: failing }),
+        )
+      } else {
+        yield* Console.log(`${seeds.length} seeds in ${wallMs} ms: ${failing.length} failing`)
+        for (const failure of failing) {
+          yield* Console.log(
+            `  seed ${failure.seed} (${failure.outcome}): ${failure.violations[0]?.message ?? ""}`,
+          )
+          yield* Console.log(`    replay: ${failure.replay}`)
+        }
+      }
+      const worst = failing.some((f) => f.outcome === "crash")
+        ? "crash"
+        : failing.some((f) => f.outcome === "safety")
+          ? "safety"
+          : failing.length > 0
+            ? "liveness"
+            : "ok"
+      process.exitCode = exitCodes[worst]
+    }).pipe(
+      Effect.catchTag("SimUsageError", (error) =>
+        Effect.sync(() => {
+          process.stderr.write(`acp sim sweep: ${error.message}\n`)
+          process.exitCode = exitCodes.usage
+        }),
+      ),
+    ),
+).pipe(
+  Command.withDescription("Run a range of seeds on worker threads, with progress, and list the failing ones"),
+)
+
+/** Hands seeds out to workers one at a time, so a slow seed does not hold up a whole share. */
+const runSweep = (
+  seeds: ReadonlyArray<number>,
+  options: Omit<SimOptions, "seed">,
+  workers: number,
+  progress: boolean,
+): Promise<Array<SweepOutcome>> =>
+  new Promise((resolve, reject) => {
+    const outcomes: Array<SweepOutcome> = []
+    let next = 0
+    let running = 0
+    const draw = () => {
+      if (!progress) return
+      const width = 30
+      const done = Math.round((outcomes.length / seeds.length) * width)
+      const failing = outcomes.filter((outcome) => outcome.outcome !== "ok").length
+      process.stderr.write(
+        `\r[${"#".repeat(done)}${".".repeat(width - done)}] ${outcomes.length}/${seeds.length} seeds, ${failing} failing\x1b[K`,
+      )
+    }
+    const spawn = () => {
+      const worker = new Worker(new URL(import.meta.url), { workerData: { acpSweepWorker: true } })
+      running++
+      const feed = () => {
+        if (next >= seeds.length) {
+          void worker.terminate()
+          return
+        }
+        const job: SweepJob = { acpSweepWorker: true, seeds: [seeds[next++]!], options }
+        worker.postMessage(job)
+      }
+      worker.on("message", (outcome: SweepOutcome) => {
+        outcomes.push(outcome)
+        draw()
+        feed()
+      })
+      worker.on("error", reject)
+      worker.on("exit", () => {
+        running--
+        if (running === 0) {
+          if (progress) process.stderr.write("\n")
+          resolve(outcomes.sort((left, right) => left.seed - right.seed))
+        }
+      })
+      feed()
+    }
+    for (let index = 0; index < Math.min(workers, seeds.length); index++) spawn()
+    if (seeds.length === 0) resolve([])
+  })
+
+export const simCommand = runCommand.pipe(Command.withSubcommands([sweepCommand]))
+
+// A sweep worker re-enters this module (from source, or from the bundle, which is one file) and
+// serves jobs; the main thread never gets here with workerData set.
+if (!isMainThread && (workerData as { acpSweepWorker?: boolean } | null)?.acpSweepWorker === true) {
+  parentPort?.on("message", (job: SweepJob) => {
+    for (const seed of job.seeds) parentPort?.postMessage(runSeed(job.options, seed))
+  })
+}

@@ -1,0 +1,1086 @@
+/**
+ * One node's CDB: its local object store and its sync with every other node, as a sans-I/O
+ * state machine. The driver (the simulator, or the real node's loop) calls `handle(input, now)`
+ * and carries out the outputs it returns, in order: `Persist` before anything after it, then
+ * acknowledgements, then datagrams. `now` is always a parameter; timers are data, and the next
+ * deadline is always in the outputs. A spurious deadline is harmless.
+ *
+ * Sync: every node numbers the changes it writes (its stream). Receivers apply each origin's
+ * stream strictly in order, buffer what arrives early, and ask a holder to repair gaps (NACK).
+ * Periodic digests say how far each node has applied every stream, which finds gaps nobody
+ * noticed (after a partition heals, each side asks only for what it lacks) and drives failure
+ * detection. A node asked for changes it no longer retains sends a snapshot instead. Relays
+ * forward between L2 domains, each datagram only the first time it brings something new.
+ */
+import {
+  type Body,
+  type Change,
+  changeLength,
+  type DatagramRejected,
+  decode,
+  encode,
+  headerLength,
+  type SnapshotEntry,
+  type StatsValue,
+  sectionHeaderLength,
+  snapshotEntryLength,
+  utf8Length,
+  varintLength,
+  vectorEntryLength,
+} from "./codec.ts"
+import {
+  changeToEntry,
+  type DurableImage,
+  entryKey,
+  mergeEntry,
+  type Persist,
+  type SpecEntry,
+} from "./durable.ts"
+import { type Clock, observe, tick } from "./hlc.ts"
+
+export interface Member {
+  readonly id: string
+  /** The L2 domain (multicast group) the node is in. */
+  readonly domain: string
+  /** A relay carries changes between its domain and the other domains' relays. */
+  readonly relay: boolean
+}
+
+export interface CdbConfig {
+  readonly self: string
+  /** A number shared by every node of one cluster; datagrams of another cluster are rejected. */
+  readonly cluster: number
+  readonly mtu: number
+  readonly members: ReadonlyArray<Member>
+  readonly heartbeatMs: number
+  readonly suspectAfterMs: number
+  readonly deadAfterMs: number
+  /** How long a gap may stand before the first NACK (reordering usually fills it sooner). */
+  readonly nackDelayMs: number
+  readonly nackIntervalMs: number
+  /** Changes of each origin kept to answer repairs; an older request gets a snapshot. */
+  readonly retainChanges: number
+  readonly maxPendingPerOrigin: number
+  readonly maxRepairChanges: number
+  readonly snapshotIntervalMs: number
+}
+
+export const defaultCdbConfig = {
+  cluster: 1,
+  mtu: 1400,
+  heartbeatMs: 200,
+  suspectAfterMs: 1000,
+  deadAfterMs: 3000,
+  nackDelayMs: 5,
+  nackIntervalMs: 60,
+  retainChanges: 4096,
+  maxPendingPerOrigin: 8192,
+  maxRepairChanges: 512,
+  snapshotIntervalMs: 500,
+} as const
+
+export type MemberState = "alive" | "suspect" | "dead"
+
+export interface WriteOp {
+  readonly requestId: number
+  readonly op: "put" | "delete" | "meta"
+  readonly kind: string
+  readonly id: string
+  readonly value: Uint8Array | null
+}
+
+export type Input =
+  | { readonly _tag: "Write"; readonly writes: ReadonlyArray<WriteOp> }
+  | { readonly _tag: "SetStats"; readonly values: ReadonlyArray<StatsValue> }
+  | {
+      readonly _tag: "DatagramReceived"
+      readonly bytes: Uint8Array
+      /** "domain" for the node's multicast group or a unicast; "relay" for an L3 relay link, from `from`. */
+      readonly via: "domain" | "relay"
+      readonly from?: string
+    }
+  | { readonly _tag: "DeadlineReached" }
+  | { readonly _tag: "MembersChanged"; readonly members: ReadonlyArray<Member> }
+
+export type WriteRejectReason = "too-large" | "bad-name" | "bad-value"
+
+export type Output =
+  | Persist
+  | { readonly _tag: "Acknowledged"; readonly requestIds: ReadonlyArray<number> }
+  | {
+      readonly _tag: "WriteRejected"
+      readonly requestId: number
+      readonly reason: WriteRejectReason
+      readonly detail: string
+    }
+  | { readonly _tag: "Multicast"; readonly bytes: Uint8Array }
+  | { readonly _tag: "Unicast"; readonly to: string; readonly bytes: Uint8Array }
+  | { readonly _tag: "Relay"; readonly to: string; readonly bytes: Uint8Array }
+  | { readonly _tag: "Applied"; readonly changes: ReadonlyArray<Change> }
+  | {
+      readonly _tag: "SnapshotInstalled"
+      readonly from: string
+      readonly vector: ReadonlyArray<readonly [string, number]>
+    }
+  | { readonly _tag: "Rejected"; readonly rejection: DatagramRejected }
+  | { readonly _tag: "MemberChanged"; readonly node: string; readonly state: MemberState }
+  | { readonly _tag: "ArmDeadline"; readonly atMs: number }
+
+export interface MetaSlot {
+  readonly kind: string
+  readonly id: string
+  readonly node: string
+  readonly value: Uint8Array
+  readonly seq: number
+}
+
+interface StatsSlot {
+  readonly value: Uint8Array
+  readonly counter: number
+}
+
+interface Gap {
+  upTo: number
+  holder: string
+  detectedMs: number
+  lastNackMs: number
+}
+
+/** The tail of one origin's stream: changes `start .. start + changes.length - 1`. */
+interface RetainedLog {
+  start: number
+  changes: Array<Change>
+}
+
+interface SnapshotInProgress {
+  readonly id: number
+  readonly chunks: Array<Body & { type: "snapshot" }>
+  received: number
+  readonly startedMs: number
+}
+
+export interface Counters {
+  datagramsSent: number
+  datagramsReceived: number
+  rejected: number
+  duplicates: number
+  changesApplied: number
+  nacksSent: number
+  repairsSent: number
+  snapshotsSent: number
+  snapshotsInstalled: number
+  pendingDropped: number
+}
+
+const neverMs = Number.MAX_SAFE_INTEGER
+
+/** Order-independent fingerprint of a set of (key, version) pairs: XOR of 32-bit hashes. */
+const hashString = (hash: number, text: string): number => {
+  let h = hash
+  for (let index = 0; index < text.length; index++) {
+    h ^= text.charCodeAt(index)
+    h = Math.imul(h, 0x01000193)
+  }
+  return h >>> 0
+}
+const hashNumber = (hash: number, value: number): number => {
+  let h = hash ^ (value & 0xffff)
+  h = Math.imul(h, 0x01000193)
+  h ^= Math.floor(value / 65536) & 0xffffffff
+  return Math.imul(h, 0x01000193) >>> 0
+}
+const entryHash = (
+  key: string,
+  entry: { ms: number; counter: number; origin: string; seq: number; tomb: boolean },
+) =>
+  hashNumber(
+    hashNumber(hashNumber(hashString(hashString(0x811c9dc5, key), entry.origin), entry.ms), entry.counter),
+    entry.seq,
+  ) ^ (entry.tomb ? 0x5bd1e995 : 0)
+
+export class CdbNode {
+  readonly config: CdbConfig
+  readonly incarnation: number
+  readonly counters: Counters = {
+    datagramsSent: 0,
+    datagramsReceived: 0,
+    rejected: 0,
+    duplicates: 0,
+    changesApplied: 0,
+    nacksSent: 0,
+    repairsSent: 0,
+    snapshotsSent: 0,
+    snapshotsInstalled: 0,
+    pendingDropped: 0,
+  }
+
+  private readonly clock: Clock = { ms: 0, counter: 0 }
+  private ownSeq = 0
+  private readonly entries = new Map<string, SpecEntry>()
+  private readonly meta = new Map<string, MetaSlot>()
+  private readonly stats = new Map<string, StatsSlot>()
+  private readonly contiguous = new Map<string, number>()
+  private readonly pending = new Map<string, Map<number, Change>>()
+  private readonly logs = new Map<string, RetainedLog>()
+  private readonly gaps = new Map<string, Gap>()
+  private readonly lastHeard = new Map<string, number>()
+  private readonly memberStates = new Map<string, MemberState>()
+  private readonly statsSeen = new Map<string, number>()
+  private readonly forwarded = new Map<string, number>()
+  private readonly snapshotsIn = new Map<string, SnapshotInProgress>()
+  private readonly snapshotSentMs = new Map<string, number>()
+  private members: ReadonlyArray<Member>
+  private domain: string
+  private outbox: Array<Change> = []
+  private statsOutbox = new Map<string, StatsValue>()
+  private statsCounter = 0
+  private digestSeq = 0
+  private snapshotCounter = 0
+  private nextHeartbeatMs: number
+  private needsSnapshot: boolean
+  private specFingerprint = 0
+  private metaFingerprint = 0
+
+  // Per-step accumulators, drained into outputs at the end of `handle`.
+  private outputs: Array<Output> = []
+  private persisted: Array<Change> = []
+  private applied: Array<Change> = []
+
+  constructor(config: CdbConfig, nowMs: number, incarnation = 0, image?: DurableImage) {
+    this.config = config
+    this.incarnation = incarnation
+    this.members = config.members
+    this.domain = config.members.find((member) => member.id === config.self)?.domain ?? "default"
+    this.nextHeartbeatMs = nowMs
+    for (const member of config.members) {
+      if (member.id !== config.self) {
+        this.lastHeard.set(member.id, nowMs)
+        this.memberStates.set(member.id, "alive")
+      }
+    }
+    this.needsSnapshot = image !== undefined
+    if (image !== undefined) this.restore(image)
+    this.clock.ms = Math.max(this.clock.ms, nowMs)
+  }
+
+  // ---- getters -----------------------------------------------------------------------------
+
+  get self(): string {
+    return this.config.self
+  }
+
+  /** The spec of an object, or undefined if absent or deleted. */
+  get(kind: string, id: string): SpecEntry | undefined {
+    const entry = this.entries.get(entryKey(kind, id))
+    return entry === undefined || entry.value === null ? undefined : entry
+  }
+
+  /** Every entry, tombstones included, in key order. */
+  allEntries(): ReadonlyArray<[string, SpecEntry]> {
+    return [...this.entries].sort((left, right) => (left[0] < right[0] ? -1 : left[0] > right[0] ? 1 : 0))
+  }
+
+  /** Meta slots of an object, one per node that wrote one, for nodes that are not dead. */
+  metaOf(kind: string, id: string): ReadonlyArray<MetaSlot> {
+    const prefix = `${entryKey(kind, id)}\u0000`
+    const slots: Array<MetaSlot> = []
+    for (const [key, slot] of this.meta) {
+      if (key.startsWith(prefix) && this.memberState(slot.node) !== "dead") slots.push(slot)
+    }
+    return slots
+  }
+
+  statsOf(kind: string, id: string, node: string): Uint8Array | undefined {
+    return this.stats.get(`${entryKey(kind, id)}\u0000${node}`)?.value
+  }
+
+  memberState(node: string): MemberState {
+    return node === this.config.self ? "alive" : (this.memberStates.get(node) ?? "dead")
+  }
+
+  /** How far this node has applied each origin's stream. */
+  vector(): ReadonlyArray<readonly [string, number]> {
+    return [...this.contiguous].sort((left, right) => (left[0] < right[0] ? -1 : 1))
+  }
+
+  appliedUpTo(origin: string): number {
+    return this.contiguous.get(origin) ?? 0
+  }
+
+  /** A fingerprint of the spec entries and meta slots: equal stores have equal fingerprints. */
+  fingerprint(): string {
+    const hex = (value: number) => (value >>> 0).toString(16).padStart(8, "0")
+    return `${hex(this.specFingerprint)}${hex(this.metaFingerprint)}`
+  }
+
+  entryCount(): number {
+    return this.entries.size
+  }
+
+  pendingCount(): number {
+    let count = 0
+    for (const buffer of this.pending.values()) count += buffer.size
+    return count
+  }
+
+  /** Origins with a known gap, and how far behind: for `pending()` reports when a run does not converge. */
+  gapsReport(): ReadonlyArray<string> {
+    return [...this.gaps].map(
+      ([origin, gap]) => `${origin}: have ${this.appliedUpTo(origin)}, want ${gap.upTo} from ${gap.holder}`,
+    )
+  }
+
+  // ---- inputs ------------------------------------------------------------------------------
+
+  handle(input: Input, nowMs: number): ReadonlyArray<Output> {
+    switch (input._tag) {
+      case "Write":
+        this.handleWrites(input.writes, nowMs)
+        break
+      case "SetStats":
+        for (const value of input.values) this.statsOutbox.set(entryKey(value.kind, value.id), value)
+        break
+      case "DatagramReceived":
+        this.handleDatagram(input.bytes, input.via, input.from, nowMs)
+        break
+      case "DeadlineReached":
+        this.handleDeadline(nowMs)
+        break
+      case "MembersChanged":
+        this.members = input.members
+        this.domain = input.members.find((member) => member.id === this.config.self)?.domain ?? this.domain
+        for (const member of input.members) {
+          if (member.id !== this.config.self && !this.lastHeard.has(member.id)) {
+            this.lastHeard.set(member.id, nowMs)
+            this.memberStates.set(member.id, "alive")
+          }
+        }
+        break
+    }
+    return this.drain(nowMs)
+  }
+
+  private handleWrites(writes: ReadonlyArray<WriteOp>, nowMs: number): void {
+    const acknowledged: Array<number> = []
+    const room =
+      this.config.mtu -
+      headerLength(this.config.self, this.incarnation) -
+      1 -
+      sectionHeaderLength(this.config.self, 1)
+    for (const write of writes) {
+      if (
+        utf8Length(write.kind) === 0 ||
+        utf8Length(write.kind) > 255 ||
+        utf8Length(write.id) === 0 ||
+        utf8Length(write.id) > 255
+      ) {
+        this.outputs.push({
+          _tag: "WriteRejected",
+          requestId: write.requestId,
+          reason: "bad-name",
+          detail: "kind and id must be 1-255 bytes",
+        })
+        continue
+      }
+      if (write.op !== "delete" && write.value === null) {
+        this.outputs.push({
+          _tag: "WriteRejected",
+          requestId: write.requestId,
+          reason: "bad-value",
+          detail: `${write.op} needs a value`,
+        })
+        continue
+      }
+      const version = write.op === "meta" ? { ms: 0, counter: 0 } : tick(this.clock, nowMs, this.config.self)
+      const change: Change = {
+        origin: this.config.self,
+        seq: this.ownSeq + 1,
+        op: write.op,
+        kind: write.kind,
+        id: write.id,
+        ms: version.ms,
+        counter: version.counter,
+        value: write.op === "delete" ? null : write.value,
+      }
+      const length = changeLength(change)
+      if (length > room) {
+        this.outputs.push({
+          _tag: "WriteRejected",
+          requestId: write.requestId,
+          reason: "too-large",
+          detail: `the change takes ${length} bytes; one datagram holds ${room} at MTU ${this.config.mtu}`,
+        })
+        continue
+      }
+      this.ownSeq++
+      this.applyInOrder(change)
+      this.outbox.push(change)
+      acknowledged.push(write.requestId)
+    }
+    // Persist is drained before the acknowledgement, so an acknowledged write is durable.
+    this.flushPersisted()
+    if (acknowledged.length > 0) this.outputs.push({ _tag: "Acknowledged", requestIds: acknowledged })
+  }
+
+  private handleDatagram(
+    bytes: Uint8Array,
+    via: "domain" | "relay",
+    from: string | undefined,
+    nowMs: number,
+  ): void {
+    const decoded = decode(bytes, this.config.cluster, this.config.mtu)
+    if (!decoded.ok) {
+      this.counters.rejected++
+      this.outputs.push({ _tag: "Rejected", rejection: decoded.rejected })
+      return
+    }
+    const datagram = decoded.datagram
+    if (datagram.sender === this.config.self) return
+    this.counters.datagramsReceived++
+    this.heard(datagram.sender, nowMs)
+    if (via === "relay" && from !== undefined) this.heard(from, nowMs)
+    const body = datagram.body
+    switch (body.type) {
+      case "changes": {
+        let fresh = false
+        for (const section of body.sections) {
+          for (const change of section.changes) {
+            if (this.receiveChange(change, datagram.sender, nowMs)) fresh = true
+          }
+        }
+        if (fresh) this.forward(bytes, via, from)
+        break
+      }
+      case "digest": {
+        const key = `d\u0000${datagram.sender}\u0000${body.part}`
+        if ((this.forwarded.get(key) ?? -1) < body.digestSeq) {
+          this.forwarded.set(key, body.digestSeq)
+          this.forward(bytes, via, from)
+        }
+        for (const [origin, seq] of body.vector) {
+          if (origin !== this.config.self) this.noteGap(origin, seq, datagram.sender, nowMs)
+        }
+        if (this.needsSnapshot) this.requestSnapshot(datagram.sender, nowMs)
+        break
+      }
+      case "nack":
+        if (body.target === this.config.self) this.answerNack(body.ranges, datagram.sender, via, from, nowMs)
+        break
+      case "stats": {
+        const key = `s\u0000${datagram.sender}`
+        if ((this.statsSeen.get(key) ?? -1) >= body.counter) break
+        this.statsSeen.set(key, body.counter)
+        for (const value of body.values) {
+          this.stats.set(`${entryKey(value.kind, value.id)}\u0000${datagram.sender}`, {
+            value: value.value,
+            counter: body.counter,
+          })
+        }
+        this.forward(bytes, via, from)
+        break
+      }
+      case "snapshot":
+        this.receiveSnapshotChunk(datagram.sender, body, nowMs)
+        break
+    }
+  }
+
+  private handleDeadline(nowMs: number): void {
+    if (nowMs >= this.nextHeartbeatMs) {
+      this.sendDigest()
+      this.detectFailures(nowMs)
+      this.nextHeartbeatMs = nowMs + this.config.heartbeatMs
+      for (const [sender, snapshot] of this.snapshotsIn) {
+        if (nowMs - snapshot.startedMs > this.config.snapshotIntervalMs * 4) this.snapshotsIn.delete(sender)
+      }
+    }
+  }
+
+  // ---- the stream: apply in order, buffer early changes, find gaps --------------------------
+
+  /** Returns true when the change was new to this node. */
+  private receiveChange(change: Change, holder: string, nowMs: number): boolean {
+    const have = this.contiguous.get(change.origin) ?? 0
+    if (change.origin === this.config.self || change.seq <= have) {
+      this.counters.duplicates++
+      return false
+    }
+    if (change.seq === have + 1) {
+      this.applyInOrder(change)
+      this.drainPending(change.origin)
+      const gap = this.gaps.get(change.origin)
+      if (gap !== undefined && (this.contiguous.get(change.origin) ?? 0) >= gap.upTo)
+        this.gaps.delete(change.origin)
+      return true
+    }
+    let buffer = this.pending.get(change.origin)
+    if (buffer === undefined) {
+      buffer = new Map()
+      this.pending.set(change.origin, buffer)
+    }
+    if (buffer.has(change.seq)) {
+      this.counters.duplicates++
+      return false
+    }
+    if (buffer.size >= this.config.maxPendingPerOrigin) {
+      this.counters.pendingDropped++
+    } else {
+      buffer.set(change.seq, change)
+    }
+    this.noteGap(change.origin, change.seq - 1, holder, nowMs)
+    return true
+  }
+
+  private drainPending(origin: string): void {
+    const buffer = this.pending.get(origin)
+    if (buffer === undefined) return
+    let next = (this.contiguous.get(origin) ?? 0) + 1
+    let change = buffer.get(next)
+    while (change !== undefined) {
+      buffer.delete(next)
+      this.applyInOrder(change)
+      next++
+      change = buffer.get(next)
+    }
+    if (buffer.size === 0) this.pending.delete(origin)
+  }
+
+  private applyInOrder(change: Change): void {
+    const expected = (this.contiguous.get(change.origin) ?? 0) + 1
+    if (change.seq !== expected)
+      throw new Error(
+        `cdb ${this.config.self}: applying ${change.origin}#${change.seq}, expected #${expected}`,
+      )
+    this.contiguous.set(change.origin, change.seq)
+    if (change.op === "meta") {
+      this.setMeta({
+        kind: change.kind,
+        id: change.id,
+        node: change.origin,
+        value: change.value!,
+        seq: change.seq,
+      })
+    } else {
+      observe(this.clock, change)
+      this.mergeSpec(changeToEntry(change))
+    }
+    this.retain(change)
+    this.persisted.push(change)
+    this.applied.push(change)
+    this.counters.changesApplied++
+  }
+
+  private mergeSpec(entry: SpecEntry): void {
+    const key = entryKey(entry.kind, entry.id)
+    const previous = this.entries.get(key)
+    if (!mergeEntry(this.entries, entry)) return
+    if (previous !== undefined) this.specFingerprint ^= this.entryHash(key, previous)
+    this.specFingerprint ^= this.entryHash(key, entry)
+  }
+
+  private entryHash(key: string, entry: SpecEntry): number {
+    return entryHash(key, { ...entry.version, seq: entry.seq, tomb: entry.value === null })
+  }
+
+  private setMeta(slot: MetaSlot): void {
+    const key = `${entryKey(slot.kind, slot.id)}\u0000${slot.node}`
+    const previous = this.meta.get(key)
+    if (previous !== undefined && previous.seq >= slot.seq) return
+    if (previous !== undefined)
+      this.metaFingerprint ^= entryHash(key, {
+        ms: 0,
+        counter: 0,
+        origin: previous.node,
+        seq: previous.seq,
+        tomb: false,
+      })
+    this.meta.set(key, slot)
+    this.metaFingerprint ^= entryHash(key, {
+      ms: 0,
+      counter: 0,
+      origin: slot.node,
+      seq: slot.seq,
+      tomb: false,
+    })
+  }
+
+  private retain(change: Change): void {
+    let log = this.logs.get(change.origin)
+    if (log === undefined || log.start + log.changes.length !== change.seq) {
+      log = { start: change.seq, changes: [] }
+      this.logs.set(change.origin, log)
+    }
+    log.changes.push(change)
+    if (log.changes.length > this.config.retainChanges * 2) {
+      const drop = log.changes.length - this.config.retainChanges
+      log.changes.splice(0, drop)
+      log.start += drop
+    }
+  }
+
+  private noteGap(origin: string, upTo: number, holder: string, nowMs: number): void {
+    if (upTo <= (this.contiguous.get(origin) ?? 0)) return
+    const gap = this.gaps.get(origin)
+    if (gap === undefined) {
+      this.gaps.set(origin, { upTo, holder, detectedMs: nowMs, lastNackMs: -neverMs })
+    } else if (upTo >= gap.upTo) {
+      gap.upTo = upTo
+      gap.holder = holder
+    }
+  }
+
+  // ---- repair ------------------------------------------------------------------------------
+
+  private memberOf(node: string): Member | undefined {
+    return this.members.find((member) => member.id === node)
+  }
+
+  private isRelay(): boolean {
+    return this.memberOf(this.config.self)?.relay === true
+  }
+
+  private peerRelays(): ReadonlyArray<string> {
+    return this.members
+      .filter((member) => member.relay && member.domain !== this.domain)
+      .map((member) => member.id)
+  }
+
+  /**
+   * Where to send a request meant for `holder`: the holder itself when it shares this node's
+   * domain; otherwise this domain's relay, or (for a relay) the relay of the holder's domain.
+   */
+  private routeTo(holder: string): { readonly target: string; readonly via: "domain" | "relay" } | undefined {
+    const member = this.memberOf(holder)
+    if (member === undefined || member.domain === this.domain) return { target: holder, via: "domain" }
+    if (this.isRelay()) {
+      const relay = this.members.find((candidate) => candidate.relay && candidate.domain === member.domain)
+      return relay === undefined ? undefined : { target: relay.id, via: "relay" }
+    }
+    const relay = this.members.find((candidate) => candidate.relay && candidate.domain === this.domain)
+    return relay === undefined ? undefined : { target: relay.id, via: "domain" }
+  }
+
+  private sendNacks(nowMs: number): void {
+    const byTarget = new Map<
+      string,
+      { via: "domain" | "relay"; ranges: Array<{ origin: string; from: number; to: number }> }
+    >()
+    for (const [origin, gap] of this.gaps) {
+      const have = this.contiguous.get(origin) ?? 0
+      if (have >= gap.upTo) {
+        this.gaps.delete(origin)
+        continue
+      }
+      if (
+        nowMs < gap.detectedMs + this.config.nackDelayMs ||
+        nowMs < gap.lastNackMs + this.config.nackIntervalMs
+      )
+        continue
+      const route = this.routeTo(gap.holder === this.config.self ? origin : gap.holder)
+      if (route === undefined || route.target === this.config.self) continue
+      gap.lastNackMs = nowMs
+      const from = have + 1
+      const to = Math.min(gap.upTo, from + this.config.maxRepairChanges - 1)
+      const group = byTarget.get(route.target) ?? { via: route.via, ranges: [] }
+      group.ranges.push({ origin, from, to })
+      byTarget.set(route.target, group)
+    }
+    for (const [target, group] of byTarget) {
+      for (const ranges of this.chunkRanges(group.ranges, target)) {
+        this.counters.nacksSent++
+        this.send(group.via === "relay" ? "Relay" : "Unicast", target, { type: "nack", target, ranges })
+      }
+    }
+  }
+
+  private chunkRanges(
+    ranges: ReadonlyArray<{ origin: string; from: number; to: number }>,
+    target: string,
+  ): Array<Array<{ origin: string; from: number; to: number }>> {
+    const room =
+      this.config.mtu - headerLength(this.config.self, this.incarnation) - (1 + utf8Length(target)) - 3
+    const chunks: Array<Array<{ origin: string; from: number; to: number }>> = [[]]
+    let used = 0
+    for (const range of ranges) {
+      const length = 1 + utf8Length(range.origin) + varintLength(range.from) + varintLength(range.to)
+      if (used + length > room) {
+        chunks.push([])
+        used = 0
+      }
+      chunks[chunks.length - 1]!.push(range)
+      used += length
+    }
+    return chunks
+  }
+
+  private requestSnapshot(peer: string, nowMs: number): void {
+    const route = this.routeTo(peer)
+    if (route === undefined) return
+    const key = `r\u0000${route.target}`
+    if (nowMs < (this.snapshotSentMs.get(key) ?? -neverMs) + this.config.snapshotIntervalMs) return
+    this.snapshotSentMs.set(key, nowMs)
+    this.counters.nacksSent++
+    this.send(route.via === "relay" ? "Relay" : "Unicast", route.target, {
+      type: "nack",
+      target: route.target,
+      ranges: [{ origin: this.config.self, from: 0, to: 0 }],
+    })
+  }
+
+  private answerNack(
+    ranges: ReadonlyArray<{ origin: string; from: number; to: number }>,
+    requester: string,
+    via: "domain" | "relay",
+    from: string | undefined,
+    nowMs: number,
+  ): void {
+    const replyKind = via === "relay" ? "Relay" : "Unicast"
+    const replyTo = via === "relay" && from !== undefined ? from : requester
+    const changes: Array<Change> = []
+    let snapshot = false
+    for (const range of ranges) {
+      if (range.from === 0) {
+        snapshot = true
+        continue
+      }
+      const log = this.logs.get(range.origin)
+      const have = this.contiguous.get(range.origin) ?? 0
+      if (have < range.from) continue
+      if (log === undefined || range.from < log.start) {
+        snapshot = true
+        continue
+      }
+      const last = Math.min(range.to, have, log.start + log.changes.length - 1)
+      for (let seq = range.from; seq <= last && changes.length < this.config.maxRepairChanges; seq++) {
+        changes.push(log.changes[seq - log.start]!)
+      }
+    }
+    if (changes.length > 0) {
+      this.counters.repairsSent += changes.length
+      this.sendChanges(changes, replyKind, replyTo)
+    }
+    // A restarted node holds a vector that counts meta it lost with the crash: until its own
+    // snapshot has arrived, a snapshot from it would claim what it does not have.
+    if (snapshot && !this.needsSnapshot) this.sendSnapshot(replyKind, replyTo, nowMs)
+  }
+
+  private sendSnapshot(kind: "Unicast" | "Relay", to: string, nowMs: number): void {
+    const key = `s\u0000${to}`
+    if (nowMs < (this.snapshotSentMs.get(key) ?? -neverMs) + this.config.snapshotIntervalMs) return
+    this.snapshotSentMs.set(key, nowMs)
+    this.counters.snapshotsSent++
+    const entries: Array<SnapshotEntry> = []
+    for (const entry of this.entries.values()) {
+      entries.push({
+        tag: "spec",
+        kind: entry.kind,
+        id: entry.id,
+        origin: entry.version.origin,
+        seq: entry.seq,
+        ms: entry.version.ms,
+        counter: entry.version.counter,
+        value: entry.value,
+      })
+    }
+    for (const slot of this.meta.values()) {
+      entries.push({
+        tag: "meta",
+        kind: slot.kind,
+        id: slot.id,
+        origin: slot.node,
+        seq: slot.seq,
+        ms: 0,
+        counter: 0,
+        value: slot.value,
+      })
+    }
+    const vector = [...this.contiguous]
+    const room = this.config.mtu - headerLength(this.config.self, this.incarnation) - 3 * 4 - 2 * 3
+    type Chunk = { vector: Array<readonly [string, number]>; entries: Array<SnapshotEntry> }
+    const chunks: Array<Chunk> = [{ vector: [], entries: [] }]
+    let used = 0
+    const place = (length: number): Chunk => {
+      if (used + length > room) {
+        chunks.push({ vector: [], entries: [] })
+        used = 0
+      }
+      used += length
+      return chunks[chunks.length - 1]!
+    }
+    for (const [origin, seq] of vector) place(vectorEntryLength(origin, seq)).vector.push([origin, seq])
+    for (const entry of entries) place(snapshotEntryLength(entry)).entries.push(entry)
+    const snapshotId = ++this.snapshotCounter
+    chunks.forEach((chunk, index) => {
+      this.send(kind, to, {
+        type: "snapshot",
+        snapshotId,
+        chunk: index,
+        chunks: chunks.length,
+        vector: chunk.vector,
+        entries: chunk.entries,
+      })
+    })
+  }
+
+  private receiveSnapshotChunk(sender: string, body: Body & { type: "snapshot" }, nowMs: number): void {
+    let progress = this.snapshotsIn.get(sender)
+    if (progress === undefined || progress.id !== body.snapshotId || progress.chunks.length !== body.chunks) {
+      progress = { id: body.snapshotId, chunks: new Array(body.chunks), received: 0, startedMs: nowMs }
+      this.snapshotsIn.set(sender, progress)
+    }
+    if (progress.chunks[body.chunk] !== undefined) return
+    progress.chunks[body.chunk] = body
+    progress.received++
+    if (progress.received < body.chunks) return
+    this.snapshotsIn.delete(sender)
+    const vector = progress.chunks.flatMap((chunk) => chunk.vector)
+    const entries = progress.chunks.flatMap((chunk) => chunk.entries)
+    this.installSnapshot(sender, vector, entries)
+  }
+
+  private installSnapshot(
+    sender: string,
+    vector: ReadonlyArray<readonly [string, number]>,
+    entries: ReadonlyArray<SnapshotEntry>,
+  ): void {
+    const advanced = vector.filter(
+      ([origin, seq]) => origin !== this.config.self && seq > (this.contiguous.get(origin) ?? 0),
+    )
+    this.needsSnapshot = false
+    if (advanced.length === 0 && entries.every((entry) => entry.tag === "spec")) return
+    for (const entry of entries) {
+      if (entry.tag === "spec") {
+        observe(this.clock, entry)
+        this.mergeSpec({
+          kind: entry.kind,
+          id: entry.id,
+          value: entry.value,
+          version: { ms: entry.ms, counter: entry.counter, origin: entry.origin },
+          seq: entry.seq,
+        })
+      } else {
+        this.setMeta({
+          kind: entry.kind,
+          id: entry.id,
+          node: entry.origin,
+          value: entry.value!,
+          seq: entry.seq,
+        })
+      }
+    }
+    for (const [origin, seq] of advanced) {
+      this.contiguous.set(origin, seq)
+      this.logs.set(origin, { start: seq + 1, changes: [] })
+      const buffer = this.pending.get(origin)
+      if (buffer !== undefined) for (const stale of [...buffer.keys()]) if (stale <= seq) buffer.delete(stale)
+    }
+    this.counters.snapshotsInstalled++
+    this.flushPersisted()
+    this.outputs.push({ _tag: "PersistSnapshot", entries, vector: advanced })
+    this.outputs.push({ _tag: "SnapshotInstalled", from: sender, vector: advanced })
+    for (const [origin] of advanced) this.drainPending(origin)
+  }
+
+  // ---- membership and failure detection ----------------------------------------------------
+
+  private heard(node: string, nowMs: number): void {
+    this.lastHeard.set(node, nowMs)
+    if (this.memberStates.has(node) && this.memberStates.get(node) !== "alive") {
+      this.memberStates.set(node, "alive")
+      this.outputs.push({ _tag: "MemberChanged", node, state: "alive" })
+    }
+  }
+
+  private detectFailures(nowMs: number): void {
+    for (const [node, last] of this.lastHeard) {
+      const silentMs = nowMs - last
+      const state: MemberState =
+        silentMs < this.config.suspectAfterMs
+          ? "alive"
+          : silentMs < this.config.deadAfterMs
+            ? "suspect"
+            : "dead"
+      if (this.memberStates.get(node) !== state) {
+        this.memberStates.set(node, state)
+        this.outputs.push({ _tag: "MemberChanged", node, state })
+      }
+    }
+  }
+
+  // ---- sending -----------------------------------------------------------------------------
+
+  private send(kind: "Multicast" | "Unicast" | "Relay", to: string, body: Body): void {
+    const bytes = encode({
+      cluster: this.config.cluster,
+      sender: this.config.self,
+      incarnation: this.incarnation,
+      body,
+    })
+    this.counters.datagramsSent++
+    if (kind === "Multicast") this.outputs.push({ _tag: "Multicast", bytes })
+    else this.outputs.push({ _tag: kind, to, bytes })
+  }
+
+  /** Multicasts into this domain and, from a relay, to every other domain's relay. */
+  private broadcast(body: Body): void {
+    this.send("Multicast", "", body)
+    if (this.isRelay()) for (const relay of this.peerRelays()) this.send("Relay", relay, body)
+  }
+
+  /** A relay passes on what was new to it: into its domain if it came over a relay link, and to the other relays. */
+  private forward(bytes: Uint8Array, via: "domain" | "relay", from: string | undefined): void {
+    if (!this.isRelay()) return
+    if (via === "relay") {
+      this.counters.datagramsSent++
+      this.outputs.push({ _tag: "Multicast", bytes })
+    }
+    for (const relay of this.peerRelays()) {
+      if (relay === from) continue
+      this.counters.datagramsSent++
+      this.outputs.push({ _tag: "Relay", to: relay, bytes })
+    }
+  }
+
+  /** Packs changes, grouped by origin in stream order, into datagrams no larger than the MTU. */
+  private sendChanges(
+    changes: ReadonlyArray<Change>,
+    kind: "Multicast" | "Unicast" | "Relay",
+    to: string,
+  ): void {
+    const room = this.config.mtu - headerLength(this.config.self, this.incarnation) - 1
+    let sections: Array<{ origin: string; changes: Array<Change> }> = []
+    let used = 0
+    const flush = () => {
+      if (sections.length === 0) return
+      const body: Body = { type: "changes", sections }
+      if (kind === "Multicast") this.broadcast(body)
+      else this.send(kind, to, body)
+      sections = []
+      used = 0
+    }
+    for (const change of changes) {
+      const length = changeLength(change)
+      let section = sections[sections.length - 1]
+      const sectionCost =
+        section !== undefined && section.origin === change.origin
+          ? 0
+          : sectionHeaderLength(change.origin, 0xffff)
+      if (used + sectionCost + length > room || (sectionCost > 0 && sections.length === 255)) {
+        flush()
+        section = undefined
+      }
+      if (section === undefined || section.origin !== change.origin) {
+        section = { origin: change.origin, changes: [] }
+        sections.push(section)
+        used += sectionHeaderLength(change.origin, 0xffff)
+      }
+      section.changes.push(change)
+      used += length
+    }
+    flush()
+  }
+
+  private sendDigest(): void {
+    this.digestSeq++
+    const room = this.config.mtu - headerLength(this.config.self, this.incarnation) - 3 * 3
+    const parts: Array<Array<readonly [string, number]>> = [[]]
+    let used = 0
+    for (const [origin, seq] of [...this.contiguous, [this.config.self, this.ownSeq] as const]) {
+      const length = vectorEntryLength(origin, seq)
+      if (used + length > room) {
+        parts.push([])
+        used = 0
+      }
+      parts[parts.length - 1]!.push([origin, seq])
+      used += length
+    }
+    parts.forEach((vector, part) =>
+      this.broadcast({ type: "digest", digestSeq: this.digestSeq, part, vector }),
+    )
+  }
+
+  private flushPersisted(): void {
+    if (this.persisted.length === 0) return
+    this.outputs.push({ _tag: "Persist", changes: this.persisted })
+    this.persisted = []
+  }
+
+  /** End of every step: persist, report, send what is queued, NACK what is missing, arm the next deadline. */
+  private drain(nowMs: number): ReadonlyArray<Output> {
+    this.flushPersisted()
+    if (this.applied.length > 0) {
+      this.outputs.push({ _tag: "Applied", changes: this.applied })
+      this.applied = []
+    }
+    if (this.outbox.length > 0) {
+      const outbox = this.outbox
+      this.outbox = []
+      this.sendChanges(outbox, "Multicast", "")
+    }
+    if (this.statsOutbox.size > 0) this.sendStats()
+    this.sendNacks(nowMs)
+    this.outputs.push({ _tag: "ArmDeadline", atMs: this.nextDeadline(nowMs) })
+    const outputs = this.outputs
+    this.outputs = []
+    return outputs
+  }
+
+  private sendStats(): void {
+    const room = this.config.mtu - headerLength(this.config.self, this.incarnation) - 2 * 3
+    let values: Array<StatsValue> = []
+    let used = 0
+    const flush = () => {
+      if (values.length === 0) return
+      this.broadcast({ type: "stats", counter: ++this.statsCounter, values })
+      values = []
+      used = 0
+    }
+    for (const value of this.statsOutbox.values()) {
+      const length =
+        2 +
+        utf8Length(value.kind) +
+        utf8Length(value.id) +
+        varintLength(value.value.length) +
+        value.value.length
+      if (length > room) continue
+      if (used + length > room) flush()
+      values.push(value)
+      used += length
+      this.stats.set(`${entryKey(value.kind, value.id)}\u0000${this.config.self}`, {
+        value: value.value,
+        counter: this.statsCounter,
+      })
+    }
+    flush()
+    this.statsOutbox.clear()
+  }
+
+  private nextDeadline(nowMs: number): number {
+    let next = this.nextHeartbeatMs
+    for (const gap of this.gaps.values()) {
+      next = Math.min(
+        next,
+        Math.max(gap.detectedMs + this.config.nackDelayMs, gap.lastNackMs + this.config.nackIntervalMs),
+      )
+    }
+    return Math.max(next, nowMs)
+  }
+
+  // ---- restart -----------------------------------------------------------------------------
+
+  private restore(image: DurableImage): void {
+    for (const [key, entry] of image.entries) {
+      this.entries.set(key, entry)
+      this.specFingerprint ^= this.entryHash(key, entry)
+      observe(this.clock, entry.version)
+    }
+    for (const [origin, seq] of image.vector) this.contiguous.set(origin, seq)
+    this.ownSeq = image.vector.get(this.config.self) ?? 0
+    const own = image.ownLog.filter((change) => change.seq <= this.ownSeq)
+    const first = own[0]
+    if (first !== undefined) this.logs.set(this.config.self, { start: first.seq, changes: own.slice() })
+    // Own meta is not durable: it is lost with the crash, as the design says, and republished by services.
+    this.contiguous.delete(this.config.self)
+    this.contiguous.set(this.config.self, this.ownSeq)
+  }
+}

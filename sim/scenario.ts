@@ -1,0 +1,212 @@
+/**
+ * What one simulation run is: the options a person gives, and everything the seed draws from
+ * them ("swarm" testing: which faults are on and how hard, which workload). The fault schedule
+ * is plain data, so a run can be replayed with a schedule given explicitly, and shrunk.
+ */
+import { Prng } from "./prng.ts"
+
+export const faultNames = [
+  "loss",
+  "duplication",
+  "reordering",
+  "partition",
+  "asymmetric",
+  "flapping",
+  "crash",
+  "drift",
+] as const
+/** Faults the design does not promise to survive: never in "all", only asked for by name, to show the checkers catch them. */
+export const unsafeFaultNames = ["fsync-lie"] as const
+export type FaultName = (typeof faultNames)[number] | (typeof unsafeFaultNames)[number]
+
+export interface SimOptions {
+  readonly seed: number
+  readonly nodes: number
+  readonly domains: number
+  /** Virtual time of the safety phase (faults on, writes on). */
+  readonly durationMs: number
+  readonly faults: ReadonlyArray<FaultName>
+  /** Cluster-wide writes per virtual second. */
+  readonly writesPerSec: number
+  /** After the heal, how long the cluster may take to converge. */
+  readonly livenessBoundMs: number
+  /** Turn on the deliberately wrong checker, which must fail. */
+  readonly canary: boolean
+  /** Replaces the drawn schedule (replay of a shrunk run). */
+  readonly schedule?: Schedule
+}
+
+export const defaultSimOptions = {
+  nodes: 5,
+  domains: 1,
+  durationMs: 60_000,
+  faults: faultNames,
+  writesPerSec: 200,
+  livenessBoundMs: 60_000,
+  canary: false,
+} as const
+
+export interface Rates {
+  readonly lossPermille: number
+  readonly duplicatePermille: number
+  /** Extra random delay per datagram, which reorders them. */
+  readonly jitterUs: number
+}
+
+export type FaultEvent =
+  | {
+      readonly kind: "partition"
+      readonly atMs: number
+      readonly durationMs: number
+      readonly side: ReadonlyArray<number>
+    }
+  | { readonly kind: "asymmetric"; readonly atMs: number; readonly durationMs: number; readonly node: number }
+  | {
+      readonly kind: "flapping"
+      readonly atMs: number
+      readonly durationMs: number
+      readonly node: number
+      readonly periodMs: number
+    }
+  | { readonly kind: "crash"; readonly atMs: number; readonly durationMs: number; readonly node: number }
+  | {
+      readonly kind: "fsync-lie"
+      readonly atMs: number
+      readonly durationMs: number
+      readonly node: number
+      readonly lose: number
+    }
+
+export interface Schedule {
+  readonly rates: Rates
+  /** Clock drift of each node in parts per million. */
+  readonly driftPpm: ReadonlyArray<number>
+  readonly events: ReadonlyArray<FaultEvent>
+}
+
+export interface Workload {
+  /** Share of writes that go to a small set of keys every node writes. */
+  readonly hotPermille: number
+  readonly deletePermille: number
+  readonly metaPermille: number
+  /** Every so often a node writes a burst of this many changes at once. */
+  readonly burstSize: number
+  readonly statsStorm: boolean
+  readonly keySpace: number
+  readonly valueBytes: number
+}
+
+export interface Scenario {
+  readonly options: SimOptions
+  readonly schedule: Schedule
+  readonly workload: Workload
+}
+
+const has = (options: SimOptions, fault: FaultName) => options.faults.includes(fault)
+
+/** Draws the fault schedule and the workload from the seed. */
+export const drawScenario = (options: SimOptions): Scenario => {
+  const root = new Prng(options.seed)
+  const faults = root.fork("faults")
+  const work = root.fork("workload")
+  const rates: Rates = {
+    lossPermille: has(options, "loss") ? faults.pick([0, 5, 20, 50, 150, 300]) : 0,
+    duplicatePermille: has(options, "duplication") ? faults.pick([0, 10, 50, 100]) : 0,
+    jitterUs: has(options, "reordering") ? faults.pick([0, 500, 2_000, 10_000, 40_000]) : 0,
+  }
+  const driftPpm = Array.from({ length: options.nodes }, () =>
+    has(options, "drift") ? faults.between(-200, 200) : 0,
+  )
+  const events: Array<FaultEvent> = []
+  const duration = options.durationMs
+  const window = () => {
+    const atMs = faults.between(0, Math.max(0, duration - 1000))
+    return {
+      atMs,
+      durationMs: faults.between(200, Math.max(200, Math.floor(Math.min(duration - atMs, duration / 3)))),
+    }
+  }
+  const count = (fault: FaultName, most: number) => (has(options, fault) ? faults.between(0, most) : 0)
+  for (let index = count("partition", 3); index > 0; index--) {
+    const side = Array.from({ length: options.nodes }, (_, node) => node).filter(() => faults.chance(500))
+    if (side.length > 0 && side.length < options.nodes) events.push({ kind: "partition", ...window(), side })
+  }
+  for (let index = count("asymmetric", 2); index > 0; index--) {
+    events.push({ kind: "asymmetric", ...window(), node: faults.below(options.nodes) })
+  }
+  for (let index = count("flapping", 2); index > 0; index--) {
+    events.push({
+      kind: "flapping",
+      ...window(),
+      node: faults.below(options.nodes),
+      periodMs: faults.pick([100, 400, 1500]),
+    })
+  }
+  for (let index = count("crash", 3); index > 0; index--) {
+    events.push({ kind: "crash", ...window(), node: faults.below(options.nodes) })
+  }
+  for (let index = count("fsync-lie", 1) + (has(options, "fsync-lie") ? 1 : 0); index > 0; index--) {
+    events.push({
+      kind: "fsync-lie",
+      ...window(),
+      node: faults.below(options.nodes),
+      lose: faults.between(1, 20),
+    })
+  }
+  events.sort((left, right) => left.atMs - right.atMs)
+  const workload: Workload = {
+    hotPermille: work.pick([0, 100, 500]),
+    deletePermille: work.pick([0, 50, 200]),
+    metaPermille: work.pick([0, 100, 300]),
+    burstSize: work.pick([0, 20, 100]),
+    statsStorm: work.chance(300),
+    keySpace: work.pick([50, 500, 5000]),
+    valueBytes: work.pick([16, 64, 200]),
+  }
+  return { options, schedule: options.schedule ?? { rates, driftPpm, events }, workload }
+}
+
+/** The command that replays a run exactly. */
+export const replayCommand = (options: SimOptions): string => {
+  const parts = [
+    "npx acp sim",
+    `--seed ${options.seed}`,
+    `--nodes ${options.nodes}`,
+    `--domains ${options.domains}`,
+    `--duration ${options.durationMs}ms`,
+    `--faults ${options.faults.length === 0 ? "none" : options.faults.join(",")}`,
+    `--writes ${options.writesPerSec}`,
+  ]
+  if (options.canary) parts.push("--canary")
+  if (options.schedule !== undefined) parts.push(`--schedule ${encodeSchedule(options.schedule)}`)
+  return parts.join(" ")
+}
+
+const base64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+/** A schedule as URL-safe base64 of its JSON, so it pastes into a shell unquoted. */
+export const encodeSchedule = (schedule: Schedule): string => {
+  const bytes = new TextEncoder().encode(JSON.stringify(schedule))
+  let out = ""
+  for (let index = 0; index < bytes.length; index += 3) {
+    const chunk = (bytes[index]! << 16) | ((bytes[index + 1] ?? 0) << 8) | (bytes[index + 2] ?? 0)
+    const count = Math.min(3, bytes.length - index) + 1
+    for (let digit = 0; digit < count; digit++) out += base64Alphabet[(chunk >> (18 - digit * 6)) & 63]
+  }
+  return out
+}
+
+export const decodeSchedule = (text: string): Schedule => {
+  const bytes: Array<number> = []
+  for (let index = 0; index < text.length; index += 4) {
+    const digits = text.slice(index, index + 4)
+    let chunk = 0
+    for (let digit = 0; digit < 4; digit++) {
+      const value = digit < digits.length ? base64Alphabet.indexOf(digits[digit]!) : 0
+      if (value < 0) throw new Error(`schedule: '${digits[digit]}' is not base64url`)
+      chunk |= value << (18 - digit * 6)
+    }
+    for (let byte = 0; byte < digits.length - 1; byte++) bytes.push((chunk >> (16 - byte * 8)) & 0xff)
+  }
+  return JSON.parse(new TextDecoder().decode(new Uint8Array(bytes))) as Schedule
+}
