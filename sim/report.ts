@@ -5,7 +5,7 @@
  */
 import type { SimResult } from "./world.ts"
 
-const escape = (text: string) =>
+const escapeHtml = (text: string) =>
   text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!)
 
 export const renderReport = (result: SimResult): string => {
@@ -89,18 +89,18 @@ ${curves.join("\n")}
     snapshotsInstalled: result.snapshotsInstalled,
   }
   const violations = result.violations
-    .map((v) => `<li><b>${escape(v.checker)}</b> at ${v.atMs} ms: ${escape(v.message)}</li>`)
+    .map((v) => `<li><b>${escapeHtml(v.checker)}</b> at ${v.atMs} ms: ${escapeHtml(v.message)}</li>`)
     .join("")
   return `<!doctype html><html><head><meta charset="utf-8"><title>ACP simulation, seed ${result.seed}</title>
 <style>body{font-family:sans-serif;margin:24px;color:#222}code,pre{background:#f4f4f4;padding:2px 4px}table{border-collapse:collapse}td{padding:2px 10px;border-bottom:1px solid #eee}</style></head><body>
 <h1>ACP simulation, seed ${result.seed}: ${result.violations.length === 0 ? "no violations" : `${result.violations.length} violation(s)`}</h1>
-<p>Replay: <code>${escape(result.replay)}</code></p>
+<p>Replay: <code>${escapeHtml(result.replay)}</code></p>
 <table>${Object.entries(summary)
-    .map(([key, value]) => `<tr><td>${key}</td><td>${escape(String(value))}</td></tr>`)
+    .map(([key, value]) => `<tr><td>${key}</td><td>${escapeHtml(String(value))}</td></tr>`)
     .join("")}</table>
 ${violations === "" ? "" : `<h2>Violations</h2><ul>${violations}</ul>`}
-${result.pending.length === 0 ? "" : `<h2>Pending</h2><pre>${escape(result.pending.join("\n"))}</pre>`}
+${result.pending.length === 0 ? "" : `<h2>Pending</h2><pre>${escapeHtml(result.pending.join("\n"))}</pre>`}
 <h2>Timeline</h2>${svg}
-<h2>Scenario</h2><pre>${escape(JSON.stringify(result.scenario, null, 2))}</pre>
+<h2>Scenario</h2><pre>${escapeHtml(JSON.stringify(result.scenario, null, 2))}</pre>
 </body></html>`
 }

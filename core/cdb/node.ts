@@ -32,7 +32,10 @@ import {
   changeToEntry,
   type DurableImage,
   entryKey,
+  type MetaSlot,
   mergeEntry,
+  mergeMeta,
+  metaKey,
   type Persist,
   type SpecEntry,
 } from "./durable.ts"
@@ -126,13 +129,7 @@ export type Output =
   | { readonly _tag: "MemberChanged"; readonly node: string; readonly state: MemberState }
   | { readonly _tag: "ArmDeadline"; readonly atMs: number }
 
-export interface MetaSlot {
-  readonly kind: string
-  readonly id: string
-  readonly node: string
-  readonly value: Uint8Array
-  readonly seq: number
-}
+export type { MetaSlot }
 
 interface StatsSlot {
   readonly value: Uint8Array
@@ -237,7 +234,6 @@ export class CdbNode {
   private digestSeq = 0
   private snapshotCounter = 0
   private nextHeartbeatMs: number
-  private needsSnapshot: boolean
   private specFingerprint = 0
   private metaFingerprint = 0
 
@@ -258,7 +254,6 @@ export class CdbNode {
         this.memberStates.set(member.id, "alive")
       }
     }
-    this.needsSnapshot = image !== undefined
     if (image !== undefined) this.restore(image)
     this.clock.ms = Math.max(this.clock.ms, nowMs)
   }
@@ -282,7 +277,7 @@ export class CdbNode {
 
   /** Meta slots of an object, one per node that wrote one, for nodes that are not dead. */
   metaOf(kind: string, id: string): ReadonlyArray<MetaSlot> {
-    const prefix = `${entryKey(kind, id)}\u0000`
+    const prefix = metaKey(kind, id, "")
     const slots: Array<MetaSlot> = []
     for (const [key, slot] of this.meta) {
       if (key.startsWith(prefix) && this.memberState(slot.node) !== "dead") slots.push(slot)
@@ -460,7 +455,6 @@ export class CdbNode {
         for (const [origin, seq] of body.vector) {
           if (origin !== this.config.self) this.noteGap(origin, seq, datagram.sender, nowMs)
         }
-        if (this.needsSnapshot) this.requestSnapshot(datagram.sender, nowMs)
         break
       }
       case "nack":
@@ -583,19 +577,14 @@ export class CdbNode {
   }
 
   private setMeta(slot: MetaSlot): void {
-    const key = `${entryKey(slot.kind, slot.id)}\u0000${slot.node}`
-    const previous = this.meta.get(key)
-    if (previous !== undefined && previous.seq >= slot.seq) return
-    if (previous !== undefined)
-      this.metaFingerprint ^= entryHash(key, {
-        ms: 0,
-        counter: 0,
-        origin: previous.node,
-        seq: previous.seq,
-        tomb: false,
-      })
-    this.meta.set(key, slot)
-    this.metaFingerprint ^= entryHash(key, {
+    const merged = mergeMeta(this.meta, slot)
+    if (!merged.replaced) return
+    if (merged.previous !== undefined) this.metaFingerprint ^= this.metaHash(merged.previous)
+    this.metaFingerprint ^= this.metaHash(slot)
+  }
+
+  private metaHash(slot: MetaSlot): number {
+    return entryHash(metaKey(slot.kind, slot.id, slot.node), {
       ms: 0,
       counter: 0,
       origin: slot.node,
@@ -713,20 +702,6 @@ export class CdbNode {
     return chunks
   }
 
-  private requestSnapshot(peer: string, nowMs: number): void {
-    const route = this.routeTo(peer)
-    if (route === undefined) return
-    const key = `r\u0000${route.target}`
-    if (nowMs < (this.snapshotSentMs.get(key) ?? -neverMs) + this.config.snapshotIntervalMs) return
-    this.snapshotSentMs.set(key, nowMs)
-    this.counters.nacksSent++
-    this.send(route.via === "relay" ? "Relay" : "Unicast", route.target, {
-      type: "nack",
-      target: route.target,
-      ranges: [{ origin: this.config.self, from: 0, to: 0 }],
-    })
-  }
-
   private answerNack(
     ranges: ReadonlyArray<{ origin: string; from: number; to: number }>,
     requester: string,
@@ -759,9 +734,7 @@ export class CdbNode {
       this.counters.repairsSent += changes.length
       this.sendChanges(changes, replyKind, replyTo)
     }
-    // A restarted node holds a vector that counts meta it lost with the crash: until its own
-    // snapshot has arrived, a snapshot from it would claim what it does not have.
-    if (snapshot && !this.needsSnapshot) this.sendSnapshot(replyKind, replyTo, nowMs)
+    if (snapshot) this.sendSnapshot(replyKind, replyTo, nowMs)
   }
 
   private sendSnapshot(kind: "Unicast" | "Relay", to: string, nowMs: number): void {
@@ -846,7 +819,6 @@ export class CdbNode {
     const advanced = vector.filter(
       ([origin, seq]) => origin !== this.config.self && seq > (this.contiguous.get(origin) ?? 0),
     )
-    this.needsSnapshot = false
     if (advanced.length === 0 && entries.every((entry) => entry.tag === "spec")) return
     for (const entry of entries) {
       if (entry.tag === "spec") {
@@ -994,9 +966,9 @@ export class CdbNode {
       parts[parts.length - 1]!.push([origin, seq])
       used += length
     }
-    parts.forEach((vector, part) =>
-      this.broadcast({ type: "digest", digestSeq: this.digestSeq, part, vector }),
-    )
+    for (const [part, vector] of parts.entries()) {
+      this.broadcast({ type: "digest", digestSeq: this.digestSeq, part, vector })
+    }
   }
 
   private flushPersisted(): void {
@@ -1079,7 +1051,7 @@ export class CdbNode {
     const own = image.ownLog.filter((change) => change.seq <= this.ownSeq)
     const first = own[0]
     if (first !== undefined) this.logs.set(this.config.self, { start: first.seq, changes: own.slice() })
-    // Own meta is not durable: it is lost with the crash, as the design says, and republished by services.
+    for (const slot of image.meta.values()) this.setMeta(slot)
     this.contiguous.delete(this.config.self)
     this.contiguous.set(this.config.self, this.ownSeq)
   }
