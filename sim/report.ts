@@ -38,10 +38,6 @@ export const renderReport = (result: SimResult): string => {
       )
     }
   }
-  const rows = Array.from({ length: result.nodes }, (_, node) => {
-    const y = top + node * rowHeight
-    return `<text x="8" y="${y + 14}" font-size="12">n${node + 1}</text><line x1="${left}" y1="${y + 10}" x2="${width - 10}" y2="${y + 10}" stroke="#ccc"/>`
-  })
   const colours = [
     "#1f77b4",
     "#ff7f0e",
@@ -54,6 +50,10 @@ export const renderReport = (result: SimResult): string => {
     "#bcbd22",
     "#17becf",
   ]
+  const rows = Array.from({ length: result.nodes }, (_, node) => {
+    const y = top + node * rowHeight
+    return `<rect x="4" y="${y + 5}" width="8" height="8" fill="${colours[node % colours.length]}"/><text x="16" y="${y + 14}" font-size="12">n${node + 1}</text><line x1="${left}" y1="${y + 10}" x2="${width - 10}" y2="${y + 10}" stroke="#ccc"/>`
+  })
   const curves = Array.from({ length: result.nodes }, (_, node) => {
     const points = result.timeline
       .filter((sample) => (sample.lag[node] ?? -1) >= 0)
@@ -63,10 +63,10 @@ export const renderReport = (result: SimResult): string => {
       )
     return `<polyline fill="none" stroke="${colours[node % colours.length]}" stroke-width="1.2" points="${points.join(" ")}"/>`
   })
-  const heal = `<line x1="${x(result.healAtMs)}" y1="${top - 10}" x2="${x(result.healAtMs)}" y2="${lagTop + lagHeight}" stroke="#090" stroke-dasharray="4 3"/><text x="${x(result.healAtMs) + 4}" y="${top - 14}" font-size="11" fill="#090">heal</text>`
+  const heal = `<line x1="${x(result.healAtMs)}" y1="${top - 10}" x2="${x(result.healAtMs)}" y2="${lagTop + lagHeight}" stroke="#090" stroke-dasharray="4 3"/><text x="${x(result.healAtMs) - 4}" y="${top - 14}" font-size="11" fill="#090" text-anchor="end">heal at ${result.healAtMs} ms</text>`
   const height = lagTop + lagHeight + 40
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">
-<text x="${left}" y="18" font-size="13">nodes (red: down, amber: one-way isolated or flapping, blue band: partition side)</text>
+<text x="${left}" y="18" font-size="13">nodes (red: down, amber: one-way isolated or flapping, blue band: partition side; colour: its lag curve below)</text>
 ${rows.join("\n")}
 ${parts.join("\n")}
 ${heal}

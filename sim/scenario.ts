@@ -34,6 +34,14 @@ export interface SimOptions {
   readonly canary: boolean
   /** Replaces the drawn schedule (replay of a shrunk run). */
   readonly schedule?: Schedule
+  /** Overrides the CDB's timings (a large cluster digests less often). */
+  readonly timings?: Timings
+}
+
+export interface Timings {
+  readonly heartbeatMs: number
+  readonly suspectAfterMs: number
+  readonly deadAfterMs: number
 }
 
 export const defaultSimOptions = {

@@ -44,6 +44,8 @@ export interface SimResult {
   readonly changesWritten: number
   readonly changesApplied: number
   readonly acknowledgedWrites: number
+  /** Acknowledged spec writes per node, in node order. */
+  readonly acknowledgedByNode: ReadonlyArray<number>
   readonly snapshotsInstalled: number
   readonly nacksSent: number
   readonly traceHash: string
@@ -98,7 +100,7 @@ interface AcknowledgedWrite {
 
 const l2DelayUs = 150
 const l3DelayUs = 2_000
-const checkIntervalUs = 100_000
+const checkIntervalUs = 20_000
 const safetyCheckers = new Set(["order", "duplicate", "durability", "decode", "canary", "crash"])
 
 export const isSafetyViolation = (violation: Violation): boolean => safetyCheckers.has(violation.checker)
@@ -145,7 +147,7 @@ export class World {
       const domain = `d${(index % options.domains) + 1}`
       return { id: nodeName(index), domain, relay: index < options.domains }
     })
-    this.config = { ...defaultCdbConfig, members: this.members }
+    this.config = { ...defaultCdbConfig, ...options.timings, members: this.members }
     this.nodes = this.members.map((member, index) => ({
       id: member.id,
       index,
@@ -643,6 +645,9 @@ export class World {
       changesWritten: this.written,
       changesApplied: counters.reduce((sum, counter) => sum + (counter?.changesApplied ?? 0), 0),
       acknowledgedWrites: this.acknowledged.length,
+      acknowledgedByNode: this.nodes.map(
+        (node) => this.acknowledged.filter((write) => write.node === node.id).length,
+      ),
       snapshotsInstalled: counters.reduce((sum, counter) => sum + (counter?.snapshotsInstalled ?? 0), 0),
       nacksSent: counters.reduce((sum, counter) => sum + (counter?.nacksSent ?? 0), 0),
       traceHash: this.trace.hex(),

@@ -387,7 +387,10 @@ class Reader {
       const byte = this.u8(what)
       value += (byte & 0x7f) * scale
       if (value > Number.MAX_SAFE_INTEGER) throw new Malformed("malformed", `${what} exceeds 2^53`)
-      if ((byte & 0x80) === 0) return value
+      if ((byte & 0x80) === 0) {
+        if (byte === 0 && index > 0) throw new Malformed("malformed", `${what} is a non-canonical varint`)
+        return value
+      }
       scale *= 128
     }
     throw new Malformed("malformed", `${what} is a varint longer than 8 bytes`)

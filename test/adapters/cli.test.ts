@@ -1,10 +1,11 @@
 import { spawnSync } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const bundle = `${root}dist/acp.mjs`
+mkdirSync(`${root}reports`, { recursive: true })
 
 /** Runs the bundled `acp` binary exactly as `npx acp` would, on the pinned Node. */
 const acp = (...args: ReadonlyArray<string>) => {
@@ -26,6 +27,7 @@ describe("acp (bundled CLI)", () => {
     expect(help.status).toBe(0)
     const subcommands = help.stdout.split("SUBCOMMANDS")[1] ?? ""
     expect(subcommands).toMatch(/^\s+model\s/m)
+    expect(subcommands).toMatch(/^\s+sim\s/m)
   })
 
   it("prints a lifecycle table as JSON that matches the core's table", () => {
@@ -44,5 +46,78 @@ describe("acp (bundled CLI)", () => {
     expect(out.status).not.toBe(0)
     expect(out.stderr + out.stdout).toContain('"spaceship"')
     expect(out.stderr + out.stdout).toContain('"system"')
+  })
+
+  describe("sim", () => {
+    it("prints the same traceHash twice for the same seed, with the fields the contract names", () => {
+      const runs = [
+        acp("sim", "--seed", "42", "--duration", "10s", "--json"),
+        acp("sim", "--seed", "42", "--duration", "10s", "--json"),
+      ]
+      const [first, second] = runs.map((run) => {
+        expect(run.status).toBe(0)
+        return JSON.parse(run.stdout) as Record<string, unknown>
+      }) as [Record<string, unknown>, Record<string, unknown>]
+      for (const field of [
+        "seed",
+        "nodes",
+        "virtualMs",
+        "wallMs",
+        "events",
+        "datagramsDelivered",
+        "changesApplied",
+        "traceHash",
+        "converged",
+        "convergenceMs",
+        "violations",
+        "replay",
+      ]) {
+        expect(first).toHaveProperty(field)
+      }
+      expect(second.traceHash).toBe(first.traceHash)
+      expect(first.violations).toEqual([])
+      expect(first.replay).toContain("--seed 42")
+    })
+
+    it("exits 4 on a safety violation (the canary), 5 on a liveness failure, 2 on bad usage", () => {
+      expect(acp("sim", "--seed", "7", "--duration", "2s", "--canary").status).toBe(4)
+      expect(acp("sim", "--seed", "3", "--duration", "20s", "--faults", "fsync-lie").status).toBe(5)
+      const usage = acp("sim", "--faults", "gremlins")
+      expect(usage.status).toBe(2)
+      expect(usage.stderr).toContain("unknown fault(s) gremlins")
+    })
+
+    it("writes a timeline report that names the seed and draws every node", () => {
+      const file = `${root}reports/test-timeline.html`
+      expect(acp("sim", "--seed", "5", "--duration", "5s", "--report", file).status).toBe(0)
+      const html = readFileSync(file, "utf8")
+      expect(html).toContain("ACP simulation, seed 5")
+      for (const node of ["n1", "n2", "n3", "n4", "n5"]) expect(html).toContain(`>${node}</text>`)
+    })
+
+    it("sweeps a range of seeds on worker threads and reports the failing ones", () => {
+      const out = acp(
+        "sim",
+        "sweep",
+        "--seeds",
+        "1..4",
+        "--duration",
+        "2s",
+        "--workers",
+        "2",
+        "--canary",
+        "--json",
+      )
+      expect(out.status).toBe(4)
+      const report = JSON.parse(out.stdout) as {
+        seeds: number
+        failing: number
+        failures: Array<{ seed: number; replay: string }>
+      }
+      expect(report.seeds).toBe(4)
+      expect(report.failing).toBe(4)
+      expect(report.failures.map((failure) => failure.seed)).toEqual([1, 2, 3, 4])
+      expect(report.failures[0]?.replay).toContain("--canary")
+    })
   })
 })
