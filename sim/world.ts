@@ -18,6 +18,22 @@ import {
   type Output,
   type WriteOp,
 } from "../core/cdb/node.ts"
+import {
+  type AlarmRecord,
+  decodeAlarm,
+  encodeAlarm,
+  evaluateAlarms,
+  nodeUnreachableRule,
+} from "../core/monitor/alarms.ts"
+import {
+  type DurableVote,
+  defaultElectionTimings,
+  ElectionNode,
+  type Output as ElectionOutput,
+  fenceBoundMs,
+  type Message,
+} from "../core/monitor/election.ts"
+import { computeHealth, type Health } from "../core/monitor/health.ts"
 import { EventQueue, Prng, TraceHash } from "./prng.ts"
 import { drawScenario, type FaultEvent, replayCommand, type Scenario, type SimOptions } from "./scenario.ts"
 
@@ -59,6 +75,26 @@ export interface SimResult {
   readonly timeline: ReadonlyArray<TimelineSample>
   readonly faultWindows: ReadonlyArray<FaultEvent>
   readonly healAtMs: number
+  /** Times a new primary took office. */
+  readonly primaryChanges: number
+  /** From the primary's crash or isolation to the next primary holding a lease (virtual ms). */
+  readonly failoverMs: {
+    readonly samples: number
+    readonly p50: number | null
+    readonly p99: number | null
+    readonly max: number | null
+  }
+  readonly alarmsRaised: number
+  readonly fences: number
+  /** Who was primary when: one interval per lease held. */
+  readonly primaries: ReadonlyArray<{
+    readonly node: string
+    readonly term: number
+    readonly fromMs: number
+    readonly toMs: number
+  }>
+  /** The cluster's health as the last primary (or the first node) sees it at the end. */
+  readonly health: Health | null
 }
 
 type Event =
@@ -75,6 +111,8 @@ type Event =
   | { readonly type: "fault-end"; readonly fault: FaultEvent }
   | { readonly type: "heal" }
   | { readonly type: "check" }
+  | { readonly type: "monitor-deliver"; readonly to: number; readonly message: Message }
+  | { readonly type: "monitor-deadline"; readonly node: number }
 
 interface SimNode {
   readonly id: string
@@ -89,6 +127,21 @@ interface SimNode {
   requestId: number
   /** Per origin, the last sequence number this node applied (order and duplicate checkers). */
   lastApplied: Map<string, number>
+  monitor: ElectionNode | null
+  /** The election's durable state: the term and the vote cast in it. */
+  vote: DurableVote
+  monitorArmedUs: number
+  /** Until when (global µs) this node holds a primary lease, as the checker sees it. */
+  leaseUntilUs: number
+  leaseTerm: number
+  leaseFromUs: number
+  fenced: boolean
+  /** Since when (global µs) the network has cut this node off from a majority, if it has. */
+  cutOffSinceUs: number | null
+  /** When (global µs) this node was last up and connected both ways with each node, by index. */
+  lastConnectedUs: Array<number>
+  /** How this node's CDB sees each member, in its local ms. */
+  memberView: Map<string, { state: "alive" | "suspect" | "dead"; sinceMs: number }>
 }
 
 interface AcknowledgedWrite {
@@ -101,7 +154,20 @@ interface AcknowledgedWrite {
 const l2DelayUs = 150
 const l3DelayUs = 2_000
 const checkIntervalUs = 20_000
-const safetyCheckers = new Set(["order", "duplicate", "durability", "decode", "canary", "crash"])
+/** How long a connected, stable majority may go without a primary (the issue's failover goal). */
+export const electionBoundMs = 5_000
+const safetyCheckers = new Set([
+  "order",
+  "duplicate",
+  "durability",
+  "decode",
+  "canary",
+  "crash",
+  "election",
+  "lease",
+  "alarm",
+  "fence",
+])
 
 export const isSafetyViolation = (violation: Violation): boolean => safetyCheckers.has(violation.checker)
 
@@ -131,6 +197,18 @@ export class World {
   private convergedAtUs: number | null = null
   private readonly sampleEveryUs: number
   private nextSampleUs = 0
+  private readonly voters: ReadonlyArray<string>
+  private readonly termPrimary = new Map<number, string>()
+  private readonly primaries: Array<{ node: string; term: number; fromMs: number; toMs: number }> = []
+  private readonly failovers: Array<number> = []
+  /** Set while the primary is gone (crashed or cut off) and no successor holds a lease yet. */
+  private failoverFrom: { readonly atUs: number; readonly node: string; readonly term: number } | null = null
+  private primaryChanges = 0
+  /** Since when (global µs) a majority has been up and connected, every pair both ways; null if none is. */
+  private majoritySinceUs: number | null = 0
+  private lastPrimaryUs = 0
+  private alarmsRaised = 0
+  private fences = 0
 
   constructor(options: SimOptions) {
     this.options = options
@@ -148,6 +226,7 @@ export class World {
       return { id: nodeName(index), domain, relay: index < options.domains }
     })
     this.config = { ...defaultCdbConfig, ...options.timings, members: this.members }
+    this.voters = this.members.map((member) => member.id)
     this.nodes = this.members.map((member, index) => ({
       id: member.id,
       index,
@@ -159,6 +238,16 @@ export class World {
       armedUs: Number.MAX_SAFE_INTEGER,
       requestId: 0,
       lastApplied: new Map(),
+      monitor: null,
+      vote: { term: 0, votedFor: null },
+      monitorArmedUs: Number.MAX_SAFE_INTEGER,
+      leaseUntilUs: 0,
+      leaseTerm: 0,
+      leaseFromUs: 0,
+      fenced: false,
+      cutOffSinceUs: null,
+      lastConnectedUs: Array.from({ length: options.nodes }, () => 0),
+      memberView: new Map(),
     }))
   }
 
@@ -219,6 +308,24 @@ export class World {
         this.check()
         this.queue.push(this.nowUs + checkIntervalUs, { type: "check" })
         return
+      case "monitor-deliver": {
+        const node = this.nodes[event.to]!
+        if (node.monitor === null) return
+        this.trace.number(8)
+        this.trace.number(this.nowUs)
+        this.trace.number(event.to)
+        this.trace.text(event.message._tag)
+        this.monitorStep(node, { _tag: "MessageReceived", message: event.message })
+        return
+      }
+      case "monitor-deadline": {
+        const node = this.nodes[event.node]!
+        if (node.monitor === null || node.monitorArmedUs !== this.nowUs) return
+        node.monitorArmedUs = Number.MAX_SAFE_INTEGER
+        this.monitorStep(node, { _tag: "DeadlineReached" })
+        this.evaluateAlarms(node)
+        return
+      }
     }
   }
 
@@ -236,15 +343,31 @@ export class World {
     node.cdb = new CdbNode(config, this.localMs(node), node.incarnation, image)
     node.lastApplied = new Map(node.image.vector)
     node.armedUs = Number.MAX_SAFE_INTEGER
+    node.memberView = new Map(
+      this.members
+        .filter((m) => m.id !== node.id)
+        .map((m) => [m.id, { state: "alive" as const, sinceMs: this.localMs(node) }]),
+    )
     this.trace.number(2)
     this.trace.number(this.nowUs)
     this.trace.number(node.index)
     this.step(node, { _tag: "DeadlineReached" })
+    node.monitor = new ElectionNode(
+      { ...defaultElectionTimings, self: node.id, voters: this.voters },
+      this.localMs(node),
+      node.vote,
+    )
+    node.monitorArmedUs = Number.MAX_SAFE_INTEGER
+    node.fenced = false
+    this.monitorStep(node, { _tag: "DeadlineReached" })
   }
 
   private crash(node: SimNode, lose: number): void {
     if (node.cdb === null) return
+    this.primaryGone(node)
+    this.endLease(node)
     node.cdb = null
+    node.monitor = null
     node.incarnation++
     if (lose > 0) this.loseDurableWrites(node, lose)
     this.trace.number(3)
@@ -328,9 +451,11 @@ export class World {
         }
         return
       }
+      case "MemberChanged":
+        node.memberView.set(output.node, { state: output.state, sinceMs: this.localMs(node) })
+        return
       case "Acknowledged":
       case "WriteRejected":
-      case "MemberChanged":
         return
     }
   }
@@ -400,6 +525,8 @@ export class World {
       return
     }
     this.active.add(fault)
+    for (const node of this.nodes)
+      if (node.cdb !== null && !this.reachesMajority(node)) this.primaryGone(node)
   }
 
   private faultEnd(fault: FaultEvent): void {
@@ -422,9 +549,291 @@ export class World {
   private heal(): void {
     this.healed = true
     this.active.clear()
+    this.failoverFrom = null
     this.trace.number(6)
     this.trace.number(this.nowUs)
     for (const node of this.nodes) if (node.cdb === null) this.start(node)
+  }
+
+  // ---- the monitor: election, leases, fencing, alarms --------------------------------------
+
+  private monitorStep(node: SimNode, input: Parameters<ElectionNode["handle"]>[0]): void {
+    const outputs = node.monitor!.handle(input, this.localMs(node))
+    for (const output of outputs) this.carryOutElection(node, output)
+  }
+
+  private carryOutElection(node: SimNode, output: ElectionOutput): void {
+    switch (output._tag) {
+      case "Send": {
+        const peer = this.nodes.find((candidate) => candidate.id === output.to)
+        if (peer !== undefined) this.transmitMonitor(node, peer, output.message)
+        return
+      }
+      case "Broadcast":
+        for (const peer of this.nodes) if (peer !== node) this.transmitMonitor(node, peer, output.message)
+        return
+      case "PersistVote":
+        node.vote = { term: output.term, votedFor: output.votedFor }
+        return
+      case "BecamePrimary": {
+        this.trace.number(7)
+        this.trace.number(this.nowUs)
+        this.trace.number(node.index)
+        this.trace.number(output.term)
+        const holder = this.termPrimary.get(output.term)
+        if (holder !== undefined && holder !== node.id) {
+          this.violate("election", `${node.id} and ${holder} both became primary in term ${output.term}`)
+        }
+        this.termPrimary.set(output.term, node.id)
+        return
+      }
+      case "LeaseRenewed":
+        this.leaseRenewed(node, output.term, this.globalUs(node, output.leaseUntilMs))
+        return
+      case "SteppedDown":
+        this.endLease(node)
+        return
+      case "Fence":
+        node.fenced = true
+        this.fences++
+        return
+      case "Unfence":
+        node.fenced = false
+        return
+      case "ArmDeadline": {
+        const atUs = Math.max(this.nowUs + 1, this.globalUs(node, output.atMs))
+        if (atUs < node.monitorArmedUs) {
+          node.monitorArmedUs = atUs
+          this.queue.push(atUs, { type: "monitor-deadline", node: node.index })
+        }
+        return
+      }
+    }
+  }
+
+  private transmitMonitor(from: SimNode, to: SimNode, message: Message): void {
+    const rates = this.healed
+      ? { lossPermille: 0, duplicatePermille: 0, jitterUs: 0 }
+      : this.scenario.schedule.rates
+    if (this.blocked(from.index, to.index) || (rates.lossPermille > 0 && this.net.chance(rates.lossPermille)))
+      return
+    const baseUs = from.domain === to.domain ? l2DelayUs : l3DelayUs
+    const delayUs = baseUs + (rates.jitterUs > 0 ? this.net.below(rates.jitterUs) : this.net.below(50))
+    this.queue.push(this.nowUs + delayUs, { type: "monitor-deliver", to: to.index, message })
+  }
+
+  /** A lease begins: no other node may hold a valid one at this instant (true time). */
+  private leaseRenewed(node: SimNode, term: number, untilUs: number): void {
+    for (const other of this.nodes) {
+      if (other !== node && other.leaseUntilUs > this.nowUs) {
+        this.violate(
+          "lease",
+          `${node.id} holds a lease (term ${term}) while ${other.id} still holds one (term ${other.leaseTerm}) until ${Math.floor(other.leaseUntilUs / 1000)} ms`,
+        )
+      }
+    }
+    const fresh = node.leaseUntilUs <= this.nowUs || node.leaseTerm !== term
+    if (fresh) {
+      if (node.leaseFromUs > 0 && node.leaseUntilUs > node.leaseFromUs) {
+        this.primaries.push({
+          node: node.id,
+          term: node.leaseTerm,
+          fromMs: Math.floor(node.leaseFromUs / 1000),
+          toMs: Math.floor(Math.min(node.leaseUntilUs, this.nowUs) / 1000),
+        })
+      }
+      this.primaryChanges++
+      node.leaseFromUs = this.nowUs
+      if (
+        this.failoverFrom !== null &&
+        (this.failoverFrom.node !== node.id || this.failoverFrom.term !== term)
+      ) {
+        this.failovers.push(Math.floor((this.nowUs - this.failoverFrom.atUs) / 1000))
+        this.failoverFrom = null
+      }
+    }
+    node.leaseTerm = term
+    node.leaseUntilUs = Math.max(node.leaseUntilUs, untilUs)
+  }
+
+  /** The lease ends now (step-down or crash); its interval is recorded when the next one starts, or at the end. */
+  private endLease(node: SimNode): void {
+    if (node.leaseUntilUs > this.nowUs) node.leaseUntilUs = this.nowUs
+  }
+
+  /** The primary crashed or was cut off: start the failover clock, unless one is already running. */
+  private primaryGone(node: SimNode): void {
+    if (this.healed || this.failoverFrom !== null || node.leaseUntilUs <= this.nowUs) return
+    this.failoverFrom = { atUs: this.nowUs, node: node.id, term: node.leaseTerm }
+  }
+
+  /** Ground truth from the network: can this node exchange datagrams with a majority (itself included)? */
+  private reachesMajority(node: SimNode): boolean {
+    let count = 0
+    for (const peer of this.nodes) {
+      if (
+        peer === node ||
+        (peer.cdb !== null && !this.blocked(node.index, peer.index) && !this.blocked(peer.index, node.index))
+      )
+        count++
+    }
+    return count >= Math.floor(this.voters.length / 2) + 1
+  }
+
+  /** The primary (only) turns what its CDB says about the members into alarms, written to the CDB. */
+  private evaluateAlarms(node: SimNode): void {
+    const monitor = node.monitor
+    const cdb = node.cdb
+    if (monitor === null || cdb === null || !monitor.isPrimary(this.localMs(node))) return
+    const conditions = [...node.memberView].map(([id, view]) => ({
+      subject: id,
+      active: view.state !== "alive",
+      sinceMs: view.sinceMs,
+      message: `node ${id} is ${view.state}`,
+    }))
+    const changes = evaluateAlarms(
+      nodeUnreachableRule,
+      conditions,
+      (id) => {
+        const entry = cdb.get("alarm", id)
+        return entry?.value === null || entry === undefined ? undefined : decodeAlarm(entry.value)
+      },
+      { nowMs: this.localMs(node), term: monitor.currentTerm, self: node.id, subjectKind: "node" },
+    )
+    if (changes.length === 0) return
+    if (node.leaseUntilUs <= this.nowUs) {
+      this.violate("alarm", `${node.id} wrote alarms without a valid lease`)
+    }
+    for (const change of changes) if (change.record.state === "raised") this.alarmsRaised++
+    const writes: Array<WriteOp> = changes.map((change) => ({
+      requestId: ++node.requestId,
+      op: "put",
+      kind: "alarm",
+      id: change.id,
+      value: encodeAlarm(change.record),
+    }))
+    this.step(node, { _tag: "Write", writes })
+  }
+
+  /** Ground truth: is there a majority of up nodes, every pair of which can talk both ways? */
+  private majorityConnected(): boolean {
+    const connected = (a: SimNode, b: SimNode) =>
+      !this.blocked(a.index, b.index) && !this.blocked(b.index, a.index)
+    const group = this.nodes.filter((node) => node.cdb !== null)
+    // Greedily drop the least connected node until every pair in the group is connected.
+    for (;;) {
+      const degrees = group.map(
+        (node) => group.filter((peer) => peer !== node && connected(node, peer)).length,
+      )
+      const worst = degrees.indexOf(Math.min(...degrees))
+      if (degrees[worst] === undefined || degrees[worst] === group.length - 1) break
+      group.splice(worst, 1)
+    }
+    return group.length >= Math.floor(this.voters.length / 2) + 1
+  }
+
+  /**
+   * Liveness of the election: a majority that has been connected and stable for longer than the
+   * election bound has a primary. Checked only where the network keeps its promises (no loss),
+   * and it pauses the failover clock while no majority is connected.
+   */
+  private checkPrimaryLiveness(): void {
+    if (!this.majorityConnected()) {
+      this.majoritySinceUs = null
+      if (this.failoverFrom !== null) this.failoverFrom = { ...this.failoverFrom, atUs: this.nowUs }
+      return
+    }
+    this.majoritySinceUs ??= this.nowUs
+    if (this.primaryNow() !== undefined) {
+      this.lastPrimaryUs = this.nowUs
+      return
+    }
+    const rates = this.scenario.schedule.rates
+    const lossless = this.healed || (rates.lossPermille === 0 && rates.jitterUs <= 10_000)
+    const withoutUs = this.nowUs - Math.max(this.majoritySinceUs, this.lastPrimaryUs)
+    if (lossless && withoutUs > electionBoundMs * 1000) {
+      this.violate(
+        "primary",
+        `no primary for ${Math.floor(withoutUs / 1000)} ms while a majority has been connected since ${Math.floor(this.majoritySinceUs / 1000)} ms`,
+      )
+      this.lastPrimaryUs = this.nowUs
+    }
+  }
+
+  /**
+   * Every node cut off from a majority for longer than the fence bound must have fenced itself.
+   * "Cut off" is ground truth seen through the node's own quorum window: no majority (itself
+   * included) has been up and connected to it both ways within the last window.
+   */
+  private checkFencing(): void {
+    // The bound the core promises, plus the largest delivery delay the network may add.
+    const boundUs =
+      fenceBoundMs(defaultElectionTimings) * 1000 + this.scenario.schedule.rates.jitterUs + l3DelayUs
+    const windowUs = defaultElectionTimings.quorumWindowMs * 1000
+    const majority = Math.floor(this.voters.length / 2) + 1
+    for (const node of this.nodes) {
+      if (node.cdb === null) continue
+      for (const peer of this.nodes) {
+        if (
+          peer !== node &&
+          peer.cdb !== null &&
+          !this.blocked(node.index, peer.index) &&
+          !this.blocked(peer.index, node.index)
+        ) {
+          node.lastConnectedUs[peer.index] = this.nowUs
+        }
+      }
+    }
+    for (const node of this.nodes) {
+      const recent = node.lastConnectedUs.filter(
+        (atUs, index) => index !== node.index && atUs > 0 && this.nowUs - atUs <= windowUs,
+      ).length
+      if (node.cdb === null || recent + 1 >= majority) {
+        node.cutOffSinceUs = null
+        continue
+      }
+      node.cutOffSinceUs ??= this.nowUs
+      if (this.nowUs - node.cutOffSinceUs > boundUs && !node.fenced) {
+        this.violate(
+          "fence",
+          `${node.id} has been cut off from a majority since ${Math.floor(node.cutOffSinceUs / 1000)} ms and has not fenced itself`,
+        )
+        node.cutOffSinceUs = this.nowUs
+      }
+    }
+  }
+
+  private openAlarms(cdb: CdbNode): Array<AlarmRecord & { id: string }> {
+    const open: Array<AlarmRecord & { id: string }> = []
+    for (const [, entry] of cdb.allEntries()) {
+      if (entry.kind !== "alarm" || entry.value === null) continue
+      const alarm = decodeAlarm(entry.value)
+      if (alarm !== undefined && alarm.state !== "cleared") open.push({ ...alarm, id: entry.id })
+    }
+    return open
+  }
+
+  private primaryNow(): SimNode | undefined {
+    return this.nodes.find((node) => node.leaseUntilUs > this.nowUs)
+  }
+
+  private health(): Health | null {
+    const node = this.primaryNow() ?? this.nodes.find((candidate) => candidate.cdb !== null)
+    if (node === undefined || node.cdb === null || node.monitor === null) return null
+    const nowMs = this.localMs(node)
+    return computeHealth({
+      nowMs,
+      members: [
+        { id: node.id, state: "alive", sinceMs: 0 },
+        ...[...node.memberView].map(([id, view]) => ({ id, ...view })),
+      ],
+      voters: this.voters.length,
+      votersSeen: this.voters.filter((id) => id === node.id || node.memberView.get(id)?.state === "alive")
+        .length,
+      primary: this.primaryNow()?.id ?? null,
+      openAlarms: this.openAlarms(node.cdb).map((alarm) => ({ id: alarm.id, severity: alarm.severity })),
+      fenced: node.fenced,
+    })
   }
 
   // ---- the workload ------------------------------------------------------------------------
@@ -533,6 +942,8 @@ export class World {
 
   /** Samples the timeline and, after the heal, tests convergence. */
   private check(): void {
+    this.checkPrimaryLiveness()
+    if (!this.healed) this.checkFencing()
     if (this.nowUs >= this.nextSampleUs) {
       this.nextSampleUs = this.nowUs + this.sampleEveryUs
       this.timeline.push({ atMs: Math.floor(this.nowUs / 1000), lag: this.lags() })
@@ -632,9 +1043,46 @@ export class World {
       }
       const fingerprints = this.nodes.map((node) => `${node.id}=${node.cdb?.fingerprint() ?? "down"}`)
       pending.push(`fingerprints: ${fingerprints.join(" ")}`)
+      const primary = this.primaryNow()
+      pending.push(
+        primary === undefined
+          ? "no primary holds a lease"
+          : `primary ${primary.id} (term ${primary.leaseTerm})`,
+      )
+      for (const node of this.nodes) if (node.fenced) pending.push(`${node.id} is fenced`)
+      const first = this.nodes[0]!.cdb
+      if (first !== null)
+        for (const alarm of this.openAlarms(first)) pending.push(`alarm ${alarm.id} is ${alarm.state}`)
     }
     const counters = this.nodes.map((node) => node.cdb?.counters)
+    const primaries = [
+      ...this.primaries,
+      ...this.nodes
+        .filter((node) => node.leaseFromUs > 0 && node.leaseUntilUs > node.leaseFromUs)
+        .map((node) => ({
+          node: node.id,
+          term: node.leaseTerm,
+          fromMs: Math.floor(node.leaseFromUs / 1000),
+          toMs: Math.floor(Math.min(node.leaseUntilUs, this.nowUs) / 1000),
+        })),
+    ].sort((left, right) => left.fromMs - right.fromMs)
+    const sorted = [...this.failovers].sort((left, right) => left - right)
+    const percentile = (p: number) =>
+      sorted.length === 0
+        ? null
+        : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
     return {
+      primaryChanges: this.primaryChanges,
+      failoverMs: {
+        samples: sorted.length,
+        p50: percentile(50),
+        p99: percentile(99),
+        max: sorted.at(-1) ?? null,
+      },
+      alarmsRaised: this.alarmsRaised,
+      fences: this.fences,
+      primaries,
+      health: this.health(),
       seed: this.options.seed,
       nodes: this.options.nodes,
       domains: this.options.domains,

@@ -1,0 +1,442 @@
+/**
+ * Primary election among the monitors of the voting members, as a sans-I/O state machine:
+ * terms, one vote per term (durable before it is sent), a majority to win, and a lease the
+ * primary renews. Raft's leader election with PreVote and leader leases, without a log.
+ *
+ * Safety under clock drift (every clock within `maxDriftPpm` of true time):
+ * - A voter that hears the primary at local time r promises not to grant a vote or pre-vote
+ *   until r + leaseMs (its clock).
+ * - The primary's lease, started by a heartbeat it sent at local time s and that a majority
+ *   acknowledged, is valid until s + leaseMs·(1 − 2·drift). Every acknowledging voter received
+ *   it after s, so in true time its promise outlasts the lease: no other node can gather a
+ *   majority while the lease is valid, and the primary stops acting as primary when it ends.
+ * - PreVote: a node asks whether it could win before it raises its term, so a node cut off in
+ *   a minority never inflates terms and never disturbs the majority's primary when it returns.
+ *
+ * Quorum and self-fencing: every node pings every voter, and each ping says whom its sender
+ * hears. A peer counts towards this node's majority only both ways: this node heard it, and it
+ * heard this node, within `quorumWindowMs` (a node that hears everyone but whom nobody hears has
+ * no majority: the others will elect a primary and restart its systems). A node without such a
+ * majority for longer than `leaseMs` emits `Fence` (stop its highly available systems), and
+ * `Unfence` once it has one again.
+ */
+
+export interface ElectionConfig {
+  readonly self: string
+  /** The configured voting members, `self` included if it votes. */
+  readonly voters: ReadonlyArray<string>
+  readonly heartbeatMs: number
+  readonly leaseMs: number
+  /** Extra wait before an election, spread over the voters so they rarely collide. */
+  readonly electionJitterMs: number
+  readonly maxDriftPpm: number
+  readonly quorumWindowMs: number
+}
+
+export const defaultElectionTimings = {
+  heartbeatMs: 100,
+  leaseMs: 1500,
+  electionJitterMs: 600,
+  maxDriftPpm: 500,
+  quorumWindowMs: 400,
+} as const
+
+/**
+ * How long after a node loses its majority it has certainly fenced itself, in its own clock:
+ * its peers stop listing it a quorum window after they last heard it, its own window on them
+ * then lapses, then the lease runs out; plus a heartbeat for the tick that notices. The primary
+ * must wait at least this long (drift allowed for) before it restarts a lost node's systems.
+ */
+export const fenceBoundMs = (
+  config: Pick<ElectionConfig, "leaseMs" | "quorumWindowMs" | "heartbeatMs">,
+): number => config.leaseMs + 2 * config.quorumWindowMs + config.heartbeatMs
+
+export type Message =
+  | {
+      readonly _tag: "Ping"
+      readonly from: string
+      readonly term: number
+      readonly leader: boolean
+      readonly seq: number
+      /** The voters the sender heard within its quorum window: how a receiver learns it is heard. */
+      readonly hears: ReadonlyArray<string>
+    }
+  | { readonly _tag: "PingAck"; readonly from: string; readonly term: number; readonly seq: number }
+  | { readonly _tag: "PreVote"; readonly from: string; readonly term: number }
+  | { readonly _tag: "PreVoteReply"; readonly from: string; readonly term: number; readonly granted: boolean }
+  | { readonly _tag: "Vote"; readonly from: string; readonly term: number }
+  | { readonly _tag: "VoteReply"; readonly from: string; readonly term: number; readonly granted: boolean }
+
+export type Input =
+  | { readonly _tag: "MessageReceived"; readonly message: Message }
+  | { readonly _tag: "DeadlineReached" }
+
+export type Output =
+  | { readonly _tag: "Send"; readonly to: string; readonly message: Message }
+  | { readonly _tag: "Broadcast"; readonly message: Message }
+  /** Must be durable before the outputs after it are carried out. */
+  | { readonly _tag: "PersistVote"; readonly term: number; readonly votedFor: string | null }
+  | { readonly _tag: "BecamePrimary"; readonly term: number; readonly leaseUntilMs: number }
+  | { readonly _tag: "LeaseRenewed"; readonly term: number; readonly leaseUntilMs: number }
+  | { readonly _tag: "SteppedDown"; readonly term: number; readonly reason: string }
+  | { readonly _tag: "Fence"; readonly reason: string }
+  | { readonly _tag: "Unfence" }
+  | { readonly _tag: "ArmDeadline"; readonly atMs: number }
+
+export interface DurableVote {
+  readonly term: number
+  readonly votedFor: string | null
+}
+
+type Role = "follower" | "pre-candidate" | "candidate" | "leader"
+
+const neverMs = Number.MAX_SAFE_INTEGER
+
+/** A deterministic per-node, per-term spread in [0, range): no randomness is needed to break symmetry. */
+const spread = (self: string, term: number, range: number): number => {
+  let hash = 0x811c9dc5 ^ term
+  for (let index = 0; index < self.length; index++)
+    hash = Math.imul(hash ^ self.charCodeAt(index), 0x01000193)
+  hash = Math.imul(hash ^ (hash >>> 15), 0x2c1b3c6d)
+  return ((hash ^ (hash >>> 12)) >>> 0) % Math.max(1, range)
+}
+
+export class ElectionNode {
+  readonly config: ElectionConfig
+  private term: number
+  private votedFor: string | null
+  private role: Role = "follower"
+  private leader: string | null = null
+  /** Until when (local) this node promised not to vote for anyone but the current leader. */
+  private promiseUntilMs = -neverMs
+  private leaseUntilMs = -neverMs
+  private electionAtMs: number
+  private nextPingMs: number
+  private pingSeq = 0
+  private readonly pingSentMs = new Map<number, number>()
+  private readonly pingAcks = new Map<number, Set<string>>()
+  private readonly votes = new Set<string>()
+  private readonly lastHeardMs = new Map<string, number>()
+  /** When each peer last said (in a ping) that it hears this node. */
+  private readonly heardByMs = new Map<string, number>()
+  private lastMajorityMs: number
+  private fenced = false
+  private outputs: Array<Output> = []
+
+  constructor(config: ElectionConfig, nowMs: number, vote: DurableVote = { term: 0, votedFor: null }) {
+    if (config.voters.length === 0) throw new Error("election: no voters configured")
+    this.config = config
+    this.term = vote.term
+    this.votedFor = vote.votedFor
+    this.nextPingMs = nowMs
+    this.lastMajorityMs = nowMs
+    // A restarted node also waits out a lease before it may stand, so it cannot cut a live lease short.
+    this.promiseUntilMs = nowMs + config.leaseMs
+    this.electionAtMs = this.electionDeadline(nowMs)
+  }
+
+  // ---- getters -----------------------------------------------------------------------------
+
+  get currentTerm(): number {
+    return this.term
+  }
+
+  get currentRole(): Role {
+    return this.role
+  }
+
+  /** The primary this node believes in, if any. */
+  get knownLeader(): string | null {
+    return this.leader
+  }
+
+  /** True while this node is primary with a valid lease: only then may it act as primary. */
+  isPrimary(nowMs: number): boolean {
+    return this.role === "leader" && nowMs < this.leaseUntilMs
+  }
+
+  leaseUntil(): number {
+    return this.role === "leader" ? this.leaseUntilMs : -neverMs
+  }
+
+  isFenced(): boolean {
+    return this.fenced
+  }
+
+  seesMajority(nowMs: number): boolean {
+    return this.heardCount(nowMs) >= this.majority()
+  }
+
+  // ---- inputs ------------------------------------------------------------------------------
+
+  handle(input: Input, nowMs: number): ReadonlyArray<Output> {
+    if (input._tag === "MessageReceived") this.receive(input.message, nowMs)
+    this.tick(nowMs)
+    this.outputs.push({ _tag: "ArmDeadline", atMs: this.nextDeadline(nowMs) })
+    const outputs = this.outputs
+    this.outputs = []
+    return outputs
+  }
+
+  private majority(): number {
+    return Math.floor(this.config.voters.length / 2) + 1
+  }
+
+  private isVoter(node: string): boolean {
+    return this.config.voters.includes(node)
+  }
+
+  private electionDeadline(nowMs: number): number {
+    return (
+      Math.max(nowMs, this.promiseUntilMs) +
+      this.config.heartbeatMs * 2 +
+      spread(this.config.self, this.term, this.config.electionJitterMs)
+    )
+  }
+
+  private hears(node: string, nowMs: number): boolean {
+    const heard = this.lastHeardMs.get(node)
+    return heard !== undefined && nowMs - heard <= this.config.quorumWindowMs
+  }
+
+  /** Voters connected both ways (this node included, if it votes). */
+  private heardCount(nowMs: number): number {
+    let count = this.isVoter(this.config.self) ? 1 : 0
+    for (const [node, heardBy] of this.heardByMs) {
+      if (
+        node !== this.config.self &&
+        this.isVoter(node) &&
+        nowMs - heardBy <= this.config.quorumWindowMs &&
+        this.hears(node, nowMs)
+      ) {
+        count++
+      }
+    }
+    return count
+  }
+
+  private receive(message: Message, nowMs: number): void {
+    if (message.from === this.config.self) return
+    this.lastHeardMs.set(message.from, nowMs)
+    switch (message._tag) {
+      case "Ping":
+        if (message.hears.includes(this.config.self)) this.heardByMs.set(message.from, nowMs)
+        if (message.leader) this.onLeaderPing(message, nowMs)
+        return
+      case "PingAck":
+        this.onPingAck(message, nowMs)
+        return
+      case "PreVote": {
+        // Granted only if this node could vote for a new term now: it has heard no live leader.
+        const granted = message.term > this.term && nowMs >= this.promiseUntilMs && this.isVoter(message.from)
+        this.send(message.from, { _tag: "PreVoteReply", from: this.config.self, term: message.term, granted })
+        return
+      }
+      case "PreVoteReply":
+        if (this.role === "pre-candidate" && message.term === this.term + 1 && message.granted) {
+          this.votes.add(message.from)
+          if (this.votes.size >= this.majority()) this.startElection(nowMs)
+        }
+        return
+      case "Vote":
+        this.onVoteRequest(message, nowMs)
+        return
+      case "VoteReply":
+        if (message.term > this.term) {
+          this.adoptTerm(message.term, nowMs, "a higher term answered")
+          return
+        }
+        if (this.role === "candidate" && message.term === this.term && message.granted) {
+          this.votes.add(message.from)
+          if (this.votes.size >= this.majority()) this.becomeLeader(nowMs)
+        }
+        return
+    }
+  }
+
+  private onLeaderPing(message: Message & { _tag: "Ping" }, nowMs: number): void {
+    if (message.term < this.term) return
+    if (message.term > this.term || this.role !== "follower") {
+      this.adoptTerm(message.term, nowMs, `${message.from} is primary in term ${message.term}`)
+    }
+    this.leader = message.from
+    this.promiseUntilMs = nowMs + this.config.leaseMs
+    this.electionAtMs = this.electionDeadline(nowMs)
+    this.send(message.from, { _tag: "PingAck", from: this.config.self, term: message.term, seq: message.seq })
+  }
+
+  private onPingAck(message: Message & { _tag: "PingAck" }, nowMs: number): void {
+    if (message.term > this.term) {
+      this.adoptTerm(message.term, nowMs, "a higher term acknowledged")
+      return
+    }
+    if (this.role !== "leader" || message.term !== this.term) return
+    const acks = this.pingAcks.get(message.seq)
+    const sentMs = this.pingSentMs.get(message.seq)
+    if (acks === undefined || sentMs === undefined || !this.isVoter(message.from)) return
+    acks.add(message.from)
+    if (acks.size >= this.majority()) {
+      const margin = (this.config.leaseMs * 2 * this.config.maxDriftPpm) / 1_000_000
+      const until = sentMs + Math.floor(this.config.leaseMs - margin)
+      if (until > this.leaseUntilMs) {
+        this.leaseUntilMs = until
+        this.outputs.push({ _tag: "LeaseRenewed", term: this.term, leaseUntilMs: until })
+      }
+      for (const seq of [...this.pingAcks.keys()]) {
+        if (seq <= message.seq) {
+          this.pingAcks.delete(seq)
+          this.pingSentMs.delete(seq)
+        }
+      }
+    }
+  }
+
+  private onVoteRequest(message: Message & { _tag: "Vote" }, nowMs: number): void {
+    const sticky = nowMs < this.promiseUntilMs && this.leader !== message.from
+    if (message.term < this.term || sticky || !this.isVoter(message.from)) {
+      this.send(message.from, {
+        _tag: "VoteReply",
+        from: this.config.self,
+        term: Math.max(this.term, message.term),
+        granted: false,
+      })
+      return
+    }
+    if (message.term > this.term)
+      this.adoptTerm(message.term, nowMs, `${message.from} stands in term ${message.term}`)
+    const granted = this.votedFor === null || this.votedFor === message.from
+    if (granted && this.votedFor === null) {
+      this.votedFor = message.from
+      this.outputs.push({ _tag: "PersistVote", term: this.term, votedFor: this.votedFor })
+    }
+    if (granted) this.electionAtMs = this.electionDeadline(nowMs)
+    this.send(message.from, { _tag: "VoteReply", from: this.config.self, term: this.term, granted })
+  }
+
+  // ---- roles -------------------------------------------------------------------------------
+
+  private adoptTerm(term: number, nowMs: number, reason: string): void {
+    const wasLeader = this.role === "leader"
+    if (term > this.term) {
+      this.term = term
+      this.votedFor = null
+      this.outputs.push({ _tag: "PersistVote", term, votedFor: null })
+    }
+    this.role = "follower"
+    this.leader = null
+    this.votes.clear()
+    if (wasLeader) {
+      this.leaseUntilMs = -neverMs
+      this.outputs.push({ _tag: "SteppedDown", term: this.term, reason })
+    }
+    this.electionAtMs = this.electionDeadline(nowMs)
+  }
+
+  private startPreVote(nowMs: number): void {
+    this.role = "pre-candidate"
+    this.leader = null
+    this.votes.clear()
+    if (this.isVoter(this.config.self)) this.votes.add(this.config.self)
+    this.broadcast({ _tag: "PreVote", from: this.config.self, term: this.term + 1 })
+    this.electionAtMs =
+      nowMs +
+      this.config.heartbeatMs * 4 +
+      spread(this.config.self, this.term + 1, this.config.electionJitterMs)
+    if (this.votes.size >= this.majority()) this.startElection(nowMs)
+  }
+
+  private startElection(nowMs: number): void {
+    this.role = "candidate"
+    this.term++
+    this.votedFor = this.config.self
+    this.outputs.push({ _tag: "PersistVote", term: this.term, votedFor: this.config.self })
+    this.votes.clear()
+    this.votes.add(this.config.self)
+    this.broadcast({ _tag: "Vote", from: this.config.self, term: this.term })
+    this.electionAtMs =
+      nowMs + this.config.heartbeatMs * 4 + spread(this.config.self, this.term, this.config.electionJitterMs)
+    if (this.votes.size >= this.majority()) this.becomeLeader(nowMs)
+  }
+
+  private becomeLeader(nowMs: number): void {
+    this.role = "leader"
+    this.leader = this.config.self
+    this.leaseUntilMs = -neverMs
+    this.pingAcks.clear()
+    this.pingSentMs.clear()
+    this.nextPingMs = nowMs
+    this.outputs.push({ _tag: "BecamePrimary", term: this.term, leaseUntilMs: this.leaseUntilMs })
+  }
+
+  // ---- time --------------------------------------------------------------------------------
+
+  private tick(nowMs: number): void {
+    if (nowMs >= this.nextPingMs) {
+      this.ping(nowMs)
+      this.nextPingMs = nowMs + this.config.heartbeatMs
+      // Requests are idempotent: asking again each heartbeat rides out lost datagrams within one round.
+      if (this.role === "pre-candidate")
+        this.broadcast({ _tag: "PreVote", from: this.config.self, term: this.term + 1 })
+      if (this.role === "candidate") this.broadcast({ _tag: "Vote", from: this.config.self, term: this.term })
+    }
+    if (this.role === "leader") {
+      // A leader that could not renew steps down once its lease is over (or if it never got one in time).
+      const grace = this.leaseUntilMs === -neverMs ? this.config.leaseMs : 0
+      const lastValid = this.leaseUntilMs === -neverMs ? this.electionAtMs : this.leaseUntilMs
+      if (nowMs >= lastValid + grace) this.adoptTerm(this.term, nowMs, "lease not renewed by a majority")
+    } else if (nowMs >= this.electionAtMs && this.isVoter(this.config.self)) {
+      if (this.role === "candidate" || this.role === "pre-candidate") this.role = "follower"
+      this.startPreVote(nowMs)
+    }
+    this.checkQuorum(nowMs)
+  }
+
+  private ping(nowMs: number): void {
+    const seq = ++this.pingSeq
+    const leader = this.role === "leader"
+    if (leader) {
+      this.pingSentMs.set(seq, nowMs)
+      this.pingAcks.set(seq, new Set(this.isVoter(this.config.self) ? [this.config.self] : []))
+      if (this.pingSentMs.size > 64) {
+        const oldest = Math.min(...this.pingSentMs.keys())
+        this.pingSentMs.delete(oldest)
+        this.pingAcks.delete(oldest)
+      }
+      if (this.majority() === 1)
+        this.onPingAck({ _tag: "PingAck", from: this.config.self, term: this.term, seq }, nowMs)
+    }
+    const hears = this.config.voters.filter((node) => node !== this.config.self && this.hears(node, nowMs))
+    this.broadcast({ _tag: "Ping", from: this.config.self, term: this.term, leader, seq, hears })
+  }
+
+  private checkQuorum(nowMs: number): void {
+    if (this.heardCount(nowMs) >= this.majority()) {
+      this.lastMajorityMs = nowMs
+      if (this.fenced) {
+        this.fenced = false
+        this.outputs.push({ _tag: "Unfence" })
+      }
+    } else if (!this.fenced && nowMs - this.lastMajorityMs > this.config.leaseMs) {
+      this.fenced = true
+      this.outputs.push({
+        _tag: "Fence",
+        reason: `no majority of ${this.config.voters.length} voters seen for ${nowMs - this.lastMajorityMs} ms`,
+      })
+    }
+  }
+
+  private nextDeadline(nowMs: number): number {
+    let next = Math.min(this.nextPingMs, this.electionAtMs)
+    if (this.role === "leader" && this.leaseUntilMs !== -neverMs) next = Math.min(next, this.leaseUntilMs)
+    if (!this.fenced) next = Math.min(next, this.lastMajorityMs + this.config.leaseMs + 1)
+    return Math.max(next, nowMs + 1)
+  }
+
+  private send(to: string, message: Message): void {
+    this.outputs.push({ _tag: "Send", to, message })
+  }
+
+  private broadcast(message: Message): void {
+    this.outputs.push({ _tag: "Broadcast", message })
+  }
+}

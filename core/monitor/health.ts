@@ -1,0 +1,82 @@
+/**
+ * The health score: 0-100 for the cluster and for each node, computed from what the CDB and
+ * the election say, always with its reasons, so a person can see why the score is what it is
+ * ("-20: node n3 unreachable for 40 s").
+ */
+
+export interface HealthReason {
+  readonly points: number
+  readonly reason: string
+}
+
+export interface Score {
+  readonly score: number
+  readonly reasons: ReadonlyArray<HealthReason>
+}
+
+export interface HealthInput {
+  readonly nowMs: number
+  readonly members: ReadonlyArray<{
+    readonly id: string
+    readonly state: "alive" | "suspect" | "dead"
+    readonly sinceMs: number
+  }>
+  readonly voters: number
+  readonly votersSeen: number
+  readonly primary: string | null
+  readonly openAlarms: ReadonlyArray<{
+    readonly id: string
+    readonly severity: "info" | "warning" | "major" | "critical"
+  }>
+  readonly fenced: boolean
+}
+
+export interface Health {
+  readonly cluster: Score
+  readonly nodes: Readonly<Record<string, Score>>
+}
+
+const severityPoints = { info: 0, warning: 2, major: 5, critical: 15 } as const
+
+const seconds = (ms: number) => `${Math.max(0, Math.round(ms / 1000))} s`
+
+const finish = (reasons: ReadonlyArray<HealthReason>): Score => ({
+  score: Math.max(0, 100 - reasons.reduce((sum, reason) => sum + reason.points, 0)),
+  reasons: [...reasons].sort(
+    (left, right) => right.points - left.points || (left.reason < right.reason ? -1 : 1),
+  ),
+})
+
+export const computeHealth = (input: HealthInput): Health => {
+  const cluster: Array<HealthReason> = []
+  const nodes: Record<string, Score> = {}
+  const perNode = Math.max(5, Math.floor(60 / Math.max(1, input.members.length)))
+  for (const member of input.members) {
+    const forMs = input.nowMs - member.sinceMs
+    if (member.state === "dead") {
+      cluster.push({ points: perNode, reason: `node ${member.id} unreachable for ${seconds(forMs)}` })
+      nodes[member.id] = finish([{ points: 100, reason: `unreachable for ${seconds(forMs)}` }])
+    } else if (member.state === "suspect") {
+      cluster.push({
+        points: Math.ceil(perNode / 2),
+        reason: `node ${member.id} suspect (silent) for ${seconds(forMs)}`,
+      })
+      nodes[member.id] = finish([{ points: 50, reason: `suspect (silent) for ${seconds(forMs)}` }])
+    } else {
+      nodes[member.id] = finish([])
+    }
+  }
+  const majority = Math.floor(input.voters / 2) + 1
+  if (input.votersSeen < majority)
+    cluster.push({
+      points: 40,
+      reason: `this node sees ${input.votersSeen} of ${input.voters} voters, under the majority of ${majority}`,
+    })
+  if (input.primary === null) cluster.push({ points: 20, reason: "no primary monitor holds a lease" })
+  if (input.fenced) cluster.push({ points: 30, reason: "this node has fenced itself (no majority)" })
+  for (const alarm of input.openAlarms) {
+    const points = severityPoints[alarm.severity]
+    if (points > 0) cluster.push({ points, reason: `${alarm.severity} alarm ${alarm.id} open` })
+  }
+  return { cluster: finish(cluster), nodes }
+}
