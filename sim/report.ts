@@ -16,6 +16,13 @@ export const renderReport = (result: SimResult): string => {
   const endMs = Math.max(1, result.virtualMs)
   const x = (ms: number) => left + (Math.min(ms, endMs) / endMs) * (width - left - 10)
   const rowsHeight = result.nodes * rowHeight
+  // Primaries: a green bar on the node's row for each lease held, labelled with its term.
+  const primaryBars = result.primaries.map((interval) => {
+    const node = Number(interval.node.slice(1)) - 1
+    const x0 = x(interval.fromMs)
+    const x1 = Math.max(x0 + 1, x(interval.toMs))
+    return `<rect x="${x0}" y="${top + node * rowHeight + 8}" width="${x1 - x0}" height="5" fill="#2a2"><title>${interval.node} primary in term ${interval.term}, ${interval.fromMs}-${interval.toMs} ms</title></rect><text x="${x0 + 2}" y="${top + node * rowHeight + 7}" font-size="9" fill="#2a2">t${interval.term}</text>`
+  })
   const lagTop = top + rowsHeight + 40
   const lagHeight = 160
   const maxLag = Math.max(1, ...result.timeline.flatMap((sample) => sample.lag))
@@ -66,9 +73,10 @@ export const renderReport = (result: SimResult): string => {
   const heal = `<line x1="${x(result.healAtMs)}" y1="${top - 10}" x2="${x(result.healAtMs)}" y2="${lagTop + lagHeight}" stroke="#090" stroke-dasharray="4 3"/><text x="${x(result.healAtMs) - 4}" y="${top - 14}" font-size="11" fill="#090" text-anchor="end">heal at ${result.healAtMs} ms</text>`
   const height = lagTop + lagHeight + 40
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">
-<text x="${left}" y="18" font-size="13">nodes (red: down, amber: one-way isolated or flapping, blue band: partition side; colour: its lag curve below)</text>
+<text x="${left}" y="18" font-size="13">nodes (green: primary, with its term; red: down; amber: one-way isolated or flapping; blue band: partition side)</text>
 ${rows.join("\n")}
 ${parts.join("\n")}
+${primaryBars.join("\n")}
 ${heal}
 <text x="${left}" y="${lagTop - 8}" font-size="13">convergence lag: changes behind the most advanced node (max ${maxLag})</text>
 <rect x="${left}" y="${lagTop}" width="${width - left - 10}" height="${lagHeight}" fill="none" stroke="#999"/>
@@ -87,7 +95,29 @@ ${curves.join("\n")}
     datagramsDelivered: result.datagramsDelivered,
     datagramsDropped: result.datagramsDropped,
     snapshotsInstalled: result.snapshotsInstalled,
+    primaryChanges: result.primaryChanges,
+    failoverMs:
+      result.failoverMs.samples === 0
+        ? "not measured"
+        : `p50 ${result.failoverMs.p50}, p99 ${result.failoverMs.p99}, max ${result.failoverMs.max} (${result.failoverMs.samples})`,
+    alarmsRaised: result.alarmsRaised,
+    fences: result.fences,
   }
+  const health =
+    result.health === null
+      ? ""
+      : `<h2>Health: ${result.health.cluster.score}/100</h2><ul>${
+          result.health.cluster.reasons.length === 0
+            ? "<li>nothing takes points off</li>"
+            : result.health.cluster.reasons
+                .map((reason) => `<li>-${reason.points}: ${escapeHtml(reason.reason)}</li>`)
+                .join("")
+        }</ul><p>${Object.entries(result.health.nodes)
+          .map(
+            ([node, score]) =>
+              `${node}: ${score.score}${score.reasons.length > 0 ? ` (${escapeHtml(score.reasons.map((reason) => reason.reason).join("; "))})` : ""}`,
+          )
+          .join(" · ")}</p>`
   const violations = result.violations
     .map((v) => `<li><b>${escapeHtml(v.checker)}</b> at ${v.atMs} ms: ${escapeHtml(v.message)}</li>`)
     .join("")
@@ -100,6 +130,7 @@ ${curves.join("\n")}
     .join("")}</table>
 ${violations === "" ? "" : `<h2>Violations</h2><ul>${violations}</ul>`}
 ${result.pending.length === 0 ? "" : `<h2>Pending</h2><pre>${escapeHtml(result.pending.join("\n"))}</pre>`}
+${health}
 <h2>Timeline</h2>${svg}
 <h2>Scenario</h2><pre>${escapeHtml(JSON.stringify(result.scenario, null, 2))}</pre>
 </body></html>`

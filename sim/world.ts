@@ -140,6 +140,8 @@ interface SimNode {
   cutOffSinceUs: number | null
   /** When (global µs) this node was last up and connected both ways with each node, by index. */
   lastConnectedUs: Array<number>
+  /** When (its local ms) this incarnation started. */
+  startedMs: number
   /** How this node's CDB sees each member, in its local ms. */
   memberView: Map<string, { state: "alive" | "suspect" | "dead"; sinceMs: number }>
 }
@@ -246,6 +248,7 @@ export class World {
       leaseFromUs: 0,
       fenced: false,
       cutOffSinceUs: null,
+      startedMs: 0,
       lastConnectedUs: Array.from({ length: options.nodes }, () => 0),
       memberView: new Map(),
     }))
@@ -342,6 +345,7 @@ export class World {
     const image = node.incarnation === 0 ? undefined : node.image
     node.cdb = new CdbNode(config, this.localMs(node), node.incarnation, image)
     node.lastApplied = new Map(node.image.vector)
+    node.startedMs = this.localMs(node)
     node.armedUs = Number.MAX_SAFE_INTEGER
     node.memberView = new Map(
       this.members
@@ -685,12 +689,17 @@ export class World {
     const monitor = node.monitor
     const cdb = node.cdb
     if (monitor === null || cdb === null || !monitor.isPrimary(this.localMs(node))) return
-    const conditions = [...node.memberView].map(([id, view]) => ({
-      subject: id,
-      active: view.state !== "alive",
-      sinceMs: view.sinceMs,
-      message: `node ${id} is ${view.state}`,
-    }))
+    // The primary counts itself too (alive since it started), so it clears an alarm raised about it
+    // by a predecessor while it was unreachable.
+    const conditions = [
+      { subject: node.id, active: false, sinceMs: node.startedMs, message: `node ${node.id} is alive` },
+      ...[...node.memberView].map(([id, view]) => ({
+        subject: id,
+        active: view.state !== "alive",
+        sinceMs: view.sinceMs,
+        message: `node ${id} is ${view.state}`,
+      })),
+    ]
     const changes = evaluateAlarms(
       nodeUnreachableRule,
       conditions,
@@ -972,12 +981,14 @@ export class World {
     const first = this.nodes[0]!.cdb
     if (first === null) return false
     const fingerprint = first.fingerprint()
+    if (!this.nodes.every((node) => node.cdb !== null && node.cdb.fingerprint() === fingerprint)) return false
     const vector = JSON.stringify(first.vector())
-    return this.nodes.every(
-      (node) =>
-        node.cdb !== null &&
-        node.cdb.fingerprint() === fingerprint &&
-        JSON.stringify(node.cdb.vector()) === vector,
+    if (!this.nodes.every((node) => JSON.stringify(node.cdb!.vector()) === vector)) return false
+    // The monitor too: one primary with a lease, nobody fenced, and every alarm cleared.
+    return (
+      this.primaryNow() !== undefined &&
+      this.nodes.every((node) => !node.fenced) &&
+      this.openAlarms(first).length === 0
     )
   }
 

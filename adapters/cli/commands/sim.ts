@@ -157,6 +157,12 @@ export const summarise = (result: SimResult, wallMs: number) => ({
   violations: result.violations,
   pending: result.pending,
   replay: result.replay,
+  primaryChanges: result.primaryChanges,
+  failoverMs: result.failoverMs,
+  alarmsRaised: result.alarmsRaised,
+  fences: result.fences,
+  primaries: result.primaries,
+  health: result.health,
   scenario: result.scenario,
 })
 
@@ -226,6 +232,16 @@ const runCommand = Command.make(
         yield* Console.log(
           `  ${result.converged ? `converged ${result.convergenceMs} ms after the heal` : "did NOT converge"}; traceHash ${result.traceHash}`,
         )
+        const failover = result.failoverMs
+        yield* Console.log(
+          `  monitor: ${result.primaryChanges} primary change(s), failover ${failover.samples === 0 ? "not measured (the primary never failed)" : `p50 ${failover.p50} ms, p99 ${failover.p99} ms, max ${failover.max} ms over ${failover.samples}`}; ${result.alarmsRaised} alarm(s) raised, ${result.fences} fence(s)`,
+        )
+        if (result.health !== null) {
+          const reasons = result.health.cluster.reasons.map((reason) => `-${reason.points}: ${reason.reason}`)
+          yield* Console.log(
+            `  health ${result.health.cluster.score}/100${reasons.length > 0 ? ` (${reasons.join("; ")})` : ""}`,
+          )
+        }
         for (const violation of result.violations.slice(0, 10)) {
           yield* Console.log(`  VIOLATION ${violation.checker} at ${violation.atMs} ms: ${violation.message}`)
         }
