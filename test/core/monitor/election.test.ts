@@ -1,0 +1,211 @@
+import { describe, expect, it } from "vitest"
+import {
+  type DurableVote,
+  defaultElectionTimings,
+  ElectionNode,
+  fenceBoundMs,
+  type Message,
+  type Output,
+} from "../../../core/monitor/election.ts"
+
+/**
+ * A tiny deterministic harness in the manner of quinn-proto's tests: nodes, a 1 ms network that
+ * can be cut per direction, and `run(untilMs)` that jumps time to the earliest wakeup.
+ */
+class Cluster {
+  readonly nodes = new Map<string, ElectionNode>()
+  readonly votes = new Map<string, DurableVote>()
+  readonly deadlines = new Map<string, number>()
+  readonly cut = new Set<string>()
+  readonly primaries: Array<{ node: string; term: number; atMs: number }> = []
+  readonly fences: Array<{ node: string; atMs: number; fenced: boolean }> = []
+  private inFlight: Array<{ atMs: number; to: string; message: Message }> = []
+  nowMs = 0
+
+  readonly ids: ReadonlyArray<string>
+
+  constructor(ids: ReadonlyArray<string>) {
+    this.ids = ids
+    for (const id of ids) this.start(id)
+  }
+
+  start(id: string): void {
+    const node = new ElectionNode(
+      { ...defaultElectionTimings, self: id, voters: this.ids },
+      this.nowMs,
+      this.votes.get(id),
+    )
+    this.nodes.set(id, node)
+    this.apply(id, node.handle({ _tag: "DeadlineReached" }, this.nowMs))
+  }
+
+  crash(id: string): void {
+    this.nodes.delete(id)
+    this.deadlines.delete(id)
+  }
+
+  isolate(id: string, direction: "both" | "outgoing" = "both"): void {
+    for (const other of this.ids) {
+      if (other === id) continue
+      this.cut.add(`${id}>${other}`)
+      if (direction === "both") this.cut.add(`${other}>${id}`)
+    }
+  }
+
+  heal(): void {
+    this.cut.clear()
+  }
+
+  primaryAt(): string | undefined {
+    const holders = [...this.nodes].filter(([, node]) => node.isPrimary(this.nowMs)).map(([id]) => id)
+    expect(holders.length).toBeLessThanOrEqual(1)
+    return holders[0]
+  }
+
+  run(untilMs: number): void {
+    for (let steps = 0; steps < 1_000_000; steps++) {
+      const nextMessage = this.inFlight.reduce(
+        (min, item) => Math.min(min, item.atMs),
+        Number.MAX_SAFE_INTEGER,
+      )
+      const nextDeadline = Math.min(...this.deadlines.values(), Number.MAX_SAFE_INTEGER)
+      const next = Math.min(nextMessage, nextDeadline)
+      if (next > untilMs) break
+      this.nowMs = next
+      if (nextMessage <= nextDeadline) {
+        const index = this.inFlight.findIndex((item) => item.atMs === next)
+        const [item] = this.inFlight.splice(index, 1)
+        const node = this.nodes.get(item!.to)
+        if (node !== undefined)
+          this.apply(item!.to, node.handle({ _tag: "MessageReceived", message: item!.message }, this.nowMs))
+      } else {
+        const id = [...this.deadlines].find(([, at]) => at === next)![0]
+        this.deadlines.delete(id)
+        this.apply(id, this.nodes.get(id)!.handle({ _tag: "DeadlineReached" }, this.nowMs))
+      }
+      this.primaryAt()
+    }
+    this.nowMs = untilMs
+  }
+
+  private apply(id: string, outputs: ReadonlyArray<Output>): void {
+    for (const output of outputs) {
+      switch (output._tag) {
+        case "Send":
+          this.deliver(id, output.to, output.message)
+          break
+        case "Broadcast":
+          for (const other of this.ids) if (other !== id) this.deliver(id, other, output.message)
+          break
+        case "PersistVote":
+          this.votes.set(id, { term: output.term, votedFor: output.votedFor })
+          break
+        case "BecamePrimary":
+          this.primaries.push({ node: id, term: output.term, atMs: this.nowMs })
+          break
+        case "Fence":
+        case "Unfence":
+          this.fences.push({ node: id, atMs: this.nowMs, fenced: output._tag === "Fence" })
+          break
+        case "ArmDeadline":
+          this.deadlines.set(id, Math.min(this.deadlines.get(id) ?? Number.MAX_SAFE_INTEGER, output.atMs))
+          break
+        default:
+          break
+      }
+    }
+  }
+
+  private deliver(from: string, to: string, message: Message): void {
+    if (!this.cut.has(`${from}>${to}`)) this.inFlight.push({ atMs: this.nowMs + 1, to, message })
+  }
+}
+
+describe("election", () => {
+  it("elects exactly one primary among five within a few seconds, and keeps it while nothing fails", () => {
+    const cluster = new Cluster(["n1", "n2", "n3", "n4", "n5"])
+    cluster.run(3_000)
+    const primary = cluster.primaryAt()
+    expect(primary).toBeDefined()
+    cluster.run(20_000)
+    expect(cluster.primaryAt()).toBe(primary)
+    expect(cluster.primaries.length).toBe(1)
+  })
+
+  it("crash the primary: another takes over within 5 s, in a higher term", () => {
+    const cluster = new Cluster(["n1", "n2", "n3"])
+    cluster.run(3_000)
+    const first = cluster.primaryAt()!
+    const firstTerm = cluster.nodes.get(first)!.currentTerm
+    cluster.crash(first)
+    const crashedAt = cluster.nowMs
+    cluster.run(crashedAt + 5_000)
+    const second = cluster.primaryAt()
+    expect(second).toBeDefined()
+    expect(second).not.toBe(first)
+    expect(cluster.nodes.get(second!)!.currentTerm).toBeGreaterThan(firstTerm)
+  })
+
+  it("partition 2|3 with the primary on the minority side: it steps down before the majority elects, and the minority has none", () => {
+    const cluster = new Cluster(["n1", "n2", "n3", "n4", "n5"])
+    cluster.run(3_000)
+    const old = cluster.primaryAt()!
+    const others = cluster.ids.filter((id) => id !== old)
+    const minority = [old, others[0]!]
+    for (const a of minority)
+      for (const b of cluster.ids) if (!minority.includes(b)) cluster.cut.add(`${a}>${b}`).add(`${b}>${a}`)
+    cluster.run(cluster.nowMs + 6_000)
+    const now = cluster.primaryAt()
+    expect(now).toBeDefined()
+    expect(minority).not.toContain(now)
+    for (const id of minority) expect(cluster.nodes.get(id)!.isPrimary(cluster.nowMs)).toBe(false)
+  })
+
+  it("a node cut off in a minority does not raise terms, and does not disturb the primary when it returns (PreVote)", () => {
+    const cluster = new Cluster(["n1", "n2", "n3"])
+    cluster.run(3_000)
+    const primary = cluster.primaryAt()!
+    const term = cluster.nodes.get(primary)!.currentTerm
+    const loner = cluster.ids.find((id) => id !== primary)!
+    cluster.isolate(loner)
+    cluster.run(cluster.nowMs + 20_000)
+    expect(cluster.nodes.get(loner)!.currentTerm).toBe(term)
+    cluster.heal()
+    cluster.run(cluster.nowMs + 5_000)
+    expect(cluster.primaryAt()).toBe(primary)
+    expect(cluster.nodes.get(primary)!.currentTerm).toBe(term)
+  })
+
+  it("a node that hears everyone but whom nobody hears fences itself within the fence bound, and unfences after", () => {
+    const cluster = new Cluster(["n1", "n2", "n3"])
+    cluster.run(3_000)
+    const cutAt = cluster.nowMs
+    cluster.isolate("n2", "outgoing")
+    cluster.run(cutAt + fenceBoundMs(defaultElectionTimings) + 10)
+    const fence = cluster.fences.find((event) => event.node === "n2" && event.fenced)
+    expect(fence).toBeDefined()
+    expect(fence!.atMs - cutAt).toBeLessThanOrEqual(fenceBoundMs(defaultElectionTimings))
+    cluster.heal()
+    cluster.run(cluster.nowMs + 2_000)
+    expect(cluster.nodes.get("n2")!.isFenced()).toBe(false)
+  })
+
+  it("a restarted voter keeps its vote for the term (durable) and waits out a lease before standing", () => {
+    const cluster = new Cluster(["n1", "n2", "n3"])
+    cluster.run(3_000)
+    const voter = cluster.ids.find((id) => id !== cluster.primaryAt())!
+    const before = cluster.votes.get(voter)
+    cluster.crash(voter)
+    cluster.run(cluster.nowMs + 100)
+    cluster.start(voter)
+    expect(cluster.nodes.get(voter)!.currentTerm).toBe(before?.term)
+    cluster.run(cluster.nowMs + 5_000)
+    expect(cluster.primaries.length).toBe(1)
+  })
+
+  it("a single voter is its own majority", () => {
+    const cluster = new Cluster(["solo"])
+    cluster.run(3_000)
+    expect(cluster.primaryAt()).toBe("solo")
+  })
+})
