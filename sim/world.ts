@@ -85,6 +85,8 @@ export interface SimResult {
     readonly max: number | null
   }
   readonly alarmsRaised: number
+  /** Alarms raised about a node that was, in truth, up and connected at that moment. */
+  readonly falseAlarms: number
   readonly fences: number
   /** Who was primary when: one interval per lease held. */
   readonly primaries: ReadonlyArray<{
@@ -210,6 +212,8 @@ export class World {
   private majoritySinceUs: number | null = 0
   private lastPrimaryUs = 0
   private alarmsRaised = 0
+  /** Alarms raised about a node that was up and connected (ground truth) when it was raised. */
+  private falseAlarms = 0
   private fences = 0
 
   constructor(options: SimOptions) {
@@ -713,7 +717,19 @@ export class World {
     if (node.leaseUntilUs <= this.nowUs) {
       this.violate("alarm", `${node.id} wrote alarms without a valid lease`)
     }
-    for (const change of changes) if (change.record.state === "raised") this.alarmsRaised++
+    for (const change of changes) {
+      if (change.record.state !== "raised") continue
+      this.alarmsRaised++
+      // Ground truth at the moment of raising: is the subject really down or cut off?
+      const subject = this.nodes.find((candidate) => candidate.id === change.record.subject.id)
+      const real =
+        subject === undefined ||
+        subject.cdb === null ||
+        subject.cutOffSinceUs !== null ||
+        this.blocked(subject.index, node.index) ||
+        this.blocked(node.index, subject.index)
+      if (!real) this.falseAlarms++
+    }
     const writes: Array<WriteOp> = changes.map((change) => ({
       requestId: ++node.requestId,
       op: "put",
@@ -1091,6 +1107,7 @@ export class World {
         max: sorted.at(-1) ?? null,
       },
       alarmsRaised: this.alarmsRaised,
+      falseAlarms: this.falseAlarms,
       fences: this.fences,
       primaries,
       health: this.health(),

@@ -160,6 +160,7 @@ export const summarise = (result: SimResult, wallMs: number) => ({
   primaryChanges: result.primaryChanges,
   failoverMs: result.failoverMs,
   alarmsRaised: result.alarmsRaised,
+  falseAlarms: result.falseAlarms,
   fences: result.fences,
   primaries: result.primaries,
   health: result.health,

@@ -101,8 +101,7 @@ describe("cdb merge", () => {
           for (const id of ["k1", "k2", "k3"]) {
             const writes = changes.filter((change) => change.id === id && change.op !== "meta")
             const winner = writes.reduce<Change | undefined>(
-              (best, change) =>
-                best === undefined || compareVersions({ ...change }, { ...best }) > 0 ? change : best,
+              (best, change) => (best === undefined || compareVersions(change, best) > 0 ? change : best),
               undefined,
             )
             const entry = node.allEntries().find(([key]) => key === entryKey("system", id))?.[1]
