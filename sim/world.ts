@@ -451,14 +451,9 @@ export class World {
         if (peer !== undefined) this.transmit(node, peer, output.bytes, "relay", l3DelayUs)
         return
       }
-      case "ArmDeadline": {
-        const atUs = Math.max(this.nowUs + 1, this.globalUs(node, output.atMs))
-        if (atUs < node.armedUs) {
-          node.armedUs = atUs
-          this.queue.push(atUs, { type: "deadline", node: node.index })
-        }
+      case "ArmDeadline":
+        this.arm(node, output.atMs, "deadline")
         return
-      }
       case "MemberChanged":
         node.memberView.set(output.node, { state: output.state, sinceMs: this.localMs(node) })
         return
@@ -466,6 +461,16 @@ export class World {
       case "WriteRejected":
         return
     }
+  }
+
+  /** Arms a state machine's next deadline (its local ms), keeping only the earliest one pending. */
+  private arm(node: SimNode, atMs: number, type: "deadline" | "monitor-deadline"): void {
+    const atUs = Math.max(this.nowUs + 1, this.globalUs(node, atMs))
+    const armed = type === "deadline" ? node.armedUs : node.monitorArmedUs
+    if (atUs >= armed) return
+    if (type === "deadline") node.armedUs = atUs
+    else node.monitorArmedUs = atUs
+    this.queue.push(atUs, { type, node: node.index })
   }
 
   private hashSend(node: SimNode, bytes: Uint8Array): void {
@@ -608,14 +613,9 @@ export class World {
       case "Unfence":
         node.fenced = false
         return
-      case "ArmDeadline": {
-        const atUs = Math.max(this.nowUs + 1, this.globalUs(node, output.atMs))
-        if (atUs < node.monitorArmedUs) {
-          node.monitorArmedUs = atUs
-          this.queue.push(atUs, { type: "monitor-deadline", node: node.index })
-        }
+      case "ArmDeadline":
+        this.arm(node, output.atMs, "monitor-deadline")
         return
-      }
     }
   }
 

@@ -80,6 +80,30 @@ export const mergeEntry = (entries: Map<string, SpecEntry>, incoming: SpecEntry)
   return true
 }
 
+/** The meta slot a meta change or a snapshot's meta entry carries: the slot of its origin. */
+export const metaSlotOf = (source: {
+  readonly kind: string
+  readonly id: string
+  readonly origin: string
+  readonly value: Uint8Array | null
+  readonly seq: number
+}): MetaSlot => ({
+  kind: source.kind,
+  id: source.id,
+  node: source.origin,
+  value: source.value!,
+  seq: source.seq,
+})
+
+/** The spec entry a snapshot's spec entry carries. */
+export const snapshotToEntry = (entry: SnapshotEntry): SpecEntry => ({
+  kind: entry.kind,
+  id: entry.id,
+  value: entry.value,
+  version: { ms: entry.ms, counter: entry.counter, origin: entry.origin },
+  seq: entry.seq,
+})
+
 export const changeToEntry = (change: Change): SpecEntry => ({
   kind: change.kind,
   id: change.id,
@@ -97,13 +121,7 @@ export const applyPersist = (
   if (persist._tag === "Persist") {
     for (const change of persist.changes) {
       if (change.op === "meta") {
-        mergeMeta(image.meta, {
-          kind: change.kind,
-          id: change.id,
-          node: change.origin,
-          value: change.value!,
-          seq: change.seq,
-        })
+        mergeMeta(image.meta, metaSlotOf(change))
       } else mergeEntry(image.entries, changeToEntry(change))
       if ((image.vector.get(change.origin) ?? 0) < change.seq) image.vector.set(change.origin, change.seq)
       if (change.origin === self) image.ownLog.push(change)
@@ -113,22 +131,10 @@ export const applyPersist = (
   }
   for (const entry of persist.entries) {
     if (entry.tag === "meta") {
-      mergeMeta(image.meta, {
-        kind: entry.kind,
-        id: entry.id,
-        node: entry.origin,
-        value: entry.value!,
-        seq: entry.seq,
-      })
+      mergeMeta(image.meta, metaSlotOf(entry))
       continue
     }
-    mergeEntry(image.entries, {
-      kind: entry.kind,
-      id: entry.id,
-      value: entry.value,
-      version: { ms: entry.ms, counter: entry.counter, origin: entry.origin },
-      seq: entry.seq,
-    })
+    mergeEntry(image.entries, snapshotToEntry(entry))
   }
   for (const [origin, seq] of persist.vector) {
     if ((image.vector.get(origin) ?? 0) < seq) image.vector.set(origin, seq)

@@ -36,8 +36,10 @@ import {
   mergeEntry,
   mergeMeta,
   metaKey,
+  metaSlotOf,
   type Persist,
   type SpecEntry,
+  snapshotToEntry,
 } from "./durable.ts"
 import { type Clock, observe, tick } from "./hlc.ts"
 
@@ -547,13 +549,7 @@ export class CdbNode {
       )
     this.contiguous.set(change.origin, change.seq)
     if (change.op === "meta") {
-      this.setMeta({
-        kind: change.kind,
-        id: change.id,
-        node: change.origin,
-        value: change.value!,
-        seq: change.seq,
-      })
+      this.setMeta(metaSlotOf(change))
     } else {
       observe(this.clock, change)
       this.mergeSpec(changeToEntry(change))
@@ -823,21 +819,9 @@ export class CdbNode {
     for (const entry of entries) {
       if (entry.tag === "spec") {
         observe(this.clock, entry)
-        this.mergeSpec({
-          kind: entry.kind,
-          id: entry.id,
-          value: entry.value,
-          version: { ms: entry.ms, counter: entry.counter, origin: entry.origin },
-          seq: entry.seq,
-        })
+        this.mergeSpec(snapshotToEntry(entry))
       } else {
-        this.setMeta({
-          kind: entry.kind,
-          id: entry.id,
-          node: entry.origin,
-          value: entry.value!,
-          seq: entry.seq,
-        })
+        this.setMeta(metaSlotOf(entry))
       }
     }
     for (const [origin, seq] of advanced) {
