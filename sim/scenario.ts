@@ -36,6 +36,16 @@ export interface SimOptions {
   readonly schedule?: Schedule
   /** Overrides the CDB's timings (a large cluster digests less often). */
   readonly timings?: Timings
+  /** Overrides the monitor's election timings (to choose the defaults from simulation). */
+  readonly electionTimings?: ElectionTimings
+}
+
+export interface ElectionTimings {
+  readonly heartbeatMs: number
+  readonly leaseMs: number
+  readonly electionJitterMs: number
+  readonly maxDriftPpm: number
+  readonly quorumWindowMs: number
 }
 
 export interface Timings {

@@ -35,7 +35,14 @@ import {
 } from "../core/monitor/election.ts"
 import { computeHealth, type Health } from "../core/monitor/health.ts"
 import { EventQueue, Prng, TraceHash } from "./prng.ts"
-import { drawScenario, type FaultEvent, replayCommand, type Scenario, type SimOptions } from "./scenario.ts"
+import {
+  drawScenario,
+  type ElectionTimings,
+  type FaultEvent,
+  replayCommand,
+  type Scenario,
+  type SimOptions,
+} from "./scenario.ts"
 
 export interface Violation {
   readonly checker: string
@@ -202,6 +209,7 @@ export class World {
   private readonly sampleEveryUs: number
   private nextSampleUs = 0
   private readonly voters: ReadonlyArray<string>
+  private readonly electionTimings: ElectionTimings
   private readonly termPrimary = new Map<number, string>()
   private readonly primaries: Array<{ node: string; term: number; fromMs: number; toMs: number }> = []
   private readonly failovers: Array<number> = []
@@ -233,6 +241,7 @@ export class World {
     })
     this.config = { ...defaultCdbConfig, ...options.timings, members: this.members }
     this.voters = this.members.map((member) => member.id)
+    this.electionTimings = options.electionTimings ?? defaultElectionTimings
     this.nodes = this.members.map((member, index) => ({
       id: member.id,
       index,
@@ -361,7 +370,7 @@ export class World {
     this.trace.number(node.index)
     this.step(node, { _tag: "DeadlineReached" })
     node.monitor = new ElectionNode(
-      { ...defaultElectionTimings, self: node.id, voters: this.voters },
+      { ...this.electionTimings, self: node.id, voters: this.voters },
       this.localMs(node),
       node.vote,
     )
@@ -793,8 +802,8 @@ export class World {
   private checkFencing(): void {
     // The bound the core promises, plus the largest delivery delay the network may add.
     const boundUs =
-      fenceBoundMs(defaultElectionTimings) * 1000 + this.scenario.schedule.rates.jitterUs + l3DelayUs
-    const windowUs = defaultElectionTimings.quorumWindowMs * 1000
+      fenceBoundMs(this.electionTimings) * 1000 + this.scenario.schedule.rates.jitterUs + l3DelayUs
+    const windowUs = this.electionTimings.quorumWindowMs * 1000
     const majority = Math.floor(this.voters.length / 2) + 1
     for (const node of this.nodes) {
       if (node.cdb === null) continue
