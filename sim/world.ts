@@ -85,6 +85,8 @@ export interface SimResult {
   /** Times a new primary took office. */
   readonly primaryChanges: number
   /** From the primary's crash or isolation to the next primary holding a lease (virtual ms). */
+  /** Every failover measured, in the order they happened (virtual ms). */
+  readonly failoverSamplesMs: ReadonlyArray<number>
   readonly failoverMs: {
     readonly samples: number
     readonly p50: number | null
@@ -1109,6 +1111,7 @@ export class World {
         : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
     return {
       primaryChanges: this.primaryChanges,
+      failoverSamplesMs: this.failovers,
       failoverMs: {
         samples: sorted.length,
         p50: percentile(50),
