@@ -154,8 +154,14 @@ export class EventQueue<T> {
   }
 
   private swap(left: number, right: number): void {
-    ;[this.times[left], this.times[right]] = [this.times[right]!, this.times[left]!]
-    ;[this.orders[left], this.orders[right]] = [this.orders[right]!, this.orders[left]!]
-    ;[this.items[left], this.items[right]] = [this.items[right]!, this.items[left]!]
+    const time = this.times[left]!
+    this.times[left] = this.times[right]!
+    this.times[right] = time
+    const order = this.orders[left]!
+    this.orders[left] = this.orders[right]!
+    this.orders[right] = order
+    const item = this.items[left]!
+    this.items[left] = this.items[right]!
+    this.items[right] = item
   }
 }

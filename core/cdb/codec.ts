@@ -409,8 +409,15 @@ class Reader {
   str8(what: string): string {
     const length = this.u8(what)
     this.need(length, what)
-    const slice = this.bytes.subarray(this.offset, this.offset + length)
+    const start = this.offset
     this.offset += length
+    // Names are short and almost always ASCII: decoding them by hand is several times faster.
+    let ascii = ""
+    let index = start
+    for (; index < this.offset && this.bytes[index]! < 0x80; index++)
+      ascii += String.fromCharCode(this.bytes[index]!)
+    if (index === this.offset) return ascii
+    const slice = this.bytes.subarray(start, this.offset)
     try {
       return decoder.decode(slice)
     } catch {
