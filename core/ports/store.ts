@@ -1,0 +1,27 @@
+/**
+ * The durable store port: where a node keeps what must survive a crash — the CDB's durable
+ * image (spec entries, meta, stream positions, its own stream's tail) and the election's vote.
+ * `persist` returns only once the change is durable: the driver acknowledges a write after it.
+ */
+import { Context, type Effect, Schema } from "effect"
+import type { DurableImage, Persist } from "../cdb/durable.ts"
+import type { DurableVote } from "../monitor/election.ts"
+
+export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
+  reason: Schema.Literals(["open-failed", "corrupt", "write-failed"]),
+  detail: Schema.String,
+}) {}
+
+export class DurableStore extends Context.Service<
+  DurableStore,
+  {
+    readonly load: Effect.Effect<
+      { readonly image: DurableImage; readonly vote: DurableVote; readonly incarnation: number },
+      StoreError
+    >
+    readonly persist: (persist: Persist) => Effect.Effect<void, StoreError>
+    readonly persistVote: (vote: DurableVote) => Effect.Effect<void, StoreError>
+    /** Counts a restart; the new incarnation tells peers this node started afresh. */
+    readonly nextIncarnation: Effect.Effect<number, StoreError>
+  }
+>()("acp/core/ports/DurableStore") {}

@@ -1,0 +1,37 @@
+/**
+ * The transport port: how a node's datagrams reach the others. An L2 domain is one multicast
+ * group (or, without multicast, a unicast peer list); relays reach other domains over L3.
+ * Implementations authenticate every datagram with the cluster key before it is handed in,
+ * so the core only ever sees bytes from members of its cluster.
+ */
+import { Context, type Effect, Schema, type Stream } from "effect"
+
+export type Destination =
+  | { readonly _tag: "Domain" }
+  | { readonly _tag: "Node"; readonly node: string }
+  | { readonly _tag: "Relay"; readonly node: string }
+
+export interface Received {
+  readonly bytes: Uint8Array
+  readonly via: "domain" | "relay"
+  /** The relay it came from, for datagrams that crossed an L3 link. */
+  readonly from?: string
+}
+
+export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
+  reason: Schema.Literals(["bind-failed", "send-failed", "unknown-peer", "closed"]),
+  detail: Schema.String,
+}) {}
+
+/** Why an incoming datagram was dropped before the core saw it. */
+export type DropReason = "unauthenticated" | "replayed" | "malformed-envelope" | "oversized"
+
+export class Transport extends Context.Service<
+  Transport,
+  {
+    readonly send: (destination: Destination, bytes: Uint8Array) => Effect.Effect<void, TransportError>
+    readonly incoming: Stream.Stream<Received>
+    /** Datagrams dropped by the authentication layer, by reason (for metrics and tests). */
+    readonly dropped: Effect.Effect<Readonly<Record<DropReason, number>>>
+  }
+>()("acp/core/ports/Transport") {}

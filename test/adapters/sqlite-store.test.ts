@@ -1,0 +1,137 @@
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect, Layer } from "effect"
+import fc from "fast-check"
+import { afterAll, describe, expect, it } from "vitest"
+import { layerSqlite } from "../../adapters/store/sqlite.ts"
+import type { Change } from "../../core/cdb/codec.ts"
+import { applyPersist, emptyImage, type Persist } from "../../core/cdb/durable.ts"
+import { DurableStore } from "../../core/ports/store.ts"
+
+const directory = mkdtempSync(join(tmpdir(), "acp-sqlite-"))
+afterAll(() => rmSync(directory, { recursive: true, force: true }))
+let databases = 0
+const freshPath = () => join(directory, `node-${++databases}.db`)
+
+const withStore = <A>(
+  path: string,
+  self: string,
+  body: (store: DurableStore["Service"]) => Effect.Effect<A, unknown>,
+) =>
+  Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const store = yield* DurableStore
+        return yield* body(store)
+      }).pipe(
+        Effect.provide(Layer.fresh(layerSqlite({ path, self, retainChanges: 1000, synchronous: "FULL" }))),
+      ),
+    ),
+  )
+
+const byKey = (left: readonly [string, unknown], right: readonly [string, unknown]) =>
+  left[0] < right[0] ? -1 : 1
+
+const changes = fc
+  .array(
+    fc.record({
+      origin: fc.constantFrom("a", "b", "self"),
+      op: fc.constantFrom("put", "delete", "meta"),
+      id: fc.constantFrom("k1", "k2", "k3"),
+      ms: fc.integer({ min: 1, max: 50 }),
+      counter: fc.nat(3),
+      byte: fc.nat(255),
+    }),
+    { maxLength: 40 },
+  )
+  .map((drafts) => {
+    const seqs = new Map<string, number>()
+    return drafts.map((draft): Change => {
+      const seq = (seqs.get(draft.origin) ?? 0) + 1
+      seqs.set(draft.origin, seq)
+      return {
+        origin: draft.origin,
+        seq,
+        op: draft.op,
+        kind: draft.op === "meta" ? "service" : "system",
+        id: draft.id,
+        ms: draft.op === "meta" ? 0 : draft.ms,
+        counter: draft.op === "meta" ? 0 : draft.counter,
+        value: draft.op === "delete" ? null : new Uint8Array([draft.byte, 7]),
+      }
+    })
+  })
+
+describe("sqlite store", () => {
+  it("loads exactly what applyPersist holds in memory, after any sequence of persisted steps", async () => {
+    await fc.assert(
+      fc.asyncProperty(changes, fc.integer({ min: 1, max: 8 }), async (all, stepSize) => {
+        const path = freshPath()
+        const steps: Array<Persist> = []
+        for (let index = 0; index < all.length; index += stepSize)
+          steps.push({ _tag: "Persist", changes: all.slice(index, index + stepSize) })
+        const memory = emptyImage()
+        for (const step of steps) applyPersist(memory, step, "self", 1000)
+        await withStore(path, "self", (store) => Effect.forEach(steps, store.persist, { discard: true }))
+        const loaded = await withStore(path, "self", (store) => store.load)
+        expect(new Map([...loaded.image.entries].sort(byKey))).toEqual(
+          new Map([...memory.entries].sort(byKey)),
+        )
+        expect(new Map([...loaded.image.meta].sort(byKey))).toEqual(new Map([...memory.meta].sort(byKey)))
+        expect(new Map([...loaded.image.vector].sort(byKey))).toEqual(new Map([...memory.vector].sort(byKey)))
+        expect(loaded.image.ownLog).toEqual(memory.ownLog)
+      }),
+      { numRuns: 40 },
+    )
+  })
+
+  it("keeps the vote and counts incarnations across reopening", async () => {
+    const path = freshPath()
+    await withStore(path, "n1", (store) =>
+      Effect.andThen(store.persistVote({ term: 7, votedFor: "n2" }), store.nextIncarnation),
+    )
+    const second = await withStore(path, "n1", (store) => store.nextIncarnation)
+    const loaded = await withStore(path, "n1", (store) => store.load)
+    expect(loaded.vote).toEqual({ term: 7, votedFor: "n2" })
+    expect(second).toBe(2)
+    expect(loaded.incarnation).toBe(2)
+  })
+
+  it("refuses a data directory that belongs to another node, with a clear error, and leaves it intact", async () => {
+    const path = freshPath()
+    await withStore(path, "n1", (store) =>
+      store.persist({
+        _tag: "Persist",
+        changes: [
+          {
+            origin: "n1",
+            seq: 1,
+            op: "put",
+            kind: "system",
+            id: "vm",
+            ms: 1,
+            counter: 0,
+            value: new Uint8Array([1]),
+          },
+        ],
+      }),
+    )
+    const error = await Effect.runPromise(
+      Effect.flip(
+        Effect.scoped(
+          Effect.provide(
+            Effect.gen(function* () {
+              return yield* DurableStore
+            }),
+            Layer.fresh(layerSqlite({ path, self: "n2", retainChanges: 10, synchronous: "FULL" })),
+          ),
+        ),
+      ),
+    )
+    expect(error).toMatchObject({ _tag: "StoreError", reason: "open-failed" })
+    expect(error.detail).toContain("belongs to node n1, not n2")
+    const loaded = await withStore(path, "n1", (store) => store.load)
+    expect(loaded.image.entries.size).toBe(1)
+  })
+})
