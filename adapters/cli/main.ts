@@ -7,18 +7,43 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Command } from "effect/cli"
 import packageJson from "../../package.json" with { type: "json" }
+import {
+  alarmCommand,
+  clusterCommand,
+  healthCommand,
+  monitorCommand,
+  objectCommand,
+} from "./commands/cluster.ts"
 import { modelCommand } from "./commands/model.ts"
+import { nodeCommand } from "./commands/node.ts"
 import { simCommand } from "./commands/sim.ts"
 
 export const acp = Command.make("acp").pipe(
   Command.withDescription("ACP: run virtual machines on a cluster of Linux hosts, and simulate it"),
-  Command.withSubcommands([simCommand, modelCommand]),
+  Command.withSubcommands([
+    clusterCommand,
+    nodeCommand,
+    objectCommand,
+    monitorCommand,
+    alarmCommand,
+    healthCommand,
+    simCommand,
+    modelCommand,
+  ]),
 )
 
 // A sweep worker thread loads this same file (the bundle is one file) and must not start the CLI.
 if (isMainThread) {
   acp.pipe(
     Command.run({ version: packageJson.version }),
+    // An operator error is one line on stderr and exit code 1, never a stack trace.
+    Effect.catchTag("CliError", (error) =>
+      Effect.sync(() => {
+        process.stderr.write(`acp: ${error.message}
+`)
+        process.exitCode = 1
+      }),
+    ),
     Effect.provide(NodeServices.layer),
     NodeRuntime.runMain,
   )

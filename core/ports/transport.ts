@@ -11,7 +11,11 @@ export type Destination =
   | { readonly _tag: "Node"; readonly node: string }
   | { readonly _tag: "Relay"; readonly node: string }
 
+/** What a datagram carries: CDB sync, or the monitor's election messages. */
+export type Channel = "cdb" | "monitor"
+
 export interface Received {
+  readonly channel: Channel
   readonly bytes: Uint8Array
   readonly via: "domain" | "relay"
   /** The relay it came from, for datagrams that crossed an L3 link. */
@@ -29,7 +33,11 @@ export type DropReason = "unauthenticated" | "replayed" | "malformed-envelope" |
 export class Transport extends Context.Service<
   Transport,
   {
-    readonly send: (destination: Destination, bytes: Uint8Array) => Effect.Effect<void, TransportError>
+    readonly send: (
+      destination: Destination,
+      channel: Channel,
+      bytes: Uint8Array,
+    ) => Effect.Effect<void, TransportError>
     readonly incoming: Stream.Stream<Received>
     /** Datagrams dropped by the authentication layer, by reason (for metrics and tests). */
     readonly dropped: Effect.Effect<Readonly<Record<DropReason, number>>>

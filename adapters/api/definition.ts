@@ -1,0 +1,81 @@
+/**
+ * The node's local API, schema first: HTTP/JSON on 127.0.0.1 only, with its OpenAPI document
+ * at /openapi.json. The CLI talks to it; remote callers reach it through the agent (not yet).
+ */
+import { Schema } from "effect"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
+
+export const Version = Schema.Struct({ ms: Schema.Int, counter: Schema.Int, origin: Schema.String })
+
+export const ObjectView = Schema.Struct({
+  kind: Schema.String,
+  id: Schema.String,
+  spec: Schema.Unknown,
+  version: Version,
+  meta: Schema.Array(Schema.Struct({ node: Schema.String, value: Schema.Unknown })),
+})
+export type ObjectView = typeof ObjectView.Type
+
+export class ObjectNotFound extends Schema.TaggedError<ObjectNotFound>()(
+  "ObjectNotFound",
+  { kind: Schema.String, id: Schema.String, message: Schema.String },
+  { httpApiStatus: 404 },
+) {}
+
+export class InvalidObject extends Schema.TaggedError<InvalidObject>()(
+  "InvalidObject",
+  {
+    message: Schema.String,
+    issues: Schema.Array(Schema.Struct({ path: Schema.String, message: Schema.String })),
+  },
+  { httpApiStatus: 400 },
+) {}
+
+export class WriteFailed extends Schema.TaggedError<WriteFailed>()(
+  "WriteFailed",
+  { reason: Schema.String, message: Schema.String },
+  { httpApiStatus: 422 },
+) {}
+
+const objectPath = { kind: Schema.String, id: Schema.String }
+
+export class ObjectsApi extends HttpApiGroup.make("objects").add(
+  HttpApiEndpoint.get("list", "/v1/objects/:kind", {
+    params: { kind: Schema.String },
+    success: Schema.Array(ObjectView),
+    error: InvalidObject,
+  }),
+  HttpApiEndpoint.get("get", "/v1/objects/:kind/:id", {
+    params: objectPath,
+    success: ObjectView,
+    error: [ObjectNotFound, InvalidObject],
+  }),
+  HttpApiEndpoint.put("put", "/v1/objects/:kind/:id", {
+    params: objectPath,
+    payload: Schema.Unknown,
+    success: ObjectView,
+    error: [InvalidObject, WriteFailed],
+  }),
+  HttpApiEndpoint.delete("remove", "/v1/objects/:kind/:id", {
+    params: objectPath,
+    success: HttpApiSchema.NoContent,
+    error: [ObjectNotFound, InvalidObject, WriteFailed],
+  }),
+) {}
+
+export class NodeApi extends HttpApiGroup.make("node", { topLevel: true }).add(
+  HttpApiEndpoint.get("status", "/v1/status", { success: Schema.Unknown }),
+  HttpApiEndpoint.get("metrics", "/metrics", {
+    success: Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/plain; version=0.0.4" })),
+  }),
+) {}
+
+export class AcpApi extends HttpApi.make("acp")
+  .add(ObjectsApi)
+  .add(NodeApi)
+  .annotateMerge(
+    OpenApi.annotations({
+      title: "ACP node API",
+      description: "One node's local API: the CDB's objects, its status and metrics.",
+    }),
+  ) {}

@@ -1,0 +1,182 @@
+/**
+ * The local API's handlers and its HTTP server on 127.0.0.1. A spec is validated against its
+ * kind's schema before it reaches the CDB; a bad request is a 400 that names every bad field,
+ * and nothing is written.
+ */
+import { createServer } from "node:http"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Context, Effect, Layer, Result, Schema } from "effect"
+import { HttpRouter } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
+import type { SpecEntry } from "../../core/cdb/durable.ts"
+import { isObjectKind, objectKinds } from "../../core/model/kinds.ts"
+import { decodeObjectPart } from "../../core/model/validate.ts"
+import type { RunningNode } from "../node/node.ts"
+import { AcpApi, InvalidObject, ObjectNotFound, type ObjectView, WriteFailed } from "./definition.ts"
+
+export class Node extends Context.Service<Node, RunningNode>()("acp/adapters/api/Node") {}
+
+const decoder = new TextDecoder("utf-8", { fatal: true })
+const encoder = new TextEncoder()
+
+/** CDB values written through the API are JSON; anything else is shown as base64. */
+const valueOf = (bytes: Uint8Array | null): unknown => {
+  if (bytes === null) return null
+  try {
+    return JSON.parse(decoder.decode(bytes))
+  } catch {
+    return { base64: Buffer.from(bytes).toString("base64") }
+  }
+}
+
+const view = (node: RunningNode, entry: SpecEntry): ObjectView => ({
+  kind: entry.kind,
+  id: entry.id,
+  spec: valueOf(entry.value),
+  version: entry.version,
+  meta: node.metaOf(entry.kind, entry.id).map((slot) => ({ node: slot.node, value: valueOf(slot.value) })),
+})
+
+const requireKind = (kind: string) =>
+  isObjectKind(kind)
+    ? Effect.void
+    : Effect.fail(
+        new InvalidObject({
+          message: `unknown kind "${kind}"; known kinds: ${objectKinds.join(", ")}`,
+          issues: [{ path: "kind", message: "unknown kind" }],
+        }),
+      )
+
+const ObjectsHandlers = HttpApiBuilder.group(AcpApi, "objects", (handlers) =>
+  Effect.gen(function* () {
+    const node = yield* Node
+    return handlers
+      .handle("list", ({ params }) =>
+        Effect.as(
+          requireKind(params.kind),
+          node.list(params.kind).map((entry) => view(node, entry)),
+        ),
+      )
+      .handle("get", ({ params }) =>
+        Effect.gen(function* () {
+          yield* requireKind(params.kind)
+          const entry = node.get(params.kind, params.id)
+          if (entry === undefined) {
+            return yield* new ObjectNotFound({
+              kind: params.kind,
+              id: params.id,
+              message: `no ${params.kind} "${params.id}"`,
+            })
+          }
+          return view(node, entry)
+        }),
+      )
+      .handle("put", ({ params, payload }) =>
+        Effect.gen(function* () {
+          yield* requireKind(params.kind)
+          const id = decodeObjectPart(params.kind, "spec", payload)
+          if (Result.isFailure(id)) {
+            return yield* new InvalidObject({ message: id.failure.message, issues: id.failure.issues })
+          }
+          const idCheck = Schema.decodeUnknownResult(
+            Schema.String.check(Schema.isPattern(/^[a-z0-9][a-z0-9._-]{0,62}$/)),
+          )(params.id)
+          if (Result.isFailure(idCheck)) {
+            return yield* new InvalidObject({
+              message: `invalid id "${params.id}"`,
+              issues: [{ path: "id", message: "Expected 1-63 characters of a-z, 0-9, '.', '_' or '-'" }],
+            })
+          }
+          yield* node
+            .write([
+              { op: "put", kind: params.kind, id: params.id, value: encoder.encode(JSON.stringify(payload)) },
+            ])
+            .pipe(
+              Effect.mapError((error) => new WriteFailed({ reason: error.reason, message: error.message })),
+            )
+          return view(node, node.get(params.kind, params.id)!)
+        }),
+      )
+      .handle("remove", ({ params }) =>
+        Effect.gen(function* () {
+          yield* requireKind(params.kind)
+          if (node.get(params.kind, params.id) === undefined) {
+            return yield* new ObjectNotFound({
+              kind: params.kind,
+              id: params.id,
+              message: `no ${params.kind} "${params.id}"`,
+            })
+          }
+          yield* node
+            .write([{ op: "delete", kind: params.kind, id: params.id, value: null }])
+            .pipe(
+              Effect.mapError((error) => new WriteFailed({ reason: error.reason, message: error.message })),
+            )
+        }),
+      )
+  }),
+)
+
+/** Prometheus text exposition of the node's counters. */
+export const metricsText = (node: RunningNode): string => {
+  const status = node.status()
+  const counters = node.counters()
+  const lines: Array<string> = []
+  const metric = (name: string, help: string, type: "counter" | "gauge", value: number) => {
+    lines.push(
+      `# HELP acp_${name} ${help}`,
+      `# TYPE acp_${name} ${type}`,
+      `acp_${name}{node="${status.node}"} ${value}`,
+    )
+  }
+  metric("datagrams_received_total", "Datagrams handed to the core", "counter", counters.datagramsIn)
+  metric("datagrams_sent_total", "Datagrams sent", "counter", counters.datagramsOut)
+  metric(
+    "datagrams_rejected_total",
+    "Datagrams the CDB decoder rejected",
+    "counter",
+    counters.rejectedDatagrams,
+  )
+  metric("changes_applied_total", "CDB changes applied", "counter", counters.cdb.changesApplied)
+  metric("nacks_sent_total", "Repair requests sent", "counter", counters.cdb.nacksSent)
+  metric("snapshots_installed_total", "Snapshots installed", "counter", counters.cdb.snapshotsInstalled)
+  metric(
+    "writes_acknowledged_total",
+    "Local writes made durable and acknowledged",
+    "counter",
+    counters.writesAcknowledged,
+  )
+  metric("objects", "Objects in this node's CDB", "gauge", status.entries)
+  metric(
+    "is_primary",
+    "1 if this node is the primary monitor with a valid lease",
+    "gauge",
+    status.isPrimary ? 1 : 0,
+  )
+  metric("term", "The monitor's current term", "gauge", status.term)
+  metric("fenced", "1 if this node has fenced itself", "gauge", status.fenced ? 1 : 0)
+  metric(
+    "health_score",
+    "Cluster health score as this node sees it (0-100)",
+    "gauge",
+    status.health.cluster.score,
+  )
+  metric("alarms_open", "Open alarms", "gauge", status.alarms.length)
+  return `${lines.join("\n")}\n`
+}
+
+const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
+  Effect.gen(function* () {
+    const node = yield* Node
+    return handlers
+      .handle("status", () => Effect.sync(() => node.status()))
+      .handle("metrics", () => Effect.sync(() => metricsText(node)))
+  }),
+)
+
+export const layerApiServer = (port: number) =>
+  HttpRouter.serve(
+    HttpApiBuilder.layer(AcpApi, { openapiPath: "/openapi.json" }).pipe(
+      Layer.provide([ObjectsHandlers, NodeHandlers]),
+    ),
+  ).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })))

@@ -1,0 +1,439 @@
+/**
+ * `acp cluster up|down|status`: a local cluster on this machine, one process per node on
+ * loopback (separate ports and data directories, one multicast group), and `acp object`,
+ * `acp health`, `acp monitor status`, `acp alarm list` against it.
+ */
+import { spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { Console, Effect, Option, Schedule } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import type { NodeConfig } from "../../node/config.ts"
+
+type NodeConfigFile = (typeof NodeConfig)["Encoded"]
+
+import {
+  CliError,
+  type ClusterNode,
+  type ClusterState,
+  call,
+  defaultClusterDir,
+  describeError,
+  pickNode,
+  readState,
+  statePath,
+} from "../client.ts"
+import { renderTable } from "../render.ts"
+
+const dirFlag = Flag.String("dir").pipe(
+  Flag.withDescription("Where the local cluster keeps its state (default .acp, or $ACP_HOME)"),
+  Flag.optional,
+)
+const nodeFlag = Flag.String("node").pipe(
+  Flag.withDescription("Which node to ask (default: the first)"),
+  Flag.optional,
+)
+const jsonFlag = Flag.Boolean("json").pipe(
+  Flag.withDescription("Print JSON instead of a table"),
+  Flag.withDefault(false),
+)
+
+const dirOf = (dir: Option.Option<string>) => Option.getOrElse(dir, defaultClusterDir)
+
+/** The pid a node wrote in its data directory (it may have been restarted by hand), else the one we started. */
+const pidOf = (node: ClusterNode): number => {
+  try {
+    return Number(readFileSync(join(dirname(node.configPath), "node.pid"), "utf8").trim()) || node.pid
+  } catch {
+    return node.pid
+  }
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+interface StatusView {
+  readonly node: string
+  readonly primary: string | null
+  readonly isPrimary: boolean
+  readonly term: number
+  readonly fenced: boolean
+  readonly entries: number
+  readonly members: ReadonlyArray<{ id: string; state: string }>
+  readonly health: { cluster: { score: number; reasons: ReadonlyArray<{ points: number; reason: string }> } }
+  readonly alarms: ReadonlyArray<{
+    id: string
+    severity: string
+    state: string
+    message: string
+    raisedBy: string
+  }>
+}
+
+const statusOf = (node: ClusterNode) =>
+  Effect.map(call(node, "GET", "/v1/status"), (response) =>
+    response.status === 200 ? (response.body as StatusView) : undefined,
+  )
+
+// ---- up ------------------------------------------------------------------------------------------
+
+const up = Command.make(
+  "up",
+  {
+    nodes: Flag.Int("nodes").pipe(Flag.withDescription("How many nodes"), Flag.withDefault(3)),
+    basePort: Flag.Int("base-port").pipe(
+      Flag.withDescription("First of the ports the cluster uses"),
+      Flag.withDefault(17400),
+    ),
+    dir: dirFlag,
+    unicast: Flag.Boolean("unicast").pipe(
+      Flag.withDescription("A unicast peer list instead of multicast"),
+      Flag.withDefault(false),
+    ),
+  },
+  ({ nodes, basePort, dir, unicast }) =>
+    Effect.gen(function* () {
+      const home = dirOf(dir)
+      if (nodes < 1 || nodes > 50) return yield* new CliError({ message: `--nodes ${nodes}: expected 1..50` })
+      const existing = yield* Effect.option(readState(home))
+      if (Option.isSome(existing) && existing.value.nodes.some((node) => alive(pidOf(node)))) {
+        return yield* new CliError({
+          message: `a local cluster is already running in ${home}: \`acp cluster down\` first`,
+        })
+      }
+      mkdirSync(home, { recursive: true })
+      const cluster = randomBytes(4).readUInt32BE(0) || 1
+      const key = randomBytes(32).toString("hex")
+      const group = `239.255.${(cluster >>> 8) & 0xff}.${cluster & 0xff}`
+      const ids = Array.from({ length: nodes }, (_, index) => `n${index + 1}`)
+      const members = ids.map((id, index) => ({
+        id,
+        address: "127.0.0.1",
+        port: basePort + 1 + index,
+        domain: "local",
+        relay: false,
+      }))
+      const entry = process.argv[1]!
+      const started: Array<ClusterNode> = []
+      yield* Console.log(
+        `starting ${nodes} node(s) in ${home} (cluster ${cluster}, ${unicast ? "unicast" : `multicast ${group}:${basePort}`})`,
+      )
+      for (const [index, id] of ids.entries()) {
+        const dataDir = join(home, id)
+        mkdirSync(dataDir, { recursive: true })
+        const config: NodeConfigFile = {
+          id,
+          cluster,
+          domain: "local",
+          relay: false,
+          address: "127.0.0.1",
+          port: basePort + 1 + index,
+          group: unicast ? null : group,
+          groupPort: basePort,
+          apiPort: basePort + 101 + index,
+          dataDir,
+          keyHex: key,
+          mtu: 1400,
+          synchronous: "FULL",
+          members,
+        }
+        const configPath = join(dataDir, "config.json")
+        writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
+        const logPath = join(dataDir, "node.log")
+        const log = openSync(logPath, "a")
+        const child = spawn(process.execPath, [entry, "node", "run", "--config", configPath], {
+          detached: true,
+          stdio: ["ignore", log, log],
+        })
+        closeSync(log)
+        child.unref()
+        started.push({ id, pid: child.pid!, apiPort: config.apiPort, configPath, logPath })
+        yield* Console.log(`  ${id}: pid ${child.pid}, api 127.0.0.1:${config.apiPort}, log ${logPath}`)
+      }
+      const state: ClusterState = { dir: home, cluster, nodes: started }
+      writeFileSync(statePath(home), `${JSON.stringify(state, null, 2)}\n`)
+      // Wait until every node answers and they agree on one primary.
+      const deadline = Date.now() + 30_000
+      for (;;) {
+        const statuses = yield* Effect.forEach(started, (node) =>
+          Effect.orElseSucceed(statusOf(node), () => undefined),
+        )
+        const up = statuses.filter((status) => status !== undefined)
+        const primaries = new Set(up.map((status) => status!.primary).filter((primary) => primary !== null))
+        process.stdout.write(
+          `\r  ${up.length}/${nodes} nodes answering, primary: ${primaries.size === 1 ? [...primaries][0] : "electing"}\x1b[K`,
+        )
+        if (up.length === nodes && primaries.size === 1) break
+        const dead = started.filter((node) => !alive(node.pid))
+        if (dead.length > 0) {
+          process.stdout.write("\n")
+          return yield* new CliError({
+            message: `node(s) ${dead.map((node) => node.id).join(", ")} exited; see ${dead[0]!.logPath}`,
+          })
+        }
+        if (Date.now() > deadline) {
+          process.stdout.write("\n")
+          return yield* new CliError({
+            message: "the cluster did not come up within 30 s; see the node logs",
+          })
+        }
+        yield* Effect.sleep("200 millis")
+      }
+      process.stdout.write("\n")
+      yield* Console.log(
+        `cluster up: ${nodes} node(s). Try: acp object put system web-1 --spec '{...}', acp cluster status, acp cluster down`,
+      )
+    }),
+).pipe(Command.withDescription("Start a local cluster on this machine (loopback), with progress"))
+
+// ---- down ----------------------------------------------------------------------------------------
+
+const down = Command.make(
+  "down",
+  {
+    dir: dirFlag,
+    purge: Flag.Boolean("purge").pipe(
+      Flag.withDescription("Also delete the data directories"),
+      Flag.withDefault(false),
+    ),
+  },
+  ({ dir, purge }) =>
+    Effect.gen(function* () {
+      const home = dirOf(dir)
+      const state = yield* readState(home)
+      for (const node of state.nodes) if (alive(pidOf(node))) process.kill(pidOf(node), "SIGTERM")
+      const stopped = yield* Effect.sync(() => state.nodes.every((node) => !alive(pidOf(node)))).pipe(
+        Effect.repeat({ schedule: Schedule.spaced("100 millis"), until: (done) => done, times: 50 }),
+      )
+      if (!stopped) {
+        for (const node of state.nodes) if (alive(pidOf(node))) process.kill(pidOf(node), "SIGKILL")
+        yield* Console.log("some nodes ignored SIGTERM for 5 s and were killed")
+      }
+      rmSync(statePath(home), { force: true })
+      if (purge) for (const node of state.nodes) rmSync(join(home, node.id), { recursive: true, force: true })
+      yield* Console.log(
+        `cluster down: ${state.nodes.length} node(s) stopped${purge ? ", data deleted" : ""}`,
+      )
+    }),
+).pipe(Command.withDescription("Stop the local cluster; nothing is left running"))
+
+// ---- status --------------------------------------------------------------------------------------
+
+const status = Command.make("status", { dir: dirFlag, json: jsonFlag }, ({ dir, json }) =>
+  Effect.gen(function* () {
+    const state = yield* readState(dirOf(dir))
+    const rows = yield* Effect.forEach(state.nodes, (node) =>
+      Effect.map(
+        Effect.orElseSucceed(statusOf(node), () => undefined),
+        (view) => ({ node, view }),
+      ),
+    )
+    if (json)
+      return yield* Console.log(
+        JSON.stringify(
+          rows.map(({ node, view }) => ({
+            id: node.id,
+            pid: pidOf(node),
+            up: view !== undefined,
+            status: view ?? null,
+          })),
+        ),
+      )
+    yield* Console.log(
+      renderTable(
+        ["NODE", "PID", "STATE", "PRIMARY", "TERM", "OBJECTS", "HEALTH"],
+        rows.map(({ node, view }) => [
+          node.id,
+          String(pidOf(node)),
+          view === undefined ? "down" : view.fenced ? "fenced" : "up",
+          view?.isPrimary ? "yes" : view === undefined ? "-" : `(${view.primary ?? "none"})`,
+          view === undefined ? "-" : String(view.term),
+          view === undefined ? "-" : String(view.entries),
+          view === undefined ? "-" : String(view.health.cluster.score),
+        ]),
+      ),
+    )
+  }),
+).pipe(Command.withDescription("Show every node of the local cluster: up, primary, term, objects, health"))
+
+export const clusterCommand = Command.make("cluster").pipe(
+  Command.withDescription("A local cluster on this machine: up, down, status"),
+  Command.withSubcommands([up, down, status]),
+)
+
+// ---- object, health, monitor, alarm ---------------------------------------------------------------
+
+const withNode = <A>(
+  dir: Option.Option<string>,
+  id: Option.Option<string>,
+  body: (node: ClusterNode) => Effect.Effect<A, CliError>,
+) =>
+  Effect.flatMap(readState(dirOf(dir)), (state) =>
+    Effect.flatMap(pickNode(state, Option.getOrUndefined(id)), body),
+  )
+
+const expectOk = (response: { status: number; body: unknown }) =>
+  response.status >= 200 && response.status < 300
+    ? Effect.succeed(response.body)
+    : Effect.fail(new CliError({ message: describeError(response) }))
+
+const objectPut = Command.make(
+  "put",
+  {
+    kind: Argument.String("kind"),
+    id: Argument.String("id"),
+    spec: Flag.String("spec").pipe(Flag.withDescription("The spec as JSON")),
+    dir: dirFlag,
+    node: nodeFlag,
+  },
+  ({ kind, id, spec, dir, node }) =>
+    withNode(dir, node, (target) =>
+      Effect.gen(function* () {
+        const parsed = yield* Effect.try({
+          try: () => JSON.parse(spec) as unknown,
+          catch: (error) => new CliError({ message: `--spec is not JSON: ${(error as Error).message}` }),
+        })
+        const body = yield* Effect.flatMap(
+          call(target, "PUT", `/v1/objects/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`, parsed),
+          expectOk,
+        )
+        const version = (body as { version: { ms: number; counter: number; origin: string } }).version
+        yield* Console.log(
+          `${kind}/${id} written on ${target.id} (version ${version.origin}@${version.ms}.${version.counter})`,
+        )
+      }),
+    ),
+).pipe(Command.withDescription("Write an object's spec (validated against its kind) on one node"))
+
+const objectGet = Command.make(
+  "get",
+  { kind: Argument.String("kind"), id: Argument.String("id"), dir: dirFlag, node: nodeFlag },
+  ({ kind, id, dir, node }) =>
+    withNode(dir, node, (target) =>
+      Effect.flatMap(
+        call(target, "GET", `/v1/objects/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`),
+        expectOk,
+      ).pipe(Effect.flatMap((body) => Console.log(JSON.stringify(body, null, 2)))),
+    ),
+).pipe(Command.withDescription("Read one object (spec, version, meta) from a node"))
+
+const objectList = Command.make(
+  "list",
+  { kind: Argument.String("kind"), dir: dirFlag, node: nodeFlag, json: jsonFlag },
+  ({ kind, dir, node, json }) =>
+    withNode(dir, node, (target) =>
+      Effect.flatMap(call(target, "GET", `/v1/objects/${encodeURIComponent(kind)}`), expectOk).pipe(
+        Effect.flatMap((body) => {
+          const objects = body as ReadonlyArray<{
+            kind: string
+            id: string
+            version: { origin: string; ms: number }
+          }>
+          if (json) return Console.log(JSON.stringify(objects))
+          return Console.log(
+            renderTable(
+              ["KIND", "ID", "WRITTEN BY", "AT (ms)"],
+              objects.map((o) => [o.kind, o.id, o.version.origin, String(o.version.ms)]),
+            ),
+          )
+        }),
+      ),
+    ),
+).pipe(Command.withDescription("List the objects of a kind on a node"))
+
+const objectDelete = Command.make(
+  "delete",
+  { kind: Argument.String("kind"), id: Argument.String("id"), dir: dirFlag, node: nodeFlag },
+  ({ kind, id, dir, node }) =>
+    withNode(dir, node, (target) =>
+      Effect.flatMap(
+        call(target, "DELETE", `/v1/objects/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`),
+        expectOk,
+      ).pipe(Effect.andThen(Console.log(`${kind}/${id} deleted on ${target.id}`))),
+    ),
+).pipe(Command.withDescription("Delete an object (a tombstone every node applies)"))
+
+export const objectCommand = Command.make("object").pipe(
+  Command.withDescription("Raw CDB access for operators: put, get, list, delete"),
+  Command.withSubcommands([objectPut, objectGet, objectList, objectDelete]),
+)
+
+export const healthCommand = Command.make(
+  "health",
+  { dir: dirFlag, node: nodeFlag, json: jsonFlag },
+  ({ dir, node, json }) =>
+    withNode(dir, node, (target) =>
+      Effect.flatMap(call(target, "GET", "/v1/status"), expectOk).pipe(
+        Effect.flatMap((body) => {
+          const view = body as StatusView
+          if (json) return Console.log(JSON.stringify(view.health))
+          const reasons = view.health.cluster.reasons.map((reason) => `  -${reason.points}: ${reason.reason}`)
+          return Console.log(
+            [`health ${view.health.cluster.score}/100 (as ${view.node} sees it)`, ...reasons].join("\n"),
+          )
+        }),
+      ),
+    ),
+).pipe(Command.withDescription("The cluster's health score, with every reason it is not 100"))
+
+export const monitorCommand = Command.make("monitor").pipe(
+  Command.withDescription("The monitor: who is primary, in which term"),
+  Command.withSubcommands([
+    Command.make("status", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
+      withNode(dir, node, (target) =>
+        Effect.flatMap(call(target, "GET", "/v1/status"), expectOk).pipe(
+          Effect.flatMap((body) => {
+            const view = body as StatusView
+            if (json)
+              return Console.log(
+                JSON.stringify({
+                  node: view.node,
+                  primary: view.primary,
+                  term: view.term,
+                  fenced: view.fenced,
+                  members: view.members,
+                }),
+              )
+            return Console.log(
+              `primary: ${view.primary ?? "none"} (term ${view.term}), as ${view.node} sees it${view.fenced ? "; this node is FENCED" : ""}\n` +
+                renderTable(
+                  ["MEMBER", "STATE"],
+                  view.members.map((member) => [member.id, member.state]),
+                ),
+            )
+          }),
+        ),
+      ),
+    ).pipe(Command.withDescription("Show the primary monitor and the members as one node sees them")),
+  ]),
+)
+
+export const alarmCommand = Command.make("alarm").pipe(
+  Command.withDescription("Alarms raised by the primary monitor"),
+  Command.withSubcommands([
+    Command.make("list", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
+      withNode(dir, node, (target) =>
+        Effect.flatMap(call(target, "GET", "/v1/status"), expectOk).pipe(
+          Effect.flatMap((body) => {
+            const alarms = (body as StatusView).alarms
+            if (json) return Console.log(JSON.stringify(alarms))
+            if (alarms.length === 0) return Console.log("no open alarms")
+            return Console.log(
+              renderTable(
+                ["ALARM", "SEVERITY", "STATE", "MESSAGE"],
+                alarms.map((a) => [a.id, a.severity, a.state, a.message]),
+              ),
+            )
+          }),
+        ),
+      ),
+    ).pipe(Command.withDescription("List the open alarms")),
+  ]),
+)

@@ -1,0 +1,86 @@
+/**
+ * A node's configuration file (JSON), validated before anything starts: a bad config is a
+ * `ConfigError` that names the file and every offending field, and nothing is touched.
+ */
+import { readFileSync } from "node:fs"
+import { Effect, Result, Schema, SchemaIssue } from "effect"
+import { NodeId } from "../../core/model/ids.ts"
+import { IpAddress, Name, Port } from "../../core/model/quantities.ts"
+
+const Member = Schema.Struct({
+  id: NodeId,
+  address: IpAddress,
+  port: Port,
+  domain: Name,
+  relay: Schema.Boolean,
+})
+
+export const NodeConfig = Schema.Struct({
+  id: NodeId,
+  /** Shared by every node of the cluster; datagrams of another cluster are rejected. */
+  cluster: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 0xffffffff })),
+  domain: Name,
+  relay: Schema.Boolean,
+  address: IpAddress,
+  port: Port,
+  /** The domain's IPv4 multicast group, or null for a unicast peer list. */
+  group: Schema.NullOr(
+    Schema.String.check(
+      Schema.isPattern(/^2(?:2[4-9]|3\d)\.\d{1,3}\.\d{1,3}\.\d{1,3}$/, {
+        message: "Expected an IPv4 multicast group (224.0.0.0/4)",
+      }),
+    ),
+  ),
+  groupPort: Port,
+  apiPort: Port,
+  dataDir: Schema.String.check(Schema.isMinLength(1)),
+  /** The cluster key, 32 bytes as hex: it authenticates every datagram. */
+  keyHex: Schema.String.check(
+    Schema.isPattern(/^[0-9a-f]{64}$/, { message: "Expected 64 hex digits (a 32-byte key)" }),
+  ),
+  mtu: Schema.Int.check(Schema.isBetween({ minimum: 576, maximum: 9000 })),
+  synchronous: Schema.Literals(["FULL", "NORMAL"]),
+  members: Schema.Array(Member).check(Schema.isMinLength(1)),
+})
+export type NodeConfig = typeof NodeConfig.Type
+
+export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
+  path: Schema.String,
+  message: Schema.String,
+}) {}
+
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+export const parseConfig = (text: string, path: string): Result.Result<NodeConfig, ConfigError> => {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (error) {
+    return Result.fail(new ConfigError({ path, message: `${path} is not JSON: ${(error as Error).message}` }))
+  }
+  const decoded = Schema.decodeUnknownResult(NodeConfig)(json, { errors: "all", onExcessProperty: "error" })
+  if (Result.isFailure(decoded)) {
+    const issues = formatter(decoded.failure.issue).issues.map(
+      (issue) =>
+        `${(issue.path ?? []).map((segment) => String(typeof segment === "object" ? segment.key : segment)).join(".") || "(root)"}: ${issue.message}`,
+    )
+    return Result.fail(new ConfigError({ path, message: `${path}: ${issues.join("; ")}` }))
+  }
+  const config = decoded.success
+  if (!config.members.some((member) => member.id === config.id)) {
+    return Result.fail(
+      new ConfigError({ path, message: `${path}: members: this node (${config.id}) is not among them` }),
+    )
+  }
+  return Result.succeed(config)
+}
+
+export const loadConfig = (path: string) =>
+  Effect.gen(function* () {
+    const text = yield* Effect.try({
+      try: () => readFileSync(path, "utf8"),
+      catch: (error) =>
+        new ConfigError({ path, message: `cannot read ${path}: ${(error as Error).message}` }),
+    })
+    return yield* Effect.fromResult(parseConfig(text, path))
+  })

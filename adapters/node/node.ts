@@ -1,0 +1,374 @@
+/**
+ * A real ACP node: the driver loop that feeds real inputs (datagrams, timers, API writes) into
+ * the same CDB and election cores the simulator drives, and carries out their outputs through
+ * the ports, in order: `Persist` is durable before any acknowledgement or datagram after it.
+ * One lock serialises every input, so the cores see one input at a time, as in the simulator.
+ */
+import { Effect, type Fiber, Result, Schedule, Semaphore, Stream } from "effect"
+import type { StatsValue } from "../../core/cdb/codec.ts"
+import type { SpecEntry } from "../../core/cdb/durable.ts"
+import {
+  type CdbConfig,
+  CdbNode,
+  type Output as CdbOutput,
+  defaultCdbConfig,
+  type WriteOp,
+} from "../../core/cdb/node.ts"
+import {
+  type AlarmRecord,
+  decodeAlarm,
+  encodeAlarm,
+  evaluateAlarms,
+  nodeUnreachableRule,
+} from "../../core/monitor/alarms.ts"
+import {
+  defaultElectionTimings,
+  type Input as ElectionInput,
+  ElectionNode,
+  type Output as ElectionOutput,
+} from "../../core/monitor/election.ts"
+import { computeHealth, type Health } from "../../core/monitor/health.ts"
+import { decodeMessage, encodeMessage } from "../../core/monitor/wire.ts"
+import { DurableStore } from "../../core/ports/store.ts"
+import { type Received, Transport } from "../../core/ports/transport.ts"
+import type { NodeConfig } from "./config.ts"
+
+export class WriteRefused extends Error {
+  readonly _tag = "WriteRefused"
+  readonly reason: string
+  constructor(reason: string, detail: string) {
+    super(detail)
+    this.reason = reason
+  }
+}
+
+export interface NodeCounters {
+  readonly datagramsIn: number
+  readonly datagramsOut: number
+  readonly rejectedDatagrams: number
+  readonly rejectedMessages: number
+  readonly writesAcknowledged: number
+}
+
+/** What the API and metrics can ask of a running node. */
+export interface RunningNode {
+  readonly id: string
+  readonly write: (writes: ReadonlyArray<Omit<WriteOp, "requestId">>) => Effect.Effect<void, WriteRefused>
+  readonly setStats: (values: ReadonlyArray<StatsValue>) => Effect.Effect<void>
+  readonly get: (kind: string, id: string) => SpecEntry | undefined
+  readonly list: (kind: string | undefined) => ReadonlyArray<SpecEntry>
+  readonly metaOf: (
+    kind: string,
+    id: string,
+  ) => ReadonlyArray<{ readonly node: string; readonly value: Uint8Array }>
+  readonly status: () => NodeStatus
+  readonly counters: () => NodeCounters & { readonly cdb: CdbNode["counters"] }
+}
+
+export interface NodeStatus {
+  readonly node: string
+  readonly incarnation: number
+  readonly members: ReadonlyArray<{ readonly id: string; readonly state: string }>
+  readonly primary: string | null
+  readonly isPrimary: boolean
+  readonly term: number
+  readonly fenced: boolean
+  readonly entries: number
+  readonly health: Health
+  readonly alarms: ReadonlyArray<AlarmRecord & { readonly id: string }>
+}
+
+export const startNode = (config: NodeConfig) =>
+  Effect.gen(function* () {
+    const store = yield* DurableStore
+    const transport = yield* Transport
+    const loaded = yield* store.load
+    const incarnation = yield* store.nextIncarnation
+    const nowMs = () => Date.now()
+    const members = config.members.map((member) => ({
+      id: member.id,
+      domain: member.domain,
+      relay: member.relay,
+    }))
+    const cdbConfig: CdbConfig = {
+      ...defaultCdbConfig,
+      cluster: config.cluster,
+      mtu: config.mtu,
+      self: config.id,
+      members,
+    }
+    const fresh = loaded.image.vector.size === 0 && loaded.image.entries.size === 0
+    const cdb = new CdbNode(cdbConfig, nowMs(), incarnation, fresh ? undefined : loaded.image)
+    const voters = config.members.map((member) => member.id)
+    const election = new ElectionNode(
+      { ...defaultElectionTimings, self: config.id, voters },
+      nowMs(),
+      loaded.vote,
+    )
+    const lock = yield* Semaphore.make(1)
+    const memberView = new Map<string, { state: "alive" | "suspect" | "dead"; sinceMs: number }>(
+      config.members
+        .filter((member) => member.id !== config.id)
+        .map((member) => [member.id, { state: "alive", sinceMs: nowMs() }]),
+    )
+    const startedMs = nowMs()
+    let cdbDeadlineMs = 0
+    let electionDeadlineMs = 0
+    let requestId = 0
+    const counters = {
+      datagramsIn: 0,
+      datagramsOut: 0,
+      rejectedDatagrams: 0,
+      rejectedMessages: 0,
+      writesAcknowledged: 0,
+    }
+    const otherDomainVoters = config.members.filter((member) => member.domain !== config.domain)
+
+    const send = (
+      destination: Parameters<typeof transport.send>[0],
+      channel: "cdb" | "monitor",
+      bytes: Uint8Array,
+    ) => {
+      counters.datagramsOut++
+      return transport
+        .send(destination, channel, bytes)
+        .pipe(
+          Effect.catch((error) =>
+            Effect.logWarning("send failed", { reason: error.reason, detail: error.detail }),
+          ),
+        )
+    }
+
+    const carryOutCdb = Effect.fnUntraced(function* (outputs: ReadonlyArray<CdbOutput>) {
+      const acknowledged: Array<number> = []
+      const refused = new Map<number, WriteRefused>()
+      for (const output of outputs) {
+        switch (output._tag) {
+          case "Persist":
+          case "PersistSnapshot":
+            yield* store.persist(output).pipe(Effect.orDie)
+            break
+          case "Acknowledged":
+            acknowledged.push(...output.requestIds)
+            break
+          case "WriteRejected":
+            refused.set(output.requestId, new WriteRefused(output.reason, output.detail))
+            break
+          case "Multicast":
+            yield* send({ _tag: "Domain" }, "cdb", output.bytes)
+            break
+          case "Unicast":
+            yield* send({ _tag: "Node", node: output.to }, "cdb", output.bytes)
+            break
+          case "Relay":
+            yield* send({ _tag: "Relay", node: output.to }, "cdb", output.bytes)
+            break
+          case "Rejected":
+            counters.rejectedDatagrams++
+            yield* Effect.logWarning("datagram rejected", {
+              reason: output.rejection.reason,
+              detail: output.rejection.detail,
+            })
+            break
+          case "MemberChanged":
+            memberView.set(output.node, { state: output.state, sinceMs: nowMs() })
+            yield* Effect.logInfo("member changed", { node: output.node, state: output.state })
+            break
+          case "ArmDeadline":
+            cdbDeadlineMs = output.atMs
+            break
+          case "Applied":
+          case "SnapshotInstalled":
+            break
+        }
+      }
+      counters.writesAcknowledged += acknowledged.length
+      return { acknowledged, refused }
+    })
+
+    const carryOutElection = Effect.fnUntraced(function* (outputs: ReadonlyArray<ElectionOutput>) {
+      for (const output of outputs) {
+        switch (output._tag) {
+          case "Send":
+            yield* send({ _tag: "Node", node: output.to }, "monitor", encodeMessage(output.message))
+            break
+          case "Broadcast": {
+            const bytes = encodeMessage(output.message)
+            yield* send({ _tag: "Domain" }, "monitor", bytes)
+            for (const voter of otherDomainVoters)
+              yield* send({ _tag: "Node", node: voter.id }, "monitor", bytes)
+            break
+          }
+          case "PersistVote":
+            yield* store.persistVote({ term: output.term, votedFor: output.votedFor }).pipe(Effect.orDie)
+            break
+          case "BecamePrimary":
+            yield* Effect.logInfo("became primary", { term: output.term })
+            break
+          case "SteppedDown":
+            yield* Effect.logInfo("stepped down", { term: output.term, reason: output.reason })
+            break
+          case "Fence":
+            yield* Effect.logWarning("fenced", { reason: output.reason })
+            break
+          case "Unfence":
+            yield* Effect.logInfo("unfenced")
+            break
+          case "LeaseRenewed":
+            break
+          case "ArmDeadline":
+            electionDeadlineMs = output.atMs
+            break
+        }
+      }
+    })
+
+    const stepElection = (input: ElectionInput) => carryOutElection(election.handle(input, nowMs()))
+
+    const openAlarms = () => {
+      const open: Array<AlarmRecord & { id: string }> = []
+      for (const [, entry] of cdb.allEntries()) {
+        if (entry.kind !== "alarm" || entry.value === null) continue
+        const alarm = decodeAlarm(entry.value)
+        if (alarm !== undefined && alarm.state !== "cleared") open.push({ ...alarm, id: entry.id })
+      }
+      return open
+    }
+
+    /** The primary (only) turns what the CDB says about members into alarms. */
+    const evaluate = Effect.gen(function* () {
+      if (!election.isPrimary(nowMs())) return
+      const conditions = [
+        { subject: config.id, active: false, sinceMs: startedMs, message: `node ${config.id} is alive` },
+        ...[...memberView].map(([id, view]) => ({
+          subject: id,
+          active: view.state !== "alive",
+          sinceMs: view.sinceMs,
+          message: `node ${id} is ${view.state}`,
+        })),
+      ]
+      const changes = evaluateAlarms(
+        nodeUnreachableRule,
+        conditions,
+        (id) => {
+          const entry = cdb.get("alarm", id)
+          return entry?.value == null ? undefined : decodeAlarm(entry.value)
+        },
+        { nowMs: nowMs(), term: election.currentTerm, self: config.id, subjectKind: "node" },
+      )
+      if (changes.length === 0) return
+      for (const change of changes)
+        yield* Effect.logWarning(`alarm ${change.record.state}`, {
+          alarm: change.id,
+          message: change.record.message,
+        })
+      const writes = changes.map((change) => ({
+        requestId: ++requestId,
+        op: "put" as const,
+        kind: "alarm",
+        id: change.id,
+        value: encodeAlarm(change.record),
+      }))
+      yield* carryOutCdb(cdb.handle({ _tag: "Write", writes }, nowMs()))
+    })
+
+    const receive = (received: Received) =>
+      lock.withPermits(1)(
+        Effect.gen(function* () {
+          counters.datagramsIn++
+          if (received.channel === "cdb") {
+            const input = {
+              _tag: "DatagramReceived" as const,
+              bytes: received.bytes,
+              via: received.via,
+              ...(received.from === undefined ? {} : { from: received.from }),
+            }
+            yield* carryOutCdb(cdb.handle(input, nowMs()))
+            return
+          }
+          const message = decodeMessage(received.bytes)
+          if (Result.isFailure(message)) {
+            counters.rejectedMessages++
+            return yield* Effect.logWarning("monitor message rejected", { detail: message.failure.detail })
+          }
+          yield* stepElection({ _tag: "MessageReceived", message: message.success })
+        }),
+      )
+
+    const tick = lock.withPermits(1)(
+      Effect.gen(function* () {
+        const now = nowMs()
+        if (now >= cdbDeadlineMs) yield* carryOutCdb(cdb.handle({ _tag: "DeadlineReached" }, now))
+        if (now >= electionDeadlineMs) {
+          yield* stepElection({ _tag: "DeadlineReached" })
+          yield* evaluate
+        }
+      }),
+    )
+
+    yield* tick
+    const incomingFiber = yield* Stream.runForEach(transport.incoming, receive).pipe(Effect.forkScoped)
+    const tickFiber = yield* tick.pipe(Effect.repeat(Schedule.spaced("5 millis")), Effect.forkScoped)
+
+    const running: RunningNode = {
+      id: config.id,
+      write: (writes) =>
+        lock.withPermits(1)(
+          Effect.gen(function* () {
+            const ops = writes.map((write) => ({ ...write, requestId: ++requestId }))
+            const { acknowledged, refused } = yield* carryOutCdb(
+              cdb.handle({ _tag: "Write", writes: ops }, nowMs()),
+            )
+            const first = ops.find((op) => refused.has(op.requestId))
+            if (first !== undefined) return yield* Effect.fail(refused.get(first.requestId)!)
+            if (acknowledged.length !== ops.length)
+              return yield* Effect.fail(
+                new WriteRefused("not-acknowledged", "the write was not acknowledged"),
+              )
+          }),
+        ),
+      setStats: (values) =>
+        lock.withPermits(1)(
+          carryOutCdb(cdb.handle({ _tag: "SetStats", values }, nowMs())).pipe(Effect.asVoid),
+        ),
+      get: (kind, id) => cdb.get(kind, id),
+      list: (kind) =>
+        cdb
+          .allEntries()
+          .map(([, entry]) => entry)
+          .filter((entry) => entry.value !== null && (kind === undefined || entry.kind === kind)),
+      metaOf: (kind, id) => cdb.metaOf(kind, id).map((slot) => ({ node: slot.node, value: slot.value })),
+      status: () => {
+        const now = nowMs()
+        const memberStates = [...memberView].map(([id, view]) => ({ id, ...view }))
+        const alarms = openAlarms()
+        const primary = election.isPrimary(now) ? config.id : election.knownLeader
+        return {
+          node: config.id,
+          incarnation,
+          members: [
+            { id: config.id, state: "alive" },
+            ...memberStates.map((member) => ({ id: member.id, state: member.state })),
+          ],
+          primary,
+          isPrimary: election.isPrimary(now),
+          term: election.currentTerm,
+          fenced: election.isFenced(),
+          entries: cdb.entryCount(),
+          alarms,
+          health: computeHealth({
+            nowMs: now,
+            members: [{ id: config.id, state: "alive", sinceMs: startedMs }, ...memberStates],
+            voters: voters.length,
+            votersSeen: 1 + memberStates.filter((member) => member.state === "alive").length,
+            primary,
+            openAlarms: alarms.map((alarm) => ({ id: alarm.id, severity: alarm.severity })),
+            fenced: election.isFenced(),
+          }),
+        }
+      },
+      counters: () => ({ ...counters, cdb: cdb.counters }),
+    }
+    yield* Effect.logInfo("node started", { node: config.id, incarnation, entries: cdb.entryCount() })
+    return { running, fibers: [incomingFiber, tickFiber] as ReadonlyArray<Fiber.Fiber<unknown, unknown>> }
+  })

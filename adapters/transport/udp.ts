@@ -1,0 +1,172 @@
+/**
+ * The transport on UDP (`node:dgram`). Each node has two sockets: a multicast socket joined to
+ * its domain's group (shared port, `reuseAddr`, so several nodes can share a host) and a unicast
+ * socket on its own port, from which it sends everything, so receivers can tell senders apart.
+ * Without multicast (`group: null`) a domain send goes to every peer of the domain in turn.
+ * Every datagram is sealed and checked by `envelope.ts` before the core sees it.
+ */
+import { createSocket, type RemoteInfo, type Socket } from "node:dgram"
+import { Effect, Layer, Queue, Stream } from "effect"
+import {
+  type Channel,
+  type Destination,
+  type DropReason,
+  type Received,
+  Transport,
+  TransportError,
+} from "../../core/ports/transport.ts"
+import { Opener, Sealer } from "./envelope.ts"
+
+export interface Peer {
+  readonly id: string
+  readonly address: string
+  readonly port: number
+  readonly domain: string
+  readonly relay: boolean
+}
+
+export interface UdpOptions {
+  readonly self: string
+  readonly address: string
+  readonly port: number
+  /** The domain's multicast group, or null to send to each peer of the domain by unicast. */
+  readonly group: string | null
+  readonly groupPort: number
+  readonly domain: string
+  readonly peers: ReadonlyArray<Peer>
+  readonly key: Uint8Array
+  readonly maxPayloadBytes: number
+  /** Incoming datagrams buffered before the driver takes them; beyond it they are dropped (and repaired later). */
+  readonly queueCapacity: number
+}
+
+const bind = (socket: Socket, port: number, address: string | undefined) =>
+  Effect.callback<void, TransportError>((resume) => {
+    const onError = (error: Error) =>
+      resume(
+        Effect.fail(
+          new TransportError({
+            reason: "bind-failed",
+            detail: `${address ?? "*"}:${port}: ${error.message}`,
+          }),
+        ),
+      )
+    socket.once("error", onError)
+    socket.bind(port, address, () => {
+      socket.off("error", onError)
+      resume(Effect.void)
+    })
+  })
+
+export const layerUdp = (options: UdpOptions) =>
+  Layer.effect(
+    Transport,
+    Effect.gen(function* () {
+      const queue = yield* Queue.dropping<Received>(options.queueCapacity)
+      const dropped: Record<DropReason, number> = {
+        unauthenticated: 0,
+        replayed: 0,
+        "malformed-envelope": 0,
+        oversized: 0,
+      }
+      const sealer = new Sealer(options.key, Date.now() * 1000)
+      const opener = new Opener(options.key, options.maxPayloadBytes)
+      const byAddress = new Map(options.peers.map((peer) => [`${peer.address}:${peer.port}`, peer]))
+      const self = options.peers.find((peer) => peer.id === options.self)
+      const isRelay = self?.relay === true
+
+      const onMessage = (message: Buffer, remote: RemoteInfo) => {
+        const source = `${remote.address}:${remote.port}`
+        if (source === `${options.address}:${options.port}`) return
+        const opened = opener.open(message, source)
+        if (!opened.ok) {
+          dropped[opened.reason]++
+          return
+        }
+        const peer = byAddress.get(source)
+        const relayed = isRelay && peer !== undefined && peer.relay && peer.domain !== options.domain
+        Queue.offerUnsafe(queue, {
+          channel: opened.channel,
+          bytes: opened.payload,
+          via: relayed ? "relay" : "domain",
+          ...(relayed ? { from: peer.id } : {}),
+        })
+      }
+
+      const unicast = yield* Effect.acquireRelease(
+        Effect.sync(() => createSocket({ type: "udp4" })),
+        (socket) => Effect.sync(() => socket.close()),
+      )
+      yield* bind(unicast, options.port, options.address)
+      unicast.on("message", onMessage)
+      if (options.group !== null) {
+        const group = options.group
+        const multicast = yield* Effect.acquireRelease(
+          Effect.sync(() => createSocket({ type: "udp4", reuseAddr: true })),
+          (socket) => Effect.sync(() => socket.close()),
+        )
+        yield* bind(multicast, options.groupPort, undefined)
+        yield* Effect.try({
+          try: () => {
+            multicast.addMembership(group, options.address)
+            unicast.setMulticastInterface(options.address)
+            unicast.setMulticastTTL(1)
+            unicast.setMulticastLoopback(true)
+          },
+          catch: (error) =>
+            new TransportError({
+              reason: "bind-failed",
+              detail: `joining ${group} on ${options.address}: ${String(error)}`,
+            }),
+        })
+        multicast.on("message", onMessage)
+      }
+
+      const sendTo = (address: string, port: number, datagram: Buffer) =>
+        Effect.callback<void, TransportError>((resume) => {
+          unicast.send(datagram, port, address, (error) =>
+            resume(
+              error
+                ? Effect.fail(
+                    new TransportError({
+                      reason: "send-failed",
+                      detail: `${address}:${port}: ${error.message}`,
+                    }),
+                  )
+                : Effect.void,
+            ),
+          )
+        })
+
+      const peerOf = (id: string) => {
+        const peer = options.peers.find((candidate) => candidate.id === id)
+        return peer === undefined
+          ? Effect.fail(new TransportError({ reason: "unknown-peer", detail: id }))
+          : Effect.succeed(peer)
+      }
+
+      const send = (destination: Destination, channel: Channel, bytes: Uint8Array) => {
+        const datagram = sealer.seal(channel, bytes)
+        switch (destination._tag) {
+          case "Domain":
+            if (options.group !== null) return sendTo(options.group, options.groupPort, datagram)
+            return Effect.forEach(
+              options.peers.filter((peer) => peer.domain === options.domain && peer.id !== options.self),
+              (peer) => sendTo(peer.address, peer.port, datagram),
+              { discard: true },
+            )
+          case "Node":
+          case "Relay":
+            return Effect.flatMap(peerOf(destination.node), (peer) =>
+              sendTo(peer.address, peer.port, datagram),
+            )
+        }
+      }
+
+      return Transport.of({
+        send,
+        incoming: Stream.fromQueue(queue),
+        dropped: Effect.sync(() => ({ ...dropped })),
+      })
+    }),
+  )
