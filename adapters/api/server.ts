@@ -20,7 +20,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true })
 const encoder = new TextEncoder()
 
 /** CDB values written through the API are JSON; anything else is shown as base64. */
-const valueOf = (bytes: Uint8Array | null): unknown => {
+const jsonOrBase64 = (bytes: Uint8Array | null): unknown => {
   if (bytes === null) return null
   try {
     return JSON.parse(decoder.decode(bytes))
@@ -32,9 +32,9 @@ const valueOf = (bytes: Uint8Array | null): unknown => {
 const view = (node: RunningNode, entry: SpecEntry): ObjectView => ({
   kind: entry.kind,
   id: entry.id,
-  spec: valueOf(entry.value),
+  spec: jsonOrBase64(entry.value),
   version: entry.version,
-  meta: node.metaOf(entry.kind, entry.id).map((slot) => ({ node: slot.node, value: valueOf(slot.value) })),
+  meta: node.metaOf(entry.kind, entry.id).map((slot) => ({ node: slot.node, value: jsonOrBase64(slot.value) })),
 })
 
 const requireKind = (kind: string) =>
