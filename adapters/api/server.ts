@@ -34,7 +34,9 @@ const view = (node: RunningNode, entry: SpecEntry): ObjectView => ({
   id: entry.id,
   spec: jsonOrBase64(entry.value),
   version: entry.version,
-  meta: node.metaOf(entry.kind, entry.id).map((slot) => ({ node: slot.node, value: jsonOrBase64(slot.value) })),
+  meta: node
+    .metaOf(entry.kind, entry.id)
+    .map((slot) => ({ node: slot.node, value: jsonOrBase64(slot.value) })),
 })
 
 const requireKind = (kind: string) =>
@@ -118,7 +120,7 @@ const ObjectsHandlers = HttpApiBuilder.group(AcpApi, "objects", (handlers) =>
 )
 
 /** Prometheus text exposition of the node's counters. */
-export const metricsText = (node: RunningNode): string => {
+export const metricsText = (node: RunningNode, dropped: Readonly<Record<string, number>>): string => {
   const status = node.status()
   const counters = node.counters()
   const lines: Array<string> = []
@@ -162,6 +164,12 @@ export const metricsText = (node: RunningNode): string => {
     status.health.cluster.score,
   )
   metric("alarms_open", "Open alarms", "gauge", status.alarms.length)
+  lines.push(
+    "# HELP acp_datagrams_dropped_total Datagrams dropped before the core: unauthenticated, replayed, malformed, oversized",
+  )
+  lines.push("# TYPE acp_datagrams_dropped_total counter")
+  for (const [reason, count] of Object.entries(dropped))
+    lines.push(`acp_datagrams_dropped_total{node="${status.node}",reason="${reason}"} ${count}`)
   return `${lines.join("\n")}\n`
 }
 
@@ -170,7 +178,7 @@ const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
     const node = yield* Node
     return handlers
       .handle("status", () => Effect.sync(() => node.status()))
-      .handle("metrics", () => Effect.sync(() => metricsText(node)))
+      .handle("metrics", () => Effect.map(node.dropped, (dropped) => metricsText(node, dropped)))
   }),
 )
 

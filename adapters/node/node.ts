@@ -30,7 +30,7 @@ import {
 import { computeHealth, type Health } from "../../core/monitor/health.ts"
 import { decodeMessage, encodeMessage } from "../../core/monitor/wire.ts"
 import { DurableStore } from "../../core/ports/store.ts"
-import { type Received, Transport } from "../../core/ports/transport.ts"
+import { type DropReason, type Received, Transport } from "../../core/ports/transport.ts"
 import type { NodeConfig } from "./config.ts"
 
 export class WriteRefused extends Error {
@@ -63,6 +63,8 @@ export interface RunningNode {
   ) => ReadonlyArray<{ readonly node: string; readonly value: Uint8Array }>
   readonly status: () => NodeStatus
   readonly counters: () => NodeCounters & { readonly cdb: CdbNode["counters"] }
+  /** Datagrams the transport dropped before the core saw them, by reason. */
+  readonly dropped: Effect.Effect<Readonly<Record<DropReason, number>>>
 }
 
 export interface NodeStatus {
@@ -368,6 +370,7 @@ export const startNode = (config: NodeConfig) =>
         }
       },
       counters: () => ({ ...counters, cdb: cdb.counters }),
+      dropped: transport.dropped,
     }
     yield* Effect.logInfo("node started", { node: config.id, incarnation, entries: cdb.entryCount() })
     return { running, fibers: [incomingFiber, tickFiber] as ReadonlyArray<Fiber.Fiber<unknown, unknown>> }

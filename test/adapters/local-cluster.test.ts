@@ -1,0 +1,163 @@
+/**
+ * A real local cluster, end to end: `acp cluster up` starts three node processes on loopback
+ * (real UDP multicast, real SQLite), and the test talks to them over their HTTP APIs, kills
+ * them with SIGKILL, restarts them, sends them garbage, and takes the cluster down.
+ */
+import { spawn, spawnSync } from "node:child_process"
+import { createSocket } from "node:dgram"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+const bundle = join(root, "dist/acp.mjs")
+const home = mkdtempSync(join(tmpdir(), "acp-cluster-"))
+const basePort = 20_000 + (process.pid % 2_000) * 10
+const apiPort = (node: number) => basePort + 100 + node
+const env = { ...process.env, ACP_HOME: home }
+
+const acp = (...args: ReadonlyArray<string>) =>
+  spawnSync(process.execPath, [bundle, ...args], { cwd: root, env, encoding: "utf8", timeout: 60_000 })
+
+const api = async (node: number, method: string, path: string, body?: unknown) => {
+  const response = await fetch(`http://127.0.0.1:${apiPort(node)}${path}`, {
+    method,
+    ...(body === undefined
+      ? {}
+      : {
+          body: typeof body === "string" ? body : JSON.stringify(body),
+          headers: { "content-type": "application/json" },
+        }),
+    signal: AbortSignal.timeout(5_000),
+  })
+  const text = await response.text()
+  let json: unknown = text
+  try {
+    json = JSON.parse(text)
+  } catch {}
+  return { status: response.status, body: json as Record<string, unknown> & ReadonlyArray<unknown> }
+}
+
+/** Polls until `check` passes, for at most `ms` (the nodes sync in milliseconds; this only bounds a failure). */
+const eventually = async (check: () => Promise<boolean>, ms = 10_000) => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    if (await check().catch(() => false)) return
+    if (Date.now() > deadline) throw new Error("condition not met in time")
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+const pidOf = (node: number) => Number(readFileSync(join(home, `n${node}`, "node.pid"), "utf8"))
+const restart = (node: number) => {
+  const child = spawn(
+    process.execPath,
+    [bundle, "node", "run", "--config", join(home, `n${node}`, "config.json")],
+    {
+      detached: true,
+      stdio: "ignore",
+      env,
+    },
+  )
+  child.unref()
+}
+const running = () =>
+  spawnSync("pgrep", ["-f", `--config ${home}`], { encoding: "utf8" })
+    .stdout.split("\n")
+    .filter((line) => line.trim() !== "").length
+
+const system = (name: string) => ({
+  name,
+  cpus: 2,
+  memoryMiB: 512,
+  disks: [],
+  nics: [],
+  ha: true,
+  desired: "running",
+  placement: { affinity: [], antiAffinity: [] },
+})
+
+describe("local cluster (3 real nodes on loopback)", () => {
+  beforeAll(() => {
+    const up = acp("cluster", "up", "--nodes", "3", "--base-port", String(basePort))
+    expect(up.status, up.stderr + up.stdout).toBe(0)
+  }, 90_000)
+
+  afterAll(() => {
+    acp("cluster", "down", "--purge")
+    rmSync(home, { recursive: true, force: true })
+  })
+
+  it("a write on one node is visible on the others", async () => {
+    const put = await api(1, "PUT", "/v1/objects/system/web-1", system("web-1"))
+    expect(put.status).toBe(200)
+    for (const node of [2, 3]) {
+      await eventually(async () => (await api(node, "GET", "/v1/objects/system/web-1")).status === 200)
+      expect((await api(node, "GET", "/v1/objects/system/web-1")).body.spec).toEqual(system("web-1"))
+    }
+  })
+
+  it("a bad spec is a 400 naming every bad field, and nothing is written", async () => {
+    const bad = await api(1, "PUT", "/v1/objects/system/bad-1", { name: "", cpus: 0 })
+    expect(bad.status).toBe(400)
+    const paths = (bad.body.issues as unknown as Array<{ path: string }>).map((issue) => issue.path)
+    expect(paths).toEqual(expect.arrayContaining(["name", "cpus", "memoryMiB"]))
+    expect((await api(1, "GET", "/v1/objects/system/bad-1")).status).toBe(404)
+    expect((await api(1, "PUT", "/v1/objects/system/bad-2", "{not json")).status).toBe(400)
+    expect((await api(1, "GET", "/v1/objects/spaceship")).status).toBe(400)
+  })
+
+  it("kill -9 a node during writes, restart it: it catches up and loses nothing acknowledged", async () => {
+    process.kill(pidOf(2), "SIGKILL")
+    for (let index = 0; index < 20; index++) {
+      expect(
+        (await api(1, "PUT", `/v1/objects/system/batch-${index}`, system(`batch-${index}`))).status,
+      ).toBe(200)
+    }
+    restart(2)
+    await eventually(async () => {
+      const list = await api(2, "GET", "/v1/objects/system")
+      return list.status === 200 && list.body.length >= 21
+    })
+  }, 30_000)
+
+  it("an acknowledged write survives kill -9 of its writer, immediately after the acknowledgement", async () => {
+    expect((await api(3, "PUT", "/v1/objects/system/durable-1", system("durable-1"))).status).toBe(200)
+    process.kill(pidOf(3), "SIGKILL")
+    restart(3)
+    await eventually(async () => (await api(3, "GET", "/v1/objects/system/durable-1")).status === 200)
+    await eventually(async () => (await api(1, "GET", "/v1/objects/system/durable-1")).status === 200)
+  }, 30_000)
+
+  it("drops datagrams without the cluster key and keeps working", async () => {
+    const socket = createSocket("udp4")
+    const garbage = Buffer.from("AC\u0001\u0001 not a real datagram, and no valid authentication tag")
+    await new Promise<void>((resolve) => socket.send(garbage, basePort + 1, "127.0.0.1", () => resolve()))
+    socket.close()
+    await eventually(async () => {
+      const metrics = await api(1, "GET", "/metrics")
+      return /acp_datagrams_dropped_total\{node="n1",reason="unauthenticated"\} [1-9]/.test(
+        String(metrics.body),
+      )
+    })
+    expect((await api(1, "PUT", "/v1/objects/system/after-garbage", system("after-garbage"))).status).toBe(
+      200,
+    )
+  })
+
+  it("serves its OpenAPI description and Prometheus metrics", async () => {
+    const openapi = await api(1, "GET", "/openapi.json")
+    expect(Object.keys(openapi.body.paths as object)).toEqual(
+      expect.arrayContaining(["/v1/objects/{kind}/{id}", "/v1/status"]),
+    )
+    expect(String((await api(1, "GET", "/metrics")).body)).toMatch(/acp_objects\{node="n1"\} \d+/)
+  })
+
+  it("`acp cluster down` stops every node, restarted ones included", () => {
+    const down = acp("cluster", "down")
+    expect(down.status, down.stderr).toBe(0)
+    expect(running()).toBe(0)
+  })
+})
