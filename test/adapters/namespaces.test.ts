@@ -1,0 +1,211 @@
+/**
+ * Three hosts in three network namespaces, joined by a bridge in a fourth ("the switch"), with
+ * real UDP multicast between them and addresses in 198.18.0.0/15 only. Each node's API listens
+ * on its own namespace's loopback, so the test asks it from inside that namespace. Every
+ * namespace and process is removed afterwards. Needs root and `ip netns`; skips, saying so,
+ * where they are missing.
+ */
+import { spawn, spawnSync } from "node:child_process"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+const bundle = join(root, "dist/acp.mjs")
+const tag = `acp${process.pid % 100_000}`
+const switchNs = `${tag}-sw`
+const hosts = [1, 2, 3].map((index) => ({ index, ns: `${tag}-n${index}`, address: `198.18.0.${10 + index}` }))
+const home = mkdtempSync(join(tmpdir(), "acp-ns-"))
+
+const sh = (command: string) => spawnSync("sh", ["-c", command], { encoding: "utf8", timeout: 20_000 })
+const canUseNamespaces = (() => {
+  if (process.getuid?.() !== 0) return "not root"
+  const probe = sh(`ip netns add ${tag}-probe && ip netns del ${tag}-probe`)
+  return probe.status === 0 ? true : `ip netns unavailable: ${probe.stderr.trim()}`
+})()
+
+/** Calls a node's API from inside its namespace. */
+const api = (host: (typeof hosts)[number], method: string, path: string, body?: unknown) => {
+  const script = `fetch("http://127.0.0.1:7500${path}", { method: ${JSON.stringify(method)}, ${
+    body === undefined
+      ? ""
+      : `headers: { "content-type": "application/json" }, body: ${JSON.stringify(JSON.stringify(body))},`
+  } signal: AbortSignal.timeout(3000) }).then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() }))).catch((e) => console.log(JSON.stringify({ status: 0, body: String(e) })))`
+  const result = spawnSync("ip", ["netns", "exec", host.ns, process.execPath, "-e", script], {
+    encoding: "utf8",
+    timeout: 10_000,
+  })
+  const parsed = JSON.parse(result.stdout.trim() || '{"status":0,"body":""}') as {
+    status: number
+    body: string
+  }
+  let json: unknown = parsed.body
+  try {
+    json = JSON.parse(parsed.body)
+  } catch {}
+  return { status: parsed.status, body: json as Record<string, unknown> & ReadonlyArray<unknown> }
+}
+
+const eventually = async (check: () => boolean, ms = 15_000) => {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time")
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+const start = (host: (typeof hosts)[number]) => {
+  const child = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      host.ns,
+      process.execPath,
+      bundle,
+      "node",
+      "run",
+      "--config",
+      join(home, `n${host.index}`, "config.json"),
+    ],
+    {
+      detached: true,
+      stdio: "ignore",
+    },
+  )
+  child.unref()
+}
+const pidOf = (host: (typeof hosts)[number]) =>
+  Number(readFileSync(join(home, `n${host.index}`, "node.pid"), "utf8"))
+const project = (name: string) => ({
+  name,
+  description: "",
+  quota: { cpus: 1, memoryMiB: 1, storageBytes: 1 },
+})
+
+describe.skipIf(canUseNamespaces !== true)(
+  `three hosts in network namespaces (${canUseNamespaces === true ? "root, ip netns" : canUseNamespaces})`,
+  () => {
+    beforeAll(() => {
+      const setup = [
+        `ip netns add ${switchNs}`,
+        `ip netns exec ${switchNs} ip link add br0 type bridge`,
+        `ip netns exec ${switchNs} ip link set br0 up`,
+        ...hosts.flatMap((host) => [
+          `ip netns add ${host.ns}`,
+          `ip link add ${tag}v${host.index}a type veth peer name ${tag}v${host.index}b`,
+          `ip link set ${tag}v${host.index}a netns ${host.ns}`,
+          `ip link set ${tag}v${host.index}b netns ${switchNs}`,
+          `ip netns exec ${switchNs} ip link set ${tag}v${host.index}b master br0 up`,
+          `ip netns exec ${host.ns} ip link set lo up`,
+          `ip netns exec ${host.ns} ip addr add ${host.address}/24 dev ${tag}v${host.index}a`,
+          `ip netns exec ${host.ns} ip link set ${tag}v${host.index}a up multicast on`,
+          `ip netns exec ${host.ns} ip route add 224.0.0.0/4 dev ${tag}v${host.index}a`,
+        ]),
+      ]
+      for (const command of setup) {
+        const result = sh(command)
+        expect(result.status, `${command}: ${result.stderr}`).toBe(0)
+      }
+      const key = "5a".repeat(32)
+      const members = hosts.map((host) => ({
+        id: `n${host.index}`,
+        address: host.address,
+        port: 7401,
+        domain: "lab",
+        relay: false,
+      }))
+      for (const host of hosts) {
+        const dataDir = join(home, `n${host.index}`)
+        mkdirSync(dataDir, { recursive: true })
+        const config = {
+          id: `n${host.index}`,
+          cluster: 7,
+          domain: "lab",
+          relay: false,
+          address: host.address,
+          port: 7401,
+          group: "239.255.18.7",
+          groupPort: 7400,
+          apiPort: 7500,
+          dataDir,
+          keyHex: key,
+          mtu: 1400,
+          synchronous: "FULL",
+          members,
+        }
+        writeFileSync(join(dataDir, "config.json"), JSON.stringify(config))
+        start(host)
+      }
+    }, 60_000)
+
+    afterAll(() => {
+      for (const host of hosts) {
+        try {
+          process.kill(pidOf(host), "SIGKILL")
+        } catch {}
+      }
+      sh(`pkill -9 -f "--config ${home}"`)
+      for (const host of hosts) sh(`ip netns del ${host.ns}`)
+      sh(`ip netns del ${switchNs}`)
+      rmSync(home, { recursive: true, force: true })
+    })
+
+    it("write on one host, read on all, over real multicast", async () => {
+      await eventually(() => hosts.every((host) => api(host, "GET", "/v1/status").status === 200))
+      expect(api(hosts[0]!, "PUT", "/v1/objects/project/alpha", project("alpha")).status).toBe(200)
+      await eventually(() =>
+        hosts.every((host) => api(host, "GET", "/v1/objects/project/alpha").status === 200),
+      )
+    }, 60_000)
+
+    it("cut one host's link, write on both sides, restore it: all converge", async () => {
+      const [h1, h2, h3] = hosts as [(typeof hosts)[number], (typeof hosts)[number], (typeof hosts)[number]]
+      expect(sh(`ip netns exec ${switchNs} ip link set ${tag}v3b down`).status).toBe(0)
+      expect(api(h1, "PUT", "/v1/objects/project/majority-side", project("majority-side")).status).toBe(200)
+      expect(api(h3, "PUT", "/v1/objects/project/minority-side", project("minority-side")).status).toBe(200)
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      expect(api(h3, "GET", "/v1/objects/project/majority-side").status).toBe(404)
+      expect(sh(`ip netns exec ${switchNs} ip link set ${tag}v3b up`).status).toBe(0)
+      await eventually(() =>
+        [h1, h2, h3].every(
+          (host) =>
+            api(host, "GET", "/v1/objects/project/majority-side").status === 200 &&
+            api(host, "GET", "/v1/objects/project/minority-side").status === 200,
+        ),
+      )
+    }, 60_000)
+
+    it("kill -9 a host during writes, restart it: it catches up and loses no acknowledged write", async () => {
+      const [h1, h2] = hosts as [(typeof hosts)[number], (typeof hosts)[number]]
+      process.kill(pidOf(h2), "SIGKILL")
+      for (let index = 0; index < 10; index++)
+        expect(api(h1, "PUT", `/v1/objects/project/p${index}`, project(`p${index}`)).status).toBe(200)
+      start(h2)
+      await eventually(() => {
+        const list = api(h2, "GET", "/v1/objects/project")
+        return list.status === 200 && list.body.length >= 13
+      })
+    }, 60_000)
+
+    it("the monitor primary moves when its host dies", async () => {
+      await eventually(() => typeof api(hosts[0]!, "GET", "/v1/status").body.primary === "string")
+      const primary = api(hosts[0]!, "GET", "/v1/status").body.primary as string
+      const dead = hosts.find((host) => `n${host.index}` === primary)!
+      process.kill(pidOf(dead), "SIGKILL")
+      const survivors = hosts.filter((host) => host !== dead)
+      await eventually(() =>
+        survivors.every((host) => {
+          const status = api(host, "GET", "/v1/status")
+          return (
+            status.status === 200 &&
+            typeof status.body.primary === "string" &&
+            status.body.primary !== primary
+          )
+        }),
+      )
+    }, 60_000)
+  },
+)
