@@ -84,7 +84,7 @@ export const layerUdp = (options: UdpOptions) =>
           return
         }
         const peer = byAddress.get(source)
-        const relayed = isRelay && peer !== undefined && peer.relay && peer.domain !== options.domain
+        const relayed = isRelay && peer?.relay === true && peer.domain !== options.domain
         Queue.offerUnsafe(queue, {
           channel: opened.channel,
           bytes: opened.payload,
