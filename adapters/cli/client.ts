@@ -4,6 +4,7 @@
  * what went wrong in words an operator can act on.
  */
 import { existsSync, readFileSync } from "node:fs"
+import { request as httpsRequest } from "node:https"
 import { join, resolve } from "node:path"
 import { Effect, Schema } from "effect"
 
@@ -11,6 +12,8 @@ export class CliError extends Schema.TaggedError<CliError>()("CliError", { messa
 
 export interface ClusterNode {
   readonly id: string
+  /** Set when the node is reached through its agent rather than on this machine. */
+  readonly remote?: Remote
   readonly pid: number
   readonly apiPort: number
   readonly configPath: string
@@ -54,7 +57,7 @@ export interface ApiResponse {
 }
 
 /** One request to a node's local API; a refused connection is "the node is down", not a stack trace. */
-export const call = (
+const callLocal = (
   node: { readonly id: string; readonly apiPort: number },
   method: string,
   path: string,
@@ -94,3 +97,91 @@ export const describeError = (response: ApiResponse): string => {
   if (body !== null && typeof body === "object" && typeof body.message === "string") return body.message
   return `HTTP ${response.status}: ${JSON.stringify(response.body)}`
 }
+
+/** A remote node reached through its agent: TLS with a client certificate, and an API key. */
+export interface Remote {
+  readonly url: URL
+  readonly cert: Buffer
+  readonly key: Buffer
+  readonly ca: Buffer
+  readonly apiKey: string
+}
+
+/**
+ * The remote named by `ACP_REMOTE` (https://host:port of a node's agent), with the certificate,
+ * its key, the CA and the API key from `ACP_CERT`, `ACP_CERT_KEY`, `ACP_CA`, `ACP_KEY`, or by
+ * default those `acp cluster up` wrote in the cluster directory.
+ */
+export const remoteFromEnvironment = (dir: string) =>
+  Effect.gen(function* () {
+    const target = process.env.ACP_REMOTE
+    if (target === undefined || target === "") return undefined
+    const url = yield* Effect.try({
+      try: () => new URL(target),
+      catch: () =>
+        new CliError({ message: `ACP_REMOTE=${target} is not a URL such as https://198.18.0.11:7601` }),
+    })
+    const read = (variable: string, fallback: string) =>
+      Effect.try({
+        try: () => readFileSync(process.env[variable] ?? fallback),
+        catch: (error) => new CliError({ message: `${variable}: ${(error as Error).message}` }),
+      })
+    const cert = yield* read("ACP_CERT", join(dir, "pki", "admin.crt"))
+    const key = yield* read("ACP_CERT_KEY", join(dir, "pki", "admin.key"))
+    const ca = yield* read("ACP_CA", join(dir, "pki", "ca.crt"))
+    const apiKey =
+      process.env.ACP_KEY ?? (yield* read("ACP_KEY_FILE", join(dir, "admin.key"))).toString("utf8").trim()
+    return { url, cert, key, ca, apiKey } satisfies Remote
+  })
+
+/** One request through a remote node's agent. */
+const callRemote = (remote: Remote, method: string, path: string, body?: unknown) =>
+  Effect.callback<ApiResponse, CliError>((resume) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body)
+    const outgoing = httpsRequest(
+      {
+        host: remote.url.hostname,
+        port: remote.url.port,
+        method,
+        path,
+        cert: remote.cert,
+        key: remote.key,
+        ca: remote.ca,
+        minVersion: "TLSv1.3",
+        timeout: 5_000,
+        headers: {
+          authorization: `Bearer ${remote.apiKey}`,
+          ...(payload === undefined ? {} : { "content-type": "application/json" }),
+        },
+      },
+      (response) => {
+        let text = ""
+        response.setEncoding("utf8")
+        response.on("data", (chunk: string) => {
+          text += chunk
+        })
+        response.on("end", () => {
+          let parsed: unknown = text
+          try {
+            parsed = text === "" ? null : JSON.parse(text)
+          } catch {}
+          resume(Effect.succeed({ status: response.statusCode ?? 0, body: parsed }))
+        })
+      },
+    )
+    outgoing.on("error", (error) =>
+      resume(Effect.fail(new CliError({ message: `agent ${remote.url.host}: ${error.message}` }))),
+    )
+    outgoing.end(payload)
+  })
+
+/** One request to a node: through its agent if it is remote, else to its local API. */
+export const call = (
+  node: { readonly id: string; readonly apiPort: number; readonly remote?: Remote | undefined },
+  method: string,
+  path: string,
+  body?: unknown,
+) =>
+  node.remote !== undefined
+    ? callRemote(node.remote, method, path, body)
+    : callLocal(node, method, path, body)

@@ -41,6 +41,10 @@ export const NodeConfig = Schema.Struct({
   mtu: Schema.Int.check(Schema.isBetween({ minimum: 576, maximum: 9000 })),
   synchronous: Schema.Literals(["FULL", "NORMAL"]),
   members: Schema.Array(Member).check(Schema.isMinLength(1)),
+  /** The TLS agent on the node's address, or null to run without one. */
+  agent: Schema.NullOr(
+    Schema.Struct({ port: Port, certFile: Schema.String, keyFile: Schema.String, caFile: Schema.String }),
+  ),
 })
 export type NodeConfig = typeof NodeConfig.Type
 

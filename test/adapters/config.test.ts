@@ -17,6 +17,7 @@ const good = {
   mtu: 1400,
   synchronous: "FULL",
   members: [{ id: "n1", address: "127.0.0.1", port: 17401, domain: "local", relay: false }],
+  agent: null,
 }
 
 const message = (value: unknown) => {

@@ -6,10 +6,12 @@
 import { spawn, spawnSync } from "node:child_process"
 import { createSocket } from "node:dgram"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { request as httpsRequest } from "node:https"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { newApiKey } from "../../adapters/agent/keys.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const bundle = join(root, "dist/acp.mjs")
@@ -153,6 +155,121 @@ describe("local cluster (3 real nodes on loopback)", () => {
       expect.arrayContaining(["/v1/objects/{kind}/{id}", "/v1/status"]),
     )
     expect(String((await api(1, "GET", "/metrics")).body)).toMatch(/acp_objects\{node="n1"\} \d+/)
+  })
+
+  describe("the agent (TLS 1.3, client certificates, API keys)", () => {
+    const agentPort = (node: number) => basePort + 200 + node
+    const pki = (file: string) => readFileSync(join(home, "pki", file))
+    const adminKey = () => readFileSync(join(home, "admin.key"), "utf8").trim()
+
+    /** A request to a node's agent; resolves to the HTTP status and body, or to the TLS error. */
+    const viaAgent = (options: {
+      cert?: Buffer
+      key?: Buffer
+      apiKey?: string
+      method?: string
+      path: string
+      body?: unknown
+    }) =>
+      new Promise<{ status: number; body: string } | { error: string }>((resolve) => {
+        const outgoing = httpsRequest(
+          {
+            host: "127.0.0.1",
+            port: agentPort(2),
+            method: options.method ?? "GET",
+            path: options.path,
+            ca: pki("ca.crt"),
+            ...(options.cert === undefined ? {} : { cert: options.cert, key: options.key }),
+            headers: {
+              ...(options.apiKey === undefined ? {} : { authorization: `Bearer ${options.apiKey}` }),
+              ...(options.body === undefined ? {} : { "content-type": "application/json" }),
+            },
+          },
+          (response) => {
+            let body = ""
+            response.on("data", (chunk) => {
+              body += chunk
+            })
+            response.on("end", () => resolve({ status: response.statusCode ?? 0, body }))
+          },
+        )
+        outgoing.on("error", (error) => resolve({ error: error.message }))
+        outgoing.end(options.body === undefined ? undefined : JSON.stringify(options.body))
+      })
+
+    const admin = () => ({ cert: pki("admin.crt"), key: pki("admin.key") })
+
+    it("serves a client with the cluster's certificate and a valid key", async () => {
+      const answer = await viaAgent({ ...admin(), apiKey: adminKey(), path: "/v1/objects/system/web-1" })
+      expect(answer).toMatchObject({ status: 200 })
+    })
+
+    it("refuses the TLS handshake to a client without a certificate, and to one from another CA", async () => {
+      expect(await viaAgent({ apiKey: adminKey(), path: "/v1/status" })).toHaveProperty("error")
+      const other = mkdtempSync(join(tmpdir(), "acp-other-ca-"))
+      spawnSync("openssl", [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        join(other, "k.pem"),
+        "-out",
+        join(other, "c.pem"),
+        "-subj",
+        "/CN=intruder",
+        "-days",
+        "1",
+      ])
+      const foreign = await viaAgent({
+        cert: readFileSync(join(other, "c.pem")),
+        key: readFileSync(join(other, "k.pem")),
+        apiKey: adminKey(),
+        path: "/v1/status",
+      })
+      rmSync(other, { recursive: true, force: true })
+      expect(foreign).toHaveProperty("error")
+    })
+
+    it("refuses a wrong, a revoked and an under-privileged key, saying why, and forwards nothing", async () => {
+      const wrong = await viaAgent({
+        ...admin(),
+        apiKey: `${adminKey().slice(0, -4)}AAAA`,
+        path: "/v1/status",
+      })
+      expect(wrong).toMatchObject({ status: 401 })
+      expect((wrong as { body: string }).body).toContain("wrong API key")
+      const readOnly = newApiKey("viewer", "read-only")
+      expect((await api(1, "PUT", `/v1/objects/api-key/${readOnly.id}`, readOnly.record)).status).toBe(200)
+      await eventually(
+        async () =>
+          ((await viaAgent({ ...admin(), apiKey: readOnly.key, path: "/v1/status" })) as { status: number })
+            .status === 200,
+      )
+      const write = await viaAgent({
+        ...admin(),
+        apiKey: readOnly.key,
+        method: "PUT",
+        path: "/v1/objects/system/sneaky",
+        body: system("sneaky"),
+      })
+      expect(write).toMatchObject({ status: 403 })
+      expect((await api(2, "GET", "/v1/objects/system/sneaky")).status).toBe(404)
+      expect(
+        (await api(1, "PUT", `/v1/objects/api-key/${readOnly.id}`, { ...readOnly.record, revoked: true }))
+          .status,
+      ).toBe(200)
+      await eventually(
+        async () =>
+          ((await viaAgent({ ...admin(), apiKey: readOnly.key, path: "/v1/status" })) as { status: number })
+            .status === 401,
+      )
+      const revoked = await viaAgent({ ...admin(), apiKey: readOnly.key, path: "/v1/status" })
+      expect((revoked as { body: string }).body).toContain("revoked")
+    })
   })
 
   it("`acp cluster down` stops every node, restarted ones included", () => {

@@ -135,6 +135,7 @@ describe.skipIf(canUseNamespaces !== true)(
           mtu: 1400,
           synchronous: "FULL",
           members,
+          agent: null,
         }
         writeFileSync(join(dataDir, "config.json"), JSON.stringify(config))
         start(host)

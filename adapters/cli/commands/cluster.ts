@@ -13,6 +13,8 @@ import type { NodeConfig } from "../../node/config.ts"
 
 type NodeConfigFile = (typeof NodeConfig)["Encoded"]
 
+import { newApiKey } from "../../agent/keys.ts"
+import { ensureCa, issue, type PkiError } from "../../agent/pki.ts"
 import {
   CliError,
   type ClusterNode,
@@ -22,6 +24,7 @@ import {
   describeError,
   pickNode,
   readState,
+  remoteFromEnvironment,
   statePath,
 } from "../client.ts"
 import { renderTable } from "../render.ts"
@@ -121,6 +124,15 @@ const up = Command.make(
         relay: false,
       }))
       const entry = process.argv[1]!
+      const pki = join(home, "pki")
+      yield* Console.log(`making the cluster CA and certificates in ${pki}`)
+      const pkiFailed = (error: PkiError) => new CliError({ message: `${error.step}: ${error.message}` })
+      yield* ensureCa(pki, String(cluster)).pipe(Effect.mapError(pkiFailed))
+      for (const member of members)
+        yield* issue(pki, member.id, { kind: "node", address: member.address }).pipe(
+          Effect.mapError(pkiFailed),
+        )
+      yield* issue(pki, "admin", { kind: "client" }).pipe(Effect.mapError(pkiFailed))
       const started: Array<ClusterNode> = []
       yield* Console.log(
         `starting ${nodes} node(s) in ${home} (cluster ${cluster}, ${unicast ? "unicast" : `multicast ${group}:${basePort}`})`,
@@ -143,6 +155,12 @@ const up = Command.make(
           mtu: 1400,
           synchronous: "FULL",
           members,
+          agent: {
+            port: basePort + 201 + index,
+            certFile: join(pki, `${id}.crt`),
+            keyFile: join(pki, `${id}.key`),
+            caFile: join(pki, "ca.crt"),
+          },
         }
         const configPath = join(dataDir, "config.json")
         writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
@@ -187,6 +205,15 @@ const up = Command.make(
         yield* Effect.sleep("200 millis")
       }
       process.stdout.write("\n")
+      // The first admin key: its hash goes into the CDB, the key itself only into a 0600 file.
+      const admin = newApiKey("admin", "admin")
+      const stored = yield* call(started[0]!, "PUT", `/v1/objects/api-key/${admin.id}`, admin.record)
+      if (stored.status !== 200)
+        return yield* new CliError({ message: `storing the admin key: ${describeError(stored)}` })
+      writeFileSync(join(home, "admin.key"), `${admin.key}\n`, { mode: 0o600 })
+      yield* Console.log(
+        `agents: TLS 1.3 with client certificates on 127.0.0.1:${basePort + 201}-${basePort + 200 + nodes}; admin key and certificate in ${home}`,
+      )
       yield* Console.log(
         `cluster up: ${nodes} node(s). Try: acp object put system web-1 --spec '{...}', acp cluster status, acp cluster down`,
       )
@@ -270,14 +297,19 @@ export const clusterCommand = Command.make("cluster").pipe(
 
 // ---- object, health, monitor, alarm ---------------------------------------------------------------
 
+/** The node to ask: a remote agent if `ACP_REMOTE` says so, else a node of the local cluster. */
 const withNode = <A>(
   dir: Option.Option<string>,
   id: Option.Option<string>,
   body: (node: ClusterNode) => Effect.Effect<A, CliError>,
 ) =>
-  Effect.flatMap(readState(dirOf(dir)), (state) =>
-    Effect.flatMap(pickNode(state, Option.getOrUndefined(id)), body),
-  )
+  Effect.gen(function* () {
+    const remote = yield* remoteFromEnvironment(dirOf(dir))
+    if (remote !== undefined)
+      return yield* body({ id: remote.url.host, pid: 0, apiPort: 0, configPath: "", logPath: "", remote })
+    const state = yield* readState(dirOf(dir))
+    return yield* body(yield* pickNode(state, Option.getOrUndefined(id)))
+  })
 
 const expectOk = (response: { status: number; body: unknown }) =>
   response.status >= 200 && response.status < 300

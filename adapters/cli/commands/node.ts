@@ -6,6 +6,7 @@ import { rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Console, Effect, Layer, Logger } from "effect"
 import { Command, Flag } from "effect/cli"
+import { startAgent } from "../../agent/agent.ts"
 import { layerApiServer, Node } from "../../api/server.ts"
 import { type ConfigError, loadConfig } from "../../node/config.ts"
 import { startNode } from "../../node/node.ts"
@@ -46,6 +47,10 @@ export const runNode = (configPath: string) =>
       yield* Effect.scoped(
         Effect.gen(function* () {
           const { running } = yield* startNode(config)
+          if (config.agent !== null) {
+            yield* startAgent(running, { address: config.address, apiPort: config.apiPort, ...config.agent })
+            yield* Effect.logInfo("agent listening", { address: config.address, port: config.agent.port })
+          }
           yield* Layer.launch(
             layerApiServer(config.apiPort).pipe(Layer.provide(Layer.succeed(Node, running))),
           )

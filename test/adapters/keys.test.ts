@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest"
+import { type ApiKeyRecord, allows, checkApiKey, newApiKey } from "../../adapters/agent/keys.ts"
+
+describe("api keys", () => {
+  const issued = newApiKey("ops", "operator")
+  const lookup = (records: Record<string, ApiKeyRecord>) => (id: string) => records[id]
+
+  it("accepts the key it issued, with its role, and stores no secret", () => {
+    expect(checkApiKey(issued.key, lookup({ [issued.id]: issued.record }), 0)).toEqual({
+      ok: true,
+      id: issued.id,
+      role: "operator",
+      name: "ops",
+    })
+    expect(JSON.stringify(issued.record)).not.toContain(issued.key.split("_")[2]!)
+  })
+
+  it("says why a key is refused: missing, malformed, unknown, wrong, revoked, expired", () => {
+    const records = { [issued.id]: issued.record }
+    const reason = (key: string | undefined, table = records, nowMs = 0) => {
+      const check = checkApiKey(key, lookup(table), nowMs)
+      return check.ok ? "ok" : check.reason
+    }
+    expect(reason(undefined)).toBe("missing")
+    expect(reason("hunter2")).toBe("malformed")
+    expect(reason(newApiKey("x", "admin").key)).toBe("unknown")
+    const [prefix, id] = issued.key.split("_")
+    expect(reason(`${prefix}_${id}_${"A".repeat(43)}`)).toBe("wrong")
+    expect(reason(issued.key, { [issued.id]: { ...issued.record, revoked: true } })).toBe("revoked")
+    expect(reason(issued.key, { [issued.id]: { ...issued.record, expiresMs: 10 } }, 20)).toBe("expired")
+  })
+
+  it("scopes roles: read-only reads; operators also write objects but not keys; admins do all", () => {
+    expect(allows("read-only", "GET", "/v1/objects/system")).toBe(true)
+    expect(allows("read-only", "PUT", "/v1/objects/system/a")).toBe(false)
+    expect(allows("operator", "PUT", "/v1/objects/system/a")).toBe(true)
+    expect(allows("operator", "PUT", "/v1/objects/api-key/k-1")).toBe(false)
+    expect(allows("admin", "PUT", "/v1/objects/api-key/k-1")).toBe(true)
+  })
+})
