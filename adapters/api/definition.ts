@@ -63,6 +63,21 @@ export class ObjectsApi extends HttpApiGroup.make("objects").add(
   }),
 ) {}
 
+export class IllegalTransitionError extends Schema.TaggedError<IllegalTransitionError>()(
+  "IllegalTransition",
+  { message: Schema.String, state: Schema.String, event: Schema.String },
+  { httpApiStatus: 409 },
+) {}
+
+export class AlarmsApi extends HttpApiGroup.make("alarms").add(
+  HttpApiEndpoint.post("acknowledge", "/v1/alarms/:id/acknowledge", {
+    params: { id: Schema.String },
+    payload: Schema.Struct({ by: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(128)) }),
+    success: ObjectView,
+    error: [ObjectNotFound, IllegalTransitionError, WriteFailed],
+  }),
+) {}
+
 export class NodeApi extends HttpApiGroup.make("node", { topLevel: true }).add(
   HttpApiEndpoint.get("status", "/v1/status", { success: Schema.Unknown }),
   HttpApiEndpoint.get("metrics", "/metrics", {
@@ -72,6 +87,7 @@ export class NodeApi extends HttpApiGroup.make("node", { topLevel: true }).add(
 
 export class AcpApi extends HttpApi.make("acp")
   .add(ObjectsApi)
+  .add(AlarmsApi)
   .add(NodeApi)
   .annotateMerge(
     OpenApi.annotations({

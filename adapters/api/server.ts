@@ -11,8 +11,16 @@ import { HttpApiBuilder } from "effect/http-api"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
 import { isObjectKind, objectKinds } from "../../core/model/kinds.ts"
 import { decodeObjectPart } from "../../core/model/validate.ts"
+import { acknowledgeAlarm, decodeAlarm, encodeAlarm } from "../../core/monitor/alarms.ts"
 import type { RunningNode } from "../node/node.ts"
-import { AcpApi, InvalidObject, ObjectNotFound, type ObjectView, WriteFailed } from "./definition.ts"
+import {
+  AcpApi,
+  IllegalTransitionError,
+  InvalidObject,
+  ObjectNotFound,
+  type ObjectView,
+  WriteFailed,
+} from "./definition.ts"
 
 export class Node extends Context.Service<Node, RunningNode>()("acp/adapters/api/Node") {}
 
@@ -173,6 +181,37 @@ export const metricsText = (node: RunningNode, dropped: Readonly<Record<string, 
   return `${lines.join("\n")}\n`
 }
 
+const AlarmsHandlers = HttpApiBuilder.group(AcpApi, "alarms", (handlers) =>
+  Effect.gen(function* () {
+    const node = yield* Node
+    return handlers.handle("acknowledge", ({ params, payload }) =>
+      Effect.gen(function* () {
+        const entry = node.get("alarm", params.id)
+        const alarm = entry?.value == null ? undefined : decodeAlarm(entry.value)
+        if (alarm === undefined)
+          return yield* new ObjectNotFound({
+            kind: "alarm",
+            id: params.id,
+            message: `no alarm "${params.id}"`,
+          })
+        const acknowledged = acknowledgeAlarm(params.id, alarm, payload.by)
+        if (Result.isFailure(acknowledged)) {
+          const rejection = acknowledged.failure
+          return yield* new IllegalTransitionError({
+            message: rejection.message,
+            state: rejection.state,
+            event: rejection.event,
+          })
+        }
+        yield* node
+          .write([{ op: "put", kind: "alarm", id: params.id, value: encodeAlarm(acknowledged.success) }])
+          .pipe(Effect.mapError((error) => new WriteFailed({ reason: error.reason, message: error.message })))
+        return view(node, node.get("alarm", params.id)!)
+      }),
+    )
+  }),
+)
+
 const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
   Effect.gen(function* () {
     const node = yield* Node
@@ -185,6 +224,6 @@ const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
 export const layerApiServer = (port: number) =>
   HttpRouter.serve(
     HttpApiBuilder.layer(AcpApi, { openapiPath: "/openapi.json" }).pipe(
-      Layer.provide([ObjectsHandlers, NodeHandlers]),
+      Layer.provide([ObjectsHandlers, AlarmsHandlers, NodeHandlers]),
     ),
   ).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })))

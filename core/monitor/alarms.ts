@@ -7,7 +7,9 @@
  * occurrence. The evaluation is a pure function of the conditions and the alarms in the CDB, so
  * a new primary carries on from whatever its predecessor left.
  */
-import type { AlarmState } from "../lifecycle/tables.ts"
+import { Result } from "effect"
+import { type IllegalTransition, transition } from "../lifecycle/machine.ts"
+import { type AlarmState, alarmLifecycle } from "../lifecycle/tables.ts"
 
 export type Severity = "info" | "warning" | "major" | "critical"
 
@@ -43,6 +45,23 @@ export interface AlarmRecord {
   readonly term: number
   readonly raisedBy: string
   readonly occurrences: number
+  /** Who acknowledged it, once someone has. */
+  readonly acknowledgedBy?: string
+}
+
+/**
+ * An operator acknowledges an alarm: a lifecycle transition (raised → acknowledged), so
+ * acknowledging a cleared or already acknowledged alarm is a rejection naming its state.
+ */
+export const acknowledgeAlarm = (
+  id: string,
+  alarm: AlarmRecord,
+  by: string,
+): Result.Result<AlarmRecord, IllegalTransition> => {
+  const moved = transition(alarmLifecycle, id, alarm.state, "acknowledge")
+  return moved._tag === "Moved"
+    ? Result.succeed({ ...alarm, state: moved.to, acknowledgedBy: by })
+    : Result.fail(moved.rejection)
 }
 
 export interface AlarmChange {

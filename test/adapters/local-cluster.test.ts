@@ -272,6 +272,24 @@ describe("local cluster (3 real nodes on loopback)", () => {
     })
   })
 
+  it("a dead node raises an alarm; an operator acknowledges it once; it clears when the node returns", async () => {
+    process.kill(pidOf(3), "SIGKILL")
+    const alarmId = "node-unreachable.n3"
+    await eventually(async () => (await api(1, "GET", `/v1/objects/alarm/${alarmId}`)).status === 200, 20_000)
+    const ack = await api(1, "POST", `/v1/alarms/${alarmId}/acknowledge`, { by: "alice" })
+    expect(ack.status).toBe(200)
+    expect(ack.body.spec).toMatchObject({ state: "acknowledged", acknowledgedBy: "alice" })
+    const again = await api(1, "POST", `/v1/alarms/${alarmId}/acknowledge`, { by: "bob" })
+    expect(again.status).toBe(409)
+    expect(String(again.body.message)).toContain("is acknowledged")
+    expect((await api(1, "POST", "/v1/alarms/no-such-alarm/acknowledge", { by: "bob" })).status).toBe(404)
+    restart(3)
+    await eventually(async () => {
+      const alarm = await api(1, "GET", `/v1/objects/alarm/${alarmId}`)
+      return (alarm.body.spec as { state?: string } | undefined)?.state === "cleared"
+    }, 20_000)
+  }, 60_000)
+
   it("`acp cluster down` stops every node, restarted ones included", () => {
     const down = acp("cluster", "down")
     expect(down.status, down.stderr).toBe(0)

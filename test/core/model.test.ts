@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Arbitrary, Effect, Result, Schema } from "effect"
+import fc from "fast-check"
 import { kinds, objectKinds } from "../../core/model/kinds.ts"
 import { decodeObjectId, decodeObjectPart, type ObjectPart } from "../../core/model/validate.ts"
 
@@ -105,6 +106,23 @@ describe("model", () => {
       const result = decodeObjectPart("vm", "spec", {})
       expect(Result.isFailure(result) && result.failure).toMatchObject({ part: "kind" })
       expect(Result.isFailure(result) && result.failure.message).toContain("system")
+    })
+  })
+
+  describe("decodeObjectPart (fuzz)", () => {
+    it("never throws on arbitrary JSON for any kind or part, and accepts only what re-encodes", () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom(...objectKinds, "unknown-kind"),
+          fc.constantFrom(...parts),
+          fc.jsonValue(),
+          (kind, part, value) => {
+            const result = decodeObjectPart(kind, part, value)
+            if (Result.isFailure(result)) expect(result.failure.issues.length).toBeGreaterThan(0)
+          },
+        ),
+        { numRuns: 3000 },
+      )
     })
   })
 

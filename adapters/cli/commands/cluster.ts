@@ -392,9 +392,49 @@ const objectDelete = Command.make(
     ),
 ).pipe(Command.withDescription("Delete an object (a tombstone every node applies)"))
 
+const objectWatch = Command.make(
+  "watch",
+  {
+    kind: Argument.String("kind"),
+    seconds: Flag.Int("for").pipe(
+      Flag.withDescription("Stop after this many seconds (0: until interrupted)"),
+      Flag.withDefault(0),
+    ),
+    dir: dirFlag,
+    node: nodeFlag,
+  },
+  ({ kind, seconds, dir, node }) =>
+    withNode(dir, node, (target) =>
+      Effect.gen(function* () {
+        type Listed = ReadonlyArray<{ id: string; version: { ms: number; counter: number; origin: string } }>
+        const versionOf = (object: Listed[number]) =>
+          `${object.version.origin}@${object.version.ms}.${object.version.counter}`
+        let known = new Map<string, string>()
+        let first = true
+        const until = seconds > 0 ? Date.now() + seconds * 1000 : Number.POSITIVE_INFINITY
+        while (Date.now() < until) {
+          const objects = (yield* Effect.flatMap(
+            call(target, "GET", `/v1/objects/${encodeURIComponent(kind)}`),
+            expectOk,
+          )) as Listed
+          const now = new Map(objects.map((object) => [object.id, versionOf(object)]))
+          for (const [id, version] of now) {
+            if (!known.has(id))
+              yield* Console.log(`${first ? "exists " : "added  "} ${kind}/${id} ${version}`)
+            else if (known.get(id) !== version) yield* Console.log(`changed ${kind}/${id} ${version}`)
+          }
+          for (const id of known.keys()) if (!now.has(id)) yield* Console.log(`deleted ${kind}/${id}`)
+          known = now
+          first = false
+          yield* Effect.sleep("250 millis")
+        }
+      }),
+    ),
+).pipe(Command.withDescription("Print objects of a kind as they are added, changed and deleted"))
+
 export const objectCommand = Command.make("object").pipe(
-  Command.withDescription("Raw CDB access for operators: put, get, list, delete"),
-  Command.withSubcommands([objectPut, objectGet, objectList, objectDelete]),
+  Command.withDescription("Raw CDB access for operators: put, get, list, delete, watch"),
+  Command.withSubcommands([objectPut, objectGet, objectList, objectDelete, objectWatch]),
 )
 
 export const healthCommand = Command.make(
@@ -467,5 +507,24 @@ export const alarmCommand = Command.make("alarm").pipe(
         ),
       ),
     ).pipe(Command.withDescription("List the open alarms")),
+    Command.make(
+      "ack",
+      {
+        id: Argument.String("id").pipe(Argument.withDescription("The alarm, e.g. node-unreachable.n2")),
+        by: Flag.String("by").pipe(
+          Flag.withDescription("Who acknowledges it"),
+          Flag.withDefault(process.env.USER ?? "operator"),
+        ),
+        dir: dirFlag,
+        node: nodeFlag,
+      },
+      ({ id, by, dir, node }) =>
+        withNode(dir, node, (target) =>
+          Effect.flatMap(
+            call(target, "POST", `/v1/alarms/${encodeURIComponent(id)}/acknowledge`, { by }),
+            expectOk,
+          ).pipe(Effect.andThen(Console.log(`alarm ${id} acknowledged by ${by}`))),
+        ),
+    ).pipe(Command.withDescription("Acknowledge an open alarm (it stays until its condition clears)")),
   ]),
 )

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import {
   type AlarmRecord,
+  acknowledgeAlarm,
   decodeAlarm,
   encodeAlarm,
   evaluateAlarms,
@@ -89,6 +90,24 @@ describe("alarms", () => {
       expect(decodeAlarm(encodeAlarm(record))).toEqual(record)
       expect(decodeAlarm(new TextEncoder().encode("{not json"))).toBeUndefined()
       expect(decodeAlarm(new TextEncoder().encode('{"x":1}'))).toBeUndefined()
+    })
+  })
+
+  describe("acknowledgeAlarm", () => {
+    it("moves a raised alarm to acknowledged and records who; refuses a cleared one, naming its state", () => {
+      const raised = evaluateAlarms(
+        nodeUnreachableRule,
+        [{ subject: "n2", active: true, sinceMs: 0, message: "m" }],
+        () => undefined,
+        context,
+      )[0]!.record
+      const acked = acknowledgeAlarm("node-unreachable.n2", raised, "alice")
+      expect(acked).toMatchObject({
+        _tag: "Success",
+        success: { state: "acknowledged", acknowledgedBy: "alice" },
+      })
+      const cleared = acknowledgeAlarm("node-unreachable.n2", { ...raised, state: "cleared" }, "bob")
+      expect(cleared).toMatchObject({ _tag: "Failure", failure: { state: "cleared", event: "acknowledge" } })
     })
   })
 
