@@ -651,6 +651,18 @@ export class World {
         )
       }
     }
+    // The primary the failover clock was started for renewed its lease with acknowledgements sent
+    // after the fault began (not ones already in flight): a majority still acknowledges it, so
+    // there was no failover (a brief flap, say) and the clock stops.
+    const inFlightUs = l3DelayUs + this.scenario.schedule.rates.jitterUs + 1_000
+    if (
+      this.failoverFrom !== null &&
+      this.failoverFrom.node === node.id &&
+      this.failoverFrom.term === term &&
+      this.nowUs - this.failoverFrom.atUs > inFlightUs
+    ) {
+      this.failoverFrom = null
+    }
     const fresh = node.leaseUntilUs <= this.nowUs || node.leaseTerm !== term
     if (fresh) {
       if (node.leaseFromUs > 0 && node.leaseUntilUs > node.leaseFromUs) {
