@@ -20,10 +20,12 @@ import {
 } from "../core/cdb/node.ts"
 import {
   type AlarmRecord,
-  decodeAlarm,
   encodeAlarm,
   evaluateAlarms,
+  nodeConditions,
   nodeUnreachableRule,
+  openAlarms,
+  storedAlarm,
 } from "../core/monitor/alarms.ts"
 import {
   type DurableVote,
@@ -716,24 +718,11 @@ export class World {
     const monitor = node.monitor
     const cdb = node.cdb
     if (monitor === null || cdb === null || !monitor.isPrimary(this.localMs(node))) return
-    // The primary counts itself too (alive since it started), so it clears an alarm raised about it
-    // by a predecessor while it was unreachable.
-    const conditions = [
-      { subject: node.id, active: false, sinceMs: node.startedMs, message: `node ${node.id} is alive` },
-      ...[...node.memberView].map(([id, view]) => ({
-        subject: id,
-        active: view.state !== "alive",
-        sinceMs: view.sinceMs,
-        message: `node ${id} is ${view.state}`,
-      })),
-    ]
+    const conditions = nodeConditions(node.id, node.startedMs, node.memberView)
     const changes = evaluateAlarms(
       nodeUnreachableRule,
       conditions,
-      (id) => {
-        const entry = cdb.get("alarm", id)
-        return entry?.value === null || entry === undefined ? undefined : decodeAlarm(entry.value)
-      },
+      (id) => storedAlarm(cdb.get("alarm", id)?.value),
       { nowMs: this.localMs(node), term: monitor.currentTerm, self: node.id, subjectKind: "node" },
     )
     if (changes.length === 0) return
@@ -851,14 +840,8 @@ export class World {
     }
   }
 
-  private openAlarms(cdb: CdbNode): Array<AlarmRecord & { id: string }> {
-    const open: Array<AlarmRecord & { id: string }> = []
-    for (const [, entry] of cdb.allEntries()) {
-      if (entry.kind !== "alarm" || entry.value === null) continue
-      const alarm = decodeAlarm(entry.value)
-      if (alarm !== undefined && alarm.state !== "cleared") open.push({ ...alarm, id: entry.id })
-    }
-    return open
+  private openAlarms(cdb: CdbNode): Array<AlarmRecord & { readonly id: string }> {
+    return openAlarms(cdb.allEntries().map(([, entry]) => entry))
   }
 
   private primaryNow(): SimNode | undefined {

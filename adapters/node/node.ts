@@ -16,10 +16,12 @@ import {
 } from "../../core/cdb/node.ts"
 import {
   type AlarmRecord,
-  decodeAlarm,
   encodeAlarm,
   evaluateAlarms,
+  nodeConditions,
   nodeUnreachableRule,
+  openAlarms,
+  storedAlarm,
 } from "../../core/monitor/alarms.ts"
 import {
   defaultElectionTimings,
@@ -227,35 +229,16 @@ export const startNode = (config: NodeConfig) =>
 
     const stepElection = (input: ElectionInput) => carryOutElection(election.handle(input, nowMs()))
 
-    const openAlarms = () => {
-      const open: Array<AlarmRecord & { id: string }> = []
-      for (const [, entry] of cdb.allEntries()) {
-        if (entry.kind !== "alarm" || entry.value === null) continue
-        const alarm = decodeAlarm(entry.value)
-        if (alarm !== undefined && alarm.state !== "cleared") open.push({ ...alarm, id: entry.id })
-      }
-      return open
-    }
+    const openAlarmsNow = () => openAlarms(cdb.allEntries().map(([, entry]) => entry))
 
     /** The primary (only) turns what the CDB says about members into alarms. */
     const evaluate = Effect.gen(function* () {
       if (!election.isPrimary(nowMs())) return
-      const conditions = [
-        { subject: config.id, active: false, sinceMs: startedMs, message: `node ${config.id} is alive` },
-        ...[...memberView].map(([id, view]) => ({
-          subject: id,
-          active: view.state !== "alive",
-          sinceMs: view.sinceMs,
-          message: `node ${id} is ${view.state}`,
-        })),
-      ]
+      const conditions = nodeConditions(config.id, startedMs, memberView)
       const changes = evaluateAlarms(
         nodeUnreachableRule,
         conditions,
-        (id) => {
-          const entry = cdb.get("alarm", id)
-          return entry?.value == null ? undefined : decodeAlarm(entry.value)
-        },
+        (id) => storedAlarm(cdb.get("alarm", id)?.value),
         { nowMs: nowMs(), term: election.currentTerm, self: config.id, subjectKind: "node" },
       )
       if (changes.length === 0) return
@@ -343,7 +326,7 @@ export const startNode = (config: NodeConfig) =>
       status: () => {
         const now = nowMs()
         const memberStates = [...memberView].map(([id, view]) => ({ id, ...view }))
-        const alarms = openAlarms()
+        const alarms = openAlarmsNow()
         const primary = election.isPrimary(now) ? config.id : election.knownLeader
         return {
           node: config.id,

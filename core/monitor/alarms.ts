@@ -130,3 +130,43 @@ export const decodeAlarm = (bytes: Uint8Array): AlarmRecord | undefined => {
     return undefined
   }
 }
+
+export interface MemberView {
+  readonly state: "alive" | "suspect" | "dead"
+  readonly sinceMs: number
+}
+
+/**
+ * The node-unreachable conditions as the primary sees them: every member its CDB reports, and
+ * itself too (alive since it started), so it clears an alarm a predecessor raised about it.
+ */
+export const nodeConditions = (
+  self: string,
+  startedMs: number,
+  members: Iterable<readonly [string, MemberView]>,
+): ReadonlyArray<Condition> => [
+  { subject: self, active: false, sinceMs: startedMs, message: `node ${self} is alive` },
+  ...[...members].map(([id, view]) => ({
+    subject: id,
+    active: view.state !== "alive",
+    sinceMs: view.sinceMs,
+    message: `node ${id} is ${view.state}`,
+  })),
+]
+
+/** The alarm stored in a CDB entry's value, if it holds one. */
+export const storedAlarm = (value: Uint8Array | null | undefined): AlarmRecord | undefined =>
+  value === null || value === undefined ? undefined : decodeAlarm(value)
+
+/** The alarms that are not cleared, among a store's entries. */
+export const openAlarms = (
+  entries: Iterable<{ readonly kind: string; readonly id: string; readonly value: Uint8Array | null }>,
+): Array<AlarmRecord & { readonly id: string }> => {
+  const open: Array<AlarmRecord & { readonly id: string }> = []
+  for (const entry of entries) {
+    if (entry.kind !== "alarm") continue
+    const alarm = storedAlarm(entry.value)
+    if (alarm !== undefined && alarm.state !== "cleared") open.push({ ...alarm, id: entry.id })
+  }
+  return open
+}
