@@ -1,0 +1,54 @@
+/**
+ * The transport without multicast: `acp cluster up --unicast` gives each node a unicast peer
+ * list, and a domain send goes to each peer in turn. Real processes on loopback.
+ */
+import { spawnSync } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+const bundle = join(root, "dist/acp.mjs")
+const home = mkdtempSync(join(tmpdir(), "acp-unicast-"))
+const basePort = 42_000 + (process.pid % 2_000) * 10
+const env = { ...process.env, ACP_HOME: home }
+const acp = (...args: ReadonlyArray<string>) =>
+  spawnSync(process.execPath, [bundle, ...args], { cwd: root, env, encoding: "utf8", timeout: 60_000 })
+
+describe("local cluster without multicast (unicast peer list)", () => {
+  beforeAll(() => {
+    const up = acp("cluster", "up", "--nodes", "3", "--unicast", "--base-port", String(basePort))
+    expect(up.status, up.stderr + up.stdout).toBe(0)
+  }, 90_000)
+
+  afterAll(() => {
+    acp("cluster", "down", "--purge")
+    rmSync(home, { recursive: true, force: true })
+  })
+
+  it("configures no multicast group, elects a primary, and syncs a write to every node", async () => {
+    const config = JSON.parse(readFileSync(join(home, "n1", "config.json"), "utf8")) as {
+      group: string | null
+    }
+    expect(config.group).toBeNull()
+    const spec = '{"name":"uni","description":"","quota":{"cpus":1,"memoryMiB":1,"storageBytes":0}}'
+    expect(acp("object", "put", "project", "uni", "--node", "n2", "--spec", spec).status).toBe(0)
+    const deadline = Date.now() + 10_000
+    for (const node of ["n1", "n3"]) {
+      let got = acp("object", "get", "project", "uni", "--node", node)
+      while (got.status !== 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        got = acp("object", "get", "project", "uni", "--node", node)
+      }
+      expect(got.status, got.stderr).toBe(0)
+      expect(JSON.parse(got.stdout).spec.name).toBe("uni")
+    }
+    const status = JSON.parse(acp("cluster", "status", "--json").stdout) as Array<{
+      up: boolean
+      status: { primary: string | null }
+    }>
+    expect(status.every((node) => node.up && node.status.primary !== null)).toBe(true)
+  }, 60_000)
+})
