@@ -7,6 +7,7 @@ import { spawn, spawnSync } from "node:child_process"
 import { createSocket } from "node:dgram"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { request as httpsRequest } from "node:https"
+import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -289,6 +290,35 @@ describe("local cluster (3 real nodes on loopback)", () => {
       return (alarm.body.spec as { state?: string } | undefined)?.state === "cleared"
     }, 20_000)
   }, 60_000)
+
+  it("the framework restarts a failed service with back-off, and its state reaches every node", async () => {
+    process.kill(pidOf(1), "SIGKILL")
+    await eventually(async () => {
+      try {
+        await api(1, "GET", "/v1/status")
+        return false
+      } catch {
+        return true
+      }
+    })
+    // Someone else holds n1's API port while n1 restarts: its API service fails and backs off.
+    const squatter = createServer()
+    await new Promise<void>((resolve) => squatter.listen(apiPort(1), "127.0.0.1", resolve))
+    restart(1)
+    type ServiceView = { meta: Array<{ node: string; value: { state: string; restarts: number } }> }
+    const apiService = async () =>
+      (await api(2, "GET", "/v1/objects/service/n1.api")).body as unknown as ServiceView
+    await eventually(
+      async () => ["failed", "backing-off"].includes((await apiService()).meta[0]?.value.state ?? ""),
+      15_000,
+    )
+    await new Promise<void>((resolve) => squatter.close(() => resolve()))
+    await eventually(async () => (await api(1, "GET", "/v1/status")).status === 200, 40_000)
+    await eventually(async () => {
+      const meta = (await apiService()).meta[0]?.value
+      return meta?.state === "running" && meta.restarts >= 1
+    })
+  }, 90_000)
 
   it("`acp cluster down` stops every node, restarted ones included", () => {
     const down = acp("cluster", "down")

@@ -9,6 +9,7 @@ import { Command, Flag } from "effect/cli"
 import { startAgent } from "../../agent/agent.ts"
 import { layerApiServer, Node } from "../../api/server.ts"
 import { type ConfigError, loadConfig } from "../../node/config.ts"
+import { runFramework, type ServiceDefinition } from "../../node/framework.ts"
 import { startNode } from "../../node/node.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
 import { envelopeOverhead } from "../../transport/envelope.ts"
@@ -47,12 +48,70 @@ export const runNode = (configPath: string) =>
       yield* Effect.scoped(
         Effect.gen(function* () {
           const { running } = yield* startNode(config)
-          if (config.agent !== null) {
-            yield* startAgent(running, { address: config.address, apiPort: config.apiPort, ...config.agent })
-            yield* Effect.logInfo("agent listening", { address: config.address, port: config.agent.port })
+          // The framework supervises the node's services (the CDB and monitor driver above is the
+          // node itself): the local API, then the agent, restarted with back-off if they fail.
+          const agent = config.agent
+          const services: Record<string, ServiceDefinition> = {
+            api: {
+              after: [],
+              run: (ready) =>
+                Layer.build(
+                  layerApiServer(config.apiPort).pipe(Layer.provide(Layer.succeed(Node, running))),
+                ).pipe(Effect.andThen(ready), Effect.andThen(Effect.never)),
+            },
+            ...(agent === null
+              ? {}
+              : {
+                  agent: {
+                    after: ["api"],
+                    run: (ready: Effect.Effect<void>) =>
+                      startAgent(running, {
+                        address: config.address,
+                        apiPort: config.apiPort,
+                        ...agent,
+                      }).pipe(
+                        Effect.andThen(
+                          Effect.logInfo("agent listening", { address: config.address, port: agent.port }),
+                        ),
+                        Effect.andThen(ready),
+                        Effect.andThen(Effect.never),
+                      ),
+                  },
+                }),
           }
-          yield* Layer.launch(
-            layerApiServer(config.apiPort).pipe(Layer.provide(Layer.succeed(Node, running))),
+          const encoder = new TextEncoder()
+          for (const [name, service] of Object.entries(services)) {
+            const spec = { subtype: name, node: config.id, enabled: true, after: service.after, settings: {} }
+            yield* running
+              .write([
+                {
+                  op: "put",
+                  kind: "service",
+                  id: `${config.id}.${name}`,
+                  value: encoder.encode(JSON.stringify(spec)),
+                },
+              ])
+              .pipe(Effect.orDie)
+          }
+          yield* runFramework(services, (name, state, restarts, reason) =>
+            Effect.gen(function* () {
+              yield* Effect.logInfo("service", {
+                service: name,
+                state,
+                restarts,
+                ...(reason === undefined ? {} : { reason }),
+              })
+              yield* running
+                .write([
+                  {
+                    op: "meta",
+                    kind: "service",
+                    id: `${config.id}.${name}`,
+                    value: encoder.encode(JSON.stringify({ state, restarts })),
+                  },
+                ])
+                .pipe(Effect.ignore)
+            }),
           )
         }),
       ).pipe(Effect.provide(infrastructure))
