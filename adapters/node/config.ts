@@ -38,6 +38,8 @@ export const NodeConfig = Schema.Struct({
   keyHex: Schema.String.check(
     Schema.isPattern(/^[0-9a-f]{64}$/, { message: "Expected 64 hex digits (a 32-byte key)" }),
   ),
+  /** Encrypt datagrams too (AES-256-GCM), not only authenticate them. */
+  encrypt: Schema.Boolean,
   mtu: Schema.Int.check(Schema.isBetween({ minimum: 576, maximum: 9000 })),
   synchronous: Schema.Literals(["FULL", "NORMAL"]),
   members: Schema.Array(Member).check(Schema.isMinLength(1)),

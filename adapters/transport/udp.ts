@@ -35,6 +35,8 @@ export interface UdpOptions {
   readonly domain: string
   readonly peers: ReadonlyArray<Peer>
   readonly key: Uint8Array
+  /** Encrypt every datagram (AES-256-GCM) and drop any that is only authenticated. */
+  readonly encrypt: boolean
   readonly maxPayloadBytes: number
   /** Incoming datagrams buffered before the driver takes them; beyond it they are dropped (and repaired later). */
   readonly queueCapacity: number
@@ -65,12 +67,13 @@ export const layerUdp = (options: UdpOptions) =>
       const queue = yield* Queue.dropping<Received>(options.queueCapacity)
       const dropped: Record<DropReason, number> = {
         unauthenticated: 0,
+        unencrypted: 0,
         replayed: 0,
         "malformed-envelope": 0,
         oversized: 0,
       }
-      const sealer = new Sealer(options.key, Date.now() * 1000)
-      const opener = new Opener(options.key, options.maxPayloadBytes)
+      const sealer = new Sealer(options.key, Date.now() * 1000, options.encrypt)
+      const opener = new Opener(options.key, options.maxPayloadBytes, options.encrypt)
       const byAddress = new Map(options.peers.map((peer) => [`${peer.address}:${peer.port}`, peer]))
       const self = options.peers.find((peer) => peer.id === options.self)
       const isRelay = self?.relay === true

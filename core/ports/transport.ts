@@ -28,7 +28,7 @@ export class TransportError extends Schema.TaggedError<TransportError>()("Transp
 }) {}
 
 /** Why an incoming datagram was dropped before the core saw it. */
-export type DropReason = "unauthenticated" | "replayed" | "malformed-envelope" | "oversized"
+export type DropReason = "unauthenticated" | "unencrypted" | "replayed" | "malformed-envelope" | "oversized"
 
 export class Transport extends Context.Service<
   Transport,

@@ -14,6 +14,7 @@ const good = {
   apiPort: 17501,
   dataDir: "/tmp/acp/n1",
   keyHex: "ab".repeat(32),
+  encrypt: false,
   mtu: 1400,
   synchronous: "FULL",
   members: [{ id: "n1", address: "127.0.0.1", port: 17401, domain: "local", relay: false }],

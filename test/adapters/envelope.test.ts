@@ -62,6 +62,44 @@ describe("envelope", () => {
   })
 })
 
+describe("envelope, encrypted", () => {
+  it("round-trips, and the payload does not appear on the wire", () => {
+    const secret = new TextEncoder().encode("system web-1 spec: the secret root password is hunter2")
+    const sealed = new Sealer(key, 1, true).seal("cdb", secret)
+    expect(Buffer.from(sealed).includes(Buffer.from("hunter2"))).toBe(false)
+    const opened = new Opener(key, 1400, true).open(sealed, "s")
+    expect(opened.ok && Buffer.from(opened.payload).toString()).toBe(Buffer.from(secret).toString())
+  })
+
+  it("refuses an only-authenticated datagram where encryption is required, and tampering, a wrong key and replays", () => {
+    const opener = new Opener(key, 1400, true)
+    expect(opener.open(new Sealer(key, 1).seal("cdb", payload), "s")).toEqual({
+      ok: false,
+      reason: "unencrypted",
+    })
+    const sealed = new Sealer(key, 100, true).seal("monitor", payload)
+    const tampered = Buffer.from(sealed)
+    tampered[20]! ^= 1
+    expect(opener.open(tampered, "s")).toEqual({ ok: false, reason: "unauthenticated" })
+    expect(new Opener(otherKey, 1400, true).open(sealed, "s")).toEqual({
+      ok: false,
+      reason: "unauthenticated",
+    })
+    expect(opener.open(sealed, "s").ok).toBe(true)
+    expect(opener.open(sealed, "s")).toEqual({ ok: false, reason: "replayed" })
+  })
+
+  it("never throws on arbitrary bytes with the encrypted flag set (fuzz)", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 300 }), (bytes) => {
+        bytes[0] = bytes[0]! | 0x80
+        expect(new Opener(key, 1400, true).open(bytes, "s").ok).toBe(false)
+      }),
+      { numRuns: 2000 },
+    )
+  })
+})
+
 describe("monitor wire", () => {
   it("round-trips every message", () => {
     for (const message of [

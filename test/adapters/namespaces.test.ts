@@ -132,6 +132,7 @@ describe.skipIf(canUseNamespaces !== true)(
           apiPort: 7500,
           dataDir,
           keyHex: key,
+          encrypt: true,
           mtu: 1400,
           synchronous: "FULL",
           members,

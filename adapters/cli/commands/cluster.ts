@@ -100,8 +100,12 @@ const up = Command.make(
       Flag.withDescription("A unicast peer list instead of multicast"),
       Flag.withDefault(false),
     ),
+    encrypt: Flag.Boolean("encrypt").pipe(
+      Flag.withDescription("Encrypt datagrams (AES-256-GCM), not only authenticate them"),
+      Flag.withDefault(false),
+    ),
   },
-  ({ nodes, basePort, dir, unicast }) =>
+  ({ nodes, basePort, dir, unicast, encrypt }) =>
     Effect.gen(function* () {
       const home = dirOf(dir)
       if (nodes < 1 || nodes > 50) return yield* new CliError({ message: `--nodes ${nodes}: expected 1..50` })
@@ -152,6 +156,7 @@ const up = Command.make(
           apiPort: basePort + 101 + index,
           dataDir,
           keyHex: key,
+          encrypt,
           mtu: 1400,
           synchronous: "FULL",
           members,

@@ -41,6 +41,7 @@ export const runNode = (configPath: string) =>
           domain: config.domain,
           peers: config.members,
           key: Buffer.from(config.keyHex, "hex"),
+          encrypt: config.encrypt,
           maxPayloadBytes: config.mtu,
           queueCapacity: 65_536,
         }),
