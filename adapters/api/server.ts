@@ -3,6 +3,7 @@
  * kind's schema before it reaches the CDB; a bad request is a 400 that names every bad field,
  * and nothing is written.
  */
+import { chmodSync, rmSync } from "node:fs"
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Context, Effect, Layer, Result, Schema } from "effect"
@@ -221,9 +222,29 @@ const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
   }),
 )
 
+const routes = () =>
+  HttpApiBuilder.layer(AcpApi, { openapiPath: "/openapi.json" }).pipe(
+    Layer.provide([ObjectsHandlers, AlarmsHandlers, NodeHandlers]),
+  )
+
+/** The API on 127.0.0.1 only. */
 export const layerApiServer = (port: number) =>
-  HttpRouter.serve(
-    HttpApiBuilder.layer(AcpApi, { openapiPath: "/openapi.json" }).pipe(
-      Layer.provide([ObjectsHandlers, AlarmsHandlers, NodeHandlers]),
-    ),
-  ).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })))
+  HttpRouter.serve(routes()).pipe(
+    Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })),
+  )
+
+/**
+ * The same API on a Unix socket, readable and writable by the node's user only (0600): how
+ * services on the node reach it, guarded by file permissions (seed 000). A socket left behind
+ * by a killed node is removed first.
+ */
+export const layerApiSocket = (path: string) =>
+  Layer.unwrap(
+    Effect.sync(() => {
+      rmSync(path, { force: true })
+      return HttpRouter.serve(routes()).pipe(
+        Layer.provide(NodeHttpServer.layer(createServer, { path })),
+        Layer.tap(() => Effect.sync(() => chmodSync(path, 0o600))),
+      )
+    }),
+  )

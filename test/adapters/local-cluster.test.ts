@@ -5,7 +5,8 @@
  */
 import { spawn, spawnSync } from "node:child_process"
 import { createSocket } from "node:dgram"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
+import { request as httpRequest } from "node:http"
 import { request as httpsRequest } from "node:https"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -319,6 +320,21 @@ describe("local cluster (3 real nodes on loopback)", () => {
       return meta?.state === "running" && meta.restarts >= 1
     })
   }, 90_000)
+
+  it("serves the same API on a Unix socket that only the node's user may open (0600)", async () => {
+    const socket = join(home, "n2", "api.sock")
+    expect(statSync(socket).isSocket()).toBe(true)
+    expect(statSync(socket).mode & 0o777).toBe(0o600)
+    const status = await new Promise<number>((resolve, reject) => {
+      const outgoing = httpRequest({ socketPath: socket, path: "/v1/status" }, (response) => {
+        response.resume()
+        resolve(response.statusCode ?? 0)
+      })
+      outgoing.on("error", reject)
+      outgoing.end()
+    })
+    expect(status).toBe(200)
+  })
 
   it("`acp cluster down` stops every node, restarted ones included", () => {
     const down = acp("cluster", "down")

@@ -7,7 +7,7 @@ import { join } from "node:path"
 import { Console, Effect, Layer, Logger } from "effect"
 import { Command, Flag } from "effect/cli"
 import { startAgent } from "../../agent/agent.ts"
-import { layerApiServer, Node } from "../../api/server.ts"
+import { layerApiServer, layerApiSocket, Node } from "../../api/server.ts"
 import { type ConfigError, loadConfig } from "../../node/config.ts"
 import { runFramework, type ServiceDefinition } from "../../node/framework.ts"
 import { startNode } from "../../node/node.ts"
@@ -57,7 +57,10 @@ export const runNode = (configPath: string) =>
               after: [],
               run: (ready) =>
                 Layer.build(
-                  layerApiServer(config.apiPort).pipe(Layer.provide(Layer.succeed(Node, running))),
+                  Layer.mergeAll(
+                    layerApiServer(config.apiPort),
+                    layerApiSocket(join(config.dataDir, "api.sock")),
+                  ).pipe(Layer.provide(Layer.succeed(Node, running))),
                 ).pipe(Effect.andThen(ready), Effect.andThen(Effect.never)),
             },
             ...(agent === null
