@@ -321,6 +321,18 @@ describe("local cluster (3 real nodes on loopback)", () => {
     })
   }, 90_000)
 
+  it("acp node list and show: every member, one primary, and one node's own account", () => {
+    const list = acp("node", "list", "--json")
+    expect(list.status, list.stderr).toBe(0)
+    const members = JSON.parse(list.stdout) as Array<{ id: string; primary: boolean }>
+    expect(members.map((member) => member.id).sort()).toEqual(["n1", "n2", "n3"])
+    expect(members.filter((member) => member.primary).length).toBe(1)
+    const show = acp("node", "show", "n2")
+    expect(show.status, show.stderr).toBe(0)
+    expect(show.stdout).toMatch(/^node n2 \(incarnation \d+\)/)
+    expect(acp("node", "show", "n7").stderr).toContain('no node "n7"')
+  })
+
   it("serves the same API on a Unix socket that only the node's user may open (0600)", async () => {
     const socket = join(home, "n2", "api.sock")
     expect(statSync(socket).isSocket()).toBe(true)

@@ -442,6 +442,66 @@ export const objectCommand = Command.make("object").pipe(
   Command.withSubcommands([objectPut, objectGet, objectList, objectDelete, objectWatch]),
 )
 
+export const nodeList = Command.make(
+  "list",
+  { dir: dirFlag, node: nodeFlag, json: jsonFlag },
+  ({ dir, node, json }) =>
+    withNode(dir, node, (target) =>
+      Effect.flatMap(call(target, "GET", "/v1/status"), expectOk).pipe(
+        Effect.flatMap((body) => {
+          const view = body as StatusView
+          const rows = view.members.map((member) => ({
+            id: member.id,
+            state: member.state,
+            primary: member.id === view.primary,
+            health:
+              (view.health as unknown as { nodes: Record<string, { score: number }> }).nodes[member.id]
+                ?.score ?? null,
+          }))
+          if (json) return Console.log(JSON.stringify(rows))
+          return Console.log(
+            `as ${view.node} sees them:\n${renderTable(
+              ["NODE", "STATE", "PRIMARY", "HEALTH"],
+              rows.map((row) => [
+                row.id,
+                row.state,
+                row.primary ? "yes" : "",
+                row.health === null ? "-" : String(row.health),
+              ]),
+            )}`,
+          )
+        }),
+      ),
+    ),
+).pipe(Command.withDescription("List the cluster's nodes as one node sees them"))
+
+export const nodeShow = Command.make(
+  "show",
+  {
+    id: Argument.String("id").pipe(Argument.withDescription("The node to show, e.g. n2")),
+    dir: dirFlag,
+    json: jsonFlag,
+  },
+  ({ id, dir, json }) =>
+    withNode(dir, Option.some(id), (target) =>
+      Effect.flatMap(call(target, "GET", "/v1/status"), expectOk).pipe(
+        Effect.flatMap((body) => {
+          const view = body as StatusView & { incarnation: number }
+          if (json) return Console.log(JSON.stringify(view))
+          return Console.log(
+            [
+              `node ${view.node} (incarnation ${view.incarnation})`,
+              `  monitor: ${view.isPrimary ? "primary" : `follower of ${view.primary ?? "nobody"}`} in term ${view.term}${view.fenced ? ", FENCED" : ""}`,
+              `  objects: ${view.entries}`,
+              `  health:  ${view.health.cluster.score}/100${view.health.cluster.reasons.map((reason) => `\n    -${reason.points}: ${reason.reason}`).join("")}`,
+              `  alarms:  ${view.alarms.length === 0 ? "none open" : view.alarms.map((alarm) => alarm.id).join(", ")}`,
+            ].join("\n"),
+          )
+        }),
+      ),
+    ),
+).pipe(Command.withDescription("Show one node: incarnation, monitor role and term, objects, health, alarms"))
+
 export const healthCommand = Command.make(
   "health",
   { dir: dirFlag, node: nodeFlag, json: jsonFlag },

@@ -14,6 +14,7 @@ import { startNode } from "../../node/node.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
 import { envelopeOverhead } from "../../transport/envelope.ts"
 import { layerUdp } from "../../transport/udp.ts"
+import { nodeList, nodeShow } from "./cluster.ts"
 
 export const runNode = (configPath: string) =>
   Effect.scoped(
@@ -123,8 +124,10 @@ export const runNode = (configPath: string) =>
   )
 
 export const nodeCommand = Command.make("node").pipe(
-  Command.withDescription("Run or inspect one ACP node"),
+  Command.withDescription("The cluster's nodes: list, show, and run one"),
   Command.withSubcommands([
+    nodeList,
+    nodeShow,
     Command.make(
       "run",
       {
