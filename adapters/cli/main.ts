@@ -11,6 +11,7 @@ import {
   alarmCommand,
   clusterCommand,
   healthCommand,
+  keyCommand,
   monitorCommand,
   objectCommand,
 } from "./commands/cluster.ts"
@@ -26,6 +27,7 @@ export const acp = Command.make("acp").pipe(
     objectCommand,
     monitorCommand,
     alarmCommand,
+    keyCommand,
     healthCommand,
     simCommand,
     modelCommand,

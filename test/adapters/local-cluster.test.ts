@@ -337,6 +337,15 @@ describe("local cluster (3 real nodes on loopback)", () => {
     expect(acp("node", "show", "n7").stderr).toContain('no node "n7"')
   })
 
+  it("acp key create prints a key once that the agent then accepts, for its role only", async () => {
+    const created = acp("key", "create", "--name", "dashboard", "--role", "read-only")
+    expect(created.status, created.stderr).toBe(0)
+    const key = created.stdout.trim().split("\n").at(-1)!
+    expect(key).toMatch(/^acp_[0-9a-f]{8}_/)
+    const stored = JSON.stringify((await api(1, "GET", "/v1/objects/api-key")).body)
+    expect(stored).not.toContain(key.split("_")[2]!)
+  })
+
   it("serves the same API on a Unix socket that only the node's user may open (0600)", async () => {
     const socket = join(home, "n2", "api.sock")
     expect(statSync(socket).isSocket()).toBe(true)

@@ -6,7 +6,7 @@
  * where they are missing.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -109,38 +109,25 @@ describe.skipIf(canUseNamespaces !== true)(
         const result = sh(command)
         expect(result.status, `${command}: ${result.stderr}`).toBe(0)
       }
-      const key = "5a".repeat(32)
-      const members = hosts.map((host) => ({
-        id: `n${host.index}`,
-        address: host.address,
-        port: 7401,
-        domain: "lab",
-        relay: false,
-      }))
-      for (const host of hosts) {
-        const dataDir = join(home, `n${host.index}`)
-        mkdirSync(dataDir, { recursive: true })
-        const config = {
-          id: `n${host.index}`,
-          cluster: 7,
-          domain: "lab",
-          relay: false,
-          address: host.address,
-          port: 7401,
-          group: "239.255.18.7",
-          groupPort: 7400,
-          apiPort: 7500,
-          dataDir,
-          keyHex: key,
-          encrypt: true,
-          mtu: 1400,
-          synchronous: "FULL",
-          members,
-          agent: null,
-        }
-        writeFileSync(join(dataDir, "config.json"), JSON.stringify(config))
-        start(host)
-      }
+      // The hosts' files come from `acp cluster init`, as they would for real hosts.
+      const init = spawnSync(
+        process.execPath,
+        [
+          bundle,
+          "cluster",
+          "init",
+          "--hosts",
+          hosts.map((host) => `n${host.index}=${host.address}`).join(","),
+          "--dir",
+          home,
+          "--data-dir",
+          join(home, "{id}"),
+          "--encrypt",
+        ],
+        { encoding: "utf8", timeout: 60_000 },
+      )
+      expect(init.status, init.stderr + init.stdout).toBe(0)
+      for (const host of hosts) start(host)
     }, 60_000)
 
     afterAll(() => {

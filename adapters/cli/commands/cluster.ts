@@ -5,8 +5,18 @@
  */
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { dirname, join } from "node:path"
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs"
+import { dirname, join, resolve } from "node:path"
 import { Console, Effect, Option, Schedule } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import type { NodeConfig } from "../../node/config.ts"
@@ -87,6 +97,84 @@ const statusOf = (node: ClusterNode) =>
 
 // ---- up ------------------------------------------------------------------------------------------
 
+interface HostLayout {
+  readonly id: string
+  readonly address: string
+  readonly port: number
+  readonly apiPort: number
+  readonly agentPort: number
+  /** Where the node's files will be on its host (its config names paths there). */
+  readonly dataDir: string
+}
+
+interface ClusterLayout {
+  /** Where the files are written: pki/ and one directory per node, each ready to copy to its host. */
+  readonly home: string
+  readonly cluster: number
+  readonly group: string | null
+  readonly groupPort: number
+  readonly encrypt: boolean
+  readonly domain: string
+  readonly hosts: ReadonlyArray<HostLayout>
+}
+
+/**
+ * Writes a cluster's CA, each node's certificate and key, an admin client certificate, and each
+ * node's config (validated by the node at start), under `home`: `<id>/config.json` and
+ * `<id>/pki/{ca.crt,<id>.crt,<id>.key}`, so a node's directory is all its host needs.
+ */
+const writeCluster = (layout: ClusterLayout) =>
+  Effect.gen(function* () {
+    const pki = join(layout.home, "pki")
+    const pkiFailed = (error: PkiError) => new CliError({ message: `${error.step}: ${error.message}` })
+    yield* ensureCa(pki, String(layout.cluster)).pipe(Effect.mapError(pkiFailed))
+    yield* issue(pki, "admin", { kind: "client" }).pipe(Effect.mapError(pkiFailed))
+    const key = randomBytes(32).toString("hex")
+    const members = layout.hosts.map((host) => ({
+      id: host.id,
+      address: host.address,
+      port: host.port,
+      domain: layout.domain,
+      relay: false,
+    }))
+    const configPaths: Array<string> = []
+    for (const host of layout.hosts) {
+      yield* issue(pki, host.id, { kind: "node", address: host.address }).pipe(Effect.mapError(pkiFailed))
+      const local = join(layout.home, host.id)
+      mkdirSync(join(local, "pki"), { recursive: true, mode: 0o700 })
+      for (const file of ["ca.crt", `${host.id}.crt`, `${host.id}.key`])
+        copyFileSync(join(pki, file), join(local, "pki", file))
+      chmodSync(join(local, "pki", `${host.id}.key`), 0o600)
+      const config: NodeConfigFile = {
+        id: host.id,
+        cluster: layout.cluster,
+        domain: layout.domain,
+        relay: false,
+        address: host.address,
+        port: host.port,
+        group: layout.group,
+        groupPort: layout.groupPort,
+        apiPort: host.apiPort,
+        dataDir: host.dataDir,
+        keyHex: key,
+        encrypt: layout.encrypt,
+        mtu: 1400,
+        synchronous: "FULL",
+        members,
+        agent: {
+          port: host.agentPort,
+          certFile: join(host.dataDir, "pki", `${host.id}.crt`),
+          keyFile: join(host.dataDir, "pki", `${host.id}.key`),
+          caFile: join(host.dataDir, "pki", "ca.crt"),
+        },
+      }
+      const configPath = join(local, "config.json")
+      writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
+      configPaths.push(configPath)
+    }
+    return configPaths
+  })
+
 const up = Command.make(
   "up",
   {
@@ -117,7 +205,6 @@ const up = Command.make(
       }
       mkdirSync(home, { recursive: true })
       const cluster = randomBytes(4).readUInt32BE(0) || 1
-      const key = randomBytes(32).toString("hex")
       const group = `239.255.${(cluster >>> 8) & 0xff}.${cluster & 0xff}`
       const ids = Array.from({ length: nodes }, (_, index) => `n${index + 1}`)
       const members = ids.map((id, index) => ({
@@ -128,47 +215,29 @@ const up = Command.make(
         relay: false,
       }))
       const entry = process.argv[1]!
-      const pki = join(home, "pki")
-      yield* Console.log(`making the cluster CA and certificates in ${pki}`)
-      const pkiFailed = (error: PkiError) => new CliError({ message: `${error.step}: ${error.message}` })
-      yield* ensureCa(pki, String(cluster)).pipe(Effect.mapError(pkiFailed))
-      for (const member of members)
-        yield* issue(pki, member.id, { kind: "node", address: member.address }).pipe(
-          Effect.mapError(pkiFailed),
-        )
-      yield* issue(pki, "admin", { kind: "client" }).pipe(Effect.mapError(pkiFailed))
+      yield* Console.log(`making the cluster CA, certificates and configs in ${home}`)
+      const configPaths = yield* writeCluster({
+        home,
+        cluster,
+        group: unicast ? null : group,
+        groupPort: basePort,
+        encrypt,
+        domain: "local",
+        hosts: members.map((member, index) => ({
+          ...member,
+          apiPort: basePort + 101 + index,
+          agentPort: basePort + 201 + index,
+          dataDir: join(home, member.id),
+        })),
+      })
       const started: Array<ClusterNode> = []
       yield* Console.log(
         `starting ${nodes} node(s) in ${home} (cluster ${cluster}, ${unicast ? "unicast" : `multicast ${group}:${basePort}`})`,
       )
       for (const [index, id] of ids.entries()) {
         const dataDir = join(home, id)
-        mkdirSync(dataDir, { recursive: true })
-        const config: NodeConfigFile = {
-          id,
-          cluster,
-          domain: "local",
-          relay: false,
-          address: "127.0.0.1",
-          port: basePort + 1 + index,
-          group: unicast ? null : group,
-          groupPort: basePort,
-          apiPort: basePort + 101 + index,
-          dataDir,
-          keyHex: key,
-          encrypt,
-          mtu: 1400,
-          synchronous: "FULL",
-          members,
-          agent: {
-            port: basePort + 201 + index,
-            certFile: join(pki, `${id}.crt`),
-            keyFile: join(pki, `${id}.key`),
-            caFile: join(pki, "ca.crt"),
-          },
-        }
-        const configPath = join(dataDir, "config.json")
-        writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
+        const configPath = configPaths[index]!
+        const config = { apiPort: basePort + 101 + index }
         const logPath = join(dataDir, "node.log")
         const log = openSync(logPath, "a")
         const child = spawn(process.execPath, [entry, "node", "run", "--config", configPath], {
@@ -224,6 +293,83 @@ const up = Command.make(
       )
     }),
 ).pipe(Command.withDescription("Start a local cluster on this machine (loopback), with progress"))
+
+// ---- init ----------------------------------------------------------------------------------------
+
+const init = Command.make(
+  "init",
+  {
+    hosts: Flag.String("hosts").pipe(
+      Flag.withDescription("The nodes and their addresses: n1=198.18.0.11,n2=198.18.0.12,..."),
+    ),
+    dir: Flag.String("dir").pipe(
+      Flag.withDescription("Where to write the CA and one directory per node"),
+      Flag.withDefault("acp-cluster"),
+    ),
+    dataDir: Flag.String("data-dir").pipe(
+      Flag.withDescription("Each node's data directory on its host ({id} becomes the node's id)"),
+      Flag.withDefault("/var/lib/acp"),
+    ),
+    basePort: Flag.Int("base-port").pipe(
+      Flag.withDescription("Multicast port; node, API and agent ports follow it"),
+      Flag.withDefault(7400),
+    ),
+    unicast: Flag.Boolean("unicast").pipe(
+      Flag.withDescription("A unicast peer list instead of multicast"),
+      Flag.withDefault(false),
+    ),
+    encrypt: Flag.Boolean("encrypt").pipe(
+      Flag.withDescription("Encrypt datagrams, not only authenticate them"),
+      Flag.withDefault(false),
+    ),
+  },
+  ({ hosts, dir, dataDir, basePort, unicast, encrypt }) =>
+    Effect.gen(function* () {
+      const parsed = hosts.split(",").map((pair) => pair.trim().split("="))
+      const bad = parsed.find(
+        (pair) =>
+          pair.length !== 2 ||
+          !/^[a-z0-9][a-z0-9._-]{0,62}$/.test(pair[0]!) ||
+          !/^\d{1,3}(\.\d{1,3}){3}$/.test(pair[1]!),
+      )
+      if (bad !== undefined)
+        return yield* new CliError({
+          message: `--hosts: "${bad.join("=")}" is not id=IPv4 (e.g. n1=198.18.0.11)`,
+        })
+      const home = resolve(dir)
+      if (existsSync(join(home, "pki", "ca.key")))
+        return yield* new CliError({ message: `${home} already holds a cluster CA; choose another --dir` })
+      mkdirSync(home, { recursive: true, mode: 0o700 })
+      const cluster = randomBytes(4).readUInt32BE(0) || 1
+      yield* writeCluster({
+        home,
+        cluster,
+        group: unicast ? null : `239.255.${(cluster >>> 8) & 0xff}.${cluster & 0xff}`,
+        groupPort: basePort,
+        encrypt,
+        domain: "default",
+        hosts: parsed.map(([id, address]) => ({
+          id: id!,
+          address: address!,
+          port: basePort + 1,
+          apiPort: basePort + 100,
+          agentPort: basePort + 200,
+          dataDir: dataDir.replaceAll("{id}", id!),
+        })),
+      })
+      yield* Console.log(`cluster ${cluster}: CA and admin certificate in ${join(home, "pki")}`)
+      for (const [id, address] of parsed) {
+        yield* Console.log(
+          `  ${id} (${address}): copy ${join(home, id!)}/ to ${dataDir.replaceAll("{id}", id!)}/ on that host, then run: acp node run --config ${join(dataDir.replaceAll("{id}", id!), "config.json")}`,
+        )
+      }
+      yield* Console.log(
+        "then, on any node: acp key create --name admin --role admin (the local API is trusted; the key is printed once)",
+      )
+    }),
+).pipe(
+  Command.withDescription("Make a cluster for real hosts: its CA, node certificates and one config per node"),
+)
 
 // ---- down ----------------------------------------------------------------------------------------
 
@@ -297,7 +443,7 @@ const status = Command.make("status", { dir: dirFlag, json: jsonFlag }, ({ dir, 
 
 export const clusterCommand = Command.make("cluster").pipe(
   Command.withDescription("A local cluster on this machine: up, down, status"),
-  Command.withSubcommands([up, down, status]),
+  Command.withSubcommands([init, up, down, status]),
 )
 
 // ---- object, health, monitor, alarm ---------------------------------------------------------------
@@ -501,6 +647,37 @@ export const nodeShow = Command.make(
       ),
     ),
 ).pipe(Command.withDescription("Show one node: incarnation, monitor role and term, objects, health, alarms"))
+
+export const keyCommand = Command.make("key").pipe(
+  Command.withDescription("API keys for the agent"),
+  Command.withSubcommands([
+    Command.make(
+      "create",
+      {
+        name: Flag.String("name").pipe(Flag.withDescription("Who or what the key is for")),
+        role: Flag.Literals("role", ["admin", "operator", "read-only"]).pipe(
+          Flag.withDescription("What it may do"),
+          Flag.withDefault("read-only"),
+        ),
+        dir: dirFlag,
+        node: nodeFlag,
+      },
+      ({ name, role, dir, node }) =>
+        withNode(dir, node, (target) =>
+          Effect.gen(function* () {
+            const created = newApiKey(name, role)
+            yield* Effect.flatMap(
+              call(target, "PUT", `/v1/objects/api-key/${created.id}`, created.record),
+              expectOk,
+            )
+            yield* Console.log(
+              `${created.id} (${role}) for ${name}; the key, shown this once:\n${created.key}`,
+            )
+          }),
+        ),
+    ).pipe(Command.withDescription("Create an API key; only its hash is stored, the key is printed once")),
+  ]),
+)
 
 export const healthCommand = Command.make(
   "health",
