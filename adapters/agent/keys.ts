@@ -20,6 +20,21 @@ export interface ApiKeyRecord {
 const hashSecret = (salt: string, secret: string) =>
   createHash("sha256").update(Buffer.from(salt, "hex")).update(secret).digest("hex")
 
+/** The record for a key made elsewhere (the cluster-internal key in every node's config). */
+export const recordFor = (
+  key: string,
+  salt: string,
+  name: string,
+  role: Role,
+): { readonly id: string; readonly record: ApiKeyRecord } | undefined => {
+  const match = /^acp_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$/.exec(key)
+  if (match === null) return undefined
+  return {
+    id: `k-${match[1]}`,
+    record: { name, role, salt, hash: hashSecret(salt, match[2]!), revoked: false },
+  }
+}
+
 export const newApiKey = (
   name: string,
   role: Role,

@@ -22,6 +22,7 @@ import {
   type ObjectView,
   WriteFailed,
 } from "./definition.ts"
+import { type Forwarding, layerForward } from "./forward.ts"
 
 export class Node extends Context.Service<Node, RunningNode>()("acp/adapters/api/Node") {}
 
@@ -222,14 +223,17 @@ const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
   }),
 )
 
-const routes = () =>
-  HttpApiBuilder.layer(AcpApi, { openapiPath: "/openapi.json" }).pipe(
-    Layer.provide([ObjectsHandlers, AlarmsHandlers, NodeHandlers]),
+const routes = (forwarding: Forwarding) =>
+  Layer.mergeAll(
+    HttpApiBuilder.layer(AcpApi, { openapiPath: "/openapi.json" }).pipe(
+      Layer.provide([ObjectsHandlers, AlarmsHandlers, NodeHandlers]),
+    ),
+    layerForward(forwarding),
   )
 
 /** The API on 127.0.0.1 only. */
-export const layerApiServer = (port: number) =>
-  HttpRouter.serve(routes()).pipe(
+export const layerApiServer = (port: number, forwarding: Forwarding) =>
+  HttpRouter.serve(routes(forwarding)).pipe(
     Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })),
   )
 
@@ -238,11 +242,11 @@ export const layerApiServer = (port: number) =>
  * services on the node reach it, guarded by file permissions (seed 000). A socket left behind
  * by a killed node is removed first.
  */
-export const layerApiSocket = (path: string) =>
+export const layerApiSocket = (path: string, forwarding: Forwarding) =>
   Layer.unwrap(
     Effect.sync(() => {
       rmSync(path, { force: true })
-      return HttpRouter.serve(routes()).pipe(
+      return HttpRouter.serve(routes(forwarding)).pipe(
         Layer.provide(NodeHttpServer.layer(createServer, { path })),
         Layer.tap(() => Effect.sync(() => chmodSync(path, 0o600))),
       )

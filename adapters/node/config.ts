@@ -13,6 +13,8 @@ const Member = Schema.Struct({
   port: Port,
   domain: Name,
   relay: Schema.Boolean,
+  /** The member's agent, through which other nodes' APIs reach it. */
+  agentPort: Schema.optionalKey(Port),
 })
 
 export const NodeConfig = Schema.Struct({
@@ -45,7 +47,19 @@ export const NodeConfig = Schema.Struct({
   members: Schema.Array(Member).check(Schema.isMinLength(1)),
   /** The TLS agent on the node's address, or null to run without one. */
   agent: Schema.NullOr(
-    Schema.Struct({ port: Port, certFile: Schema.String, keyFile: Schema.String, caFile: Schema.String }),
+    Schema.Struct({
+      port: Port,
+      certFile: Schema.String,
+      keyFile: Schema.String,
+      caFile: Schema.String,
+      /** The cluster-internal admin key nodes use with each other's agents, and its salt. */
+      internalKey: Schema.String.check(
+        Schema.isPattern(/^acp_[0-9a-f]{8}_[A-Za-z0-9_-]{43}$/, { message: "Expected an acp_ key" }),
+      ),
+      internalKeySalt: Schema.String.check(
+        Schema.isPattern(/^[0-9a-f]{32}$/, { message: "Expected 16 bytes of hex" }),
+      ),
+    }),
   ),
 })
 export type NodeConfig = typeof NodeConfig.Type

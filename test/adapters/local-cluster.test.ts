@@ -346,6 +346,19 @@ describe("local cluster (3 real nodes on loopback)", () => {
     expect(stored).not.toContain(key.split("_")[2]!)
   })
 
+  it("routes /v1/nodes/{node}/... from one node's API to another node through its agent", async () => {
+    const remote = await api(1, "GET", "/v1/nodes/n3/v1/status")
+    expect(remote.status).toBe(200)
+    expect(remote.body.node).toBe("n3")
+    expect((await api(1, "GET", "/v1/nodes/n1/v1/status")).body.node).toBe("n1")
+    const unknown = await api(1, "GET", "/v1/nodes/n9/v1/status")
+    expect(unknown.status).toBe(502)
+    expect(String(unknown.body.message)).toContain("no route to n9")
+    expect((await api(2, "PUT", "/v1/nodes/n3/v1/objects/system/routed", system("routed"))).status).toBe(200)
+    const written = await api(3, "GET", "/v1/objects/system/routed")
+    expect((written.body.version as { origin: string }).origin).toBe("n3")
+  })
+
   it("serves the same API on a Unix socket that only the node's user may open (0600)", async () => {
     const socket = join(home, "n2", "api.sock")
     expect(statSync(socket).isSocket()).toBe(true)

@@ -130,7 +130,9 @@ const writeCluster = (layout: ClusterLayout) =>
     yield* ensureCa(pki, String(layout.cluster)).pipe(Effect.mapError(pkiFailed))
     yield* issue(pki, "admin", { kind: "client" }).pipe(Effect.mapError(pkiFailed))
     const key = randomBytes(32).toString("hex")
+    const internal = newApiKey("cluster-internal", "admin")
     const members = layout.hosts.map((host) => ({
+      agentPort: host.agentPort,
       id: host.id,
       address: host.address,
       port: host.port,
@@ -166,6 +168,8 @@ const writeCluster = (layout: ClusterLayout) =>
           certFile: join(host.dataDir, "pki", `${host.id}.crt`),
           keyFile: join(host.dataDir, "pki", `${host.id}.key`),
           caFile: join(host.dataDir, "pki", "ca.crt"),
+          internalKey: internal.key,
+          internalKeySalt: internal.record.salt,
         },
       }
       const configPath = join(local, "config.json")

@@ -2,13 +2,15 @@
  * `acp node run --config <file>`: runs one node in the foreground (what `acp cluster up`
  * spawns per node): SQLite, UDP, the driver loop, and the local API. Logs are JSON lines.
  */
-import { rmSync, writeFileSync } from "node:fs"
+import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Console, Effect, Layer, Logger } from "effect"
 import { Command, Flag } from "effect/cli"
 import { startAgent } from "../../agent/agent.ts"
+import { recordFor } from "../../agent/keys.ts"
+import type { Forwarding } from "../../api/forward.ts"
 import { layerApiServer, layerApiSocket, Node } from "../../api/server.ts"
-import { type ConfigError, loadConfig } from "../../node/config.ts"
+import { ConfigError, loadConfig } from "../../node/config.ts"
 import { runFramework, type ServiceDefinition } from "../../node/framework.ts"
 import { startNode } from "../../node/node.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
@@ -53,14 +55,52 @@ export const runNode = (configPath: string) =>
           // The framework supervises the node's services (the CDB and monitor driver above is the
           // node itself): the local API, then the agent, restarted with back-off if they fail.
           const agent = config.agent
+          // Other nodes' APIs are reached through their agents, with this node's certificate and
+          // the cluster-internal key, whose hash every node stores (the same record, so idempotent).
+          const internal =
+            agent === null
+              ? undefined
+              : recordFor(agent.internalKey, agent.internalKeySalt, "cluster-internal", "admin")
+          if (internal !== undefined && running.get("api-key", internal.id) === undefined) {
+            const bytes = new TextEncoder().encode(JSON.stringify(internal.record))
+            yield* running
+              .write([{ op: "put", kind: "api-key", id: internal.id, value: bytes }])
+              .pipe(Effect.orDie)
+          }
+          const forwarding: Forwarding = {
+            self: config.id,
+            apiPort: config.apiPort,
+            peers: new Map(
+              config.members.map((member) => [
+                member.id,
+                { address: member.address, agentPort: member.agentPort },
+              ]),
+            ),
+            tls:
+              agent === null
+                ? undefined
+                : yield* Effect.try({
+                    try: () => ({
+                      cert: readFileSync(agent.certFile),
+                      key: readFileSync(agent.keyFile),
+                      ca: readFileSync(agent.caFile),
+                    }),
+                    catch: (error) =>
+                      new ConfigError({
+                        path: configPath,
+                        message: `${configPath}: agent certificate files: ${(error as Error).message}`,
+                      }),
+                  }),
+            apiKey: agent?.internalKey,
+          }
           const services: Record<string, ServiceDefinition> = {
             api: {
               after: [],
               run: (ready) =>
                 Layer.build(
                   Layer.mergeAll(
-                    layerApiServer(config.apiPort),
-                    layerApiSocket(join(config.dataDir, "api.sock")),
+                    layerApiServer(config.apiPort, forwarding),
+                    layerApiSocket(join(config.dataDir, "api.sock"), forwarding),
                   ).pipe(Layer.provide(Layer.succeed(Node, running))),
                 ).pipe(Effect.andThen(ready), Effect.andThen(Effect.never)),
             },

@@ -1,0 +1,104 @@
+/**
+ * The API's route to other nodes: `/v1/nodes/{node}/<path>` on any node's local API is the same
+ * request on that node's API, carried through its agent (TLS with this node's certificate, and
+ * the cluster-internal key); `{node}` may be this node itself. So a service or an operator on one
+ * node reaches every node without certificates of its own.
+ */
+import { request as httpRequest } from "node:http"
+import { request as httpsRequest } from "node:https"
+import { Effect } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
+
+export interface Forwarding {
+  readonly self: string
+  readonly apiPort: number
+  readonly peers: ReadonlyMap<string, { readonly address: string; readonly agentPort: number | undefined }>
+  readonly tls: { readonly cert: Buffer; readonly key: Buffer; readonly ca: Buffer } | undefined
+  readonly apiKey: string | undefined
+}
+
+interface Answer {
+  readonly status: number
+  readonly body: string
+  readonly contentType: string
+}
+
+const json = (status: number, tag: string, message: string) =>
+  HttpServerResponse.text(JSON.stringify({ _tag: tag, message }), { status, contentType: "application/json" })
+
+const send = (forwarding: Forwarding, node: string, method: string, path: string, body: string) =>
+  Effect.callback<Answer, string>((resume) => {
+    const collect = (response: import("node:http").IncomingMessage) => {
+      let text = ""
+      response.setEncoding("utf8")
+      response.on("data", (chunk: string) => {
+        text += chunk
+      })
+      response.on("end", () =>
+        resume(
+          Effect.succeed({
+            status: response.statusCode ?? 502,
+            body: text,
+            contentType: response.headers["content-type"] ?? "application/json",
+          }),
+        ),
+      )
+    }
+    const headers = body === "" ? {} : { "content-type": "application/json" }
+    if (node === forwarding.self) {
+      const outgoing = httpRequest(
+        { host: "127.0.0.1", port: forwarding.apiPort, method, path, headers },
+        collect,
+      )
+      outgoing.on("error", (error) => resume(Effect.fail(`this node's API: ${error.message}`)))
+      outgoing.end(body === "" ? undefined : body)
+      return
+    }
+    const peer = forwarding.peers.get(node)
+    if (peer?.agentPort === undefined || forwarding.tls === undefined || forwarding.apiKey === undefined) {
+      resume(
+        Effect.fail(
+          `no route to ${node}: it is not a member with an agent, or this node has no agent credentials`,
+        ),
+      )
+      return
+    }
+    const outgoing = httpsRequest(
+      {
+        host: peer.address,
+        port: peer.agentPort,
+        method,
+        path,
+        ...forwarding.tls,
+        minVersion: "TLSv1.3",
+        timeout: 5_000,
+        headers: { ...headers, authorization: `Bearer ${forwarding.apiKey}` },
+      },
+      collect,
+    )
+    outgoing.on("timeout", () => outgoing.destroy(new Error("timed out after 5 s")))
+    outgoing.on("error", (error) =>
+      resume(Effect.fail(`${node}'s agent at ${peer.address}:${peer.agentPort}: ${error.message}`)),
+    )
+    outgoing.end(body === "" ? undefined : body)
+  })
+
+export const layerForward = (forwarding: Forwarding) =>
+  HttpRouter.add("*", "/v1/nodes/*", (request) =>
+    Effect.gen(function* () {
+      const match = /^\/v1\/nodes\/([^/]+)(\/.*)$/.exec(request.url)
+      if (match === null) return json(400, "InvalidRequest", "expected /v1/nodes/{node}/{path}")
+      const [, node, path] = match as unknown as [string, string, string]
+      if (path.startsWith("/v1/nodes/"))
+        return json(400, "InvalidRequest", "a forwarded request may not be forwarded again")
+      const body = yield* Effect.orElseSucceed(request.text, () => "")
+      const answer = yield* Effect.result(
+        send(forwarding, decodeURIComponent(node), request.method, path, body),
+      )
+      if (answer._tag === "Failure") return json(502, "NodeUnreachable", answer.failure)
+      return HttpServerResponse.text(answer.success.body, {
+        status: answer.success.status,
+        contentType: answer.success.contentType,
+      })
+    }),
+  )
