@@ -15,6 +15,8 @@ const Member = Schema.Struct({
   relay: Schema.Boolean,
   /** The member's agent, through which other nodes' APIs reach it. */
   agentPort: Schema.optionalKey(Port),
+  /** For a relay: the port of its TLS relay link. */
+  relayPort: Schema.optionalKey(Port),
 })
 
 export const NodeConfig = Schema.Struct({

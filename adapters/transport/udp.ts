@@ -16,6 +16,7 @@ import {
   TransportError,
 } from "../../core/ports/transport.ts"
 import { Opener, Sealer } from "./envelope.ts"
+import { RelayLinks, type RelayOptions } from "./relay.ts"
 
 export interface Peer {
   readonly id: string
@@ -38,6 +39,8 @@ export interface UdpOptions {
   /** Encrypt every datagram (AES-256-GCM) and drop any that is only authenticated. */
   readonly encrypt: boolean
   readonly maxPayloadBytes: number
+  /** TLS links to the other domains' relays, for a relay node; without them relay traffic goes by UDP. */
+  readonly relay?: Omit<RelayOptions, "self" | "address" | "onFrame" | "onLog">
   /** Incoming datagrams buffered before the driver takes them; beyond it they are dropped (and repaired later). */
   readonly queueCapacity: number
 }
@@ -95,6 +98,29 @@ export const layerUdp = (options: UdpOptions) =>
           ...(relayed ? { from: peer.id } : {}),
         })
       }
+
+      const relayOptions = options.relay
+      const links =
+        isRelay && relayOptions !== undefined
+          ? yield* Effect.acquireRelease(
+              Effect.sync(
+                () =>
+                  new RelayLinks({
+                    ...relayOptions,
+                    self: options.self,
+                    address: options.address,
+                    onFrame: (from, channel, payload) => {
+                      Queue.offerUnsafe(queue, { channel, bytes: payload, via: "relay", from })
+                    },
+                    onLog: (message) =>
+                      process.stderr.write(
+                        `${JSON.stringify({ message, level: "INFO", timestamp: new Date().toISOString() })}\n`,
+                      ),
+                  }),
+              ),
+              (relayLinks) => Effect.sync(() => relayLinks.close()),
+            )
+          : undefined
 
       const unicast = yield* Effect.acquireRelease(
         Effect.sync(() => createSocket({ type: "udp4" })),
@@ -158,8 +184,15 @@ export const layerUdp = (options: UdpOptions) =>
               (peer) => sendTo(peer.address, peer.port, datagram),
               { discard: true },
             )
-          case "Node":
           case "Relay":
+            if (links !== undefined) {
+              links.send(destination.node, channel, bytes)
+              return Effect.void
+            }
+            return Effect.flatMap(peerOf(destination.node), (peer) =>
+              sendTo(peer.address, peer.port, datagram),
+            )
+          case "Node":
             return Effect.flatMap(peerOf(destination.node), (peer) =>
               sendTo(peer.address, peer.port, datagram),
             )

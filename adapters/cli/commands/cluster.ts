@@ -100,6 +100,9 @@ const statusOf = (node: ClusterNode) =>
 interface HostLayout {
   readonly id: string
   readonly address: string
+  readonly domain: string
+  readonly relay: boolean
+  readonly relayPort: number
   readonly port: number
   readonly apiPort: number
   readonly agentPort: number
@@ -114,7 +117,6 @@ interface ClusterLayout {
   readonly group: string | null
   readonly groupPort: number
   readonly encrypt: boolean
-  readonly domain: string
   readonly hosts: ReadonlyArray<HostLayout>
 }
 
@@ -136,8 +138,9 @@ const writeCluster = (layout: ClusterLayout) =>
       id: host.id,
       address: host.address,
       port: host.port,
-      domain: layout.domain,
-      relay: false,
+      domain: host.domain,
+      relay: host.relay,
+      ...(host.relay ? { relayPort: host.relayPort } : {}),
     }))
     const configPaths: Array<string> = []
     for (const host of layout.hosts) {
@@ -150,8 +153,8 @@ const writeCluster = (layout: ClusterLayout) =>
       const config: NodeConfigFile = {
         id: host.id,
         cluster: layout.cluster,
-        domain: layout.domain,
-        relay: false,
+        domain: host.domain,
+        relay: host.relay,
         address: host.address,
         port: host.port,
         group: layout.group,
@@ -226,9 +229,9 @@ const up = Command.make(
         group: unicast ? null : group,
         groupPort: basePort,
         encrypt,
-        domain: "local",
         hosts: members.map((member, index) => ({
           ...member,
+          relayPort: basePort + 301 + index,
           apiPort: basePort + 101 + index,
           agentPort: basePort + 201 + index,
           dataDir: join(home, member.id),
@@ -329,17 +332,22 @@ const init = Command.make(
   },
   ({ hosts, dir, dataDir, basePort, unicast, encrypt }) =>
     Effect.gen(function* () {
-      const parsed = hosts.split(",").map((pair) => pair.trim().split("="))
-      const bad = parsed.find(
-        (pair) =>
-          pair.length !== 2 ||
-          !/^[a-z0-9][a-z0-9._-]{0,62}$/.test(pair[0]!) ||
-          !/^\d{1,3}(\.\d{1,3}){3}$/.test(pair[1]!),
-      )
-      if (bad !== undefined)
+      // id=address, optionally /domain and /relay: n1=198.18.1.11/d1/relay
+      const pattern =
+        /^([a-z0-9][a-z0-9._-]{0,62})=(\d{1,3}(?:\.\d{1,3}){3})(?:\/([a-z0-9][a-z0-9._-]{0,62}))?(\/relay)?$/
+      const entries = hosts
+        .split(",")
+        .map((text) => ({ text: text.trim(), match: pattern.exec(text.trim()) }))
+      const bad = entries.find((entry) => entry.match === null)
+      if (bad !== undefined) {
         return yield* new CliError({
-          message: `--hosts: "${bad.join("=")}" is not id=IPv4 (e.g. n1=198.18.0.11)`,
+          message: `--hosts: "${bad.text}" is not id=IPv4[/domain][/relay] (e.g. n1=198.18.0.11 or n1=198.18.1.11/d1/relay)`,
         })
+      }
+      const parsed = entries.map((entry) => {
+        const [, id, address, domain, relay] = entry.match!
+        return { id: id!, address: address!, domain: domain ?? "default", relay: relay !== undefined }
+      })
       const home = resolve(dir)
       if (existsSync(join(home, "pki", "ca.key")))
         return yield* new CliError({ message: `${home} already holds a cluster CA; choose another --dir` })
@@ -351,20 +359,22 @@ const init = Command.make(
         group: unicast ? null : `239.255.${(cluster >>> 8) & 0xff}.${cluster & 0xff}`,
         groupPort: basePort,
         encrypt,
-        domain: "default",
-        hosts: parsed.map(([id, address]) => ({
-          id: id!,
-          address: address!,
+        hosts: parsed.map(({ id, address, domain, relay }) => ({
+          id,
+          address,
+          domain,
+          relay,
+          relayPort: basePort + 300,
           port: basePort + 1,
           apiPort: basePort + 100,
           agentPort: basePort + 200,
-          dataDir: dataDir.replaceAll("{id}", id!),
+          dataDir: dataDir.replaceAll("{id}", id),
         })),
       })
       yield* Console.log(`cluster ${cluster}: CA and admin certificate in ${join(home, "pki")}`)
-      for (const [id, address] of parsed) {
+      for (const { id, address } of parsed) {
         yield* Console.log(
-          `  ${id} (${address}): copy ${join(home, id!)}/ to ${dataDir.replaceAll("{id}", id!)}/ on that host, then run: acp node run --config ${join(dataDir.replaceAll("{id}", id!), "config.json")}`,
+          `  ${id} (${address}): copy ${join(home, id)}/ to ${dataDir.replaceAll("{id}", id)}/ on that host, then run: acp node run --config ${join(dataDir.replaceAll("{id}", id), "config.json")}`,
         )
       }
       yield* Console.log(

@@ -28,6 +28,31 @@ export const runNode = (configPath: string) =>
         Effect.sync(() => writeFileSync(pidFile, `${process.pid}\n`)),
         () => Effect.sync(() => rmSync(pidFile, { force: true })),
       )
+      // The node's certificate, for its relay links and for reaching other nodes' agents.
+      const agentFiles = config.agent
+      const tls =
+        agentFiles === null
+          ? undefined
+          : yield* Effect.try({
+              try: () => ({
+                cert: readFileSync(agentFiles.certFile),
+                key: readFileSync(agentFiles.keyFile),
+                ca: readFileSync(agentFiles.caFile),
+              }),
+              catch: (error) =>
+                new ConfigError({
+                  path: configPath,
+                  message: `${configPath}: agent certificate files: ${(error as Error).message}`,
+                }),
+            })
+      const self = config.members.find((member) => member.id === config.id)
+      const relayPeers = config.members
+        .filter((member) => member.relay && member.domain !== config.domain && member.relayPort !== undefined)
+        .map((member) => ({ id: member.id, address: member.address, port: member.relayPort! }))
+      const relay =
+        tls !== undefined && self?.relay === true && self.relayPort !== undefined
+          ? { ...tls, port: self.relayPort, peers: relayPeers }
+          : undefined
       const infrastructure = Layer.mergeAll(
         layerSqlite({
           path: join(config.dataDir, "node.db"),
@@ -47,6 +72,7 @@ export const runNode = (configPath: string) =>
           encrypt: config.encrypt,
           maxPayloadBytes: config.mtu,
           queueCapacity: 65_536,
+          ...(relay === undefined ? {} : { relay }),
         }),
       )
       yield* Effect.scoped(
@@ -76,21 +102,7 @@ export const runNode = (configPath: string) =>
                 { address: member.address, agentPort: member.agentPort },
               ]),
             ),
-            tls:
-              agent === null
-                ? undefined
-                : yield* Effect.try({
-                    try: () => ({
-                      cert: readFileSync(agent.certFile),
-                      key: readFileSync(agent.keyFile),
-                      ca: readFileSync(agent.caFile),
-                    }),
-                    catch: (error) =>
-                      new ConfigError({
-                        path: configPath,
-                        message: `${configPath}: agent certificate files: ${(error as Error).message}`,
-                      }),
-                  }),
+            tls,
             apiKey: agent?.internalKey,
           }
           const services: Record<string, ServiceDefinition> = {
