@@ -2,6 +2,7 @@
  * Bundles the `acp` CLI into one file, `dist/acp.mjs`, the package's `bin`. Runs on
  * `npm install` (the `prepare` script) so `npx acp` works right after install.
  */
+import { chmodSync } from "node:fs"
 import { build } from "esbuild"
 
 const started = performance.now()
@@ -25,4 +26,6 @@ await build({
   },
   logLevel: "warning",
 })
+// The bundle is the package's `bin`: it must be executable, whether or not npm links it again.
+chmodSync("dist/acp.mjs", 0o755)
 console.log(`built dist/acp.mjs in ${Math.round(performance.now() - started)} ms`)

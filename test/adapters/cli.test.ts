@@ -1,5 +1,6 @@
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, readFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs"
+import { dirname } from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 
@@ -20,6 +21,17 @@ const acp = (...args: ReadonlyArray<string>) => {
 describe("acp (bundled CLI)", () => {
   it("exists after install: the prepare script bundles it", () => {
     expect(existsSync(bundle), "dist/acp.mjs is missing: run `npm install` or `npm run build`").toBe(true)
+  })
+
+  it("is executable and runs through its shebang, as npx runs it", () => {
+    expect(statSync(bundle).mode & 0o111).not.toBe(0)
+    const direct = spawnSync(bundle, ["--version"], {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 30_000,
+      env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ""}` },
+    })
+    expect(direct.status, direct.stderr).toBe(0)
   })
 
   it("lists the command groups that exist in --help", () => {
