@@ -481,6 +481,13 @@ const expectOk = (response: { status: number; body: unknown }) =>
     ? Effect.succeed(response.body)
     : Effect.fail(new CliError({ message: describeError(response) }))
 
+/** One API call whose answer must be a success; anything else becomes the API's own message. */
+const ask = (target: ClusterNode, method: string, path: string, body?: unknown) =>
+  Effect.flatMap(call(target, method, path, body), expectOk)
+
+const objectPath = (kind: string, id: string) =>
+  `/v1/objects/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`
+
 const objectPut = Command.make(
   "put",
   {
@@ -497,10 +504,7 @@ const objectPut = Command.make(
           try: () => JSON.parse(spec) as unknown,
           catch: (error) => new CliError({ message: `--spec is not JSON: ${(error as Error).message}` }),
         })
-        const body = yield* Effect.flatMap(
-          call(target, "PUT", `/v1/objects/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`, parsed),
-          expectOk,
-        )
+        const body = yield* ask(target, "PUT", objectPath(kind, id), parsed)
         const version = (body as { version: { ms: number; counter: number; origin: string } }).version
         yield* Console.log(
           `${kind}/${id} written on ${target.id} (version ${version.origin}@${version.ms}.${version.counter})`,
@@ -514,10 +518,9 @@ const objectGet = Command.make(
   { kind: Argument.String("kind"), id: Argument.String("id"), dir: dirFlag, node: nodeFlag },
   ({ kind, id, dir, node }) =>
     withNode(dir, node, (target) =>
-      Effect.flatMap(
-        call(target, "GET", `/v1/objects/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`),
-        expectOk,
-      ).pipe(Effect.flatMap((body) => Console.log(JSON.stringify(body, null, 2)))),
+      ask(target, "GET", objectPath(kind, id)).pipe(
+        Effect.flatMap((body) => Console.log(JSON.stringify(body, null, 2))),
+      ),
     ),
 ).pipe(Command.withDescription("Read one object (spec, version, meta) from a node"))
 
@@ -526,7 +529,7 @@ const objectList = Command.make(
   { kind: Argument.String("kind"), dir: dirFlag, node: nodeFlag, json: jsonFlag },
   ({ kind, dir, node, json }) =>
     withNode(dir, node, (target) =>
-      Effect.flatMap(call(target, "GET", `/v1/objects/${encodeURIComponent(kind)}`), expectOk).pipe(
+      ask(target, "GET", `/v1/objects/${encodeURIComponent(kind)}`).pipe(
         Effect.flatMap((body) => {
           const objects = body as ReadonlyArray<{
             kind: string
@@ -550,10 +553,9 @@ const objectDelete = Command.make(
   { kind: Argument.String("kind"), id: Argument.String("id"), dir: dirFlag, node: nodeFlag },
   ({ kind, id, dir, node }) =>
     withNode(dir, node, (target) =>
-      Effect.flatMap(
-        call(target, "DELETE", `/v1/objects/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`),
-        expectOk,
-      ).pipe(Effect.andThen(Console.log(`${kind}/${id} deleted on ${target.id}`))),
+      ask(target, "DELETE", objectPath(kind, id)).pipe(
+        Effect.andThen(Console.log(`${kind}/${id} deleted on ${target.id}`)),
+      ),
     ),
 ).pipe(Command.withDescription("Delete an object (a tombstone every node applies)"))
 
@@ -578,10 +580,7 @@ const objectWatch = Command.make(
         let first = true
         const until = seconds > 0 ? Date.now() + seconds * 1000 : Number.POSITIVE_INFINITY
         while (Date.now() < until) {
-          const objects = (yield* Effect.flatMap(
-            call(target, "GET", `/v1/objects/${encodeURIComponent(kind)}`),
-            expectOk,
-          )) as Listed
+          const objects = (yield* ask(target, "GET", `/v1/objects/${encodeURIComponent(kind)}`)) as Listed
           const now = new Map(objects.map((object) => [object.id, versionOf(object)]))
           for (const [id, version] of now) {
             if (!known.has(id))
@@ -607,7 +606,7 @@ export const nodeList = Command.make(
   { dir: dirFlag, node: nodeFlag, json: jsonFlag },
   ({ dir, node, json }) =>
     withNode(dir, node, (target) =>
-      Effect.flatMap(call(target, "GET", "/v1/status"), expectOk).pipe(
+      ask(target, "GET", "/v1/status").pipe(
         Effect.flatMap((body) => {
           const view = body as StatusView
           const rows = view.members.map((member) => ({
@@ -644,7 +643,7 @@ export const nodeShow = Command.make(
   },
   ({ id, dir, json }) =>
     withNode(dir, Option.some(id), (target) =>
-      Effect.flatMap(call(target, "GET", "/v1/status"), expectOk).pipe(
+      ask(target, "GET", "/v1/status").pipe(
         Effect.flatMap((body) => {
           const view = body as StatusView & { incarnation: number }
           if (json) return Console.log(JSON.stringify(view))
@@ -680,10 +679,7 @@ export const keyCommand = Command.make("key").pipe(
         withNode(dir, node, (target) =>
           Effect.gen(function* () {
             const created = newApiKey(name, role)
-            yield* Effect.flatMap(
-              call(target, "PUT", `/v1/objects/api-key/${created.id}`, created.record),
-              expectOk,
-            )
+            yield* ask(target, "PUT", `/v1/objects/api-key/${created.id}`, created.record)
             yield* Console.log(
               `${created.id} (${role}) for ${name}; the key, shown this once:\n${created.key}`,
             )
@@ -698,7 +694,7 @@ export const healthCommand = Command.make(
   { dir: dirFlag, node: nodeFlag, json: jsonFlag },
   ({ dir, node, json }) =>
     withNode(dir, node, (target) =>
-      Effect.flatMap(call(target, "GET", "/v1/status"), expectOk).pipe(
+      ask(target, "GET", "/v1/status").pipe(
         Effect.flatMap((body) => {
           const view = body as StatusView
           if (json) return Console.log(JSON.stringify(view.health))
@@ -716,7 +712,7 @@ export const monitorCommand = Command.make("monitor").pipe(
   Command.withSubcommands([
     Command.make("status", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
       withNode(dir, node, (target) =>
-        Effect.flatMap(call(target, "GET", "/v1/status"), expectOk).pipe(
+        ask(target, "GET", "/v1/status").pipe(
           Effect.flatMap((body) => {
             const view = body as StatusView
             if (json)
@@ -748,7 +744,7 @@ export const alarmCommand = Command.make("alarm").pipe(
   Command.withSubcommands([
     Command.make("list", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
       withNode(dir, node, (target) =>
-        Effect.flatMap(call(target, "GET", "/v1/status"), expectOk).pipe(
+        ask(target, "GET", "/v1/status").pipe(
           Effect.flatMap((body) => {
             const alarms = (body as StatusView).alarms
             if (json) return Console.log(JSON.stringify(alarms))
@@ -776,10 +772,9 @@ export const alarmCommand = Command.make("alarm").pipe(
       },
       ({ id, by, dir, node }) =>
         withNode(dir, node, (target) =>
-          Effect.flatMap(
-            call(target, "POST", `/v1/alarms/${encodeURIComponent(id)}/acknowledge`, { by }),
-            expectOk,
-          ).pipe(Effect.andThen(Console.log(`alarm ${id} acknowledged by ${by}`))),
+          ask(target, "POST", `/v1/alarms/${encodeURIComponent(id)}/acknowledge`, { by }).pipe(
+            Effect.andThen(Console.log(`alarm ${id} acknowledged by ${by}`)),
+          ),
         ),
     ).pipe(Command.withDescription("Acknowledge an open alarm (it stays until its condition clears)")),
   ]),
