@@ -17,6 +17,7 @@ const bundle = join(root, "dist/acp.mjs")
 const tag = `acp${process.pid % 100_000}`
 const switchNs = `${tag}-sw`
 const hosts = [1, 2, 3].map((index) => ({ index, ns: `${tag}-n${index}`, address: `198.18.0.${10 + index}` }))
+const joiner = { index: 4, ns: `${tag}-n4`, address: "198.18.0.14" }
 const home = mkdtempSync(join(tmpdir(), "acp-ns-"))
 
 const sh = (command: string) => spawnSync("sh", ["-c", command], { encoding: "utf8", timeout: 20_000 })
@@ -27,7 +28,7 @@ const canUseNamespaces = (() => {
 })()
 
 /** Calls a node's API from inside its namespace. */
-const api = (host: (typeof hosts)[number], method: string, path: string, body?: unknown) => {
+const api = (host: { readonly ns: string }, method: string, path: string, body?: unknown) => {
   const script = `fetch("http://127.0.0.1:7500${path}", { method: ${JSON.stringify(method)}, ${
     body === undefined
       ? ""
@@ -56,7 +57,7 @@ const eventually = async (check: () => boolean, ms = 15_000) => {
   }
 }
 
-const start = (host: (typeof hosts)[number]) => {
+const start = (host: { readonly index: number; readonly ns: string }) => {
   const child = spawn(
     "ip",
     [
@@ -77,7 +78,7 @@ const start = (host: (typeof hosts)[number]) => {
   )
   child.unref()
 }
-const pidOf = (host: (typeof hosts)[number]) =>
+const pidOf = (host: { readonly index: number }) =>
   Number(readFileSync(join(home, `n${host.index}`, "node.pid"), "utf8"))
 const project = (name: string) => ({
   name,
@@ -131,13 +132,13 @@ describe.skipIf(canUseNamespaces !== true)(
     }, 60_000)
 
     afterAll(() => {
-      for (const host of hosts) {
+      for (const host of [...hosts, joiner]) {
         try {
           process.kill(pidOf(host), "SIGKILL")
         } catch {}
       }
       sh(`pkill -9 -f "--config ${home}"`)
-      for (const host of hosts) sh(`ip netns del ${host.ns}`)
+      for (const host of [...hosts, joiner]) sh(`ip netns del ${host.ns}`)
       sh(`ip netns del ${switchNs}`)
       rmSync(home, { recursive: true, force: true })
     })
@@ -196,5 +197,66 @@ describe.skipIf(canUseNamespaces !== true)(
         }),
       )
     }, 60_000)
+
+    it("acp node join enrols a fourth host; after a rolling restart every node knows it and it syncs both ways", async () => {
+      for (const command of [
+        `ip netns add ${joiner.ns}`,
+        `ip link add ${tag}v4a type veth peer name ${tag}v4b`,
+        `ip link set ${tag}v4a netns ${joiner.ns}`,
+        `ip link set ${tag}v4b netns ${switchNs}`,
+        `ip netns exec ${switchNs} ip link set ${tag}v4b master br0 up`,
+        `ip netns exec ${joiner.ns} ip link set lo up`,
+        `ip netns exec ${joiner.ns} ip addr add ${joiner.address}/24 dev ${tag}v4a`,
+        `ip netns exec ${joiner.ns} ip link set ${tag}v4a up multicast on`,
+        `ip netns exec ${joiner.ns} ip route add 224.0.0.0/4 dev ${tag}v4a`,
+      ]) {
+        const result = sh(command)
+        expect(result.status, `${command}: ${result.stderr}`).toBe(0)
+      }
+      const enrol = spawnSync(
+        process.execPath,
+        [
+          bundle,
+          "node",
+          "join",
+          "--dir",
+          home,
+          "--id",
+          "n4",
+          "--address",
+          joiner.address,
+          "--data-dir",
+          join(home, "{id}"),
+        ],
+        { encoding: "utf8", timeout: 60_000 },
+      )
+      expect(enrol.status, enrol.stderr + enrol.stdout).toBe(0)
+      start(joiner)
+      // A rolling restart: each existing node, one at a time, with its updated config.
+      for (const host of hosts) {
+        try {
+          process.kill(pidOf(host), "SIGTERM")
+        } catch {}
+        await eventually(() => api(host, "GET", "/v1/status").status === 0)
+        start(host)
+        await eventually(() => api(host, "GET", "/v1/status").status === 200)
+      }
+      expect(api(joiner, "PUT", "/v1/objects/project/from-n4", project("from-n4")).status).toBe(200)
+      await eventually(() =>
+        hosts.every((host) => api(host, "GET", "/v1/objects/project/from-n4").status === 200),
+      )
+      expect(api(hosts[0]!, "PUT", "/v1/objects/project/to-n4", project("to-n4")).status).toBe(200)
+      await eventually(() => api(joiner, "GET", "/v1/objects/project/to-n4").status === 200)
+      await eventually(() =>
+        [...hosts, joiner].every((host) => {
+          const status = api(host, "GET", "/v1/status")
+          return (
+            status.status === 200 &&
+            (status.body.members as unknown as Array<unknown>).length === 4 &&
+            typeof status.body.primary === "string"
+          )
+        }),
+      )
+    }, 120_000)
   },
 )

@@ -16,7 +16,7 @@ import { startNode } from "../../node/node.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
 import { envelopeOverhead } from "../../transport/envelope.ts"
 import { layerUdp } from "../../transport/udp.ts"
-import { nodeList, nodeShow } from "./cluster.ts"
+import { nodeJoin, nodeList, nodeShow } from "./cluster.ts"
 
 export const runNode = (configPath: string) =>
   Effect.scoped(
@@ -180,6 +180,7 @@ export const nodeCommand = Command.make("node").pipe(
   Command.withSubcommands([
     nodeList,
     nodeShow,
+    nodeJoin,
     Command.make(
       "run",
       {
