@@ -11,6 +11,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { apiIn, eventually, namespacesAvailable, sh } from "./netns.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const bundle = join(root, "dist/acp.mjs")
@@ -20,42 +21,10 @@ const hosts = [1, 2, 3].map((index) => ({ index, ns: `${tag}-n${index}`, address
 const joiner = { index: 4, ns: `${tag}-n4`, address: "198.18.0.14" }
 const home = mkdtempSync(join(tmpdir(), "acp-ns-"))
 
-const sh = (command: string) => spawnSync("sh", ["-c", command], { encoding: "utf8", timeout: 20_000 })
-const canUseNamespaces = (() => {
-  if (process.getuid?.() !== 0) return "not root"
-  const probe = sh(`ip netns add ${tag}-probe && ip netns del ${tag}-probe`)
-  return probe.status === 0 ? true : `ip netns unavailable: ${probe.stderr.trim()}`
-})()
+const canUseNamespaces = namespacesAvailable(tag)
 
-/** Calls a node's API from inside its namespace. */
-const api = (host: { readonly ns: string }, method: string, path: string, body?: unknown) => {
-  const script = `fetch("http://127.0.0.1:7500${path}", { method: ${JSON.stringify(method)}, ${
-    body === undefined
-      ? ""
-      : `headers: { "content-type": "application/json" }, body: ${JSON.stringify(JSON.stringify(body))},`
-  } signal: AbortSignal.timeout(3000) }).then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() }))).catch((e) => console.log(JSON.stringify({ status: 0, body: String(e) })))`
-  const result = spawnSync("ip", ["netns", "exec", host.ns, process.execPath, "-e", script], {
-    encoding: "utf8",
-    timeout: 10_000,
-  })
-  const parsed = JSON.parse(result.stdout.trim() || '{"status":0,"body":""}') as {
-    status: number
-    body: string
-  }
-  let json: unknown = parsed.body
-  try {
-    json = JSON.parse(parsed.body)
-  } catch {}
-  return { status: parsed.status, body: json as Record<string, unknown> & ReadonlyArray<unknown> }
-}
-
-const eventually = async (check: () => boolean, ms = 15_000) => {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time")
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
+const api = (host: { readonly ns: string }, method: string, path: string, body?: unknown) =>
+  apiIn(host.ns, method, path, body)
 
 const start = (host: { readonly index: number; readonly ns: string }) => {
   const child = spawn(

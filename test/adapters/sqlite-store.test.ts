@@ -5,9 +5,9 @@ import { Effect, Layer } from "effect"
 import fc from "fast-check"
 import { afterAll, describe, expect, it } from "vitest"
 import { layerSqlite } from "../../adapters/store/sqlite.ts"
-import type { Change } from "../../core/cdb/codec.ts"
 import { applyPersist, emptyImage, type Persist } from "../../core/cdb/durable.ts"
 import { DurableStore } from "../../core/ports/store.ts"
+import { changeStreams } from "../core/cdb/streams.ts"
 
 const directory = mkdtempSync(join(tmpdir(), "acp-sqlite-"))
 afterAll(() => rmSync(directory, { recursive: true, force: true }))
@@ -33,35 +33,7 @@ const withStore = <A>(
 const byKey = (left: readonly [string, unknown], right: readonly [string, unknown]) =>
   left[0] < right[0] ? -1 : 1
 
-const changes = fc
-  .array(
-    fc.record({
-      origin: fc.constantFrom("a", "b", "self"),
-      op: fc.constantFrom("put", "delete", "meta"),
-      id: fc.constantFrom("k1", "k2", "k3"),
-      ms: fc.integer({ min: 1, max: 50 }),
-      counter: fc.nat(3),
-      byte: fc.nat(255),
-    }),
-    { maxLength: 40 },
-  )
-  .map((drafts) => {
-    const seqs = new Map<string, number>()
-    return drafts.map((draft): Change => {
-      const seq = (seqs.get(draft.origin) ?? 0) + 1
-      seqs.set(draft.origin, seq)
-      return {
-        origin: draft.origin,
-        seq,
-        op: draft.op,
-        kind: draft.op === "meta" ? "service" : "system",
-        id: draft.id,
-        ms: draft.op === "meta" ? 0 : draft.ms,
-        counter: draft.op === "meta" ? 0 : draft.counter,
-        value: draft.op === "delete" ? null : new Uint8Array([draft.byte, 7]),
-      }
-    })
-  })
+const changes = changeStreams({ origins: ["a", "b", "self"], ops: ["put", "delete", "meta"], minLength: 0 })
 
 describe("sqlite store", () => {
   it("loads exactly what applyPersist holds in memory, after any sequence of persisted steps", async () => {

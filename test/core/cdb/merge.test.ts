@@ -4,6 +4,7 @@ import { type Change, encode } from "../../../core/cdb/codec.ts"
 import { entryKey } from "../../../core/cdb/durable.ts"
 import { compareVersions } from "../../../core/cdb/hlc.ts"
 import { CdbNode, defaultCdbConfig, type Member } from "../../../core/cdb/node.ts"
+import { changeStreams } from "./streams.ts"
 
 const members: ReadonlyArray<Member> = ["a", "b", "c", "x", "y"].map((id) => ({
   id,
@@ -13,35 +14,11 @@ const members: ReadonlyArray<Member> = ["a", "b", "c", "x", "y"].map((id) => ({
 const cluster = defaultCdbConfig.cluster
 
 /** Streams from origins a, b, c: each origin's changes numbered 1..n, on a few shared keys. */
-const streams = fc
-  .array(
-    fc.record({
-      origin: fc.constantFrom("a", "b", "c"),
-      op: fc.constantFrom("put", "put", "delete", "meta"),
-      id: fc.constantFrom("k1", "k2", "k3"),
-      ms: fc.integer({ min: 1, max: 50 }),
-      counter: fc.nat(3),
-      byte: fc.nat(255),
-    }),
-    { minLength: 1, maxLength: 40 },
-  )
-  .map((drafts) => {
-    const seqs = new Map<string, number>()
-    return drafts.map((draft): Change => {
-      const seq = (seqs.get(draft.origin) ?? 0) + 1
-      seqs.set(draft.origin, seq)
-      return {
-        origin: draft.origin,
-        seq,
-        op: draft.op,
-        kind: draft.op === "meta" ? "service" : "system",
-        id: draft.id,
-        ms: draft.op === "meta" ? 0 : draft.ms,
-        counter: draft.op === "meta" ? 0 : draft.counter,
-        value: draft.op === "delete" ? null : new Uint8Array([draft.byte]),
-      }
-    })
-  })
+const streams = changeStreams({
+  origins: ["a", "b", "c"],
+  ops: ["put", "put", "delete", "meta"],
+  minLength: 1,
+})
 
 const datagramOf = (change: Change) =>
   encode({

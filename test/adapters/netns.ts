@@ -1,0 +1,42 @@
+/** Helpers for tests that run nodes in network namespaces (root and `ip netns` required). */
+import { spawnSync } from "node:child_process"
+
+export const sh = (command: string) => spawnSync("sh", ["-c", command], { encoding: "utf8", timeout: 20_000 })
+
+/** True when namespaces can be made here, else the reason (for the skip message). */
+export const namespacesAvailable = (tag: string): true | string => {
+  if (process.getuid?.() !== 0) return "not root"
+  const probe = sh(`ip netns add ${tag}-probe && ip netns del ${tag}-probe`)
+  return probe.status === 0 ? true : `ip netns unavailable: ${probe.stderr.trim()}`
+}
+
+/** Calls a node's API (127.0.0.1:7500 inside its namespace) from inside that namespace. */
+export const apiIn = (namespace: string, method: string, path: string, body?: unknown) => {
+  const init =
+    body === undefined
+      ? ""
+      : `headers: { "content-type": "application/json" }, body: ${JSON.stringify(JSON.stringify(body))},`
+  const script = `fetch("http://127.0.0.1:7500${path}", { method: ${JSON.stringify(method)}, ${init} signal: AbortSignal.timeout(3000) }).then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() }))).catch((e) => console.log(JSON.stringify({ status: 0, body: String(e) })))`
+  const result = spawnSync("ip", ["netns", "exec", namespace, process.execPath, "-e", script], {
+    encoding: "utf8",
+    timeout: 10_000,
+  })
+  const parsed = JSON.parse(result.stdout.trim() || '{"status":0,"body":""}') as {
+    status: number
+    body: string
+  }
+  let json: unknown = parsed.body
+  try {
+    json = JSON.parse(parsed.body)
+  } catch {}
+  return { status: parsed.status, body: json as Record<string, unknown> & ReadonlyArray<unknown> }
+}
+
+/** Polls `check` until it holds, for at most `ms` (it only bounds a failure). */
+export const eventually = async (check: () => boolean, ms = 20_000) => {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time")
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
