@@ -196,6 +196,7 @@ export class World {
   private readonly load: Prng
   private readonly trace = new TraceHash()
   private readonly nodes: Array<SimNode>
+  private readonly byId: ReadonlyMap<string, SimNode>
   private readonly members: ReadonlyArray<Member>
   private readonly config: Omit<CdbConfig, "self">
   private readonly active = new Set<FaultEvent>()
@@ -269,6 +270,7 @@ export class World {
       lastConnectedUs: Array.from({ length: options.nodes }, () => 0),
       memberView: new Map(),
     }))
+    this.byId = new Map(this.nodes.map((node) => [node.id, node]))
   }
 
   run(): SimResult {
@@ -453,14 +455,14 @@ export class World {
         return
       case "Unicast": {
         this.hashSend(node, output.bytes)
-        const peer = this.nodes.find((candidate) => candidate.id === output.to)
+        const peer = this.byId.get(output.to)
         if (peer !== undefined && peer.domain === node.domain)
           this.transmit(node, peer, output.bytes, "domain", l2DelayUs)
         return
       }
       case "Relay": {
         this.hashSend(node, output.bytes)
-        const peer = this.nodes.find((candidate) => candidate.id === output.to)
+        const peer = this.byId.get(output.to)
         if (peer !== undefined) this.transmit(node, peer, output.bytes, "relay", l3DelayUs)
         return
       }
@@ -591,7 +593,7 @@ export class World {
   private carryOutElection(node: SimNode, output: ElectionOutput): void {
     switch (output._tag) {
       case "Send": {
-        const peer = this.nodes.find((candidate) => candidate.id === output.to)
+        const peer = this.byId.get(output.to)
         if (peer !== undefined) this.transmitMonitor(node, peer, output.message)
         return
       }
@@ -733,7 +735,7 @@ export class World {
       if (change.record.state !== "raised") continue
       this.alarmsRaised++
       // Ground truth at the moment of raising: is the subject really down or cut off?
-      const subject = this.nodes.find((candidate) => candidate.id === change.record.subject.id)
+      const subject = this.byId.get(change.record.subject.id)
       const real =
         subject === undefined ||
         subject.cdb === null ||

@@ -23,6 +23,13 @@ const openssl = (step: string, args: ReadonlyArray<string>) =>
     return Effect.void
   })
 
+/** A new EC P-256 private key, readable by its owner only. */
+const newKey = (step: string, file: string) =>
+  Effect.andThen(
+    openssl(step, ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", file]),
+    Effect.sync(() => chmodSync(file, 0o600)),
+  )
+
 export interface Issued {
   readonly certFile: string
   readonly keyFile: string
@@ -36,16 +43,7 @@ export const ensureCa = (dir: string, clusterName: string) =>
     const files = caFiles(dir)
     if (existsSync(files.certFile) && existsSync(files.keyFile)) return files
     mkdirSync(dir, { recursive: true, mode: 0o700 })
-    yield* openssl("CA key", [
-      "genpkey",
-      "-algorithm",
-      "EC",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-out",
-      files.keyFile,
-    ])
-    chmodSync(files.keyFile, 0o600)
+    yield* newKey("CA key", files.keyFile)
     yield* openssl("CA certificate", [
       "req",
       "-x509",
@@ -88,16 +86,7 @@ export const issue = (
           ]
         : ["extendedKeyUsage=clientAuth", "keyUsage=critical,digitalSignature"]
     writeFileSync(extFile, `${extensions.join("\n")}\n`)
-    yield* openssl(`${name} key`, [
-      "genpkey",
-      "-algorithm",
-      "EC",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-out",
-      keyFile,
-    ])
-    chmodSync(keyFile, 0o600)
+    yield* newKey(`${name} key`, keyFile)
     yield* openssl(`${name} request`, [
       "req",
       "-new",

@@ -197,6 +197,34 @@ const entryHash = (
     entry.seq,
   ) ^ (entry.tomb ? 0x5bd1e995 : 0)
 
+/** The membership as the node uses it on every send, indexed once per change instead of searched per datagram. */
+interface Membership {
+  readonly byId: ReadonlyMap<string, Member>
+  readonly domain: string
+  readonly selfRelay: boolean
+  /** The relays of the other domains. */
+  readonly peerRelays: ReadonlyArray<string>
+  /** Each domain's relay (the first listed, if a domain lists several). */
+  readonly relayOf: ReadonlyMap<string, string>
+}
+
+const indexMembers = (members: ReadonlyArray<Member>, self: string, fallbackDomain: string): Membership => {
+  const byId = new Map(members.map((member) => [member.id, member] as const))
+  const domain = byId.get(self)?.domain ?? fallbackDomain
+  const relayOf = new Map<string, string>()
+  for (const member of members)
+    if (member.relay && !relayOf.has(member.domain)) relayOf.set(member.domain, member.id)
+  return {
+    byId,
+    domain,
+    selfRelay: byId.get(self)?.relay === true,
+    peerRelays: members
+      .filter((member) => member.relay && member.domain !== domain)
+      .map((member) => member.id),
+    relayOf,
+  }
+}
+
 export class CdbNode {
   readonly config: CdbConfig
   readonly incarnation: number
@@ -228,8 +256,7 @@ export class CdbNode {
   private readonly forwarded = new Map<string, number>()
   private readonly snapshotsIn = new Map<string, SnapshotInProgress>()
   private readonly snapshotSentMs = new Map<string, number>()
-  private members: ReadonlyArray<Member>
-  private domain: string
+  private membership: Membership
   private outbox: Array<Change> = []
   private statsOutbox = new Map<string, StatsValue>()
   private statsCounter = 0
@@ -247,8 +274,7 @@ export class CdbNode {
   constructor(config: CdbConfig, nowMs: number, incarnation = 0, image?: DurableImage) {
     this.config = config
     this.incarnation = incarnation
-    this.members = config.members
-    this.domain = config.members.find((member) => member.id === config.self)?.domain ?? "default"
+    this.membership = indexMembers(config.members, config.self, "default")
     this.nextHeartbeatMs = nowMs
     for (const member of config.members) {
       if (member.id !== config.self) {
@@ -314,12 +340,6 @@ export class CdbNode {
     return this.entries.size
   }
 
-  pendingCount(): number {
-    let count = 0
-    for (const buffer of this.pending.values()) count += buffer.size
-    return count
-  }
-
   /** Origins with a known gap, and how far behind: for `pending()` reports when a run does not converge. */
   gapsReport(): ReadonlyArray<string> {
     return [...this.gaps].map(
@@ -344,8 +364,7 @@ export class CdbNode {
         this.handleDeadline(nowMs)
         break
       case "MembersChanged":
-        this.members = input.members
-        this.domain = input.members.find((member) => member.id === this.config.self)?.domain ?? this.domain
+        this.membership = indexMembers(input.members, this.config.self, this.membership.domain)
         for (const member of input.members) {
           if (member.id !== this.config.self && !this.lastHeard.has(member.id)) {
             this.lastHeard.set(member.id, nowMs)
@@ -616,33 +635,16 @@ export class CdbNode {
 
   // ---- repair ------------------------------------------------------------------------------
 
-  private memberOf(node: string): Member | undefined {
-    return this.members.find((member) => member.id === node)
-  }
-
-  private isRelay(): boolean {
-    return this.memberOf(this.config.self)?.relay === true
-  }
-
-  private peerRelays(): ReadonlyArray<string> {
-    return this.members
-      .filter((member) => member.relay && member.domain !== this.domain)
-      .map((member) => member.id)
-  }
-
   /**
    * Where to send a request meant for `holder`: the holder itself when it shares this node's
    * domain; otherwise this domain's relay, or (for a relay) the relay of the holder's domain.
    */
   private routeTo(holder: string): { readonly target: string; readonly via: "domain" | "relay" } | undefined {
-    const member = this.memberOf(holder)
-    if (member === undefined || member.domain === this.domain) return { target: holder, via: "domain" }
-    if (this.isRelay()) {
-      const relay = this.members.find((candidate) => candidate.relay && candidate.domain === member.domain)
-      return relay === undefined ? undefined : { target: relay.id, via: "relay" }
-    }
-    const relay = this.members.find((candidate) => candidate.relay && candidate.domain === this.domain)
-    return relay === undefined ? undefined : { target: relay.id, via: "domain" }
+    const { byId, domain, selfRelay, relayOf } = this.membership
+    const member = byId.get(holder)
+    if (member === undefined || member.domain === domain) return { target: holder, via: "domain" }
+    const relay = relayOf.get(selfRelay ? member.domain : domain)
+    return relay === undefined ? undefined : { target: relay, via: selfRelay ? "relay" : "domain" }
   }
 
   private sendNacks(nowMs: number): void {
@@ -880,17 +882,18 @@ export class CdbNode {
   /** Multicasts into this domain and, from a relay, to every other domain's relay. */
   private broadcast(body: Body): void {
     this.send("Multicast", "", body)
-    if (this.isRelay()) for (const relay of this.peerRelays()) this.send("Relay", relay, body)
+    if (this.membership.selfRelay)
+      for (const relay of this.membership.peerRelays) this.send("Relay", relay, body)
   }
 
   /** A relay passes on what was new to it: into its domain if it came over a relay link, and to the other relays. */
   private forward(bytes: Uint8Array, via: "domain" | "relay", from: string | undefined): void {
-    if (!this.isRelay()) return
+    if (!this.membership.selfRelay) return
     if (via === "relay") {
       this.counters.datagramsSent++
       this.outputs.push({ _tag: "Multicast", bytes })
     }
-    for (const relay of this.peerRelays()) {
+    for (const relay of this.membership.peerRelays) {
       if (relay === from) continue
       this.counters.datagramsSent++
       this.outputs.push({ _tag: "Relay", to: relay, bytes })

@@ -74,6 +74,7 @@ const alive = (pid: number) => {
 }
 
 interface StatusView {
+  readonly incarnation: number
   readonly node: string
   readonly primary: string | null
   readonly isPrimary: boolean
@@ -583,6 +584,10 @@ const expectOk = (response: { status: number; body: unknown }) =>
 const ask = (target: ClusterNode, method: string, path: string, body?: unknown) =>
   Effect.flatMap(call(target, method, path, body), expectOk)
 
+/** A node's `/v1/status`. */
+const askStatus = (target: ClusterNode) =>
+  Effect.map(ask(target, "GET", "/v1/status"), (body) => body as StatusView)
+
 const objectPath = (kind: string, id: string) =>
   `/v1/objects/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`
 
@@ -704,9 +709,9 @@ export const nodeList = Command.make(
   { dir: dirFlag, node: nodeFlag, json: jsonFlag },
   ({ dir, node, json }) =>
     withNode(dir, node, (target) =>
-      ask(target, "GET", "/v1/status").pipe(
+      askStatus(target).pipe(
         Effect.flatMap((body) => {
-          const view = body as StatusView
+          const view = body
           const rows = view.members.map((member) => ({
             id: member.id,
             state: member.state,
@@ -741,9 +746,9 @@ export const nodeShow = Command.make(
   },
   ({ id, dir, json }) =>
     withNode(dir, Option.some(id), (target) =>
-      ask(target, "GET", "/v1/status").pipe(
+      askStatus(target).pipe(
         Effect.flatMap((body) => {
-          const view = body as StatusView & { incarnation: number }
+          const view = body
           if (json) return Console.log(JSON.stringify(view))
           return Console.log(
             [
@@ -792,9 +797,9 @@ export const healthCommand = Command.make(
   { dir: dirFlag, node: nodeFlag, json: jsonFlag },
   ({ dir, node, json }) =>
     withNode(dir, node, (target) =>
-      ask(target, "GET", "/v1/status").pipe(
+      askStatus(target).pipe(
         Effect.flatMap((body) => {
-          const view = body as StatusView
+          const view = body
           if (json) return Console.log(JSON.stringify(view.health))
           const reasons = view.health.cluster.reasons.map((reason) => `  -${reason.points}: ${reason.reason}`)
           return Console.log(
@@ -810,9 +815,9 @@ export const monitorCommand = Command.make("monitor").pipe(
   Command.withSubcommands([
     Command.make("status", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
       withNode(dir, node, (target) =>
-        ask(target, "GET", "/v1/status").pipe(
+        askStatus(target).pipe(
           Effect.flatMap((body) => {
-            const view = body as StatusView
+            const view = body
             if (json)
               return Console.log(
                 JSON.stringify({
@@ -842,9 +847,9 @@ export const alarmCommand = Command.make("alarm").pipe(
   Command.withSubcommands([
     Command.make("list", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
       withNode(dir, node, (target) =>
-        ask(target, "GET", "/v1/status").pipe(
+        askStatus(target).pipe(
           Effect.flatMap((body) => {
-            const alarms = (body as StatusView).alarms
+            const alarms = body.alarms
             if (json) return Console.log(JSON.stringify(alarms))
             if (alarms.length === 0) return Console.log("no open alarms")
             return Console.log(

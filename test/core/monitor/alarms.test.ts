@@ -11,82 +11,44 @@ import { computeHealth } from "../../../core/monitor/health.ts"
 
 const context = { nowMs: 10_000, term: 3, self: "n1", subjectKind: "node" }
 
+/** The node-unreachable rule on one condition about n2, with the alarm the CDB holds for it, if any. */
+const evaluateN2 = (active: boolean, sinceMs: number, existing?: AlarmRecord) =>
+  evaluateAlarms(
+    nodeUnreachableRule,
+    [{ subject: "n2", active, sinceMs, message: "n2 unreachable" }],
+    () => existing,
+    context,
+  )
+
 describe("alarms", () => {
   describe("evaluateAlarms", () => {
     it("raises only after the condition has held for raiseAfterMs (a flapping link pages nobody)", () => {
-      const brief = evaluateAlarms(
-        nodeUnreachableRule,
-        [{ subject: "n2", active: true, sinceMs: 9_000, message: "n2 dead" }],
-        () => undefined,
-        context,
-      )
+      const brief = evaluateN2(true, 9_000)
       expect(brief).toEqual([])
-      const long = evaluateAlarms(
-        nodeUnreachableRule,
-        [{ subject: "n2", active: true, sinceMs: 6_000, message: "n2 dead" }],
-        () => undefined,
-        context,
-      )
+      const long = evaluateN2(true, 6_000)
       expect(long).toMatchObject([
         { id: "node-unreachable.n2", record: { state: "raised", term: 3, raisedBy: "n1", occurrences: 1 } },
       ])
     })
 
     it("does not raise an alarm that is already open (deduplication), and raises a cleared one again, counting it", () => {
-      const raised = evaluateAlarms(
-        nodeUnreachableRule,
-        [{ subject: "n2", active: true, sinceMs: 0, message: "m" }],
-        () => undefined,
-        context,
-      )[0]!.record
-      expect(
-        evaluateAlarms(
-          nodeUnreachableRule,
-          [{ subject: "n2", active: true, sinceMs: 0, message: "m" }],
-          () => raised,
-          context,
-        ),
-      ).toEqual([])
+      const raised = evaluateN2(true, 0)[0]!.record
+      expect(evaluateN2(true, 0, raised)).toEqual([])
       const cleared: AlarmRecord = { ...raised, state: "cleared" }
-      const again = evaluateAlarms(
-        nodeUnreachableRule,
-        [{ subject: "n2", active: true, sinceMs: 0, message: "m" }],
-        () => cleared,
-        context,
-      )
+      const again = evaluateN2(true, 0, cleared)
       expect(again[0]?.record).toMatchObject({ state: "raised", occurrences: 2 })
     })
 
     it("clears only after the condition has been gone for clearAfterMs", () => {
-      const raised = evaluateAlarms(
-        nodeUnreachableRule,
-        [{ subject: "n2", active: true, sinceMs: 0, message: "m" }],
-        () => undefined,
-        context,
-      )[0]!.record
-      const soon = evaluateAlarms(
-        nodeUnreachableRule,
-        [{ subject: "n2", active: false, sinceMs: 9_500, message: "m" }],
-        () => raised,
-        context,
-      )
+      const raised = evaluateN2(true, 0)[0]!.record
+      const soon = evaluateN2(false, 9_500, raised)
       expect(soon).toEqual([])
-      const later = evaluateAlarms(
-        nodeUnreachableRule,
-        [{ subject: "n2", active: false, sinceMs: 7_000, message: "m" }],
-        () => raised,
-        context,
-      )
+      const later = evaluateN2(false, 7_000, raised)
       expect(later[0]?.record.state).toBe("cleared")
     })
 
     it("round-trips through the bytes stored in the CDB, and rejects bytes that are not an alarm", () => {
-      const record = evaluateAlarms(
-        nodeUnreachableRule,
-        [{ subject: "n2", active: true, sinceMs: 0, message: "m" }],
-        () => undefined,
-        context,
-      )[0]!.record
+      const record = evaluateN2(true, 0)[0]!.record
       expect(decodeAlarm(encodeAlarm(record))).toEqual(record)
       expect(decodeAlarm(new TextEncoder().encode("{not json"))).toBeUndefined()
       expect(decodeAlarm(new TextEncoder().encode('{"x":1}'))).toBeUndefined()
@@ -95,12 +57,7 @@ describe("alarms", () => {
 
   describe("acknowledgeAlarm", () => {
     it("moves a raised alarm to acknowledged and records who; refuses a cleared one, naming its state", () => {
-      const raised = evaluateAlarms(
-        nodeUnreachableRule,
-        [{ subject: "n2", active: true, sinceMs: 0, message: "m" }],
-        () => undefined,
-        context,
-      )[0]!.record
+      const raised = evaluateN2(true, 0)[0]!.record
       const acked = acknowledgeAlarm("node-unreachable.n2", raised, "alice")
       expect(acked).toMatchObject({
         _tag: "Success",
