@@ -13,6 +13,7 @@ export const ObjectView = Schema.Struct({
   spec: Schema.Unknown,
   version: Version,
   meta: Schema.Array(Schema.Struct({ node: Schema.String, value: Schema.Unknown })),
+  stats: Schema.Array(Schema.Struct({ node: Schema.String, value: Schema.Unknown })),
 })
 export type ObjectView = typeof ObjectView.Type
 
@@ -78,6 +79,52 @@ export class AlarmsApi extends HttpApiGroup.make("alarms").add(
   }),
 ) {}
 
+export class Unplaceable extends Schema.TaggedError<Unplaceable>()(
+  "Unplaceable",
+  { message: Schema.String, decision: Schema.Unknown },
+  { httpApiStatus: 409 },
+) {}
+
+export class OperationRefused extends Schema.TaggedError<OperationRefused>()(
+  "OperationRefused",
+  { reason: Schema.String, message: Schema.String },
+  { httpApiStatus: 409 },
+) {}
+
+export class ConsoleUnavailable extends Schema.TaggedError<ConsoleUnavailable>()(
+  "ConsoleUnavailable",
+  { message: Schema.String },
+  { httpApiStatus: 501 },
+) {}
+
+export const SystemCreated = Schema.Struct({
+  /** The scheduler's decision and every node's verdict. */
+  decision: Schema.Unknown,
+  /** Absent on a dry run. */
+  system: Schema.optionalKey(ObjectView),
+  task: Schema.optionalKey(Schema.String),
+})
+
+export class SystemsApi extends HttpApiGroup.make("systems").add(
+  HttpApiEndpoint.post("create", "/v1/systems/:id", {
+    params: { id: Schema.String },
+    payload: Schema.Struct({ spec: Schema.Unknown, dryRun: Schema.optionalKey(Schema.Boolean) }),
+    success: SystemCreated,
+    error: [InvalidObject, Unplaceable, WriteFailed],
+  }),
+  HttpApiEndpoint.post("operate", "/v1/systems/:id/:operation", {
+    params: { id: Schema.String, operation: Schema.String },
+    payload: Schema.Record(Schema.String, Schema.String),
+    success: Schema.Struct({ task: Schema.String }),
+    error: [ObjectNotFound, OperationRefused, WriteFailed],
+  }),
+  HttpApiEndpoint.get("console", "/v1/systems/:id/console", {
+    params: { id: Schema.String },
+    success: Schema.String.pipe(HttpApiSchema.asText()),
+    error: [ObjectNotFound, ConsoleUnavailable],
+  }),
+) {}
+
 export class NodeApi extends HttpApiGroup.make("node", { topLevel: true }).add(
   HttpApiEndpoint.get("status", "/v1/status", { success: Schema.Unknown }),
   HttpApiEndpoint.get("metrics", "/metrics", {
@@ -88,6 +135,7 @@ export class NodeApi extends HttpApiGroup.make("node", { topLevel: true }).add(
 export class AcpApi extends HttpApi.make("acp")
   .add(ObjectsApi)
   .add(AlarmsApi)
+  .add(SystemsApi)
   .add(NodeApi)
   .annotateMerge(
     OpenApi.annotations({

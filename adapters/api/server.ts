@@ -23,6 +23,7 @@ import {
   WriteFailed,
 } from "./definition.ts"
 import { type Forwarding, layerForward } from "./forward.ts"
+import { SystemsHandlers } from "./systems.ts"
 
 export class Node extends Context.Service<Node, RunningNode>()("acp/adapters/api/Node") {}
 
@@ -39,13 +40,16 @@ const jsonOrBase64 = (bytes: Uint8Array | null): unknown => {
   }
 }
 
-const view = (node: RunningNode, entry: SpecEntry): ObjectView => ({
+export const view = (node: RunningNode, entry: SpecEntry): ObjectView => ({
   kind: entry.kind,
   id: entry.id,
   spec: jsonOrBase64(entry.value),
   version: entry.version,
   meta: node
     .metaOf(entry.kind, entry.id)
+    .map((slot) => ({ node: slot.node, value: jsonOrBase64(slot.value) })),
+  stats: node
+    .statsOf(entry.kind, entry.id)
     .map((slot) => ({ node: slot.node, value: jsonOrBase64(slot.value) })),
 })
 
@@ -226,7 +230,7 @@ const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
 const routes = (forwarding: Forwarding) =>
   Layer.mergeAll(
     HttpApiBuilder.layer(AcpApi, { openapiPath: "/openapi.json" }).pipe(
-      Layer.provide([ObjectsHandlers, AlarmsHandlers, NodeHandlers]),
+      Layer.provide([ObjectsHandlers, AlarmsHandlers, SystemsHandlers, NodeHandlers]),
     ),
     layerForward(forwarding),
   )

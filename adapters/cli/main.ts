@@ -18,12 +18,15 @@ import {
 import { modelCommand } from "./commands/model.ts"
 import { nodeCommand } from "./commands/node.ts"
 import { simCommand } from "./commands/sim.ts"
+import { systemCommand, taskCommand } from "./commands/system.ts"
 
 export const acp = Command.make("acp").pipe(
   Command.withDescription("ACP: run virtual machines on a cluster of Linux hosts, and simulate it"),
   Command.withSubcommands([
     clusterCommand,
     nodeCommand,
+    systemCommand,
+    taskCommand,
     objectCommand,
     monitorCommand,
     alarmCommand,

@@ -63,6 +63,19 @@ export const NodeConfig = Schema.Struct({
       ),
     }),
   ),
+  /** The hypervisor service: which libvirt to drive. Absent: libvirt's built-in test driver. */
+  hypervisor: Schema.optionalKey(
+    Schema.Struct({
+      uri: Schema.String.check(
+        Schema.isPattern(/^[a-z0-9+]+:\/\//, { message: "Expected a libvirt URI such as qemu:///system" }),
+      ),
+      /** How long without a primary's contact before this node stops its HA systems. */
+      haFenceMs: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 500, maximum: 600_000 }))),
+      stopTimeoutMs: Schema.optionalKey(
+        Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 3_600_000 })),
+      ),
+    }),
+  ),
 })
 export type NodeConfig = typeof NodeConfig.Type
 

@@ -67,6 +67,27 @@ export interface RunningNode {
   readonly counters: () => NodeCounters & { readonly cdb: CdbNode["counters"] }
   /** Datagrams the transport dropped before the core saw them, by reason. */
   readonly dropped: Effect.Effect<Readonly<Record<DropReason, number>>>
+  /** Grows with every change applied to the CDB, so a service can tell when to look again. */
+  readonly revision: () => number
+  /** Every node's statistics for an object. */
+  readonly statsOf: (
+    kind: string,
+    id: string,
+  ) => ReadonlyArray<{ readonly node: string; readonly value: Uint8Array }>
+  /** What the hypervisor needs of the monitor: leased-primary contact, fencing, primacy. */
+  readonly authority: () => {
+    readonly nowMs: number
+    readonly leaderContactMs: number
+    readonly fenced: boolean
+    readonly isPrimary: boolean
+    readonly primarySinceMs: number
+    readonly quorumWindowMs: number
+  }
+  readonly lastHeardMs: (node: string) => number
+  /** Reads a system's serial console on this node; set by the hypervisor service once it runs. */
+  console:
+    | ((system: string, maxBytes: number) => Effect.Effect<string, { readonly message: string }>)
+    | undefined
 }
 
 export interface NodeStatus {
@@ -119,6 +140,7 @@ export const startNode = (config: NodeConfig) =>
     let cdbDeadlineMs = 0
     let electionDeadlineMs = 0
     let requestId = 0
+    let revision = 0
     const counters = {
       datagramsIn: 0,
       datagramsOut: 0,
@@ -183,10 +205,12 @@ export const startNode = (config: NodeConfig) =>
             break
           case "Applied":
           case "SnapshotInstalled":
+            revision++
             break
         }
       }
       counters.writesAcknowledged += acknowledged.length
+      if (acknowledged.length > 0) revision++
       return { acknowledged, refused }
     })
 
@@ -354,6 +378,25 @@ export const startNode = (config: NodeConfig) =>
       },
       counters: () => ({ ...counters, cdb: cdb.counters }),
       dropped: transport.dropped,
+      revision: () => revision,
+      statsOf: (kind, id) =>
+        config.members.flatMap((member) => {
+          const value = cdb.statsOf(kind, id, member.id)
+          return value === undefined ? [] : [{ node: member.id, value }]
+        }),
+      authority: () => {
+        const now = nowMs()
+        return {
+          nowMs: now,
+          leaderContactMs: election.leaderContact(now),
+          fenced: election.isFenced(),
+          isPrimary: election.isPrimary(now),
+          primarySinceMs: election.primarySince,
+          quorumWindowMs: election.config.quorumWindowMs,
+        }
+      },
+      lastHeardMs: (node) => election.lastHeard(node),
+      console: undefined,
     }
     yield* Effect.logInfo("node started", { node: config.id, incarnation, entries: cdb.entryCount() })
     return { running, fibers: [incomingFiber, tickFiber] as ReadonlyArray<Fiber.Fiber<unknown, unknown>> }

@@ -63,12 +63,23 @@ export const SystemSpec = Schema.Struct({
   ha: Schema.Boolean,
   desired: Schema.Literals(["running", "stopped", "paused"]),
   placement: Placement,
+  /**
+   * Raised each time the system is placed again (moved by HA or a migration, released from a
+   * hold): a node that stopped it while fenced starts it again only for a newer epoch.
+   */
+  epoch: Schema.optionalKey(Count),
 })
 export const SystemMeta = Schema.Struct({
   state: Schema.Literals(systemLifecycle.states),
   sinceMs: Millis,
   /** The hypervisor's own name for the domain, e.g. libvirt's. */
   domainName: Schema.optionalKey(Schema.String),
+  /** The spec epoch this node acted on. */
+  epoch: Schema.optionalKey(Count),
+  /** Stopped by fencing (or held at boot) until the primary places it again. */
+  held: Schema.optionalKey(Schema.Boolean),
+  /** Why the system is not in its desired state, when it is not. */
+  detail: Schema.optionalKey(Schema.String),
 })
 export const SystemStats = Schema.Struct({
   cpuUsage: PercentHundredths,

@@ -57,6 +57,8 @@ export type Message =
       readonly from: string
       readonly term: number
       readonly leader: boolean
+      /** The sender is primary with a valid lease now: the only pings that keep HA systems running. */
+      readonly leased: boolean
       readonly seq: number
       /** The voters the sender heard within its quorum window: how a receiver learns it is heard. */
       readonly hears: ReadonlyArray<string>
@@ -120,6 +122,9 @@ export class ElectionNode {
   /** When each peer last said (in a ping) that it hears this node. */
   private readonly heardByMs = new Map<string, number>()
   private lastMajorityMs: number
+  /** When a leased primary that hears this node last pinged it (local clock). */
+  private leaderContactMs = -neverMs
+  private leaderSinceMs = -neverMs
   private fenced = false
   private outputs: Array<Output> = []
 
@@ -161,6 +166,24 @@ export class ElectionNode {
 
   isFenced(): boolean {
     return this.fenced
+  }
+
+  /**
+   * When this node last knew a primary with a valid lease that hears it: now, if it is that
+   * primary. A node with no such contact for a while must assume the majority has moved on.
+   */
+  leaderContact(nowMs: number): number {
+    return this.isPrimary(nowMs) ? nowMs : this.leaderContactMs
+  }
+
+  /** When this node last became primary (local clock). */
+  get primarySince(): number {
+    return this.leaderSinceMs
+  }
+
+  /** When this node last heard `node` (local clock), or never. */
+  lastHeard(node: string): number {
+    return this.lastHeardMs.get(node) ?? -neverMs
   }
 
   seesMajority(nowMs: number): boolean {
@@ -220,7 +243,10 @@ export class ElectionNode {
     this.lastHeardMs.set(message.from, nowMs)
     switch (message._tag) {
       case "Ping":
-        if (message.hears.includes(this.config.self)) this.heardByMs.set(message.from, nowMs)
+        if (message.hears.includes(this.config.self)) {
+          this.heardByMs.set(message.from, nowMs)
+          if (message.leased) this.leaderContactMs = nowMs
+        }
         if (message.leader) this.onLeaderPing(message, nowMs)
         return
       case "PingAck":
@@ -361,6 +387,7 @@ export class ElectionNode {
   private becomeLeader(nowMs: number): void {
     this.role = "leader"
     this.leader = this.config.self
+    this.leaderSinceMs = nowMs
     this.leaseUntilMs = -neverMs
     this.pingAcks.clear()
     this.pingSentMs.clear()
@@ -406,7 +433,8 @@ export class ElectionNode {
         this.onPingAck({ _tag: "PingAck", from: this.config.self, term: this.term, seq }, nowMs)
     }
     const hears = this.config.voters.filter((node) => node !== this.config.self && this.hears(node, nowMs))
-    this.broadcast({ _tag: "Ping", from: this.config.self, term: this.term, leader, seq, hears })
+    const leased = this.isPrimary(nowMs)
+    this.broadcast({ _tag: "Ping", from: this.config.self, term: this.term, leader, leased, seq, hears })
   }
 
   private checkQuorum(nowMs: number): void {

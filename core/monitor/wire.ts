@@ -14,6 +14,7 @@ const MessageSchema = Schema.Union([
     from: Name,
     term: Term,
     leader: Schema.Boolean,
+    leased: Schema.Boolean,
     seq: Term,
     hears: Schema.Array(Name),
   }),

@@ -40,15 +40,15 @@ import {
 } from "../client.ts"
 import { renderTable } from "../render.ts"
 
-const dirFlag = Flag.String("dir").pipe(
+export const dirFlag = Flag.String("dir").pipe(
   Flag.withDescription("Where the local cluster keeps its state (default .acp, or $ACP_HOME)"),
   Flag.optional,
 )
-const nodeFlag = Flag.String("node").pipe(
+export const nodeFlag = Flag.String("node").pipe(
   Flag.withDescription("Which node to ask (default: the first)"),
   Flag.optional,
 )
-const jsonFlag = Flag.Boolean("json").pipe(
+export const jsonFlag = Flag.Boolean("json").pipe(
   Flag.withDescription("Print JSON instead of a table"),
   Flag.withDefault(false),
 )
@@ -562,7 +562,7 @@ export const clusterCommand = Command.make("cluster").pipe(
 // ---- object, health, monitor, alarm ---------------------------------------------------------------
 
 /** The node to ask: a remote agent if `ACP_REMOTE` says so, else a node of the local cluster. */
-const withNode = <A>(
+export const withNode = <A>(
   dir: Option.Option<string>,
   id: Option.Option<string>,
   body: (node: ClusterNode) => Effect.Effect<A, CliError>,
@@ -581,14 +581,14 @@ const expectOk = (response: { status: number; body: unknown }) =>
     : Effect.fail(new CliError({ message: describeError(response) }))
 
 /** One API call whose answer must be a success; anything else becomes the API's own message. */
-const ask = (target: ClusterNode, method: string, path: string, body?: unknown) =>
+export const ask = (target: ClusterNode, method: string, path: string, body?: unknown) =>
   Effect.flatMap(call(target, method, path, body), expectOk)
 
 /** A node's `/v1/status`. */
 const askStatus = (target: ClusterNode) =>
   Effect.map(ask(target, "GET", "/v1/status"), (body) => body as StatusView)
 
-const objectPath = (kind: string, id: string) =>
+export const objectPath = (kind: string, id: string) =>
   `/v1/objects/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`
 
 const objectPut = Command.make(

@@ -10,8 +10,10 @@ import { startAgent } from "../../agent/agent.ts"
 import { recordFor } from "../../agent/keys.ts"
 import type { Forwarding } from "../../api/forward.ts"
 import { layerApiServer, layerApiSocket, Node } from "../../api/server.ts"
+import { LibvirtVmmLayer } from "../../hypervisor/libvirt.ts"
 import { ConfigError, loadConfig } from "../../node/config.ts"
 import { runFramework, type ServiceDefinition } from "../../node/framework.ts"
+import { runHypervisor } from "../../node/hypervisor.ts"
 import { startNode } from "../../node/node.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
 import { envelopeOverhead } from "../../transport/envelope.ts"
@@ -115,6 +117,28 @@ export const runNode = (configPath: string) =>
                     layerApiSocket(join(config.dataDir, "api.sock"), forwarding),
                   ).pipe(Layer.provide(Layer.succeed(Node, running))),
                 ).pipe(Effect.andThen(ready), Effect.andThen(Effect.never)),
+            },
+            hypervisor: {
+              after: ["api"],
+              run: (ready) =>
+                runHypervisor(
+                  running,
+                  {
+                    self: config.id,
+                    volumeDir: join(config.dataDir, "volumes"),
+                    consoleDir: join(config.dataDir, "console"),
+                    ...(config.hypervisor?.haFenceMs === undefined
+                      ? {}
+                      : { haFenceMs: config.hypervisor.haFenceMs }),
+                    ...(config.hypervisor?.stopTimeoutMs === undefined
+                      ? {}
+                      : { stopTimeoutMs: config.hypervisor.stopTimeoutMs }),
+                  },
+                  ready,
+                ).pipe(
+                  Effect.provide(LibvirtVmmLayer({ uri: config.hypervisor?.uri ?? "test:///default" })),
+                  Effect.andThen(Effect.never),
+                ),
             },
             ...(agent === null
               ? {}

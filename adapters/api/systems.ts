@@ -1,0 +1,191 @@
+/**
+ * The systems endpoints: create (with the scheduler's decision, or only the decision on a dry
+ * run), operations (each one a task owned by the system's node) and the serial console. The
+ * decisions are the core's (`scheduler.ts`, `requests.ts`); this file reads the CDB and writes
+ * what they return, in one batch.
+ */
+import { Effect, Result } from "effect"
+import { HttpApiBuilder } from "effect/http-api"
+import type { SystemSpecValue } from "../../core/hypervisor/hypervisor.ts"
+import { newTask, planOperation } from "../../core/hypervisor/requests.ts"
+import { defaultSchedulerPolicy, place } from "../../core/hypervisor/scheduler.ts"
+import { decodeObjectPart } from "../../core/model/validate.ts"
+import { nodeCapacities, systemsOf } from "../node/hypervisor.ts"
+import type { RunningNode } from "../node/node.ts"
+import {
+  AcpApi,
+  ConsoleUnavailable,
+  InvalidObject,
+  ObjectNotFound,
+  OperationRefused,
+  Unplaceable,
+  WriteFailed,
+} from "./definition.ts"
+import { Node, view } from "./server.ts"
+
+const encoder = new TextEncoder()
+const json = (value: unknown) => encoder.encode(JSON.stringify(value))
+
+let taskSerial = 0
+/** A task id unique in the cluster: the node, the time and a counter. */
+const taskId = (node: string, nowMs: number, operation: string) =>
+  `${operation}-${nowMs.toString(36)}-${node}-${(++taskSerial).toString(36)}`.slice(0, 63)
+
+const writeFailed = (error: { readonly reason: string; readonly message: string }) =>
+  new WriteFailed({ reason: error.reason, message: error.message })
+
+/** An operator's spec with the defaults a user would expect filled in. */
+const withDefaults = (id: string, input: unknown): unknown => {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) return input
+  return {
+    name: id,
+    disks: [],
+    nics: [],
+    ha: false,
+    desired: "running",
+    placement: { affinity: [], antiAffinity: [] },
+    epoch: 0,
+    ...input,
+  }
+}
+
+const specOf = (node: RunningNode, id: string): SystemSpecValue | undefined => {
+  const entry = node.get("system", id)
+  if (entry === undefined || entry.value === null) return undefined
+  return JSON.parse(new TextDecoder().decode(entry.value)) as SystemSpecValue
+}
+
+export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers) =>
+  Effect.gen(function* () {
+    const node = yield* Node
+    return handlers
+      .handle("create", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const decoded = decodeObjectPart("system", "spec", withDefaults(params.id, payload.spec))
+          if (Result.isFailure(decoded))
+            return yield* new InvalidObject({
+              message: decoded.failure.message,
+              issues: decoded.failure.issues,
+            })
+          if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(params.id))
+            return yield* new InvalidObject({
+              message: `invalid id "${params.id}"`,
+              issues: [{ path: "id", message: "Expected 1-63 characters of a-z, 0-9, '.', '_' or '-'" }],
+            })
+          if (node.get("system", params.id) !== undefined && payload.dryRun !== true)
+            return yield* new InvalidObject({
+              message: `system ${params.id} exists`,
+              issues: [{ path: "id", message: "already taken" }],
+            })
+          const spec = decoded.success as SystemSpecValue
+          const nodes = nodeCapacities(node)
+          const placed = systemsOf(node).flatMap(({ id, spec }) =>
+            spec.node === undefined
+              ? []
+              : [
+                  {
+                    id,
+                    node: spec.node,
+                    cpus: spec.cpus,
+                    memoryMiB: spec.memoryMiB,
+                    antiAffinity: spec.placement.antiAffinity,
+                  },
+                ],
+          )
+          const decision =
+            spec.node !== undefined
+              ? {
+                  _tag: "Placed" as const,
+                  node: spec.node as string,
+                  verdicts: [
+                    {
+                      node: spec.node,
+                      eligible: true,
+                      reason: "chosen by the operator",
+                      freeMemoryMiBAfter: 0,
+                    },
+                  ],
+                }
+              : place(
+                  {
+                    id: params.id,
+                    cpus: spec.cpus,
+                    memoryMiB: spec.memoryMiB,
+                    affinity: spec.placement.affinity,
+                    antiAffinity: spec.placement.antiAffinity,
+                  },
+                  nodes,
+                  placed,
+                  defaultSchedulerPolicy,
+                )
+          if (payload.dryRun === true) return { decision }
+          if (decision._tag === "Unplaceable")
+            return yield* new Unplaceable({
+              message: `no node can take ${params.id}: ${decision.reason}`,
+              decision,
+            })
+          const placedSpec = { ...spec, node: decision.node as NonNullable<SystemSpecValue["node"]> }
+          const nowMs = Date.now()
+          const id = taskId(node.id, nowMs, "create")
+          const task = newTask("create", params.id, decision.node, { desired: spec.desired }, nowMs)
+          yield* node
+            .write([
+              { op: "put", kind: "system", id: params.id, value: json(placedSpec) },
+              { op: "put", kind: "task", id, value: json(task) },
+            ])
+            .pipe(Effect.mapError(writeFailed))
+          return { decision, system: view(node, node.get("system", params.id)!), task: id }
+        }),
+      )
+      .handle("operate", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const nowMs = Date.now()
+          const id = taskId(node.id, nowMs, params.operation)
+          const plan = planOperation({
+            system: params.id,
+            spec: specOf(node, params.id),
+            operation: params.operation,
+            parameters: payload,
+            taskId: id,
+            nowMs,
+            nodes: node.status().members.map((member) => member.id),
+          })
+          if ("reason" in plan) {
+            if (plan.reason === "no-such-system")
+              return yield* new ObjectNotFound({ kind: "system", id: params.id, message: plan.message })
+            return yield* new OperationRefused({ reason: plan.reason, message: plan.message })
+          }
+          const writes: Array<Parameters<RunningNode["write"]>[0][number]> = []
+          if (plan.system === null) writes.push({ op: "delete", kind: "system", id: params.id, value: null })
+          else if (plan.system !== undefined)
+            writes.push({ op: "put", kind: "system", id: params.id, value: json(plan.system) })
+          writes.push({ op: "put", kind: "task", id, value: json(plan.task) })
+          yield* node.write(writes).pipe(Effect.mapError(writeFailed))
+          return { task: id }
+        }),
+      )
+      .handle("console", ({ params }) =>
+        Effect.gen(function* () {
+          const spec = specOf(node, params.id)
+          if (spec === undefined)
+            return yield* new ObjectNotFound({
+              kind: "system",
+              id: params.id,
+              message: `no system ${params.id}`,
+            })
+          if (spec.node !== node.id)
+            return yield* new ConsoleUnavailable({
+              message: `system ${params.id} runs on ${spec.node ?? "no node"}; ask that node (/v1/nodes/${spec.node ?? "?"}/v1/systems/${params.id}/console)`,
+            })
+          const read = node.console
+          if (read === undefined)
+            return yield* new ConsoleUnavailable({
+              message: "the hypervisor service is not running on this node",
+            })
+          return yield* read(params.id, 64 * 1024).pipe(
+            Effect.mapError((error) => new ConsoleUnavailable({ message: error.message })),
+          )
+        }),
+      )
+  }),
+)

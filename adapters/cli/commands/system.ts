@@ -1,0 +1,338 @@
+/**
+ * `acp system …` and `acp task …`: virtual machines and the tasks that record the work on them.
+ * Every operation is a task owned by the system's node; by default the command follows the
+ * task and prints its log as it grows (`--detach` returns at once with the task id).
+ */
+import { Console, Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { CliError, type ClusterNode } from "../client.ts"
+import { renderTable } from "../render.ts"
+import { ask, dirFlag, jsonFlag, nodeFlag, objectPath, withNode } from "./cluster.ts"
+
+interface TaskView {
+  readonly id: string
+  readonly spec: {
+    readonly operation: string
+    readonly target: { readonly kind: string; readonly id: string }
+    readonly owner: string
+    readonly state: string
+    readonly log: ReadonlyArray<{ readonly atMs: number; readonly line: string }>
+    readonly error?: string
+    readonly createdMs: number
+  }
+}
+
+interface SystemView {
+  readonly id: string
+  readonly spec: {
+    readonly name: string
+    readonly node?: string
+    readonly cpus: number
+    readonly memoryMiB: number
+    readonly ha: boolean
+    readonly desired: string
+    readonly disks: ReadonlyArray<{ readonly volume: string }>
+    readonly epoch?: number
+  }
+  readonly meta: ReadonlyArray<{
+    readonly node: string
+    readonly value: { readonly state?: string; readonly detail?: string; readonly held?: boolean }
+  }>
+  readonly stats: ReadonlyArray<{
+    readonly node: string
+    readonly value: { readonly cpuUsage?: number; readonly memoryUsedBytes?: number }
+  }>
+}
+
+const systemId = Argument.String("system").pipe(Argument.withDescription("The system's id"))
+const detachFlag = Flag.Boolean("detach").pipe(
+  Flag.withDescription("Return at once with the task id instead of following the task"),
+  Flag.withDefault(false),
+)
+const timeoutFlag = Flag.Int("timeout").pipe(
+  Flag.withDescription("Seconds to follow the task before giving up (the task goes on)"),
+  Flag.withDefault(120),
+)
+
+const terminal = new Set(["succeeded", "failed", "cancelled"])
+
+/** Follows a task, printing each new log line, until it ends; fails if it did not succeed. */
+export const followTask = (target: ClusterNode, id: string, timeoutS: number) =>
+  Effect.gen(function* () {
+    let printed = 0
+    const deadline = Date.now() + timeoutS * 1000
+    while (true) {
+      const task = (yield* ask(target, "GET", objectPath("task", id)).pipe(
+        Effect.catch(() => Effect.succeed(undefined)),
+      )) as TaskView | undefined
+      if (task !== undefined) {
+        for (const entry of task.spec.log.slice(printed))
+          yield* Console.log(`  ${new Date(entry.atMs).toISOString().slice(11, 23)}  ${entry.line}`)
+        printed = task.spec.log.length
+        if (terminal.has(task.spec.state)) {
+          if (task.spec.state !== "succeeded")
+            return yield* new CliError({ message: `task ${id} ${task.spec.state}: ${task.spec.error ?? ""}` })
+          return task
+        }
+      }
+      if (Date.now() > deadline)
+        return yield* new CliError({
+          message: `task ${id} still running after ${timeoutS} s (see acp task watch ${id})`,
+        })
+      yield* Effect.sleep("200 millis")
+    }
+  })
+
+const stateOf = (system: SystemView) => {
+  const meta = system.meta.find((slot) => slot.node === system.spec.node)?.value
+  return meta === undefined ? "pending" : `${meta.state ?? "?"}${meta.held === true ? " (held)" : ""}`
+}
+
+const operation = (
+  name: string,
+  description: string,
+  extra: Record<string, Flag.Flag<Option.Option<string>>> = {},
+) =>
+  Command.make(
+    name,
+    { system: systemId, dir: dirFlag, node: nodeFlag, detach: detachFlag, timeout: timeoutFlag, ...extra },
+    (args) =>
+      withNode(args.dir, args.node, (target) =>
+        Effect.gen(function* () {
+          const parameters: Record<string, string> = {}
+          for (const key of Object.keys(extra)) {
+            const value = (args as unknown as Record<string, Option.Option<string>>)[key]
+            if (value !== undefined && Option.isSome(value)) parameters[key] = value.value
+          }
+          const { task } = (yield* ask(
+            target,
+            "POST",
+            `/v1/systems/${encodeURIComponent(args.system)}/${name}`,
+            parameters,
+          )) as { task: string }
+          if (args.detach) return yield* Console.log(task)
+          yield* Console.log(`${name} ${args.system}: task ${task}`)
+          yield* followTask(target, task, args.timeout)
+        }),
+      ),
+  ).pipe(Command.withDescription(description))
+
+const create = Command.make(
+  "create",
+  {
+    system: systemId,
+    cpus: Flag.Int("cpus").pipe(Flag.withDescription("Virtual CPUs"), Flag.withDefault(1)),
+    memory: Flag.Int("memory").pipe(Flag.withDescription("Memory in MiB"), Flag.withDefault(128)),
+    ha: Flag.Boolean("ha").pipe(
+      Flag.withDescription("Restart it on another node if its node is lost"),
+      Flag.withDefault(false),
+    ),
+    on: Flag.String("on").pipe(
+      Flag.withDescription("Place it on this node instead of asking the scheduler"),
+      Flag.optional,
+    ),
+    stopped: Flag.Boolean("stopped").pipe(
+      Flag.withDescription("Define it without starting it"),
+      Flag.withDefault(false),
+    ),
+    antiAffinity: Flag.String("anti-affinity").pipe(
+      Flag.withDescription("Comma-separated systems it must never share a node with"),
+      Flag.optional,
+    ),
+    dryRun: Flag.Boolean("dry-run").pipe(
+      Flag.withDescription("Show the scheduler's decision and why; write nothing"),
+      Flag.withDefault(false),
+    ),
+    dir: dirFlag,
+    node: nodeFlag,
+    detach: detachFlag,
+    timeout: timeoutFlag,
+    json: jsonFlag,
+  },
+  (args) =>
+    withNode(args.dir, args.node, (target) =>
+      Effect.gen(function* () {
+        const spec = {
+          cpus: args.cpus,
+          memoryMiB: args.memory,
+          ha: args.ha,
+          desired: args.stopped ? "stopped" : "running",
+          placement: {
+            affinity: [],
+            antiAffinity: Option.match(args.antiAffinity, {
+              onNone: () => [],
+              onSome: (list) => list.split(",").filter(Boolean),
+            }),
+          },
+          ...(Option.isSome(args.on) ? { node: args.on.value } : {}),
+        }
+        const answer = (yield* ask(target, "POST", `/v1/systems/${encodeURIComponent(args.system)}`, {
+          spec,
+          dryRun: args.dryRun,
+        })) as {
+          decision: {
+            _tag: string
+            node?: string
+            reason?: string
+            verdicts: ReadonlyArray<{ node: string; eligible: boolean; reason: string }>
+          }
+          task?: string
+        }
+        if (args.json) return yield* Console.log(JSON.stringify(answer))
+        const verdicts = renderTable(
+          ["NODE", "ELIGIBLE", "WHY"],
+          answer.decision.verdicts.map((verdict) => [
+            verdict.node === answer.decision.node ? `${verdict.node} *` : verdict.node,
+            verdict.eligible ? "yes" : "no",
+            verdict.reason,
+          ]),
+        )
+        if (args.dryRun) {
+          yield* Console.log(
+            answer.decision._tag === "Placed"
+              ? `would place ${args.system} on ${answer.decision.node}`
+              : `cannot place ${args.system}: ${answer.decision.reason}`,
+          )
+          return yield* Console.log(verdicts)
+        }
+        yield* Console.log(`created ${args.system} on ${answer.decision.node} (task ${answer.task})`)
+        if (!args.detach && answer.task !== undefined) yield* followTask(target, answer.task, args.timeout)
+      }),
+    ),
+).pipe(Command.withDescription("Create a system, placed by the scheduler (or --on a node), and start it"))
+
+const list = Command.make("list", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
+  withNode(dir, node, (target) =>
+    Effect.gen(function* () {
+      const systems = (yield* ask(target, "GET", "/v1/objects/system")) as ReadonlyArray<SystemView>
+      if (json) return yield* Console.log(JSON.stringify(systems))
+      if (systems.length === 0) return yield* Console.log("no systems")
+      yield* Console.log(
+        renderTable(
+          ["SYSTEM", "NODE", "DESIRED", "STATE", "HA", "CPUS", "MEMORY", "CPU USE", "MEM USED"],
+          systems.map((system) => {
+            const stats = system.stats.find((slot) => slot.node === system.spec.node)?.value
+            return [
+              system.id,
+              system.spec.node ?? "-",
+              system.spec.desired,
+              stateOf(system),
+              system.spec.ha ? "yes" : "no",
+              String(system.spec.cpus),
+              `${system.spec.memoryMiB} MiB`,
+              stats?.cpuUsage === undefined ? "-" : `${(stats.cpuUsage / 100).toFixed(1)}%`,
+              stats?.memoryUsedBytes === undefined
+                ? "-"
+                : `${Math.round(stats.memoryUsedBytes / 1024 / 1024)} MiB`,
+            ]
+          }),
+        ),
+      )
+    }),
+  ),
+).pipe(Command.withDescription("List the systems with their node, state and statistics"))
+
+const show = Command.make(
+  "show",
+  { system: systemId, dir: dirFlag, node: nodeFlag },
+  ({ system, dir, node }) =>
+    withNode(dir, node, (target) =>
+      ask(target, "GET", objectPath("system", system)).pipe(
+        Effect.flatMap((body) => Console.log(JSON.stringify(body, null, 2))),
+      ),
+    ),
+).pipe(Command.withDescription("Show a system: spec, every node's meta and statistics"))
+
+const consoleCommand = Command.make(
+  "console",
+  { system: systemId, dir: dirFlag, node: nodeFlag },
+  ({ system, dir, node }) =>
+    withNode(dir, node, (target) =>
+      Effect.gen(function* () {
+        const body = (yield* ask(target, "GET", objectPath("system", system))) as SystemView
+        const owner = body.spec.node
+        const path =
+          owner === undefined || owner === target.id || target.remote !== undefined
+            ? `/v1/systems/${encodeURIComponent(system)}/console`
+            : `/v1/nodes/${encodeURIComponent(owner)}/v1/systems/${encodeURIComponent(system)}/console`
+        const text = yield* ask(target, "GET", path)
+        yield* Console.log(typeof text === "string" ? text : JSON.stringify(text))
+      }),
+    ),
+).pipe(Command.withDescription("Print the system's serial console output (read on the node that runs it)"))
+
+const volumeFlag = Flag.String("volume").pipe(Flag.withDescription("The storage volume's id"), Flag.optional)
+
+export const systemCommand = Command.make("system").pipe(
+  Command.withDescription("Virtual machines: create, operate, inspect"),
+  Command.withSubcommands([
+    create,
+    list,
+    show,
+    operation("start", "Start a system"),
+    operation("stop", "Stop a system: ACPI shutdown, then destroyed after the node's stop timeout"),
+    operation("reboot", "Reboot a running system"),
+    operation("suspend", "Pause a running system"),
+    operation("resume", "Resume a paused system"),
+    operation("destroy", "Turn a system off and delete it"),
+    consoleCommand,
+    operation("attach", "Attach a volume (hot-plug where the driver can, else to the stopped system)", {
+      volume: volumeFlag,
+      target: Flag.String("target").pipe(Flag.withDescription("The guest device, e.g. vdb"), Flag.optional),
+    }),
+    operation("detach", "Detach a volume", { volume: volumeFlag }),
+    operation("migrate", "Move a system to another node (cold: stop, move, start)", {
+      to: Flag.String("to").pipe(Flag.withDescription("The node to move it to"), Flag.optional),
+    }),
+  ]),
+)
+
+const taskList = Command.make(
+  "list",
+  { dir: dirFlag, node: nodeFlag, json: jsonFlag },
+  ({ dir, node, json }) =>
+    withNode(dir, node, (target) =>
+      Effect.gen(function* () {
+        const tasks = [...((yield* ask(target, "GET", "/v1/objects/task")) as ReadonlyArray<TaskView>)].sort(
+          (left, right) => left.spec.createdMs - right.spec.createdMs,
+        )
+        if (json) return yield* Console.log(JSON.stringify(tasks))
+        if (tasks.length === 0) return yield* Console.log("no tasks")
+        yield* Console.log(
+          renderTable(
+            ["TASK", "OPERATION", "TARGET", "OWNER", "STATE", "LAST"],
+            tasks.map((task) => [
+              task.id,
+              task.spec.operation,
+              `${task.spec.target.kind}/${task.spec.target.id}`,
+              task.spec.owner,
+              task.spec.state,
+              task.spec.error ?? task.spec.log.at(-1)?.line ?? "",
+            ]),
+          ),
+        )
+      }),
+    ),
+).pipe(Command.withDescription("List tasks, oldest first"))
+
+const taskId = Argument.String("task").pipe(Argument.withDescription("The task's id"))
+
+export const taskCommand = Command.make("task").pipe(
+  Command.withDescription("Tasks: the log of every long operation"),
+  Command.withSubcommands([
+    taskList,
+    Command.make("show", { task: taskId, dir: dirFlag, node: nodeFlag }, ({ task, dir, node }) =>
+      withNode(dir, node, (target) =>
+        ask(target, "GET", objectPath("task", task)).pipe(
+          Effect.flatMap((body) => Console.log(JSON.stringify(body, null, 2))),
+        ),
+      ),
+    ).pipe(Command.withDescription("Show a task with its whole log")),
+    Command.make(
+      "watch",
+      { task: taskId, dir: dirFlag, node: nodeFlag, timeout: timeoutFlag },
+      ({ task, dir, node, timeout }) =>
+        withNode(dir, node, (target) => followTask(target, task, timeout).pipe(Effect.asVoid)),
+    ).pipe(Command.withDescription("Follow a task's log until it ends")),
+  ]),
+)

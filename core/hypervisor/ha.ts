@@ -1,0 +1,126 @@
+/**
+ * High availability, as the primary decides it: a pure function from what the primary knows
+ * (systems, their nodes' meta, when it last heard each node, since when it is primary) to new
+ * placements. Only a primary with a valid lease calls it.
+ *
+ * When is a lost node certainly no longer running its HA systems? A node stops them once no
+ * leased primary that hears it has pinged it for `haFenceMs` (`hypervisor.ts`). This primary's
+ * pings name the node only while it heard the node within `quorumWindowMs`; an earlier
+ * primary's leased pings all left before this primary was elected. So after
+ * `max(lastHeard + quorumWindowMs, primarySince) + haFenceMs + marginMs` (this primary's clock;
+ * the margin covers message delay, clock drift and one tick) the node has stopped them, and they
+ * may start elsewhere.
+ *
+ * The primary also releases systems a live node holds (after a fence, or at its boot) by
+ * raising their epoch: the node starts them again only for an epoch newer than its hold.
+ */
+import type { SystemMetaValue, SystemSpecValue } from "./hypervisor.ts"
+import { type NodeCapacity, type PlacedSystem, place, type SchedulerPolicy } from "./scheduler.ts"
+
+export interface HaTimings {
+  readonly haFenceMs: number
+  readonly quorumWindowMs: number
+  readonly marginMs: number
+}
+
+export interface HaInput {
+  readonly nowMs: number
+  readonly self: string
+  readonly primarySinceMs: number
+  readonly systems: ReadonlyArray<{ readonly id: string; readonly spec: SystemSpecValue }>
+  /** The meta slot the node a system is placed on wrote for it, if any. */
+  readonly metaOf: (system: string, node: string) => SystemMetaValue | undefined
+  readonly lastHeardMs: (node: string) => number
+  readonly nodes: ReadonlyArray<NodeCapacity>
+  readonly timings: HaTimings
+  readonly policy: SchedulerPolicy
+}
+
+export type HaAction =
+  | {
+      readonly _tag: "Move"
+      readonly system: string
+      readonly from: string
+      readonly to: string
+      readonly spec: SystemSpecValue
+      readonly reason: string
+    }
+  | {
+      readonly _tag: "Release"
+      readonly system: string
+      readonly node: string
+      readonly spec: SystemSpecValue
+    }
+  | { readonly _tag: "Stranded"; readonly system: string; readonly from: string; readonly reason: string }
+
+/** When the primary may restart a lost node's HA systems elsewhere (its own clock). */
+export const certainlyStoppedAtMs = (
+  input: Pick<HaInput, "primarySinceMs" | "lastHeardMs" | "timings">,
+  node: string,
+): number =>
+  Math.max(input.lastHeardMs(node) + input.timings.quorumWindowMs, input.primarySinceMs) +
+  input.timings.haFenceMs +
+  input.timings.marginMs
+
+export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
+  const actions: Array<HaAction> = []
+  const placed: Array<PlacedSystem> = input.systems.flatMap(({ id, spec }) =>
+    spec.node === undefined
+      ? []
+      : [
+          {
+            id,
+            node: spec.node,
+            cpus: spec.cpus,
+            memoryMiB: spec.memoryMiB,
+            antiAffinity: spec.placement.antiAffinity,
+          },
+        ],
+  )
+  const sorted = [...input.systems].sort((left, right) => (left.id < right.id ? -1 : 1))
+  for (const { id, spec } of sorted) {
+    if (!spec.ha || spec.desired === "stopped" || spec.node === undefined) continue
+    const node = spec.node
+    const epoch = spec.epoch ?? 0
+    const heard = node === input.self || input.nowMs - input.lastHeardMs(node) <= input.timings.quorumWindowMs
+    if (heard) {
+      const meta = input.metaOf(id, node)
+      if (meta?.held === true && (meta.epoch ?? 0) === epoch)
+        actions.push({ _tag: "Release", system: id, node, spec: { ...spec, epoch: epoch + 1 } })
+      continue
+    }
+    if (input.nowMs < certainlyStoppedAtMs(input, node)) continue
+    const candidates = input.nodes.map((candidate) =>
+      candidate.id === node ? { ...candidate, alive: false } : candidate,
+    )
+    const decision = place(
+      {
+        id,
+        cpus: spec.cpus,
+        memoryMiB: spec.memoryMiB,
+        affinity: spec.placement.affinity,
+        antiAffinity: spec.placement.antiAffinity,
+      },
+      candidates,
+      placed,
+      input.policy,
+    )
+    if (decision._tag === "Unplaceable") {
+      actions.push({ _tag: "Stranded", system: id, from: node, reason: decision.reason })
+      continue
+    }
+    const moved = { ...spec, node: decision.node as typeof node, epoch: epoch + 1 }
+    actions.push({
+      _tag: "Move",
+      system: id,
+      from: node,
+      to: decision.node,
+      spec: moved,
+      reason: `${node} not heard for ${input.nowMs - input.lastHeardMs(node)} ms: it has certainly stopped its HA systems`,
+    })
+    // Later placements in the same round see this one.
+    const index = placed.findIndex((system) => system.id === id)
+    if (index >= 0) placed[index] = { ...placed[index]!, node: decision.node }
+  }
+  return actions
+}
