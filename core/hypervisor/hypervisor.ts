@@ -422,7 +422,7 @@ export class HypervisorNode {
   }
 
   /** The disk leaves the spec once the node has detached it, or when attaching it failed. */
-  private dropDisk(system: string, volume: string | undefined): void {
+  private dropDisk(system: string, volume: string | undefined): undefined {
     const spec = this.systems.get(system)
     if (spec === undefined || volume === undefined || !spec.disks.some((disk) => disk.volume === volume))
       return
@@ -442,7 +442,7 @@ export class HypervisorNode {
   }
 
   /** Asks the guest to shut down once, then destroys the domain when `stopTimeoutMs` has passed. */
-  private stopGracefully(local: Local, nowMs: number): void {
+  private stopGracefully(local: Local, nowMs: number): undefined {
     if (local.stopDeadlineMs === undefined) {
       local.stopDeadlineMs = nowMs + this.config.stopTimeoutMs
       return this.call(local, { _tag: "shutdown" }, nowMs, "stop")
@@ -493,7 +493,7 @@ export class HypervisorNode {
     call: DriverCall,
     nowMs: number,
     event?: Parameters<typeof transition>[3],
-  ): void {
+  ): undefined {
     const requestId = ++this.requestId
     const task = this.activeTaskFor(local.id)
     local.inflight = { requestId, call: call._tag, ...(task === undefined ? {} : { task: task.id }) }
@@ -510,7 +510,7 @@ export class HypervisorNode {
     this.outputs.push({ _tag: "Call", requestId, system: local.id, domain: local.domain, call })
   }
 
-  private reconcile(local: Local, nowMs: number, authority: Authority): void {
+  private reconcile(local: Local, nowMs: number, authority: Authority): undefined {
     if (local.inflight !== undefined || local.observed === undefined) return
     const spec = this.systems.get(local.id)
     const mine = spec !== undefined && spec.node === this.config.self
@@ -626,7 +626,7 @@ export class HypervisorNode {
   }
 
   /** Moves the lifecycle state to `to` along legal events only. */
-  private move(local: Local, to: SystemState, nowMs: number): void {
+  private move(local: Local, to: SystemState, nowMs: number): undefined {
     if (local.state === to) return
     const path = pathBetween(local.state, to)
     if (path.length === 0) return
@@ -636,7 +636,7 @@ export class HypervisorNode {
 
   // ---- tasks ---------------------------------------------------------------------------------
 
-  private progressTask(task: ActiveTask, nowMs: number): void {
+  private progressTask(task: ActiveTask, nowMs: number): undefined {
     if (!this.tasks.has(task.id)) return
     const local = this.locals.get(task.spec.target.id)
     const spec = this.systems.get(task.spec.target.id)
@@ -676,7 +676,7 @@ export class HypervisorNode {
     }
   }
 
-  private log(task: ActiveTask, nowMs: number, line: string): void {
+  private log(task: ActiveTask, nowMs: number, line: string): undefined {
     const log = [...task.spec.log, { atMs: nowMs, line }].slice(-maxLogLines)
     task.spec = { ...task.spec, log }
     this.outputs.push({ _tag: "WriteTask", id: task.id, spec: task.spec })
@@ -688,7 +688,7 @@ export class HypervisorNode {
     nowMs: number,
     error?: string,
     note?: string,
-  ): void {
+  ): undefined {
     const task = this.tasks.get(id)
     if (task === undefined) return
     this.tasks.delete(id)

@@ -66,7 +66,10 @@ export const place = (
   placed: ReadonlyArray<PlacedSystem>,
   policy: SchedulerPolicy = defaultSchedulerPolicy,
 ): Decision => {
-  const others = placed.filter((system) => system.id !== request.id)
+  // Sorted, so the explanation (which partner repels) does not depend on the input's order either.
+  const others = placed
+    .filter((system) => system.id !== request.id)
+    .sort((left, right) => (left.id < right.id ? -1 : left.id > right.id ? 1 : 0))
   const partnerNodes = [
     ...new Set(others.filter((system) => request.affinity.includes(system.id)).map((system) => system.node)),
   ].sort()

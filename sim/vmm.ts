@@ -1,0 +1,179 @@
+/**
+ * The simulator's VMM: one per simulated host, deterministic (all chance comes from the PRNG it
+ * is given), with the faults real hypervisors have: a start that fails, a guest that crashes,
+ * a guest slow to shut down or that ignores the request. It answers the hypervisor core's
+ * driver calls the way libvirt does (the same `VmmError` reasons), and a host crash takes every
+ * domain with it, as with libvirt's test driver inside a node process.
+ */
+import type { DriverCall, Observation } from "../core/hypervisor/hypervisor.ts"
+import type { DomainState, VmmError } from "../core/ports/vmm.ts"
+import type { Prng } from "./prng.ts"
+
+export interface SimVmmFaults {
+  readonly startFailurePermille: number
+  /** Chance per second that a running guest crashes. */
+  readonly crashPermillePerSecond: number
+  /** Chance that a guest takes `slowShutdownUs` to shut down instead of a moment. */
+  readonly slowShutdownPermille: number
+  readonly slowShutdownUs: number
+  /** Chance that a guest ignores a shutdown request altogether. */
+  readonly ignoreShutdownPermille: number
+}
+
+export const noVmmFaults: SimVmmFaults = {
+  startFailurePermille: 0,
+  crashPermillePerSecond: 0,
+  slowShutdownPermille: 0,
+  slowShutdownUs: 0,
+  ignoreShutdownPermille: 0,
+}
+
+export interface CallResult {
+  readonly error?: { readonly reason: VmmError["reason"]; readonly detail: string }
+  readonly observed: Observation
+  /** How long the call took. */
+  readonly latencyUs: number
+}
+
+interface Domain {
+  state: DomainState
+  /** When a requested shutdown completes, if the guest agreed to one. */
+  offAtUs: number | undefined
+}
+
+const latencyUs: Readonly<Record<DriverCall["_tag"], number>> = {
+  define: 5_000,
+  start: 400_000,
+  shutdown: 2_000,
+  destroy: 20_000,
+  reboot: 300_000,
+  suspend: 5_000,
+  resume: 5_000,
+  undefine: 5_000,
+  attach: 30_000,
+  detach: 30_000,
+}
+
+export class SimVmm {
+  private readonly domains = new Map<string, Domain>()
+  private readonly faults: SimVmmFaults
+  private readonly prng: Prng
+  /** Guest crashes caused, for the report. */
+  crashes = 0
+
+  constructor(prng: Prng, faults: SimVmmFaults) {
+    this.prng = prng
+    this.faults = faults
+  }
+
+  list(): ReadonlyArray<{ readonly name: string; readonly state: DomainState }> {
+    return [...this.domains]
+      .map(([name, domain]) => ({ name, state: domain.state }))
+      .sort((a, b) => (a.name < b.name ? -1 : 1))
+  }
+
+  /** Domains whose guest is running or paused: what "runs on this host" means for the checkers. */
+  active(): ReadonlyArray<string> {
+    return [...this.domains]
+      .filter(
+        ([, domain]) =>
+          domain.state === "running" || domain.state === "paused" || domain.state === "shutting-down",
+      )
+      .map(([name]) => name)
+  }
+
+  /** The host went down: every domain is gone (their definitions lived in the node process). */
+  hostCrashed(): void {
+    this.domains.clear()
+  }
+
+  /** Applies what happens on its own over `elapsedUs` up to `nowUs`: shutdowns completing, guests crashing. */
+  advance(nowUs: number, elapsedUs: number): void {
+    for (const domain of this.domains.values()) {
+      if (domain.offAtUs !== undefined && nowUs >= domain.offAtUs) {
+        domain.state = "shutoff"
+        domain.offAtUs = undefined
+      }
+      if (domain.state === "running" && this.faults.crashPermillePerSecond > 0) {
+        const permille = Math.min(
+          1000,
+          Math.round((this.faults.crashPermillePerSecond * elapsedUs) / 1_000_000),
+        )
+        if (permille > 0 && this.prng.chance(permille)) {
+          domain.state = "crashed"
+          this.crashes++
+        }
+      }
+    }
+  }
+
+  execute(name: string, call: DriverCall, nowUs: number): CallResult {
+    this.advance(nowUs, 0)
+    const domain = this.domains.get(name)
+    const fail = (reason: VmmError["reason"], detail: string): CallResult => ({
+      error: { reason, detail },
+      observed: domain?.state ?? "absent",
+      latencyUs: 1_000,
+    })
+    const done = (): CallResult => ({
+      observed: this.domains.get(name)?.state ?? "absent",
+      latencyUs: latencyUs[call._tag],
+    })
+    if (call._tag === "define") {
+      if (domain === undefined) this.domains.set(name, { state: "shutoff", offAtUs: undefined })
+      return done()
+    }
+    if (domain === undefined) return fail("no-such-system", `no domain ${name}`)
+    const needs = (states: ReadonlyArray<DomainState>) =>
+      states.includes(domain.state) ? undefined : fail("invalid-state", `the domain is ${domain.state}`)
+    switch (call._tag) {
+      case "start": {
+        const refused = needs(["shutoff", "crashed"])
+        if (refused !== undefined) return refused
+        if (this.prng.chance(this.faults.startFailurePermille))
+          return fail("failed", "the guest failed to start")
+        domain.state = "running"
+        return done()
+      }
+      case "shutdown": {
+        const refused = needs(["running", "paused", "shutting-down"])
+        if (refused !== undefined) return refused
+        if (this.prng.chance(this.faults.ignoreShutdownPermille)) return done()
+        domain.state = "shutting-down"
+        domain.offAtUs =
+          nowUs + (this.prng.chance(this.faults.slowShutdownPermille) ? this.faults.slowShutdownUs : 200_000)
+        return done()
+      }
+      case "destroy": {
+        const refused = needs(["running", "paused", "shutting-down", "crashed"])
+        if (refused !== undefined) return refused
+        domain.state = "shutoff"
+        domain.offAtUs = undefined
+        return done()
+      }
+      case "reboot":
+        return needs(["running"]) ?? done()
+      case "suspend": {
+        const refused = needs(["running"])
+        if (refused !== undefined) return refused
+        domain.state = "paused"
+        return done()
+      }
+      case "resume": {
+        const refused = needs(["paused"])
+        if (refused !== undefined) return refused
+        domain.state = "running"
+        return done()
+      }
+      case "undefine": {
+        const refused = needs(["shutoff", "crashed"])
+        if (refused !== undefined) return refused
+        this.domains.delete(name)
+        return done()
+      }
+      case "attach":
+      case "detach":
+        return done()
+    }
+  }
+}
