@@ -58,8 +58,6 @@ export class SimVmm {
   private readonly domains = new Map<string, Domain>()
   private readonly faults: SimVmmFaults
   private readonly prng: Prng
-  /** Guest crashes caused, for the report. */
-  crashes = 0
 
   constructor(prng: Prng, faults: SimVmmFaults) {
     this.prng = prng
@@ -70,16 +68,6 @@ export class SimVmm {
     return [...this.domains]
       .map(([name, domain]) => ({ name, state: domain.state }))
       .sort((a, b) => (a.name < b.name ? -1 : 1))
-  }
-
-  /** Domains whose guest is running or paused: what "runs on this host" means for the checkers. */
-  active(): ReadonlyArray<string> {
-    return [...this.domains]
-      .filter(
-        ([, domain]) =>
-          domain.state === "running" || domain.state === "paused" || domain.state === "shutting-down",
-      )
-      .map(([name]) => name)
   }
 
   /** The host went down: every domain is gone (their definitions lived in the node process). */
@@ -101,7 +89,6 @@ export class SimVmm {
         )
         if (permille > 0 && this.prng.chance(permille)) {
           domain.state = "crashed"
-          this.crashes++
         }
       }
     }

@@ -40,6 +40,9 @@ const jsonOrBase64 = (bytes: Uint8Array | null): unknown => {
   }
 }
 
+export const writeFailed = (error: { readonly reason: string; readonly message: string }) =>
+  new WriteFailed({ reason: error.reason, message: error.message })
+
 export const view = (node: RunningNode, entry: SpecEntry): ObjectView => ({
   kind: entry.kind,
   id: entry.id,
@@ -107,9 +110,7 @@ const ObjectsHandlers = HttpApiBuilder.group(AcpApi, "objects", (handlers) =>
             .write([
               { op: "put", kind: params.kind, id: params.id, value: encoder.encode(JSON.stringify(payload)) },
             ])
-            .pipe(
-              Effect.mapError((error) => new WriteFailed({ reason: error.reason, message: error.message })),
-            )
+            .pipe(Effect.mapError(writeFailed))
           return view(node, node.get(params.kind, params.id)!)
         }),
       )
@@ -125,9 +126,7 @@ const ObjectsHandlers = HttpApiBuilder.group(AcpApi, "objects", (handlers) =>
           }
           yield* node
             .write([{ op: "delete", kind: params.kind, id: params.id, value: null }])
-            .pipe(
-              Effect.mapError((error) => new WriteFailed({ reason: error.reason, message: error.message })),
-            )
+            .pipe(Effect.mapError(writeFailed))
         }),
       )
   }),
@@ -211,7 +210,7 @@ const AlarmsHandlers = HttpApiBuilder.group(AcpApi, "alarms", (handlers) =>
         }
         yield* node
           .write([{ op: "put", kind: "alarm", id: params.id, value: encodeAlarm(acknowledged.success) }])
-          .pipe(Effect.mapError((error) => new WriteFailed({ reason: error.reason, message: error.message })))
+          .pipe(Effect.mapError(writeFailed))
         return view(node, node.get("alarm", params.id)!)
       }),
     )

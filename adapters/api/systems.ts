@@ -8,9 +8,9 @@ import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import type { SystemSpecValue } from "../../core/hypervisor/hypervisor.ts"
 import { newTask, planOperation } from "../../core/hypervisor/requests.ts"
-import { defaultSchedulerPolicy, place } from "../../core/hypervisor/scheduler.ts"
-import { decodeObjectPart } from "../../core/model/validate.ts"
-import { nodeCapacities, systemsOf } from "../node/hypervisor.ts"
+import { defaultSchedulerPolicy, place, placedSystems, requestFor } from "../../core/hypervisor/scheduler.ts"
+import { decodeObjectId, decodeObjectPart } from "../../core/model/validate.ts"
+import { json, nodeCapacities, parse, systemsOf } from "../node/hypervisor.ts"
 import type { RunningNode } from "../node/node.ts"
 import {
   AcpApi,
@@ -19,20 +19,13 @@ import {
   ObjectNotFound,
   OperationRefused,
   Unplaceable,
-  WriteFailed,
 } from "./definition.ts"
-import { Node, view } from "./server.ts"
-
-const encoder = new TextEncoder()
-const json = (value: unknown) => encoder.encode(JSON.stringify(value))
+import { Node, view, writeFailed } from "./server.ts"
 
 let taskSerial = 0
 /** A task id unique in the cluster: the node, the time and a counter. */
 const taskId = (node: string, nowMs: number, operation: string) =>
   `${operation}-${nowMs.toString(36)}-${node}-${(++taskSerial).toString(36)}`.slice(0, 63)
-
-const writeFailed = (error: { readonly reason: string; readonly message: string }) =>
-  new WriteFailed({ reason: error.reason, message: error.message })
 
 /** An operator's spec with the defaults a user would expect filled in. */
 const withDefaults = (id: string, input: unknown): unknown => {
@@ -49,11 +42,7 @@ const withDefaults = (id: string, input: unknown): unknown => {
   }
 }
 
-const specOf = (node: RunningNode, id: string): SystemSpecValue | undefined => {
-  const entry = node.get("system", id)
-  if (entry === undefined || entry.value === null) return undefined
-  return JSON.parse(new TextDecoder().decode(entry.value)) as SystemSpecValue
-}
+const specOf = (node: RunningNode, id: string) => parse<SystemSpecValue>(node.get("system", id)?.value)
 
 export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers) =>
   Effect.gen(function* () {
@@ -67,10 +56,11 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
               message: decoded.failure.message,
               issues: decoded.failure.issues,
             })
-          if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(params.id))
+          const checked = decodeObjectId("system", params.id)
+          if (Result.isFailure(checked))
             return yield* new InvalidObject({
-              message: `invalid id "${params.id}"`,
-              issues: [{ path: "id", message: "Expected 1-63 characters of a-z, 0-9, '.', '_' or '-'" }],
+              message: checked.failure.message,
+              issues: checked.failure.issues,
             })
           if (node.get("system", params.id) !== undefined && payload.dryRun !== true)
             return yield* new InvalidObject({
@@ -78,20 +68,6 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
               issues: [{ path: "id", message: "already taken" }],
             })
           const spec = decoded.success as SystemSpecValue
-          const nodes = nodeCapacities(node)
-          const placed = systemsOf(node).flatMap(({ id, spec }) =>
-            spec.node === undefined
-              ? []
-              : [
-                  {
-                    id,
-                    node: spec.node,
-                    cpus: spec.cpus,
-                    memoryMiB: spec.memoryMiB,
-                    antiAffinity: spec.placement.antiAffinity,
-                  },
-                ],
-          )
           const decision =
             spec.node !== undefined
               ? {
@@ -107,15 +83,9 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
                   ],
                 }
               : place(
-                  {
-                    id: params.id,
-                    cpus: spec.cpus,
-                    memoryMiB: spec.memoryMiB,
-                    affinity: spec.placement.affinity,
-                    antiAffinity: spec.placement.antiAffinity,
-                  },
-                  nodes,
-                  placed,
+                  requestFor(params.id, spec),
+                  nodeCapacities(node),
+                  placedSystems(systemsOf(node)),
                   defaultSchedulerPolicy,
                 )
           if (payload.dryRun === true) return { decision }
@@ -146,7 +116,6 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
             spec: specOf(node, params.id),
             operation: params.operation,
             parameters: payload,
-            taskId: id,
             nowMs,
             nodes: node.status().members.map((member) => member.id),
           })

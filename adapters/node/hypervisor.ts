@@ -27,8 +27,8 @@ import type { RunningNode } from "./node.ts"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
-const json = (value: unknown) => encoder.encode(JSON.stringify(value))
-const parse = <A>(bytes: Uint8Array | null | undefined): A | undefined => {
+export const json = (value: unknown) => encoder.encode(JSON.stringify(value))
+export const parse = <A>(bytes: Uint8Array | null | undefined): A | undefined => {
   if (bytes === null || bytes === undefined) return undefined
   try {
     return JSON.parse(decoder.decode(bytes)) as A
@@ -47,18 +47,19 @@ export interface HypervisorOptions {
   readonly haMarginMs?: number
 }
 
-/** The host's statistics, in the node kind's stats schema. */
-const hostStats = Effect.tryPromise(async () => {
-  const [memory, load, cpu, time] = await Promise.all([si.mem(), si.currentLoad(), si.cpu(), si.time()])
-  return {
-    cpuCount: cpu.cores,
-    cpuUsage: Math.round(load.currentLoad * 100),
-    memoryTotalBytes: memory.total,
-    memoryUsedBytes: memory.active,
-    load1Hundredths: Math.round((load.avgLoad ?? 0) * 100),
-    uptimeMs: Math.round(time.uptime * 1000),
-  }
-})
+/** The host's statistics, in the node kind's stats schema (the CPU count is read once). */
+const hostStats = (cpuCount: number) =>
+  Effect.tryPromise(async () => {
+    const [memory, load, time] = await Promise.all([si.mem(), si.currentLoad(), si.time()])
+    return {
+      cpuCount,
+      cpuUsage: Math.round(load.currentLoad * 100),
+      memoryTotalBytes: memory.total,
+      memoryUsedBytes: memory.active,
+      load1Hundredths: Math.round((load.avgLoad ?? 0) * 100),
+      uptimeMs: Math.round(time.uptime * 1000),
+    }
+  })
 
 /** The nodes as the scheduler sees them: membership from the monitor, capacity from each node's stats. */
 export const nodeCapacities = (running: RunningNode): ReadonlyArray<NodeCapacity> => {
@@ -105,6 +106,7 @@ export const runHypervisor = (running: RunningNode, options: HypervisorOptions, 
     const lock = yield* Semaphore.make(1)
     let deadlineMs = 0
     let seenRevision = -1
+    const cpuCount = (yield* Effect.promise(() => si.cpu())).cores
     const cpuSeen = new Map<string, { cpuTimeNs: bigint; atMs: number }>()
 
     const observedAfter = (domain: string) =>
@@ -283,7 +285,7 @@ export const runHypervisor = (running: RunningNode, options: HypervisorOptions, 
 
     /** Statistics: the host's, and each running system's from the VMM. */
     const statistics = Effect.gen(function* () {
-      const host = yield* Effect.option(hostStats)
+      const host = yield* Effect.option(hostStats(cpuCount))
       const values: Array<{ kind: string; id: string; value: Uint8Array }> = []
       if (host._tag === "Some") values.push({ kind: "node", id: options.self, value: json(host.value) })
       for (const system of systemsOf(running)) {

@@ -12,6 +12,7 @@
  * detection. A node asked for changes it no longer retains sends a snapshot instead. Relays
  * forward between L2 domains, each datagram only the first time it brings something new.
  */
+import { fnv1a32 } from "../hash.ts"
 import {
   type Body,
   type Change,
@@ -174,14 +175,7 @@ export interface Counters {
 const neverMs = Number.MAX_SAFE_INTEGER
 
 /** Order-independent fingerprint of a set of (key, version) pairs: XOR of 32-bit hashes. */
-const hashString = (hash: number, text: string): number => {
-  let h = hash
-  for (let index = 0; index < text.length; index++) {
-    h ^= text.charCodeAt(index)
-    h = Math.imul(h, 0x01000193)
-  }
-  return h >>> 0
-}
+const hashString = fnv1a32
 const hashNumber = (hash: number, value: number): number => {
   let h = hash ^ (value & 0xffff)
   h = Math.imul(h, 0x01000193)

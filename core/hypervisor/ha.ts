@@ -15,7 +15,7 @@
  * raising their epoch: the node starts them again only for an epoch newer than its hold.
  */
 import type { SystemMetaValue, SystemSpecValue } from "./hypervisor.ts"
-import { type NodeCapacity, type PlacedSystem, place, type SchedulerPolicy } from "./scheduler.ts"
+import { type NodeCapacity, place, placedSystems, requestFor, type SchedulerPolicy } from "./scheduler.ts"
 
 export interface HaTimings {
   readonly haFenceMs: number
@@ -64,19 +64,7 @@ export const certainlyStoppedAtMs = (
 
 export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
   const actions: Array<HaAction> = []
-  const placed: Array<PlacedSystem> = input.systems.flatMap(({ id, spec }) =>
-    spec.node === undefined
-      ? []
-      : [
-          {
-            id,
-            node: spec.node,
-            cpus: spec.cpus,
-            memoryMiB: spec.memoryMiB,
-            antiAffinity: spec.placement.antiAffinity,
-          },
-        ],
-  )
+  const placed = placedSystems(input.systems)
   const sorted = [...input.systems].sort((left, right) => (left.id < right.id ? -1 : 1))
   for (const { id, spec } of sorted) {
     if (!spec.ha || spec.desired === "stopped" || spec.node === undefined) continue
@@ -93,18 +81,7 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
     const candidates = input.nodes.map((candidate) =>
       candidate.id === node ? { ...candidate, alive: false } : candidate,
     )
-    const decision = place(
-      {
-        id,
-        cpus: spec.cpus,
-        memoryMiB: spec.memoryMiB,
-        affinity: spec.placement.affinity,
-        antiAffinity: spec.placement.antiAffinity,
-      },
-      candidates,
-      placed,
-      input.policy,
-    )
+    const decision = place(requestFor(id, spec), candidates, placed, input.policy)
     if (decision._tag === "Unplaceable") {
       actions.push({ _tag: "Stranded", system: id, from: node, reason: decision.reason })
       continue

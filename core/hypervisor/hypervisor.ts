@@ -17,8 +17,9 @@
  * The primary waits out `haFenceMs` (see `ha.ts`) before it moves anything, so a system never
  * runs on two nodes.
  */
+import { fnv1a32 } from "../hash.ts"
 import { transition } from "../lifecycle/machine.ts"
-import { type SystemState, systemLifecycle } from "../lifecycle/tables.ts"
+import { type SystemEvent, type SystemState, systemLifecycle } from "../lifecycle/tables.ts"
 import type { SystemMeta, SystemSpec } from "../model/compute.ts"
 import type { TaskSpec } from "../model/operations.ts"
 import type { DomainDefinition, DomainDisk, DomainState, VmmError } from "../ports/vmm.ts"
@@ -119,13 +120,8 @@ export const domainNameOf = (system: string): string => `acp-${system}`
 const systemOfDomain = (domain: string): string | undefined =>
   domain.startsWith("acp-") ? domain.slice(4) : undefined
 
-/** FNV-1a 32 of a string with a seed: stable MACs and UUIDs from ids, no randomness. */
-const hash32 = (text: string, seed: number): number => {
-  let hash = 0x811c9dc5 ^ seed
-  for (let index = 0; index < text.length; index++)
-    hash = Math.imul(hash ^ text.charCodeAt(index), 0x01000193)
-  return hash >>> 0
-}
+/** FNV-1a of a string with a seed: stable MACs and UUIDs from ids, no randomness. */
+const hash32 = (text: string, seed: number): number => fnv1a32(0x811c9dc5 ^ seed, text)
 const hex = (value: number, digits: number) => value.toString(16).padStart(8, "0").slice(-digits)
 
 export const uuidOf = (system: string): string => {
@@ -255,8 +251,6 @@ export class HypervisorNode {
   private observing = false
   private haAllowed = false
   private outputs: Array<Output> = []
-  /** Driver calls issued, by call, for tests and metrics. */
-  readonly counters = { calls: 0, failures: 0, fenceStops: 0 }
 
   constructor(config: HypervisorConfig, nowMs: number) {
     this.config = config
@@ -266,19 +260,6 @@ export class HypervisorNode {
   /** Whether this node may run HA systems now. */
   mayRunHa(nowMs: number, authority: Authority): boolean {
     return !authority.fenced && nowMs - authority.leaderContactMs <= this.config.haFenceMs
-  }
-
-  /** The lifecycle state of each system this node knows, for status and the simulator's checks. */
-  states(): ReadonlyArray<{
-    readonly id: string
-    readonly state: SystemState
-    readonly observed?: Observation
-  }> {
-    return [...this.locals.values()].map((local) => ({
-      id: local.id,
-      state: local.state,
-      ...(local.observed === undefined ? {} : { observed: local.observed }),
-    }))
   }
 
   handle(input: Input, nowMs: number, authority: Authority): ReadonlyArray<Output> {
@@ -397,7 +378,6 @@ export class HypervisorNode {
         this.finishTask(task.id, "succeeded", nowMs)
       local.detail = undefined
     } else {
-      this.counters.failures++
       local.retryAtMs = nowMs + this.config.retryMs
       local.detail = `${call} failed: ${input.error.reason}: ${input.error.detail}`
       if (call === "start") {
@@ -470,8 +450,6 @@ export class HypervisorNode {
       local.detail = this.haAllowed
         ? `held: no primary has heard this node for ${this.config.haFenceMs} ms (fenced)`
         : "held: started without a primary's contact; the primary releases it"
-      if (local.observed !== undefined && local.observed !== "absent" && local.observed !== "shutoff")
-        this.counters.fenceStops++
     }
     this.haAllowed = false
   }
@@ -488,19 +466,13 @@ export class HypervisorNode {
     return undefined
   }
 
-  private call(
-    local: Local,
-    call: DriverCall,
-    nowMs: number,
-    event?: Parameters<typeof transition>[3],
-  ): undefined {
+  private call(local: Local, call: DriverCall, nowMs: number, event?: SystemEvent): undefined {
     const requestId = ++this.requestId
     const task = this.activeTaskFor(local.id)
     local.inflight = { requestId, call: call._tag, ...(task === undefined ? {} : { task: task.id }) }
     this.requests.set(requestId, local.id)
-    this.counters.calls++
     if (event !== undefined) {
-      const moved = transition(systemLifecycle, local.id, local.state, event as never)
+      const moved = transition(systemLifecycle, local.id, local.state, event)
       if (moved._tag === "Moved") {
         local.state = moved.to
         local.sinceMs = nowMs
@@ -552,10 +524,10 @@ export class HypervisorNode {
       }
       return
     }
-    const key = this.definitionKey(local)
+    // The definition is compared (serialised) only when it could be rewritten: the domain is off.
     if (
       observed === "absent" ||
-      ((observed === "shutoff" || observed === "crashed") && local.defined !== key)
+      ((observed === "shutoff" || observed === "crashed") && local.defined !== this.definitionKey(local))
     )
       return this.call(
         local,
@@ -627,10 +599,8 @@ export class HypervisorNode {
 
   /** Moves the lifecycle state to `to` along legal events only. */
   private move(local: Local, to: SystemState, nowMs: number): undefined {
-    if (local.state === to) return
-    const path = pathBetween(local.state, to)
-    if (path.length === 0) return
-    local.state = path[path.length - 1]!
+    if (local.state === to || pathBetween(local.state, to).length === 0) return
+    local.state = to
     local.sinceMs = nowMs
   }
 

@@ -3,6 +3,8 @@
  * its deletion) and a task, owned by the node the system is on, that records the work. Pure:
  * the API calls it with the current spec and writes what it returns, in one batch.
  */
+import { Result } from "effect"
+import { decodeObjectId } from "../model/validate.ts"
 import type { SystemSpecValue, TaskSpecValue } from "./hypervisor.ts"
 
 export const systemOperations = [
@@ -23,7 +25,6 @@ export interface OperationRequest {
   readonly spec: SystemSpecValue | undefined
   readonly operation: string
   readonly parameters: Readonly<Record<string, string>>
-  readonly taskId: string
   readonly nowMs: number
   /** Nodes a system may be migrated to. */
   readonly nodes: ReadonlyArray<string>
@@ -81,7 +82,7 @@ export const planOperation = (request: OperationRequest): OperationPlan | Operat
       return { system: null, task }
     case "attach": {
       const volume = parameters.volume
-      if (volume === undefined || !/^[a-z0-9][a-z0-9._-]{0,62}$/.test(volume))
+      if (volume === undefined || Result.isFailure(decodeObjectId("storage-volume", volume)))
         return invalid("attach needs --volume <id>")
       if (spec.disks.some((disk) => disk.volume === volume))
         return invalid(`volume ${volume} is already attached to ${system}`)

@@ -39,6 +39,43 @@ export interface SystemRequest {
   readonly antiAffinity: ReadonlyArray<string>
 }
 
+/** What the scheduler reads of a system's spec. */
+export interface Placeable {
+  readonly node?: string
+  readonly cpus: number
+  readonly memoryMiB: number
+  readonly placement: {
+    readonly affinity: ReadonlyArray<string>
+    readonly antiAffinity: ReadonlyArray<string>
+  }
+}
+
+/** The systems that are on a node, as the scheduler counts them. */
+export const placedSystems = (
+  systems: ReadonlyArray<{ readonly id: string; readonly spec: Placeable }>,
+): Array<PlacedSystem> =>
+  systems.flatMap(({ id, spec }) =>
+    spec.node === undefined
+      ? []
+      : [
+          {
+            id,
+            node: spec.node,
+            cpus: spec.cpus,
+            memoryMiB: spec.memoryMiB,
+            antiAffinity: spec.placement.antiAffinity,
+          },
+        ],
+  )
+
+export const requestFor = (id: string, spec: Placeable): SystemRequest => ({
+  id,
+  cpus: spec.cpus,
+  memoryMiB: spec.memoryMiB,
+  affinity: spec.placement.affinity,
+  antiAffinity: spec.placement.antiAffinity,
+})
+
 export interface SchedulerPolicy {
   readonly memoryOvercommitPercent: number
   readonly cpuOvercommitPercent: number

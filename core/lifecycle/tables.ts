@@ -202,6 +202,7 @@ export const lifecycles = [
 ] as const
 
 export type SystemState = (typeof systemLifecycle.states)[number]
+export type SystemEvent = (typeof systemLifecycle.events)[number]
 export type ServiceState = (typeof serviceLifecycle.states)[number]
 export type StoragePoolState = (typeof storagePoolLifecycle.states)[number]
 export type StorageVolumeState = (typeof storageVolumeLifecycle.states)[number]
