@@ -50,6 +50,8 @@ describe("hypervisor reconcile loop (against the simulated VMM)", () => {
         for (const state of run.metaStates) expect(systemLifecycle.states).toContain(state)
         for (let index = 1; index < run.metaStates.length; index++) {
           const [from, to] = [run.metaStates[index - 1]!, run.metaStates[index]!] as const
+          // A meta write may change only its detail (why it is in that state): same state.
+          if (from === to) continue
           expect(pathBetween(from as never, to as never).length, `${from} -> ${to}`).toBeGreaterThan(0)
         }
         const last = run.tasks.at(-1)!
