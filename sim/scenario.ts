@@ -4,6 +4,7 @@
  * is plain data, so a run can be replayed with a schedule given explicitly, and shrunk.
  */
 import { Prng } from "./prng.ts"
+import { noVmmFaults, type SimVmmFaults } from "./vmm.ts"
 
 export const faultNames = [
   "loss",
@@ -14,9 +15,11 @@ export const faultNames = [
   "flapping",
   "crash",
   "drift",
+  "guest",
 ] as const
 /** Faults the design does not promise to survive: never in "all", only asked for by name, to show the checkers catch them. */
-export const unsafeFaultNames = ["fsync-lie"] as const
+/** "no-fence": hosts keep running HA systems without a primary's contact, like a host without a watchdog. */
+export const unsafeFaultNames = ["fsync-lie", "no-fence"] as const
 export type FaultName = (typeof faultNames)[number] | (typeof unsafeFaultNames)[number]
 
 export interface SimOptions {
@@ -38,6 +41,8 @@ export interface SimOptions {
   readonly timings?: Timings
   /** Overrides the monitor's election timings (to choose the defaults from simulation). */
   readonly electionTimings?: ElectionTimings
+  /** Virtual machines the cluster runs (most of them HA); 0 leaves the hypervisor out. */
+  readonly systems?: number
 }
 
 export interface ElectionTimings {
@@ -62,6 +67,7 @@ export const defaultSimOptions = {
   writesPerSec: 200,
   livenessBoundMs: 60_000,
   canary: false,
+  systems: 0,
 } as const
 
 export interface Rates {
@@ -118,6 +124,8 @@ export interface Scenario {
   readonly options: SimOptions
   readonly schedule: Schedule
   readonly workload: Workload
+  /** The guests' faults (fault "guest"): every simulated host's VMM draws from these rates. */
+  readonly guests: SimVmmFaults
 }
 
 const has = (options: SimOptions, fault: FaultName) => options.faults.includes(fault)
@@ -181,7 +189,17 @@ export const drawScenario = (options: SimOptions): Scenario => {
     keySpace: work.pick([50, 500, 5000]),
     valueBytes: work.pick([16, 64, 200]),
   }
-  return { options, schedule: options.schedule ?? { rates, driftPpm, events }, workload }
+  const guest = root.fork("guest")
+  const guests: SimVmmFaults = has(options, "guest")
+    ? {
+        startFailurePermille: guest.pick([0, 50, 200]),
+        crashPermillePerSecond: guest.pick([0, 5, 30]),
+        slowShutdownPermille: guest.pick([0, 200, 600]),
+        slowShutdownUs: guest.pick([1_000_000, 5_000_000, 40_000_000]),
+        ignoreShutdownPermille: guest.pick([0, 100, 400]),
+      }
+    : noVmmFaults
+  return { options, schedule: options.schedule ?? { rates, driftPpm, events }, workload, guests }
 }
 
 /** The command that replays a run exactly. */
@@ -195,6 +213,7 @@ export const replayCommand = (options: SimOptions): string => {
     `--faults ${options.faults.length === 0 ? "none" : options.faults.join(",")}`,
     `--writes ${options.writesPerSec}`,
   ]
+  if ((options.systems ?? 0) > 0) parts.push(`--systems ${options.systems}`)
   if (options.canary) parts.push("--canary")
   if (options.schedule !== undefined) parts.push(`--schedule ${encodeSchedule(options.schedule)}`)
   return parts.join(" ")

@@ -56,8 +56,10 @@ const latencyUs: Readonly<Record<DriverCall["_tag"], number>> = {
 
 export class SimVmm {
   private readonly domains = new Map<string, Domain>()
-  private readonly faults: SimVmmFaults
+  private faults: SimVmmFaults
   private readonly prng: Prng
+  /** Per domain, how many starts in a row have failed (ground truth for the checkers). */
+  private readonly failedStarts = new Map<string, number>()
 
   constructor(prng: Prng, faults: SimVmmFaults) {
     this.prng = prng
@@ -73,6 +75,22 @@ export class SimVmm {
   /** The host went down: every domain is gone (their definitions lived in the node process). */
   hostCrashed(): void {
     this.domains.clear()
+    this.failedStarts.clear()
+  }
+
+  /** No more faults from now on (the simulator's liveness phase). */
+  calm(): void {
+    this.faults = noVmmFaults
+  }
+
+  /** The domain's state, or "absent". */
+  stateOf(name: string): DomainState | "absent" {
+    return this.domains.get(name)?.state ?? "absent"
+  }
+
+  /** How many starts of this domain in a row have failed. */
+  startFailuresOf(name: string): number {
+    return this.failedStarts.get(name) ?? 0
   }
 
   /** Applies what happens on its own over `elapsedUs` up to `nowUs`: shutdowns completing, guests crashing. */
@@ -83,13 +101,9 @@ export class SimVmm {
         domain.offAtUs = undefined
       }
       if (domain.state === "running" && this.faults.crashPermillePerSecond > 0) {
-        const permille = Math.min(
-          1000,
-          Math.round((this.faults.crashPermillePerSecond * elapsedUs) / 1_000_000),
-        )
-        if (permille > 0 && this.prng.chance(permille)) {
-          domain.state = "crashed"
-        }
+        // Chance permille/1000 per second, over elapsedUs: compared in parts per 10^9.
+        const threshold = Math.min(1_000_000_000, this.faults.crashPermillePerSecond * elapsedUs)
+        if (threshold > 0 && this.prng.below(1_000_000_000) < threshold) domain.state = "crashed"
       }
     }
   }
@@ -117,8 +131,11 @@ export class SimVmm {
       case "start": {
         const refused = needs(["shutoff", "crashed"])
         if (refused !== undefined) return refused
-        if (this.prng.chance(this.faults.startFailurePermille))
+        if (this.prng.chance(this.faults.startFailurePermille)) {
+          this.failedStarts.set(name, this.startFailuresOf(name) + 1)
           return fail("failed", "the guest failed to start")
+        }
+        this.failedStarts.delete(name)
         domain.state = "running"
         return done()
       }

@@ -18,6 +18,27 @@ import {
   type Output,
   type WriteOp,
 } from "../core/cdb/node.ts"
+import { haActions, haInSync } from "../core/hypervisor/ha.ts"
+import {
+  claimsOf,
+  defaultHypervisorTimings,
+  domainNameOf,
+  type Input as HypervisorInput,
+  HypervisorNode,
+  type Output as HypervisorOutput,
+  type SystemMetaValue,
+  type SystemSpecValue,
+  type TaskSpecValue,
+} from "../core/hypervisor/hypervisor.ts"
+import { newTask, planOperation } from "../core/hypervisor/requests.ts"
+import {
+  defaultSchedulerPolicy,
+  type NodeCapacity,
+  place,
+  placedSystems,
+  requestFor,
+} from "../core/hypervisor/scheduler.ts"
+import { decodeValue, encodeValue } from "../core/hypervisor/values.ts"
 import {
   type AlarmRecord,
   encodeAlarm,
@@ -45,6 +66,7 @@ import {
   type Scenario,
   type SimOptions,
 } from "./scenario.ts"
+import { SimVmm } from "./vmm.ts"
 
 export interface Violation {
   readonly checker: string
@@ -108,6 +130,36 @@ export interface SimResult {
   }>
   /** The cluster's health as the last primary (or the first node) sees it at the end. */
   readonly health: Health | null
+  /** The hypervisor in the loop (`systems` > 0). */
+  readonly hypervisor: {
+    readonly systems: number
+    /** Where the scheduler first placed each system. */
+    readonly created: ReadonlyArray<{ readonly system: string; readonly node: string; readonly ha: boolean }>
+    readonly driverCalls: number
+    /** HA systems the primary placed again (moved off a lost node, or released from a hold). */
+    readonly haActions: number
+    /** From the crash of a node to each of its HA systems running on another node (virtual ms). */
+    readonly failoverSamplesMs: ReadonlyArray<number>
+    readonly failoverMs: Percentiles
+    /** HA systems of a crashed node that ran again on that node, restarted before the move. */
+    readonly restartedInPlace: number
+  }
+}
+
+export interface Percentiles {
+  readonly samples: number
+  readonly p50: number | null
+  readonly p99: number | null
+  readonly max: number | null
+}
+
+export const percentiles = (values: ReadonlyArray<number>): Percentiles => {
+  const sorted = [...values].sort((left, right) => left - right)
+  const at = (p: number) =>
+    sorted.length === 0
+      ? null
+      : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+  return { samples: sorted.length, p50: at(50), p99: at(99), max: sorted.at(-1) ?? null }
 }
 
 type Event =
@@ -126,6 +178,18 @@ type Event =
   | { readonly type: "check" }
   | { readonly type: "monitor-deliver"; readonly to: number; readonly message: Message }
   | { readonly type: "monitor-deadline"; readonly node: number }
+  | { readonly type: "hv-deadline"; readonly node: number }
+  | { readonly type: "hv-view"; readonly node: number }
+  | {
+      readonly type: "hv-input"
+      readonly node: number
+      readonly incarnation: number
+      /** A driver call's answer, or "observe": the VMM's list of domains, read when this fires. */
+      readonly input: HypervisorInput | "observe"
+    }
+  | { readonly type: "ha" }
+  | { readonly type: "create-systems" }
+  | { readonly type: "operate" }
 
 interface SimNode {
   readonly id: string
@@ -157,6 +221,20 @@ interface SimNode {
   startedMs: number
   /** How this node's CDB sees each member, in its local ms. */
   memberView: Map<string, { state: "alive" | "suspect" | "dead"; sinceMs: number }>
+  /** The host's hypervisor (outlives the node process: a crash takes its domains, though). */
+  readonly vmm: SimVmm
+  hypervisor: HypervisorNode | null
+  hypervisorArmedUs: number
+  viewPending: boolean
+}
+
+/** An HA system whose node crashed while running it, until it runs again somewhere. */
+interface Outage {
+  readonly system: string
+  readonly from: string
+  readonly atUs: number
+  /** Restarted whenever no majority is connected: the bound counts only time the cluster could act. */
+  sinceUs: number
 }
 
 interface AcknowledgedWrite {
@@ -171,6 +249,12 @@ const l3DelayUs = 2_000
 const checkIntervalUs = 20_000
 /** How long a connected, stable majority may go without a primary (the issue's failover goal). */
 export const electionBoundMs = 5_000
+/** How long an HA system of a crashed node may stay down while a majority is connected (the hypervisor issue's goal). */
+export const haBoundMs = 15_000
+const haEveryUs = 250_000
+/** Each simulated host's capacity, as its statistics would report it. */
+const hostCpus = 16
+const hostMemoryMiB = 32_768
 const safetyCheckers = new Set([
   "order",
   "duplicate",
@@ -182,6 +266,7 @@ const safetyCheckers = new Set([
   "lease",
   "alarm",
   "fence",
+  "vm",
 ])
 
 export const isSafetyViolation = (violation: Violation): boolean => safetyCheckers.has(violation.checker)
@@ -228,6 +313,15 @@ export class World {
   /** Alarms raised about a node that was up and connected (ground truth) when it was raised. */
   private falseAlarms = 0
   private fences = 0
+  private readonly systems: number
+  private readonly operator: Prng
+  private driverCalls = 0
+  private haMoves = 0
+  private readonly outages = new Map<string, Outage>()
+  private readonly haFailovers: Array<number> = []
+  private restartedInPlace = 0
+  private operations = 0
+  private readonly created: Array<{ system: string; node: string; ha: boolean }> = []
 
   constructor(options: SimOptions) {
     this.options = options
@@ -235,6 +329,9 @@ export class World {
     const root = new Prng(options.seed)
     this.net = root.fork("network")
     this.load = root.fork("load")
+    this.operator = root.fork("operator")
+    const guests = root.fork("guests")
+    this.systems = options.systems ?? 0
     this.healAtUs = options.durationMs * 1000
     this.sampleEveryUs = Math.max(
       checkIntervalUs,
@@ -269,6 +366,10 @@ export class World {
       startedMs: 0,
       lastConnectedUs: Array.from({ length: options.nodes }, () => 0),
       memberView: new Map(),
+      vmm: new SimVmm(guests.fork(member.id), this.scenario.guests),
+      hypervisor: null,
+      hypervisorArmedUs: Number.MAX_SAFE_INTEGER,
+      viewPending: false,
     }))
     this.byId = new Map(this.nodes.map((node) => [node.id, node]))
   }
@@ -282,6 +383,11 @@ export class World {
     if (this.options.writesPerSec > 0) for (const node of this.nodes) this.scheduleWrite(node)
     this.queue.push(this.healAtUs, { type: "heal" })
     this.queue.push(checkIntervalUs, { type: "check" })
+    if (this.systems > 0) {
+      // Systems are created once a primary is likely (the election takes a few hundred ms).
+      this.queue.push(Math.min(1_500_000, Math.floor(this.healAtUs / 2)), { type: "create-systems" })
+      this.queue.push(haEveryUs, { type: "ha" })
+    }
     const endUs = this.healAtUs + this.options.livenessBoundMs * 1000
     while (this.queue.size > 0 && this.queue.peekTime() <= endUs && this.convergedAtUs === null) {
       const next = this.queue.pop()!
@@ -348,6 +454,39 @@ export class World {
         this.evaluateAlarms(node)
         return
       }
+      case "hv-deadline": {
+        const node = this.nodes[event.node]!
+        if (node.hypervisor === null || node.hypervisorArmedUs !== this.nowUs) return
+        node.hypervisorArmedUs = Number.MAX_SAFE_INTEGER
+        this.hypervisorStep(node, { _tag: "DeadlineReached" })
+        return
+      }
+      case "hv-view": {
+        const node = this.nodes[event.node]!
+        node.viewPending = false
+        if (node.hypervisor !== null)
+          this.hypervisorStep(node, { _tag: "ViewChanged", view: this.viewOf(node) })
+        return
+      }
+      case "hv-input": {
+        const node = this.nodes[event.node]!
+        if (node.hypervisor === null || node.incarnation !== event.incarnation) return
+        if (event.input === "observe") {
+          node.vmm.advance(this.nowUs, 0)
+          this.hypervisorStep(node, { _tag: "Observed", domains: node.vmm.list() })
+        } else this.hypervisorStep(node, event.input)
+        return
+      }
+      case "ha":
+        for (const node of this.nodes) this.highAvailability(node)
+        this.queue.push(this.nowUs + haEveryUs, { type: "ha" })
+        return
+      case "create-systems":
+        this.createSystems()
+        return
+      case "operate":
+        this.operate()
+        return
     }
   }
 
@@ -383,12 +522,22 @@ export class World {
     node.monitorArmedUs = Number.MAX_SAFE_INTEGER
     node.fenced = false
     this.monitorStep(node, { _tag: "DeadlineReached" })
+    if (this.systems > 0) {
+      node.hypervisor = new HypervisorNode(
+        { ...defaultHypervisorTimings, self: node.id, volumeDir: "/var/lib/acp/volumes" },
+        this.localMs(node),
+      )
+      node.hypervisorArmedUs = Number.MAX_SAFE_INTEGER
+      node.viewPending = false
+      this.hypervisorStep(node, { _tag: "ViewChanged", view: this.viewOf(node) })
+    }
   }
 
   private crash(node: SimNode, lose: number): void {
     if (node.cdb === null) return
     this.primaryGone(node)
     this.endLease(node)
+    if (node.hypervisor !== null) this.hostCrashed(node)
     node.cdb = null
     node.monitor = null
     node.incarnation++
@@ -431,6 +580,11 @@ export class World {
         return
       case "Applied":
         this.checkApplied(node, output.changes)
+        if (
+          node.hypervisor !== null &&
+          output.changes.some((change) => change.kind === "system" || change.kind === "task")
+        )
+          this.viewSoon(node)
         return
       case "SnapshotInstalled":
         for (const [origin, seq] of output.vector) {
@@ -439,6 +593,7 @@ export class World {
           }
           node.lastApplied.set(origin, seq)
         }
+        if (node.hypervisor !== null) this.viewSoon(node)
         return
       case "Rejected":
         this.violate(
@@ -479,12 +634,18 @@ export class World {
   }
 
   /** Arms a state machine's next deadline (its local ms), keeping only the earliest one pending. */
-  private arm(node: SimNode, atMs: number, type: "deadline" | "monitor-deadline"): void {
+  private arm(node: SimNode, atMs: number, type: "deadline" | "monitor-deadline" | "hv-deadline"): undefined {
     const atUs = Math.max(this.nowUs + 1, this.globalUs(node, atMs))
-    const armed = type === "deadline" ? node.armedUs : node.monitorArmedUs
+    const armed =
+      type === "deadline"
+        ? node.armedUs
+        : type === "monitor-deadline"
+          ? node.monitorArmedUs
+          : node.hypervisorArmedUs
     if (atUs >= armed) return
     if (type === "deadline") node.armedUs = atUs
-    else node.monitorArmedUs = atUs
+    else if (type === "monitor-deadline") node.monitorArmedUs = atUs
+    else node.hypervisorArmedUs = atUs
     this.queue.push(atUs, { type, node: node.index })
   }
 
@@ -545,6 +706,8 @@ export class World {
 
   private faultStart(fault: FaultEvent): void {
     if (this.healed) return
+    console.log(`${Math.floor(this.nowUs / 1000)} fault ${JSON.stringify(fault)}`)
+    console.log(`${Math.floor(this.nowUs / 1000)} fault ${JSON.stringify(fault)}`)
     this.trace.number(5)
     this.trace.number(this.nowUs)
     this.trace.text(fault.kind)
@@ -580,6 +743,7 @@ export class World {
     this.failoverFrom = null
     this.trace.number(6)
     this.trace.number(this.nowUs)
+    for (const node of this.nodes) node.vmm.calm()
     for (const node of this.nodes) if (node.cdb === null) this.start(node)
   }
 
@@ -869,6 +1033,359 @@ export class World {
     })
   }
 
+  // ---- the hypervisor: systems on simulated hosts, HA, an operator -------------------------
+
+  /** What the node's CDB holds for its hypervisor: every system, and the tasks it owns that are open. */
+  private viewOf(node: SimNode) {
+    const cdb = node.cdb!
+    const systems = cdb.entriesOf("system").flatMap((entry) => {
+      const spec = decodeValue<SystemSpecValue>(entry.value)
+      const claims = claimsOf(cdb.metaOf("system", entry.id), decodeValue)
+      return spec === undefined ? [] : [{ id: entry.id, spec, claims }]
+    })
+    const tasks = cdb.entriesOf("task").flatMap((entry) => {
+      const spec = decodeValue<TaskSpecValue>(entry.value)
+      return spec !== undefined &&
+        spec.owner === node.id &&
+        (spec.state === "queued" || spec.state === "running")
+        ? [{ id: entry.id, spec }]
+        : []
+    })
+    return { systems, tasks }
+  }
+
+  /** The node's hypervisor looks at its CDB again shortly (as the real node's tick does). */
+  private viewSoon(node: SimNode): void {
+    if (node.viewPending) return
+    node.viewPending = true
+    this.queue.push(this.nowUs + 10_000, { type: "hv-view", node: node.index })
+  }
+
+  private hypervisorStep(node: SimNode, input: HypervisorInput): void {
+    const nowMs = this.localMs(node)
+    // The unsafe fault "no-fence" takes the fence away: the host believes it always has a primary.
+    const authority = this.options.faults.includes("no-fence")
+      ? { leaderContactMs: nowMs, fenced: false }
+      : { leaderContactMs: node.monitor!.leaderContact(nowMs), fenced: node.fenced }
+    for (const output of node.hypervisor!.handle(input, nowMs, authority))
+      this.carryOutHypervisor(node, output)
+  }
+
+  private carryOutHypervisor(node: SimNode, output: HypervisorOutput): undefined {
+    switch (output._tag) {
+      case "Call": {
+        const result = node.vmm.execute(output.domain, output.call, this.nowUs)
+        this.driverCalls++
+        this.trace.number(9)
+        this.trace.number(this.nowUs)
+        this.trace.number(node.index)
+        this.trace.text(output.domain)
+        this.trace.text(output.call._tag)
+        this.trace.text(result.error?.reason ?? "ok")
+        console.log(
+          `${Math.floor(this.nowUs / 1000)} ${node.id} call ${output.call._tag} -> ${result.error?.reason ?? "ok"} ${result.observed} fenced=${node.fenced} contact=${node.monitor!.leaderContact(this.localMs(node))} local=${this.localMs(node)} spec=${node.cdb?.get("system", output.system)?.value ? new TextDecoder().decode(node.cdb!.get("system", output.system)!.value!) : "-"} claims=${JSON.stringify(claimsOf(node.cdb!.metaOf("system", output.system), decodeValue))}`,
+        )
+        console.log(
+          `${Math.floor(this.nowUs / 1000)} ${node.id} call ${output.call._tag} -> ${result.error?.reason ?? "ok"} ${result.observed} fenced=${node.fenced} contact=${node.monitor!.leaderContact(this.localMs(node))} local=${this.localMs(node)}`,
+        )
+        if (result.error === undefined && (result.observed === "running" || result.observed === "paused"))
+          this.systemActive(output.system, node)
+        this.queue.push(this.nowUs + Math.max(1_000, result.latencyUs), {
+          type: "hv-input",
+          node: node.index,
+          incarnation: node.incarnation,
+          input: {
+            _tag: "CallDone",
+            requestId: output.requestId,
+            observed: result.observed,
+            ...(result.error === undefined ? {} : { error: result.error }),
+          },
+        })
+        return
+      }
+      case "Observe":
+        this.queue.push(this.nowUs + 1_000, {
+          type: "hv-input",
+          node: node.index,
+          incarnation: node.incarnation,
+          input: "observe",
+        })
+        return
+      case "WriteMeta":
+        return this.writeObjects(node, [
+          { op: "meta", kind: "system", id: output.system, value: encodeValue(output.meta) },
+        ])
+      case "WriteTask":
+        return this.writeObjects(node, [
+          { op: "put", kind: "task", id: output.id, value: encodeValue(output.spec) },
+        ])
+      case "WriteSpec":
+        return this.writeObjects(node, [
+          { op: "put", kind: "system", id: output.system, value: encodeValue(output.spec) },
+        ])
+      case "ArmDeadline":
+        return this.arm(node, output.atMs, "hv-deadline")
+    }
+  }
+
+  /** Writes through the node's CDB like any client; the durability checker holds these too. */
+  private writeObjects(
+    node: SimNode,
+    writes: ReadonlyArray<{ op: "put" | "meta"; kind: string; id: string; value: Uint8Array }>,
+  ): undefined {
+    const ops: Array<WriteOp> = writes.map((write) => ({ requestId: ++node.requestId, ...write }))
+    this.recordAcknowledged(node, ops, this.step(node, { _tag: "Write", writes: ops }))
+    return undefined
+  }
+
+  /**
+   * The safety checker: a domain just became active (running or paused) on `node`; no other host
+   * may have that system's domain active (running, paused or shutting down) at the same instant.
+   * Also ends an outage: the HA system of a crashed node runs again.
+   */
+  private systemActive(system: string, node: SimNode): void {
+    const domain = domainNameOf(system)
+    for (const other of this.nodes) {
+      const state = other.vmm.stateOf(domain)
+      if (other !== node && (state === "running" || state === "paused" || state === "shutting-down"))
+        this.violate("vm", `system ${system} is active on ${node.id} while ${other.id} has it ${state}`)
+    }
+    const outage = this.outages.get(system)
+    if (outage === undefined) return
+    this.outages.delete(system)
+    if (outage.from === node.id) this.restartedInPlace++
+    else this.haFailovers.push(Math.floor((this.nowUs - outage.atUs) / 1000))
+  }
+
+  /** The host went down with the node: its domains are gone; its HA systems are now in an outage. */
+  private hostCrashed(node: SimNode): void {
+    for (const { name, state } of node.vmm.list()) {
+      if (state !== "running" && state !== "paused") continue
+      const system = name.slice("acp-".length)
+      const spec = decodeValue<SystemSpecValue>(node.cdb?.get("system", system)?.value)
+      if (spec?.ha === true && !this.healed)
+        this.outages.set(system, { system, from: node.id, atUs: this.nowUs, sinceUs: this.nowUs })
+    }
+    node.vmm.hostCrashed()
+    node.hypervisor = null
+    node.hypervisorArmedUs = Number.MAX_SAFE_INTEGER
+  }
+
+  /** The scheduler's view of the hosts, as `node` knows them (membership from its CDB). */
+  private capacities(node: SimNode): ReadonlyArray<NodeCapacity> {
+    return this.members.map((member) => ({
+      id: member.id,
+      alive: member.id === node.id || node.memberView.get(member.id)?.state === "alive",
+      fenced: member.id === node.id && node.fenced,
+      roles: [],
+      cpuCount: hostCpus,
+      memoryMiB: hostMemoryMiB,
+      cpuUsageHundredths: 0,
+    }))
+  }
+
+  /** The primary's HA round (every 250 ms, as on a real node): moves and releases, written to its CDB. */
+  private highAvailability(node: SimNode): void {
+    const monitor = node.monitor
+    const cdb = node.cdb
+    if (monitor === null || cdb === null || node.hypervisor === null) return
+    const nowMs = this.localMs(node)
+    if (!monitor.isPrimary(nowMs)) return
+    const sync = cdb.syncState()
+    const members = this.members.map((member) => member.id)
+    if (!haInSync({ self: node.id, members, primarySinceMs: monitor.primarySince, ...sync })) return
+    const actions = haActions({
+      nowMs,
+      self: node.id,
+      primarySinceMs: monitor.primarySince,
+      systems: this.viewOf(node).systems,
+      metaOf: (system, owner) =>
+        decodeValue<SystemMetaValue>(cdb.metaOf("system", system).find((slot) => slot.node === owner)?.value),
+      lastHeardMs: (peer) => monitor.lastHeard(peer),
+      nodes: this.capacities(node),
+      timings: {
+        haFenceMs: defaultHypervisorTimings.haFenceMs,
+        quorumWindowMs: this.electionTimings.quorumWindowMs,
+        marginMs: 500,
+      },
+      policy: defaultSchedulerPolicy,
+    })
+    for (const action of actions) {
+      if (action._tag === "Stranded") continue
+      this.haMoves++
+      console.log(
+        `${Math.floor(this.nowUs / 1000)} primary ${node.id} HA ${JSON.stringify(action)} lastHeard=${JSON.stringify(this.members.map((m) => [m.id, monitor.lastHeard(m.id)]))} since=${monitor.primarySince} local=${nowMs}`,
+      )
+      console.log(
+        `${Math.floor(this.nowUs / 1000)} primary ${node.id} HA ${JSON.stringify(action)} lastHeard=${JSON.stringify(this.members.map((m) => [m.id, monitor.lastHeard(m.id)]))} since=${monitor.primarySince} local=${nowMs}`,
+      )
+      this.trace.number(10)
+      this.trace.number(this.nowUs)
+      this.trace.text(action.system)
+      this.writeObjects(node, [
+        { op: "put", kind: "system", id: action.system, value: encodeValue(action.spec) },
+      ])
+    }
+  }
+
+  /** The operator creates the systems through a live node, placed by the scheduler; most are HA. */
+  private createSystems(): void {
+    const node = this.primaryNow() ?? this.nodes.find((candidate) => candidate.cdb !== null)
+    if (node === undefined || node.cdb === null) return
+    const nowMs = this.localMs(node)
+    const existing = this.viewOf(node).systems
+    const placed = [...placedSystems(existing)]
+    const writes: Array<{ op: "put"; kind: string; id: string; value: Uint8Array }> = []
+    for (let index = 0; index < this.systems; index++) {
+      const id = `vm${index + 1}`
+      const spec: SystemSpecValue = {
+        name: id as SystemSpecValue["name"],
+        cpus: 1 + this.operator.below(2),
+        memoryMiB: this.operator.pick([512, 1024, 2048]),
+        disks: [],
+        nics: [],
+        ha: index % 4 !== 3,
+        desired: "running",
+        placement: { affinity: [], antiAffinity: [] },
+      }
+      const decision = place(requestFor(id, spec), this.capacities(node), placed, defaultSchedulerPolicy)
+      if (decision._tag === "Unplaceable") continue
+      const owner = decision.node as NonNullable<SystemSpecValue["node"]>
+      placed.push({ ...requestFor(id, spec), node: decision.node })
+      this.created.push({ system: id, node: decision.node, ha: spec.ha })
+      writes.push(
+        { op: "put", kind: "system", id, value: encodeValue({ ...spec, node: owner }) },
+        {
+          op: "put",
+          kind: "task",
+          id: `create-${id}`,
+          value: encodeValue(newTask("create", id, owner, {}, nowMs)),
+        },
+      )
+    }
+    this.writeObjects(node, writes)
+    this.queue.push(this.nowUs + 1_000_000 + this.operator.below(3_000_000), { type: "operate" })
+  }
+
+  /** Every few seconds of the faulty phase, an operation on a system through a random live node. */
+  private operate(): void {
+    if (this.healed) return
+    this.queue.push(this.nowUs + 1_000_000 + this.operator.below(3_000_000), { type: "operate" })
+    const live = this.nodes.filter((node) => node.cdb !== null)
+    if (live.length === 0) return
+    const node = this.operator.pick(live)
+    const system = `vm${1 + this.operator.below(this.systems)}`
+    const operation = this.operator.pick([
+      "start",
+      "start",
+      "start",
+      "stop",
+      "suspend",
+      "resume",
+      "resume",
+      "reboot",
+      "migrate",
+      "migrate",
+    ])
+    const to = this.operator.pick(this.members).id
+    const plan = planOperation({
+      system,
+      spec: decodeValue<SystemSpecValue>(node.cdb!.get("system", system)?.value),
+      operation,
+      parameters: operation === "migrate" ? { to } : {},
+      nowMs: this.localMs(node),
+      nodes: this.members.map((member) => member.id),
+    })
+    if (!("task" in plan)) return
+    console.log(
+      `${Math.floor(this.nowUs / 1000)} operator via ${node.id}: ${operation} ${JSON.stringify(plan)}`,
+    )
+    this.operations++
+    const id = `op-${this.operations}`
+    this.writeObjects(node, [
+      ...(plan.system === undefined || plan.system === null
+        ? []
+        : [{ op: "put" as const, kind: "system", id: system, value: encodeValue(plan.system) }]),
+      { op: "put", kind: "task", id, value: encodeValue(plan.task) },
+    ])
+  }
+
+  /**
+   * The HA liveness checker: an HA system of a crashed node runs again (anywhere) within
+   * `haBoundMs` of time during which a majority was up and connected and the network kept its
+   * promises. A system the operator has since stopped, or whose starts keep failing (the
+   * hypervisor gives up after `maxStartFailures`), is excused.
+   */
+  private checkHaLiveness(): void {
+    if (this.outages.size === 0) return
+    const connected = this.majorityConnected()
+    const rates = this.scenario.schedule.rates
+    const lossless = this.healed || (rates.lossPermille === 0 && rates.jitterUs <= 10_000)
+    for (const outage of [...this.outages.values()]) {
+      if (!connected || !lossless) {
+        outage.sinceUs = this.nowUs
+        continue
+      }
+      if (this.nowUs - outage.sinceUs <= haBoundMs * 1000) continue
+      this.outages.delete(outage.system)
+      const spec = this.latestSpec(outage.system)
+      if (spec === undefined || !spec.ha || spec.desired === "stopped") continue
+      const owner = this.nodes.find((node) => node.id === spec.node)
+      if (owner !== undefined && owner.vmm.startFailuresOf(domainNameOf(outage.system)) > 0) continue
+      this.violate(
+        "ha",
+        `HA system ${outage.system} of ${outage.from} (crashed at ${Math.floor(outage.atUs / 1000)} ms) has not run again for ${haBoundMs} ms with a majority connected; its spec places it on ${spec.node ?? "no node"}`,
+      )
+    }
+  }
+
+  /** Ground truth: the newest spec of a system any live node holds. */
+  private latestSpec(system: string): SystemSpecValue | undefined {
+    let best: { version: Version; value: Uint8Array | null } | undefined
+    for (const node of this.nodes) {
+      const entry = node.cdb?.get("system", system)
+      if (entry !== undefined && (best === undefined || compareVersions(entry.version, best.version) > 0))
+        best = entry
+    }
+    return decodeValue<SystemSpecValue>(best?.value)
+  }
+
+  /**
+   * Convergence for the hypervisor: every system as its spec says, on its node only (a system
+   * whose starts all failed is excused: the hypervisor gave up on it, with a reason in its meta).
+   */
+  private unsettledSystems(cdb: CdbNode): ReadonlyArray<string> {
+    const unsettled: Array<string> = []
+    const known = new Set<string>()
+    for (const entry of cdb.entriesOf("system")) {
+      const spec = decodeValue<SystemSpecValue>(entry.value)
+      if (spec === undefined) continue
+      known.add(domainNameOf(entry.id))
+      const domain = domainNameOf(entry.id)
+      const active = this.nodes.flatMap((node) => {
+        const state = node.vmm.stateOf(domain)
+        return state === "running" || state === "paused" || state === "shutting-down"
+          ? [`${node.id}:${state}`]
+          : []
+      })
+      const expected = spec.desired === "stopped" ? [] : [`${spec.node}:${spec.desired}`]
+      const owner = this.nodes.find((node) => node.id === spec.node)
+      const gaveUp =
+        owner !== undefined &&
+        owner.vmm.startFailuresOf(domain) >= defaultHypervisorTimings.maxStartFailures &&
+        active.length === 0
+      if (!gaveUp && active.join(",") !== expected.join(","))
+        unsettled.push(
+          `system ${entry.id}: wanted ${expected.join(",") || "stopped"}, is ${active.join(",") || "stopped"}`,
+        )
+    }
+    for (const node of this.nodes)
+      for (const { name, state } of node.vmm.list())
+        if (!known.has(name) && (state === "running" || state === "paused" || state === "shutting-down"))
+          unsettled.push(`orphan ${name} on ${node.id}: ${state}`)
+    return unsettled
+  }
+
   // ---- the workload ------------------------------------------------------------------------
 
   private scheduleWrite(node: SimNode): void {
@@ -895,14 +1412,14 @@ export class World {
             ? "meta"
             : "put"
       const value = op === "delete" ? null : this.value(workload.valueBytes)
-      writes.push({ requestId: ++node.requestId, op, kind: op === "meta" ? "service" : "system", id, value })
+      writes.push({ requestId: ++node.requestId, op, kind: op === "meta" ? "service" : "record", id, value })
     }
     this.written += writes.length
     const outputs = this.step(node, { _tag: "Write", writes })
     this.recordAcknowledged(node, writes, outputs)
     if (workload.statsStorm && this.load.chance(200)) {
       const values = Array.from({ length: 40 }, (_, index) => ({
-        kind: "system",
+        kind: "record",
         id: `${node.id}-${index}`,
         value: this.value(24),
       }))
@@ -975,6 +1492,10 @@ export class World {
 
   /** Samples the timeline and, after the heal, tests convergence. */
   private check(): void {
+    if (this.systems > 0) {
+      for (const node of this.nodes) node.vmm.advance(this.nowUs, checkIntervalUs)
+      this.checkHaLiveness()
+    }
     this.checkPrimaryLiveness()
     if (!this.healed) this.checkFencing()
     if (this.nowUs >= this.nextSampleUs) {
@@ -1012,7 +1533,8 @@ export class World {
     return (
       this.primaryNow() !== undefined &&
       this.nodes.every((node) => !node.fenced) &&
-      this.openAlarms(first).length === 0
+      this.openAlarms(first).length === 0 &&
+      (this.systems === 0 || this.unsettledSystems(first).length === 0)
     )
   }
 
@@ -1086,8 +1608,10 @@ export class World {
       )
       for (const node of this.nodes) if (node.fenced) pending.push(`${node.id} is fenced`)
       const first = this.nodes[0]!.cdb
-      if (first !== null)
+      if (first !== null) {
         for (const alarm of this.openAlarms(first)) pending.push(`alarm ${alarm.id} is ${alarm.state}`)
+        if (this.systems > 0) pending.push(...this.unsettledSystems(first))
+      }
     }
     const counters = this.nodes.map((node) => node.cdb?.counters)
     const primaries = [
@@ -1101,19 +1625,18 @@ export class World {
           toMs: Math.floor(Math.min(node.leaseUntilUs, this.nowUs) / 1000),
         })),
     ].sort((left, right) => left.fromMs - right.fromMs)
-    const sorted = [...this.failovers].sort((left, right) => left - right)
-    const percentile = (p: number) =>
-      sorted.length === 0
-        ? null
-        : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
     return {
       primaryChanges: this.primaryChanges,
       failoverSamplesMs: this.failovers,
-      failoverMs: {
-        samples: sorted.length,
-        p50: percentile(50),
-        p99: percentile(99),
-        max: sorted.at(-1) ?? null,
+      failoverMs: percentiles(this.failovers),
+      hypervisor: {
+        systems: this.systems,
+        created: this.created,
+        driverCalls: this.driverCalls,
+        haActions: this.haMoves,
+        failoverSamplesMs: this.haFailovers,
+        failoverMs: percentiles(this.haFailovers),
+        restartedInPlace: this.restartedInPlace,
       },
       alarmsRaised: this.alarmsRaised,
       falseAlarms: this.falseAlarms,

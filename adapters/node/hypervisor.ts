@@ -7,8 +7,9 @@
  */
 import { Effect, Schedule, Semaphore } from "effect"
 import si from "systeminformation"
-import { haActions } from "../../core/hypervisor/ha.ts"
+import { haActions, haInSync } from "../../core/hypervisor/ha.ts"
 import {
+  claimsOf,
   type DriverCall,
   defaultHypervisorTimings,
   definitionOf,
@@ -22,20 +23,11 @@ import {
   type TaskSpecValue,
 } from "../../core/hypervisor/hypervisor.ts"
 import { defaultSchedulerPolicy, type NodeCapacity } from "../../core/hypervisor/scheduler.ts"
+import { encodeValue as json, decodeValue as parse } from "../../core/hypervisor/values.ts"
 import { Vmm, type VmmError } from "../../core/ports/vmm.ts"
 import type { RunningNode } from "./node.ts"
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-export const json = (value: unknown) => encoder.encode(JSON.stringify(value))
-export const parse = <A>(bytes: Uint8Array | null | undefined): A | undefined => {
-  if (bytes === null || bytes === undefined) return undefined
-  try {
-    return JSON.parse(decoder.decode(bytes)) as A
-  } catch {
-    return undefined
-  }
-}
+export { decodeValue as parse, encodeValue as json } from "../../core/hypervisor/values.ts"
 
 export interface HypervisorOptions {
   readonly self: string
@@ -83,7 +75,9 @@ export const nodeCapacities = (running: RunningNode): ReadonlyArray<NodeCapacity
 export const systemsOf = (running: RunningNode) =>
   running.list("system").flatMap((entry) => {
     const spec = parse<SystemSpecValue>(entry.value)
-    return spec === undefined ? [] : [{ id: entry.id, spec }]
+    return spec === undefined
+      ? []
+      : [{ id: entry.id, spec, claims: claimsOf(running.metaOf("system", entry.id), parse) }]
   })
 
 export const runHypervisor = (running: RunningNode, options: HypervisorOptions, ready: Effect.Effect<void>) =>
@@ -245,6 +239,13 @@ export const runHypervisor = (running: RunningNode, options: HypervisorOptions, 
     const highAvailability = Effect.gen(function* () {
       const authority = running.authority()
       if (!authority.isPrimary) return
+      const inSync = haInSync({
+        self: options.self,
+        members: running.status().members.map((member) => member.id),
+        primarySinceMs: authority.primarySinceMs,
+        ...running.syncState(),
+      })
+      if (!inSync) return
       const actions = haActions({
         nowMs: authority.nowMs,
         self: options.self,

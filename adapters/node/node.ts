@@ -84,6 +84,8 @@ export interface RunningNode {
     readonly quorumWindowMs: number
   }
   readonly lastHeardMs: (node: string) => number
+  /** The CDB's known gaps and when each node's digest last arrived (the primary's HA waits for both). */
+  readonly syncState: () => ReturnType<CdbNode["syncState"]>
   /** Reads a system's serial console on this node; set by the hypervisor service once it runs. */
   console:
     | ((system: string, maxBytes: number) => Effect.Effect<string, { readonly message: string }>)
@@ -396,6 +398,7 @@ export const startNode = (config: NodeConfig) =>
         }
       },
       lastHeardMs: (node) => election.lastHeard(node),
+      syncState: () => cdb.syncState(),
       console: undefined,
     }
     yield* Effect.logInfo("node started", { node: config.id, incarnation, entries: cdb.entryCount() })

@@ -244,6 +244,8 @@ export class CdbNode {
   private readonly pending = new Map<string, Map<number, Change>>()
   private readonly logs = new Map<string, RetainedLog>()
   private readonly gaps = new Map<string, Gap>()
+  /** When (local ms) a digest from each node last arrived. */
+  private readonly digestHeardMs = new Map<string, number>()
   private readonly lastHeard = new Map<string, number>()
   private readonly memberStates = new Map<string, MemberState>()
   private readonly statsSeen = new Map<string, number>()
@@ -297,6 +299,14 @@ export class CdbNode {
     return [...this.entries].sort((left, right) => (left[0] < right[0] ? -1 : left[0] > right[0] ? 1 : 0))
   }
 
+  /** The live (not deleted) objects of one kind, in id order. */
+  entriesOf(kind: string): ReadonlyArray<SpecEntry> {
+    const found: Array<SpecEntry> = []
+    for (const entry of this.entries.values())
+      if (entry.kind === kind && entry.value !== null) found.push(entry)
+    return found.sort((left, right) => (left.id < right.id ? -1 : left.id > right.id ? 1 : 0))
+  }
+
   /** Meta slots of an object, one per node that wrote one, for nodes that are not dead. */
   metaOf(kind: string, id: string): ReadonlyArray<MetaSlot> {
     const prefix = metaKey(kind, id, "")
@@ -332,6 +342,15 @@ export class CdbNode {
 
   entryCount(): number {
     return this.entries.size
+  }
+
+  /**
+   * How far this node knows it is in sync: the origins it knows it lacks changes of, and when a
+   * digest from each node last arrived. A node with no known gap has applied everything every
+   * digest it received announced.
+   */
+  syncState(): { readonly gaps: number; readonly digestHeardMs: (node: string) => number } {
+    return { gaps: this.gaps.size, digestHeardMs: (node) => this.digestHeardMs.get(node) ?? -neverMs }
   }
 
   /** Origins with a known gap, and how far behind: for `pending()` reports when a run does not converge. */
@@ -462,6 +481,7 @@ export class CdbNode {
         break
       }
       case "digest": {
+        this.digestHeardMs.set(datagram.sender, nowMs)
         const key = `d\u0000${datagram.sender}\u0000${body.part}`
         if ((this.forwarded.get(key) ?? -1) < body.digestSeq) {
           this.forwarded.set(key, body.digestSeq)

@@ -62,6 +62,27 @@ export const certainlyStoppedAtMs = (
   input.timings.haFenceMs +
   input.timings.marginMs
 
+/**
+ * Whether the primary's CDB is recent enough to place systems: it must know of no gap, and
+ * since it took office it must have received a digest from a majority (itself included), so
+ * that it has applied every change those nodes had — the placements of an earlier primary
+ * among them. A primary elected with a stale store (its L2 domain's relay flapping, say) would
+ * otherwise release a system another node already runs. The simulator found that one.
+ */
+export const haInSync = (input: {
+  readonly self: string
+  readonly members: ReadonlyArray<string>
+  readonly primarySinceMs: number
+  readonly gaps: number
+  readonly digestHeardMs: (node: string) => number
+}): boolean => {
+  if (input.gaps > 0) return false
+  const fresh = input.members.filter(
+    (member) => member === input.self || input.digestHeardMs(member) >= input.primarySinceMs,
+  ).length
+  return fresh >= Math.floor(input.members.length / 2) + 1
+}
+
 export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
   const actions: Array<HaAction> = []
   const placed = placedSystems(input.systems)

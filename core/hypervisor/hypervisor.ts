@@ -78,9 +78,37 @@ export interface Authority {
   readonly fenced: boolean
 }
 
+/** A node's meta slot that says a system is active there (see `claimsOf`). */
+export interface Claim {
+  readonly node: string
+  readonly state: string
+}
+
+/** Meta states in which a node may still have the system's domain running. */
+const activeStates: ReadonlySet<string> = new Set(["starting", "running", "paused", "stopping", "migrating"])
+
+/** From every live node's meta slot for a system, the nodes that say it is (or may be) active there. */
+export const claimsOf = (
+  slots: ReadonlyArray<{ readonly node: string; readonly value: Uint8Array }>,
+  decode: (bytes: Uint8Array) => { readonly state?: unknown } | undefined,
+): ReadonlyArray<Claim> =>
+  slots.flatMap((slot) => {
+    const state = decode(slot.value)?.state
+    return typeof state === "string" && activeStates.has(state) ? [{ node: slot.node, state }] : []
+  })
+
 export interface View {
-  /** Every system in the CDB; a deleted one is simply absent. */
-  readonly systems: ReadonlyArray<{ readonly id: string; readonly spec: SystemSpecValue }>
+  /**
+   * Every system in the CDB (a deleted one is simply absent), with the live nodes whose meta
+   * says it is active there. A node starts a system only when no other node claims it: a
+   * placement written from a stale view (a hand-over racing an HA move, say) then waits until
+   * the other node has stopped it, instead of running it twice.
+   */
+  readonly systems: ReadonlyArray<{
+    readonly id: string
+    readonly spec: SystemSpecValue
+    readonly claims?: ReadonlyArray<Claim>
+  }>
   /** Tasks this node owns that are queued or running. */
   readonly tasks: ReadonlyArray<{ readonly id: string; readonly spec: TaskSpecValue }>
 }
@@ -243,6 +271,7 @@ const maxLogLines = 64
 export class HypervisorNode {
   readonly config: HypervisorConfig
   private systems = new Map<string, SystemSpecValue>()
+  private claims = new Map<string, ReadonlyArray<Claim>>()
   private readonly locals = new Map<string, Local>()
   private readonly tasks = new Map<string, ActiveTask>()
   private readonly requests = new Map<number, string>()
@@ -250,6 +279,8 @@ export class HypervisorNode {
   private nextObserveMs: number
   private observing = false
   private haAllowed = false
+  /** When HA authority runs out unless a primary's ping renews it (this node's clock). */
+  private fenceAtMs = neverMs
   private outputs: Array<Output> = []
 
   constructor(config: HypervisorConfig, nowMs: number) {
@@ -294,8 +325,12 @@ export class HypervisorNode {
 
   private onView(view: View, nowMs: number): void {
     this.systems = new Map(view.systems.map((system) => [system.id, system.spec]))
-    for (const [id, spec] of this.systems)
-      if (spec.node === this.config.self && !this.locals.has(id)) this.track(id, nowMs)
+    this.claims = new Map(view.systems.map((system) => [system.id, system.claims ?? []]))
+    for (const [id, spec] of this.systems) {
+      // Ours, or ours once (this node's own meta still claims it, from before a restart, say).
+      const claimed = this.claims.get(id)!.some((claim) => claim.node === this.config.self)
+      if ((spec.node === this.config.self || claimed) && !this.locals.has(id)) this.track(id, nowMs)
+    }
     for (const { id, spec } of view.tasks) {
       const known = this.tasks.get(id)
       if (known !== undefined) continue
@@ -439,8 +474,11 @@ export class HypervisorNode {
     const allowed = this.mayRunHa(nowMs, authority)
     if (allowed) {
       this.haAllowed = true
+      // Woken at that instant: the primary's fence bound counts on HA systems stopping on time.
+      this.fenceAtMs = authority.leaderContactMs + this.config.haFenceMs + 1
       return
     }
+    this.fenceAtMs = neverMs
     // Without authority, every HA system here is held (also at boot, before any contact).
     for (const local of this.locals.values()) {
       const spec = this.systems.get(local.id)
@@ -507,6 +545,7 @@ export class HypervisorNode {
       if (local.migratingTo !== undefined && spec !== undefined && spec.node === this.config.self) {
         const to = local.migratingTo
         local.migratingTo = undefined
+        this.publishMeta(local)
         this.outputs.push({
           _tag: "WriteSpec",
           system: local.id,
@@ -518,6 +557,7 @@ export class HypervisorNode {
         return
       }
       if (!mine) {
+        this.publishMeta(local)
         this.locals.delete(local.id)
         const task = this.activeTaskFor(local.id)
         if (task?.goal === "absent") this.finishTask(task.id, "succeeded", nowMs)
@@ -535,6 +575,14 @@ export class HypervisorNode {
         nowMs,
       )
     const desired = held ? "stopped" : spec!.desired
+    const claimedElsewhere = (this.claims.get(local.id) ?? []).find(
+      (claim) => claim.node !== this.config.self,
+    )
+    if (claimedElsewhere !== undefined && (desired === "running" || desired === "paused")) {
+      if (observed === "shutoff" || observed === "crashed")
+        local.detail = `waiting: ${claimedElsewhere.node} still reports it ${claimedElsewhere.state}`
+      return
+    }
     const mayStart = !spec!.ha || this.mayRunHa(nowMs, authority)
     const task = this.activeTaskFor(local.id)
     if (task !== undefined && !task.issued && task.goal === "once") {
@@ -674,9 +722,10 @@ export class HypervisorNode {
 
   // ---- meta ------------------------------------------------------------------------------------
 
+  /** This node's meta slot for a system it runs, or is leaving (so others see when it has stopped). */
   private publishMeta(local: Local): void {
     const spec = this.systems.get(local.id)
-    if (spec === undefined || spec.node !== this.config.self) return
+    if (spec === undefined) return
     const meta: SystemMetaValue = {
       state: local.state,
       sinceMs: local.sinceMs,
@@ -693,6 +742,7 @@ export class HypervisorNode {
 
   private nextDeadline(nowMs: number): number {
     let next = this.observing ? nowMs + this.config.observeEveryMs : this.nextObserveMs
+    if (this.fenceAtMs > nowMs) next = Math.min(next, this.fenceAtMs)
     for (const local of this.locals.values()) {
       if (local.retryAtMs > nowMs) next = Math.min(next, local.retryAtMs)
       if (local.stopDeadlineMs !== undefined && local.stopDeadlineMs > nowMs)

@@ -21,7 +21,7 @@ import {
   unsafeFaultNames,
 } from "../../../sim/scenario.ts"
 import { shrink } from "../../../sim/shrink.ts"
-import { isSafetyViolation, type SimResult, simulate } from "../../../sim/world.ts"
+import { isSafetyViolation, percentiles, type SimResult, simulate } from "../../../sim/world.ts"
 
 export const exitCodes = { ok: 0, usage: 2, safety: 4, liveness: 5, crash: 6 } as const
 
@@ -68,6 +68,12 @@ const shared = {
     Flag.withDescription("Cluster-wide writes per virtual second"),
     Flag.withDefault(200),
   ),
+  systems: Flag.Int("systems").pipe(
+    Flag.withDescription(
+      "Virtual machines the cluster runs (most HA), with the hypervisor in the loop; 0: none",
+    ),
+    Flag.withDefault(0),
+  ),
   canary: Flag.Boolean("canary").pipe(
     Flag.withDescription("Enable the deliberately wrong checker (must fail)"),
     Flag.withDefault(false),
@@ -84,6 +90,7 @@ interface SharedInput {
   readonly duration: string
   readonly faults: string
   readonly writes: number
+  readonly systems: number
   readonly canary: boolean
 }
 
@@ -111,6 +118,8 @@ const toOptions = (
     }
     if (input.writes < 0)
       return yield* new SimUsageError({ message: `--writes ${input.writes}: expected 0 or more` })
+    if (input.systems < 0 || input.systems > 10_000)
+      return yield* new SimUsageError({ message: `--systems ${input.systems}: expected 0..10000` })
     const options: SimOptions = {
       ...defaultSimOptions,
       seed,
@@ -119,6 +128,7 @@ const toOptions = (
       durationMs,
       faults,
       writesPerSec: input.writes,
+      systems: input.systems,
       canary: input.canary,
     }
     if (Option.isNone(schedule)) return options
@@ -159,6 +169,7 @@ export const summarise = (result: SimResult, wallMs: number) => ({
   replay: result.replay,
   primaryChanges: result.primaryChanges,
   failoverMs: result.failoverMs,
+  hypervisor: result.hypervisor,
   alarmsRaised: result.alarmsRaised,
   falseAlarms: result.falseAlarms,
   fences: result.fences,
@@ -237,6 +248,13 @@ const runCommand = Command.make(
         yield* Console.log(
           `  monitor: ${result.primaryChanges} primary change(s), failover ${failover.samples === 0 ? "not measured (the primary never failed)" : `p50 ${failover.p50} ms, p99 ${failover.p99} ms, max ${failover.max} ms over ${failover.samples}`}; ${result.alarmsRaised} alarm(s) raised, ${result.fences} fence(s)`,
         )
+        const hypervisor = result.hypervisor
+        if (hypervisor.systems > 0) {
+          const moved = hypervisor.failoverMs
+          yield* Console.log(
+            `  hypervisor: ${hypervisor.systems} systems, ${hypervisor.driverCalls} driver calls, ${hypervisor.haActions} HA placement(s); HA failover after a node crash ${moved.samples === 0 ? "not measured (no HA system was on a crashed node)" : `p50 ${moved.p50} ms, p99 ${moved.p99} ms, max ${moved.max} ms over ${moved.samples}`}${hypervisor.restartedInPlace > 0 ? `; ${hypervisor.restartedInPlace} restarted in place` : ""}`,
+          )
+        }
         if (result.health !== null) {
           const reasons = result.health.cluster.reasons.map((reason) => `-${reason.points}: ${reason.reason}`)
           yield* Console.log(
@@ -281,6 +299,8 @@ export interface SweepOutcome {
   readonly violations: SimResult["violations"]
   readonly replay: string
   readonly wallMs: number
+  /** From each node crash to each of its HA systems running elsewhere (virtual ms). */
+  readonly haFailoverSamplesMs: ReadonlyArray<number>
 }
 
 export const runSeed = (options: Omit<SimOptions, "seed">, seed: number): SweepOutcome => {
@@ -293,6 +313,7 @@ export const runSeed = (options: Omit<SimOptions, "seed">, seed: number): SweepO
     violations: result.violations.slice(0, 3),
     replay: result.replay,
     wallMs: Math.round(performance.now() - started),
+    haFailoverSamplesMs: result.hypervisor.failoverSamplesMs,
   }
 }
 
@@ -329,12 +350,23 @@ const sweepCommand = Command.make(
       )
       const wallMs = Math.round(performance.now() - started)
       const failing = outcomes.filter((outcome) => outcome.outcome !== "ok")
+      const haFailoverMs = percentiles(outcomes.flatMap((outcome) => outcome.haFailoverSamplesMs))
       if (input.json) {
         yield* Console.log(
-          JSON.stringify({ seeds: seeds.length, failing: failing.length, wallMs, failures: failing }),
+          JSON.stringify({
+            seeds: seeds.length,
+            failing: failing.length,
+            wallMs,
+            ...(input.systems > 0 ? { haFailoverMs } : {}),
+            failures: failing,
+          }),
         )
       } else {
         yield* Console.log(`${seeds.length} seeds in ${wallMs} ms: ${failing.length} failing`)
+        if (input.systems > 0)
+          yield* Console.log(
+            `  HA failover after a node crash: ${haFailoverMs.samples === 0 ? "no sample" : `p50 ${haFailoverMs.p50} ms, p99 ${haFailoverMs.p99} ms, max ${haFailoverMs.max} ms over ${haFailoverMs.samples} systems`}`,
+          )
         for (const failure of failing) {
           yield* Console.log(
             `  seed ${failure.seed} (${failure.outcome}): ${failure.violations[0]?.message ?? ""}`,

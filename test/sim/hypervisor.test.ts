@@ -1,0 +1,79 @@
+import { describe, expect, it } from "vitest"
+import { defaultSimOptions, type FaultEvent, type FaultName } from "../../sim/scenario.ts"
+import { haBoundMs, type SimResult, simulate } from "../../sim/world.ts"
+
+const nodes = 5
+const calm = {
+  rates: { lossPermille: 0, duplicatePermille: 0, jitterUs: 0 },
+  driftPpm: [150, -150, 80, -80, 0],
+}
+const run = (
+  events: ReadonlyArray<FaultEvent>,
+  options: { durationMs?: number; faults?: ReadonlyArray<FaultName>; seed?: number } = {},
+): SimResult =>
+  simulate({
+    ...defaultSimOptions,
+    seed: options.seed ?? 1,
+    nodes,
+    durationMs: options.durationMs ?? 25_000,
+    systems: 10,
+    writesPerSec: 50,
+    ...(options.faults === undefined ? {} : { faults: options.faults }),
+    schedule: { ...calm, events },
+  })
+
+/** The node the scheduler gave the most HA systems to (placement happens before any fault). */
+const busiestHaNode = (): { index: number; systems: ReadonlyArray<string> } => {
+  const created = run([]).hypervisor.created.filter((system) => system.ha)
+  const counts = new Map<string, Array<string>>()
+  for (const { system, node } of created) counts.set(node, [...(counts.get(node) ?? []), system])
+  const [node, systems] = [...counts].sort((left, right) => right[1].length - left[1].length)[0]!
+  return { index: Number(node.slice(1)) - 1, systems }
+}
+
+describe("hypervisor in the simulator", () => {
+  it("without faults, every system runs where the scheduler put it, on one node only", () => {
+    const result = run([])
+    expect(result.violations).toEqual([])
+    expect(result.converged).toBe(true)
+    expect(result.hypervisor.created).toHaveLength(10)
+    expect(new Set(result.hypervisor.created.map((system) => system.node)).size).toBeGreaterThan(1)
+    expect(result.hypervisor.driverCalls).toBeGreaterThanOrEqual(20)
+  })
+
+  it("crash the node running HA systems: each runs on another node within 15 virtual seconds, never on two", () => {
+    const busiest = busiestHaNode()
+    const result = run([{ kind: "crash", atMs: 6_000, durationMs: 30_000, node: busiest.index }], {
+      durationMs: 30_000,
+    })
+    expect(result.violations).toEqual([])
+    expect(result.hypervisor.failoverMs.samples).toBe(busiest.systems.length)
+    expect(result.hypervisor.failoverMs.max!).toBeLessThan(haBoundMs)
+    expect(result.converged).toBe(true)
+  })
+
+  it("cut that node off (a partition of one): it stops its HA systems before they start elsewhere, and does not take them back after the heal", () => {
+    const busiest = busiestHaNode()
+    const result = run([{ kind: "partition", atMs: 6_000, durationMs: 15_000, side: [busiest.index] }])
+    expect(result.violations).toEqual([])
+    expect(result.hypervisor.haActions).toBeGreaterThanOrEqual(busiest.systems.length)
+    expect(result.converged).toBe(true)
+  })
+
+  it("the vm checker is live: hosts without a fence (the unsafe fault no-fence) run a system twice under the same partition", () => {
+    const busiest = busiestHaNode()
+    const result = run([{ kind: "partition", atMs: 6_000, durationMs: 15_000, side: [busiest.index] }], {
+      faults: [...defaultSimOptions.faults, "no-fence"],
+    })
+    expect(result.violations.some((violation) => violation.checker === "vm")).toBe(true)
+  })
+
+  it("is deterministic with the hypervisor and guest faults on: the same seed twice gives the same trace", () => {
+    const options = { ...defaultSimOptions, seed: 11, durationMs: 15_000, systems: 8 }
+    const first = simulate(options)
+    const second = simulate(options)
+    expect(second.traceHash).toBe(first.traceHash)
+    expect(second.hypervisor).toEqual(first.hypervisor)
+    expect(first.hypervisor.driverCalls).toBeGreaterThan(0)
+  })
+})
