@@ -706,8 +706,6 @@ export class World {
 
   private faultStart(fault: FaultEvent): void {
     if (this.healed) return
-    console.log(`${Math.floor(this.nowUs / 1000)} fault ${JSON.stringify(fault)}`)
-    console.log(`${Math.floor(this.nowUs / 1000)} fault ${JSON.stringify(fault)}`)
     this.trace.number(5)
     this.trace.number(this.nowUs)
     this.trace.text(fault.kind)
@@ -1082,12 +1080,6 @@ export class World {
         this.trace.text(output.domain)
         this.trace.text(output.call._tag)
         this.trace.text(result.error?.reason ?? "ok")
-        console.log(
-          `${Math.floor(this.nowUs / 1000)} ${node.id} call ${output.call._tag} -> ${result.error?.reason ?? "ok"} ${result.observed} fenced=${node.fenced} contact=${node.monitor!.leaderContact(this.localMs(node))} local=${this.localMs(node)} spec=${node.cdb?.get("system", output.system)?.value ? new TextDecoder().decode(node.cdb!.get("system", output.system)!.value!) : "-"} claims=${JSON.stringify(claimsOf(node.cdb!.metaOf("system", output.system), decodeValue))}`,
-        )
-        console.log(
-          `${Math.floor(this.nowUs / 1000)} ${node.id} call ${output.call._tag} -> ${result.error?.reason ?? "ok"} ${result.observed} fenced=${node.fenced} contact=${node.monitor!.leaderContact(this.localMs(node))} local=${this.localMs(node)}`,
-        )
         if (result.error === undefined && (result.observed === "running" || result.observed === "paused"))
           this.systemActive(output.system, node)
         this.queue.push(this.nowUs + Math.max(1_000, result.latencyUs), {
@@ -1213,12 +1205,6 @@ export class World {
     for (const action of actions) {
       if (action._tag === "Stranded") continue
       this.haMoves++
-      console.log(
-        `${Math.floor(this.nowUs / 1000)} primary ${node.id} HA ${JSON.stringify(action)} lastHeard=${JSON.stringify(this.members.map((m) => [m.id, monitor.lastHeard(m.id)]))} since=${monitor.primarySince} local=${nowMs}`,
-      )
-      console.log(
-        `${Math.floor(this.nowUs / 1000)} primary ${node.id} HA ${JSON.stringify(action)} lastHeard=${JSON.stringify(this.members.map((m) => [m.id, monitor.lastHeard(m.id)]))} since=${monitor.primarySince} local=${nowMs}`,
-      )
       this.trace.number(10)
       this.trace.number(this.nowUs)
       this.trace.text(action.system)
@@ -1297,9 +1283,6 @@ export class World {
       nodes: this.members.map((member) => member.id),
     })
     if (!("task" in plan)) return
-    console.log(
-      `${Math.floor(this.nowUs / 1000)} operator via ${node.id}: ${operation} ${JSON.stringify(plan)}`,
-    )
     this.operations++
     const id = `op-${this.operations}`
     this.writeObjects(node, [

@@ -36,6 +36,7 @@ describe("architecture", () => {
         "process.hrtime.bigint()",
         "crypto.randomUUID()",
         "performance.now()",
+        "console.log(event)",
       ].join("\n")
       const details = scan([{ path: "sim/loop.ts", text }]).map((violation) => violation.detail)
       expect(details).toEqual([
@@ -44,6 +45,7 @@ describe("architecture", () => {
         "uses process.hrtime",
         "uses crypto.randomUUID",
         "uses performance.now",
+        "uses console output",
       ])
     })
 

@@ -34,6 +34,8 @@ const forbidden: ReadonlyArray<readonly [RegExp, string]> = [
   [/\brandomUUID\b/, "crypto.randomUUID"],
   [/\bgetRandomValues\b|\brandomBytes\b|\brandomInt\b/, "crypto randomness"],
   [/\bnode:timers\b/, "node:timers"],
+  // Output is the driving side's job; a console call left in the core or the simulator is a leftover.
+  [/\bconsole\.\w+\(/, "console output"],
 ]
 
 const allowedPackages: Readonly<Record<string, ReadonlyArray<string>>> = {
