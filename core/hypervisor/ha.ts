@@ -92,8 +92,35 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
     const node = spec.node
     const epoch = spec.epoch ?? 0
     const heard = node === input.self || input.nowMs - input.lastHeardMs(node) <= input.timings.quorumWindowMs
+    const meta = input.metaOf(id, node)
+    // A cold migration: the node has stopped and undefined it, and asks for it to be placed on `to`.
+    const to = meta?.handoverTo
+    if (to !== undefined && (meta?.epoch ?? 0) === epoch) {
+      const target = input.nodes.find((candidate) => candidate.id === to)
+      const decision =
+        target === undefined
+          ? undefined
+          : place(
+              requestFor(id, spec),
+              [target],
+              placed.filter((system) => system.id !== id),
+              input.policy,
+            )
+      if (decision?._tag === "Placed") {
+        actions.push({
+          _tag: "Move",
+          system: id,
+          from: node,
+          to,
+          spec: { ...spec, node: to as typeof node, epoch: epoch + 1 },
+          reason: `migration: ${node} has stopped it`,
+        })
+        const index = placed.findIndex((system) => system.id === id)
+        if (index >= 0) placed[index] = { ...placed[index]!, node: to }
+        continue
+      }
+    }
     if (heard) {
-      const meta = input.metaOf(id, node)
       if (meta?.held === true && (meta.epoch ?? 0) === epoch)
         actions.push({ _tag: "Release", system: id, node, spec: { ...spec, epoch: epoch + 1 } })
       continue

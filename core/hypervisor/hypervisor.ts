@@ -261,6 +261,8 @@ interface Local {
   defined: string | undefined
   /** A cold migration in progress: the node to hand over to once the domain is gone. */
   migratingTo: string | undefined
+  /** The spec epoch at which an HA system was handed to the primary for placement elsewhere. */
+  handedOverAtEpoch: number | undefined
   detail: string | undefined
   lastMeta: string | undefined
 }
@@ -369,6 +371,7 @@ export class HypervisorNode {
       heldAtEpoch: undefined,
       defined: undefined,
       migratingTo: undefined,
+      handedOverAtEpoch: undefined,
       detail: undefined,
       lastMeta: undefined,
     }
@@ -528,6 +531,11 @@ export class HypervisorNode {
       local.heldAtEpoch = undefined
       local.detail = undefined
     }
+    // A handed-over HA system placed here again by the primary (a newer epoch): ours to run again.
+    if (mine && local.handedOverAtEpoch !== undefined && (spec.epoch ?? 0) > local.handedOverAtEpoch) {
+      local.handedOverAtEpoch = undefined
+      local.migratingTo = undefined
+    }
     const held = mine && spec.ha && local.heldAtEpoch !== undefined
     const observed = local.observed
     const active = observed === "running" || observed === "paused" || observed === "shutting-down"
@@ -542,6 +550,27 @@ export class HypervisorNode {
         return this.call(local, { _tag: "destroy" }, nowMs, "kill")
       }
       if (observed !== "absent") return this.call(local, { _tag: "undefine" }, nowMs)
+      if (
+        local.migratingTo !== undefined &&
+        spec !== undefined &&
+        spec.node === this.config.self &&
+        spec.ha
+      ) {
+        // HA: only the primary places it (it may have moved it already, if it lost this node);
+        // this node says it has let go, in its meta, and waits for the new placement.
+        if (local.handedOverAtEpoch !== undefined) return
+        local.handedOverAtEpoch = spec.epoch ?? 0
+        const task = this.activeTaskFor(local.id)
+        if (task !== undefined)
+          this.finishTask(
+            task.id,
+            "succeeded",
+            nowMs,
+            undefined,
+            `stopped and handed to the primary, which places it on ${local.migratingTo}`,
+          )
+        return
+      }
       if (local.migratingTo !== undefined && spec !== undefined && spec.node === this.config.self) {
         const to = local.migratingTo
         local.migratingTo = undefined
@@ -732,6 +761,9 @@ export class HypervisorNode {
       domainName: local.domain,
       epoch: spec.epoch ?? 0,
       ...(local.heldAtEpoch === undefined ? {} : { held: true }),
+      ...(local.handedOverAtEpoch === undefined || local.migratingTo === undefined
+        ? {}
+        : { handoverTo: local.migratingTo as NonNullable<SystemMetaValue["handoverTo"]> }),
       ...(local.detail === undefined ? {} : { detail: local.detail }),
     }
     const key = JSON.stringify(meta)

@@ -78,6 +78,11 @@ export const SystemMeta = Schema.Struct({
   epoch: Schema.optionalKey(Count),
   /** Stopped by fencing (or held at boot) until the primary places it again. */
   held: Schema.optionalKey(Schema.Boolean),
+  /**
+   * An HA system this node has stopped and undefined for a cold migration: the primary places it
+   * on this node next (placement of an HA system is the primary's decision alone).
+   */
+  handoverTo: Schema.optionalKey(NodeId),
   /** Why the system is not in its desired state, when it is not. */
   detail: Schema.optionalKey(Schema.String),
 })

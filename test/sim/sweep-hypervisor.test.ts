@@ -13,3 +13,10 @@ describe("regressions with the hypervisor: seeds that once failed", () => {
   // that another node already ran (now it waits until its CDB has caught up with a majority).
   sweep(1105, 1105, { nodes: 9, domains: 3, durationMs: 30_000, systems: 20 })
 })
+
+describe("regressions with the hypervisor: a cold migration racing an HA move", () => {
+  // A node cut off one way handed an HA system to another node by itself while the primary,
+  // not hearing it, moved the system elsewhere: it ran twice. Now the primary alone places HA
+  // systems; a migrating node only says, in its meta, that it has let go.
+  sweep(152, 152, { durationMs: 30_000, systems: 12 })
+})
