@@ -7,6 +7,7 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Command } from "effect/cli"
 import packageJson from "../../package.json" with { type: "json" }
+import { benchCommand } from "./commands/bench.ts"
 import {
   alarmCommand,
   clusterCommand,
@@ -23,6 +24,7 @@ import { systemCommand, taskCommand } from "./commands/system.ts"
 export const acp = Command.make("acp").pipe(
   Command.withDescription("ACP: run virtual machines on a cluster of Linux hosts, and simulate it"),
   Command.withSubcommands([
+    benchCommand,
     clusterCommand,
     nodeCommand,
     systemCommand,

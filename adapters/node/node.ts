@@ -5,7 +5,7 @@
  * One lock serialises every input, so the cores see one input at a time, as in the simulator.
  */
 import { Effect, type Fiber, Result, Schedule, Semaphore, Stream } from "effect"
-import type { StatsValue } from "../../core/cdb/codec.ts"
+import type { Change, StatsValue } from "../../core/cdb/codec.ts"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
 import {
   type CdbConfig,
@@ -86,6 +86,8 @@ export interface RunningNode {
   readonly lastHeardMs: (node: string) => number
   /** The CDB's known gaps and when each node's digest last arrived (the primary's HA waits for both). */
   readonly syncState: () => ReturnType<CdbNode["syncState"]>
+  /** Calls `observer` with every batch of changes this node applies, its own writes included (a benchmark's probe). */
+  readonly observeApplied: (observer: ((changes: ReadonlyArray<Change>) => void) | undefined) => void
   /** Reads a system's serial console on this node; set by the hypervisor service once it runs. */
   console:
     | ((system: string, maxBytes: number) => Effect.Effect<string, { readonly message: string }>)
@@ -167,14 +169,20 @@ export const startNode = (config: NodeConfig) =>
         )
     }
 
+    let appliedObserver: ((changes: ReadonlyArray<Change>) => void) | undefined
     const carryOutCdb = Effect.fnUntraced(function* (outputs: ReadonlyArray<CdbOutput>) {
       const acknowledged: Array<number> = []
       const refused = new Map<number, WriteRefused>()
+      // Everything to persist, in one transaction, before anything is acknowledged or sent.
+      const persists = outputs.filter(
+        (output): output is Extract<CdbOutput, { _tag: "Persist" | "PersistSnapshot" }> =>
+          output._tag === "Persist" || output._tag === "PersistSnapshot",
+      )
+      if (persists.length > 0) yield* store.persist(persists).pipe(Effect.orDie)
       for (const output of outputs) {
         switch (output._tag) {
           case "Persist":
           case "PersistSnapshot":
-            yield* store.persist(output).pipe(Effect.orDie)
             break
           case "Acknowledged":
             acknowledged.push(...output.requestIds)
@@ -206,6 +214,9 @@ export const startNode = (config: NodeConfig) =>
             cdbDeadlineMs = output.atMs
             break
           case "Applied":
+            revision++
+            appliedObserver?.(output.changes)
+            break
           case "SnapshotInstalled":
             revision++
             break
@@ -255,7 +266,7 @@ export const startNode = (config: NodeConfig) =>
 
     const stepElection = (input: ElectionInput) => carryOutElection(election.handle(input, nowMs()))
 
-    const openAlarmsNow = () => openAlarms(cdb.allEntries().map(([, entry]) => entry))
+    const openAlarmsNow = () => openAlarms(cdb.entriesOf("alarm"))
 
     /** The primary (only) turns what the CDB says about members into alarms. */
     const evaluate = Effect.gen(function* () {
@@ -283,27 +294,44 @@ export const startNode = (config: NodeConfig) =>
       yield* carryOutCdb(cdb.handle({ _tag: "Write", writes }, nowMs()))
     })
 
-    const receive = (received: Received) =>
+    /**
+     * The datagrams that queued up while the node was busy, taken together: the CDB core takes
+     * each in turn, and what they leave to persist is one SQLite transaction, not one per datagram.
+     */
+    const receiveBatch = (batch: ReadonlyArray<Received>) =>
       lock.withPermits(1)(
         Effect.gen(function* () {
-          counters.datagramsIn++
-          if (received.channel === "cdb") {
-            const input = {
-              _tag: "DatagramReceived" as const,
-              bytes: received.bytes,
-              via: received.via,
-              ...(received.from === undefined ? {} : { from: received.from }),
+          const outputs: Array<CdbOutput> = []
+          for (const received of batch) {
+            counters.datagramsIn++
+            if (received.channel === "cdb") {
+              const input = {
+                _tag: "DatagramReceived" as const,
+                bytes: received.bytes,
+                via: received.via,
+                ...(received.from === undefined ? {} : { from: received.from }),
+              }
+              for (const output of cdb.handle(input, nowMs())) outputs.push(output)
+              continue
             }
-            yield* carryOutCdb(cdb.handle(input, nowMs()))
-            return
+            const message = decodeMessage(received.bytes)
+            if (Result.isFailure(message)) {
+              counters.rejectedMessages++
+              yield* Effect.logWarning("monitor message rejected", { detail: message.failure.detail })
+              continue
+            }
+            yield* stepElection({ _tag: "MessageReceived", message: message.success })
           }
-          const message = decodeMessage(received.bytes)
-          if (Result.isFailure(message)) {
-            counters.rejectedMessages++
-            return yield* Effect.logWarning("monitor message rejected", { detail: message.failure.detail })
-          }
-          yield* stepElection({ _tag: "MessageReceived", message: message.success })
+          if (outputs.length > 0) yield* carryOutCdb(outputs)
         }),
+      )
+    const receive = (chunk: ReadonlyArray<Received>) =>
+      Effect.forEach(
+        Array.from({ length: Math.ceil(chunk.length / 256) }, (_, index) =>
+          chunk.slice(index * 256, (index + 1) * 256),
+        ),
+        receiveBatch,
+        { discard: true },
       )
 
     const tick = lock.withPermits(1)(
@@ -318,7 +346,7 @@ export const startNode = (config: NodeConfig) =>
     )
 
     yield* tick
-    const incomingFiber = yield* Stream.runForEach(transport.incoming, receive).pipe(Effect.forkScoped)
+    const incomingFiber = yield* Stream.runForEachArray(transport.incoming, receive).pipe(Effect.forkScoped)
     const tickFiber = yield* tick.pipe(Effect.repeat(Schedule.spaced("5 millis")), Effect.forkScoped)
 
     const running: RunningNode = {
@@ -344,10 +372,12 @@ export const startNode = (config: NodeConfig) =>
         ),
       get: (kind, id) => cdb.get(kind, id),
       list: (kind) =>
-        cdb
-          .allEntries()
-          .map(([, entry]) => entry)
-          .filter((entry) => entry.value !== null && (kind === undefined || entry.kind === kind)),
+        kind === undefined
+          ? cdb
+              .allEntries()
+              .map(([, entry]) => entry)
+              .filter((entry) => entry.value !== null)
+          : cdb.entriesOf(kind),
       metaOf: (kind, id) => cdb.metaOf(kind, id).map((slot) => ({ node: slot.node, value: slot.value })),
       status: () => {
         const now = nowMs()
@@ -400,6 +430,9 @@ export const startNode = (config: NodeConfig) =>
       lastHeardMs: (node) => election.lastHeard(node),
       syncState: () => cdb.syncState(),
       console: undefined,
+      observeApplied: (observer) => {
+        appliedObserver = observer
+      },
     }
     yield* Effect.logInfo("node started", { node: config.id, incarnation, entries: cdb.entryCount() })
     return { running, fibers: [incomingFiber, tickFiber] as ReadonlyArray<Fiber.Fiber<unknown, unknown>> }

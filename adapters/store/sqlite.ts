@@ -98,7 +98,6 @@ const applyChange = (sql: ReturnType<typeof statements>, change: Change, self: s
       change.origin,
       change.seq,
     )
-  sql.advance.run(change.origin, change.seq)
   if (change.origin === self) {
     sql.logOwn.run(change.seq, change.op, change.kind, change.id, change.ms, change.counter, change.value)
   }
@@ -149,9 +148,22 @@ export const layerSqlite = (options: SqliteOptions) =>
     Effect.gen(function* () {
       const db = yield* Effect.acquireRelease(openSqlite(options), (db) => Effect.sync(() => db.close()))
       const sql = statements(db)
-      const transaction = <A>(body: () => A) =>
+      // What must reach the disk before the commit returns: this node's own changes (a write is
+      // acknowledged only once durable), its vote and its incarnation. Changes received from
+      // others are committed without waiting for the fsync (WAL, synchronous=NORMAL: a process
+      // crash loses nothing, a power loss only the newest ones, which the node then asks again
+      // like any gap). With synchronous=NORMAL configured, nothing waits.
+      let mode: "FULL" | "NORMAL" = options.synchronous
+      const syncMode = (wanted: "FULL" | "NORMAL") => {
+        const effective = options.synchronous === "FULL" ? wanted : "NORMAL"
+        if (effective === mode) return
+        db.exec(`PRAGMA synchronous = ${effective}`)
+        mode = effective
+      }
+      const transaction = <A>(body: () => A, durable = true) =>
         Effect.try({
           try: () => {
+            syncMode(durable ? "FULL" : "NORMAL")
             db.exec("BEGIN")
             try {
               const result = body()
@@ -164,6 +176,36 @@ export const layerSqlite = (options: SqliteOptions) =>
           },
           catch: fail("write-failed"),
         })
+      const persistOne = (persist: Persist) => {
+        if (persist._tag === "Persist") {
+          let lastOwn = 0
+          // Stream positions once per origin, at the end: one statement per change fewer.
+          const upTo = new Map<string, number>()
+          for (const change of persist.changes) {
+            applyChange(sql, change, options.self)
+            upTo.set(change.origin, Math.max(upTo.get(change.origin) ?? 0, change.seq))
+            if (change.origin === options.self) lastOwn = change.seq
+          }
+          for (const [origin, seq] of upTo) sql.advance.run(origin, seq)
+          if (lastOwn > options.retainChanges * 2) sql.trimOwn.run(lastOwn - options.retainChanges)
+          return
+        }
+        for (const entry of persist.entries) {
+          if (entry.tag === "meta")
+            sql.putMeta.run(entry.kind, entry.id, entry.origin, entry.value!, entry.seq)
+          else
+            sql.putEntry.run(
+              entry.kind,
+              entry.id,
+              entry.value,
+              entry.ms,
+              entry.counter,
+              entry.origin,
+              entry.seq,
+            )
+        }
+        for (const [origin, seq] of persist.vector) sql.advance.run(origin, seq)
+      }
       return DurableStore.of({
         load: Effect.try({
           try: () => {
@@ -194,33 +236,17 @@ export const layerSqlite = (options: SqliteOptions) =>
           },
           catch: fail("corrupt"),
         }),
-        persist: (persist: Persist) =>
-          transaction(() => {
-            if (persist._tag === "Persist") {
-              let lastOwn = 0
-              for (const change of persist.changes) {
-                applyChange(sql, change, options.self)
-                if (change.origin === options.self) lastOwn = change.seq
-              }
-              if (lastOwn > options.retainChanges * 2) sql.trimOwn.run(lastOwn - options.retainChanges)
-              return
-            }
-            for (const entry of persist.entries) {
-              if (entry.tag === "meta")
-                sql.putMeta.run(entry.kind, entry.id, entry.origin, entry.value!, entry.seq)
-              else
-                sql.putEntry.run(
-                  entry.kind,
-                  entry.id,
-                  entry.value,
-                  entry.ms,
-                  entry.counter,
-                  entry.origin,
-                  entry.seq,
-                )
-            }
-            for (const [origin, seq] of persist.vector) sql.advance.run(origin, seq)
-          }),
+        persist: (persists: ReadonlyArray<Persist>) =>
+          transaction(
+            () => {
+              for (const persist of persists) persistOne(persist)
+            },
+            persists.some(
+              (persist) =>
+                persist._tag === "Persist" &&
+                persist.changes.some((change) => change.origin === options.self),
+            ),
+          ),
         persistVote: (vote: DurableVote) =>
           transaction(() => sql.setNumber.run("vote", vote.term, vote.votedFor)),
         nextIncarnation: transaction(() => {

@@ -238,6 +238,8 @@ export class CdbNode {
   private readonly clock: Clock = { ms: 0, counter: 0 }
   private ownSeq = 0
   private readonly entries = new Map<string, SpecEntry>()
+  /** The same entries by kind, then id: services read one kind often (systems, tasks, alarms). */
+  private readonly byKind = new Map<string, Map<string, SpecEntry>>()
   private readonly meta = new Map<string, MetaSlot>()
   private readonly stats = new Map<string, StatsSlot>()
   private readonly contiguous = new Map<string, number>()
@@ -302,9 +304,17 @@ export class CdbNode {
   /** The live (not deleted) objects of one kind, in id order. */
   entriesOf(kind: string): ReadonlyArray<SpecEntry> {
     const found: Array<SpecEntry> = []
-    for (const entry of this.entries.values())
-      if (entry.kind === kind && entry.value !== null) found.push(entry)
+    for (const entry of this.byKind.get(kind)?.values() ?? []) if (entry.value !== null) found.push(entry)
     return found.sort((left, right) => (left.id < right.id ? -1 : left.id > right.id ? 1 : 0))
+  }
+
+  private index(entry: SpecEntry): void {
+    let ids = this.byKind.get(entry.kind)
+    if (ids === undefined) {
+      ids = new Map()
+      this.byKind.set(entry.kind, ids)
+    }
+    ids.set(entry.id, entry)
   }
 
   /** Meta slots of an object, one per node that wrote one, for nodes that are not dead. */
@@ -597,6 +607,7 @@ export class CdbNode {
     const key = entryKey(entry.kind, entry.id)
     const previous = this.entries.get(key)
     if (!mergeEntry(this.entries, entry)) return
+    this.index(this.entries.get(key)!)
     if (previous !== undefined) this.specFingerprint ^= this.entryHash(key, previous)
     this.specFingerprint ^= this.entryHash(key, entry)
   }
@@ -1044,6 +1055,7 @@ export class CdbNode {
   private restore(image: DurableImage): void {
     for (const [key, entry] of image.entries) {
       this.entries.set(key, entry)
+      this.index(entry)
       this.specFingerprint ^= this.entryHash(key, entry)
       observe(this.clock, entry.version)
     }

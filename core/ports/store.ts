@@ -1,7 +1,8 @@
 /**
  * The durable store port: where a node keeps what must survive a crash — the CDB's durable
  * image (spec entries, meta, stream positions, its own stream's tail) and the election's vote.
- * `persist` returns only once the change is durable: the driver acknowledges a write after it.
+ * `persist` writes a batch in one transaction and returns only once it is durable: the driver
+ * acknowledges a write after it.
  */
 import { Context, type Effect, Schema } from "effect"
 import type { DurableImage, Persist } from "../cdb/durable.ts"
@@ -19,7 +20,7 @@ export class DurableStore extends Context.Service<
       { readonly image: DurableImage; readonly vote: DurableVote; readonly incarnation: number },
       StoreError
     >
-    readonly persist: (persist: Persist) => Effect.Effect<void, StoreError>
+    readonly persist: (persists: ReadonlyArray<Persist>) => Effect.Effect<void, StoreError>
     readonly persistVote: (vote: DurableVote) => Effect.Effect<void, StoreError>
     /** Counts a restart; the new incarnation tells peers this node started afresh. */
     readonly nextIncarnation: Effect.Effect<number, StoreError>

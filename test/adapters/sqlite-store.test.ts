@@ -45,7 +45,9 @@ describe("sqlite store", () => {
           steps.push({ _tag: "Persist", changes: all.slice(index, index + stepSize) })
         const memory = emptyImage()
         for (const step of steps) applyPersist(memory, step, "self", 1000)
-        await withStore(path, "self", (store) => Effect.forEach(steps, store.persist, { discard: true }))
+        // Persisted two at a time: a batch is one transaction, and must equal its steps applied in order.
+        const batches = steps.flatMap((_, index) => (index % 2 === 0 ? [steps.slice(index, index + 2)] : []))
+        await withStore(path, "self", (store) => Effect.forEach(batches, store.persist, { discard: true }))
         const loaded = await withStore(path, "self", (store) => store.load)
         expect(new Map([...loaded.image.entries].sort(byKey))).toEqual(
           new Map([...memory.entries].sort(byKey)),
@@ -73,21 +75,23 @@ describe("sqlite store", () => {
   it("refuses a data directory that belongs to another node, with a clear error, and leaves it intact", async () => {
     const path = freshPath()
     await withStore(path, "n1", (store) =>
-      store.persist({
-        _tag: "Persist",
-        changes: [
-          {
-            origin: "n1",
-            seq: 1,
-            op: "put",
-            kind: "system",
-            id: "vm",
-            ms: 1,
-            counter: 0,
-            value: new Uint8Array([1]),
-          },
-        ],
-      }),
+      store.persist([
+        {
+          _tag: "Persist",
+          changes: [
+            {
+              origin: "n1",
+              seq: 1,
+              op: "put",
+              kind: "system",
+              id: "vm",
+              ms: 1,
+              counter: 0,
+              value: new Uint8Array([1]),
+            },
+          ],
+        },
+      ]),
     )
     const error = await Effect.runPromise(
       Effect.flip(

@@ -11,6 +11,7 @@ import { recordFor } from "../../agent/keys.ts"
 import type { Forwarding } from "../../api/forward.ts"
 import { layerApiServer, layerApiSocket, Node } from "../../api/server.ts"
 import { LibvirtVmmLayer } from "../../hypervisor/libvirt.ts"
+import { startBenchAgent } from "../../node/bench-agent.ts"
 import { ConfigError, loadConfig } from "../../node/config.ts"
 import { runFramework, type ServiceDefinition } from "../../node/framework.ts"
 import { runHypervisor } from "../../node/hypervisor.ts"
@@ -20,7 +21,7 @@ import { envelopeOverhead } from "../../transport/envelope.ts"
 import { layerUdp } from "../../transport/udp.ts"
 import { nodeJoin, nodeList, nodeShow } from "./cluster.ts"
 
-export const runNode = (configPath: string) =>
+export const runNode = (configPath: string, bench = false) =>
   Effect.scoped(
     Effect.gen(function* () {
       const config = yield* loadConfig(configPath)
@@ -80,6 +81,9 @@ export const runNode = (configPath: string) =>
       yield* Effect.scoped(
         Effect.gen(function* () {
           const { running } = yield* startNode(config)
+          // Started by `acp bench sync`: its probe answers the driver over the IPC channel.
+          const ipc = process.send?.bind(process)
+          if (bench && ipc !== undefined) startBenchAgent(running, (reply) => ipc(reply))
           // The framework supervises the node's services (the CDB and monitor driver above is the
           // node itself): the local API, then the agent, restarted with back-off if they fail.
           const agent = config.agent
@@ -211,9 +215,13 @@ export const nodeCommand = Command.make("node").pipe(
         config: Flag.String("config").pipe(
           Flag.withDescription("The node's JSON config file (written by `acp cluster up`)"),
         ),
+        bench: Flag.Boolean("bench").pipe(
+          Flag.withDescription("Answer `acp bench sync` over the IPC channel of the process that started it"),
+          Flag.withDefault(false),
+        ),
       },
-      ({ config }) =>
-        runNode(config).pipe(
+      ({ config, bench }) =>
+        runNode(config, bench).pipe(
           Effect.provide(Logger.layer([Logger.consoleJson])),
           Effect.catchTag("ConfigError", (error: ConfigError) =>
             Console.error(`acp node run: ${error.message}`).pipe(
