@@ -3,7 +3,7 @@
  * etcd, corosync and NATS on the same machine; and how the CDB's cost grows with cluster size,
  * in the simulator. Both can write one HTML report (`--report`).
  */
-import { mkdtempSync } from "node:fs"
+import { mkdtempSync, realpathSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -24,9 +24,12 @@ export class BenchUsageError extends Schema.TaggedError<BenchUsageError>()("Benc
   message: Schema.String,
 }) {}
 
-/** The repository root, for the default peers folder (../shared/peers beside the repository). */
+/**
+ * The repository root, for the default peers folder (../shared/peers beside the repository):
+ * found from the real path of the running script (npx runs it through symlinks in its cache).
+ */
 const repositoryRoot = () => {
-  const entry = process.argv[1] ?? fileURLToPath(import.meta.url)
+  const entry = realpathSync(process.argv[1] ?? fileURLToPath(import.meta.url))
   return resolve(dirname(entry), "..")
 }
 
@@ -124,56 +127,60 @@ const syncCommand = Command.make(
       }
       const setup = `${input.nodes} ACP nodes (${input.loopback ? "loopback" : "network namespaces, 198.18.7.0/24, one bridge"}), ${input.size}-byte updates, MTU ${input.mtu}, ${input.writers} writer(s), datagrams authenticated (HMAC-SHA-256), SQLite synchronous=${options.synchronous} on every node, up to ${input.batch} updates per write`
       if (show) yield* Console.error(setup)
-      const sections = yield* Effect.promise(async () => {
-        const main = await withCluster(options, input.nodes, async (cluster) => {
-          const fast = await measure(cluster, options, input.updates, null)
-          progressLine(show)(`${describeRun("throughput", fast)}\n`)
-          const idle = await measure(cluster, options, 1_000, 200)
-          progressLine(show)(`${describeRun("200 updates/s", idle)}\n`)
-          const curve: Array<RunFigures> = []
+      const sections = yield* Effect.tryPromise({
+        catch: (error) =>
+          new BenchUsageError({ message: error instanceof Error ? error.message : String(error) }),
+        try: async () => {
+          const main = await withCluster(options, input.nodes, async (cluster) => {
+            const fast = await measure(cluster, options, input.updates, null)
+            progressLine(show)(`${describeRun("throughput", fast)}\n`)
+            const idle = await measure(cluster, options, 1_000, 200)
+            progressLine(show)(`${describeRun("200 updates/s", idle)}\n`)
+            const curve: Array<RunFigures> = []
+            if (input.curve) {
+              for (const share of [0.1, 0.25, 0.5, 0.75, 1, 1.25]) {
+                const rate = Math.max(200, Math.round(fast.updatesPerSec * share))
+                const run = await measure(
+                  cluster,
+                  options,
+                  Math.min(input.updates, Math.max(2_000, rate * 2)),
+                  rate,
+                )
+                progressLine(show)(`${describeRun(`offered ${rate}/s`, run)}\n`)
+                curve.push(run)
+              }
+            }
+            return { fast, idle, curve }
+          })
+          const scaling: Array<{ nodes: number; figures: RunFigures }> = []
           if (input.curve) {
-            for (const share of [0.1, 0.25, 0.5, 0.75, 1, 1.25]) {
-              const rate = Math.max(200, Math.round(fast.updatesPerSec * share))
-              const run = await measure(
-                cluster,
-                options,
-                Math.min(input.updates, Math.max(2_000, rate * 2)),
-                rate,
+            for (const nodes of [3, 5, 7]) {
+              const figures = await withCluster(
+                { ...options, home: mkdtempSync(join(tmpdir(), "acp-bench-")) },
+                nodes,
+                (cluster) => measure(cluster, options, Math.min(input.updates, 100_000), null),
               )
-              progressLine(show)(`${describeRun(`offered ${rate}/s`, run)}\n`)
-              curve.push(run)
+              progressLine(show)(`${describeRun(`${nodes} nodes`, figures)}\n`)
+              scaling.push({ nodes, figures })
             }
           }
-          return { fast, idle, curve }
-        })
-        const scaling: Array<{ nodes: number; figures: RunFigures }> = []
-        if (input.curve) {
-          for (const nodes of [3, 5, 7]) {
-            const figures = await withCluster(
-              { ...options, home: mkdtempSync(join(tmpdir(), "acp-bench-")) },
-              nodes,
-              (cluster) => measure(cluster, options, Math.min(input.updates, 100_000), null),
-            )
-            progressLine(show)(`${describeRun(`${nodes} nodes`, figures)}\n`)
-            scaling.push({ nodes, figures })
+          const peerFigures: Array<PeerFigure> = []
+          if (peers.length > 0) {
+            const source = Option.isSome(input.peersDir)
+              ? resolve(input.peersDir.value)
+              : resolve(repositoryRoot(), "..", "shared", "peers")
+            const dir = preparePeers(source, join(tmpdir(), "acp-bench-peers"), progressLine(show))
+            for (const name of peers as Array<PeerName>) {
+              progressLine(show)(`running ${name}…`)
+              const figure = runPeer(dir, name, Math.min(input.updates, 1_000_000))
+              progressLine(show)(
+                `${name}: ${figure.updatesPerSec === null ? "no result" : `${figure.updatesPerSec.toLocaleString("en")} updates/s`} (${figure.detail})\n`,
+              )
+              peerFigures.push(figure)
+            }
           }
-        }
-        const peerFigures: Array<PeerFigure> = []
-        if (peers.length > 0) {
-          const source = Option.isSome(input.peersDir)
-            ? resolve(input.peersDir.value)
-            : resolve(repositoryRoot(), "..", "shared", "peers")
-          const dir = preparePeers(source, join(tmpdir(), "acp-bench-peers"), progressLine(show))
-          for (const name of peers as Array<PeerName>) {
-            progressLine(show)(`running ${name}…`)
-            const figure = runPeer(dir, name, Math.min(input.updates, 1_000_000))
-            progressLine(show)(
-              `${name}: ${figure.updatesPerSec === null ? "no result" : `${figure.updatesPerSec.toLocaleString("en")} updates/s`} (${figure.detail})\n`,
-            )
-            peerFigures.push(figure)
-          }
-        }
-        return { ...main, scaling, peerFigures }
+          return { ...main, scaling, peerFigures }
+        },
       })
       const { fast, idle, curve, scaling, peerFigures } = sections
       const ratios = Object.fromEntries(
