@@ -291,7 +291,9 @@ export const measure = async (
       Promise.all(
         runs.map(async ({ run, count }) => {
           const file = join(options.home, member.id, `${run}.bin`)
-          await cluster.request(member, { t: "collect", run, file }, "collected")
+          const reply = await cluster.request(member, { t: "collect", run, file }, "collected")
+          if (reply.error !== undefined)
+            throw new Error(`${member.id} could not write ${file}: ${reply.error}`)
           await cluster.request(member, { t: "forget", run }, "forgotten")
           // Copied into a fresh buffer: a Float64Array needs an 8-byte-aligned offset.
           const all = new Float64Array(new Uint8Array(readFileSync(file)).buffer, 0, count * 2)

@@ -33,7 +33,7 @@ export type BenchReply =
   | { readonly t: "written"; readonly run: string; readonly acknowledged: number; readonly failed: number }
   | { readonly t: "tracking"; readonly run: string }
   | { readonly t: "progress"; readonly applied: number }
-  | { readonly t: "collected"; readonly run: string; readonly applied: number }
+  | { readonly t: "collected"; readonly run: string; readonly applied: number; readonly error?: string }
   | { readonly t: "forgotten"; readonly run: string }
   | {
       readonly t: "usage"
@@ -147,8 +147,12 @@ export const startBenchAgent = (running: RunningNode, send: (reply: BenchReply) 
           bytes.set(run.appliedMs, 0)
           bytes.set(run.writtenMs, count)
         }
-        writeFileSync(message.file, new Uint8Array(bytes.buffer))
-        send({ t: "collected", run: message.run, applied: run?.applied ?? 0 })
+        try {
+          writeFileSync(message.file, new Uint8Array(bytes.buffer))
+          send({ t: "collected", run: message.run, applied: run?.applied ?? 0 })
+        } catch (error) {
+          send({ t: "collected", run: message.run, applied: 0, error: String(error) })
+        }
         return
       }
       case "progress":

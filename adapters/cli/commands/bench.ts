@@ -155,10 +155,9 @@ const syncCommand = Command.make(
           const scaling: Array<{ nodes: number; figures: RunFigures }> = []
           if (input.curve) {
             for (const nodes of [3, 5, 7]) {
-              const figures = await withCluster(
-                { ...options, home: mkdtempSync(join(tmpdir(), "acp-bench-")) },
-                nodes,
-                (cluster) => measure(cluster, options, Math.min(input.updates, 100_000), null),
+              const scaled = { ...options, home: mkdtempSync(join(tmpdir(), "acp-bench-")) }
+              const figures = await withCluster(scaled, nodes, (cluster) =>
+                measure(cluster, scaled, Math.min(input.updates, 100_000), null),
               )
               progressLine(show)(`${describeRun(`${nodes} nodes`, figures)}\n`)
               scaling.push({ nodes, figures })
