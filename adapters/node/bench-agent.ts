@@ -120,6 +120,11 @@ export const startBenchAgent = (running: RunningNode, send: (reply: BenchReply) 
         })
       }
       const outcome = await Effect.runPromise(Effect.result(running.write(writes)))
+      if (outcome._tag === "Failure" && outcome.failure.reason === "busy") {
+        // Flow control: the slowest member is too far behind; write this batch again shortly.
+        await sleep(1)
+        continue
+      }
       if (outcome._tag === "Success") acknowledged += take
       else failed += take
       next += take

@@ -44,6 +44,9 @@ export class WriteRefused extends Error {
   }
 }
 
+/** How many of its own changes a real node keeps for repairs (in memory and in SQLite). */
+export const realNodeRetainChanges = 16_384
+
 export interface NodeCounters {
   readonly datagramsIn: number
   readonly datagramsOut: number
@@ -121,6 +124,10 @@ export const startNode = (config: NodeConfig) =>
     }))
     const cdbConfig: CdbConfig = {
       ...defaultCdbConfig,
+      // A real node keeps a longer log than the simulator's default (4 MB per origin at 250 B a
+      // change): repairs instead of snapshots for a receiver a few seconds behind at full speed.
+      retainChanges: realNodeRetainChanges,
+      maxUnconfirmedChanges: (realNodeRetainChanges * 3) / 4,
       cluster: config.cluster,
       mtu: config.mtu,
       self: config.id,

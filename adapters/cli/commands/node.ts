@@ -15,7 +15,7 @@ import { startBenchAgent } from "../../node/bench-agent.ts"
 import { ConfigError, loadConfig } from "../../node/config.ts"
 import { runFramework, type ServiceDefinition } from "../../node/framework.ts"
 import { runHypervisor } from "../../node/hypervisor.ts"
-import { startNode } from "../../node/node.ts"
+import { realNodeRetainChanges, startNode } from "../../node/node.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
 import { envelopeOverhead } from "../../transport/envelope.ts"
 import { layerUdp } from "../../transport/udp.ts"
@@ -60,7 +60,7 @@ export const runNode = (configPath: string, bench = false) =>
         layerSqlite({
           path: join(config.dataDir, "node.db"),
           self: config.id,
-          retainChanges: 4096,
+          retainChanges: realNodeRetainChanges,
           synchronous: config.synchronous,
         }),
         layerUdp({
