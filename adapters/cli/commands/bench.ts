@@ -55,8 +55,8 @@ const syncCommand = Command.make(
       Flag.withDefault(1),
     ),
     batch: Flag.Int("batch").pipe(
-      Flag.withDescription("Updates per write call at most (one SQLite commit each)"),
-      Flag.withDefault(64),
+      Flag.withDescription("Updates per write call at most (one SQLite commit, one fsync, each)"),
+      Flag.withDefault(256),
     ),
     durability: Flag.Literals("durability", ["full", "normal"]).pipe(
       Flag.withDescription(
