@@ -179,7 +179,8 @@ export const startNode = (config: NodeConfig) =>
     let appliedObserver: ((changes: ReadonlyArray<Change>) => void) | undefined
     const carryOutCdb = Effect.fnUntraced(function* (outputs: ReadonlyArray<CdbOutput>) {
       const acknowledged: Array<number> = []
-      const refused = new Map<number, WriteRefused>()
+      // Why each refused request was refused; the error object is built once, for the one reported.
+      const refused = new Map<number, { readonly reason: string; readonly detail: string }>()
       // Everything to persist, in one transaction, before anything is acknowledged or sent.
       const persists = outputs.filter(
         (output): output is Extract<CdbOutput, { _tag: "Persist" | "PersistSnapshot" }> =>
@@ -195,7 +196,7 @@ export const startNode = (config: NodeConfig) =>
             acknowledged.push(...output.requestIds)
             break
           case "WriteRejected":
-            refused.set(output.requestId, new WriteRefused(output.reason, output.detail))
+            refused.set(output.requestId, output)
             break
           case "Multicast":
             yield* send({ _tag: "Domain" }, "cdb", output.bytes)
@@ -366,7 +367,10 @@ export const startNode = (config: NodeConfig) =>
               cdb.handle({ _tag: "Write", writes: ops }, nowMs()),
             )
             const first = ops.find((op) => refused.has(op.requestId))
-            if (first !== undefined) return yield* Effect.fail(refused.get(first.requestId)!)
+            if (first !== undefined) {
+              const why = refused.get(first.requestId)!
+              return yield* Effect.fail(new WriteRefused(why.reason, why.detail))
+            }
             if (acknowledged.length !== ops.length)
               return yield* Effect.fail(
                 new WriteRefused("not-acknowledged", "the write was not acknowledged"),
