@@ -60,7 +60,7 @@ const syncCommand = Command.make(
     ),
     durability: Flag.Literals("durability", ["full", "normal"]).pipe(
       Flag.withDescription(
-        "SQLite synchronous mode: full (fsync per commit) or normal (WAL, fsync at checkpoints)",
+        "full: a write is acknowledged once its commit is fsynced on the writer (received changes never wait for fsync); normal: no fsync",
       ),
       Flag.withDefault("full"),
     ),
