@@ -9,61 +9,23 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { parseArgs } from "node:util"
-import { simulate } from "../sim/world.ts"
+import { digestMsFor, simStudyRow } from "./sim-study.ts"
 
 const { values } = parseArgs({ options: { sizes: { type: "string", default: "10,100,1000" } } })
 const sizes = values.sizes.split(",").map(Number)
 
-interface Row {
-  readonly nodes: number
-  readonly heartbeatMs: number
-  readonly convergenceMs: number | null
-  readonly datagramsPerChange: number
-  readonly deliveries: number
-  readonly changes: number
-  readonly wallMs: number
-}
-
-const rows: Array<Row> = []
+const rows: Array<ReturnType<typeof simStudyRow>> = []
 for (const nodes of sizes) {
-  const heartbeatMs = nodes <= 10 ? 200 : nodes <= 100 ? 1000 : 5000
-  process.stderr.write(`${nodes} nodes (digest every ${heartbeatMs} ms)... `)
-  const isolated = Array.from({ length: Math.max(1, Math.floor(nodes / 10)) }, (_, index) => index * 10)
-  const started = performance.now()
-  const result = simulate({
-    seed: 1,
-    nodes,
-    domains: 1,
-    durationMs: 6_000,
-    faults: [],
-    writesPerSec: 200,
-    livenessBoundMs: 120_000,
-    canary: false,
-    timings: { heartbeatMs, suspectAfterMs: heartbeatMs * 5, deadAfterMs: heartbeatMs * 15 },
-    schedule: {
-      rates: { lossPermille: 0, duplicatePermille: 0, jitterUs: 0 },
-      driftPpm: Array.from({ length: nodes }, () => 0),
-      events: [{ kind: "partition", atMs: 1_000, durationMs: 5_000, side: isolated }],
-    },
-  })
-  const wallMs = Math.round(performance.now() - started)
-  if (result.violations.length > 0) throw new Error(`${nodes} nodes: ${result.violations[0]?.message}`)
-  rows.push({
-    nodes,
-    heartbeatMs,
-    convergenceMs: result.convergenceMs,
-    datagramsPerChange: result.datagramsDelivered / Math.max(1, result.changesWritten),
-    deliveries: result.datagramsDelivered,
-    changes: result.changesWritten,
-    wallMs,
-  })
-  process.stderr.write(`converged ${result.convergenceMs} ms after the heal, ${wallMs} ms wall\n`)
+  process.stderr.write(`${nodes} nodes (digest every ${digestMsFor(nodes)} ms)... `)
+  const row = simStudyRow(nodes)
+  rows.push(row)
+  process.stderr.write(`converged ${row.convergenceMs} ms after the heal, ${row.wallMs} ms wall\n`)
 }
 
 console.log("nodes  digest ms  converge ms  deliveries/change  deliveries  changes  wall ms")
 for (const row of rows) {
   console.log(
-    `${String(row.nodes).padEnd(6)} ${String(row.heartbeatMs).padStart(9)} ${String(row.convergenceMs).padStart(12)} ${row.datagramsPerChange.toFixed(1).padStart(18)} ${String(row.deliveries).padStart(11)} ${String(row.changes).padStart(8)} ${String(row.wallMs).padStart(8)}`,
+    `${String(row.nodes).padEnd(6)} ${String(row.digestMs).padStart(9)} ${String(row.convergenceMs).padStart(12)} ${row.deliveriesPerChange.toFixed(1).padStart(18)} ${String(row.deliveries).padStart(11)} ${String(row.changes).padStart(8)} ${String(row.wallMs).padStart(8)}`,
   )
 }
 
@@ -72,9 +34,9 @@ const height = 300
 const pad = 50
 const logX = (n: number) =>
   pad + ((Math.log10(n) - 1) / Math.max(1, Math.log10(Math.max(...sizes)) - 1)) * (width - 2 * pad)
-const maxPer = Math.max(...rows.map((row) => row.datagramsPerChange))
+const maxPer = Math.max(...rows.map((row) => row.deliveriesPerChange))
 const maxConv = Math.max(1, ...rows.map((row) => row.convergenceMs ?? 0))
-const line = (pick: (row: Row) => number, max: number) =>
+const line = (pick: (row: (typeof rows)[number]) => number, max: number) =>
   rows
     .map(
       (row) =>
@@ -83,7 +45,7 @@ const line = (pick: (row: Row) => number, max: number) =>
     .join(" ")
 const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">
 <rect x="${pad}" y="${pad}" width="${width - 2 * pad}" height="${height - 2 * pad}" fill="none" stroke="#999"/>
-<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="${line((row) => row.datagramsPerChange, maxPer)}"/>
+<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="${line((row) => row.deliveriesPerChange, maxPer)}"/>
 <polyline fill="none" stroke="#d62728" stroke-width="2" points="${line((row) => row.convergenceMs ?? 0, maxConv)}"/>
 ${rows.map((row) => `<text x="${logX(row.nodes) - 10}" y="${height - pad + 16}">${row.nodes}</text>`).join("")}
 <text x="${pad}" y="${pad - 20}" fill="#1f77b4">datagram deliveries per change (max ${maxPer.toFixed(0)})</text>

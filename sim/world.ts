@@ -20,7 +20,6 @@ import {
 } from "../core/cdb/node.ts"
 import { haActions, haInSync } from "../core/hypervisor/ha.ts"
 import {
-  claimsOf,
   defaultHypervisorTimings,
   domainNameOf,
   type Input as HypervisorInput,
@@ -28,7 +27,6 @@ import {
   type Output as HypervisorOutput,
   type SystemMetaValue,
   type SystemSpecValue,
-  type TaskSpecValue,
 } from "../core/hypervisor/hypervisor.ts"
 import { newTask, planOperation } from "../core/hypervisor/requests.ts"
 import {
@@ -39,6 +37,7 @@ import {
   requestFor,
 } from "../core/hypervisor/scheduler.ts"
 import { decodeValue, encodeValue } from "../core/hypervisor/values.ts"
+import { viewIn } from "../core/hypervisor/view.ts"
 import {
   type AlarmRecord,
   encodeAlarm,
@@ -1036,20 +1035,10 @@ export class World {
   /** What the node's CDB holds for its hypervisor: every system, and the tasks it owns that are open. */
   private viewOf(node: SimNode) {
     const cdb = node.cdb!
-    const systems = cdb.entriesOf("system").flatMap((entry) => {
-      const spec = decodeValue<SystemSpecValue>(entry.value)
-      const claims = claimsOf(cdb.metaOf("system", entry.id), decodeValue)
-      return spec === undefined ? [] : [{ id: entry.id, spec, claims }]
+    return viewIn(node.id, {
+      list: (kind) => cdb.entriesOf(kind),
+      metaOf: (kind, id) => cdb.metaOf(kind, id),
     })
-    const tasks = cdb.entriesOf("task").flatMap((entry) => {
-      const spec = decodeValue<TaskSpecValue>(entry.value)
-      return spec !== undefined &&
-        spec.owner === node.id &&
-        (spec.state === "queued" || spec.state === "running")
-        ? [{ id: entry.id, spec }]
-        : []
-    })
-    return { systems, tasks }
   }
 
   /** The node's hypervisor looks at its CDB again shortly (as the real node's tick does). */

@@ -10,7 +10,6 @@ import { Effect, Schedule, Semaphore } from "effect"
 import si from "systeminformation"
 import { haActions, haInSync } from "../../core/hypervisor/ha.ts"
 import {
-  claimsOf,
   type DriverCall,
   defaultHypervisorTimings,
   definitionOf,
@@ -20,11 +19,10 @@ import {
   type Observation,
   type Output,
   type SystemMetaValue,
-  type SystemSpecValue,
-  type TaskSpecValue,
 } from "../../core/hypervisor/hypervisor.ts"
 import { defaultSchedulerPolicy, type NodeCapacity } from "../../core/hypervisor/scheduler.ts"
 import { encodeValue as json, decodeValue as parse } from "../../core/hypervisor/values.ts"
+import { systemsIn, viewIn } from "../../core/hypervisor/view.ts"
 import { Vmm, type VmmError } from "../../core/ports/vmm.ts"
 import type { RunningNode } from "./node.ts"
 
@@ -75,13 +73,7 @@ export const nodeCapacities = (running: RunningNode): ReadonlyArray<NodeCapacity
   })
 }
 
-export const systemsOf = (running: RunningNode) =>
-  running.list("system").flatMap((entry) => {
-    const spec = parse<SystemSpecValue>(entry.value)
-    return spec === undefined
-      ? []
-      : [{ id: entry.id, spec, claims: claimsOf(running.metaOf("system", entry.id), parse) }]
-  })
+export const systemsOf = (running: RunningNode) => systemsIn(running)
 
 export const runHypervisor = (running: RunningNode, options: HypervisorOptions, ready: Effect.Effect<void>) =>
   Effect.gen(function* () {
@@ -217,18 +209,7 @@ export const runHypervisor = (running: RunningNode, options: HypervisorOptions, 
         }),
       )
 
-    const view = () => {
-      const systems = systemsOf(running)
-      const tasks = running.list("task").flatMap((entry) => {
-        const spec = parse<TaskSpecValue>(entry.value)
-        return spec !== undefined &&
-          spec.owner === options.self &&
-          (spec.state === "queued" || spec.state === "running")
-          ? [{ id: entry.id, spec }]
-          : []
-      })
-      return { systems, tasks }
-    }
+    const view = () => viewIn(options.self, running)
 
     const tick = Effect.gen(function* () {
       const revision = running.revision()

@@ -11,6 +11,7 @@ import { Console, Effect, Option, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
 import { type PeerFigure, type PeerName, peerNames, preparePeers, runPeer } from "../../../bench/peers.ts"
 import { type SimRow, type SyncSection, updateReport } from "../../../bench/report.ts"
+import { digestMsFor, simStudyRow } from "../../../bench/sim-study.ts"
 import {
   measure,
   namespacesUsable,
@@ -18,7 +19,6 @@ import {
   type SyncOptions,
   withCluster,
 } from "../../../bench/sync.ts"
-import { simulate } from "../../../sim/world.ts"
 
 export class BenchUsageError extends Schema.TaggedError<BenchUsageError>()("BenchUsageError", {
   message: Schema.String,
@@ -273,34 +273,12 @@ const simCommand = Command.make(
         return yield* new BenchUsageError({ message: `--sizes ${input.sizes}: expected integers in 2..5000` })
       const rows: Array<SimRow> = []
       for (const nodes of sizes) {
-        const digestMs = nodes <= 10 ? 200 : nodes <= 100 ? 1000 : 5000
-        if (!input.json) process.stderr.write(`${nodes} nodes (digest every ${digestMs} ms)… `)
-        const isolated = Array.from({ length: Math.max(1, Math.floor(nodes / 10)) }, (_, index) => index * 10)
-        const started = performance.now()
-        const result = simulate({
-          seed: 1,
-          nodes,
-          domains: 1,
-          durationMs: 6_000,
-          faults: [],
-          writesPerSec: 200,
-          livenessBoundMs: 120_000,
-          canary: false,
-          timings: { heartbeatMs: digestMs, suspectAfterMs: digestMs * 5, deadAfterMs: digestMs * 15 },
-          schedule: {
-            rates: { lossPermille: 0, duplicatePermille: 0, jitterUs: 0 },
-            driftPpm: Array.from({ length: nodes }, () => 0),
-            events: [{ kind: "partition", atMs: 1_000, durationMs: 5_000, side: isolated }],
-          },
+        if (!input.json) process.stderr.write(`${nodes} nodes (digest every ${digestMsFor(nodes)} ms)… `)
+        const row = yield* Effect.try({
+          try: () => simStudyRow(nodes),
+          catch: (error) => new BenchUsageError({ message: `the simulation failed: ${String(error)}` }),
         })
-        const wallMs = Math.round(performance.now() - started)
-        const row = {
-          nodes,
-          digestMs,
-          convergenceMs: result.convergenceMs,
-          deliveriesPerChange: result.datagramsDelivered / Math.max(1, result.changesWritten),
-          wallMs,
-        }
+        const wallMs = row.wallMs
         rows.push(row)
         if (!input.json)
           process.stderr.write(
