@@ -18,7 +18,7 @@ import {
   type Output,
   type WriteOp,
 } from "../core/cdb/node.ts"
-import { haActions, haInSync } from "../core/hypervisor/ha.ts"
+import { haActions, haInSync, storeCaughtUp } from "../core/hypervisor/ha.ts"
 import {
   defaultHypervisorTimings,
   domainNameOf,
@@ -1051,9 +1051,16 @@ export class World {
   private hypervisorStep(node: SimNode, input: HypervisorInput): void {
     const nowMs = this.localMs(node)
     // The unsafe fault "no-fence" takes the fence away: the host believes it always has a primary.
+    const caughtUp = storeCaughtUp({
+      self: node.id,
+      members: this.voters,
+      nowMs,
+      windowMs: this.config.heartbeatMs * 3,
+      ...node.cdb!.syncState(),
+    })
     const authority = this.options.faults.includes("no-fence")
       ? { leaderContactMs: nowMs, fenced: false }
-      : { leaderContactMs: node.monitor!.leaderContact(nowMs), fenced: node.fenced }
+      : { leaderContactMs: node.monitor!.leaderContact(nowMs), fenced: node.fenced, caughtUp }
     for (const output of node.hypervisor!.handle(input, nowMs, authority))
       this.carryOutHypervisor(node, output)
   }

@@ -8,7 +8,7 @@
 import { uptime } from "node:os"
 import { Effect, Schedule, Semaphore } from "effect"
 import si from "systeminformation"
-import { haActions, haInSync } from "../../core/hypervisor/ha.ts"
+import { haActions, haInSync, storeCaughtUp } from "../../core/hypervisor/ha.ts"
 import {
   type DriverCall,
   defaultHypervisorTimings,
@@ -205,7 +205,14 @@ export const runHypervisor = (running: RunningNode, options: HypervisorOptions, 
       lock.withPermits(1)(
         Effect.suspend(() => {
           const authority = running.authority()
-          return carryOut(core.handle(input, authority.nowMs, authority))
+          const caughtUp = storeCaughtUp({
+            self: options.self,
+            members: running.status().members.map((member) => member.id),
+            nowMs: authority.nowMs,
+            windowMs: 600,
+            ...running.syncState(),
+          })
+          return carryOut(core.handle(input, authority.nowMs, { ...authority, caughtUp }))
         }),
       )
 

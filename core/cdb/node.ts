@@ -538,7 +538,10 @@ export class CdbNode {
       }
       case "digest": {
         this.digestHeardMs.set(datagram.sender, nowMs)
-        const key = `d\u0000${datagram.sender}\u0000${body.part}`
+        // Keyed by incarnation too: a restarted node counts its digests from 1 again, and relays
+        // must not drop them as old (they did, for as long as it had been up before: its
+        // domain's other side declared it dead meanwhile; found with the hypervisor in the sim).
+        const key = `d\u0000${datagram.sender}\u0000${datagram.incarnation}\u0000${body.part}`
         if ((this.forwarded.get(key) ?? -1) < body.digestSeq) {
           this.forwarded.set(key, body.digestSeq)
           this.forward(bytes, via, from)
@@ -553,7 +556,7 @@ export class CdbNode {
         if (body.target === this.config.self) this.answerNack(body.ranges, datagram.sender, via, from, nowMs)
         break
       case "stats": {
-        const key = `s\u0000${datagram.sender}`
+        const key = `s\u0000${datagram.sender}\u0000${datagram.incarnation}`
         if ((this.statsSeen.get(key) ?? -1) >= body.counter) break
         this.statsSeen.set(key, body.counter)
         for (const value of body.values) {

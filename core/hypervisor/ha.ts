@@ -83,7 +83,33 @@ export const haInSync = (input: {
   return fresh >= Math.floor(input.members.length / 2) + 1
 }
 
+/**
+ * Whether a node's store is caught up enough to start an HA system: no known gap, and a digest
+ * from a majority (itself included) within `windowMs`, so that what it knows of its gaps is
+ * recent. Found by the simulator (seed 5138): a node back from a partition applied a release
+ * of a system to itself, started it, and only then applied the move of that system elsewhere.
+ */
+export const storeCaughtUp = (input: {
+  readonly self: string
+  readonly members: ReadonlyArray<string>
+  readonly nowMs: number
+  readonly windowMs: number
+  readonly gaps: number
+  readonly digestHeardMs: (node: string) => number
+}): boolean =>
+  input.gaps === 0 &&
+  input.members.filter(
+    (member) => member === input.self || input.nowMs - input.digestHeardMs(member) <= input.windowMs,
+  ).length >=
+    Math.floor(input.members.length / 2) + 1
+
 export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
+  // A new primary places nothing until every node's authority from the previous primary has run
+  // out: that primary may have placed a system, on its side of a partition, in a write this one
+  // has never seen (its lease ended before this one began, so by primarySince + haFenceMs every
+  // node it gave authority to has stopped its HA systems). Found by the simulator, seed 5178: a
+  // new primary released a system to its own node while the old one's target still ran it.
+  if (input.nowMs < input.primarySinceMs + input.timings.haFenceMs + input.timings.marginMs) return []
   const actions: Array<HaAction> = []
   const placed = placedSystems(input.systems)
   const sorted = [...input.systems].sort((left, right) => (left.id < right.id ? -1 : 1))

@@ -76,6 +76,13 @@ export interface Authority {
   readonly leaderContactMs: number
   /** The monitor's majority-based fence. */
   readonly fenced: boolean
+  /**
+   * Whether this node's store is caught up (no known gap, recent digests from a majority). An HA
+   * system starts only then: a node back from a partition would otherwise act on the first of
+   * the placements it missed (a release) before it has applied the next (a move elsewhere).
+   * Absent: caught up.
+   */
+  readonly caughtUp?: boolean
 }
 
 /** A node's meta slot that says a system is active there (see `claimsOf`). */
@@ -612,7 +619,7 @@ export class HypervisorNode {
         local.detail = `waiting: ${claimedElsewhere.node} still reports it ${claimedElsewhere.state}`
       return
     }
-    const mayStart = !spec!.ha || this.mayRunHa(nowMs, authority)
+    const mayStart = !spec!.ha || (this.mayRunHa(nowMs, authority) && authority.caughtUp !== false)
     const task = this.activeTaskFor(local.id)
     if (task !== undefined && !task.issued && task.goal === "once") {
       const operation = task.spec.operation

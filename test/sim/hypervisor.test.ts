@@ -43,7 +43,9 @@ describe("hypervisor in the simulator", () => {
 
   it("crash the node running HA systems: each runs on another node within 15 virtual seconds, never on two", () => {
     const busiest = busiestHaNode()
-    const result = run([{ kind: "crash", atMs: 6_000, durationMs: 30_000, node: busiest.index }], {
+    // At 10 s: the HA systems, held at boot, run once the first primary has been in office for
+    // haFenceMs plus a margin (it may not know what an earlier primary placed).
+    const result = run([{ kind: "crash", atMs: 10_000, durationMs: 30_000, node: busiest.index }], {
       durationMs: 30_000,
     })
     expect(result.violations).toEqual([])
@@ -54,7 +56,7 @@ describe("hypervisor in the simulator", () => {
 
   it("cut that node off (a partition of one): it stops its HA systems before they start elsewhere, and does not take them back after the heal", () => {
     const busiest = busiestHaNode()
-    const result = run([{ kind: "partition", atMs: 6_000, durationMs: 15_000, side: [busiest.index] }])
+    const result = run([{ kind: "partition", atMs: 10_000, durationMs: 15_000, side: [busiest.index] }])
     expect(result.violations).toEqual([])
     expect(result.hypervisor.haActions).toBeGreaterThanOrEqual(busiest.systems.length)
     expect(result.converged).toBe(true)
@@ -62,7 +64,7 @@ describe("hypervisor in the simulator", () => {
 
   it("the vm checker is live: hosts without a fence (the unsafe fault no-fence) run a system twice under the same partition", () => {
     const busiest = busiestHaNode()
-    const result = run([{ kind: "partition", atMs: 6_000, durationMs: 15_000, side: [busiest.index] }], {
+    const result = run([{ kind: "partition", atMs: 10_000, durationMs: 15_000, side: [busiest.index] }], {
       faults: [...defaultSimOptions.faults, "no-fence"],
     })
     expect(result.violations.some((violation) => violation.checker === "vm")).toBe(true)

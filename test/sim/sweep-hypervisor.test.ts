@@ -20,3 +20,26 @@ describe("regressions with the hypervisor: a cold migration racing an HA move", 
   // systems; a migrating node only says, in its meta, that it has let go.
   sweep(152, 152, { durationMs: 30_000, systems: 12 })
 })
+
+describe("regressions with the hypervisor: a new primary placing from a store that lacks the old one's last move", () => {
+  // The old primary, still leased on its side of a partition, moved a system there; the new
+  // primary, never having seen that write, released the system to its own node while the old
+  // one's target still ran it. A new primary now waits out the old one's authority first.
+  sweep(5178, 5178, { durationMs: 30_000, systems: 12 })
+  sweep(5235, 5235, { durationMs: 30_000, systems: 12 })
+})
+
+describe("regressions with the hypervisor: a node back from a partition starting a system on a placement it was about to see replaced", () => {
+  // It applied the primary's release of the system to itself, started it, and only then applied
+  // the primary's later move of it elsewhere. HA systems now start only on a caught-up store.
+  sweep(5138, 5138, { durationMs: 30_000, systems: 12 })
+  sweep(5346, 5346, { durationMs: 30_000, systems: 12 })
+})
+
+describe("regressions: a restarted relay's digests dropped by the other relays as old", () => {
+  // They remembered its digest numbers from before the crash, so its domain's peers elsewhere
+  // declared it dead for as long as it had been up before, and the primary never released its
+  // held HA system. The relays now key what they forwarded by incarnation too.
+  sweep(1101, 1101, { nodes: 9, domains: 3, durationMs: 30_000, systems: 20 })
+  sweep(1092, 1092, { nodes: 9, domains: 3, durationMs: 30_000, systems: 20 })
+})
