@@ -14,7 +14,7 @@ import {
 } from "../core/hypervisor/hypervisor.ts"
 import { newTask } from "../core/hypervisor/requests.ts"
 import { Prng } from "./prng.ts"
-import { SimVmm, type SimVmmFaults } from "./vmm.ts"
+import { callDone, SimVmm, type SimVmmFaults } from "./vmm.ts"
 
 export interface Request {
   readonly atMs: number
@@ -86,12 +86,7 @@ export const runHypervisor = (
           const result = vmm.execute(output.domain, output.call, nowMs * 1000)
           pending.push({
             atMs: nowMs + Math.max(1, Math.round(result.latencyUs / 1000)),
-            input: {
-              _tag: "CallDone",
-              requestId: output.requestId,
-              observed: result.observed,
-              ...(result.error === undefined ? {} : { error: result.error }),
-            },
+            input: callDone(output.requestId, result),
           })
           break
         }

@@ -5,7 +5,7 @@
  * driver calls the way libvirt does (the same `VmmError` reasons), and a host crash takes every
  * domain with it, as with libvirt's test driver inside a node process.
  */
-import type { DriverCall, Observation } from "../core/hypervisor/hypervisor.ts"
+import type { DriverCall, Input, Observation } from "../core/hypervisor/hypervisor.ts"
 import type { DomainState, VmmError } from "../core/ports/vmm.ts"
 import type { Prng } from "./prng.ts"
 
@@ -34,6 +34,14 @@ export interface CallResult {
   /** How long the call took. */
   readonly latencyUs: number
 }
+
+/** The hypervisor core's input for a call's answer. */
+export const callDone = (requestId: number, result: CallResult): Input & { readonly _tag: "CallDone" } => ({
+  _tag: "CallDone",
+  requestId,
+  observed: result.observed,
+  ...(result.error === undefined ? {} : { error: result.error }),
+})
 
 interface Domain {
   state: DomainState

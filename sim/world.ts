@@ -18,7 +18,7 @@ import {
   type Output,
   type WriteOp,
 } from "../core/cdb/node.ts"
-import { haActions, haInSync, storeCaughtUp } from "../core/hypervisor/ha.ts"
+import { haActions, storeInSync } from "../core/hypervisor/ha.ts"
 import {
   defaultHypervisorTimings,
   domainNameOf,
@@ -65,7 +65,7 @@ import {
   type Scenario,
   type SimOptions,
 } from "./scenario.ts"
-import { SimVmm } from "./vmm.ts"
+import { callDone, SimVmm } from "./vmm.ts"
 
 export interface Violation {
   readonly checker: string
@@ -1050,14 +1050,13 @@ export class World {
 
   private hypervisorStep(node: SimNode, input: HypervisorInput): void {
     const nowMs = this.localMs(node)
-    // The unsafe fault "no-fence" takes the fence away: the host believes it always has a primary.
-    const caughtUp = storeCaughtUp({
+    const caughtUp = storeInSync({
       self: node.id,
       members: this.voters,
-      nowMs,
-      windowMs: this.config.heartbeatMs * 3,
+      sinceMs: nowMs - this.config.heartbeatMs * 3,
       ...node.cdb!.syncState(),
     })
+    // The unsafe fault "no-fence" takes the fence away: the host believes it always has a primary.
     const authority = this.options.faults.includes("no-fence")
       ? { leaderContactMs: nowMs, fenced: false }
       : { leaderContactMs: node.monitor!.leaderContact(nowMs), fenced: node.fenced, caughtUp }
@@ -1082,12 +1081,7 @@ export class World {
           type: "hv-input",
           node: node.index,
           incarnation: node.incarnation,
-          input: {
-            _tag: "CallDone",
-            requestId: output.requestId,
-            observed: result.observed,
-            ...(result.error === undefined ? {} : { error: result.error }),
-          },
+          input: callDone(output.requestId, result),
         })
         return
       }
@@ -1180,8 +1174,7 @@ export class World {
     const nowMs = this.localMs(node)
     if (!monitor.isPrimary(nowMs)) return
     const sync = cdb.syncState()
-    const members = this.members.map((member) => member.id)
-    if (!haInSync({ self: node.id, members, primarySinceMs: monitor.primarySince, ...sync })) return
+    if (!storeInSync({ self: node.id, members: this.voters, sinceMs: monitor.primarySince, ...sync })) return
     const actions = haActions({
       nowMs,
       self: node.id,

@@ -8,7 +8,7 @@
 import { uptime } from "node:os"
 import { Effect, Schedule, Semaphore } from "effect"
 import si from "systeminformation"
-import { haActions, haInSync, storeCaughtUp } from "../../core/hypervisor/ha.ts"
+import { haActions, storeInSync } from "../../core/hypervisor/ha.ts"
 import {
   type DriverCall,
   defaultHypervisorTimings,
@@ -28,8 +28,13 @@ import type { RunningNode } from "./node.ts"
 
 export { decodeValue as parse, encodeValue as json } from "../../core/hypervisor/values.ts"
 
+/** How recent a majority's digests must be for this node to start an HA system (3 CDB heartbeats). */
+const caughtUpWindowMs = 600
+
 export interface HypervisorOptions {
   readonly self: string
+  /** Every member of the cluster, this node included (majorities for the store's freshness). */
+  readonly members: ReadonlyArray<string>
   readonly volumeDir: string
   readonly consoleDir?: string
   readonly haFenceMs?: number
@@ -205,11 +210,10 @@ export const runHypervisor = (running: RunningNode, options: HypervisorOptions, 
       lock.withPermits(1)(
         Effect.suspend(() => {
           const authority = running.authority()
-          const caughtUp = storeCaughtUp({
+          const caughtUp = storeInSync({
             self: options.self,
-            members: running.status().members.map((member) => member.id),
-            nowMs: authority.nowMs,
-            windowMs: 600,
+            members: options.members,
+            sinceMs: authority.nowMs - caughtUpWindowMs,
             ...running.syncState(),
           })
           return carryOut(core.handle(input, authority.nowMs, { ...authority, caughtUp }))
@@ -230,10 +234,10 @@ export const runHypervisor = (running: RunningNode, options: HypervisorOptions, 
     const highAvailability = Effect.gen(function* () {
       const authority = running.authority()
       if (!authority.isPrimary) return
-      const inSync = haInSync({
+      const inSync = storeInSync({
         self: options.self,
-        members: running.status().members.map((member) => member.id),
-        primarySinceMs: authority.primarySinceMs,
+        members: options.members,
+        sinceMs: authority.primarySinceMs,
         ...running.syncState(),
       })
       if (!inSync) return

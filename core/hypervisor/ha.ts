@@ -63,44 +63,26 @@ export const certainlyStoppedAtMs = (
   input.timings.marginMs
 
 /**
- * Whether the primary's CDB is recent enough to place systems: it must know of no gap, and
- * since it took office it must have received a digest from a majority (itself included), so
- * that it has applied every change those nodes had — the placements of an earlier primary
- * among them. A primary elected with a stale store (its L2 domain's relay flapping, say) would
- * otherwise release a system another node already runs. The simulator found that one.
+ * Whether a node's store is recent enough to act on placements: it knows of no gap, and it has
+ * received a digest from a majority (itself included) since `sinceMs`, so it has applied every
+ * change those nodes had when they sent it. Two uses, both found by the simulator:
+ * - the primary places systems only with digests from a majority since it took office (a
+ *   primary elected with a stale store, its L2 domain's relay flapping, released a system
+ *   another node already ran; seed 1105);
+ * - a node starts an HA system only with digests from a majority within the last few
+ *   heartbeats (a node back from a partition applied a release of a system to itself, started
+ *   it, and only then applied the move of that system elsewhere; seed 5138).
  */
-export const haInSync = (input: {
+export const storeInSync = (input: {
   readonly self: string
   readonly members: ReadonlyArray<string>
-  readonly primarySinceMs: number
-  readonly gaps: number
-  readonly digestHeardMs: (node: string) => number
-}): boolean => {
-  if (input.gaps > 0) return false
-  const fresh = input.members.filter(
-    (member) => member === input.self || input.digestHeardMs(member) >= input.primarySinceMs,
-  ).length
-  return fresh >= Math.floor(input.members.length / 2) + 1
-}
-
-/**
- * Whether a node's store is caught up enough to start an HA system: no known gap, and a digest
- * from a majority (itself included) within `windowMs`, so that what it knows of its gaps is
- * recent. Found by the simulator (seed 5138): a node back from a partition applied a release
- * of a system to itself, started it, and only then applied the move of that system elsewhere.
- */
-export const storeCaughtUp = (input: {
-  readonly self: string
-  readonly members: ReadonlyArray<string>
-  readonly nowMs: number
-  readonly windowMs: number
+  readonly sinceMs: number
   readonly gaps: number
   readonly digestHeardMs: (node: string) => number
 }): boolean =>
   input.gaps === 0 &&
-  input.members.filter(
-    (member) => member === input.self || input.nowMs - input.digestHeardMs(member) <= input.windowMs,
-  ).length >=
+  input.members.filter((member) => member === input.self || input.digestHeardMs(member) >= input.sinceMs)
+    .length >=
     Math.floor(input.members.length / 2) + 1
 
 export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
@@ -112,6 +94,19 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
   if (input.nowMs < input.primarySinceMs + input.timings.haFenceMs + input.timings.marginMs) return []
   const actions: Array<HaAction> = []
   const placed = placedSystems(input.systems)
+  /** A move, which later placements in the same round see. */
+  const move = (id: string, spec: SystemSpecValue, to: string, reason: string) => {
+    actions.push({
+      _tag: "Move",
+      system: id,
+      from: spec.node!,
+      to,
+      spec: { ...spec, node: to as NonNullable<SystemSpecValue["node"]>, epoch: (spec.epoch ?? 0) + 1 },
+      reason,
+    })
+    const index = placed.findIndex((system) => system.id === id)
+    if (index >= 0) placed[index] = { ...placed[index]!, node: to }
+  }
   const sorted = [...input.systems].sort((left, right) => (left.id < right.id ? -1 : 1))
   for (const { id, spec } of sorted) {
     if (!spec.ha || spec.desired === "stopped" || spec.node === undefined) continue
@@ -121,28 +116,11 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
     const meta = input.metaOf(id, node)
     // A cold migration: the node has stopped and undefined it, and asks for it to be placed on `to`.
     const to = meta?.handoverTo
-    if (to !== undefined && (meta?.epoch ?? 0) === epoch) {
-      const target = input.nodes.find((candidate) => candidate.id === to)
-      const decision =
-        target === undefined
-          ? undefined
-          : place(
-              requestFor(id, spec),
-              [target],
-              placed.filter((system) => system.id !== id),
-              input.policy,
-            )
-      if (decision?._tag === "Placed") {
-        actions.push({
-          _tag: "Move",
-          system: id,
-          from: node,
-          to,
-          spec: { ...spec, node: to as typeof node, epoch: epoch + 1 },
-          reason: `migration: ${node} has stopped it`,
-        })
-        const index = placed.findIndex((system) => system.id === id)
-        if (index >= 0) placed[index] = { ...placed[index]!, node: to }
+    const target = to === undefined ? undefined : input.nodes.find((candidate) => candidate.id === to)
+    if (target !== undefined && (meta?.epoch ?? 0) === epoch) {
+      const others = placed.filter((system) => system.id !== id)
+      if (place(requestFor(id, spec), [target], others, input.policy)._tag === "Placed") {
+        move(id, spec, target.id, `migration: ${node} has stopped it`)
         continue
       }
     }
@@ -160,18 +138,12 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
       actions.push({ _tag: "Stranded", system: id, from: node, reason: decision.reason })
       continue
     }
-    const moved = { ...spec, node: decision.node as typeof node, epoch: epoch + 1 }
-    actions.push({
-      _tag: "Move",
-      system: id,
-      from: node,
-      to: decision.node,
-      spec: moved,
-      reason: `${node} not heard for ${input.nowMs - input.lastHeardMs(node)} ms: it has certainly stopped its HA systems`,
-    })
-    // Later placements in the same round see this one.
-    const index = placed.findIndex((system) => system.id === id)
-    if (index >= 0) placed[index] = { ...placed[index]!, node: decision.node }
+    move(
+      id,
+      spec,
+      decision.node,
+      `${node} not heard for ${input.nowMs - input.lastHeardMs(node)} ms: it has certainly stopped its HA systems`,
+    )
   }
   return actions
 }

@@ -768,7 +768,8 @@ export class HypervisorNode {
       domainName: local.domain,
       epoch: spec.epoch ?? 0,
       ...(local.heldAtEpoch === undefined ? {} : { held: true }),
-      ...(local.handedOverAtEpoch === undefined || local.migratingTo === undefined
+      // Set together with migratingTo, and cleared with it.
+      ...(local.handedOverAtEpoch === undefined
         ? {}
         : { handoverTo: local.migratingTo as NonNullable<SystemMetaValue["handoverTo"]> }),
       ...(local.detail === undefined ? {} : { detail: local.detail }),

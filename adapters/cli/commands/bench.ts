@@ -33,6 +33,22 @@ const repositoryRoot = () => {
   return resolve(dirname(entry), "..")
 }
 
+const jsonFlag = Flag.Boolean("json").pipe(
+  Flag.withDescription("Print one JSON object on stdout"),
+  Flag.withDefault(false),
+)
+const reportFlag = Flag.String("report").pipe(
+  Flag.withDescription("Write (or update) an HTML report"),
+  Flag.optional,
+)
+
+/** A refused command says why on stderr and exits with 2. */
+const refused = (command: string) => (error: BenchUsageError) =>
+  Effect.sync(() => {
+    process.stderr.write(`${command}: ${error.message}\n`)
+    process.exitCode = 2
+  })
+
 const progressLine = (enabled: boolean) => (line: string) => {
   if (enabled) process.stderr.write(`\r${line}\x1b[K`)
 }
@@ -82,14 +98,8 @@ const syncCommand = Command.make(
       ),
       Flag.withDefault(false),
     ),
-    json: Flag.Boolean("json").pipe(
-      Flag.withDescription("Print one JSON object on stdout"),
-      Flag.withDefault(false),
-    ),
-    report: Flag.String("report").pipe(
-      Flag.withDescription("Write (or update) an HTML report"),
-      Flag.optional,
-    ),
+    json: jsonFlag,
+    report: reportFlag,
   },
   (input) =>
     Effect.gen(function* () {
@@ -236,14 +246,7 @@ const syncCommand = Command.make(
           yield* Console.log(`ACP ÷ ${name}: ${ratio === null ? "no figure" : `${ratio}×`}`)
       }
       if (fast.lost > 0 || idle.lost > 0) process.exitCode = 1
-    }).pipe(
-      Effect.catchTag("BenchUsageError", (error) =>
-        Effect.sync(() => {
-          process.stderr.write(`acp bench sync: ${error.message}\n`)
-          process.exitCode = 2
-        }),
-      ),
-    ),
+    }).pipe(Effect.catchTag("BenchUsageError", refused("acp bench sync"))),
 ).pipe(
   Command.withDescription(
     "Measure cluster-state sync between real ACP nodes (updates/s, latency, losses), beside etcd, corosync and NATS",
@@ -257,14 +260,8 @@ const simCommand = Command.make(
       Flag.withDescription("Cluster sizes, comma-separated (1000 nodes takes minutes)"),
       Flag.withDefault("10,100,1000"),
     ),
-    json: Flag.Boolean("json").pipe(
-      Flag.withDescription("Print one JSON object on stdout"),
-      Flag.withDefault(false),
-    ),
-    report: Flag.String("report").pipe(
-      Flag.withDescription("Write (or update) an HTML report"),
-      Flag.optional,
-    ),
+    json: jsonFlag,
+    report: reportFlag,
   },
   (input) =>
     Effect.gen(function* () {
@@ -290,14 +287,7 @@ const simCommand = Command.make(
         if (!input.json) yield* Console.error(`report: ${input.report.value}`)
       }
       if (input.json) yield* Console.log(JSON.stringify({ rows }))
-    }).pipe(
-      Effect.catchTag("BenchUsageError", (error) =>
-        Effect.sync(() => {
-          process.stderr.write(`acp bench sim: ${error.message}\n`)
-          process.exitCode = 2
-        }),
-      ),
-    ),
+    }).pipe(Effect.catchTag("BenchUsageError", refused("acp bench sim"))),
 ).pipe(Command.withDescription("The simulator's study of the CDB's cost at 10, 100 and 1000 nodes"))
 
 export const benchCommand = Command.make("bench").pipe(

@@ -710,8 +710,7 @@ export const nodeList = Command.make(
   ({ dir, node, json }) =>
     withNode(dir, node, (target) =>
       askStatus(target).pipe(
-        Effect.flatMap((body) => {
-          const view = body
+        Effect.flatMap((view) => {
           const rows = view.members.map((member) => ({
             id: member.id,
             state: member.state,
@@ -747,8 +746,7 @@ export const nodeShow = Command.make(
   ({ id, dir, json }) =>
     withNode(dir, Option.some(id), (target) =>
       askStatus(target).pipe(
-        Effect.flatMap((body) => {
-          const view = body
+        Effect.flatMap((view) => {
           if (json) return Console.log(JSON.stringify(view))
           return Console.log(
             [
@@ -798,8 +796,7 @@ export const healthCommand = Command.make(
   ({ dir, node, json }) =>
     withNode(dir, node, (target) =>
       askStatus(target).pipe(
-        Effect.flatMap((body) => {
-          const view = body
+        Effect.flatMap((view) => {
           if (json) return Console.log(JSON.stringify(view.health))
           const reasons = view.health.cluster.reasons.map((reason) => `  -${reason.points}: ${reason.reason}`)
           return Console.log(
@@ -816,8 +813,7 @@ export const monitorCommand = Command.make("monitor").pipe(
     Command.make("status", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
       withNode(dir, node, (target) =>
         askStatus(target).pipe(
-          Effect.flatMap((body) => {
-            const view = body
+          Effect.flatMap((view) => {
             if (json)
               return Console.log(
                 JSON.stringify({

@@ -129,6 +129,7 @@ export const runNode = (configPath: string, bench = false) =>
                   running,
                   {
                     self: config.id,
+                    members: config.members.map((member) => member.id),
                     volumeDir: join(config.dataDir, "volumes"),
                     consoleDir: join(config.dataDir, "console"),
                     ...(config.hypervisor?.haFenceMs === undefined
