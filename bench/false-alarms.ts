@@ -7,8 +7,11 @@
  *   npm run bench:false-alarms [-- --seeds 200]
  */
 import { parseArgs } from "node:util"
+import { progressOn } from "../adapters/cli/progress.ts"
 import { defaultSimOptions, type FaultName } from "../sim/scenario.ts"
 import { simulate } from "../sim/world.ts"
+
+const progress = progressOn()
 
 const { values } = parseArgs({ options: { seeds: { type: "string", default: "200" } } })
 const seeds = Number(values.seeds)
@@ -22,9 +25,9 @@ const study = (label: string, faults: ReadonlyArray<FaultName>) => {
     raised += result.alarmsRaised
     falseAlarms += result.falseAlarms
     runs++
-    process.stderr.write(`\r${label}: ${runs}/${seeds} seeds\x1b[K`)
+    progress.update(`${label}: ${runs}/${seeds} seeds`, runs / seeds)
   }
-  process.stderr.write("\n")
+  progress.done()
   return { label, runs, raised, falseAlarms }
 }
 

@@ -8,9 +8,12 @@
  *   npm run bench:monitor-timings [-- --seeds 100]
  */
 import { parseArgs } from "node:util"
+import { progressOn } from "../adapters/cli/progress.ts"
 import { defaultElectionTimings } from "../core/monitor/election.ts"
 import { defaultSimOptions } from "../sim/scenario.ts"
 import { simulate } from "../sim/world.ts"
+
+const progress = progressOn()
 
 const { values } = parseArgs({ options: { seeds: { type: "string", default: "100" } } })
 const seeds = Number(values.seeds)
@@ -38,9 +41,9 @@ for (const candidate of candidates) {
     falseAlarms += result.falseAlarms
     fences += result.fences
     violations += result.violations.length
-    process.stderr.write(`\rlease ${timings.leaseMs} ms: ${seed}/${seeds}\x1b[K`)
+    progress.update(`lease ${timings.leaseMs} ms: ${seed}/${seeds}`, seed / seeds)
   }
-  process.stderr.write("\n")
+  progress.done()
   failovers.sort((left, right) => left - right)
   const at = (p: number) =>
     failovers[Math.min(failovers.length - 1, Math.ceil((p / 100) * failovers.length) - 1)] ?? 0

@@ -6,8 +6,11 @@
  *   npm run bench:sim-speed [-- --seeds 5 --duration 60s]
  */
 import { parseArgs } from "node:util"
+import { progressOn } from "../adapters/cli/progress.ts"
 import { defaultSimOptions } from "../sim/scenario.ts"
 import { simulate } from "../sim/world.ts"
+
+const progress = progressOn()
 
 const { values } = parseArgs({
   options: { seeds: { type: "string", default: "5" }, duration: { type: "string", default: "60" } },
@@ -28,9 +31,9 @@ for (let seed = 1; seed <= seeds; seed++) {
     events: result.events,
     changes: result.changesWritten,
   })
-  process.stderr.write(`\rseed ${seed}/${seeds}: ${(result.virtualMs / wallMs).toFixed(0)}x real time\x1b[K`)
+  progress.update(`seed ${seed}/${seeds}: ${(result.virtualMs / wallMs).toFixed(0)}x real time`, seed / seeds)
 }
-process.stderr.write("\n")
+progress.done()
 const virtualMs = rows.reduce((sum, row) => sum + row.virtualMs, 0)
 const wallMs = rows.reduce((sum, row) => sum + row.wallMs, 0)
 const events = rows.reduce((sum, row) => sum + row.events, 0)

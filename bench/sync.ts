@@ -26,7 +26,7 @@ export interface SyncOptions {
   /** Where the nodes' data and logs go (removed afterwards). */
   readonly home: string
   readonly entry: string
-  readonly progress: (line: string) => void
+  readonly progress: (line: string, fraction?: number) => void
 }
 
 export interface RunFigures {
@@ -276,7 +276,7 @@ export const measure = async (
       cluster.members.map((member) => cluster.request(member, { t: "progress", runs: names }, "progress")),
     )
     const applied = replies.reduce((sum, reply) => sum + reply.applied, 0)
-    options.progress(`${Math.floor((applied / total) * 100)}% applied on all nodes`)
+    options.progress(`${Math.floor((applied / total) * 100)}% applied on all nodes`, applied / total)
     if (applied === total) break
     if (applied !== lastApplied) {
       lastApplied = applied

@@ -31,6 +31,7 @@ import {
 import { newTask, planOperation } from "../core/hypervisor/requests.ts"
 import {
   defaultSchedulerPolicy,
+  liveNodes,
   type NodeCapacity,
   place,
   placedSystems,
@@ -1270,6 +1271,7 @@ export class World {
       parameters: operation === "migrate" ? { to } : {},
       nowMs: this.localMs(node),
       nodes: this.members.map((member) => member.id),
+      live: liveNodes(this.capacities(node)),
     })
     if (!("task" in plan)) return
     this.operations++

@@ -11,7 +11,7 @@ import { HttpRouter } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
 import { isObjectKind, objectKinds } from "../../core/model/kinds.ts"
-import { decodeObjectPart } from "../../core/model/validate.ts"
+import { decodeObjectPart, notFoundMessage } from "../../core/model/validate.ts"
 import { acknowledgeAlarm, decodeAlarm, encodeAlarm } from "../../core/monitor/alarms.ts"
 import type { RunningNode } from "../node/node.ts"
 import {
@@ -84,7 +84,7 @@ const ObjectsHandlers = HttpApiBuilder.group(AcpApi, "objects", (handlers) =>
             return yield* new ObjectNotFound({
               kind: params.kind,
               id: params.id,
-              message: `no ${params.kind} "${params.id}"`,
+              message: notFoundMessage(params.kind, params.id),
             })
           }
           return view(node, entry)
@@ -121,7 +121,7 @@ const ObjectsHandlers = HttpApiBuilder.group(AcpApi, "objects", (handlers) =>
             return yield* new ObjectNotFound({
               kind: params.kind,
               id: params.id,
-              message: `no ${params.kind} "${params.id}"`,
+              message: notFoundMessage(params.kind, params.id),
             })
           }
           yield* node

@@ -8,8 +8,20 @@ import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import type { SystemSpecValue } from "../../core/hypervisor/hypervisor.ts"
 import { newTask, planOperation } from "../../core/hypervisor/requests.ts"
-import { defaultSchedulerPolicy, place, placedSystems, requestFor } from "../../core/hypervisor/scheduler.ts"
-import { decodeObjectId, decodeObjectPart } from "../../core/model/validate.ts"
+import {
+  type Decision,
+  defaultSchedulerPolicy,
+  liveNodes,
+  place,
+  placedSystems,
+  requestFor,
+} from "../../core/hypervisor/scheduler.ts"
+import {
+  decodeObjectId,
+  decodeObjectPart,
+  notFoundMessage,
+  unknownNodeMessage,
+} from "../../core/model/validate.ts"
 import { json, nodeCapacities, parse, systemsOf } from "../node/hypervisor.ts"
 import type { RunningNode } from "../node/node.ts"
 import {
@@ -42,6 +54,15 @@ const withDefaults = (id: string, input: unknown): unknown => {
   }
 }
 
+/** One line naming why: each reason with its nodes ("n1, n2: hypervisor backing-off: …"). */
+const unplaceableMessage = (id: string, decision: Extract<Decision, { _tag: "Unplaceable" }>) => {
+  const nodesByReason = new Map<string, Array<string>>()
+  for (const verdict of decision.verdicts)
+    nodesByReason.set(verdict.reason, [...(nodesByReason.get(verdict.reason) ?? []), verdict.node])
+  const reasons = [...nodesByReason].map(([reason, nodes]) => `${nodes.join(", ")}: ${reason}`).join("; ")
+  return `no node can take ${id}: ${decision.reason}${reasons === "" ? "" : ` (${reasons})`}`
+}
+
 const specOf = (node: RunningNode, id: string) => parse<SystemSpecValue>(node.get("system", id)?.value)
 
 export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers) =>
@@ -68,30 +89,26 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
               issues: [{ path: "id", message: "already taken" }],
             })
           const spec = decoded.success as SystemSpecValue
-          const decision =
-            spec.node !== undefined
-              ? {
-                  _tag: "Placed" as const,
-                  node: spec.node as string,
-                  verdicts: [
-                    {
-                      node: spec.node,
-                      eligible: true,
-                      reason: "chosen by the operator",
-                      freeMemoryMiBAfter: 0,
-                    },
-                  ],
-                }
-              : place(
-                  requestFor(params.id, spec),
-                  nodeCapacities(node),
-                  placedSystems(systemsOf(node)),
-                  defaultSchedulerPolicy,
-                )
+          const nodes = nodeCapacities(node)
+          if (spec.node !== undefined && !nodes.some((candidate) => candidate.id === spec.node))
+            return yield* new InvalidObject({
+              message: unknownNodeMessage(
+                spec.node,
+                nodes.map((candidate) => candidate.id),
+              ),
+              issues: [{ path: "spec.node", message: "not a member of the cluster" }],
+            })
+          // A node the operator chose is held to the same rules as the scheduler's choice.
+          const decision = place(
+            requestFor(params.id, spec),
+            spec.node === undefined ? nodes : nodes.filter((candidate) => candidate.id === spec.node),
+            placedSystems(systemsOf(node)),
+            defaultSchedulerPolicy,
+          )
           if (payload.dryRun === true) return { decision }
           if (decision._tag === "Unplaceable")
             return yield* new Unplaceable({
-              message: `no node can take ${params.id}: ${decision.reason}`,
+              message: unplaceableMessage(params.id, decision),
               decision,
             })
           const placedSpec = { ...spec, node: decision.node as NonNullable<SystemSpecValue["node"]> }
@@ -118,6 +135,7 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
             parameters: payload,
             nowMs,
             nodes: node.status().members.map((member) => member.id),
+            live: liveNodes(nodeCapacities(node)),
           })
           if ("reason" in plan) {
             if (plan.reason === "no-such-system")
@@ -140,7 +158,7 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
             return yield* new ObjectNotFound({
               kind: "system",
               id: params.id,
-              message: `no system ${params.id}`,
+              message: notFoundMessage("system", params.id),
             })
           if (spec.node !== node.id)
             return yield* new ConsoleUnavailable({

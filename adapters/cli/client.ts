@@ -5,8 +5,9 @@
  */
 import { existsSync, readFileSync } from "node:fs"
 import { request as httpsRequest } from "node:https"
-import { join, resolve } from "node:path"
+import { dirname, join, resolve } from "node:path"
 import { Effect, Schema } from "effect"
+import { unknownNodeMessage } from "../../core/model/validate.ts"
 
 export class CliError extends Schema.TaggedError<CliError>()("CliError", { message: Schema.String }) {}
 
@@ -26,7 +27,20 @@ export interface ClusterState {
   readonly nodes: ReadonlyArray<ClusterNode>
 }
 
-export const defaultClusterDir = () => resolve(process.env.ACP_HOME ?? ".acp")
+/**
+ * The local cluster the CLI talks to: `$ACP_HOME`, else the nearest `.acp` in this directory or
+ * one above it (as git finds `.git`), else `./.acp` (where `acp cluster up` makes one).
+ */
+export const defaultClusterDir = () => nearestClusterDir() ?? resolve(".acp")
+
+export const nearestClusterDir = (): string | undefined => {
+  const home = process.env.ACP_HOME
+  if (home !== undefined && home !== "") return resolve(home)
+  for (let dir = resolve("."); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, ".acp"))) return join(dir, ".acp")
+    if (dirname(dir) === dir) return undefined
+  }
+}
 export const statePath = (dir: string) => join(dir, "cluster.json")
 
 export const readState = (dir: string) =>
@@ -45,7 +59,10 @@ export const pickNode = (state: ClusterState, id: string | undefined) => {
   return node === undefined
     ? Effect.fail(
         new CliError({
-          message: `no node "${id}" in this cluster; nodes: ${state.nodes.map((n) => n.id).join(", ")}`,
+          message: unknownNodeMessage(
+            id ?? "",
+            state.nodes.map((n) => n.id),
+          ),
         }),
       )
     : Effect.succeed(node)

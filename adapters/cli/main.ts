@@ -18,12 +18,14 @@ import {
 } from "./commands/cluster.ts"
 import { modelCommand } from "./commands/model.ts"
 import { nodeCommand } from "./commands/node.ts"
+import { setupCommand } from "./commands/setup.ts"
 import { simCommand } from "./commands/sim.ts"
 import { systemCommand, taskCommand } from "./commands/system.ts"
 
 export const acp = Command.make("acp").pipe(
   Command.withDescription("ACP: run virtual machines on a cluster of Linux hosts, and simulate it"),
   Command.withSubcommands([
+    setupCommand,
     benchCommand,
     clusterCommand,
     nodeCommand,

@@ -4,7 +4,7 @@
  * its failure becomes the supervisor's `Failed` input (and a restart after back-off), `Stop`
  * interrupts it. Every state change is handed to `report` (the node writes it to the CDB).
  */
-import { Effect, Fiber, Queue, type Scope } from "effect"
+import { Cause, Effect, Fiber, Queue, type Scope } from "effect"
 import {
   defaultSupervisorTimings,
   type Input,
@@ -17,12 +17,21 @@ export interface ServiceDefinition {
   readonly run: (ready: Effect.Effect<void>) => Effect.Effect<never, unknown, Scope.Scope>
 }
 
-export type Report = (
-  name: string,
-  state: string,
-  restarts: number,
-  reason: string | undefined,
-) => Effect.Effect<void>
+export type Report = (change: {
+  readonly name: string
+  readonly state: string
+  readonly restarts: number
+  readonly reason?: string
+  /** The last failure, while the service has not run again since. */
+  readonly lastError?: string
+}) => Effect.Effect<void>
+
+/** A service's failure in one line: its error's message (a defect's too), not the Cause's dump. */
+const failureOf = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  const message = error instanceof Error ? error.message : String(error)
+  return message.split("\n")[0]!
+}
 
 export const runFramework = (services: Readonly<Record<string, ServiceDefinition>>, report: Report) =>
   Effect.gen(function* () {
@@ -42,7 +51,7 @@ export const runFramework = (services: Readonly<Record<string, ServiceDefinition
             const ready = Queue.offer(inputs, { _tag: "Started", name }).pipe(Effect.asVoid)
             const fiber = yield* Effect.scoped(services[name]!.run(ready)).pipe(
               Effect.catchCause((cause) =>
-                Queue.offer(inputs, { _tag: "Failed", name, reason: String(cause).split("\n")[0]! }),
+                Queue.offer(inputs, { _tag: "Failed", name, reason: failureOf(cause) }),
               ),
               Effect.forkDetach,
             )
@@ -57,7 +66,7 @@ export const runFramework = (services: Readonly<Record<string, ServiceDefinition
             break
           }
           case "StateChanged":
-            yield* report(output.name, output.state, output.restarts, output.reason)
+            yield* report(output)
             break
           case "Rejected":
             yield* Effect.logWarning("framework: rejected", { message: output.rejection.message })

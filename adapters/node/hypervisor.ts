@@ -66,7 +66,17 @@ export const nodeCapacities = (running: RunningNode): ReadonlyArray<NodeCapacity
     const stats = parse<{ cpuCount: number; memoryTotalBytes: number; cpuUsage: number }>(
       running.statsOf("node", member.id).find((slot) => slot.node === member.id)?.value,
     )
+    const service = parse<{ state: string; reason?: string }>(
+      running.metaOf("service", `${member.id}.hypervisor`).find((slot) => slot.node === member.id)?.value,
+    )
+    const unavailable =
+      service === undefined
+        ? "hypervisor service not started"
+        : service.state === "running"
+          ? undefined
+          : `hypervisor ${service.state}${service.reason === undefined ? "" : `: ${service.reason}`}`
     return {
+      ...(unavailable === undefined ? {} : { unavailable }),
       id: member.id,
       alive: member.state === "alive",
       fenced: member.id === status.node && status.fenced,

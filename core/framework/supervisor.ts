@@ -45,6 +45,8 @@ export type Output =
       readonly state: ServiceState
       readonly restarts: number
       readonly reason?: string
+      /** The last failure, reported until the service runs again (it backs off, restarts, …). */
+      readonly lastError?: string
     }
   | { readonly _tag: "Rejected"; readonly rejection: IllegalTransition }
   | { readonly _tag: "ArmDeadline"; readonly atMs: number }
@@ -56,6 +58,7 @@ interface Slot {
   failures: number
   retryAtMs: number
   runningSinceMs: number
+  lastError: string | undefined
 }
 
 const never = Number.MAX_SAFE_INTEGER
@@ -82,6 +85,7 @@ export class Supervisor {
         failures: 0,
         retryAtMs: never,
         runningSinceMs: never,
+        lastError: undefined,
       })
     }
   }
@@ -103,6 +107,7 @@ export class Supervisor {
         break
       case "Failed": {
         const slot = this.slots.get(input.name)
+        if (slot !== undefined) slot.lastError = input.reason
         if (slot !== undefined && this.move(input.name, "fail", nowMs, input.reason)) {
           slot.restarts++
           slot.failures++
@@ -158,13 +163,17 @@ export class Supervisor {
       return false
     }
     slot.state = moved.to
-    if (moved.to === "running") slot.runningSinceMs = nowMs
+    if (moved.to === "running") {
+      slot.runningSinceMs = nowMs
+      slot.lastError = undefined
+    }
     this.outputs.push({
       _tag: "StateChanged",
       name,
       state: moved.to,
       restarts: slot.restarts,
       ...(reason === undefined ? {} : { reason }),
+      ...(slot.lastError === undefined ? {} : { lastError: slot.lastError }),
     })
     return true
   }

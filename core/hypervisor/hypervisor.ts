@@ -711,7 +711,7 @@ export class HypervisorNode {
             this.finishTask(task.id, "failed", nowMs, "the system is not on this node")
         return
       default: {
-        if (spec === undefined) return this.finishTask(task.id, "failed", nowMs, "the system was deleted")
+        if (spec === undefined) return this.finishTask(task.id, "cancelled", nowMs, "the system was deleted")
         if (spec.desired !== task.goal)
           return this.finishTask(
             task.id,

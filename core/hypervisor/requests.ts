@@ -4,7 +4,7 @@
  * the API calls it with the current spec and writes what it returns, in one batch.
  */
 import { Result } from "effect"
-import { decodeObjectId } from "../model/validate.ts"
+import { decodeObjectId, notFoundMessage, unknownNodeMessage } from "../model/validate.ts"
 import type { SystemSpecValue, TaskSpecValue } from "./hypervisor.ts"
 
 export const systemOperations = [
@@ -28,6 +28,8 @@ export interface OperationRequest {
   readonly nowMs: number
   /** Nodes a system may be migrated to. */
   readonly nodes: ReadonlyArray<string>
+  /** The nodes that can act now (alive, not fenced); a task for any other would only wait. */
+  readonly live: ReadonlyArray<string>
 }
 
 export type OperationPlan = {
@@ -37,7 +39,7 @@ export type OperationPlan = {
 }
 
 export interface OperationRefused {
-  readonly reason: "no-such-system" | "unknown-operation" | "invalid" | "not-placed"
+  readonly reason: "no-such-system" | "unknown-operation" | "invalid" | "not-placed" | "node-unavailable"
   readonly message: string
 }
 
@@ -64,9 +66,31 @@ export const planOperation = (request: OperationRequest): OperationPlan | Operat
       reason: "unknown-operation",
       message: `unknown operation ${operation}; known: ${systemOperations.join(", ")}`,
     }
-  if (spec === undefined) return { reason: "no-such-system", message: `no system ${system}` }
+  if (spec === undefined) return { reason: "no-such-system", message: notFoundMessage("system", system) }
   if (spec.node === undefined) return { reason: "not-placed", message: `system ${system} is on no node` }
   const task = newTask(operation, system, spec.node, parameters, request.nowMs)
+  if (!request.live.includes(spec.node)) {
+    // Deleting needs nothing of the node: once back, it removes a domain no spec places there.
+    if (operation === "destroy")
+      return {
+        system: null,
+        task: {
+          ...task,
+          state: "succeeded",
+          log: [
+            ...task.log,
+            {
+              atMs: request.nowMs,
+              line: `${spec.node} cannot act now: ${system} is deleted from the cluster; ${spec.node} removes its domain when it is back`,
+            },
+          ],
+        },
+      }
+    return {
+      reason: "node-unavailable",
+      message: `system ${system} is on ${spec.node}, which cannot act now (not alive, or fenced): ${operation} would only wait`,
+    }
+  }
   const invalid = (message: string): OperationRefused => ({ reason: "invalid", message })
   switch (operation as SystemOperation) {
     case "start":
@@ -105,7 +129,7 @@ export const planOperation = (request: OperationRequest): OperationPlan | Operat
       const to = parameters.to
       if (to === undefined) return invalid("migrate needs --to <node>")
       if (to === spec.node) return invalid(`system ${system} is already on ${to}`)
-      if (!request.nodes.includes(to)) return invalid(`no node ${to}; nodes: ${request.nodes.join(", ")}`)
+      if (!request.nodes.includes(to)) return invalid(unknownNodeMessage(to, request.nodes))
       if (parameters.live === "true")
         return invalid(
           "live migration is not supported by this cluster's driver; migrate cold (without --live)",

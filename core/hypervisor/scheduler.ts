@@ -4,7 +4,8 @@
  * so `--dry-run` can show the decision and why. Deterministic: the same input gives the same
  * answer (ties go to the lower node id).
  *
- * Rules, in order: the node must be alive, unfenced and a compute node; memory committed to
+ * Rules, in order: the node must be alive, unfenced, able to run systems (its hypervisor
+ * service up) and a compute node; memory committed to
  * systems may not exceed `memoryOvercommitPercent` of the node's memory, nor virtual CPUs
  * `cpuOvercommitPercent` of its CPUs; anti-affinity (either way round) excludes a node;
  * affinity requires the node its partners run on. Among the eligible, the most free memory
@@ -21,7 +22,13 @@ export interface NodeCapacity {
   readonly memoryMiB: number
   /** Current CPU use in hundredths of a percent (0–10000), from the node's statistics. */
   readonly cpuUsageHundredths: number
+  /** Set when the node cannot run systems now, with the reason (its hypervisor service is down). */
+  readonly unavailable?: string
 }
+
+/** The nodes that can act now: alive and not fenced. */
+export const liveNodes = (nodes: ReadonlyArray<NodeCapacity>): ReadonlyArray<string> =>
+  nodes.filter((node) => node.alive && !node.fenced).map((node) => node.id)
 
 export interface PlacedSystem {
   readonly id: string
@@ -122,6 +129,7 @@ export const place = (
     const excluded = (reason: string) => ({ ...base, eligible: false, reason })
     if (!node.alive) return excluded("not alive")
     if (node.fenced) return excluded("fenced")
+    if (node.unavailable !== undefined) return excluded(node.unavailable)
     if (node.roles.length > 0 && !node.roles.includes("compute")) return excluded("not a compute node")
     if (freeMemoryMiBAfter < 0)
       return excluded(

@@ -32,6 +32,8 @@ export const ServiceMeta = Schema.Struct({
   state: Schema.Literals(serviceLifecycle.states),
   restarts: Count,
   pid: Schema.optionalKey(Count),
+  /** Why it last failed, while it is failed or backing off (e.g. "cannot load libvirt.so.0 …"). */
+  reason: Schema.optionalKey(Schema.String),
 })
 export const ServiceStats = Schema.Struct({
   cpuUsage: PercentHundredths,

@@ -71,3 +71,10 @@ export const decodeObjectPart = (
 
 export const decodeObjectId = (kind: ObjectKind, input: unknown): Result.Result<string, InvalidObject> =>
   decodeWith(kinds[kind].id, kind, "id", input)
+
+/** The one message for an object that is not there, wherever it is looked up. */
+export const notFoundMessage = (kind: string, id: string) => `no ${kind} "${id}"`
+
+/** The one message for a node that is not a member, naming those that are. */
+export const unknownNodeMessage = (id: string, nodes: ReadonlyArray<string>) =>
+  `no node "${id}" in this cluster; nodes: ${nodes.join(", ")}`

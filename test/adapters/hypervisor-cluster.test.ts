@@ -64,8 +64,8 @@ describe("hypervisor on the local cluster (3 nodes, libvirt test driver)", () =>
 
   it("the scheduler's dry run explains its choice and writes nothing", () => {
     const dry = acp("system", "create", "big-1", "--memory", String(16 * 1024 * 1024), "--dry-run")
-    expect(dry.status, dry.stderr).toBe(0)
-    expect(dry.stdout).toContain("cannot place big-1: no node is eligible")
+    expect(dry.status, dry.stderr).toBe(1)
+    expect(dry.stderr).toContain("cannot place big-1: no node is eligible")
     expect(dry.stdout).toMatch(/n1\s+no\s+memory: 0 \+ 16777216 MiB > \d+ MiB/)
     expect(acp("system", "show", "big-1").status).not.toBe(0)
   })
@@ -116,7 +116,19 @@ describe("hypervisor on the local cluster (3 nodes, libvirt test driver)", () =>
   it("refuses what cannot be done, with a clear error, and changes nothing", () => {
     const unknown = acp("system", "start", "no-such-system")
     expect(unknown.status).not.toBe(0)
-    expect(unknown.stderr).toContain("no system no-such-system")
+    expect(unknown.stderr).toContain('no system "no-such-system"')
+    const startedMs = Date.now()
+    const nowhere = acp("system", "create", "web-3", "--on", "n9")
+    const refusedMs = Date.now() - startedMs
+    expect(nowhere.status).toBe(1)
+    expect(nowhere.stderr).toContain('no node "n9" in this cluster; nodes: n1, n2, n3')
+    // Refused by the API at once, not after a task's timeout: as fast as any other call.
+    expect(refusedMs).toBeLessThan(5_000)
+    expect(acp("system", "show", "web-3").stderr).toContain('no system "web-3"')
+    const tasks = JSON.parse(acp("task", "list", "--json").stdout) as ReadonlyArray<{
+      spec: { target: { id: string } }
+    }>
+    expect(tasks.filter((task) => task.spec.target.id === "web-3")).toEqual([])
     const where = systemOn("n1", "web-1")?.node ?? ""
     const same = acp("system", "migrate", "web-1", "--to", where)
     expect(same.status).not.toBe(0)
@@ -147,5 +159,9 @@ describe("hypervisor on the local cluster (3 nodes, libvirt test driver)", () =>
       `HA failover on the local cluster: ${seconds.toFixed(1)} s from kill -9 of ${victim} to running on ${after.node}`,
     )
     expect(after.epoch).toBeGreaterThan(before!.epoch)
+    // The dead node takes nothing new, and the refusal names it at once.
+    const onDead = acp("system", "create", "web-4", "--on", victim, "--node", witness)
+    expect(onDead.status).toBe(1)
+    expect(onDead.stderr).toContain(`${victim}: not alive`)
   }, 60_000)
 })

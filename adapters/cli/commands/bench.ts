@@ -19,6 +19,7 @@ import {
   type SyncOptions,
   withCluster,
 } from "../../../bench/sync.ts"
+import { progressOn } from "../progress.ts"
 
 export class BenchUsageError extends Schema.TaggedError<BenchUsageError>()("BenchUsageError", {
   message: Schema.String,
@@ -48,10 +49,6 @@ const refused = (command: string) => (error: BenchUsageError) =>
     process.stderr.write(`${command}: ${error.message}\n`)
     process.exitCode = 2
   })
-
-const progressLine = (enabled: boolean) => (line: string) => {
-  if (enabled) process.stderr.write(`\r${line}\x1b[K`)
-}
 
 const describeRun = (name: string, run: RunFigures) =>
   `${name}: ${run.updatesPerSec.toLocaleString("en")} updates/s on all nodes (${run.mbPerSec} MB/s), p50 ${run.latencyMsP50} ms, p99 ${run.latencyMsP99} ms, lost ${run.lost}, CPU ${run.cpuCoresPerNode.join(" / ")} cores, ${run.datagramsPerUpdate} datagrams/update, NACKs ${run.repairs.nacks}`
@@ -123,6 +120,7 @@ const syncCommand = Command.make(
         if (usable !== true) return yield* usage(`network namespaces: ${usable}`)
       }
       const show = !input.json
+      const progress = progressOn(process.stderr, show)
       const options: SyncOptions = {
         nodes: input.nodes,
         size: input.size,
@@ -133,7 +131,7 @@ const syncCommand = Command.make(
         batch: input.batch,
         home: mkdtempSync(join(tmpdir(), "acp-bench-")),
         entry: process.argv[1]!,
-        progress: progressLine(show),
+        progress: progress.update,
       }
       const setup = `${input.nodes} ACP nodes (${input.loopback ? "loopback" : "network namespaces, 198.18.7.0/24, one bridge"}), ${input.size}-byte updates, MTU ${input.mtu}, ${input.writers} writer(s), datagrams authenticated (HMAC-SHA-256), SQLite synchronous=${options.synchronous} on every node, up to ${input.batch} updates per write`
       if (show) yield* Console.error(setup)
@@ -143,9 +141,9 @@ const syncCommand = Command.make(
         try: async () => {
           const main = await withCluster(options, input.nodes, async (cluster) => {
             const fast = await measure(cluster, options, input.updates, null)
-            progressLine(show)(`${describeRun("throughput", fast)}\n`)
+            progress.done(`${describeRun("throughput", fast)}`)
             const idle = await measure(cluster, options, 1_000, 200)
-            progressLine(show)(`${describeRun("200 updates/s", idle)}\n`)
+            progress.done(`${describeRun("200 updates/s", idle)}`)
             const curve: Array<RunFigures> = []
             if (input.curve) {
               for (const share of [0.1, 0.25, 0.5, 0.75, 1, 1.25]) {
@@ -156,7 +154,7 @@ const syncCommand = Command.make(
                   Math.min(input.updates, Math.max(2_000, rate * 2)),
                   rate,
                 )
-                progressLine(show)(`${describeRun(`offered ${rate}/s`, run)}\n`)
+                progress.done(`${describeRun(`offered ${rate}/s`, run)}`)
                 curve.push(run)
               }
             }
@@ -169,7 +167,7 @@ const syncCommand = Command.make(
               const figures = await withCluster(scaled, nodes, (cluster) =>
                 measure(cluster, scaled, Math.min(input.updates, 100_000), null),
               )
-              progressLine(show)(`${describeRun(`${nodes} nodes`, figures)}\n`)
+              progress.done(`${describeRun(`${nodes} nodes`, figures)}`)
               scaling.push({ nodes, figures })
             }
           }
@@ -178,12 +176,12 @@ const syncCommand = Command.make(
             const source = Option.isSome(input.peersDir)
               ? resolve(input.peersDir.value)
               : resolve(repositoryRoot(), "..", "shared", "peers")
-            const dir = preparePeers(source, join(tmpdir(), "acp-bench-peers"), progressLine(show))
+            const dir = preparePeers(source, join(tmpdir(), "acp-bench-peers"), progress.update)
             for (const name of peers as Array<PeerName>) {
-              progressLine(show)(`running ${name}…`)
+              progress.update(`running ${name}…`)
               const figure = runPeer(dir, name, Math.min(input.updates, 1_000_000))
-              progressLine(show)(
-                `${name}: ${figure.updatesPerSec === null ? "no result" : `${figure.updatesPerSec.toLocaleString("en")} updates/s`} (${figure.detail})\n`,
+              progress.done(
+                `${name}: ${figure.updatesPerSec === null ? "no result" : `${figure.updatesPerSec.toLocaleString("en")} updates/s`} (${figure.detail})`,
               )
               peerFigures.push(figure)
             }

@@ -20,7 +20,10 @@ import {
 import { dirname, join, resolve } from "node:path"
 import { Console, Effect, Option, Schedule } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import type { NodeConfig } from "../../node/config.ts"
+import { runRequirements } from "../../host/packages.ts"
+import { loadConfig, type NodeConfig } from "../../node/config.ts"
+import { progressOn } from "../progress.ts"
+import { ensurePackages } from "./setup.ts"
 
 type NodeConfigFile = (typeof NodeConfig)["Encoded"]
 
@@ -184,13 +187,38 @@ const writeCluster = (layout: ClusterLayout) =>
     return configPaths
   })
 
+/** What an existing local cluster in `home` is made of: its nodes' configs, in id order. */
+const existingCluster = (home: string) =>
+  Effect.gen(function* () {
+    if (!existsSync(join(home, "pki", "ca.crt"))) return undefined
+    const ids = readdirSync(home, { withFileTypes: true })
+      .filter((entry) => entry.isDirectory() && existsSync(join(home, entry.name, "config.json")))
+      .map((entry) => entry.name)
+      .sort((left, right) => left.localeCompare(right, "en", { numeric: true }))
+    const configs = yield* Effect.forEach(ids, (id) =>
+      loadConfig(join(home, id, "config.json")).pipe(
+        Effect.mapError(
+          (error) => new CliError({ message: `${error.message} (acp cluster up --fresh starts over)` }),
+        ),
+      ),
+    )
+    return configs.length === 0 ? undefined : configs
+  })
+
+/** Everything `--fresh` removes, named, so the command can say what it deletes. */
+const removeCluster = (home: string, configs: ReadonlyArray<NodeConfig>) => {
+  const removed = ["pki", ...configs.map((config) => config.id), "admin.key", "cluster.json"]
+  for (const entry of removed) rmSync(join(home, entry), { recursive: true, force: true })
+  return removed
+}
+
 const up = Command.make(
   "up",
   {
-    nodes: Flag.Int("nodes").pipe(Flag.withDescription("How many nodes"), Flag.withDefault(3)),
+    nodes: Flag.Int("nodes").pipe(Flag.withDescription("How many nodes (default 3)"), Flag.optional),
     basePort: Flag.Int("base-port").pipe(
-      Flag.withDescription("First of the ports the cluster uses"),
-      Flag.withDefault(17400),
+      Flag.withDescription("First of the ports the cluster uses (default 17400)"),
+      Flag.optional,
     ),
     dir: dirFlag,
     unicast: Flag.Boolean("unicast").pipe(
@@ -201,107 +229,201 @@ const up = Command.make(
       Flag.withDescription("Encrypt datagrams (AES-256-GCM), not only authenticate them"),
       Flag.withDefault(false),
     ),
+    fresh: Flag.Boolean("fresh").pipe(
+      Flag.withDescription("Start over: delete this directory's cluster (CA, keys, every node's data) first"),
+      Flag.withDefault(false),
+    ),
+    skipSetup: Flag.Boolean("skip-setup").pipe(
+      Flag.withDescription("Do not install missing Debian packages (libvirt0) first"),
+      Flag.withDefault(false),
+    ),
   },
-  ({ nodes, basePort, dir, unicast, encrypt }) =>
+  (args) =>
     Effect.gen(function* () {
-      const home = dirOf(dir)
-      if (nodes < 1 || nodes > 50) return yield* new CliError({ message: `--nodes ${nodes}: expected 1..50` })
-      const existing = yield* Effect.option(readState(home))
-      if (Option.isSome(existing) && existing.value.nodes.some((node) => alive(pidOf(node)))) {
+      const home = dirOf(args.dir)
+      const running = yield* Effect.option(readState(home))
+      if (Option.isSome(running) && running.value.nodes.some((node) => alive(pidOf(node)))) {
         return yield* new CliError({
           message: `a local cluster is already running in ${home}: \`acp cluster down\` first`,
         })
       }
-      mkdirSync(home, { recursive: true })
-      const cluster = randomBytes(4).readUInt32BE(0) || 1
-      const group = `239.255.${(cluster >>> 8) & 0xff}.${cluster & 0xff}`
-      const ids = Array.from({ length: nodes }, (_, index) => `n${index + 1}`)
-      const members = ids.map((id, index) => ({
-        id,
-        address: "127.0.0.1",
-        port: basePort + 1 + index,
-        domain: "local",
-        relay: false,
-      }))
-      const entry = process.argv[1]!
-      yield* Console.log(`making the cluster CA, certificates and configs in ${home}`)
-      const configPaths = yield* writeCluster({
-        home,
-        cluster,
-        group: unicast ? null : group,
-        groupPort: basePort,
-        encrypt,
-        hosts: members.map((member, index) => ({
-          ...member,
-          relayPort: basePort + 301 + index,
-          apiPort: basePort + 101 + index,
-          agentPort: basePort + 201 + index,
-          dataDir: join(home, member.id),
-        })),
-      })
-      const started: Array<ClusterNode> = []
-      yield* Console.log(
-        `starting ${nodes} node(s) in ${home} (cluster ${cluster}, ${unicast ? "unicast" : `multicast ${group}:${basePort}`})`,
+      if (!args.skipSetup) {
+        // A node without libvirt0 runs, but cannot run systems: install it now, or say so.
+        const setup = yield* Effect.result(ensurePackages(runRequirements))
+        if (setup._tag === "Failure")
+          yield* Console.error(`acp cluster up: ${setup.failure.message}; systems cannot run until then`)
+      }
+      let existing = yield* existingCluster(home)
+      if (existing !== undefined && args.fresh) {
+        const removed = removeCluster(home, existing)
+        yield* Console.log(
+          `starting over: removed cluster ${existing[0]!.cluster} from ${home} (${removed.join(", ")})`,
+        )
+        existing = undefined
+      }
+      const configPaths =
+        existing === undefined
+          ? yield* makeLocalCluster(home, args)
+          : yield* Effect.as(
+              sameSettings(home, existing, args),
+              existing.map((config) => join(home, config.id, "config.json")),
+            )
+      const configs = yield* Effect.forEach(configPaths, (path) =>
+        loadConfig(path).pipe(Effect.mapError((error) => new CliError({ message: error.message }))),
       )
-      for (const [index, id] of ids.entries()) {
-        const dataDir = join(home, id)
-        const configPath = configPaths[index]!
-        const config = { apiPort: basePort + 101 + index }
-        const logPath = join(dataDir, "node.log")
+      const first = configs[0]!
+      yield* Console.log(
+        `${existing === undefined ? "starting" : "restarting"} ${configs.length} node(s) of cluster ${first.cluster} in ${home} (${first.group === null ? "unicast" : `multicast ${first.group}:${first.groupPort}`})`,
+      )
+      const entry = process.argv[1]!
+      const started: Array<ClusterNode> = []
+      for (const [index, config] of configs.entries()) {
+        const logPath = join(config.dataDir, "node.log")
         const log = openSync(logPath, "a")
-        const child = spawn(process.execPath, [entry, "node", "run", "--config", configPath], {
+        const child = spawn(process.execPath, [entry, "node", "run", "--config", configPaths[index]!], {
           detached: true,
           stdio: ["ignore", log, log],
         })
         closeSync(log)
         child.unref()
-        started.push({ id, pid: child.pid!, apiPort: config.apiPort, configPath, logPath })
-        yield* Console.log(`  ${id}: pid ${child.pid}, api 127.0.0.1:${config.apiPort}, log ${logPath}`)
+        started.push({
+          id: config.id,
+          pid: child.pid!,
+          apiPort: config.apiPort,
+          configPath: configPaths[index]!,
+          logPath,
+        })
+        yield* Console.log(
+          `  ${config.id}: pid ${child.pid}, api 127.0.0.1:${config.apiPort}, log ${logPath}`,
+        )
       }
-      const state: ClusterState = { dir: home, cluster, nodes: started }
+      const state: ClusterState = { dir: home, cluster: first.cluster, nodes: started }
       writeFileSync(statePath(home), `${JSON.stringify(state, null, 2)}\n`)
-      // Wait until every node answers and they agree on one primary.
-      const deadline = Date.now() + 30_000
-      for (;;) {
-        const statuses = yield* Effect.forEach(started, (node) =>
-          Effect.orElseSucceed(statusOf(node), () => undefined),
-        )
-        const up = statuses.filter((status) => status !== undefined)
-        const primaries = new Set(up.map((status) => status!.primary).filter((primary) => primary !== null))
-        process.stdout.write(
-          `\r  ${up.length}/${nodes} nodes answering, primary: ${primaries.size === 1 ? [...primaries][0] : "electing"}\x1b[K`,
-        )
-        if (up.length === nodes && primaries.size === 1) break
-        const dead = started.filter((node) => !alive(node.pid))
-        if (dead.length > 0) {
-          process.stdout.write("\n")
-          return yield* new CliError({
-            message: `node(s) ${dead.map((node) => node.id).join(", ")} exited; see ${dead[0]!.logPath}`,
-          })
-        }
-        if (Date.now() > deadline) {
-          process.stdout.write("\n")
-          return yield* new CliError({
-            message: "the cluster did not come up within 30 s; see the node logs",
-          })
-        }
-        yield* Effect.sleep("200 millis")
-      }
-      process.stdout.write("\n")
+      yield* awaitPrimary(started)
       // The first admin key: its hash goes into the CDB, the key itself only into a 0600 file.
-      const admin = newApiKey("admin", "admin")
-      const stored = yield* call(started[0]!, "PUT", `/v1/objects/api-key/${admin.id}`, admin.record)
-      if (stored.status !== 200)
-        return yield* new CliError({ message: `storing the admin key: ${describeError(stored)}` })
-      writeFileSync(join(home, "admin.key"), `${admin.key}\n`, { mode: 0o600 })
+      const adminKeyPath = join(home, "admin.key")
+      if (!existsSync(adminKeyPath)) {
+        const admin = newApiKey("admin", "admin")
+        const stored = yield* call(started[0]!, "PUT", `/v1/objects/api-key/${admin.id}`, admin.record)
+        if (stored.status !== 200)
+          return yield* new CliError({ message: `storing the admin key: ${describeError(stored)}` })
+        writeFileSync(adminKeyPath, `${admin.key}\n`, { mode: 0o600 })
+      }
+      const agents = configs.map((config) => config.agent?.port).filter((port) => port !== undefined)
       yield* Console.log(
-        `agents: TLS 1.3 with client certificates on 127.0.0.1:${basePort + 201}-${basePort + 200 + nodes}; admin key and certificate in ${home}`,
+        `agents: TLS 1.3 with client certificates on 127.0.0.1:${agents.join(",")}; admin key and certificate in ${home}`,
       )
       yield* Console.log(
-        `cluster up: ${nodes} node(s). Try: acp object put system web-1 --spec '{...}', acp cluster status, acp cluster down`,
+        `cluster up: ${configs.length} node(s). Try: acp system create web-1 --memory 256 --ha, acp cluster status, acp cluster down`,
       )
     }),
-).pipe(Command.withDescription("Start a local cluster on this machine (loopback), with progress"))
+).pipe(
+  Command.withDescription(
+    "Start a local cluster on this machine (loopback), with progress; after `down`, the same cluster again",
+  ),
+)
+
+/** A restart keeps the cluster's settings; a flag that asks for others is refused, not ignored. */
+const sameSettings = (
+  home: string,
+  existing: ReadonlyArray<NodeConfig>,
+  args: {
+    readonly nodes: Option.Option<number>
+    readonly basePort: Option.Option<number>
+    readonly unicast: boolean
+    readonly encrypt: boolean
+  },
+) => {
+  const first = existing[0]!
+  const differs = [
+    Option.isSome(args.nodes) && args.nodes.value !== existing.length
+      ? `--nodes ${args.nodes.value} (it has ${existing.length})`
+      : undefined,
+    Option.isSome(args.basePort) && args.basePort.value !== first.groupPort
+      ? `--base-port ${args.basePort.value} (it uses ${first.groupPort})`
+      : undefined,
+    args.unicast && first.group !== null ? "--unicast (it uses multicast)" : undefined,
+    args.encrypt && !first.encrypt ? "--encrypt (its datagrams are authenticated only)" : undefined,
+  ].filter((difference) => difference !== undefined)
+  return differs.length === 0
+    ? Effect.void
+    : Effect.fail(
+        new CliError({
+          message: `${home} holds cluster ${first.cluster}, which a restart keeps as it is: ${differs.join(", ")}; \`acp cluster up --fresh\` starts over (it deletes that cluster's data)`,
+        }),
+      )
+}
+
+/** A new cluster's CA, certificates and configs under `home`; returns the configs' paths. */
+const makeLocalCluster = (
+  home: string,
+  args: {
+    readonly nodes: Option.Option<number>
+    readonly basePort: Option.Option<number>
+    readonly unicast: boolean
+    readonly encrypt: boolean
+  },
+) =>
+  Effect.gen(function* () {
+    const nodes = Option.getOrElse(args.nodes, () => 3)
+    const basePort = Option.getOrElse(args.basePort, () => 17400)
+    if (nodes < 1 || nodes > 50) return yield* new CliError({ message: `--nodes ${nodes}: expected 1..50` })
+    mkdirSync(home, { recursive: true })
+    const cluster = randomBytes(4).readUInt32BE(0) || 1
+    const group = `239.255.${(cluster >>> 8) & 0xff}.${cluster & 0xff}`
+    yield* Console.log(`making a new cluster's CA, certificates and configs in ${home}`)
+    return yield* writeCluster({
+      home,
+      cluster,
+      group: args.unicast ? null : group,
+      groupPort: basePort,
+      encrypt: args.encrypt,
+      hosts: Array.from({ length: nodes }, (_, index) => {
+        const id = `n${index + 1}`
+        return {
+          id,
+          address: "127.0.0.1",
+          port: basePort + 1 + index,
+          domain: "local",
+          relay: false,
+          relayPort: basePort + 301 + index,
+          apiPort: basePort + 101 + index,
+          agentPort: basePort + 201 + index,
+          dataDir: join(home, id),
+        }
+      }),
+    })
+  })
+
+/** Waits, with progress, until every node answers and they agree on one primary (30 s at most). */
+const awaitPrimary = (started: ReadonlyArray<ClusterNode>) =>
+  Effect.gen(function* () {
+    const progress = progressOn(process.stdout)
+    const poll = Effect.gen(function* () {
+      const statuses = yield* Effect.forEach(started, (node) =>
+        Effect.orElseSucceed(statusOf(node), () => undefined),
+      )
+      const answering = statuses.filter((status) => status !== undefined)
+      const primaries = new Set(
+        answering.map((status) => status.primary).filter((primary) => primary !== null),
+      )
+      progress.update(
+        `  ${answering.length}/${started.length} nodes answering, primary: ${primaries.size === 1 ? [...primaries][0] : "electing"}`,
+      )
+      const dead = started.filter((node) => !alive(node.pid))
+      if (dead.length > 0)
+        return yield* new CliError({
+          message: `node(s) ${dead.map((node) => node.id).join(", ")} exited; see ${dead[0]!.logPath}`,
+        })
+      return answering.length === started.length && primaries.size === 1
+    })
+    const ready = yield* poll.pipe(
+      Effect.repeat({ schedule: Schedule.spaced("200 millis"), until: (done) => done, times: 150 }),
+      Effect.ensuring(Effect.sync(() => progress.done())),
+    )
+    if (!ready)
+      return yield* new CliError({ message: "the cluster did not come up within 30 s; see the node logs" })
+  })
 
 // ---- init ----------------------------------------------------------------------------------------
 
@@ -507,10 +629,12 @@ const down = Command.make(
         for (const node of state.nodes) if (alive(pidOf(node))) process.kill(pidOf(node), "SIGKILL")
         yield* Console.log("some nodes ignored SIGTERM for 5 s and were killed")
       }
+      // The cluster's identity (CA, configs, keys) and data stay: `up` restarts this same cluster.
       rmSync(statePath(home), { force: true })
+      for (const node of state.nodes) rmSync(join(dirname(node.configPath), "node.pid"), { force: true })
       if (purge) for (const node of state.nodes) rmSync(join(home, node.id), { recursive: true, force: true })
       yield* Console.log(
-        `cluster down: ${state.nodes.length} node(s) stopped${purge ? ", data deleted" : ""}`,
+        `cluster down: ${state.nodes.length} node(s) stopped${purge ? ", data deleted" : `; \`acp cluster up\` restarts cluster ${state.cluster}, \`--fresh\` starts over`}`,
       )
     }),
 ).pipe(Command.withDescription("Stop the local cluster; nothing is left running"))

@@ -179,7 +179,7 @@ export const runNode = (configPath: string, bench = false) =>
               ])
               .pipe(Effect.orDie)
           }
-          yield* runFramework(services, (name, state, restarts, reason) =>
+          yield* runFramework(services, ({ name, state, restarts, reason, lastError }) =>
             Effect.gen(function* () {
               yield* Effect.logInfo("service", {
                 service: name,
@@ -187,13 +187,14 @@ export const runNode = (configPath: string, bench = false) =>
                 restarts,
                 ...(reason === undefined ? {} : { reason }),
               })
+              const meta = { state, restarts, ...(lastError === undefined ? {} : { reason: lastError }) }
               yield* running
                 .write([
                   {
                     op: "meta",
                     kind: "service",
                     id: `${config.id}.${name}`,
-                    value: encoder.encode(JSON.stringify({ state, restarts })),
+                    value: encoder.encode(JSON.stringify(meta)),
                   },
                 ])
                 .pipe(Effect.ignore)

@@ -22,6 +22,7 @@ import {
 } from "../../../sim/scenario.ts"
 import { shrink } from "../../../sim/shrink.ts"
 import { isSafetyViolation, percentiles, type SimResult, simulate } from "../../../sim/world.ts"
+import { progressOn } from "../progress.ts"
 
 export const exitCodes = { ok: 0, usage: 2, safety: 4, liveness: 5, crash: 6 } as const
 
@@ -212,13 +213,14 @@ const runCommand = Command.make(
       }
       let shrunk: ReturnType<typeof shrink> | undefined
       if (input.shrink && outcome !== "ok") {
-        shrunk = shrink(options, result, 200, (step) => {
-          if (!input.json)
-            process.stderr.write(
-              `\rshrinking: trial ${step.trial}${step.accepted ? `, kept: ${step.description}` : ""}\x1b[K`,
-            )
-        })
-        if (!input.json) process.stderr.write("\n")
+        const progress = progressOn(process.stderr, !input.json)
+        shrunk = shrink(options, result, 200, (step) =>
+          progress.update(
+            `shrinking: trial ${step.trial}${step.accepted ? `, kept: ${step.description}` : ""}`,
+            step.trial / 200,
+          ),
+        )
+        progress.done()
       }
       if (input.json) {
         const shrinkReport =
@@ -405,13 +407,14 @@ const runSweep = (
     const outcomes: Array<SweepOutcome> = []
     let next = 0
     let running = 0
+    const bar = progressOn(process.stderr, progress)
     const draw = () => {
-      if (!progress) return
       const width = 30
       const done = Math.round((outcomes.length / seeds.length) * width)
       const failing = outcomes.filter((outcome) => outcome.outcome !== "ok").length
-      process.stderr.write(
-        `\r[${"#".repeat(done)}${".".repeat(width - done)}] ${outcomes.length}/${seeds.length} seeds, ${failing} failing\x1b[K`,
+      bar.update(
+        `[${"#".repeat(done)}${".".repeat(width - done)}] ${outcomes.length}/${seeds.length} seeds, ${failing} failing`,
+        outcomes.length / seeds.length,
       )
     }
     const spawn = () => {
@@ -434,7 +437,7 @@ const runSweep = (
       worker.on("exit", () => {
         running--
         if (running === 0) {
-          if (progress) process.stderr.write("\n")
+          bar.done()
           resolve(outcomes.sort((left, right) => left.seed - right.seed))
         }
       })

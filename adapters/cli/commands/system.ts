@@ -188,11 +188,11 @@ const create = Command.make(
           ]),
         )
         if (args.dryRun) {
-          yield* Console.log(
-            answer.decision._tag === "Placed"
-              ? `would place ${args.system} on ${answer.decision.node}`
-              : `cannot place ${args.system}: ${answer.decision.reason}`,
-          )
+          if (answer.decision._tag !== "Placed") {
+            yield* Console.log(verdicts)
+            return yield* new CliError({ message: `cannot place ${args.system}: ${answer.decision.reason}` })
+          }
+          yield* Console.log(`would place ${args.system} on ${answer.decision.node}`)
           return yield* Console.log(verdicts)
         }
         yield* Console.log(`created ${args.system} on ${answer.decision.node} (task ${answer.task})`)

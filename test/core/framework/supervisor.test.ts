@@ -129,6 +129,25 @@ describe("supervisor", () => {
     ).toBe(100)
   })
 
+  it("reports the last failure while the service backs off and starts again, and drops it once it runs", () => {
+    const supervisor = make()
+    obliging(supervisor, { _tag: "StartAll" }, 0)
+    const failed = supervisor.handle(
+      { _tag: "Failed", name: "api", reason: "cannot load libvirt.so.0" },
+      1_000,
+    )
+    expect(failed).toContainEqual(
+      expect.objectContaining({ state: "backing-off", lastError: "cannot load libvirt.so.0" }),
+    )
+    const retryAt = (failed.find((output) => output._tag === "ArmDeadline") as { atMs: number }).atMs
+    const restarted = supervisor.handle({ _tag: "DeadlineReached" }, retryAt)
+    expect(restarted).toContainEqual(
+      expect.objectContaining({ name: "api", state: "starting", lastError: "cannot load libvirt.so.0" }),
+    )
+    const running = supervisor.handle({ _tag: "Started", name: "api" }, retryAt + 1)
+    const change = running.find((output) => output._tag === "StateChanged" && output.name === "api")
+    expect(change).toEqual({ _tag: "StateChanged", name: "api", state: "running", restarts: 1 })
+  })
   it("rejects an event the lifecycle does not allow, naming the service and its state", () => {
     const outputs = make().handle({ _tag: "Started", name: "api" }, 0)
     expect(outputs).toContainEqual(

@@ -1,6 +1,7 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import {
+  liveNodes,
   type NodeCapacity,
   type PlacedSystem,
   place,
@@ -137,5 +138,35 @@ describe("scheduler", () => {
     const big = place({ id: "big", cpus: 1, memoryMiB: 8192, affinity: [], antiAffinity: [] }, nodes, placed)
     expect(big._tag).toBe("Unplaceable")
     expect(big.verdicts[1]?.reason).toBe("memory: 1024 + 8192 MiB > 4096 MiB (100% of 4096)")
+  })
+
+  it("excludes a node whose hypervisor cannot run systems, giving the service's own reason", () => {
+    const node = {
+      id: "a",
+      alive: true,
+      fenced: false,
+      roles: [],
+      cpuCount: 4,
+      memoryMiB: 1024,
+      cpuUsageHundredths: 0,
+    }
+    const reason = "hypervisor backing-off: cannot load libvirt.so.0 (apt-get install libvirt0)"
+    const decision = place(
+      { id: "web", cpus: 1, memoryMiB: 64, affinity: [], antiAffinity: [] },
+      [
+        { ...node, unavailable: reason },
+        { ...node, id: "b" },
+      ],
+      [],
+    )
+    expect(decision).toMatchObject({ _tag: "Placed", node: "b" })
+    expect(decision.verdicts[0]).toMatchObject({ node: "a", eligible: false, reason })
+    expect(
+      liveNodes([
+        { ...node, alive: false },
+        { ...node, id: "b", fenced: true },
+        { ...node, id: "c" },
+      ]),
+    ).toEqual(["c"])
   })
 })
