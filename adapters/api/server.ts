@@ -23,6 +23,7 @@ import {
   WriteFailed,
 } from "./definition.ts"
 import { type Forwarding, layerForward } from "./forward.ts"
+import { metricsText } from "./metrics.ts"
 import { SystemsHandlers } from "./systems.ts"
 
 export class Node extends Context.Service<Node, RunningNode>()("acp/adapters/api/Node") {}
@@ -132,60 +133,6 @@ const ObjectsHandlers = HttpApiBuilder.group(AcpApi, "objects", (handlers) =>
   }),
 )
 
-/** Prometheus text exposition of the node's counters. */
-export const metricsText = (node: RunningNode, dropped: Readonly<Record<string, number>>): string => {
-  const status = node.status()
-  const counters = node.counters()
-  const lines: Array<string> = []
-  const metric = (name: string, help: string, type: "counter" | "gauge", value: number) => {
-    lines.push(
-      `# HELP acp_${name} ${help}`,
-      `# TYPE acp_${name} ${type}`,
-      `acp_${name}{node="${status.node}"} ${value}`,
-    )
-  }
-  metric("datagrams_received_total", "Datagrams handed to the core", "counter", counters.datagramsIn)
-  metric("datagrams_sent_total", "Datagrams sent", "counter", counters.datagramsOut)
-  metric(
-    "datagrams_rejected_total",
-    "Datagrams the CDB decoder rejected",
-    "counter",
-    counters.rejectedDatagrams,
-  )
-  metric("changes_applied_total", "CDB changes applied", "counter", counters.cdb.changesApplied)
-  metric("nacks_sent_total", "Repair requests sent", "counter", counters.cdb.nacksSent)
-  metric("snapshots_installed_total", "Snapshots installed", "counter", counters.cdb.snapshotsInstalled)
-  metric(
-    "writes_acknowledged_total",
-    "Local writes made durable and acknowledged",
-    "counter",
-    counters.writesAcknowledged,
-  )
-  metric("objects", "Objects in this node's CDB", "gauge", status.entries)
-  metric(
-    "is_primary",
-    "1 if this node is the primary monitor with a valid lease",
-    "gauge",
-    status.isPrimary ? 1 : 0,
-  )
-  metric("term", "The monitor's current term", "gauge", status.term)
-  metric("fenced", "1 if this node has fenced itself", "gauge", status.fenced ? 1 : 0)
-  metric(
-    "health_score",
-    "Cluster health score as this node sees it (0-100)",
-    "gauge",
-    status.health.cluster.score,
-  )
-  metric("alarms_open", "Open alarms", "gauge", status.alarms.length)
-  lines.push(
-    "# HELP acp_datagrams_dropped_total Datagrams dropped before the core: unauthenticated, replayed, malformed, oversized",
-  )
-  lines.push("# TYPE acp_datagrams_dropped_total counter")
-  for (const [reason, count] of Object.entries(dropped))
-    lines.push(`acp_datagrams_dropped_total{node="${status.node}",reason="${reason}"} ${count}`)
-  return `${lines.join("\n")}\n`
-}
-
 const AlarmsHandlers = HttpApiBuilder.group(AcpApi, "alarms", (handlers) =>
   Effect.gen(function* () {
     const node = yield* Node
@@ -222,7 +169,7 @@ const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
     const node = yield* Node
     return handlers
       .handle("status", () => Effect.sync(() => node.status()))
-      .handle("metrics", () => Effect.map(node.dropped, (dropped) => metricsText(node, dropped)))
+      .handle("metrics", () => Effect.flatMap(node.dropped, (dropped) => metricsText(node, dropped)))
   }),
 )
 

@@ -156,7 +156,15 @@ describe("local cluster (3 real nodes on loopback)", () => {
     expect(Object.keys(openapi.body.paths as object)).toEqual(
       expect.arrayContaining(["/v1/objects/{kind}/{id}", "/v1/status"]),
     )
-    expect(String((await api(1, "GET", "/metrics")).body)).toMatch(/acp_objects\{node="n1"\} \d+/)
+    const metrics = String((await api(1, "GET", "/metrics")).body)
+    expect(metrics).toMatch(/acp_objects\{node="n1"\} \d+/)
+    expect(metrics).toMatch(
+      /# TYPE acp_writes_acknowledged_total counter\nacp_writes_acknowledged_total\{node="n1"\} [1-9]/,
+    )
+    // Prometheus's own linter: `npm test` installs it (acp setup --for test), so it is never skipped.
+    const promtool = spawnSync("promtool", ["check", "metrics"], { input: metrics, encoding: "utf8" })
+    expect(promtool.error, "promtool is missing: npx acp setup --for test").toBeUndefined()
+    expect(promtool.status, promtool.stdout + promtool.stderr).toBe(0)
   })
 
   describe("the agent (TLS 1.3, client certificates, API keys)", () => {
