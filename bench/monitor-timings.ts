@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util"
 import { progressOn } from "../adapters/cli/progress.ts"
 import { defaultElectionTimings } from "../core/monitor/election.ts"
+import { percentileOfSorted } from "../core/percentile.ts"
 import { defaultSimOptions } from "../sim/scenario.ts"
 import { simulate } from "../sim/world.ts"
 
@@ -45,8 +46,7 @@ for (const candidate of candidates) {
   }
   progress.done()
   failovers.sort((left, right) => left - right)
-  const at = (p: number) =>
-    failovers[Math.min(failovers.length - 1, Math.ceil((p / 100) * failovers.length) - 1)] ?? 0
+  const at = (p: number) => percentileOfSorted(failovers, p) ?? 0
   console.log(
     [
       String(timings.heartbeatMs).padStart(9),

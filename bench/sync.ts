@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto"
 import { mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type { BenchCommand, BenchReply } from "../adapters/node/bench-agent.ts"
+import { percentileOfSorted } from "../core/percentile.ts"
 
 export interface SyncOptions {
   readonly nodes: number
@@ -219,10 +220,7 @@ export class BenchCluster {
 }
 
 const sorted = (values: Float64Array): Float64Array => values.slice().sort()
-const at = (values: Float64Array, p: number): number =>
-  values.length === 0
-    ? Number.NaN
-    : values[Math.min(values.length - 1, Math.ceil((p / 100) * values.length) - 1)]!
+const at = (values: Float64Array, p: number): number => percentileOfSorted(values, p) ?? Number.NaN
 const round = (value: number, digits = 3) => Number(value.toFixed(digits))
 
 let runCounter = 0

@@ -2,6 +2,7 @@
  * The simulator's only source of randomness: sfc32, integer-only, seeded. Child generators are
  * forked by label, so adding draws to one part of the simulator does not shift another's.
  */
+import { fnv1a32 } from "../core/hash.ts"
 
 export class Prng {
   private a: number
@@ -53,10 +54,8 @@ export class Prng {
 
   /** A child generator for one part of the simulation. */
   fork(label: string): Prng {
-    let hash = 0x811c9dc5
-    for (let index = 0; index < label.length; index++)
-      hash = Math.imul(hash ^ label.charCodeAt(index), 0x01000193)
-    return new Prng(this.next() ^ (hash >>> 0), hash >>> 0)
+    const hash = fnv1a32(0x811c9dc5, label)
+    return new Prng(this.next() ^ hash, hash)
   }
 }
 

@@ -3,6 +3,8 @@
  * them ("swarm" testing: which faults are on and how hard, which workload). The fault schedule
  * is plain data, so a run can be replayed with a schedule given explicitly, and shrunk.
  */
+import { Result } from "effect"
+import { Base64Url } from "effect/encoding"
 import { Prng } from "./prng.ts"
 import { noVmmFaults, type SimVmmFaults } from "./vmm.ts"
 
@@ -219,31 +221,11 @@ export const replayCommand = (options: SimOptions): string => {
   return parts.join(" ")
 }
 
-const base64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-/** A schedule as URL-safe base64 of its JSON, so it pastes into a shell unquoted. */
-export const encodeSchedule = (schedule: Schedule): string => {
-  const bytes = new TextEncoder().encode(JSON.stringify(schedule))
-  let out = ""
-  for (let index = 0; index < bytes.length; index += 3) {
-    const chunk = (bytes[index]! << 16) | ((bytes[index + 1] ?? 0) << 8) | (bytes[index + 2] ?? 0)
-    const count = Math.min(3, bytes.length - index) + 1
-    for (let digit = 0; digit < count; digit++) out += base64Alphabet[(chunk >> (18 - digit * 6)) & 63]
-  }
-  return out
-}
+/** A schedule as URL-safe base64 of its JSON (unpadded), so it pastes into a shell unquoted. */
+export const encodeSchedule = (schedule: Schedule): string => Base64Url.encode(JSON.stringify(schedule))
 
 export const decodeSchedule = (text: string): Schedule => {
-  const bytes: Array<number> = []
-  for (let index = 0; index < text.length; index += 4) {
-    const digits = text.slice(index, index + 4)
-    let chunk = 0
-    for (let digit = 0; digit < 4; digit++) {
-      const value = digit < digits.length ? base64Alphabet.indexOf(digits[digit]!) : 0
-      if (value < 0) throw new Error(`schedule: '${digits[digit]}' is not base64url`)
-      chunk |= value << (18 - digit * 6)
-    }
-    for (let byte = 0; byte < digits.length - 1; byte++) bytes.push((chunk >> (16 - byte * 8)) & 0xff)
-  }
-  return JSON.parse(new TextDecoder().decode(new Uint8Array(bytes))) as Schedule
+  const decoded = Base64Url.decodeString(text)
+  if (Result.isFailure(decoded)) throw new Error(`schedule: not base64url: ${decoded.failure.message}`)
+  return JSON.parse(decoded.success) as Schedule
 }

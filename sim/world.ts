@@ -57,6 +57,7 @@ import {
   type Message,
 } from "../core/monitor/election.ts"
 import { computeHealth, type Health } from "../core/monitor/health.ts"
+import { type Percentiles, percentiles } from "../core/percentile.ts"
 import { EventQueue, Prng, TraceHash } from "./prng.ts"
 import {
   drawScenario,
@@ -144,22 +145,6 @@ export interface SimResult {
     /** HA systems of a crashed node that ran again on that node, restarted before the move. */
     readonly restartedInPlace: number
   }
-}
-
-export interface Percentiles {
-  readonly samples: number
-  readonly p50: number | null
-  readonly p99: number | null
-  readonly max: number | null
-}
-
-export const percentiles = (values: ReadonlyArray<number>): Percentiles => {
-  const sorted = [...values].sort((left, right) => left - right)
-  const at = (p: number) =>
-    sorted.length === 0
-      ? null
-      : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
-  return { samples: sorted.length, p50: at(50), p99: at(99), max: sorted.at(-1) ?? null }
 }
 
 type Event =
@@ -1655,3 +1640,5 @@ export const simulate = (options: SimOptions): SimResult => {
     return world.crashed(error instanceof Error ? (error.stack ?? error.message) : String(error))
   }
 }
+
+export { type Percentiles, percentiles } from "../core/percentile.ts"

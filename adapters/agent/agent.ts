@@ -7,7 +7,8 @@
 import { readFileSync } from "node:fs"
 import { request } from "node:http"
 import { createServer, type Server } from "node:https"
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
+import { ApiKeySpec } from "../../core/model/access.ts"
 import type { RunningNode } from "../node/node.ts"
 import { type ApiKeyRecord, allows, checkApiKey } from "./keys.ts"
 
@@ -23,17 +24,15 @@ export interface AgentOptions {
 }
 
 const decoder = new TextDecoder()
+const decodeRecord = Schema.decodeUnknownOption(Schema.fromJsonString(ApiKeySpec))
 
+/** The stored record of a key, decoded with its schema: a record that does not decode is no key. */
 const lookupKey =
   (node: RunningNode) =>
   (id: string): ApiKeyRecord | undefined => {
     const entry = node.get("api-key", id)
     if (entry?.value == null) return undefined
-    try {
-      return JSON.parse(decoder.decode(entry.value)) as ApiKeyRecord
-    } catch {
-      return undefined
-    }
+    return Option.getOrUndefined(decodeRecord(decoder.decode(entry.value)))
   }
 
 const refuse = (

@@ -20,6 +20,7 @@
  * majority for longer than `leaseMs` emits `Fence` (stop its highly available systems), and
  * `Unfence` once it has one again.
  */
+import { fnv1a32 } from "../hash.ts"
 
 export interface ElectionConfig {
   readonly self: string
@@ -96,9 +97,7 @@ const neverMs = Number.MAX_SAFE_INTEGER
 
 /** A deterministic per-node, per-term spread in [0, range): no randomness is needed to break symmetry. */
 const spread = (self: string, term: number, range: number): number => {
-  let hash = 0x811c9dc5 ^ term
-  for (let index = 0; index < self.length; index++)
-    hash = Math.imul(hash ^ self.charCodeAt(index), 0x01000193)
+  let hash = fnv1a32(0x811c9dc5 ^ term, self)
   hash = Math.imul(hash ^ (hash >>> 15), 0x2c1b3c6d)
   return ((hash ^ (hash >>> 12)) >>> 0) % Math.max(1, range)
 }

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { eventually } from "../eventually.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const bundle = join(root, "dist/acp.mjs")
@@ -39,16 +40,6 @@ const systemOn = (node: string, id: string) => {
   const state = system.meta.find((slot) => slot.node === system.spec.node)?.value.state
   const stats = system.stats.find((slot) => slot.node === system.spec.node)?.value
   return { node: system.spec.node, state, stats, epoch: system.spec.epoch ?? 0 }
-}
-
-const eventually = async <A>(check: () => A | undefined, ms: number): Promise<A> => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const value = check()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error("condition not met in time")
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
 }
 
 describe("hypervisor on the local cluster (3 nodes, libvirt test driver)", () => {

@@ -14,6 +14,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { newApiKey } from "../../adapters/agent/keys.ts"
+import { eventually } from "../eventually.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const bundle = join(root, "dist/acp.mjs")
@@ -42,16 +43,6 @@ const api = async (node: number, method: string, path: string, body?: unknown) =
     json = JSON.parse(text)
   } catch {}
   return { status: response.status, body: json as Record<string, unknown> & ReadonlyArray<unknown> }
-}
-
-/** Polls until `check` passes, for at most `ms` (the nodes sync in milliseconds; this only bounds a failure). */
-const eventually = async (check: () => Promise<boolean>, ms = 10_000) => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (await check().catch(() => false)) return
-    if (Date.now() > deadline) throw new Error("condition not met in time")
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }
 
 const pidOf = (node: number) => Number(readFileSync(join(home, `n${node}`, "node.pid"), "utf8"))

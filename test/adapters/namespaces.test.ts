@@ -125,7 +125,15 @@ describe.skipIf(canUseNamespaces !== true)(
       expect(sh(`ip netns exec ${switchNs} ip link set ${tag}v3b down`).status).toBe(0)
       expect(api(h1, "PUT", "/v1/objects/project/majority-side", project("majority-side")).status).toBe(200)
       expect(api(h3, "PUT", "/v1/objects/project/minority-side", project("minority-side")).status).toBe(200)
-      await new Promise((resolve) => setTimeout(resolve, 500))
+      // A positive signal first: the write reached the rest of the majority, and the cut host no
+      // longer hears the writer — only then does its absence there say something.
+      await eventually(
+        () =>
+          api(h2, "GET", "/v1/objects/project/majority-side").status === 200 &&
+          (api(h3, "GET", "/v1/status").body.members as ReadonlyArray<{ id: string; state: string }>).some(
+            (member) => member.id === `n${h1.index}` && member.state !== "alive",
+          ),
+      )
       expect(api(h3, "GET", "/v1/objects/project/majority-side").status).toBe(404)
       expect(sh(`ip netns exec ${switchNs} ip link set ${tag}v3b up`).status).toBe(0)
       await eventually(() =>

@@ -32,11 +32,4 @@ export const apiIn = (namespace: string, method: string, path: string, body?: un
   return { status: parsed.status, body: json as Record<string, unknown> & ReadonlyArray<unknown> }
 }
 
-/** Polls `check` until it holds, for at most `ms` (it only bounds a failure). */
-export const eventually = async (check: () => boolean, ms = 20_000) => {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time")
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
+export { eventually } from "../eventually.ts"

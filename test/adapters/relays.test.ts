@@ -148,7 +148,16 @@ describe.skipIf(canUseNamespaces !== true)(
     it("cut the backbone: writes stay in their domain; heal it: both domains catch up", async () => {
       expect(sh(`ip netns exec ${ns("n1")} ip link set ${tag}bba down`).status).toBe(0)
       expect(api("n2", "PUT", "/v1/objects/project/while-cut", project("while-cut")).status).toBe(200)
-      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      // A positive signal first: the write reached its domain's relay, and that relay no longer
+      // hears the other domain — only then does its absence there say something.
+      await eventually(
+        () =>
+          api("n1", "GET", "/v1/objects/project/while-cut").status === 200 &&
+          (api("n1", "GET", "/v1/status").body.members as ReadonlyArray<{ id: string; state: string }>).some(
+            (member) => member.id === "n4" && member.state !== "alive",
+          ),
+        20_000,
+      )
       expect(api("n4", "GET", "/v1/objects/project/while-cut").status).toBe(404)
       expect(sh(`ip netns exec ${ns("n1")} ip link set ${tag}bba up`).status).toBe(0)
       expect(sh(`ip netns exec ${ns("n1")} ip route replace 198.18.2.0/24 via 198.19.0.2`).status).toBe(0)

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { eventually } from "../eventually.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const bundle = join(root, "dist/acp.mjs")
@@ -35,14 +36,11 @@ describe("local cluster without multicast (unicast peer list)", () => {
     expect(config.group).toBeNull()
     const spec = '{"name":"uni","description":"","quota":{"cpus":1,"memoryMiB":1,"storageBytes":0}}'
     expect(acp("object", "put", "project", "uni", "--node", "n2", "--spec", spec).status).toBe(0)
-    const deadline = Date.now() + 10_000
     for (const node of ["n1", "n3"]) {
-      let got = acp("object", "get", "project", "uni", "--node", node)
-      while (got.status !== 0 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 100))
-        got = acp("object", "get", "project", "uni", "--node", node)
-      }
-      expect(got.status, got.stderr).toBe(0)
+      const got = await eventually(() => {
+        const read = acp("object", "get", "project", "uni", "--node", node)
+        return read.status === 0 ? read : undefined
+      }, 10_000)
       expect(JSON.parse(got.stdout).spec.name).toBe("uni")
     }
     const status = JSON.parse(acp("cluster", "status", "--json").stdout) as Array<{

@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest"
-import { defaultSimOptions, type FaultEvent, type Schedule, type SimOptions } from "../../sim/scenario.ts"
+import {
+  decodeSchedule,
+  defaultSimOptions,
+  drawScenario,
+  encodeSchedule,
+  type FaultEvent,
+  type Schedule,
+  type SimOptions,
+} from "../../sim/scenario.ts"
 import { shrink } from "../../sim/shrink.ts"
 import { simulate } from "../../sim/world.ts"
 
@@ -129,4 +137,17 @@ describe("regressions: seeds that once failed", () => {
       expect(result.violations).toEqual([])
     })
   }
+})
+
+describe("schedule encoding", () => {
+  it("a drawn schedule survives the round trip through the replay command's base64url, byte for byte", () => {
+    for (const seed of [1, 42, 7_777]) {
+      const { schedule } = drawScenario({ ...defaultSimOptions, seed })
+      const text = encodeSchedule(schedule)
+      // An independent encoder as the oracle: Node's own unpadded base64url of the same JSON.
+      expect(text).toBe(Buffer.from(JSON.stringify(schedule)).toString("base64url"))
+      expect(decodeSchedule(text)).toEqual(schedule)
+    }
+    expect(() => decodeSchedule("not*base64")).toThrow("schedule: not base64url")
+  })
 })

@@ -805,8 +805,7 @@ const objectWatch = Command.make(
           `${object.version.origin}@${object.version.ms}.${object.version.counter}`
         let known = new Map<string, string>()
         let first = true
-        const until = seconds > 0 ? Date.now() + seconds * 1000 : Number.POSITIVE_INFINITY
-        while (Date.now() < until) {
+        const poll = Effect.gen(function* () {
           const objects = (yield* ask(target, "GET", `/v1/objects/${encodeURIComponent(kind)}`)) as Listed
           const now = new Map(objects.map((object) => [object.id, versionOf(object)]))
           for (const [id, version] of now) {
@@ -817,8 +816,11 @@ const objectWatch = Command.make(
           for (const id of known.keys()) if (!now.has(id)) yield* Console.log(`deleted ${kind}/${id}`)
           known = now
           first = false
-          yield* Effect.sleep("250 millis")
-        }
+        })
+        const every = Schedule.spaced("250 millis")
+        yield* seconds > 0
+          ? Effect.repeat(poll, { schedule: every, times: seconds * 4 })
+          : Effect.repeat(poll, every)
       }),
     ),
 ).pipe(Command.withDescription("Print objects of a kind as they are added, changed and deleted"))

@@ -3,7 +3,7 @@
  * Every operation is a task owned by the system's node; by default the command follows the
  * task and prints its log as it grows (`--detach` returns at once with the task id).
  */
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Option, Schedule } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { CliError, type ClusterNode } from "../client.ts"
 import { renderTable } from "../render.ts"
@@ -60,27 +60,31 @@ const terminal = new Set(["succeeded", "failed", "cancelled"])
 export const followTask = (target: ClusterNode, id: string, timeoutS: number) =>
   Effect.gen(function* () {
     let printed = 0
-    const deadline = Date.now() + timeoutS * 1000
-    while (true) {
+    const poll = Effect.gen(function* () {
       const task = (yield* ask(target, "GET", objectPath("task", id)).pipe(
         Effect.catch(() => Effect.succeed(undefined)),
       )) as TaskView | undefined
-      if (task !== undefined) {
-        for (const entry of task.spec.log.slice(printed))
-          yield* Console.log(`  ${new Date(entry.atMs).toISOString().slice(11, 23)}  ${entry.line}`)
-        printed = task.spec.log.length
-        if (terminal.has(task.spec.state)) {
-          if (task.spec.state !== "succeeded")
-            return yield* new CliError({ message: `task ${id} ${task.spec.state}: ${task.spec.error ?? ""}` })
-          return task
-        }
-      }
-      if (Date.now() > deadline)
-        return yield* new CliError({
-          message: `task ${id} still running after ${timeoutS} s (see acp task watch ${id})`,
-        })
-      yield* Effect.sleep("200 millis")
-    }
+      if (task === undefined) return undefined
+      for (const entry of task.spec.log.slice(printed))
+        yield* Console.log(`  ${new Date(entry.atMs).toISOString().slice(11, 23)}  ${entry.line}`)
+      printed = task.spec.log.length
+      return terminal.has(task.spec.state) ? task : undefined
+    })
+    const pollEveryMs = 200
+    const task = yield* poll.pipe(
+      Effect.repeat({
+        schedule: Schedule.spaced(`${pollEveryMs} millis`),
+        until: (ended) => ended !== undefined,
+        times: Math.ceil((timeoutS * 1000) / pollEveryMs),
+      }),
+    )
+    if (task === undefined)
+      return yield* new CliError({
+        message: `task ${id} still running after ${timeoutS} s (see acp task watch ${id})`,
+      })
+    if (task.spec.state !== "succeeded")
+      return yield* new CliError({ message: `task ${id} ${task.spec.state}: ${task.spec.error ?? ""}` })
+    return task
   })
 
 const stateOf = (system: SystemView) => {
