@@ -79,9 +79,22 @@ export class AlarmsApi extends HttpApiGroup.make("alarms").add(
   }),
 ) {}
 
+const Verdict = Schema.Struct({
+  node: Schema.String,
+  eligible: Schema.Boolean,
+  reason: Schema.String,
+  freeMemoryMiBAfter: Schema.Number,
+})
+
+/** The scheduler's decision (core/hypervisor/scheduler.ts) with every node's verdict. */
+export const Decision = Schema.Union([
+  Schema.TaggedStruct("Placed", { node: Schema.String, verdicts: Schema.Array(Verdict) }),
+  Schema.TaggedStruct("Unplaceable", { reason: Schema.String, verdicts: Schema.Array(Verdict) }),
+])
+
 export class Unplaceable extends Schema.TaggedError<Unplaceable>()(
   "Unplaceable",
-  { message: Schema.String, decision: Schema.Unknown },
+  { message: Schema.String, decision: Decision },
   { httpApiStatus: 409 },
 ) {}
 
@@ -99,7 +112,7 @@ export class ConsoleUnavailable extends Schema.TaggedError<ConsoleUnavailable>()
 
 export const SystemCreated = Schema.Struct({
   /** The scheduler's decision and every node's verdict. */
-  decision: Schema.Unknown,
+  decision: Decision,
   /** Absent on a dry run. */
   system: Schema.optionalKey(ObjectView),
   task: Schema.optionalKey(Schema.String),
@@ -125,8 +138,42 @@ export class SystemsApi extends HttpApiGroup.make("systems").add(
   }),
 ) {}
 
+const HealthScore = Schema.Struct({
+  score: Schema.Int,
+  reasons: Schema.Array(Schema.Struct({ points: Schema.Int, reason: Schema.String })),
+})
+
+export const AlarmView = Schema.Struct({
+  id: Schema.String,
+  rule: Schema.String,
+  severity: Schema.Literals(["info", "warning", "major", "critical"]),
+  subject: Schema.Struct({ kind: Schema.String, id: Schema.String }),
+  message: Schema.String,
+  state: Schema.String,
+  raisedMs: Schema.Number,
+  term: Schema.Int,
+  raisedBy: Schema.String,
+  occurrences: Schema.Int,
+  acknowledgedBy: Schema.optionalKey(Schema.String),
+})
+
+/** One node's account of the cluster: members as it sees them, the monitor, alarms, health. */
+export const NodeStatusView = Schema.Struct({
+  node: Schema.String,
+  incarnation: Schema.Int,
+  members: Schema.Array(Schema.Struct({ id: Schema.String, state: Schema.String })),
+  primary: Schema.NullOr(Schema.String),
+  isPrimary: Schema.Boolean,
+  term: Schema.Int,
+  fenced: Schema.Boolean,
+  entries: Schema.Int,
+  health: Schema.Struct({ cluster: HealthScore, nodes: Schema.Record(Schema.String, HealthScore) }),
+  alarms: Schema.Array(AlarmView),
+})
+export type NodeStatusView = typeof NodeStatusView.Type
+
 export class NodeApi extends HttpApiGroup.make("node", { topLevel: true }).add(
-  HttpApiEndpoint.get("status", "/v1/status", { success: Schema.Unknown }),
+  HttpApiEndpoint.get("status", "/v1/status", { success: NodeStatusView }),
   HttpApiEndpoint.get("metrics", "/metrics", {
     success: Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/plain; version=0.0.4" })),
   }),

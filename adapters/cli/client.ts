@@ -4,10 +4,13 @@
  * what went wrong in words an operator can act on.
  */
 import { existsSync, readFileSync } from "node:fs"
-import { request as httpsRequest } from "node:https"
 import { dirname, join, resolve } from "node:path"
+import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, Schema } from "effect"
+import { HttpClient, HttpClientError, HttpClientRequest } from "effect/http"
+import { HttpApiClient } from "effect/http-api"
 import { unknownNodeMessage } from "../../core/model/validate.ts"
+import { AcpApi } from "../api/definition.ts"
 
 export class CliError extends Schema.TaggedError<CliError>()("CliError", { message: Schema.String }) {}
 
@@ -68,51 +71,56 @@ export const pickNode = (state: ClusterState, id: string | undefined) => {
     : Effect.succeed(node)
 }
 
-export interface ApiResponse {
-  readonly status: number
-  readonly body: unknown
+/** A node's API as a typed client, generated from the API's definition (`HttpApiClient`). */
+export type AcpClient = HttpApiClient.ForApi<typeof AcpApi>
+
+/** The API's own message for a refusal; for a transport failure, what an operator can act on. */
+const describeFailure = (node: { readonly id: string; readonly apiPort: number }, error: unknown): string => {
+  if (error instanceof HttpClientError.HttpClientError) {
+    const cause = (error.reason as { cause?: { code?: string } }).cause?.code
+    if (cause === "ECONNREFUSED")
+      return `node ${node.id} (127.0.0.1:${node.apiPort}) refused the connection: the node is down`
+    return `node ${node.id}: ${error.message}`
+  }
+  if (typeof error === "object" && error !== null && "message" in error && typeof error.message === "string")
+    return error.message
+  return String(error)
 }
 
-/** One request to a node's local API; a refused connection is "the node is down", not a stack trace. */
-const callLocal = (
-  node: { readonly id: string; readonly apiPort: number },
-  method: string,
-  path: string,
-  body?: unknown,
-) =>
-  Effect.tryPromise({
-    try: async (): Promise<ApiResponse> => {
-      const response = await fetch(`http://127.0.0.1:${node.apiPort}${path}`, {
-        method,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(5_000),
-      })
-      const text = await response.text()
-      let parsed: unknown = text
-      try {
-        parsed = text === "" ? null : JSON.parse(text)
-      } catch {
-        // Plain text (metrics) stays text.
-      }
-      return { status: response.status, body: parsed }
-    },
-    catch: (error) => {
-      const cause = (error as { cause?: { code?: string } }).cause?.code
-      const why = cause === "ECONNREFUSED" ? "refused the connection: the node is down" : String(error)
-      return new CliError({ message: `node ${node.id} (127.0.0.1:${node.apiPort}) ${why}` })
-    },
-  })
-
-/** The API's error body, as one line. */
-export const describeError = (response: ApiResponse): string => {
-  const body = response.body as {
-    message?: string
-    _tag?: string
-    issues?: ReadonlyArray<{ path: string; message: string }>
-  } | null
-  if (body !== null && typeof body === "object" && typeof body.message === "string") return body.message
-  return `HTTP ${response.status}: ${JSON.stringify(response.body)}`
+/**
+ * Runs `use` with a typed client for `node`: its local API on 127.0.0.1, or through its agent
+ * (TLS 1.3 with the admin client certificate, and the API key) when it is remote. Every failure,
+ * the API's typed refusals included, becomes one `CliError` with the API's own message.
+ */
+export const withClient = <A, E>(
+  node: { readonly id: string; readonly apiPort: number; readonly remote?: Remote | undefined },
+  use: (client: AcpClient) => Effect.Effect<A, E>,
+): Effect.Effect<A, CliError> => {
+  const remote = node.remote
+  const transport =
+    remote === undefined
+      ? NodeHttpClient.layerNodeHttp
+      : NodeHttpClient.layerNodeHttpOptions({
+          cert: remote.cert,
+          key: remote.key,
+          ca: remote.ca,
+          minVersion: "TLSv1.3",
+        })
+  return HttpApiClient.make(AcpApi, {
+    baseUrl: remote === undefined ? `http://127.0.0.1:${node.apiPort}` : remote.url.origin,
+    transformClient: (client) =>
+      remote === undefined
+        ? client
+        : HttpClient.mapRequest(client, HttpClientRequest.bearerToken(remote.apiKey)),
+  }).pipe(
+    Effect.flatMap(use),
+    Effect.timeoutOrElse({
+      duration: "10 seconds",
+      orElse: () => Effect.fail(`node ${node.id} did not answer within 10 s`),
+    }),
+    Effect.mapError((error) => new CliError({ message: describeFailure(node, error) })),
+    Effect.provide(transport),
+  ) as Effect.Effect<A, CliError>
 }
 
 /** A remote node reached through its agent: TLS with a client certificate, and an API key. */
@@ -150,55 +158,3 @@ export const remoteFromEnvironment = (dir: string) =>
       process.env.ACP_KEY ?? (yield* read("ACP_KEY_FILE", join(dir, "admin.key"))).toString("utf8").trim()
     return { url, cert, key, ca, apiKey } satisfies Remote
   })
-
-/** One request through a remote node's agent. */
-const callRemote = (remote: Remote, method: string, path: string, body?: unknown) =>
-  Effect.callback<ApiResponse, CliError>((resume) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body)
-    const outgoing = httpsRequest(
-      {
-        host: remote.url.hostname,
-        port: remote.url.port,
-        method,
-        path,
-        cert: remote.cert,
-        key: remote.key,
-        ca: remote.ca,
-        minVersion: "TLSv1.3",
-        timeout: 5_000,
-        headers: {
-          authorization: `Bearer ${remote.apiKey}`,
-          ...(payload === undefined ? {} : { "content-type": "application/json" }),
-        },
-      },
-      (response) => {
-        let text = ""
-        response.setEncoding("utf8")
-        response.on("data", (chunk: string) => {
-          text += chunk
-        })
-        response.on("end", () => {
-          let parsed: unknown = text
-          try {
-            parsed = text === "" ? null : JSON.parse(text)
-          } catch {}
-          resume(Effect.succeed({ status: response.statusCode ?? 0, body: parsed }))
-        })
-      },
-    )
-    outgoing.on("error", (error) =>
-      resume(Effect.fail(new CliError({ message: `agent ${remote.url.host}: ${error.message}` }))),
-    )
-    outgoing.end(payload)
-  })
-
-/** One request to a node: through its agent if it is remote, else to its local API. */
-export const call = (
-  node: { readonly id: string; readonly apiPort: number; readonly remote?: Remote | undefined },
-  method: string,
-  path: string,
-  body?: unknown,
-) =>
-  node.remote !== undefined
-    ? callRemote(node.remote, method, path, body)
-    : callLocal(node, method, path, body)

@@ -8,16 +8,12 @@ import { Effect } from "effect"
 import { Command } from "effect/cli"
 import packageJson from "../../package.json" with { type: "json" }
 import { benchCommand } from "./commands/bench.ts"
-import {
-  alarmCommand,
-  clusterCommand,
-  healthCommand,
-  keyCommand,
-  monitorCommand,
-  objectCommand,
-} from "./commands/cluster.ts"
+import { clusterCommand } from "./commands/cluster.ts"
+import { keyCommand } from "./commands/key.ts"
 import { modelCommand } from "./commands/model.ts"
+import { alarmCommand, healthCommand, monitorCommand } from "./commands/monitor.ts"
 import { nodeCommand } from "./commands/node.ts"
+import { objectCommand } from "./commands/object.ts"
 import { setupCommand } from "./commands/setup.ts"
 import { simCommand } from "./commands/sim.ts"
 import { systemCommand, taskCommand } from "./commands/system.ts"

@@ -49,4 +49,35 @@ describe("local cluster without multicast (unicast peer list)", () => {
     }>
     expect(status.every((node) => node.up && node.status.primary !== null)).toBe(true)
   }, 60_000)
+
+  it("after down, up restarts the same cluster with its data; --fresh starts over, saying what it removes", () => {
+    const clusterId = () => JSON.parse(readFileSync(join(home, "cluster.json"), "utf8")).cluster as number
+    const ca = () => readFileSync(join(home, "pki", "ca.crt"), "utf8")
+    const before = { cluster: clusterId(), ca: ca() }
+    expect(acp("cluster", "down").status).toBe(0)
+    const again = acp("cluster", "up", "--skip-setup")
+    expect(again.status, again.stderr).toBe(0)
+    expect(again.stdout).toContain(`restarting 3 node(s) of cluster ${before.cluster}`)
+    expect({ cluster: clusterId(), ca: ca() }).toEqual(before)
+    expect(acp("object", "get", "project", "uni").status).toBe(0)
+    // Settings a restart cannot honour are refused, not ignored.
+    expect(acp("cluster", "down").status).toBe(0)
+    const wider = acp("cluster", "up", "--nodes", "5", "--skip-setup")
+    expect(wider.status).toBe(1)
+    expect(wider.stderr).toContain("--nodes 5 (it has 3)")
+    const fresh = acp(
+      "cluster",
+      "up",
+      "--fresh",
+      "--unicast",
+      "--base-port",
+      String(basePort),
+      "--skip-setup",
+    )
+    expect(fresh.status, fresh.stderr).toBe(0)
+    expect(fresh.stdout).toContain(`removed cluster ${before.cluster}`)
+    expect(fresh.stdout).toContain("pki, n1, n2, n3, admin.key, cluster.json")
+    expect(clusterId()).not.toBe(before.cluster)
+    expect(acp("object", "get", "project", "uni").stderr).toContain('no project "uni"')
+  }, 90_000)
 })

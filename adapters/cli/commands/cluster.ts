@@ -19,7 +19,7 @@ import {
 } from "node:fs"
 import { dirname, join, resolve } from "node:path"
 import { Console, Effect, Option, Schedule } from "effect"
-import { Argument, Command, Flag } from "effect/cli"
+import { Command, Flag } from "effect/cli"
 import { runRequirements } from "../../host/packages.ts"
 import { loadConfig, type NodeConfig } from "../../node/config.ts"
 import { progressOn } from "../progress.ts"
@@ -29,34 +29,9 @@ type NodeConfigFile = (typeof NodeConfig)["Encoded"]
 
 import { newApiKey } from "../../agent/keys.ts"
 import { ensureCa, issue, type PkiError } from "../../agent/pki.ts"
-import {
-  CliError,
-  type ClusterNode,
-  type ClusterState,
-  call,
-  defaultClusterDir,
-  describeError,
-  pickNode,
-  readState,
-  remoteFromEnvironment,
-  statePath,
-} from "../client.ts"
+import { CliError, type ClusterNode, type ClusterState, readState, statePath, withClient } from "../client.ts"
 import { renderTable } from "../render.ts"
-
-export const dirFlag = Flag.String("dir").pipe(
-  Flag.withDescription("Where the local cluster keeps its state (default .acp, or $ACP_HOME)"),
-  Flag.optional,
-)
-export const nodeFlag = Flag.String("node").pipe(
-  Flag.withDescription("Which node to ask (default: the first)"),
-  Flag.optional,
-)
-export const jsonFlag = Flag.Boolean("json").pipe(
-  Flag.withDescription("Print JSON instead of a table"),
-  Flag.withDefault(false),
-)
-
-const dirOf = (dir: Option.Option<string>) => Option.getOrElse(dir, defaultClusterDir)
+import { dirFlag, dirOf, jsonFlag } from "../target.ts"
 
 /** The pid a node wrote in its data directory (it may have been restarted by hand), else the one we started. */
 const pidOf = (node: ClusterNode): number => {
@@ -76,29 +51,9 @@ const alive = (pid: number) => {
   }
 }
 
-interface StatusView {
-  readonly incarnation: number
-  readonly node: string
-  readonly primary: string | null
-  readonly isPrimary: boolean
-  readonly term: number
-  readonly fenced: boolean
-  readonly entries: number
-  readonly members: ReadonlyArray<{ id: string; state: string }>
-  readonly health: { cluster: { score: number; reasons: ReadonlyArray<{ points: number; reason: string }> } }
-  readonly alarms: ReadonlyArray<{
-    id: string
-    severity: string
-    state: string
-    message: string
-    raisedBy: string
-  }>
-}
-
+/** A node's status, or undefined while it does not answer (it may be starting, or down). */
 const statusOf = (node: ClusterNode) =>
-  Effect.map(call(node, "GET", "/v1/status"), (response) =>
-    response.status === 200 ? (response.body as StatusView) : undefined,
-  )
+  withClient(node, (client) => client.status()).pipe(Effect.orElseSucceed(() => undefined))
 
 // ---- up ------------------------------------------------------------------------------------------
 
@@ -304,9 +259,11 @@ const up = Command.make(
       const adminKeyPath = join(home, "admin.key")
       if (!existsSync(adminKeyPath)) {
         const admin = newApiKey("admin", "admin")
-        const stored = yield* call(started[0]!, "PUT", `/v1/objects/api-key/${admin.id}`, admin.record)
-        if (stored.status !== 200)
-          return yield* new CliError({ message: `storing the admin key: ${describeError(stored)}` })
+        yield* withClient(started[0]!, (client) =>
+          client.objects.put({ params: { kind: "api-key", id: admin.id }, payload: admin.record }),
+        ).pipe(
+          Effect.mapError((error) => new CliError({ message: `storing the admin key: ${error.message}` })),
+        )
         writeFileSync(adminKeyPath, `${admin.key}\n`, { mode: 0o600 })
       }
       const agents = configs.map((config) => config.agent?.port).filter((port) => port !== undefined)
@@ -400,9 +357,7 @@ const awaitPrimary = (started: ReadonlyArray<ClusterNode>) =>
   Effect.gen(function* () {
     const progress = progressOn(process.stdout)
     const poll = Effect.gen(function* () {
-      const statuses = yield* Effect.forEach(started, (node) =>
-        Effect.orElseSucceed(statusOf(node), () => undefined),
-      )
+      const statuses = yield* Effect.forEach(started, (node) => statusOf(node))
       const answering = statuses.filter((status) => status !== undefined)
       const primaries = new Set(
         answering.map((status) => status.primary).filter((primary) => primary !== null),
@@ -645,10 +600,7 @@ const status = Command.make("status", { dir: dirFlag, json: jsonFlag }, ({ dir, 
   Effect.gen(function* () {
     const state = yield* readState(dirOf(dir))
     const rows = yield* Effect.forEach(state.nodes, (node) =>
-      Effect.map(
-        Effect.orElseSucceed(statusOf(node), () => undefined),
-        (view) => ({ node, view }),
-      ),
+      Effect.map(statusOf(node), (view) => ({ node, view })),
     )
     if (json)
       return yield* Console.log(
@@ -684,323 +636,3 @@ export const clusterCommand = Command.make("cluster").pipe(
 )
 
 // ---- object, health, monitor, alarm ---------------------------------------------------------------
-
-/** The node to ask: a remote agent if `ACP_REMOTE` says so, else a node of the local cluster. */
-export const withNode = <A>(
-  dir: Option.Option<string>,
-  id: Option.Option<string>,
-  body: (node: ClusterNode) => Effect.Effect<A, CliError>,
-) =>
-  Effect.gen(function* () {
-    const remote = yield* remoteFromEnvironment(dirOf(dir))
-    if (remote !== undefined)
-      return yield* body({ id: remote.url.host, pid: 0, apiPort: 0, configPath: "", logPath: "", remote })
-    const state = yield* readState(dirOf(dir))
-    return yield* body(yield* pickNode(state, Option.getOrUndefined(id)))
-  })
-
-const expectOk = (response: { status: number; body: unknown }) =>
-  response.status >= 200 && response.status < 300
-    ? Effect.succeed(response.body)
-    : Effect.fail(new CliError({ message: describeError(response) }))
-
-/** One API call whose answer must be a success; anything else becomes the API's own message. */
-export const ask = (target: ClusterNode, method: string, path: string, body?: unknown) =>
-  Effect.flatMap(call(target, method, path, body), expectOk)
-
-/** A node's `/v1/status`. */
-const askStatus = (target: ClusterNode) =>
-  Effect.map(ask(target, "GET", "/v1/status"), (body) => body as StatusView)
-
-export const objectPath = (kind: string, id: string) =>
-  `/v1/objects/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`
-
-const objectPut = Command.make(
-  "put",
-  {
-    kind: Argument.String("kind"),
-    id: Argument.String("id"),
-    spec: Flag.String("spec").pipe(Flag.withDescription("The spec as JSON")),
-    dir: dirFlag,
-    node: nodeFlag,
-  },
-  ({ kind, id, spec, dir, node }) =>
-    withNode(dir, node, (target) =>
-      Effect.gen(function* () {
-        const parsed = yield* Effect.try({
-          try: () => JSON.parse(spec) as unknown,
-          catch: (error) => new CliError({ message: `--spec is not JSON: ${(error as Error).message}` }),
-        })
-        const body = yield* ask(target, "PUT", objectPath(kind, id), parsed)
-        const version = (body as { version: { ms: number; counter: number; origin: string } }).version
-        yield* Console.log(
-          `${kind}/${id} written on ${target.id} (version ${version.origin}@${version.ms}.${version.counter})`,
-        )
-      }),
-    ),
-).pipe(Command.withDescription("Write an object's spec (validated against its kind) on one node"))
-
-const objectGet = Command.make(
-  "get",
-  { kind: Argument.String("kind"), id: Argument.String("id"), dir: dirFlag, node: nodeFlag },
-  ({ kind, id, dir, node }) =>
-    withNode(dir, node, (target) =>
-      ask(target, "GET", objectPath(kind, id)).pipe(
-        Effect.flatMap((body) => Console.log(JSON.stringify(body, null, 2))),
-      ),
-    ),
-).pipe(Command.withDescription("Read one object (spec, version, meta) from a node"))
-
-const objectList = Command.make(
-  "list",
-  { kind: Argument.String("kind"), dir: dirFlag, node: nodeFlag, json: jsonFlag },
-  ({ kind, dir, node, json }) =>
-    withNode(dir, node, (target) =>
-      ask(target, "GET", `/v1/objects/${encodeURIComponent(kind)}`).pipe(
-        Effect.flatMap((body) => {
-          const objects = body as ReadonlyArray<{
-            kind: string
-            id: string
-            version: { origin: string; ms: number }
-          }>
-          if (json) return Console.log(JSON.stringify(objects))
-          return Console.log(
-            renderTable(
-              ["KIND", "ID", "WRITTEN BY", "AT (ms)"],
-              objects.map((o) => [o.kind, o.id, o.version.origin, String(o.version.ms)]),
-            ),
-          )
-        }),
-      ),
-    ),
-).pipe(Command.withDescription("List the objects of a kind on a node"))
-
-const objectDelete = Command.make(
-  "delete",
-  { kind: Argument.String("kind"), id: Argument.String("id"), dir: dirFlag, node: nodeFlag },
-  ({ kind, id, dir, node }) =>
-    withNode(dir, node, (target) =>
-      ask(target, "DELETE", objectPath(kind, id)).pipe(
-        Effect.andThen(Console.log(`${kind}/${id} deleted on ${target.id}`)),
-      ),
-    ),
-).pipe(Command.withDescription("Delete an object (a tombstone every node applies)"))
-
-const objectWatch = Command.make(
-  "watch",
-  {
-    kind: Argument.String("kind"),
-    seconds: Flag.Int("for").pipe(
-      Flag.withDescription("Stop after this many seconds (0: until interrupted)"),
-      Flag.withDefault(0),
-    ),
-    dir: dirFlag,
-    node: nodeFlag,
-  },
-  ({ kind, seconds, dir, node }) =>
-    withNode(dir, node, (target) =>
-      Effect.gen(function* () {
-        type Listed = ReadonlyArray<{ id: string; version: { ms: number; counter: number; origin: string } }>
-        const versionOf = (object: Listed[number]) =>
-          `${object.version.origin}@${object.version.ms}.${object.version.counter}`
-        let known = new Map<string, string>()
-        let first = true
-        const poll = Effect.gen(function* () {
-          const objects = (yield* ask(target, "GET", `/v1/objects/${encodeURIComponent(kind)}`)) as Listed
-          const now = new Map(objects.map((object) => [object.id, versionOf(object)]))
-          for (const [id, version] of now) {
-            if (!known.has(id))
-              yield* Console.log(`${first ? "exists " : "added  "} ${kind}/${id} ${version}`)
-            else if (known.get(id) !== version) yield* Console.log(`changed ${kind}/${id} ${version}`)
-          }
-          for (const id of known.keys()) if (!now.has(id)) yield* Console.log(`deleted ${kind}/${id}`)
-          known = now
-          first = false
-        })
-        const every = Schedule.spaced("250 millis")
-        yield* seconds > 0
-          ? Effect.repeat(poll, { schedule: every, times: seconds * 4 })
-          : Effect.repeat(poll, every)
-      }),
-    ),
-).pipe(Command.withDescription("Print objects of a kind as they are added, changed and deleted"))
-
-export const objectCommand = Command.make("object").pipe(
-  Command.withDescription("Raw CDB access for operators: put, get, list, delete, watch"),
-  Command.withSubcommands([objectPut, objectGet, objectList, objectDelete, objectWatch]),
-)
-
-export const nodeList = Command.make(
-  "list",
-  { dir: dirFlag, node: nodeFlag, json: jsonFlag },
-  ({ dir, node, json }) =>
-    withNode(dir, node, (target) =>
-      askStatus(target).pipe(
-        Effect.flatMap((view) => {
-          const rows = view.members.map((member) => ({
-            id: member.id,
-            state: member.state,
-            primary: member.id === view.primary,
-            health:
-              (view.health as unknown as { nodes: Record<string, { score: number }> }).nodes[member.id]
-                ?.score ?? null,
-          }))
-          if (json) return Console.log(JSON.stringify(rows))
-          return Console.log(
-            `as ${view.node} sees them:\n${renderTable(
-              ["NODE", "STATE", "PRIMARY", "HEALTH"],
-              rows.map((row) => [
-                row.id,
-                row.state,
-                row.primary ? "yes" : "",
-                row.health === null ? "-" : String(row.health),
-              ]),
-            )}`,
-          )
-        }),
-      ),
-    ),
-).pipe(Command.withDescription("List the cluster's nodes as one node sees them"))
-
-export const nodeShow = Command.make(
-  "show",
-  {
-    id: Argument.String("id").pipe(Argument.withDescription("The node to show, e.g. n2")),
-    dir: dirFlag,
-    json: jsonFlag,
-  },
-  ({ id, dir, json }) =>
-    withNode(dir, Option.some(id), (target) =>
-      askStatus(target).pipe(
-        Effect.flatMap((view) => {
-          if (json) return Console.log(JSON.stringify(view))
-          return Console.log(
-            [
-              `node ${view.node} (incarnation ${view.incarnation})`,
-              `  monitor: ${view.isPrimary ? "primary" : `follower of ${view.primary ?? "nobody"}`} in term ${view.term}${view.fenced ? ", FENCED" : ""}`,
-              `  objects: ${view.entries}`,
-              `  health:  ${view.health.cluster.score}/100${view.health.cluster.reasons.map((reason) => `\n    -${reason.points}: ${reason.reason}`).join("")}`,
-              `  alarms:  ${view.alarms.length === 0 ? "none open" : view.alarms.map((alarm) => alarm.id).join(", ")}`,
-            ].join("\n"),
-          )
-        }),
-      ),
-    ),
-).pipe(Command.withDescription("Show one node: incarnation, monitor role and term, objects, health, alarms"))
-
-export const keyCommand = Command.make("key").pipe(
-  Command.withDescription("API keys for the agent"),
-  Command.withSubcommands([
-    Command.make(
-      "create",
-      {
-        name: Flag.String("name").pipe(Flag.withDescription("Who or what the key is for")),
-        role: Flag.Literals("role", ["admin", "operator", "read-only"]).pipe(
-          Flag.withDescription("What it may do"),
-          Flag.withDefault("read-only"),
-        ),
-        dir: dirFlag,
-        node: nodeFlag,
-      },
-      ({ name, role, dir, node }) =>
-        withNode(dir, node, (target) =>
-          Effect.gen(function* () {
-            const created = newApiKey(name, role)
-            yield* ask(target, "PUT", `/v1/objects/api-key/${created.id}`, created.record)
-            yield* Console.log(
-              `${created.id} (${role}) for ${name}; the key, shown this once:\n${created.key}`,
-            )
-          }),
-        ),
-    ).pipe(Command.withDescription("Create an API key; only its hash is stored, the key is printed once")),
-  ]),
-)
-
-export const healthCommand = Command.make(
-  "health",
-  { dir: dirFlag, node: nodeFlag, json: jsonFlag },
-  ({ dir, node, json }) =>
-    withNode(dir, node, (target) =>
-      askStatus(target).pipe(
-        Effect.flatMap((view) => {
-          if (json) return Console.log(JSON.stringify(view.health))
-          const reasons = view.health.cluster.reasons.map((reason) => `  -${reason.points}: ${reason.reason}`)
-          return Console.log(
-            [`health ${view.health.cluster.score}/100 (as ${view.node} sees it)`, ...reasons].join("\n"),
-          )
-        }),
-      ),
-    ),
-).pipe(Command.withDescription("The cluster's health score, with every reason it is not 100"))
-
-export const monitorCommand = Command.make("monitor").pipe(
-  Command.withDescription("The monitor: who is primary, in which term"),
-  Command.withSubcommands([
-    Command.make("status", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
-      withNode(dir, node, (target) =>
-        askStatus(target).pipe(
-          Effect.flatMap((view) => {
-            if (json)
-              return Console.log(
-                JSON.stringify({
-                  node: view.node,
-                  primary: view.primary,
-                  term: view.term,
-                  fenced: view.fenced,
-                  members: view.members,
-                }),
-              )
-            return Console.log(
-              `primary: ${view.primary ?? "none"} (term ${view.term}), as ${view.node} sees it${view.fenced ? "; this node is FENCED" : ""}\n` +
-                renderTable(
-                  ["MEMBER", "STATE"],
-                  view.members.map((member) => [member.id, member.state]),
-                ),
-            )
-          }),
-        ),
-      ),
-    ).pipe(Command.withDescription("Show the primary monitor and the members as one node sees them")),
-  ]),
-)
-
-export const alarmCommand = Command.make("alarm").pipe(
-  Command.withDescription("Alarms raised by the primary monitor"),
-  Command.withSubcommands([
-    Command.make("list", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
-      withNode(dir, node, (target) =>
-        askStatus(target).pipe(
-          Effect.flatMap((body) => {
-            const alarms = body.alarms
-            if (json) return Console.log(JSON.stringify(alarms))
-            if (alarms.length === 0) return Console.log("no open alarms")
-            return Console.log(
-              renderTable(
-                ["ALARM", "SEVERITY", "STATE", "MESSAGE"],
-                alarms.map((a) => [a.id, a.severity, a.state, a.message]),
-              ),
-            )
-          }),
-        ),
-      ),
-    ).pipe(Command.withDescription("List the open alarms")),
-    Command.make(
-      "ack",
-      {
-        id: Argument.String("id").pipe(Argument.withDescription("The alarm, e.g. node-unreachable.n2")),
-        by: Flag.String("by").pipe(
-          Flag.withDescription("Who acknowledges it"),
-          Flag.withDefault(process.env.USER ?? "operator"),
-        ),
-        dir: dirFlag,
-        node: nodeFlag,
-      },
-      ({ id, by, dir, node }) =>
-        withNode(dir, node, (target) =>
-          ask(target, "POST", `/v1/alarms/${encodeURIComponent(id)}/acknowledge`, { by }).pipe(
-            Effect.andThen(Console.log(`alarm ${id} acknowledged by ${by}`)),
-          ),
-        ),
-    ).pipe(Command.withDescription("Acknowledge an open alarm (it stays until its condition clears)")),
-  ]),
-)

@@ -4,8 +4,8 @@
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { Console, Effect, Layer, Logger } from "effect"
-import { Command, Flag } from "effect/cli"
+import { Console, Effect, Layer, Logger, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
 import { startAgent } from "../../agent/agent.ts"
 import { recordFor } from "../../agent/keys.ts"
 import type { Forwarding } from "../../api/forward.ts"
@@ -19,7 +19,9 @@ import { realNodeRetainChanges, startNode } from "../../node/node.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
 import { envelopeOverhead } from "../../transport/envelope.ts"
 import { layerUdp } from "../../transport/udp.ts"
-import { nodeJoin, nodeList, nodeShow } from "./cluster.ts"
+import { renderTable } from "../render.ts"
+import { dirFlag, jsonFlag, nodeFlag, withApi } from "../target.ts"
+import { nodeJoin } from "./cluster.ts"
 
 export const runNode = (configPath: string, bench = false) =>
   Effect.scoped(
@@ -204,6 +206,62 @@ export const runNode = (configPath: string, bench = false) =>
       ).pipe(Effect.provide(infrastructure))
     }),
   )
+
+const nodeList = Command.make(
+  "list",
+  { dir: dirFlag, node: nodeFlag, json: jsonFlag },
+  ({ dir, node, json }) =>
+    withApi(dir, node, (client) =>
+      client.status().pipe(
+        Effect.flatMap((view) => {
+          const rows = view.members.map((member) => ({
+            id: member.id,
+            state: member.state,
+            primary: member.id === view.primary,
+            health: view.health.nodes[member.id]?.score ?? null,
+          }))
+          if (json) return Console.log(JSON.stringify(rows))
+          return Console.log(
+            `as ${view.node} sees them:\n${renderTable(
+              ["NODE", "STATE", "PRIMARY", "HEALTH"],
+              rows.map((row) => [
+                row.id,
+                row.state,
+                row.primary ? "yes" : "",
+                row.health === null ? "-" : String(row.health),
+              ]),
+            )}`,
+          )
+        }),
+      ),
+    ),
+).pipe(Command.withDescription("List the cluster's nodes as one node sees them"))
+
+const nodeShow = Command.make(
+  "show",
+  {
+    id: Argument.String("id").pipe(Argument.withDescription("The node to show, e.g. n2")),
+    dir: dirFlag,
+    json: jsonFlag,
+  },
+  ({ id, dir, json }) =>
+    withApi(dir, Option.some(id), (client) =>
+      client.status().pipe(
+        Effect.flatMap((view) => {
+          if (json) return Console.log(JSON.stringify(view))
+          return Console.log(
+            [
+              `node ${view.node} (incarnation ${view.incarnation})`,
+              `  monitor: ${view.isPrimary ? "primary" : `follower of ${view.primary ?? "nobody"}`} in term ${view.term}${view.fenced ? ", FENCED" : ""}`,
+              `  objects: ${view.entries}`,
+              `  health:  ${view.health.cluster.score}/100${view.health.cluster.reasons.map((reason) => `\n    -${reason.points}: ${reason.reason}`).join("")}`,
+              `  alarms:  ${view.alarms.length === 0 ? "none open" : view.alarms.map((alarm) => alarm.id).join(", ")}`,
+            ].join("\n"),
+          )
+        }),
+      ),
+    ),
+).pipe(Command.withDescription("Show one node: incarnation, monitor role and term, objects, health, alarms"))
 
 export const nodeCommand = Command.make("node").pipe(
   Command.withDescription("The cluster's nodes: list, show, and run one"),

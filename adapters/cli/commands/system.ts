@@ -3,46 +3,46 @@
  * Every operation is a task owned by the system's node; by default the command follows the
  * task and prints its log as it grows (`--detach` returns at once with the task id).
  */
-import { Console, Effect, Option, Schedule } from "effect"
+import { Console, Effect, Option, Schedule, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { CliError, type ClusterNode } from "../client.ts"
+import { SystemMeta, SystemSpec, SystemStats } from "../../../core/model/compute.ts"
+import { TaskSpec } from "../../../core/model/operations.ts"
+import type { ObjectView } from "../../api/definition.ts"
+import { type AcpClient, CliError } from "../client.ts"
 import { renderTable } from "../render.ts"
-import { ask, dirFlag, jsonFlag, nodeFlag, objectPath, withNode } from "./cluster.ts"
+import { dirFlag, jsonFlag, nodeFlag, withApi } from "../target.ts"
 
-interface TaskView {
-  readonly id: string
-  readonly spec: {
-    readonly operation: string
-    readonly target: { readonly kind: string; readonly id: string }
-    readonly owner: string
-    readonly state: string
-    readonly log: ReadonlyArray<{ readonly atMs: number; readonly line: string }>
-    readonly error?: string
-    readonly createdMs: number
-  }
-}
+/** An object's stored part, decoded with its kind's schema: a value that does not decode is an error naming it. */
+const decodePart =
+  <S extends Schema.ConstraintDecoder<unknown>>(schema: S, what: string) =>
+  (value: unknown): Effect.Effect<S["Type"], CliError> =>
+    Schema.decodeUnknownEffect(schema)(value).pipe(
+      Effect.mapError((error) => new CliError({ message: `${what} does not decode: ${error.message}` })),
+    ) as Effect.Effect<S["Type"], CliError>
 
-interface SystemView {
-  readonly id: string
-  readonly spec: {
-    readonly name: string
-    readonly node?: string
-    readonly cpus: number
-    readonly memoryMiB: number
-    readonly ha: boolean
-    readonly desired: string
-    readonly disks: ReadonlyArray<{ readonly volume: string }>
-    readonly epoch?: number
-  }
-  readonly meta: ReadonlyArray<{
-    readonly node: string
-    readonly value: { readonly state?: string; readonly detail?: string; readonly held?: boolean }
-  }>
-  readonly stats: ReadonlyArray<{
-    readonly node: string
-    readonly value: { readonly cpuUsage?: number; readonly memoryUsedBytes?: number }
-  }>
-}
+/** The slots of every node that decode (a node running another version may write others). */
+const decodeSlots = <S extends Schema.ConstraintDecoder<unknown>>(schema: S, slots: ObjectView["meta"]) =>
+  slots.flatMap((slot) =>
+    Option.match(Schema.decodeUnknownOption(schema)(slot.value), {
+      onNone: () => [],
+      onSome: (value) => [{ node: slot.node, value: value as S["Type"] }],
+    }),
+  )
+
+const asSystem = (object: ObjectView) =>
+  Effect.map(decodePart(SystemSpec, `system ${object.id}'s spec`)(object.spec), (spec) => ({
+    id: object.id,
+    spec,
+    meta: decodeSlots(SystemMeta, object.meta),
+    stats: decodeSlots(SystemStats, object.stats),
+  }))
+type SystemView = Effect.Success<ReturnType<typeof asSystem>>
+
+const asTask = (object: ObjectView) =>
+  Effect.map(decodePart(TaskSpec, `task ${object.id}'s spec`)(object.spec), (spec) => ({
+    id: object.id,
+    spec,
+  }))
 
 const systemId = Argument.String("system").pipe(Argument.withDescription("The system's id"))
 const detachFlag = Flag.Boolean("detach").pipe(
@@ -57,13 +57,14 @@ const timeoutFlag = Flag.Int("timeout").pipe(
 const terminal = new Set(["succeeded", "failed", "cancelled"])
 
 /** Follows a task, printing each new log line, until it ends; fails if it did not succeed. */
-export const followTask = (target: ClusterNode, id: string, timeoutS: number) =>
+export const followTask = (client: AcpClient, id: string, timeoutS: number) =>
   Effect.gen(function* () {
     let printed = 0
     const poll = Effect.gen(function* () {
-      const task = (yield* ask(target, "GET", objectPath("task", id)).pipe(
+      const task = yield* client.objects.get({ params: { kind: "task", id } }).pipe(
+        Effect.flatMap(asTask),
         Effect.catch(() => Effect.succeed(undefined)),
-      )) as TaskView | undefined
+      )
       if (task === undefined) return undefined
       for (const entry of task.spec.log.slice(printed))
         yield* Console.log(`  ${new Date(entry.atMs).toISOString().slice(11, 23)}  ${entry.line}`)
@@ -101,22 +102,20 @@ const operation = (
     name,
     { system: systemId, dir: dirFlag, node: nodeFlag, detach: detachFlag, timeout: timeoutFlag, ...extra },
     (args) =>
-      withNode(args.dir, args.node, (target) =>
+      withApi(args.dir, args.node, (client) =>
         Effect.gen(function* () {
           const parameters: Record<string, string> = {}
           for (const key of Object.keys(extra)) {
             const value = (args as unknown as Record<string, Option.Option<string>>)[key]
             if (value !== undefined && Option.isSome(value)) parameters[key] = value.value
           }
-          const { task } = (yield* ask(
-            target,
-            "POST",
-            `/v1/systems/${encodeURIComponent(args.system)}/${name}`,
-            parameters,
-          )) as { task: string }
+          const { task } = yield* client.systems.operate({
+            params: { id: args.system, operation: name },
+            payload: parameters,
+          })
           if (args.detach) return yield* Console.log(task)
           yield* Console.log(`${name} ${args.system}: task ${task}`)
-          yield* followTask(target, task, args.timeout)
+          yield* followTask(client, task, args.timeout)
         }),
       ),
   ).pipe(Command.withDescription(description))
@@ -154,7 +153,7 @@ const create = Command.make(
     json: jsonFlag,
   },
   (args) =>
-    withNode(args.dir, args.node, (target) =>
+    withApi(args.dir, args.node, (client) =>
       Effect.gen(function* () {
         const spec = {
           cpus: args.cpus,
@@ -170,45 +169,42 @@ const create = Command.make(
           },
           ...(Option.isSome(args.on) ? { node: args.on.value } : {}),
         }
-        const answer = (yield* ask(target, "POST", `/v1/systems/${encodeURIComponent(args.system)}`, {
-          spec,
-          dryRun: args.dryRun,
-        })) as {
-          decision: {
-            _tag: string
-            node?: string
-            reason?: string
-            verdicts: ReadonlyArray<{ node: string; eligible: boolean; reason: string }>
-          }
-          task?: string
-        }
+        const answer = yield* client.systems.create({
+          params: { id: args.system },
+          payload: { spec, dryRun: args.dryRun },
+        })
         if (args.json) return yield* Console.log(JSON.stringify(answer))
+        const decision = answer.decision
+        const chosen = decision._tag === "Placed" ? decision.node : undefined
         const verdicts = renderTable(
           ["NODE", "ELIGIBLE", "WHY"],
           answer.decision.verdicts.map((verdict) => [
-            verdict.node === answer.decision.node ? `${verdict.node} *` : verdict.node,
+            verdict.node === chosen ? `${verdict.node} *` : verdict.node,
             verdict.eligible ? "yes" : "no",
             verdict.reason,
           ]),
         )
+        if (decision._tag === "Unplaceable") {
+          yield* Console.log(verdicts)
+          return yield* new CliError({ message: `cannot place ${args.system}: ${decision.reason}` })
+        }
         if (args.dryRun) {
-          if (answer.decision._tag !== "Placed") {
-            yield* Console.log(verdicts)
-            return yield* new CliError({ message: `cannot place ${args.system}: ${answer.decision.reason}` })
-          }
-          yield* Console.log(`would place ${args.system} on ${answer.decision.node}`)
+          yield* Console.log(`would place ${args.system} on ${decision.node}`)
           return yield* Console.log(verdicts)
         }
-        yield* Console.log(`created ${args.system} on ${answer.decision.node} (task ${answer.task})`)
-        if (!args.detach && answer.task !== undefined) yield* followTask(target, answer.task, args.timeout)
+        yield* Console.log(`created ${args.system} on ${decision.node} (task ${answer.task})`)
+        if (!args.detach && answer.task !== undefined) yield* followTask(client, answer.task, args.timeout)
       }),
     ),
 ).pipe(Command.withDescription("Create a system, placed by the scheduler (or --on a node), and start it"))
 
 const list = Command.make("list", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
-  withNode(dir, node, (target) =>
+  withApi(dir, node, (client) =>
     Effect.gen(function* () {
-      const systems = (yield* ask(target, "GET", "/v1/objects/system")) as ReadonlyArray<SystemView>
+      const systems = yield* Effect.forEach(
+        yield* client.objects.list({ params: { kind: "system" } }),
+        asSystem,
+      )
       if (json) return yield* Console.log(JSON.stringify(systems))
       if (systems.length === 0) return yield* Console.log("no systems")
       yield* Console.log(
@@ -240,10 +236,10 @@ const show = Command.make(
   "show",
   { system: systemId, dir: dirFlag, node: nodeFlag },
   ({ system, dir, node }) =>
-    withNode(dir, node, (target) =>
-      ask(target, "GET", objectPath("system", system)).pipe(
-        Effect.flatMap((body) => Console.log(JSON.stringify(body, null, 2))),
-      ),
+    withApi(dir, node, (client) =>
+      client.objects
+        .get({ params: { kind: "system", id: system } })
+        .pipe(Effect.flatMap((body) => Console.log(JSON.stringify(body, null, 2)))),
     ),
 ).pipe(Command.withDescription("Show a system: spec, every node's meta and statistics"))
 
@@ -251,16 +247,19 @@ const consoleCommand = Command.make(
   "console",
   { system: systemId, dir: dirFlag, node: nodeFlag },
   ({ system, dir, node }) =>
-    withNode(dir, node, (target) =>
+    withApi(dir, node, (client, target) =>
       Effect.gen(function* () {
-        const body = (yield* ask(target, "GET", objectPath("system", system))) as SystemView
+        const body = yield* asSystem(yield* client.objects.get({ params: { kind: "system", id: system } }))
         const owner = body.spec.node
-        const path =
+        // The console is read on the node that runs the system: that node's API (the local
+        // cluster's), or the agent the remote names, which forwards it.
+        const text =
           owner === undefined || owner === target.id || target.remote !== undefined
-            ? `/v1/systems/${encodeURIComponent(system)}/console`
-            : `/v1/nodes/${encodeURIComponent(owner)}/v1/systems/${encodeURIComponent(system)}/console`
-        const text = yield* ask(target, "GET", path)
-        yield* Console.log(typeof text === "string" ? text : JSON.stringify(text))
+            ? yield* client.systems.console({ params: { id: system } })
+            : yield* withApi(dir, Option.some(owner), (owned) =>
+                owned.systems.console({ params: { id: system } }),
+              )
+        yield* Console.log(text)
       }),
     ),
 ).pipe(Command.withDescription("Print the system's serial console output (read on the node that runs it)"))
@@ -295,11 +294,10 @@ const taskList = Command.make(
   "list",
   { dir: dirFlag, node: nodeFlag, json: jsonFlag },
   ({ dir, node, json }) =>
-    withNode(dir, node, (target) =>
+    withApi(dir, node, (client) =>
       Effect.gen(function* () {
-        const tasks = [...((yield* ask(target, "GET", "/v1/objects/task")) as ReadonlyArray<TaskView>)].sort(
-          (left, right) => left.spec.createdMs - right.spec.createdMs,
-        )
+        const listed = yield* Effect.forEach(yield* client.objects.list({ params: { kind: "task" } }), asTask)
+        const tasks = [...listed].sort((left, right) => left.spec.createdMs - right.spec.createdMs)
         if (json) return yield* Console.log(JSON.stringify(tasks))
         if (tasks.length === 0) return yield* Console.log("no tasks")
         yield* Console.log(
@@ -326,17 +324,17 @@ export const taskCommand = Command.make("task").pipe(
   Command.withSubcommands([
     taskList,
     Command.make("show", { task: taskId, dir: dirFlag, node: nodeFlag }, ({ task, dir, node }) =>
-      withNode(dir, node, (target) =>
-        ask(target, "GET", objectPath("task", task)).pipe(
-          Effect.flatMap((body) => Console.log(JSON.stringify(body, null, 2))),
-        ),
+      withApi(dir, node, (client) =>
+        client.objects
+          .get({ params: { kind: "task", id: task } })
+          .pipe(Effect.flatMap((body) => Console.log(JSON.stringify(body, null, 2)))),
       ),
     ).pipe(Command.withDescription("Show a task with its whole log")),
     Command.make(
       "watch",
       { task: taskId, dir: dirFlag, node: nodeFlag, timeout: timeoutFlag },
       ({ task, dir, node, timeout }) =>
-        withNode(dir, node, (target) => followTask(target, task, timeout).pipe(Effect.asVoid)),
+        withApi(dir, node, (client) => followTask(client, task, timeout).pipe(Effect.asVoid)),
     ).pipe(Command.withDescription("Follow a task's log until it ends")),
   ]),
 )
