@@ -1,16 +1,14 @@
 /**
  * The agent: the node's TLS entrypoint (seed 000). TLS 1.3 only; the client must present a
  * certificate signed by the cluster CA (a client without one, or with another CA's, fails the
- * handshake); then an API key authorises the request, by role, and the agent proxies it to the
- * node's local API. Every refusal says why, as JSON, and nothing is forwarded.
+ * handshake); the request then goes to the node's local API with the caller's API key, where it
+ * is authenticated and authorised on the route the API resolves (adapters/api/authorization.ts).
  */
 import { readFileSync } from "node:fs"
 import { request } from "node:http"
 import { createServer, type Server } from "node:https"
-import { Effect, Option, Schema } from "effect"
-import { ApiKeySpec } from "../../core/model/access.ts"
-import type { RunningNode } from "../node/node.ts"
-import { type ApiKeyRecord, allows, checkApiKey } from "./keys.ts"
+import type { Socket } from "node:net"
+import { Effect, Schema } from "effect"
 
 export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", { message: Schema.String }) {}
 
@@ -23,18 +21,6 @@ export interface AgentOptions {
   readonly caFile: string
 }
 
-const decoder = new TextDecoder()
-const decodeRecord = Schema.decodeUnknownOption(Schema.fromJsonString(ApiKeySpec))
-
-/** The stored record of a key, decoded with its schema: a record that does not decode is no key. */
-const lookupKey =
-  (node: RunningNode) =>
-  (id: string): ApiKeyRecord | undefined => {
-    const entry = node.get("api-key", id)
-    if (entry?.value == null) return undefined
-    return Option.getOrUndefined(decodeRecord(decoder.decode(entry.value)))
-  }
-
 const refuse = (
   response: import("node:http").ServerResponse,
   status: number,
@@ -45,7 +31,40 @@ const refuse = (
   response.end(JSON.stringify({ _tag: tag, message }))
 }
 
-export const startAgent = (node: RunningNode, options: AgentOptions) =>
+/** What one agent holds open at most; past a bound a connection is closed at once. */
+export const agentBounds = {
+  /** A client that has not finished its TLS handshake by then is dropped. */
+  handshakeTimeoutMs: 5_000,
+  /** A connection with no request in flight for this long is closed. */
+  idleTimeoutMs: 30_000,
+  /** A request's headers must arrive within this, the whole request within `requestTimeoutMs`. */
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  connectionsMax: 512,
+  /** Per source address: resources only, decided before any identity is known. */
+  connectionsPerSourceMax: 32,
+} as const
+
+/** Counts connections per source address and closes those over the cap (before TLS). */
+const capPerSource = (server: Server, max: number) => {
+  const open = new Map<string, number>()
+  server.on("connection", (socket: Socket) => {
+    const source = socket.remoteAddress ?? "?"
+    const count = (open.get(source) ?? 0) + 1
+    if (count > max) {
+      socket.destroy()
+      return
+    }
+    open.set(source, count)
+    socket.once("close", () => {
+      const left = (open.get(source) ?? 1) - 1
+      if (left === 0) open.delete(source)
+      else open.set(source, left)
+    })
+  })
+}
+
+export const startAgent = (options: AgentOptions) =>
   Effect.acquireRelease(
     Effect.callback<Server, AgentError>((resume) => {
       let tls: { cert: Buffer; key: Buffer; ca: Buffer }
@@ -61,41 +80,26 @@ export const startAgent = (node: RunningNode, options: AgentOptions) =>
         )
         return
       }
-      const lookup = lookupKey(node)
       const server = createServer(
-        { ...tls, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3" },
+        {
+          ...tls,
+          requestCert: true,
+          rejectUnauthorized: true,
+          minVersion: "TLSv1.3",
+          handshakeTimeout: agentBounds.handshakeTimeoutMs,
+        },
         (incoming, response) => {
-          const header = incoming.headers.authorization
-          const presented = header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined
-          const check = checkApiKey(presented, lookup, Date.now())
-          if (!check.ok) {
-            const why = {
-              missing: "no API key: send `Authorization: Bearer <key>`",
-              malformed: "the API key is malformed",
-              unknown: "unknown API key",
-              wrong: "wrong API key",
-              revoked: "the API key has been revoked",
-              expired: "the API key has expired",
-            }[check.reason]
-            return refuse(response, 401, "Unauthorized", why)
-          }
+          // The caller's API key goes on with the request: the API authenticates it and
+          // authorises the route it resolves, in one place for every way in.
           const method = incoming.method ?? "GET"
           const path = incoming.url ?? "/"
-          if (!allows(check.role, method, path)) {
-            return refuse(
-              response,
-              403,
-              "Forbidden",
-              `the ${check.role} key "${check.name}" may not ${method} ${path}`,
-            )
-          }
           const upstream = request(
             {
               host: "127.0.0.1",
               port: options.apiPort,
               method,
               path,
-              headers: { ...incoming.headers, authorization: "" },
+              headers: incoming.headers,
             },
             (answer) => {
               response.writeHead(answer.statusCode ?? 502, answer.headers)
@@ -108,6 +112,12 @@ export const startAgent = (node: RunningNode, options: AgentOptions) =>
           incoming.pipe(upstream)
         },
       )
+      server.maxConnections = agentBounds.connectionsMax
+      server.headersTimeout = agentBounds.headersTimeoutMs
+      server.requestTimeout = agentBounds.requestTimeoutMs
+      server.keepAliveTimeout = agentBounds.idleTimeoutMs
+      server.setTimeout(agentBounds.idleTimeoutMs, (socket) => socket.destroy())
+      capPerSource(server, agentBounds.connectionsPerSourceMax)
       server.once("error", (error) =>
         resume(
           Effect.fail(

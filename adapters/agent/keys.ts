@@ -6,7 +6,9 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 
-export type Role = "admin" | "operator" | "read-only"
+import type { Role } from "../../core/access/policy.ts"
+
+export type { Role }
 
 export interface ApiKeyRecord {
   readonly name: string
@@ -75,12 +77,4 @@ export const checkApiKey = (
   if (record.revoked) return { ok: false, reason: "revoked" }
   if (record.expiresMs !== undefined && nowMs >= record.expiresMs) return { ok: false, reason: "expired" }
   return { ok: true, id, role: record.role, name: record.name }
-}
-
-/** What a role may do: read-only reads; an operator also writes objects, but not keys; an admin does everything. */
-export const allows = (role: Role, method: string, path: string): boolean => {
-  if (method === "GET" || method === "HEAD") return true
-  if (role === "read-only") return false
-  if (role === "operator") return !path.startsWith("/v1/objects/api-key")
-  return true
 }

@@ -3,7 +3,15 @@
  * at /openapi.json. The CLI talks to it; remote callers reach it through the agent (not yet).
  */
 import { Schema } from "effect"
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
+import {
+  HttpApi,
+  HttpApiEndpoint,
+  HttpApiGroup,
+  HttpApiMiddleware,
+  HttpApiSchema,
+  HttpApiSecurity,
+  OpenApi,
+} from "effect/http-api"
 
 export const Version = Schema.Struct({ ms: Schema.Int, counter: Schema.Int, origin: Schema.String })
 
@@ -179,11 +187,55 @@ export class NodeApi extends HttpApiGroup.make("node", { topLevel: true }).add(
   }),
 ) {}
 
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
+  "Unauthorized",
+  {
+    reason: Schema.Literals(["missing", "malformed", "unknown", "revoked", "expired", "wrong"]),
+    message: Schema.String,
+  },
+  { httpApiStatus: 401 },
+) {}
+
+export class Forbidden extends Schema.TaggedError<Forbidden>()(
+  "Forbidden",
+  { message: Schema.String },
+  { httpApiStatus: 403 },
+) {}
+
+/**
+ * Every endpoint is authorised here, on the route the router resolved (core/access/policy.ts):
+ * on TCP by the caller's API key (`Authorization: Bearer acp_…`); on the node's Unix socket by
+ * file permissions (its owner is the node's admin).
+ */
+export class Authorization extends HttpApiMiddleware.Service<Authorization>()("acp/api/Authorization", {
+  error: [Unauthorized, Forbidden],
+  security: { bearer: HttpApiSecurity.bearer },
+}) {}
+
+export class BadRequest extends Schema.TaggedError<BadRequest>()(
+  "BadRequest",
+  { part: Schema.String, message: Schema.String },
+  { httpApiStatus: 400 },
+) {}
+
+export class InternalError extends Schema.TaggedError<InternalError>()(
+  "InternalError",
+  { message: Schema.String },
+  { httpApiStatus: 500 },
+) {}
+
+/** A request that does not decode (bad JSON, a wrong shape) is a 400 saying which part and why. */
+export class RequestErrors extends HttpApiMiddleware.Service<RequestErrors>()("acp/api/RequestErrors", {
+  error: [BadRequest, InternalError],
+}) {}
+
 export class AcpApi extends HttpApi.make("acp")
   .add(ObjectsApi)
   .add(AlarmsApi)
   .add(SystemsApi)
   .add(NodeApi)
+  .middleware(RequestErrors)
+  .middleware(Authorization)
   .annotateMerge(
     OpenApi.annotations({
       title: "ACP node API",

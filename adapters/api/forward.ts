@@ -8,6 +8,8 @@ import { request as httpRequest } from "node:http"
 import { request as httpsRequest } from "node:https"
 import { Effect } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
+import { authenticate } from "./authorization.ts"
+import { Node } from "./node.ts"
 
 export interface Forwarding {
   readonly self: string
@@ -26,7 +28,14 @@ interface Answer {
 const json = (status: number, tag: string, message: string) =>
   HttpServerResponse.text(JSON.stringify({ _tag: tag, message }), { status, contentType: "application/json" })
 
-const send = (forwarding: Forwarding, node: string, method: string, path: string, body: string) =>
+const send = (
+  forwarding: Forwarding,
+  node: string,
+  method: string,
+  path: string,
+  body: string,
+  credential: string | undefined,
+) =>
   Effect.callback<Answer, string>((resume) => {
     const collect = (response: import("node:http").IncomingMessage) => {
       let text = ""
@@ -44,7 +53,10 @@ const send = (forwarding: Forwarding, node: string, method: string, path: string
         ),
       )
     }
-    const headers = body === "" ? {} : { "content-type": "application/json" }
+    const headers = {
+      ...(body === "" ? {} : { "content-type": "application/json" }),
+      ...(credential === undefined ? {} : { authorization: `Bearer ${credential}` }),
+    }
     if (node === forwarding.self) {
       const outgoing = httpRequest(
         { host: "127.0.0.1", port: forwarding.apiPort, method, path, headers },
@@ -55,7 +67,7 @@ const send = (forwarding: Forwarding, node: string, method: string, path: string
       return
     }
     const peer = forwarding.peers.get(node)
-    if (peer?.agentPort === undefined || forwarding.tls === undefined || forwarding.apiKey === undefined) {
+    if (peer?.agentPort === undefined || forwarding.tls === undefined) {
       resume(
         Effect.fail(
           `no route to ${node}: it is not a member with an agent, or this node has no agent credentials`,
@@ -72,7 +84,7 @@ const send = (forwarding: Forwarding, node: string, method: string, path: string
         ...forwarding.tls,
         minVersion: "TLSv1.3",
         timeout: 5_000,
-        headers: { ...headers, authorization: `Bearer ${forwarding.apiKey}` },
+        headers,
       },
       collect,
     )
@@ -83,9 +95,21 @@ const send = (forwarding: Forwarding, node: string, method: string, path: string
     outgoing.end(body === "" ? undefined : body)
   })
 
-export const layerForward = (forwarding: Forwarding) =>
+/**
+ * The route to other nodes. The request goes on as its caller's: a TCP caller's own API key
+ * (checked here first, so only an authenticated caller is forwarded; the target node authorises
+ * the resolved route itself), or, from the Unix socket, the node owner's, as the internal key.
+ */
+export const layerForward = (forwarding: Forwarding, callers: "key" | "socket") =>
   HttpRouter.add("*", "/v1/nodes/*", (request) =>
     Effect.gen(function* () {
+      const bearer = (request.headers.authorization ?? "").replace(/^Bearer\s+/i, "").trim()
+      if (callers === "key") {
+        const node = yield* Node
+        const caller = yield* Effect.result(authenticate(node, bearer, Date.now()))
+        if (caller._tag === "Failure") return json(401, "Unauthorized", caller.failure.message)
+      }
+      const credential = callers === "key" ? bearer : forwarding.apiKey
       const match = /^\/v1\/nodes\/([^/]+)(\/.*)$/.exec(request.url)
       if (match === null) return json(400, "InvalidRequest", "expected /v1/nodes/{node}/{path}")
       const [, node, path] = match as unknown as [string, string, string]
@@ -93,7 +117,7 @@ export const layerForward = (forwarding: Forwarding) =>
         return json(400, "InvalidRequest", "a forwarded request may not be forwarded again")
       const body = yield* Effect.orElseSucceed(request.text, () => "")
       const answer = yield* Effect.result(
-        send(forwarding, decodeURIComponent(node), request.method, path, body),
+        send(forwarding, decodeURIComponent(node), request.method, path, body, credential),
       )
       if (answer._tag === "Failure") return json(502, "NodeUnreachable", answer.failure)
       return HttpServerResponse.text(answer.success.body, {

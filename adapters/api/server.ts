@@ -6,27 +6,32 @@
 import { chmodSync, rmSync } from "node:fs"
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Effect, Layer, Result, Schema } from "effect"
-import { HttpRouter } from "effect/http"
-import { HttpApiBuilder } from "effect/http-api"
+import { ByteSize, Effect, Layer, Result, Schema } from "effect"
+import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApiBuilder, HttpApiMiddleware } from "effect/http-api"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
 import { isObjectKind, objectKinds } from "../../core/model/kinds.ts"
 import { decodeObjectPart, notFoundMessage } from "../../core/model/validate.ts"
 import { acknowledgeAlarm, decodeAlarm, encodeAlarm } from "../../core/monitor/alarms.ts"
 import type { RunningNode } from "../node/node.ts"
+import { layerKeyAuthorization, layerSocketAuthorization } from "./authorization.ts"
 import {
   AcpApi,
+  BadRequest,
   IllegalTransitionError,
+  InternalError,
   InvalidObject,
   ObjectNotFound,
   type ObjectView,
+  RequestErrors,
   WriteFailed,
 } from "./definition.ts"
 import { type Forwarding, layerForward } from "./forward.ts"
 import { metricsText } from "./metrics.ts"
+import { Node } from "./node.ts"
 import { SystemsHandlers } from "./systems.ts"
 
-export class Node extends Context.Service<Node, RunningNode>()("acp/adapters/api/Node") {}
+export { Node }
 
 const decoder = new TextDecoder("utf-8", { fatal: true })
 const encoder = new TextEncoder()
@@ -173,17 +178,66 @@ const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
   }),
 )
 
-const routes = (forwarding: Forwarding) =>
+/** Request decoding failures as typed 400s; a response that cannot be encoded as a typed 500. */
+const layerRequestErrors = HttpApiMiddleware.layerSchemaErrorTransform(RequestErrors, (error) => {
+  const part = error.kind.toLowerCase()
+  const detail = error.cause.message
+  return error.kind === "Body" || error.kind === "ResponseHeaders"
+    ? Effect.fail(new InternalError({ message: `the node could not encode its answer: ${detail}` }))
+    : Effect.fail(new BadRequest({ part, message: `the request's ${part} is not valid: ${detail}` }))
+})
+
+/** The most a request body may hold: the largest object the CDB takes, with room for JSON. */
+export const maxRequestBodyBytes = 1024 * 1024
+
+/** How a server knows its callers: by API key (TCP), or by the socket's file permissions. */
+type Callers = "key" | "socket"
+
+const routes = (forwarding: Forwarding, callers: Callers) =>
   Layer.mergeAll(
+    // Enforced while the body is read: a larger one is cut off, never held whole in memory.
+    // A declared length over the limit is refused before anything is read, with a body saying so.
+    HttpRouter.middleware(
+      (handler) =>
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+          Number(request.headers["content-length"] ?? 0) > maxRequestBodyBytes
+            ? Effect.succeed(
+                HttpServerResponse.jsonUnsafe(
+                  {
+                    _tag: "PayloadTooLarge",
+                    message: `a request body may hold at most ${maxRequestBodyBytes} bytes; this one declares ${request.headers["content-length"]}`,
+                  },
+                  { status: 413 },
+                ),
+              )
+            : Effect.provideService(
+                handler,
+                HttpIncomingMessage.MaxBodySize,
+                ByteSize.bytes(maxRequestBodyBytes),
+              ),
+        ),
+      { global: true },
+    ),
     HttpApiBuilder.layer(AcpApi, { openapiPath: "/openapi.json" }).pipe(
       Layer.provide([ObjectsHandlers, AlarmsHandlers, SystemsHandlers, NodeHandlers]),
+      Layer.provide(callers === "key" ? layerKeyAuthorization : layerSocketAuthorization),
+      Layer.provide(layerRequestErrors),
     ),
-    layerForward(forwarding),
+    layerForward(forwarding, callers),
+    // Anything no route matched: a 404 that says so, never an empty body.
+    HttpRouter.add("*", "*", (request) =>
+      Effect.succeed(
+        HttpServerResponse.jsonUnsafe(
+          { _tag: "RouteNotFound", message: `no route ${request.method} ${request.url}; see /openapi.json` },
+          { status: 404 },
+        ),
+      ),
+    ),
   )
 
-/** The API on 127.0.0.1 only. */
+/** The API on 127.0.0.1 only; every request needs an API key. */
 export const layerApiServer = (port: number, forwarding: Forwarding) =>
-  HttpRouter.serve(routes(forwarding)).pipe(
+  HttpRouter.serve(routes(forwarding, "key")).pipe(
     Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })),
   )
 
@@ -196,7 +250,7 @@ export const layerApiSocket = (path: string, forwarding: Forwarding) =>
   Layer.unwrap(
     Effect.sync(() => {
       rmSync(path, { force: true })
-      return HttpRouter.serve(routes(forwarding)).pipe(
+      return HttpRouter.serve(routes(forwarding, "socket")).pipe(
         Layer.provide(NodeHttpServer.layer(createServer, { path })),
         Layer.tap(() => Effect.sync(() => chmodSync(path, 0o600))),
       )

@@ -32,7 +32,8 @@ import {
   OperationRefused,
   Unplaceable,
 } from "./definition.ts"
-import { Node, view, writeFailed } from "./server.ts"
+import { Node } from "./node.ts"
+import { view, writeFailed } from "./server.ts"
 
 let taskSerial = 0
 /** A task id unique in the cluster: the node, the time and a counter. */

@@ -22,6 +22,8 @@ export interface ClusterNode {
   readonly apiPort: number
   readonly configPath: string
   readonly logPath: string
+  /** The API key the CLI presents to this node's local API (the cluster directory's admin key). */
+  readonly apiKey?: string | undefined
 }
 
 export interface ClusterState {
@@ -93,10 +95,16 @@ const describeFailure = (node: { readonly id: string; readonly apiPort: number }
  * the API's typed refusals included, becomes one `CliError` with the API's own message.
  */
 export const withClient = <A, E>(
-  node: { readonly id: string; readonly apiPort: number; readonly remote?: Remote | undefined },
+  node: {
+    readonly id: string
+    readonly apiPort: number
+    readonly remote?: Remote | undefined
+    readonly apiKey?: string | undefined
+  },
   use: (client: AcpClient) => Effect.Effect<A, E>,
 ): Effect.Effect<A, CliError> => {
   const remote = node.remote
+  const bearer = remote?.apiKey ?? node.apiKey
   const transport =
     remote === undefined
       ? NodeHttpClient.layerNodeHttp
@@ -109,9 +117,7 @@ export const withClient = <A, E>(
   return HttpApiClient.make(AcpApi, {
     baseUrl: remote === undefined ? `http://127.0.0.1:${node.apiPort}` : remote.url.origin,
     transformClient: (client) =>
-      remote === undefined
-        ? client
-        : HttpClient.mapRequest(client, HttpClientRequest.bearerToken(remote.apiKey)),
+      bearer === undefined ? client : HttpClient.mapRequest(client, HttpClientRequest.bearerToken(bearer)),
   }).pipe(
     Effect.flatMap(use),
     Effect.timeoutOrElse({
@@ -121,6 +127,17 @@ export const withClient = <A, E>(
     Effect.mapError((error) => new CliError({ message: describeFailure(node, error) })),
     Effect.provide(transport),
   ) as Effect.Effect<A, CliError>
+}
+
+/**
+ * The API key for a local cluster's nodes: `$ACP_KEY`, else the admin key `acp cluster up` (or
+ * `init`) wrote beside the cluster's CA (mode 0600, readable by its owner only).
+ */
+export const localApiKey = (dir: string): string | undefined => {
+  const fromEnvironment = process.env.ACP_KEY
+  if (fromEnvironment !== undefined && fromEnvironment !== "") return fromEnvironment
+  const path = join(dir, "admin.key")
+  return existsSync(path) ? readFileSync(path, "utf8").trim() : undefined
 }
 
 /** A remote node reached through its agent: TLS with a client certificate, and an API key. */

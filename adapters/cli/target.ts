@@ -10,6 +10,7 @@ import {
   type CliError,
   type ClusterNode,
   defaultClusterDir,
+  localApiKey,
   pickNode,
   readState,
   remoteFromEnvironment,
@@ -44,7 +45,8 @@ export const withNode = <A>(
     if (remote !== undefined)
       return yield* body({ id: remote.url.host, pid: 0, apiPort: 0, configPath: "", logPath: "", remote })
     const state = yield* readState(dirOf(dir))
-    return yield* body(yield* pickNode(state, Option.getOrUndefined(id)))
+    const node = yield* pickNode(state, Option.getOrUndefined(id))
+    return yield* body({ ...node, apiKey: localApiKey(dirOf(dir)) })
   })
 
 /** Runs `use` with the typed client of the node a command names (see `withNode`). */

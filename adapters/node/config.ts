@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs"
 import { Effect, Result, Schema, SchemaIssue } from "effect"
+import { ApiKeySpec } from "../../core/model/access.ts"
 import { NodeId } from "../../core/model/ids.ts"
 import { IpAddress, Name, Port } from "../../core/model/quantities.ts"
 
@@ -62,6 +63,20 @@ export const NodeConfig = Schema.Struct({
         Schema.isPattern(/^[0-9a-f]{32}$/, { message: "Expected 16 bytes of hex" }),
       ),
     }),
+  ),
+  /**
+   * API keys every node stores at start, if absent: the operator's first admin key (`acp cluster
+   * up`/`init` print the key once and keep it in a 0600 file; only its salted hash is here).
+   */
+  keys: Schema.optionalKey(
+    Schema.Array(
+      Schema.Struct({
+        id: Schema.String.check(
+          Schema.isPattern(/^k-[0-9a-f]{8}$/, { message: "Expected k-<8 hex digits>" }),
+        ),
+        record: ApiKeySpec,
+      }),
+    ),
   ),
   /** The hypervisor service: which libvirt to drive. Absent: libvirt's built-in test driver. */
   hypervisor: Schema.optionalKey(

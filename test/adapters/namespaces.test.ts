@@ -11,7 +11,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { apiIn, eventually, namespacesAvailable, sh } from "./netns.ts"
+import { adminKeyIn, apiIn, eventually, namespacesAvailable, sh } from "./netns.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const bundle = join(root, "dist/acp.mjs")
@@ -24,7 +24,7 @@ const home = mkdtempSync(join(tmpdir(), "acp-ns-"))
 const canUseNamespaces = namespacesAvailable(tag)
 
 const api = (host: { readonly ns: string }, method: string, path: string, body?: unknown) =>
-  apiIn(host.ns, method, path, body)
+  apiIn(host.ns, adminKeyIn(home), method, path, body)
 
 const start = (host: { readonly index: number; readonly ns: string }) => {
   const child = spawn(

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { apiIn, eventually, namespacesAvailable, sh } from "./netns.ts"
+import { adminKeyIn, apiIn, eventually, namespacesAvailable, sh } from "./netns.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const bundle = join(root, "dist/acp.mjs")
@@ -28,7 +28,8 @@ const switchOf = (domain: string) => `${tag}-sw${domain}`
 
 const canUseNamespaces = namespacesAvailable(tag)
 
-const api = (id: string, method: string, path: string, body?: unknown) => apiIn(ns(id), method, path, body)
+const api = (id: string, method: string, path: string, body?: unknown) =>
+  apiIn(ns(id), adminKeyIn(home), method, path, body)
 
 const project = (name: string) => ({
   name,

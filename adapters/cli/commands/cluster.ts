@@ -29,7 +29,15 @@ type NodeConfigFile = (typeof NodeConfig)["Encoded"]
 
 import { newApiKey } from "../../agent/keys.ts"
 import { ensureCa, issue, type PkiError } from "../../agent/pki.ts"
-import { CliError, type ClusterNode, type ClusterState, readState, statePath, withClient } from "../client.ts"
+import {
+  CliError,
+  type ClusterNode,
+  type ClusterState,
+  localApiKey,
+  readState,
+  statePath,
+  withClient,
+} from "../client.ts"
 import { renderTable } from "../render.ts"
 import { dirFlag, dirOf, jsonFlag } from "../target.ts"
 
@@ -93,6 +101,10 @@ const writeCluster = (layout: ClusterLayout) =>
     yield* issue(pki, "admin", { kind: "client" }).pipe(Effect.mapError(pkiFailed))
     const key = randomBytes(32).toString("hex")
     const internal = newApiKey("cluster-internal", "admin")
+    // The operator's first key: its hash in every config (each node stores it), the key itself
+    // only in a 0600 file beside the CA, which the CLI reads to call the nodes' APIs.
+    const admin = newApiKey("admin", "admin")
+    writeFileSync(join(layout.home, "admin.key"), `${admin.key}\n`, { mode: 0o600 })
     const members = layout.hosts.map((host) => ({
       agentPort: host.agentPort,
       id: host.id,
@@ -123,6 +135,7 @@ const writeCluster = (layout: ClusterLayout) =>
         dataDir: host.dataDir,
         keyHex: key,
         encrypt: layout.encrypt,
+        keys: [{ id: admin.id, record: admin.record }],
         mtu: 1400,
         synchronous: "FULL",
         members,
@@ -254,18 +267,9 @@ const up = Command.make(
       }
       const state: ClusterState = { dir: home, cluster: first.cluster, nodes: started }
       writeFileSync(statePath(home), `${JSON.stringify(state, null, 2)}\n`)
-      yield* awaitPrimary(started)
-      // The first admin key: its hash goes into the CDB, the key itself only into a 0600 file.
-      const adminKeyPath = join(home, "admin.key")
-      if (!existsSync(adminKeyPath)) {
-        const admin = newApiKey("admin", "admin")
-        yield* withClient(started[0]!, (client) =>
-          client.objects.put({ params: { kind: "api-key", id: admin.id }, payload: admin.record }),
-        ).pipe(
-          Effect.mapError((error) => new CliError({ message: `storing the admin key: ${error.message}` })),
-        )
-        writeFileSync(adminKeyPath, `${admin.key}\n`, { mode: 0o600 })
-      }
+      // The key stays out of cluster.json (which is not 0600): the CLI reads it from admin.key.
+      const apiKey = localApiKey(home)
+      yield* awaitPrimary(started.map((node) => ({ ...node, apiKey })))
       const agents = configs.map((config) => config.agent?.port).filter((port) => port !== undefined)
       yield* Console.log(
         `agents: TLS 1.3 with client certificates on 127.0.0.1:${agents.join(",")}; admin key and certificate in ${home}`,
@@ -599,8 +603,9 @@ const down = Command.make(
 const status = Command.make("status", { dir: dirFlag, json: jsonFlag }, ({ dir, json }) =>
   Effect.gen(function* () {
     const state = yield* readState(dirOf(dir))
+    const apiKey = localApiKey(dirOf(dir))
     const rows = yield* Effect.forEach(state.nodes, (node) =>
-      Effect.map(statusOf(node), (view) => ({ node, view })),
+      Effect.map(statusOf({ ...node, apiKey }), (view) => ({ node, view })),
     )
     if (json)
       return yield* Console.log(

@@ -95,10 +95,14 @@ export const runNode = (configPath: string, bench = false) =>
             agent === null
               ? undefined
               : recordFor(agent.internalKey, agent.internalKeySalt, "cluster-internal", "admin")
-          if (internal !== undefined && running.get("api-key", internal.id) === undefined) {
-            const bytes = new TextEncoder().encode(JSON.stringify(internal.record))
+          // The internal key and the operator's first keys: stored once by whichever node starts first
+          // (the same records on every node, so idempotent).
+          const keys = [...(internal === undefined ? [] : [internal]), ...(config.keys ?? [])]
+          for (const key of keys) {
+            if (running.get("api-key", key.id) !== undefined) continue
+            const bytes = new TextEncoder().encode(JSON.stringify(key.record))
             yield* running
-              .write([{ op: "put", kind: "api-key", id: internal.id, value: bytes }])
+              .write([{ op: "put", kind: "api-key", id: key.id, value: bytes }])
               .pipe(Effect.orDie)
           }
           const forwarding: Forwarding = {
@@ -153,7 +157,7 @@ export const runNode = (configPath: string, bench = false) =>
                   agent: {
                     after: ["api"],
                     run: (ready: Effect.Effect<void>) =>
-                      startAgent(running, {
+                      startAgent({
                         address: config.address,
                         apiPort: config.apiPort,
                         ...agent,
