@@ -110,12 +110,12 @@ export interface NodeStatus {
   readonly alarms: ReadonlyArray<AlarmRecord & { readonly id: string }>
 }
 
-export const startNode = (config: NodeConfig) =>
+/** Runs a node as `incarnation` (its durable restart count, taken once by its caller). */
+export const startNode = (config: NodeConfig, incarnation: number) =>
   Effect.gen(function* () {
     const store = yield* DurableStore
     const transport = yield* Transport
     const loaded = yield* store.load
-    const incarnation = yield* store.nextIncarnation
     const nowMs = () => Date.now()
     const members = config.members.map((member) => ({
       id: member.id,

@@ -1,20 +1,24 @@
 /**
  * Every datagram on the wire is sealed with the cluster key, so a stranger on the same L2 cannot
- * inject state, and numbered, so a recorded datagram cannot be played back:
+ * inject state, and says inside the seal who sent it, in which run, with which number, so a
+ * recorded datagram cannot be played back — from any address:
  *
- *   channel:u8  counter:u64  payload  tag:16 bytes (HMAC-SHA256 over the rest, truncated)
+ *   channel:u8  senderLength:u8  sender  incarnation:u32  counter:u64  payload  tag:16 bytes
  *
- * or, when the cluster encrypts (the channel byte's high bit set):
+ * (the tag an HMAC-SHA256 over the rest, truncated), or, when the cluster encrypts (the channel
+ * byte's high bit set):
  *
- *   channel|0x80:u8  counter:u64  salt:u32  ciphertext  tag:16 bytes (AES-256-GCM)
+ *   channel|0x80:u8  senderLength:u8  sender  incarnation:u32  counter:u64  salt:u32  ciphertext  tag:16
  *
  * with the nonce salt‖counter (the salt is drawn once per process, so nodes sharing the key
- * never reuse a nonce) and the first 13 bytes as associated data. The HMAC and AES keys are
- * derived from the cluster key with HKDF, each for its own purpose.
+ * never reuse a nonce) and the header as associated data. The HMAC and AES keys are derived
+ * from the cluster key with HKDF, each for its own purpose.
  *
- * The counter starts at the sender's wall clock in microseconds and counts up, so it keeps
- * rising across restarts; a receiver keeps, per source address, the highest counter seen and
- * which of the 1024 below it arrived (the IPsec anti-replay window).
+ * A receiver keeps, per sender — the authenticated id, never the socket address — its latest
+ * incarnation, the highest counter seen in it and which of the 1024 below it arrived (the IPsec
+ * anti-replay window). A higher incarnation (the sender restarted; it is its durable restart
+ * count) starts a new window; anything from an older one is a replay. The counter starts at the
+ * sender's wall clock in microseconds, so it also rises across restarts on its own.
  */
 import {
   createCipheriv,
@@ -28,8 +32,9 @@ import {
 } from "node:crypto"
 import type { Channel, DropReason } from "../../core/ports/transport.ts"
 
-/** The largest overhead either form adds to a payload. */
-export const envelopeOverhead = 1 + 8 + 4 + 16
+const maxSenderBytes = 63
+/** The largest overhead either form adds to a payload (a sender id of the longest, 63 bytes). */
+export const envelopeOverhead = 1 + 1 + maxSenderBytes + 4 + 8 + 4 + 16
 const encryptedFlag = 0x80
 
 const deriveKey = (key: Uint8Array, purpose: string) =>
@@ -43,50 +48,85 @@ export class Sealer {
   private readonly key: KeyObject
   private readonly encryptionKey: Buffer | undefined
   private readonly salt: Buffer
+  /** channel (filled per datagram), sender, incarnation: the header's fixed part. */
+  private readonly prefix: Buffer
 
-  constructor(key: Uint8Array, startMicros: number, encrypt = false) {
+  constructor(key: Uint8Array, sender: string, incarnation: number, startMicros: number, encrypt = false) {
     // A KeyObject made once: given a Buffer, createHmac imports the key again on every datagram
     // (17 µs per HMAC of a 1200-byte datagram here, against 3.4 µs with the KeyObject).
     this.key = createSecretKey(deriveKey(key, "datagram authentication"))
     this.encryptionKey = encrypt ? deriveKey(key, "datagram encryption") : undefined
     this.salt = randomBytes(4)
     this.counter = BigInt(startMicros)
+    const id = Buffer.from(sender, "utf8")
+    if (id.length === 0 || id.length > maxSenderBytes)
+      throw new Error(`envelope: a sender id has 1-${maxSenderBytes} bytes, not ${id.length}`)
+    this.prefix = Buffer.alloc(2 + id.length + 4)
+    this.prefix[1] = id.length
+    id.copy(this.prefix, 2)
+    this.prefix.writeUInt32BE(incarnation >>> 0, 2 + id.length)
   }
 
   seal(channel: Channel, payload: Uint8Array): Buffer {
     if (this.encryptionKey !== undefined) return this.sealEncrypted(channel, payload, this.encryptionKey)
-    const out = Buffer.allocUnsafe(1 + 8 + payload.length + tagLength)
+    const header = this.prefix.length + 8
+    const out = Buffer.allocUnsafe(header + payload.length + tagLength)
+    this.prefix.copy(out, 0)
     out[0] = channelCodes[channel]
     this.counter += 1n
-    out.writeBigUInt64BE(this.counter, 1)
-    out.set(payload, 9)
+    out.writeBigUInt64BE(this.counter, this.prefix.length)
+    out.set(payload, header)
     const tag = createHmac("sha256", this.key)
-      .update(out.subarray(0, 9 + payload.length))
+      .update(out.subarray(0, header + payload.length))
       .digest()
-    tag.copy(out, 9 + payload.length, 0, tagLength)
+    tag.copy(out, header + payload.length, 0, tagLength)
     return out
   }
 
   private sealEncrypted(channel: Channel, payload: Uint8Array, key: Buffer): Buffer {
-    const header = Buffer.allocUnsafe(13)
+    const header = Buffer.allocUnsafe(this.prefix.length + 8 + 4)
+    this.prefix.copy(header, 0)
     header[0] = channelCodes[channel] | encryptedFlag
     this.counter += 1n
-    header.writeBigUInt64BE(this.counter, 1)
-    this.salt.copy(header, 9)
-    const cipher = createCipheriv("aes-256-gcm", key, Buffer.concat([this.salt, header.subarray(1, 9)]))
+    header.writeBigUInt64BE(this.counter, this.prefix.length)
+    this.salt.copy(header, this.prefix.length + 8)
+    const counterBytes = header.subarray(this.prefix.length, this.prefix.length + 8)
+    const cipher = createCipheriv("aes-256-gcm", key, Buffer.concat([this.salt, counterBytes]))
     cipher.setAAD(header)
     return Buffer.concat([header, cipher.update(payload), cipher.final(), cipher.getAuthTag()])
   }
 }
 
 export type Opened =
-  | { readonly ok: true; readonly channel: Channel; readonly payload: Uint8Array }
+  | {
+      readonly ok: true
+      readonly channel: Channel
+      readonly payload: Uint8Array
+      /** Who sealed it, as the seal proves (not where it came from). */
+      readonly sender: string
+      readonly incarnation: number
+    }
   | { readonly ok: false; readonly reason: DropReason }
 
 interface Window {
+  incarnation: number
   highest: bigint
   /** Bit i set: counter highest - i has been seen. */
   seen: bigint
+}
+
+/** The header's parts, where the datagram is long enough to hold them. */
+const readHeader = (bytes: Buffer, encrypted: boolean) => {
+  const senderLength = bytes[1] ?? 0
+  const fixed = 2 + senderLength + 4 + 8 + (encrypted ? 4 : 0)
+  if (senderLength === 0 || senderLength > maxSenderBytes || bytes.length < fixed + tagLength)
+    return undefined
+  return {
+    length: fixed,
+    sender: bytes.toString("utf8", 2, 2 + senderLength),
+    incarnation: bytes.readUInt32BE(2 + senderLength),
+    counter: bytes.readBigUInt64BE(2 + senderLength + 4),
+  }
 }
 
 export class Opener {
@@ -97,66 +137,60 @@ export class Opener {
 
   /** With `requireEncryption`, a datagram that is only authenticated is dropped as `unencrypted`. */
   constructor(key: Uint8Array, maxPayloadBytes: number, requireEncryption = false) {
-    // A KeyObject made once: given a Buffer, createHmac imports the key again on every datagram
-    // (17 µs per HMAC of a 1200-byte datagram here, against 3.4 µs with the KeyObject).
     this.key = createSecretKey(deriveKey(key, "datagram authentication"))
     this.encryptionKey = requireEncryption ? deriveKey(key, "datagram encryption") : undefined
     this.maxPayloadBytes = maxPayloadBytes
   }
 
-  open(datagram: Uint8Array, source: string): Opened {
-    if (datagram.length < 1 + 8 + tagLength) return { ok: false, reason: "malformed-envelope" }
-    const encrypted = ((datagram[0] ?? 0) & encryptedFlag) !== 0
-    const overhead = encrypted ? envelopeOverhead : 1 + 8 + tagLength
-    if (datagram.length > this.maxPayloadBytes + overhead) return { ok: false, reason: "oversized" }
+  open(datagram: Uint8Array): Opened {
+    const bytes = Buffer.from(datagram.buffer, datagram.byteOffset, datagram.length)
+    const encrypted = ((bytes[0] ?? 0) & encryptedFlag) !== 0
+    const header = readHeader(bytes, encrypted)
+    if (header === undefined) return { ok: false, reason: "malformed-envelope" }
+    if (bytes.length - header.length - tagLength > this.maxPayloadBytes)
+      return { ok: false, reason: "oversized" }
     if (this.encryptionKey !== undefined && !encrypted) return { ok: false, reason: "unencrypted" }
-    if (encrypted) return this.openEncrypted(datagram, source)
-    const code = datagram[0]
+    const code = bytes[0]! & ~encryptedFlag
     const channel: Channel | undefined = code === 1 ? "cdb" : code === 2 ? "monitor" : undefined
-    const body = datagram.subarray(0, datagram.length - tagLength)
-    const expected = createHmac("sha256", this.key).update(body).digest().subarray(0, tagLength)
-    if (!timingSafeEqual(expected, datagram.subarray(datagram.length - tagLength)))
-      return { ok: false, reason: "unauthenticated" }
+    const payload = encrypted ? this.decrypt(bytes, header.length) : this.verify(bytes, header.length)
+    if (payload === undefined) return { ok: false, reason: "unauthenticated" }
     if (channel === undefined) return { ok: false, reason: "malformed-envelope" }
-    const counter = Buffer.from(datagram.buffer, datagram.byteOffset + 1, 8).readBigUInt64BE(0)
-    if (!this.accept(source, counter)) return { ok: false, reason: "replayed" }
-    return { ok: true, channel, payload: datagram.subarray(9, datagram.length - tagLength) }
+    if (!this.accept(header.sender, header.incarnation, header.counter))
+      return { ok: false, reason: "replayed" }
+    return { ok: true, channel, payload, sender: header.sender, incarnation: header.incarnation }
   }
 
-  private openEncrypted(datagram: Uint8Array, source: string): Opened {
-    if (this.encryptionKey === undefined || datagram.length < 13 + tagLength)
-      return { ok: false, reason: "unauthenticated" }
-    const code = datagram[0]! & ~encryptedFlag
-    const channel: Channel | undefined = code === 1 ? "cdb" : code === 2 ? "monitor" : undefined
-    const bytes = Buffer.from(datagram.buffer, datagram.byteOffset, datagram.length)
-    const header = bytes.subarray(0, 13)
-    const decipher = createDecipheriv(
-      "aes-256-gcm",
-      this.encryptionKey,
-      Buffer.concat([bytes.subarray(9, 13), bytes.subarray(1, 9)]),
-    )
-    decipher.setAAD(header)
+  private verify(bytes: Buffer, headerLength: number): Uint8Array | undefined {
+    const body = bytes.subarray(0, bytes.length - tagLength)
+    const expected = createHmac("sha256", this.key).update(body).digest().subarray(0, tagLength)
+    if (!timingSafeEqual(expected, bytes.subarray(bytes.length - tagLength))) return undefined
+    return bytes.subarray(headerLength, bytes.length - tagLength)
+  }
+
+  private decrypt(bytes: Buffer, headerLength: number): Uint8Array | undefined {
+    if (this.encryptionKey === undefined) return undefined
+    const counter = bytes.subarray(headerLength - 12, headerLength - 4)
+    const salt = bytes.subarray(headerLength - 4, headerLength)
+    const decipher = createDecipheriv("aes-256-gcm", this.encryptionKey, Buffer.concat([salt, counter]))
+    decipher.setAAD(bytes.subarray(0, headerLength))
     decipher.setAuthTag(bytes.subarray(bytes.length - tagLength))
-    let payload: Buffer
     try {
-      payload = Buffer.concat([
-        decipher.update(bytes.subarray(13, bytes.length - tagLength)),
+      return Buffer.concat([
+        decipher.update(bytes.subarray(headerLength, bytes.length - tagLength)),
         decipher.final(),
       ])
     } catch {
-      return { ok: false, reason: "unauthenticated" }
+      return undefined
     }
-    if (channel === undefined) return { ok: false, reason: "malformed-envelope" }
-    if (!this.accept(source, bytes.readBigUInt64BE(1))) return { ok: false, reason: "replayed" }
-    return { ok: true, channel, payload }
   }
 
-  private accept(source: string, counter: bigint): boolean {
-    const window = this.windows.get(source)
-    if (window === undefined) {
-      this.windows.set(source, { highest: counter, seen: 1n })
+  private accept(sender: string, incarnation: number, counter: bigint): boolean {
+    const window = this.windows.get(sender)
+    if (window === undefined || incarnation > window.incarnation) {
+      this.windows.set(sender, { incarnation, highest: counter, seen: 1n })
       return true
     }
+    if (incarnation < window.incarnation) return false
     if (counter > window.highest) {
       const shift = counter - window.highest
       window.seen =

@@ -5,7 +5,7 @@
  * Without multicast (`group: null`) a domain send goes to every peer of the domain in turn.
  * Every datagram is sealed and checked by `envelope.ts` before the core sees it.
  */
-import { createSocket, type RemoteInfo, type Socket } from "node:dgram"
+import { createSocket, type Socket } from "node:dgram"
 import { Effect, Layer, Queue, Stream } from "effect"
 import {
   type Channel,
@@ -28,6 +28,8 @@ export interface Peer {
 
 export interface UdpOptions {
   readonly self: string
+  /** This run's durable restart count, sealed into every datagram. */
+  readonly incarnation: number
   readonly address: string
   readonly port: number
   /** The domain's multicast group, or null to send to each peer of the domain by unicast. */
@@ -91,21 +93,27 @@ export const layerUdp = (options: UdpOptions) =>
         "malformed-envelope": 0,
         oversized: 0,
       }
-      const sealer = new Sealer(options.key, Date.now() * 1000, options.encrypt)
+      const sealer = new Sealer(
+        options.key,
+        options.self,
+        options.incarnation,
+        Date.now() * 1000,
+        options.encrypt,
+      )
       const opener = new Opener(options.key, options.maxPayloadBytes, options.encrypt)
-      const byAddress = new Map(options.peers.map((peer) => [`${peer.address}:${peer.port}`, peer]))
+      const byId = new Map(options.peers.map((peer) => [peer.id, peer]))
       const self = options.peers.find((peer) => peer.id === options.self)
       const isRelay = self?.relay === true
 
-      const onMessage = (message: Buffer, remote: RemoteInfo) => {
-        const source = `${remote.address}:${remote.port}`
-        if (source === `${options.address}:${options.port}`) return
-        const opened = opener.open(message, source)
+      const onMessage = (message: Buffer) => {
+        const opened = opener.open(message)
         if (!opened.ok) {
           dropped[opened.reason]++
           return
         }
-        const peer = byAddress.get(source)
+        // Who sent it is what the seal says, never the socket address (which anyone can choose).
+        if (opened.sender === options.self) return
+        const peer = byId.get(opened.sender)
         const relayed = isRelay && peer?.relay === true && peer.domain !== options.domain
         Queue.offerUnsafe(queue, {
           channel: opened.channel,

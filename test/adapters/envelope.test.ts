@@ -9,53 +9,82 @@ const payload = new TextEncoder().encode("a CDB datagram")
 
 describe("envelope", () => {
   it("opens what it sealed, on the channel it was sealed for", () => {
-    const sealer = new Sealer(key, 1_000)
+    const sealer = new Sealer(key, "n1", 1, 1_000)
     const opener = new Opener(key, 1400)
-    const opened = opener.open(sealer.seal("monitor", payload), "10.0.0.1:1")
+    const opened = opener.open(sealer.seal("monitor", payload))
     expect(opened.ok && opened.channel).toBe("monitor")
     expect(opened.ok && Uint8Array.from(opened.payload)).toEqual(payload)
   })
 
   it("rejects a datagram sealed with another cluster's key, and one with any byte changed", () => {
     const opener = new Opener(key, 1400)
-    expect(opener.open(new Sealer(otherKey, 1).seal("cdb", payload), "s")).toEqual({
+    expect(opener.open(new Sealer(otherKey, "n1", 1, 1).seal("cdb", payload))).toEqual({
       ok: false,
       reason: "unauthenticated",
     })
-    const sealed = new Sealer(key, 1).seal("cdb", payload)
+    const sealed = new Sealer(key, "n1", 1, 1).seal("cdb", payload)
     for (let index = 0; index < sealed.length; index++) {
       const tampered = Buffer.from(sealed)
       tampered[index]! ^= 0x01
-      expect(new Opener(key, 1400).open(tampered, "s").ok).toBe(false)
+      expect(new Opener(key, 1400).open(tampered).ok).toBe(false)
     }
   })
 
   it("rejects a replayed datagram, and one older than the window, but accepts reordering within it", () => {
-    const sealer = new Sealer(key, 5_000)
+    const sealer = new Sealer(key, "n1", 1, 5_000)
     const opener = new Opener(key, 1400)
     const datagrams = Array.from({ length: 2000 }, () => sealer.seal("cdb", payload))
-    expect(opener.open(datagrams[1500]!, "s").ok).toBe(true)
-    expect(opener.open(datagrams[1499]!, "s").ok).toBe(true)
-    expect(opener.open(datagrams[1000]!, "s").ok).toBe(true)
-    expect(opener.open(datagrams[1000]!, "s")).toEqual({ ok: false, reason: "replayed" })
-    expect(opener.open(datagrams[100]!, "s")).toEqual({ ok: false, reason: "replayed" })
-    // Each source has its own window.
-    expect(opener.open(datagrams[100]!, "other")).toMatchObject({ ok: true })
+    expect(opener.open(datagrams[1500]!).ok).toBe(true)
+    expect(opener.open(datagrams[1499]!).ok).toBe(true)
+    expect(opener.open(datagrams[1000]!).ok).toBe(true)
+    expect(opener.open(datagrams[1000]!)).toEqual({ ok: false, reason: "replayed" })
+    expect(opener.open(datagrams[100]!)).toEqual({ ok: false, reason: "replayed" })
+  })
+
+  it("keys its window by the sealed sender, so a replay is refused whatever address it comes from", () => {
+    const opener = new Opener(key, 1400)
+    const fromN1 = new Sealer(key, "n1", 1, 5_000).seal("monitor", payload)
+    const fromN2 = new Sealer(key, "n2", 1, 5_000).seal("monitor", payload)
+    expect(opener.open(fromN1)).toMatchObject({ ok: true, sender: "n1", incarnation: 1 })
+    // The same counter from another sender is another datagram; the same bytes again are a replay.
+    expect(opener.open(fromN2)).toMatchObject({ ok: true, sender: "n2" })
+    expect(opener.open(Buffer.from(fromN1))).toEqual({ ok: false, reason: "replayed" })
+    // Changing the sender in the header breaks the seal.
+    const relabelled = Buffer.from(fromN1)
+    relabelled[3] = "2".charCodeAt(0)
+    expect(opener.open(relabelled)).toEqual({ ok: false, reason: "unauthenticated" })
+  })
+
+  it("starts a new window for a sender's new incarnation, and refuses what its old one sealed", () => {
+    const opener = new Opener(key, 1400)
+    const before = new Sealer(key, "n1", 4, 9_000_000)
+    const old = before.seal("cdb", payload)
+    expect(opener.open(before.seal("cdb", payload)).ok).toBe(true)
+    // Restarted with a clock that stepped back: lower counters, but a higher incarnation.
+    const after = new Sealer(key, "n1", 5, 1_000)
+    expect(opener.open(after.seal("cdb", payload)).ok).toBe(true)
+    expect(opener.open(old)).toEqual({ ok: false, reason: "replayed" })
+    expect(opener.open(after.seal("cdb", payload)).ok).toBe(true)
+  })
+
+  it("refuses a sender id it cannot carry", () => {
+    expect(() => new Sealer(key, "", 1, 1)).toThrow("1-63 bytes")
+    expect(() => new Sealer(key, "n".repeat(64), 1, 1)).toThrow("1-63 bytes")
   })
 
   it("rejects oversized and truncated datagrams with their reasons", () => {
     const opener = new Opener(key, 100)
-    expect(opener.open(new Sealer(key, 1).seal("cdb", new Uint8Array(101)), "s")).toEqual({
+    expect(opener.open(new Sealer(key, "n1", 1, 1).seal("cdb", new Uint8Array(101)))).toEqual({
       ok: false,
       reason: "oversized",
     })
-    expect(opener.open(new Uint8Array(10), "s")).toEqual({ ok: false, reason: "malformed-envelope" })
+    expect(opener.open(new Uint8Array(10))).toEqual({ ok: false, reason: "malformed-envelope" })
   })
 
   it("never throws on arbitrary bytes, and accepts none of them (fuzz)", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
-        expect(new Opener(key, 1400).open(bytes, "s").ok).toBe(false)
+        expect(new Opener(key, 1400).open(bytes).ok).toBe(false)
       }),
       { numRuns: 2000 },
     )
@@ -65,35 +94,35 @@ describe("envelope", () => {
 describe("envelope, encrypted", () => {
   it("round-trips, and the payload does not appear on the wire", () => {
     const secret = new TextEncoder().encode("system web-1 spec: the secret root password is hunter2")
-    const sealed = new Sealer(key, 1, true).seal("cdb", secret)
+    const sealed = new Sealer(key, "n1", 1, 1, true).seal("cdb", secret)
     expect(Buffer.from(sealed).includes(Buffer.from("hunter2"))).toBe(false)
-    const opened = new Opener(key, 1400, true).open(sealed, "s")
+    const opened = new Opener(key, 1400, true).open(sealed)
     expect(opened.ok && Buffer.from(opened.payload).toString()).toBe(Buffer.from(secret).toString())
   })
 
   it("refuses an only-authenticated datagram where encryption is required, and tampering, a wrong key and replays", () => {
     const opener = new Opener(key, 1400, true)
-    expect(opener.open(new Sealer(key, 1).seal("cdb", payload), "s")).toEqual({
+    expect(opener.open(new Sealer(key, "n1", 1, 1).seal("cdb", payload))).toEqual({
       ok: false,
       reason: "unencrypted",
     })
-    const sealed = new Sealer(key, 100, true).seal("monitor", payload)
+    const sealed = new Sealer(key, "n1", 1, 100, true).seal("monitor", payload)
     const tampered = Buffer.from(sealed)
-    tampered[20]! ^= 1
-    expect(opener.open(tampered, "s")).toEqual({ ok: false, reason: "unauthenticated" })
-    expect(new Opener(otherKey, 1400, true).open(sealed, "s")).toEqual({
+    tampered[24]! ^= 1
+    expect(opener.open(tampered)).toEqual({ ok: false, reason: "unauthenticated" })
+    expect(new Opener(otherKey, 1400, true).open(sealed)).toEqual({
       ok: false,
       reason: "unauthenticated",
     })
-    expect(opener.open(sealed, "s").ok).toBe(true)
-    expect(opener.open(sealed, "s")).toEqual({ ok: false, reason: "replayed" })
+    expect(opener.open(sealed).ok).toBe(true)
+    expect(opener.open(sealed)).toEqual({ ok: false, reason: "replayed" })
   })
 
   it("never throws on arbitrary bytes with the encrypted flag set (fuzz)", () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 1, maxLength: 300 }), (bytes) => {
         bytes[0] = bytes[0]! | 0x80
-        expect(new Opener(key, 1400, true).open(bytes, "s").ok).toBe(false)
+        expect(new Opener(key, 1400, true).open(bytes).ok).toBe(false)
       }),
       { numRuns: 2000 },
     )

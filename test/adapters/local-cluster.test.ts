@@ -135,9 +135,64 @@ describe("local cluster (3 real nodes on loopback)", () => {
     await eventually(async () => (await api(1, "GET", "/v1/objects/system/durable-1")).status === 200)
   }, 30_000)
 
+  it("replays of a dead primary's datagrams, from a fresh address, do not keep it alive", async () => {
+    const config = JSON.parse(readFileSync(join(home, "n1", "config.json"), "utf8")) as {
+      group: string
+      groupPort: number
+    }
+    const statusOf = async (node: number) =>
+      (await api(node, "GET", "/v1/status")).body as unknown as { primary: string | null; term: number }
+    const primary = await eventually(async () => (await statusOf(1)).primary ?? undefined)
+    const victim = Number(primary.slice(1))
+    const survivors = [1, 2, 3].filter((node) => node !== victim)
+    // Record the primary's datagrams as any process on the host can: join the group and listen.
+    const tap = createSocket({ type: "udp4", reuseAddr: true })
+    const captured: Array<Buffer> = []
+    tap.on("message", (message) => {
+      const sender = message.toString("utf8", 2, 2 + (message[1] ?? 0))
+      if (sender === primary && captured.length < 200) captured.push(Buffer.from(message))
+    })
+    await new Promise<void>((resolve) => tap.bind(config.groupPort, () => resolve()))
+    tap.addMembership(config.group, "127.0.0.1")
+    await eventually(() => captured.length >= 20, 10_000)
+    tap.close()
+    const termBefore = (await statusOf(survivors[0]!)).term
+    process.kill(pidOf(victim), "SIGKILL")
+    // Play them back from a fresh source port, to the group and to each survivor, until a new
+    // primary is elected (bounded: 15 s); before the fix the replays held the old one for good.
+    const replayer = createSocket("udp4")
+    await new Promise<void>((resolve) => replayer.bind(0, "127.0.0.1", () => resolve()))
+    replayer.setMulticastInterface("127.0.0.1")
+    let replays = 0
+    const replaying = setInterval(() => {
+      for (const datagram of captured) {
+        replayer.send(datagram, config.groupPort, config.group)
+        for (const node of survivors) replayer.send(datagram, basePort + node, "127.0.0.1")
+        replays++
+      }
+    }, 50)
+    try {
+      const elected = await eventually(async () => {
+        const view = await statusOf(survivors[0]!)
+        return view.primary !== null && view.primary !== primary && view.term > termBefore ? view : undefined
+      }, 15_000)
+      expect(survivors.map((node) => `n${node}`)).toContain(elected.primary)
+    } finally {
+      clearInterval(replaying)
+      replayer.close()
+    }
+    expect(replays).toBeGreaterThan(0)
+    const metrics = String((await api(survivors[0]!, "GET", "/metrics")).body)
+    expect(metrics).toMatch(/acp_datagrams_dropped_total\{node="n\d",reason="replayed"\} [1-9]/)
+    restart(victim)
+    await eventually(async () => (await api(victim, "GET", "/v1/status")).status === 200, 20_000)
+  }, 60_000)
+
   it("drops datagrams without the cluster key and keeps working", async () => {
     const socket = createSocket("udp4")
-    const garbage = Buffer.from("AC\u0001\u0001 not a real datagram, and no valid authentication tag")
+    // A well-formed envelope (channel, sender "n9", incarnation, counter) with a forged tag.
+    const header = Buffer.from([1, 2, ...Buffer.from("n9"), 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1])
+    const garbage = Buffer.concat([header, Buffer.from("not a real datagram"), Buffer.alloc(16, 0xab)])
     await new Promise<void>((resolve) => socket.send(garbage, basePort + 1, "127.0.0.1", () => resolve()))
     socket.close()
     await eventually(async () => {

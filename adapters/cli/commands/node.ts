@@ -6,6 +6,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Console, Effect, Layer, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { DurableStore } from "../../../core/ports/store.ts"
 import { startAgent } from "../../agent/agent.ts"
 import { recordFor } from "../../agent/keys.ts"
 import type { Forwarding } from "../../api/forward.ts"
@@ -58,15 +59,18 @@ export const runNode = (configPath: string, bench = false) =>
         tls !== undefined && self?.relay === true && self.relayPort !== undefined
           ? { ...tls, port: self.relayPort, peers: relayPeers }
           : undefined
-      const infrastructure = Layer.mergeAll(
-        layerSqlite({
-          path: join(config.dataDir, "node.db"),
-          self: config.id,
-          retainChanges: realNodeRetainChanges,
-          synchronous: config.synchronous,
-        }),
+      const store = layerSqlite({
+        path: join(config.dataDir, "node.db"),
+        self: config.id,
+        retainChanges: realNodeRetainChanges,
+        synchronous: config.synchronous,
+      })
+      // This start's incarnation, counted once: the node announces it, and the envelope seals it
+      // into every datagram, so a receiver tells this run's counters from an earlier run's.
+      const transport = (incarnation: number) =>
         layerUdp({
           self: config.id,
+          incarnation,
           address: config.address,
           port: config.port,
           group: config.group,
@@ -78,11 +82,14 @@ export const runNode = (configPath: string, bench = false) =>
           maxPayloadBytes: config.mtu,
           queueCapacity: 65_536,
           ...(relay === undefined ? {} : { relay }),
-        }),
+        })
+      const incarnation = yield* Effect.flatMap(DurableStore, (durable) => durable.nextIncarnation).pipe(
+        Effect.provide(store),
+        Effect.orDie,
       )
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const { running } = yield* startNode(config)
+          const { running } = yield* startNode(config, incarnation)
           // Started by `acp bench sync`: its probe answers the driver over the IPC channel.
           const ipc = process.send?.bind(process)
           if (bench && ipc !== undefined) startBenchAgent(running, (reply) => ipc(reply))
@@ -207,7 +214,7 @@ export const runNode = (configPath: string, bench = false) =>
             }),
           )
         }),
-      ).pipe(Effect.provide(infrastructure))
+      ).pipe(Effect.provide(Layer.merge(store, transport(incarnation))))
     }),
   )
 
