@@ -46,6 +46,13 @@ export class WriteFailed extends Schema.TaggedError<WriteFailed>()(
   { httpApiStatus: 422 },
 ) {}
 
+/** The node's store refused the commit (a full disk, an I/O error): nothing was written or sent. */
+export class StorageRefused extends Schema.TaggedError<StorageRefused>()(
+  "StorageRefused",
+  { reason: Schema.Literals(["disk-full", "io-error", "write-failed"]), message: Schema.String },
+  { httpApiStatus: 507 },
+) {}
+
 const objectPath = { kind: Schema.String, id: Schema.String }
 
 export class ObjectsApi extends HttpApiGroup.make("objects").add(
@@ -63,12 +70,12 @@ export class ObjectsApi extends HttpApiGroup.make("objects").add(
     params: objectPath,
     payload: Schema.Unknown,
     success: ObjectView,
-    error: [InvalidObject, WriteFailed],
+    error: [InvalidObject, WriteFailed, StorageRefused],
   }),
   HttpApiEndpoint.delete("remove", "/v1/objects/:kind/:id", {
     params: objectPath,
     success: HttpApiSchema.NoContent,
-    error: [ObjectNotFound, InvalidObject, WriteFailed],
+    error: [ObjectNotFound, InvalidObject, WriteFailed, StorageRefused],
   }),
 ) {}
 
@@ -83,7 +90,7 @@ export class AlarmsApi extends HttpApiGroup.make("alarms").add(
     params: { id: Schema.String },
     payload: Schema.Struct({ by: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(128)) }),
     success: ObjectView,
-    error: [ObjectNotFound, IllegalTransitionError, WriteFailed],
+    error: [ObjectNotFound, IllegalTransitionError, WriteFailed, StorageRefused],
   }),
 ) {}
 
@@ -131,13 +138,13 @@ export class SystemsApi extends HttpApiGroup.make("systems").add(
     params: { id: Schema.String },
     payload: Schema.Struct({ spec: Schema.Unknown, dryRun: Schema.optionalKey(Schema.Boolean) }),
     success: SystemCreated,
-    error: [InvalidObject, Unplaceable, WriteFailed],
+    error: [InvalidObject, Unplaceable, WriteFailed, StorageRefused],
   }),
   HttpApiEndpoint.post("operate", "/v1/systems/:id/:operation", {
     params: { id: Schema.String, operation: Schema.String },
     payload: Schema.Record(Schema.String, Schema.String),
     success: Schema.Struct({ task: Schema.String }),
-    error: [ObjectNotFound, OperationRefused, WriteFailed],
+    error: [ObjectNotFound, OperationRefused, WriteFailed, StorageRefused],
   }),
   HttpApiEndpoint.get("console", "/v1/systems/:id/console", {
     params: { id: Schema.String },

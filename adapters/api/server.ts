@@ -24,6 +24,7 @@ import {
   ObjectNotFound,
   type ObjectView,
   RequestErrors,
+  StorageRefused,
   WriteFailed,
 } from "./definition.ts"
 import { type Forwarding, layerForward } from "./forward.ts"
@@ -46,8 +47,16 @@ const jsonOrBase64 = (bytes: Uint8Array | null): unknown => {
   }
 }
 
+const storageReasons = new Set(["disk-full", "io-error", "write-failed"])
+
+/** A refused write as the API reports it: the store's refusals as 507, the CDB's (busy, …) as 422. */
 export const writeFailed = (error: { readonly reason: string; readonly message: string }) =>
-  new WriteFailed({ reason: error.reason, message: error.message })
+  storageReasons.has(error.reason)
+    ? new StorageRefused({
+        reason: error.reason as StorageRefused["reason"],
+        message: `${error.message}; nothing was written`,
+      })
+    : new WriteFailed({ reason: error.reason, message: error.message })
 
 export const view = (node: RunningNode, entry: SpecEntry): ObjectView => ({
   kind: entry.kind,

@@ -31,7 +31,7 @@ import {
 } from "../../core/monitor/election.ts"
 import { computeHealth, type Health } from "../../core/monitor/health.ts"
 import { decodeMessage, encodeMessage } from "../../core/monitor/wire.ts"
-import { DurableStore } from "../../core/ports/store.ts"
+import { DurableStore, type StoreError } from "../../core/ports/store.ts"
 import { type DropReason, type Received, Transport } from "../../core/ports/transport.ts"
 import type { NodeConfig } from "./config.ts"
 
@@ -133,14 +133,18 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
       self: config.id,
       members,
     }
-    const fresh = loaded.image.vector.size === 0 && loaded.image.entries.size === 0
-    const cdb = new CdbNode(cdbConfig, nowMs(), incarnation, fresh ? undefined : loaded.image)
+    const cdbFrom = (image: typeof loaded.image) => {
+      const fresh = image.vector.size === 0 && image.entries.size === 0
+      return new CdbNode(cdbConfig, nowMs(), incarnation, fresh ? undefined : image)
+    }
+    // Replaced by what is durable when a commit fails: the cores never hold what the store refused.
+    let cdb = cdbFrom(loaded.image)
     const voters = config.members.map((member) => member.id)
-    const election = new ElectionNode(
-      { ...defaultElectionTimings, self: config.id, voters },
-      nowMs(),
-      loaded.vote,
-    )
+    const electionFrom = (vote: typeof loaded.vote) =>
+      new ElectionNode({ ...defaultElectionTimings, self: config.id, voters }, nowMs(), vote)
+    let election = electionFrom(loaded.vote)
+    /** Set while the store refuses commits (a full disk, an I/O error): health and writes say why. */
+    let storeFailure: { readonly sinceMs: number; readonly error: StoreError } | undefined
     const lock = yield* Semaphore.make(1)
     const memberView = new Map<string, { state: "alive" | "suspect" | "dead"; sinceMs: number }>(
       config.members
@@ -176,6 +180,22 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
         )
     }
 
+    const describeStoreError = (error: StoreError) =>
+      `${error.reason === "disk-full" ? "disk full" : error.reason === "io-error" ? "I/O error" : "store write failed"}: ${error.detail}`
+    const storeRefused = (error: StoreError) =>
+      Effect.gen(function* () {
+        if (storeFailure !== undefined) return
+        storeFailure = { sinceMs: nowMs(), error }
+        yield* Effect.logError("store commits fail: nothing of them is acknowledged or sent", {
+          reason: error.reason,
+          detail: error.detail,
+        })
+      })
+    const storeRecovered = Effect.gen(function* () {
+      yield* Effect.logInfo("store commits again", { failingForMs: nowMs() - (storeFailure?.sinceMs ?? 0) })
+      storeFailure = undefined
+    })
+
     let appliedObserver: ((changes: ReadonlyArray<Change>) => void) | undefined
     const carryOutCdb = Effect.fnUntraced(function* (outputs: ReadonlyArray<CdbOutput>) {
       const acknowledged: Array<number> = []
@@ -186,7 +206,26 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
         (output): output is Extract<CdbOutput, { _tag: "Persist" | "PersistSnapshot" }> =>
           output._tag === "Persist" || output._tag === "PersistSnapshot",
       )
-      if (persists.length > 0) yield* store.persist(persists).pipe(Effect.orDie)
+      if (persists.length > 0) {
+        const committed = yield* Effect.result(store.persist(persists))
+        if (committed._tag === "Failure") {
+          // Nothing of this step is acknowledged or sent, and the core goes back to what is
+          // durable: a refused write is never visible, and this node's stream stays continuous
+          // (its next change takes the number the refused one had). What it had received is
+          // asked for again, like any gap.
+          yield* storeRefused(committed.failure)
+          cdb = cdbFrom((yield* store.load.pipe(Effect.orDie)).image)
+          const detail = describeStoreError(committed.failure)
+          for (const output of outputs) {
+            if (output._tag === "Acknowledged")
+              for (const id of output.requestIds)
+                refused.set(id, { reason: committed.failure.reason, detail })
+            if (output._tag === "WriteRejected") refused.set(output.requestId, output)
+          }
+          return { acknowledged, refused }
+        }
+        if (storeFailure !== undefined) yield* storeRecovered
+      }
       for (const output of outputs) {
         switch (output._tag) {
           case "Persist":
@@ -248,9 +287,19 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
               yield* send({ _tag: "Node", node: voter.id }, "monitor", bytes)
             break
           }
-          case "PersistVote":
-            yield* store.persistVote({ term: output.term, votedFor: output.votedFor }).pipe(Effect.orDie)
+          case "PersistVote": {
+            const voted = yield* Effect.result(
+              store.persistVote({ term: output.term, votedFor: output.votedFor }),
+            )
+            if (voted._tag === "Failure") {
+              // A vote that is not durable is not cast: nothing after it goes out, and the
+              // election goes back to the vote the store holds.
+              yield* storeRefused(voted.failure)
+              election = electionFrom((yield* store.load.pipe(Effect.orDie)).vote)
+              return
+            }
             break
+          }
           case "BecamePrimary":
             yield* Effect.logInfo("became primary", { term: output.term })
             break
@@ -416,6 +465,14 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
             primary,
             openAlarms: alarms.map((alarm) => ({ id: alarm.id, severity: alarm.severity })),
             fenced: election.isFenced(),
+            ...(storeFailure === undefined
+              ? {}
+              : {
+                  storeFailing: {
+                    sinceMs: storeFailure.sinceMs,
+                    detail: describeStoreError(storeFailure.error),
+                  },
+                }),
           }),
         }
       },

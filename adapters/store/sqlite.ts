@@ -38,6 +38,20 @@ export interface SqliteOptions {
 const fail = (reason: StoreError["reason"]) => (error: unknown) =>
   new StoreError({ reason, detail: error instanceof Error ? error.message : String(error) })
 
+/** A failed commit, named by what the storage said (SQLite's message and code) and the file. */
+const writeFailure = (path: string) => (error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error)
+  const code = (error as { errcode?: number }).errcode
+  // SQLITE_FULL is 13; SQLITE_IOERR 10 (with extended codes in the high bits).
+  const reason =
+    code === 13 || /disk is full|SQLITE_FULL|ENOSPC/i.test(message)
+      ? "disk-full"
+      : (code ?? 0) % 256 === 10 || /disk I\/O error|SQLITE_IOERR|EIO/i.test(message)
+        ? "io-error"
+        : "write-failed"
+  return new StoreError({ reason, detail: `${path}: ${message}` })
+}
+
 export const openSqlite = (options: SqliteOptions) =>
   Effect.try({
     try: () => {
@@ -170,11 +184,14 @@ export const layerSqlite = (options: SqliteOptions) =>
               db.exec("COMMIT")
               return result
             } catch (error) {
-              db.exec("ROLLBACK")
+              // SQLite may have rolled back already (a full disk does): the original error counts.
+              try {
+                db.exec("ROLLBACK")
+              } catch {}
               throw error
             }
           },
-          catch: fail("write-failed"),
+          catch: writeFailure(options.path),
         })
       const persistOne = (persist: Persist) => {
         if (persist._tag === "Persist") {

@@ -29,6 +29,8 @@ export interface HealthInput {
     readonly severity: "info" | "warning" | "major" | "critical"
   }>
   readonly fenced: boolean
+  /** Since when this node's store has refused commits, and what it said (a full disk, say). */
+  readonly storeFailing?: { readonly sinceMs: number; readonly detail: string }
 }
 
 export interface Health {
@@ -74,6 +76,11 @@ export const computeHealth = (input: HealthInput): Health => {
     })
   if (input.primary === null) cluster.push({ points: 20, reason: "no primary monitor holds a lease" })
   if (input.fenced) cluster.push({ points: 30, reason: "this node has fenced itself (no majority)" })
+  if (input.storeFailing !== undefined)
+    cluster.push({
+      points: 30,
+      reason: `this node's store refuses writes (${input.storeFailing.detail}) for ${seconds(input.nowMs - input.storeFailing.sinceMs)}`,
+    })
   for (const alarm of input.openAlarms) {
     const points = severityPoints[alarm.severity]
     if (points > 0) cluster.push({ points, reason: `${alarm.severity} alarm ${alarm.id} open` })

@@ -9,7 +9,8 @@ import type { DurableImage, Persist } from "../cdb/durable.ts"
 import type { DurableVote } from "../monitor/election.ts"
 
 export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
-  reason: Schema.Literals(["open-failed", "corrupt", "write-failed"]),
+  /** `disk-full` and `io-error` are the storage's own refusals (ENOSPC, EIO); `write-failed` any other. */
+  reason: Schema.Literals(["open-failed", "corrupt", "write-failed", "disk-full", "io-error"]),
   detail: Schema.String,
 }) {}
 

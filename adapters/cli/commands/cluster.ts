@@ -170,7 +170,9 @@ const existingCluster = (home: string) =>
         ),
       ),
     )
-    return configs.length === 0 ? undefined : configs
+    // A node's directory is named after it; a copy beside it (n2.old, say) is no node.
+    const nodes = configs.filter((config, index) => config.id === ids[index])
+    return nodes.length === 0 ? undefined : nodes
   })
 
 /** Everything `--fresh` removes, named, so the command can say what it deletes. */

@@ -1,0 +1,128 @@
+/**
+ * A full disk under one node of a real local cluster (its data directory on a small tmpfs,
+ * filled up): writes to it are refused with 507 and the reason, nothing refused is visible
+ * anywhere, its health says why, and once space returns it writes again — and its stream stays
+ * continuous for the others, across a restart too. Needs root (mount); skips, saying so, without.
+ */
+import { spawnSync } from "node:child_process"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { eventually } from "../eventually.ts"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+const bundle = join(root, "dist/acp.mjs")
+const home = mkdtempSync(join(tmpdir(), "acp-full-"))
+const basePort = 43_000 + (process.pid % 1_000) * 10
+const env = { ...process.env, ACP_HOME: home }
+const acp = (...args: ReadonlyArray<string>) =>
+  spawnSync(process.execPath, [bundle, ...args], { cwd: root, env, encoding: "utf8", timeout: 60_000 })
+const sh = (command: string) => spawnSync("sh", ["-c", command], { encoding: "utf8", timeout: 30_000 })
+const canMount = process.getuid?.() === 0 ? true : "not root (mount)"
+const tmpfs = join(home, "n2")
+
+const api = async (node: number, method: string, path: string, body?: unknown) => {
+  const response = await fetch(`http://127.0.0.1:${basePort + 100 + node}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${readFileSync(join(home, "admin.key"), "utf8").trim()}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: AbortSignal.timeout(5_000),
+  })
+  const text = await response.text()
+  return { status: response.status, body: JSON.parse(text === "" ? "null" : text) }
+}
+const project = (name: string) => ({
+  name,
+  description: "",
+  quota: { cpus: 1, memoryMiB: 1, storageBytes: 0 },
+})
+const visible = async (node: number, id: string) =>
+  (await api(node, "GET", `/v1/objects/project/${id}`)).status === 200
+
+describe.skipIf(canMount !== true)(
+  `a full disk under one node (${canMount === true ? "tmpfs" : canMount})`,
+  () => {
+    beforeAll(() => {
+      expect(acp("cluster", "up", "--base-port", String(basePort), "--skip-setup").status).toBe(0)
+      expect(acp("cluster", "down").status).toBe(0)
+      // n2's data directory moves onto an 8 MiB tmpfs; the cluster restarts as it was.
+      const moved = sh(
+        `mv ${tmpfs} ${home}-n2 && mkdir ${tmpfs} && mount -t tmpfs -o size=8m acp-full ${tmpfs} && cp -a ${home}-n2/. ${tmpfs}/ && rm -rf ${home}-n2`,
+      )
+      expect(moved.status, moved.stderr).toBe(0)
+      const up = acp("cluster", "up", "--skip-setup")
+      expect(up.status, up.stderr + up.stdout).toBe(0)
+    }, 90_000)
+
+    afterAll(() => {
+      acp("cluster", "down")
+      sh(`umount ${tmpfs}`)
+      rmSync(home, { recursive: true, force: true })
+    })
+
+    it("refuses writes with 507 and the reason, shows none of them, and writes again once space returns", async () => {
+      expect((await api(2, "PUT", "/v1/objects/project/before", project("before"))).status).toBe(200)
+      await eventually(() => visible(1, "before"))
+      // Fill the disk (dd stops at ENOSPC).
+      sh(`dd if=/dev/zero of=${join(tmpfs, "filler")} bs=64k`)
+      const refused = await eventually(async () => {
+        const answer = await api(2, "PUT", "/v1/objects/project/refused-1", project("refused-1"))
+        return answer.status === 507 ? answer : undefined
+      }, 10_000)
+      expect(refused.body).toMatchObject({ _tag: "StorageRefused", reason: "disk-full" })
+      expect(refused.body.message).toContain("disk full")
+      expect(refused.body.message).toContain(join(tmpfs, "node.db"))
+      expect((await api(2, "PUT", "/v1/objects/project/refused-2", project("refused-2"))).status).toBe(507)
+      expect(await visible(2, "refused-1")).toBe(false)
+      const status = (await api(2, "GET", "/v1/status")).body as {
+        health: { cluster: { reasons: ReadonlyArray<{ reason: string }> } }
+      }
+      expect(status.health.cluster.reasons.map((reason) => reason.reason).join("\n")).toContain(
+        "this node's store refuses writes (disk full",
+      )
+      // Writes elsewhere go on, and reach n2 only as far as its store lets them.
+      expect((await api(1, "PUT", "/v1/objects/project/on-n1", project("on-n1"))).status).toBe(200)
+
+      rmSync(join(tmpfs, "filler"))
+      await eventually(
+        async () => (await api(2, "PUT", "/v1/objects/project/after", project("after"))).status === 200,
+        10_000,
+      )
+      // n2's stream is continuous: its next write reaches every node, and the refused ones never do.
+      await eventually(async () => (await visible(1, "after")) && (await visible(3, "after")))
+      await eventually(() => visible(2, "on-n1"))
+      for (const node of [1, 2, 3]) {
+        expect(await visible(node, "refused-1")).toBe(false)
+        expect(await visible(node, "refused-2")).toBe(false)
+      }
+      const healed = (await api(2, "GET", "/v1/status")).body as {
+        health: { cluster: { reasons: ReadonlyArray<{ reason: string }> } }
+      }
+      expect(JSON.stringify(healed.health)).not.toContain("refuses writes")
+
+      // And after a restart of n2, its new writes still reach the others.
+      process.kill(Number(readFileSync(join(tmpfs, "node.pid"), "utf8")), "SIGKILL")
+      const started = spawnSync(
+        "sh",
+        [
+          "-c",
+          `${process.execPath} ${bundle} node run --config ${join(tmpfs, "config.json")} >/dev/null 2>&1 &`,
+        ],
+        { env },
+      )
+      expect(started.status).toBe(0)
+      await eventually(
+        async () =>
+          (await api(2, "PUT", "/v1/objects/project/restarted", project("restarted"))).status === 200,
+        20_000,
+      )
+      await eventually(async () => (await visible(1, "restarted")) && (await visible(3, "restarted")), 20_000)
+      mkdirSync(join(home, "done"), { recursive: true })
+    }, 90_000)
+  },
+)
