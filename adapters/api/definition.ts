@@ -12,6 +12,7 @@ import {
   HttpApiSecurity,
   OpenApi,
 } from "effect/http-api"
+import { kinds, objectKinds } from "../../core/model/kinds.ts"
 
 export const Version = Schema.Struct({ ms: Schema.Int, counter: Schema.Int, origin: Schema.String })
 
@@ -55,29 +56,31 @@ export class StorageRefused extends Schema.TaggedError<StorageRefused>()(
 
 const objectPath = { kind: Schema.String, id: Schema.String }
 
-export class ObjectsApi extends HttpApiGroup.make("objects").add(
-  HttpApiEndpoint.get("list", "/v1/objects/:kind", {
-    params: { kind: Schema.String },
-    success: Schema.Array(ObjectView),
-    error: InvalidObject,
-  }),
-  HttpApiEndpoint.get("get", "/v1/objects/:kind/:id", {
-    params: objectPath,
-    success: ObjectView,
-    error: [ObjectNotFound, InvalidObject],
-  }),
-  HttpApiEndpoint.put("put", "/v1/objects/:kind/:id", {
-    params: objectPath,
-    payload: Schema.Unknown,
-    success: ObjectView,
-    error: [InvalidObject, WriteFailed, StorageRefused],
-  }),
-  HttpApiEndpoint.delete("remove", "/v1/objects/:kind/:id", {
-    params: objectPath,
-    success: HttpApiSchema.NoContent,
-    error: [ObjectNotFound, InvalidObject, WriteFailed, StorageRefused],
-  }),
-) {}
+export class ObjectsApi extends HttpApiGroup.make("objects")
+  .annotate(OpenApi.Description, "The CDB's objects, of every kind")
+  .add(
+    HttpApiEndpoint.get("list", "/v1/objects/:kind", {
+      params: { kind: Schema.String },
+      success: Schema.Array(ObjectView),
+      error: InvalidObject,
+    }).annotate(OpenApi.Summary, "List the objects of a kind"),
+    HttpApiEndpoint.get("get", "/v1/objects/:kind/:id", {
+      params: objectPath,
+      success: ObjectView,
+      error: [ObjectNotFound, InvalidObject],
+    }).annotate(OpenApi.Summary, "Read one object: spec, version, and every node’s meta and statistics"),
+    HttpApiEndpoint.put("put", "/v1/objects/:kind/:id", {
+      params: objectPath,
+      payload: Schema.Unknown,
+      success: ObjectView,
+      error: [InvalidObject, WriteFailed, StorageRefused],
+    }).annotate(OpenApi.Summary, "Write an object’s spec, validated against its kind’s schema"),
+    HttpApiEndpoint.delete("remove", "/v1/objects/:kind/:id", {
+      params: objectPath,
+      success: HttpApiSchema.NoContent,
+      error: [ObjectNotFound, InvalidObject, WriteFailed, StorageRefused],
+    }).annotate(OpenApi.Summary, "Delete an object (a tombstone every node applies)"),
+  ) {}
 
 export class IllegalTransitionError extends Schema.TaggedError<IllegalTransitionError>()(
   "IllegalTransition",
@@ -85,14 +88,16 @@ export class IllegalTransitionError extends Schema.TaggedError<IllegalTransition
   { httpApiStatus: 409 },
 ) {}
 
-export class AlarmsApi extends HttpApiGroup.make("alarms").add(
-  HttpApiEndpoint.post("acknowledge", "/v1/alarms/:id/acknowledge", {
-    params: { id: Schema.String },
-    payload: Schema.Struct({ by: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(128)) }),
-    success: ObjectView,
-    error: [ObjectNotFound, IllegalTransitionError, WriteFailed, StorageRefused],
-  }),
-) {}
+export class AlarmsApi extends HttpApiGroup.make("alarms")
+  .annotate(OpenApi.Description, "Alarms raised by the primary monitor")
+  .add(
+    HttpApiEndpoint.post("acknowledge", "/v1/alarms/:id/acknowledge", {
+      params: { id: Schema.String },
+      payload: Schema.Struct({ by: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(128)) }),
+      success: ObjectView,
+      error: [ObjectNotFound, IllegalTransitionError, WriteFailed, StorageRefused],
+    }).annotate(OpenApi.Summary, "Acknowledge an open alarm"),
+  ) {}
 
 const Verdict = Schema.Struct({
   node: Schema.String,
@@ -133,25 +138,33 @@ export const SystemCreated = Schema.Struct({
   task: Schema.optionalKey(Schema.String),
 })
 
-export class SystemsApi extends HttpApiGroup.make("systems").add(
-  HttpApiEndpoint.post("create", "/v1/systems/:id", {
-    params: { id: Schema.String },
-    payload: Schema.Struct({ spec: Schema.Unknown, dryRun: Schema.optionalKey(Schema.Boolean) }),
-    success: SystemCreated,
-    error: [InvalidObject, Unplaceable, WriteFailed, StorageRefused],
-  }),
-  HttpApiEndpoint.post("operate", "/v1/systems/:id/:operation", {
-    params: { id: Schema.String, operation: Schema.String },
-    payload: Schema.Record(Schema.String, Schema.String),
-    success: Schema.Struct({ task: Schema.String }),
-    error: [ObjectNotFound, OperationRefused, WriteFailed, StorageRefused],
-  }),
-  HttpApiEndpoint.get("console", "/v1/systems/:id/console", {
-    params: { id: Schema.String },
-    success: Schema.String.pipe(HttpApiSchema.asText()),
-    error: [ObjectNotFound, ConsoleUnavailable],
-  }),
-) {}
+export class SystemsApi extends HttpApiGroup.make("systems")
+  .annotate(OpenApi.Description, "Virtual machines and the tasks that operate them")
+  .add(
+    HttpApiEndpoint.post("create", "/v1/systems/:id", {
+      params: { id: Schema.String },
+      payload: Schema.Struct({ spec: Schema.Unknown, dryRun: Schema.optionalKey(Schema.Boolean) }),
+      success: SystemCreated,
+      error: [InvalidObject, Unplaceable, WriteFailed, StorageRefused],
+    }).annotate(
+      OpenApi.Summary,
+      "Create a system: placed by the scheduler (or on spec.node), defined and started; or only the decision, on a dry run",
+    ),
+    HttpApiEndpoint.post("operate", "/v1/systems/:id/:operation", {
+      params: { id: Schema.String, operation: Schema.String },
+      payload: Schema.Record(Schema.String, Schema.String),
+      success: Schema.Struct({ task: Schema.String }),
+      error: [ObjectNotFound, OperationRefused, WriteFailed, StorageRefused],
+    }).annotate(
+      OpenApi.Summary,
+      "Operate on a system (start, stop, reboot, suspend, resume, destroy, attach, detach, migrate): a task on its node",
+    ),
+    HttpApiEndpoint.get("console", "/v1/systems/:id/console", {
+      params: { id: Schema.String },
+      success: Schema.String.pipe(HttpApiSchema.asText()),
+      error: [ObjectNotFound, ConsoleUnavailable],
+    }).annotate(OpenApi.Summary, "Read a system’s serial console, on the node that runs it"),
+  ) {}
 
 const HealthScore = Schema.Struct({
   score: Schema.Int,
@@ -187,12 +200,17 @@ export const NodeStatusView = Schema.Struct({
 })
 export type NodeStatusView = typeof NodeStatusView.Type
 
-export class NodeApi extends HttpApiGroup.make("node", { topLevel: true }).add(
-  HttpApiEndpoint.get("status", "/v1/status", { success: NodeStatusView }),
-  HttpApiEndpoint.get("metrics", "/metrics", {
-    success: Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/plain; version=0.0.4" })),
-  }),
-) {}
+export class NodeApi extends HttpApiGroup.make("node", { topLevel: true })
+  .annotate(OpenApi.Description, "The node itself: status and metrics")
+  .add(
+    HttpApiEndpoint.get("status", "/v1/status", { success: NodeStatusView }).annotate(
+      OpenApi.Summary,
+      "This node’s account of the cluster: members, primary and term, fencing, open alarms, health",
+    ),
+    HttpApiEndpoint.get("metrics", "/metrics", {
+      success: Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/plain; version=0.0.4" })),
+    }).annotate(OpenApi.Summary, "Prometheus metrics"),
+  ) {}
 
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
   "Unauthorized",
@@ -236,6 +254,68 @@ export class RequestErrors extends HttpApiMiddleware.Service<RequestErrors>()("a
   error: [BadRequest, InternalError],
 }) {}
 
+/**
+ * What the generated document cannot say by itself: the spec a PUT takes for each kind (the
+ * handler validates against the kind named in the path), and the forwarding route.
+ */
+interface DocumentedOperation {
+  requestBody?: unknown
+  parameters?: Array<{ readonly name: string; schema?: unknown }>
+}
+type DocumentedPaths = Record<string, Record<string, DocumentedOperation | object>>
+
+const documentSpecsAndForwarding = <Spec extends object>(document: Spec): Spec => {
+  const spec = document as unknown as { paths: DocumentedPaths }
+  const put = spec.paths["/v1/objects/{kind}/{id}"]?.put as DocumentedOperation | undefined
+  if (put !== undefined) {
+    put.requestBody = {
+      required: true,
+      description: "The object's spec: the schema of the kind named in the path",
+      content: {
+        "application/json": {
+          schema: {
+            oneOf: objectKinds.map((kind) => ({
+              title: `${kind} spec`,
+              ...(Schema.toJsonSchemaDocument(kinds[kind].spec).schema as object),
+            })),
+          },
+        },
+      },
+    }
+  }
+  for (const path of ["/v1/objects/{kind}", "/v1/objects/{kind}/{id}"])
+    for (const operation of Object.values(spec.paths[path] ?? {}) as Array<DocumentedOperation>)
+      for (const parameter of operation.parameters ?? [])
+        if (parameter.name === "kind") parameter.schema = { type: "string", enum: [...objectKinds] }
+  const forwarded = (method: string) => ({
+    tags: ["node"],
+    operationId: `forward.${method}`,
+    summary: `${method.toUpperCase()} any route of this API on another node, through its agent, as the same caller`,
+    parameters: [
+      { name: "node", in: "path", required: true, schema: { type: "string" }, description: "The node's id" },
+      {
+        name: "route",
+        in: "path",
+        required: true,
+        schema: { type: "string" },
+        description: "The route on that node, e.g. v1/status (it may hold slashes)",
+      },
+    ],
+    responses: {
+      "200": { description: "That node's answer, as it gave it" },
+      "401": { description: "No valid API key" },
+      "502": { description: "That node could not be reached" },
+    },
+  })
+  spec.paths["/v1/nodes/{node}/{route}"] = {
+    get: forwarded("get"),
+    put: forwarded("put"),
+    post: forwarded("post"),
+    delete: forwarded("delete"),
+  }
+  return document
+}
+
 export class AcpApi extends HttpApi.make("acp")
   .add(ObjectsApi)
   .add(AlarmsApi)
@@ -246,6 +326,16 @@ export class AcpApi extends HttpApi.make("acp")
   .annotateMerge(
     OpenApi.annotations({
       title: "ACP node API",
-      description: "One node's local API: the CDB's objects, its status and metrics.",
+      description:
+        "One node's local API, on 127.0.0.1 (an API key as `Authorization: Bearer acp_…`) and on its Unix socket (file permissions): the CDB's objects, systems, alarms, its status and metrics. Any route is also served for another node at /v1/nodes/{node}/<route>, through that node's agent, as the same caller.",
+      license: { name: "MIT", url: "https://opensource.org/license/mit" },
+      servers: [
+        {
+          url: "http://127.0.0.1:{port}",
+          description: "a node's local API (acp cluster up: 17501 for n1, 17502 for n2, …)",
+          variables: { port: { default: "17501" } },
+        },
+      ],
+      transform: documentSpecsAndForwarding,
     }),
   ) {}

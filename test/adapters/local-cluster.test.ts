@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync } from "node:child_process"
 import { createSocket } from "node:dgram"
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { request as httpRequest } from "node:http"
 import { request as httpsRequest } from "node:https"
 import { connect, createServer } from "node:net"
@@ -211,6 +211,20 @@ describe("local cluster (3 real nodes on loopback)", () => {
     expect(Object.keys(openapi.body.paths as object)).toEqual(
       expect.arrayContaining(["/v1/objects/{kind}/{id}", "/v1/status"]),
     )
+    // An independent validator of the description: Redocly's linter (recommended rules).
+    const described = join(home, "openapi.json")
+    writeFileSync(described, JSON.stringify(openapi.body))
+    const lint = spawnSync(
+      process.execPath,
+      [join(root, "node_modules/@redocly/cli/bin/cli.js"), "lint", described, "--format=stylish"],
+      {
+        encoding: "utf8",
+        timeout: 60_000,
+        env: { ...process.env, REDOCLY_TELEMETRY: "off", REDOCLY_SUPPRESS_UPDATE_NOTICE: "true" },
+      },
+    )
+    expect(lint.status, lint.stdout + lint.stderr).toBe(0)
+    expect(Object.keys(openapi.body.paths as object)).toContain("/v1/nodes/{node}/{route}")
     const metrics = String((await api(1, "GET", "/metrics")).body)
     expect(metrics).toMatch(/acp_objects\{node="n1"\} \d+/)
     expect(metrics).toMatch(
