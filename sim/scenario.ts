@@ -18,10 +18,12 @@ export const faultNames = [
   "crash",
   "drift",
   "guest",
+  "disk-full",
 ] as const
 /** Faults the design does not promise to survive: never in "all", only asked for by name, to show the checkers catch them. */
 /** "no-fence": hosts keep running HA systems without a primary's contact, like a host without a watchdog. */
-export const unsafeFaultNames = ["fsync-lie", "no-fence"] as const
+/** "ignore-refused-commit": a driver that carries out a step whose commit its full disk refused (acknowledges, sends). */
+export const unsafeFaultNames = ["fsync-lie", "no-fence", "ignore-refused-commit"] as const
 export type FaultName = (typeof faultNames)[number] | (typeof unsafeFaultNames)[number]
 
 export interface SimOptions {
@@ -95,6 +97,8 @@ export type FaultEvent =
       readonly periodMs: number
     }
   | { readonly kind: "crash"; readonly atMs: number; readonly durationMs: number; readonly node: number }
+  /** The node's store refuses every commit (ENOSPC, EIO) for the window: its driver must refuse too. */
+  | { readonly kind: "disk-full"; readonly atMs: number; readonly durationMs: number; readonly node: number }
   | {
       readonly kind: "fsync-lie"
       readonly atMs: number
@@ -179,6 +183,22 @@ export const drawScenario = (options: SimOptions): Scenario => {
       ...window(),
       node: faults.below(options.nodes),
       lose: faults.between(1, 20),
+    })
+  }
+  // Drawn from a generator of its own, so the other faults of a seed stay what they were.
+  const disk = root.fork("disk")
+  const ignored = has(options, "ignore-refused-commit")
+  for (
+    let index = has(options, "disk-full") || ignored ? disk.between(ignored ? 1 : 0, 2) : 0;
+    index > 0;
+    index--
+  ) {
+    const atMs = disk.between(0, Math.max(0, duration - 1000))
+    events.push({
+      kind: "disk-full",
+      atMs,
+      durationMs: disk.between(200, Math.max(200, Math.floor(Math.min(duration - atMs, duration / 4)))),
+      node: disk.below(options.nodes),
     })
   }
   events.sort((left, right) => left.atMs - right.atMs)

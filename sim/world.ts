@@ -28,6 +28,7 @@ import {
   type SystemMetaValue,
   type SystemSpecValue,
 } from "../core/hypervisor/hypervisor.ts"
+import { PendingWrites, type ServiceWrite } from "../core/hypervisor/pending.ts"
 import { newTask, planOperation } from "../core/hypervisor/requests.ts"
 import {
   defaultSchedulerPolicy,
@@ -92,6 +93,8 @@ export interface SimResult {
   readonly changesWritten: number
   readonly changesApplied: number
   readonly acknowledgedWrites: number
+  /** Steps whose commit a node's store refused (fault "disk-full"), each undone. */
+  readonly commitsRefused: number
   /** Acknowledged spec writes per node, in node order. */
   readonly acknowledgedByNode: ReadonlyArray<number>
   readonly snapshotsInstalled: number
@@ -209,6 +212,8 @@ interface SimNode {
   /** The host's hypervisor (outlives the node process: a crash takes its domains, though). */
   readonly vmm: SimVmm
   hypervisor: HypervisorNode | null
+  /** The hypervisor's writes its node refused, to write again. */
+  pendingWrites: PendingWrites
   hypervisorArmedUs: number
   viewPending: boolean
 }
@@ -231,6 +236,14 @@ interface AcknowledgedWrite {
 
 const l2DelayUs = 150
 const l3DelayUs = 2_000
+/** A change as the refused-writes checker knows it: key, version and value, so a reused version is no match. */
+const changeIdentity = (change: Change): string =>
+  `${change.kind}/${change.id}|${change.origin}@${change.ms}.${change.counter}|${Array.from(change.value ?? [], (byte) => byte.toString(16)).join(",")}`
+
+/** How long a node whose store refused a commit waits before its core tries again (its driver's tick). */
+const storeRetryMs = 50
+/** How long a service waits before writing again what its node refused. */
+const serviceRetryMs = 500
 const checkIntervalUs = 20_000
 /** How long a connected, stable majority may go without a primary (the issue's failover goal). */
 export const electionBoundMs = 5_000
@@ -242,6 +255,7 @@ const hostCpus = 16
 const hostMemoryMiB = 32_768
 const safetyCheckers = new Set([
   "order",
+  "refused",
   "duplicate",
   "durability",
   "decode",
@@ -272,6 +286,9 @@ export class World {
   private readonly active = new Set<FaultEvent>()
   private readonly violations: Array<Violation> = []
   private readonly acknowledged: Array<AcknowledgedWrite> = []
+  /** Writes a node's store refused (fault "disk-full"), by key, version and value: none may ever be applied. */
+  private readonly refused = new Set<string>()
+  private commitsRefused = 0
   private readonly timeline: Array<TimelineSample> = []
   private nowUs = 0
   private events = 0
@@ -353,6 +370,7 @@ export class World {
       memberView: new Map(),
       vmm: new SimVmm(guests.fork(member.id), this.scenario.guests),
       hypervisor: null,
+      pendingWrites: new PendingWrites(serviceRetryMs),
       hypervisorArmedUs: Number.MAX_SAFE_INTEGER,
       viewPending: false,
     }))
@@ -514,6 +532,7 @@ export class World {
       )
       node.hypervisorArmedUs = Number.MAX_SAFE_INTEGER
       node.viewPending = false
+      node.pendingWrites = new PendingWrites(serviceRetryMs)
       this.hypervisorStep(node, { _tag: "ViewChanged", view: this.viewOf(node) })
     }
   }
@@ -553,8 +572,60 @@ export class World {
   private step(node: SimNode, input: Parameters<CdbNode["handle"]>[0]): ReadonlyArray<Output> {
     const cdb = node.cdb!
     const outputs = cdb.handle(input, this.localMs(node))
+    if (
+      this.diskFull(node) &&
+      outputs.some((output) => output._tag === "Persist" || output._tag === "PersistSnapshot")
+    ) {
+      if (!this.options.faults.includes("ignore-refused-commit")) {
+        this.commitRefused(node, outputs)
+        return []
+      }
+      // The unsafe driver: it notes the refusal, then acknowledges and sends all the same.
+      this.noteRefused(node, outputs)
+      for (const output of outputs)
+        if (output._tag !== "Persist" && output._tag !== "PersistSnapshot") this.carryOut(node, output)
+      return outputs
+    }
     for (const output of outputs) this.carryOut(node, output)
     return outputs
+  }
+
+  /**
+   * The store refused a step's commit: as the real driver does, nothing of the step is carried
+   * out (no acknowledgement, no datagram) and the core goes back to what is durable. The writes
+   * it refused are remembered: none may ever become visible.
+   */
+  private noteRefused(node: SimNode, outputs: ReadonlyArray<Output>): void {
+    this.commitsRefused++
+    this.trace.number(9)
+    this.trace.number(this.nowUs)
+    this.trace.number(node.index)
+    for (const output of outputs)
+      if (output._tag === "Applied")
+        for (const change of output.changes)
+          if (change.origin === node.id && change.op === "put") this.refused.add(changeIdentity(change))
+  }
+
+  private commitRefused(node: SimNode, outputs: ReadonlyArray<Output>): void {
+    this.noteRefused(node, outputs)
+    const image = node.image
+    const fresh = image.vector.size === 0 && image.entries.size === 0
+    node.cdb = new CdbNode(
+      { ...this.config, self: node.id },
+      this.localMs(node),
+      node.incarnation,
+      fresh ? undefined : image,
+    )
+    node.lastApplied = new Map(image.vector)
+    // The new core's failure detector starts over (every member alive), so its view does too.
+    node.memberView = new Map(
+      this.members
+        .filter((m) => m.id !== node.id)
+        .map((m) => [m.id, { state: "alive" as const, sinceMs: this.localMs(node) }]),
+    )
+    // Its timers start over with it: the next try comes after a short wait, not at once.
+    node.armedUs = Number.MAX_SAFE_INTEGER
+    this.arm(node, this.localMs(node) + storeRetryMs, "deadline")
   }
 
   private carryOut(node: SimNode, output: Output): void {
@@ -683,9 +754,16 @@ export class World {
         }
         case "crash":
         case "fsync-lie":
+        case "disk-full":
           break
       }
     }
+    return false
+  }
+
+  /** Whether `node`'s store refuses commits now (fault "disk-full"). */
+  private diskFull(node: SimNode): boolean {
+    for (const fault of this.active) if (fault.kind === "disk-full" && fault.node === node.index) return true
     return false
   }
 
@@ -734,7 +812,19 @@ export class World {
 
   private monitorStep(node: SimNode, input: Parameters<ElectionNode["handle"]>[0]): void {
     const outputs = node.monitor!.handle(input, this.localMs(node))
-    for (const output of outputs) this.carryOutElection(node, output)
+    for (const output of outputs) {
+      if (output._tag === "PersistVote" && this.diskFull(node)) {
+        // A vote the store refused is not cast: nothing after it goes out, and the election
+        // goes back to the durable vote (as the real driver does).
+        this.commitsRefused++
+        for (const after of node.monitor!.revertVote(node.vote, this.localMs(node)))
+          this.carryOutElection(node, after)
+        // A Fence or Unfence after the refused vote did not go out: take the core's word for it.
+        node.fenced = node.monitor!.isFenced()
+        return
+      }
+      this.carryOutElection(node, output)
+    }
   }
 
   private carryOutElection(node: SimNode, output: ElectionOutput): void {
@@ -1048,6 +1138,8 @@ export class World {
       : { leaderContactMs: node.monitor!.leaderContact(nowMs), fenced: node.fenced, caughtUp }
     for (const output of node.hypervisor!.handle(input, nowMs, authority))
       this.carryOutHypervisor(node, output)
+    const retry = node.pendingWrites.due(nowMs)
+    if (retry.length > 0) this.serviceWrite(node, retry)
   }
 
   private carryOutHypervisor(node: SimNode, output: HypervisorOutput): undefined {
@@ -1080,15 +1172,15 @@ export class World {
         })
         return
       case "WriteMeta":
-        return this.writeObjects(node, [
+        return this.serviceWrite(node, [
           { op: "meta", kind: "system", id: output.system, value: encodeValue(output.meta) },
         ])
       case "WriteTask":
-        return this.writeObjects(node, [
+        return this.serviceWrite(node, [
           { op: "put", kind: "task", id: output.id, value: encodeValue(output.spec) },
         ])
       case "WriteSpec":
-        return this.writeObjects(node, [
+        return this.serviceWrite(node, [
           { op: "put", kind: "system", id: output.system, value: encodeValue(output.spec) },
         ])
       case "ArmDeadline":
@@ -1097,12 +1189,20 @@ export class World {
   }
 
   /** Writes through the node's CDB like any client; the durability checker holds these too. */
-  private writeObjects(
-    node: SimNode,
-    writes: ReadonlyArray<{ op: "put" | "meta"; kind: string; id: string; value: Uint8Array }>,
-  ): undefined {
+  private writeObjects(node: SimNode, writes: ReadonlyArray<ServiceWrite>): boolean {
     const ops: Array<WriteOp> = writes.map((write) => ({ requestId: ++node.requestId, ...write }))
-    this.recordAcknowledged(node, ops, this.step(node, { _tag: "Write", writes: ops }))
+    const outputs = this.step(node, { _tag: "Write", writes: ops })
+    this.recordAcknowledged(node, ops, outputs)
+    const acknowledged = new Set(
+      outputs.flatMap((output) => (output._tag === "Acknowledged" ? output.requestIds : [])),
+    )
+    return ops.every((op) => acknowledged.has(op.requestId))
+  }
+
+  /** The hypervisor's own writes: what the node refuses is held and written again (core/hypervisor/pending.ts). */
+  private serviceWrite(node: SimNode, writes: ReadonlyArray<ServiceWrite>): undefined {
+    if (this.writeObjects(node, writes)) node.pendingWrites.accepted(writes)
+    else node.pendingWrites.refused(writes, this.localMs(node))
     return undefined
   }
 
@@ -1440,6 +1540,11 @@ export class World {
       else if (change.seq !== last + 1)
         this.violate("order", `${node.id} applied ${change.origin}#${change.seq} after #${last}`)
       node.lastApplied.set(change.origin, change.seq)
+      if (this.refused.size > 0 && change.op === "put" && this.refused.has(changeIdentity(change)))
+        this.violate(
+          "refused",
+          `${node.id} applied ${change.kind}/${change.id} as ${change.origin}@${change.ms}.${change.counter}, a write ${change.origin}'s store refused`,
+        )
       if (this.options.canary && change.origin !== node.id) {
         this.violate(
           "canary",
@@ -1612,6 +1717,7 @@ export class World {
       changesWritten: this.written,
       changesApplied: counters.reduce((sum, counter) => sum + (counter?.changesApplied ?? 0), 0),
       acknowledgedWrites: this.acknowledged.length,
+      commitsRefused: this.commitsRefused,
       acknowledgedByNode: this.nodes.map(
         (node) => this.acknowledged.filter((write) => write.node === node.id).length,
       ),

@@ -20,6 +20,7 @@ import {
   type Output,
   type SystemMetaValue,
 } from "../../core/hypervisor/hypervisor.ts"
+import { PendingWrites, type ServiceWrite } from "../../core/hypervisor/pending.ts"
 import { defaultSchedulerPolicy, type NodeCapacity } from "../../core/hypervisor/scheduler.ts"
 import { encodeValue as json, decodeValue as parse } from "../../core/hypervisor/values.ts"
 import { systemsIn, viewIn } from "../../core/hypervisor/view.ts"
@@ -27,6 +28,9 @@ import { Vmm, type VmmError } from "../../core/ports/vmm.ts"
 import type { RunningNode } from "./node.ts"
 
 export { decodeValue as parse, encodeValue as json } from "../../core/hypervisor/values.ts"
+
+/** How long the hypervisor waits before writing again what its node refused. */
+const serviceRetryMs = 500
 
 /** How recent a majority's digests must be for this node to start an HA system (3 CDB heartbeats). */
 const caughtUpWindowMs = 600
@@ -146,14 +150,22 @@ export const runHypervisor = (running: RunningNode, options: HypervisorOptions, 
       }
     }
 
-    const write = (writes: Parameters<RunningNode["write"]>[0]) =>
-      running
-        .write(writes)
-        .pipe(
-          Effect.catch((error) =>
-            Effect.logWarning("hypervisor write refused", { reason: error.reason, detail: error.message }),
+    // What the node refuses (a full disk, a busy stream) is written again, newest per key.
+    const pending = new PendingWrites(serviceRetryMs)
+    const write = (writes: ReadonlyArray<ServiceWrite>) =>
+      running.write(writes).pipe(
+        Effect.andThen(Effect.sync(() => pending.accepted(writes))),
+        Effect.catch((error) =>
+          Effect.sync(() => pending.refused(writes, Date.now())).pipe(
+            Effect.andThen(
+              Effect.logWarning("hypervisor write refused; it is written again", {
+                reason: error.reason,
+                detail: error.message,
+              }),
+            ),
           ),
-        )
+        ),
+      )
 
     const carryOut = (outputs: ReadonlyArray<Output>): Effect.Effect<void> =>
       Effect.forEach(
@@ -226,7 +238,10 @@ export const runHypervisor = (running: RunningNode, options: HypervisorOptions, 
             sinceMs: authority.nowMs - caughtUpWindowMs,
             ...running.syncState(),
           })
-          return carryOut(core.handle(input, authority.nowMs, { ...authority, caughtUp }))
+          const retry = pending.due(authority.nowMs)
+          return carryOut(core.handle(input, authority.nowMs, { ...authority, caughtUp })).pipe(
+            Effect.andThen(retry.length === 0 ? Effect.void : write(retry)),
+          )
         }),
       )
 

@@ -142,7 +142,7 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
     const voters = config.members.map((member) => member.id)
     const electionFrom = (vote: typeof loaded.vote) =>
       new ElectionNode({ ...defaultElectionTimings, self: config.id, voters }, nowMs(), vote)
-    let election = electionFrom(loaded.vote)
+    const election = electionFrom(loaded.vote)
     /** Set while the store refuses commits (a full disk, an I/O error): health and writes say why. */
     let storeFailure: { readonly sinceMs: number; readonly error: StoreError } | undefined
     const lock = yield* Semaphore.make(1)
@@ -215,6 +215,8 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
           // asked for again, like any gap.
           yield* storeRefused(committed.failure)
           cdb = cdbFrom((yield* store.load.pipe(Effect.orDie)).image)
+          // The new core's failure detector starts over (every member alive), so its view does too.
+          for (const id of memberView.keys()) memberView.set(id, { state: "alive", sinceMs: nowMs() })
           const detail = describeStoreError(committed.failure)
           for (const output of outputs) {
             if (output._tag === "Acknowledged")
@@ -274,52 +276,54 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
       return { acknowledged, refused }
     })
 
-    const carryOutElection = Effect.fnUntraced(function* (outputs: ReadonlyArray<ElectionOutput>) {
-      for (const output of outputs) {
-        switch (output._tag) {
-          case "Send":
-            yield* send({ _tag: "Node", node: output.to }, "monitor", encodeMessage(output.message))
-            break
-          case "Broadcast": {
-            const bytes = encodeMessage(output.message)
-            yield* send({ _tag: "Domain" }, "monitor", bytes)
-            for (const voter of otherDomainVoters)
-              yield* send({ _tag: "Node", node: voter.id }, "monitor", bytes)
-            break
-          }
-          case "PersistVote": {
-            const voted = yield* Effect.result(
-              store.persistVote({ term: output.term, votedFor: output.votedFor }),
-            )
-            if (voted._tag === "Failure") {
-              // A vote that is not durable is not cast: nothing after it goes out, and the
-              // election goes back to the vote the store holds.
-              yield* storeRefused(voted.failure)
-              election = electionFrom((yield* store.load.pipe(Effect.orDie)).vote)
-              return
+    const carryOutElection: (outputs: ReadonlyArray<ElectionOutput>) => Effect.Effect<void> =
+      Effect.fnUntraced(function* (outputs: ReadonlyArray<ElectionOutput>) {
+        for (const output of outputs) {
+          switch (output._tag) {
+            case "Send":
+              yield* send({ _tag: "Node", node: output.to }, "monitor", encodeMessage(output.message))
+              break
+            case "Broadcast": {
+              const bytes = encodeMessage(output.message)
+              yield* send({ _tag: "Domain" }, "monitor", bytes)
+              for (const voter of otherDomainVoters)
+                yield* send({ _tag: "Node", node: voter.id }, "monitor", bytes)
+              break
             }
-            break
+            case "PersistVote": {
+              const voted = yield* Effect.result(
+                store.persistVote({ term: output.term, votedFor: output.votedFor }),
+              )
+              if (voted._tag === "Failure") {
+                // A vote that is not durable is not cast: nothing after it goes out, and the
+                // election goes back to the vote the store holds.
+                yield* storeRefused(voted.failure)
+                const durable = (yield* store.load.pipe(Effect.orDie)).vote
+                yield* carryOutElection(election.revertVote(durable, nowMs()))
+                return
+              }
+              break
+            }
+            case "BecamePrimary":
+              yield* Effect.logInfo("became primary", { term: output.term })
+              break
+            case "SteppedDown":
+              yield* Effect.logInfo("stepped down", { term: output.term, reason: output.reason })
+              break
+            case "Fence":
+              yield* Effect.logWarning("fenced", { reason: output.reason })
+              break
+            case "Unfence":
+              yield* Effect.logInfo("unfenced")
+              break
+            case "LeaseRenewed":
+              break
+            case "ArmDeadline":
+              electionDeadlineMs = output.atMs
+              break
           }
-          case "BecamePrimary":
-            yield* Effect.logInfo("became primary", { term: output.term })
-            break
-          case "SteppedDown":
-            yield* Effect.logInfo("stepped down", { term: output.term, reason: output.reason })
-            break
-          case "Fence":
-            yield* Effect.logWarning("fenced", { reason: output.reason })
-            break
-          case "Unfence":
-            yield* Effect.logInfo("unfenced")
-            break
-          case "LeaseRenewed":
-            break
-          case "ArmDeadline":
-            electionDeadlineMs = output.atMs
-            break
         }
-      }
-    })
+      })
 
     const stepElection = (input: ElectionInput) => carryOutElection(election.handle(input, nowMs()))
 

@@ -200,6 +200,29 @@ export class ElectionNode {
     return outputs
   }
 
+  /**
+   * The store refused to make the last `PersistVote` durable, and the driver carried out nothing
+   * after it: go back to the vote the store holds. That vote (or term) never left this node, so
+   * it becomes a follower in the durable term again — and keeps what it knows of its peers, the
+   * fence clock among it, so a node cut off still fences within the bound.
+   */
+  revertVote(vote: DurableVote, nowMs: number): ReadonlyArray<Output> {
+    const wasLeader = this.role === "leader"
+    this.term = vote.term
+    this.votedFor = vote.votedFor
+    this.role = "follower"
+    this.leader = null
+    this.votes.clear()
+    this.leaseUntilMs = -neverMs
+    if (wasLeader)
+      this.outputs.push({ _tag: "SteppedDown", term: this.term, reason: "its vote is not durable" })
+    this.electionAtMs = this.electionDeadline(nowMs)
+    this.outputs.push({ _tag: "ArmDeadline", atMs: this.nextDeadline(nowMs) })
+    const outputs = this.outputs
+    this.outputs = []
+    return outputs
+  }
+
   private majority(): number {
     return Math.floor(this.config.voters.length / 2) + 1
   }

@@ -113,6 +113,24 @@ describe("simulator checkers", () => {
     expect(result.violations.length).toBeGreaterThan(0)
   })
 
+  it("a driver that acknowledges and sends what its full disk refused (unsafe fault ignore-refused-commit) is caught", () => {
+    const result = simulate({
+      ...defaultSimOptions,
+      seed: 1,
+      durationMs: 60_000,
+      faults: ["disk-full", "ignore-refused-commit"],
+    })
+    expect(result.commitsRefused).toBeGreaterThan(0)
+    expect(result.violations.some((violation) => violation.checker === "refused")).toBe(true)
+  })
+
+  it("a full disk (fault disk-full) is refused, undone and survived: commits refused, no violation, convergence", () => {
+    const result = simulate({ ...defaultSimOptions, seed: 77, faults: ["disk-full", "loss", "crash"] })
+    expect(result.commitsRefused).toBeGreaterThan(0)
+    expect(result.violations).toEqual([])
+    expect(result.converged).toBe(true)
+  })
+
   it("shrinks a failing run to a smaller schedule that still fails the same checker, and its replay fails too", () => {
     const options = { ...defaultSimOptions, seed: 3, durationMs: 20_000, faults: ["fsync-lie" as const] }
     const failing = simulate(options)
@@ -129,6 +147,15 @@ describe("simulator checkers", () => {
 })
 
 describe("regressions: seeds that once failed", () => {
+  // Seed 3, 60 s, all faults with disk-full: a core rebuilt after a refused commit starts its
+  // failure detector over, but the driver kept the old member view, so an alarm about a node
+  // that had come back was never cleared (fixed: the view starts over with the core).
+  it("seed 3, 60 s, all faults: a rebuilt core's member view starts over with it", () => {
+    const result = simulate({ ...defaultSimOptions, seed: 3 })
+    expect(result.commitsRefused).toBeGreaterThan(0)
+    expect(result.violations).toEqual([])
+  })
+
   // Seed 42, 20 s, all faults: a restarted node forgot meta that its stream vector counted, and
   // served snapshots that spread the hole (fixed by keeping meta in the durable image).
   for (const seed of [5, 42, 99]) {

@@ -160,6 +160,7 @@ export const summarise = (result: SimResult, wallMs: number) => ({
   changesWritten: result.changesWritten,
   changesApplied: result.changesApplied,
   acknowledgedWrites: result.acknowledgedWrites,
+  commitsRefused: result.commitsRefused,
   snapshotsInstalled: result.snapshotsInstalled,
   nacksSent: result.nacksSent,
   traceHash: result.traceHash,
@@ -241,7 +242,7 @@ const runCommand = Command.make(
           `seed ${result.seed}: ${result.nodes} nodes, ${result.domains} domain(s), ${result.virtualMs} ms virtual in ${wallMs} ms (${ratio}x)`,
         )
         yield* Console.log(
-          `  ${result.changesWritten} changes written, ${result.acknowledgedWrites} acknowledged, ${result.datagramsDelivered} datagrams delivered, ${result.datagramsDropped} dropped, ${result.snapshotsInstalled} snapshots`,
+          `  ${result.changesWritten} changes written, ${result.acknowledgedWrites} acknowledged, ${result.commitsRefused} commits refused by a full disk, ${result.datagramsDelivered} datagrams delivered, ${result.datagramsDropped} dropped, ${result.snapshotsInstalled} snapshots`,
         )
         yield* Console.log(
           `  ${result.converged ? `converged ${result.convergenceMs} ms after the heal` : "did NOT converge"}; traceHash ${result.traceHash}`,

@@ -17,6 +17,8 @@ class Cluster {
   readonly votes = new Map<string, DurableVote>()
   readonly deadlines = new Map<string, number>()
   readonly cut = new Set<string>()
+  /** Nodes whose store refuses to persist a vote now (a full disk). */
+  readonly refusing = new Set<string>()
   readonly primaries: Array<{ node: string; term: number; atMs: number }> = []
   readonly fences: Array<{ node: string; atMs: number; fenced: boolean }> = []
   private inFlight: Array<{ atMs: number; to: string; message: Message }> = []
@@ -98,6 +100,12 @@ class Cluster {
           for (const other of this.ids) if (other !== id) this.deliver(id, other, output.message)
           break
         case "PersistVote":
+          if (this.refusing.has(id)) {
+            // As the driver does: nothing after the refused vote goes out; the core reverts.
+            const durable = this.votes.get(id) ?? { term: 0, votedFor: null }
+            this.apply(id, this.nodes.get(id)!.revertVote(durable, this.nowMs))
+            return
+          }
           this.votes.set(id, { term: output.term, votedFor: output.votedFor })
           break
         case "BecamePrimary":
@@ -201,6 +209,26 @@ describe("election", () => {
     expect(cluster.nodes.get(voter)!.currentTerm).toBe(before?.term)
     cluster.run(cluster.nowMs + 5_000)
     expect(cluster.primaries.length).toBe(1)
+  })
+
+  it("voters whose store refuses their votes cast none and elect no one; once it takes them, they elect", () => {
+    const cluster = new Cluster(["n1", "n2", "n3"])
+    cluster.run(3_000)
+    const primary = cluster.primaryAt()!
+    const survivors = cluster.ids.filter((id) => id !== primary)
+    const durable = new Map(survivors.map((id) => [id, cluster.votes.get(id)]))
+    cluster.crash(primary)
+    for (const id of survivors) cluster.refusing.add(id)
+    cluster.run(cluster.nowMs + 5_000)
+    expect(cluster.primaries.length).toBe(1)
+    for (const id of survivors) {
+      expect(cluster.votes.get(id)).toEqual(durable.get(id))
+      expect(cluster.nodes.get(id)!.currentTerm).toBe(durable.get(id)?.term ?? 0)
+    }
+    cluster.refusing.clear()
+    cluster.run(cluster.nowMs + 5_000)
+    expect(cluster.primaries.length).toBe(2)
+    expect(cluster.primaries[1]!.term).toBeGreaterThan(cluster.primaries[0]!.term)
   })
 
   it("a single voter is its own majority", () => {
