@@ -38,8 +38,15 @@ export const renderReport = (result: SimResult): string => {
         parts.push(
           `<rect x="${x0}" y="${top + node * rowHeight + 16}" width="${Math.max(1, x1 - x0)}" height="3" fill="#3355cc"/>`,
         )
+    } else if (fault.kind === "replay") {
+      parts.push(
+        `<rect x="${x0}" y="${top}" width="${Math.max(1, x1 - x0)}" height="${rowsHeight}" fill="#9a3ccf" opacity="0.12"><title>replay (an adversary plays back captured datagrams to every node), ${fault.atMs}-${fault.atMs + fault.durationMs} ms</title></rect>`,
+      )
     } else {
-      const colour = fault.kind === "crash" || fault.kind === "fsync-lie" ? "#d33" : "#e9a100"
+      const colour =
+        fault.kind === "crash" || fault.kind === "fsync-lie" || fault.kind === "disk-full"
+          ? "#d33"
+          : "#e9a100"
       parts.push(
         `<rect x="${x0}" y="${top + fault.node * rowHeight + 4}" width="${Math.max(1, x1 - x0)}" height="12" fill="${colour}"><title>${fault.kind} n${fault.node + 1}, ${fault.atMs}-${fault.atMs + fault.durationMs} ms</title></rect>`,
       )

@@ -19,11 +19,18 @@ export const faultNames = [
   "drift",
   "guest",
   "disk-full",
+  "replay",
 ] as const
 /** Faults the design does not promise to survive: never in "all", only asked for by name, to show the checkers catch them. */
 /** "no-fence": hosts keep running HA systems without a primary's contact, like a host without a watchdog. */
 /** "ignore-refused-commit": a driver that carries out a step whose commit its full disk refused (acknowledges, sends). */
-export const unsafeFaultNames = ["fsync-lie", "no-fence", "ignore-refused-commit"] as const
+/** "no-replay-window": receivers take every authenticated datagram, seen before or not (the window off). */
+export const unsafeFaultNames = [
+  "fsync-lie",
+  "no-fence",
+  "ignore-refused-commit",
+  "no-replay-window",
+] as const
 export type FaultName = (typeof faultNames)[number] | (typeof unsafeFaultNames)[number]
 
 export interface SimOptions {
@@ -97,6 +104,8 @@ export type FaultEvent =
       readonly periodMs: number
     }
   | { readonly kind: "crash"; readonly atMs: number; readonly durationMs: number; readonly node: number }
+  /** An adversary plays back datagrams it captured earlier, to any node, as if from anywhere. */
+  | { readonly kind: "replay"; readonly atMs: number; readonly durationMs: number }
   /** The node's store refuses every commit (ENOSPC, EIO) for the window: its driver must refuse too. */
   | { readonly kind: "disk-full"; readonly atMs: number; readonly durationMs: number; readonly node: number }
   | {
@@ -199,6 +208,20 @@ export const drawScenario = (options: SimOptions): Scenario => {
       atMs,
       durationMs: disk.between(200, Math.max(200, Math.floor(Math.min(duration - atMs, duration / 4)))),
       node: disk.below(options.nodes),
+    })
+  }
+  const adversary = root.fork("replay")
+  const unguarded = has(options, "no-replay-window")
+  for (
+    let index = has(options, "replay") || unguarded ? adversary.between(unguarded ? 1 : 0, 2) : 0;
+    index > 0;
+    index--
+  ) {
+    const atMs = adversary.between(0, Math.max(0, duration - 1000))
+    events.push({
+      kind: "replay",
+      atMs,
+      durationMs: adversary.between(500, Math.max(500, Math.floor(Math.min(duration - atMs, duration / 3)))),
     })
   }
   events.sort((left, right) => left.atMs - right.atMs)

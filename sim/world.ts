@@ -59,6 +59,7 @@ import {
 } from "../core/monitor/election.ts"
 import { computeHealth, type Health } from "../core/monitor/health.ts"
 import { type Percentiles, percentiles } from "../core/percentile.ts"
+import { ReplayWindow } from "../core/transport/replay.ts"
 import { EventQueue, Prng, TraceHash } from "./prng.ts"
 import {
   drawScenario,
@@ -95,6 +96,8 @@ export interface SimResult {
   readonly acknowledgedWrites: number
   /** Steps whose commit a node's store refused (fault "disk-full"), each undone. */
   readonly commitsRefused: number
+  /** Fault "replay": datagrams the adversary played back, and those the receivers' windows dropped. */
+  readonly replays: { readonly sent: number; readonly dropped: number }
   /** Acknowledged spec writes per node, in node order. */
   readonly acknowledgedByNode: ReadonlyArray<number>
   readonly snapshotsInstalled: number
@@ -150,6 +153,13 @@ export interface SimResult {
   }
 }
 
+/** What the envelope seals into every datagram: who sent it, in which run, with which number. */
+interface Seal {
+  readonly sender: string
+  readonly incarnation: number
+  readonly counter: number
+}
+
 type Event =
   | {
       readonly type: "deliver"
@@ -157,6 +167,7 @@ type Event =
       readonly bytes: Uint8Array
       readonly via: "domain" | "relay"
       readonly from: string
+      readonly seal: Seal
     }
   | { readonly type: "deadline"; readonly node: number }
   | { readonly type: "write"; readonly node: number }
@@ -164,7 +175,8 @@ type Event =
   | { readonly type: "fault-end"; readonly fault: FaultEvent }
   | { readonly type: "heal" }
   | { readonly type: "check" }
-  | { readonly type: "monitor-deliver"; readonly to: number; readonly message: Message }
+  | { readonly type: "monitor-deliver"; readonly to: number; readonly message: Message; readonly seal: Seal }
+  | { readonly type: "replay" }
   | { readonly type: "monitor-deadline"; readonly node: number }
   | { readonly type: "hv-deadline"; readonly node: number }
   | { readonly type: "hv-view"; readonly node: number }
@@ -212,6 +224,10 @@ interface SimNode {
   /** The host's hypervisor (outlives the node process: a crash takes its domains, though). */
   readonly vmm: SimVmm
   hypervisor: HypervisorNode | null
+  /** Numbers the datagrams this node seals (with its incarnation: never confusable across runs). */
+  sealCounter: number
+  /** The anti-replay window of this node's transport (a process's: new at every start). */
+  replayWindow: ReplayWindow
   /** The hypervisor's writes its node refused, to write again. */
   pendingWrites: PendingWrites
   hypervisorArmedUs: number
@@ -242,6 +258,12 @@ const changeIdentity = (change: Change): string =>
 
 /** How long a node whose store refused a commit waits before its core tries again (its driver's tick). */
 const storeRetryMs = 50
+/** Fault "replay": the adversary's memory, and how much it plays back how often. */
+const capturedMax = 64
+const replaysPerRound = 16
+const replayEveryUs = 50_000
+/** As the real transport: a restarted node takes a sender's datagrams sealed from its own start less this. */
+const clockOffsetToleratedMs = 500
 /** How long a service waits before writing again what its node refused. */
 const serviceRetryMs = 500
 const checkIntervalUs = 20_000
@@ -288,6 +310,15 @@ export class World {
   private readonly acknowledged: Array<AcknowledgedWrite> = []
   /** Writes a node's store refused (fault "disk-full"), by key, version and value: none may ever be applied. */
   private readonly refused = new Set<string>()
+  /** Fault "replay": whether the adversary listens at all, what it captured, what it sent back. */
+  private readonly adversary: boolean
+  private readonly captured: Array<{
+    events: Array<Extract<Event, { type: "deliver" | "monitor-deliver" }>>
+    next: number
+  }>
+  private readonly replays: Prng
+  private replaysSent = 0
+  private replaysDropped = 0
   private commitsRefused = 0
   private readonly timeline: Array<TimelineSample> = []
   private nowUs = 0
@@ -332,6 +363,9 @@ export class World {
     this.net = root.fork("network")
     this.load = root.fork("load")
     this.operator = root.fork("operator")
+    this.replays = root.fork("adversary")
+    this.adversary = this.scenario.schedule.events.some((fault) => fault.kind === "replay")
+    this.captured = Array.from({ length: options.nodes }, () => ({ events: [], next: 0 }))
     const guests = root.fork("guests")
     this.systems = options.systems ?? 0
     this.healAtUs = options.durationMs * 1000
@@ -370,6 +404,8 @@ export class World {
       memberView: new Map(),
       vmm: new SimVmm(guests.fork(member.id), this.scenario.guests),
       hypervisor: null,
+      sealCounter: 0,
+      replayWindow: new ReplayWindow(),
       pendingWrites: new PendingWrites(serviceRetryMs),
       hypervisorArmedUs: Number.MAX_SAFE_INTEGER,
       viewPending: false,
@@ -386,6 +422,7 @@ export class World {
     if (this.options.writesPerSec > 0) for (const node of this.nodes) this.scheduleWrite(node)
     this.queue.push(this.healAtUs, { type: "heal" })
     this.queue.push(checkIntervalUs, { type: "check" })
+    if (this.adversary) this.queue.push(replayEveryUs, { type: "replay" })
     if (this.systems > 0) {
       // Systems are created once a primary is likely (the election takes a few hundred ms).
       this.queue.push(Math.min(1_500_000, Math.floor(this.healAtUs / 2)), { type: "create-systems" })
@@ -408,7 +445,7 @@ export class World {
     switch (event.type) {
       case "deliver": {
         const node = this.nodes[event.to]!
-        if (node.cdb === null) return
+        if (node.cdb === null || !this.unsealed(node, event.seal)) return
         this.trace.number(1)
         this.trace.number(this.nowUs)
         this.trace.number(event.to)
@@ -435,13 +472,16 @@ export class World {
       case "heal":
         this.heal()
         return
+      case "replay":
+        this.replay()
+        return
       case "check":
         this.check()
         this.queue.push(this.nowUs + checkIntervalUs, { type: "check" })
         return
       case "monitor-deliver": {
         const node = this.nodes[event.to]!
-        if (node.monitor === null) return
+        if (node.monitor === null || !this.unsealed(node, event.seal)) return
         this.trace.number(8)
         this.trace.number(this.nowUs)
         this.trace.number(event.to)
@@ -505,6 +545,7 @@ export class World {
     const config: CdbConfig = { ...this.config, self: node.id }
     const image = node.incarnation === 0 ? undefined : node.image
     node.cdb = new CdbNode(config, this.localMs(node), node.incarnation, image)
+    node.replayWindow = new ReplayWindow(1024, BigInt((this.localMs(node) - clockOffsetToleratedMs) * 1000))
     node.lastApplied = new Map(node.image.vector)
     node.startedMs = this.localMs(node)
     node.armedUs = Number.MAX_SAFE_INTEGER
@@ -731,11 +772,58 @@ export class World {
       this.dropped++
       return
     }
+    const seal = this.seal(from)
     const copies = rates.duplicatePermille > 0 && this.net.chance(rates.duplicatePermille) ? 2 : 1
     for (let copy = 0; copy < copies; copy++) {
       const delayUs = baseUs + (rates.jitterUs > 0 ? this.net.below(rates.jitterUs) : this.net.below(50))
-      this.queue.push(this.nowUs + delayUs, { type: "deliver", to: to.index, bytes, via, from: from.id })
+      const event = { type: "deliver" as const, to: to.index, bytes, via, from: from.id, seal }
+      this.capture(event)
+      this.queue.push(this.nowUs + delayUs, event)
     }
+  }
+
+  /** As the envelope seals: the counter is a hybrid clock, never below the sender's local µs. */
+  private seal(from: SimNode): Seal {
+    from.sealCounter = Math.max(from.sealCounter + 1, this.localMs(from) * 1000)
+    return { sender: from.id, incarnation: from.incarnation, counter: from.sealCounter }
+  }
+
+  /** The adversary keeps, per sender, the last `capturedMax` datagrams it saw on the wire (fault "replay"). */
+  private capture(event: Extract<Event, { type: "deliver" | "monitor-deliver" }>): void {
+    if (!this.adversary) return
+    const sender = this.byId.get(event.seal.sender)!.index
+    const ring = this.captured[sender]!
+    if (ring.events.length >= capturedMax) ring.events[ring.next % capturedMax] = event
+    else ring.events.push(event)
+    ring.next++
+  }
+
+  /**
+   * The adversary plays back what it captured, long after, to where it was going, from wherever
+   * it likes (the window never looks at a source). Sending a datagram to a node it was not for
+   * would be a different attack (bridging a partition), against which the seal does not claim to
+   * protect; the checkers' ground truth would not know of it either.
+   */
+  private replay(): void {
+    const active = [...this.active].some((fault) => fault.kind === "replay")
+    // Each round, one sender's datagrams (a crashed primary's, say, which no longer change).
+    const events = this.captured[this.replays.below(this.captured.length)]!.events
+    if (active && events.length > 0) {
+      for (let index = 0; index < replaysPerRound; index++) {
+        const event = events[this.replays.below(events.length)]!
+        this.replaysSent++
+        this.queue.push(this.nowUs + 1 + this.replays.below(1_000), event)
+      }
+    }
+    if (!this.healed) this.queue.push(this.nowUs + replayEveryUs, { type: "replay" })
+  }
+
+  /** What the receiving node's transport lets through: never a datagram it has seen before. */
+  private unsealed(node: SimNode, seal: Seal): boolean {
+    if (node.replayWindow.accept(seal.sender, seal.incarnation, BigInt(seal.counter))) return true
+    if (this.options.faults.includes("no-replay-window")) return true
+    this.replaysDropped++
+    return false
   }
 
   private blocked(from: number, to: number): boolean {
@@ -755,6 +843,7 @@ export class World {
         case "crash":
         case "fsync-lie":
         case "disk-full":
+        case "replay":
           break
       }
     }
@@ -879,7 +968,9 @@ export class World {
       return
     const baseUs = from.domain === to.domain ? l2DelayUs : l3DelayUs
     const delayUs = baseUs + (rates.jitterUs > 0 ? this.net.below(rates.jitterUs) : this.net.below(50))
-    this.queue.push(this.nowUs + delayUs, { type: "monitor-deliver", to: to.index, message })
+    const event = { type: "monitor-deliver" as const, to: to.index, message, seal: this.seal(from) }
+    this.capture(event)
+    this.queue.push(this.nowUs + delayUs, event)
   }
 
   /** A lease begins: no other node may hold a valid one at this instant (true time). */
@@ -1718,6 +1809,7 @@ export class World {
       changesApplied: counters.reduce((sum, counter) => sum + (counter?.changesApplied ?? 0), 0),
       acknowledgedWrites: this.acknowledged.length,
       commitsRefused: this.commitsRefused,
+      replays: { sent: this.replaysSent, dropped: this.replaysDropped },
       acknowledgedByNode: this.nodes.map(
         (node) => this.acknowledged.filter((write) => write.node === node.id).length,
       ),

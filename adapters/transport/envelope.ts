@@ -17,8 +17,9 @@
  * A receiver keeps, per sender — the authenticated id, never the socket address — its latest
  * incarnation, the highest counter seen in it and which of the 1024 below it arrived (the IPsec
  * anti-replay window). A higher incarnation (the sender restarted; it is its durable restart
- * count) starts a new window; anything from an older one is a replay. The counter starts at the
- * sender's wall clock in microseconds, so it also rises across restarts on its own.
+ * count) starts a new window; anything from an older one is a replay. The counter never falls
+ * below the sender's wall clock in microseconds (a hybrid clock: max(last + 1, now)), so a
+ * receiver that restarted takes nothing sealed well before its own start (core/transport/replay.ts).
  */
 import {
   createCipheriv,
@@ -31,6 +32,7 @@ import {
   timingSafeEqual,
 } from "node:crypto"
 import type { Channel, DropReason } from "../../core/ports/transport.ts"
+import { ReplayWindow } from "../../core/transport/replay.ts"
 
 const maxSenderBytes = 63
 /** The largest overhead either form adds to a payload (a sender id of the longest, 63 bytes). */
@@ -51,7 +53,17 @@ export class Sealer {
   /** channel (filled per datagram), sender, incarnation: the header's fixed part. */
   private readonly prefix: Buffer
 
-  constructor(key: Uint8Array, sender: string, incarnation: number, startMicros: number, encrypt = false) {
+  private readonly clockMicros: () => number
+
+  constructor(
+    key: Uint8Array,
+    sender: string,
+    incarnation: number,
+    startMicros: number,
+    encrypt = false,
+    clockMicros: () => number = () => 0,
+  ) {
+    this.clockMicros = clockMicros
     // A KeyObject made once: given a Buffer, createHmac imports the key again on every datagram
     // (17 µs per HMAC of a 1200-byte datagram here, against 3.4 µs with the KeyObject).
     this.key = createSecretKey(deriveKey(key, "datagram authentication"))
@@ -73,7 +85,7 @@ export class Sealer {
     const out = Buffer.allocUnsafe(header + payload.length + tagLength)
     this.prefix.copy(out, 0)
     out[0] = channelCodes[channel]
-    this.counter += 1n
+    this.tick()
     out.writeBigUInt64BE(this.counter, this.prefix.length)
     out.set(payload, header)
     const tag = createHmac("sha256", this.key)
@@ -83,11 +95,17 @@ export class Sealer {
     return out
   }
 
+  /** The next counter: one more than the last, and never below the wall clock. */
+  private tick(): void {
+    const now = BigInt(Math.floor(this.clockMicros()))
+    this.counter = now > this.counter ? now : this.counter + 1n
+  }
+
   private sealEncrypted(channel: Channel, payload: Uint8Array, key: Buffer): Buffer {
     const header = Buffer.allocUnsafe(this.prefix.length + 8 + 4)
     this.prefix.copy(header, 0)
     header[0] = channelCodes[channel] | encryptedFlag
-    this.counter += 1n
+    this.tick()
     header.writeBigUInt64BE(this.counter, this.prefix.length)
     this.salt.copy(header, this.prefix.length + 8)
     const counterBytes = header.subarray(this.prefix.length, this.prefix.length + 8)
@@ -108,13 +126,6 @@ export type Opened =
     }
   | { readonly ok: false; readonly reason: DropReason }
 
-interface Window {
-  incarnation: number
-  highest: bigint
-  /** Bit i set: counter highest - i has been seen. */
-  seen: bigint
-}
-
 /** The header's parts, where the datagram is long enough to hold them. */
 const readHeader = (bytes: Buffer, encrypted: boolean) => {
   const senderLength = bytes[1] ?? 0
@@ -132,11 +143,15 @@ const readHeader = (bytes: Buffer, encrypted: boolean) => {
 export class Opener {
   private readonly key: KeyObject
   private readonly encryptionKey: Buffer | undefined
-  private readonly windows = new Map<string, Window>()
+  private readonly window: ReplayWindow
   private readonly maxPayloadBytes: number
 
-  /** With `requireEncryption`, a datagram that is only authenticated is dropped as `unencrypted`. */
-  constructor(key: Uint8Array, maxPayloadBytes: number, requireEncryption = false) {
+  /**
+   * With `requireEncryption`, a datagram that is only authenticated is dropped as `unencrypted`;
+   * a sender's first datagram is taken only with a counter from `freshFromMicros` on.
+   */
+  constructor(key: Uint8Array, maxPayloadBytes: number, requireEncryption = false, freshFromMicros = 0) {
+    this.window = new ReplayWindow(windowSize, BigInt(Math.floor(freshFromMicros)))
     this.key = createSecretKey(deriveKey(key, "datagram authentication"))
     this.encryptionKey = requireEncryption ? deriveKey(key, "datagram encryption") : undefined
     this.maxPayloadBytes = maxPayloadBytes
@@ -155,7 +170,7 @@ export class Opener {
     const payload = encrypted ? this.decrypt(bytes, header.length) : this.verify(bytes, header.length)
     if (payload === undefined) return { ok: false, reason: "unauthenticated" }
     if (channel === undefined) return { ok: false, reason: "malformed-envelope" }
-    if (!this.accept(header.sender, header.incarnation, header.counter))
+    if (!this.window.accept(header.sender, header.incarnation, header.counter))
       return { ok: false, reason: "replayed" }
     return { ok: true, channel, payload, sender: header.sender, incarnation: header.incarnation }
   }
@@ -182,27 +197,5 @@ export class Opener {
     } catch {
       return undefined
     }
-  }
-
-  private accept(sender: string, incarnation: number, counter: bigint): boolean {
-    const window = this.windows.get(sender)
-    if (window === undefined || incarnation > window.incarnation) {
-      this.windows.set(sender, { incarnation, highest: counter, seen: 1n })
-      return true
-    }
-    if (incarnation < window.incarnation) return false
-    if (counter > window.highest) {
-      const shift = counter - window.highest
-      window.seen =
-        shift >= BigInt(windowSize) ? 1n : ((window.seen << shift) | 1n) & ((1n << BigInt(windowSize)) - 1n)
-      window.highest = counter
-      return true
-    }
-    const back = window.highest - counter
-    if (back >= BigInt(windowSize)) return false
-    const bit = 1n << back
-    if ((window.seen & bit) !== 0n) return false
-    window.seen |= bit
-    return true
   }
 }

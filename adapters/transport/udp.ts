@@ -81,6 +81,9 @@ const enlargeBuffers = (socket: Socket) => {
   }
 }
 
+/** How far apart two nodes' wall clocks may be for a restarted node to take the other's datagrams at once. */
+export const clockOffsetToleratedMs = 500
+
 export const layerUdp = (options: UdpOptions) =>
   Layer.effect(
     Transport,
@@ -93,14 +96,23 @@ export const layerUdp = (options: UdpOptions) =>
         "malformed-envelope": 0,
         oversized: 0,
       }
+      // The envelope's counter is a hybrid clock (never below the wall clock in µs), and a sender's
+      // first datagram must be sealed after this process started, less the offset clocks may have.
+      const wallMicros = () => Date.now() * 1000
       const sealer = new Sealer(
         options.key,
         options.self,
         options.incarnation,
-        Date.now() * 1000,
+        wallMicros(),
         options.encrypt,
+        wallMicros,
       )
-      const opener = new Opener(options.key, options.maxPayloadBytes, options.encrypt)
+      const opener = new Opener(
+        options.key,
+        options.maxPayloadBytes,
+        options.encrypt,
+        wallMicros() - clockOffsetToleratedMs * 1000,
+      )
       const byId = new Map(options.peers.map((peer) => [peer.id, peer]))
       const self = options.peers.find((peer) => peer.id === options.self)
       const isRelay = self?.relay === true

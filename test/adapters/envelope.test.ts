@@ -67,6 +67,21 @@ describe("envelope", () => {
     expect(opener.open(after.seal("cdb", payload)).ok).toBe(true)
   })
 
+  it("a restarted receiver takes nothing sealed well before it started: the counter is a clock", () => {
+    let wallMicros = 1_000_000
+    const sealer = new Sealer(key, "n1", 3, 0, false, () => wallMicros)
+    const old = sealer.seal("monitor", payload)
+    wallMicros = 9_000_000
+    const fresh = sealer.seal("monitor", payload)
+    // Started at 9.0 s, taking clocks up to 0.5 s apart: the datagram of 1.0 s is a replay.
+    const restarted = new Opener(key, 1400, false, 8_500_000)
+    expect(restarted.open(old)).toEqual({ ok: false, reason: "replayed" })
+    expect(restarted.open(fresh)).toMatchObject({ ok: true, sender: "n1" })
+    // Within one run the counter still rises when the clock does not.
+    expect(restarted.open(sealer.seal("monitor", payload)).ok).toBe(true)
+    expect(restarted.open(sealer.seal("monitor", payload)).ok).toBe(true)
+  })
+
   it("refuses a sender id it cannot carry", () => {
     expect(() => new Sealer(key, "", 1, 1)).toThrow("1-63 bytes")
     expect(() => new Sealer(key, "n".repeat(64), 1, 1)).toThrow("1-63 bytes")

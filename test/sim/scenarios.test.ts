@@ -131,6 +131,32 @@ describe("simulator checkers", () => {
     expect(result.converged).toBe(true)
   })
 
+  it("replays of a crashed primary's datagrams hold the election only where the replay window is off (unsafe no-replay-window)", () => {
+    const run = (faults: SimOptions["faults"]) =>
+      simulate({
+        ...defaultSimOptions,
+        seed: 1,
+        durationMs: 20_000,
+        faults,
+        schedule: {
+          rates: { lossPermille: 0, duplicatePermille: 0, jitterUs: 0 },
+          driftPpm: [0, 0, 0, 0, 0],
+          events: [
+            { kind: "replay", atMs: 4_000, durationMs: 15_000 },
+            // n3 is seed 1's primary at 8 s.
+            { kind: "crash", atMs: 8_000, durationMs: 11_000, node: 2 },
+          ],
+        },
+      })
+    const guarded = run(["replay", "crash"])
+    expect(guarded.violations).toEqual([])
+    expect(guarded.replays.dropped).toBeGreaterThan(1_000)
+    expect(guarded.failoverMs.samples).toBe(1)
+    const unguarded = run(["replay", "crash", "no-replay-window"])
+    expect(unguarded.replays.dropped).toBe(0)
+    expect(unguarded.violations.map((violation) => violation.checker)).toContain("primary")
+  })
+
   it("shrinks a failing run to a smaller schedule that still fails the same checker, and its replay fails too", () => {
     const options = { ...defaultSimOptions, seed: 3, durationMs: 20_000, faults: ["fsync-lie" as const] }
     const failing = simulate(options)

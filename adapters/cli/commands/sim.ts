@@ -161,6 +161,7 @@ export const summarise = (result: SimResult, wallMs: number) => ({
   changesApplied: result.changesApplied,
   acknowledgedWrites: result.acknowledgedWrites,
   commitsRefused: result.commitsRefused,
+  replays: result.replays,
   snapshotsInstalled: result.snapshotsInstalled,
   nacksSent: result.nacksSent,
   traceHash: result.traceHash,

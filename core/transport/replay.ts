@@ -1,0 +1,54 @@
+/**
+ * The anti-replay window (IPsec's, RFC 4303 §3.4.3), kept per sender as the seal names it — never
+ * per socket address. A sender's datagrams carry its incarnation (its durable restart count) and
+ * a counter that rises with every datagram. The window holds, per sender, the latest
+ * incarnation, the highest counter seen in it and which of the `size` below it arrived: a higher
+ * incarnation starts a new window, anything from an older one or seen before is a replay.
+ *
+ * A receiver that restarted has no windows, so anything sealed before it started would pass: a
+ * sender's counter is therefore also a clock (never below its wall clock in microseconds), and a
+ * new window takes only counters from `freshFrom` on — the receiver's own start, less the clock
+ * offset the cluster tolerates.
+ * The real transport (adapters/transport/envelope.ts) and the simulated network share it.
+ */
+
+interface Window {
+  incarnation: number
+  highest: bigint
+  /** Bit i set: counter highest - i has been seen. */
+  seen: bigint
+}
+
+export class ReplayWindow {
+  private readonly windows = new Map<string, Window>()
+  private readonly size: bigint
+  private readonly freshFrom: bigint
+
+  constructor(size = 1024, freshFrom = 0n) {
+    this.size = BigInt(size)
+    this.freshFrom = freshFrom
+  }
+
+  /** True if this (sender, incarnation, counter) is new, and records it; false for a replay. */
+  accept(sender: string, incarnation: number, counter: bigint): boolean {
+    const window = this.windows.get(sender)
+    if (window === undefined || incarnation > window.incarnation) {
+      if (counter < this.freshFrom) return false
+      this.windows.set(sender, { incarnation, highest: counter, seen: 1n })
+      return true
+    }
+    if (incarnation < window.incarnation) return false
+    if (counter > window.highest) {
+      const shift = counter - window.highest
+      window.seen = shift >= this.size ? 1n : ((window.seen << shift) | 1n) & ((1n << this.size) - 1n)
+      window.highest = counter
+      return true
+    }
+    const back = window.highest - counter
+    if (back >= this.size) return false
+    const bit = 1n << back
+    if ((window.seen & bit) !== 0n) return false
+    window.seen |= bit
+    return true
+  }
+}
