@@ -116,6 +116,12 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
     const store = yield* DurableStore
     const transport = yield* Transport
     const loaded = yield* store.load
+    for (const value of loaded.corrupted)
+      yield* Effect.logError("stored value failed its checksum: not served", { ...value })
+    const storeCorrupted = {
+      count: loaded.corrupted.length,
+      lost: loaded.corrupted.filter((value) => value.outcome === "lost").length,
+    }
     const nowMs = () => Date.now()
     const members = config.members.map((member) => ({
       id: member.id,
@@ -469,6 +475,7 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
             primary,
             openAlarms: alarms.map((alarm) => ({ id: alarm.id, severity: alarm.severity })),
             fenced: election.isFenced(),
+            ...(storeCorrupted.count === 0 ? {} : { storeCorrupted }),
             ...(storeFailure === undefined
               ? {}
               : {

@@ -8,22 +8,25 @@
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { DatabaseSync } from "node:sqlite"
+import { crc32 } from "node:zlib"
 import { Effect, Layer } from "effect"
 import type { Change } from "../../core/cdb/codec.ts"
-import { type DurableImage, emptyImage, entryKey, metaKey, type Persist } from "../../core/cdb/durable.ts"
+import { emptyImage, entryKey, metaKey, type Persist } from "../../core/cdb/durable.ts"
 import type { DurableVote } from "../../core/monitor/election.ts"
-import { DurableStore, StoreError } from "../../core/ports/store.ts"
+import { type CorruptedValue, DurableStore, StoreError } from "../../core/ports/store.ts"
 
-const schemaVersion = 1
+/** 2: every stored value carries a CRC-32 of itself and its identity (version 1 is migrated). */
+const schemaVersion = 2
 
 const ddl = `
 CREATE TABLE IF NOT EXISTS entries (kind TEXT NOT NULL, id TEXT NOT NULL, value BLOB, ms INTEGER NOT NULL,
-  counter INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;
+  counter INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL, checksum INTEGER,
+  PRIMARY KEY (kind, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (kind TEXT NOT NULL, id TEXT NOT NULL, node TEXT NOT NULL, value BLOB NOT NULL,
-  seq INTEGER NOT NULL, PRIMARY KEY (kind, id, node)) WITHOUT ROWID;
+  seq INTEGER NOT NULL, checksum INTEGER, PRIMARY KEY (kind, id, node)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS vector (origin TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS own_log (seq INTEGER PRIMARY KEY, op TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL,
-  ms INTEGER NOT NULL, counter INTEGER NOT NULL, value BLOB);
+  ms INTEGER NOT NULL, counter INTEGER NOT NULL, value BLOB, checksum INTEGER);
 CREATE TABLE IF NOT EXISTS node_state (key TEXT PRIMARY KEY, number INTEGER, text TEXT) WITHOUT ROWID;
 `
 
@@ -38,6 +41,23 @@ export interface SqliteOptions {
 const fail = (reason: StoreError["reason"]) => (error: unknown) =>
   new StoreError({ reason, detail: error instanceof Error ? error.message : String(error) })
 
+/**
+ * The CRC-32 of a stored value together with what identifies it (kind, id, version, origin,
+ * sequence), so a value moved to another row fails as surely as a flipped byte.
+ */
+const checksum = (
+  kind: string,
+  id: string,
+  origin: string,
+  ms: number,
+  counter: number,
+  seq: number,
+  value: Uint8Array | null,
+): number => {
+  const identity = crc32(`${kind}\u0000${id}\u0000${origin}\u0000${ms}\u0000${counter}\u0000${seq}\u0000`)
+  return value === null ? crc32("\u0000null", identity) : crc32(value, identity)
+}
+
 /** A failed commit, named by what the storage said (SQLite's message and code) and the file. */
 const writeFailure = (path: string) => (error: unknown) => {
   const message = error instanceof Error ? error.message : String(error)
@@ -50,6 +70,46 @@ const writeFailure = (path: string) => (error: unknown) => {
         ? "io-error"
         : "write-failed"
   return new StoreError({ reason, detail: `${path}: ${message}` })
+}
+
+/** Schema 1 to 2: a checksum column in every table of values, filled from what is there. */
+const migrateToChecksums = (db: DatabaseSync) => {
+  db.exec("BEGIN")
+  for (const table of ["entries", "meta", "own_log"])
+    db.exec(`ALTER TABLE ${table} ADD COLUMN checksum INTEGER`)
+  const self = (db.prepare("SELECT text FROM node_state WHERE key = 'self'").get() as { text: string }).text
+  const entries = db.prepare("UPDATE entries SET checksum = ? WHERE kind = ? AND id = ?")
+  for (const row of db
+    .prepare("SELECT kind, id, value, ms, counter, origin, seq FROM entries")
+    .all() as unknown as Array<Row>)
+    entries.run(
+      checksum(row.kind, row.id, row.origin, row.ms, row.counter, row.seq, row.value),
+      row.kind,
+      row.id,
+    )
+  const meta = db.prepare("UPDATE meta SET checksum = ? WHERE kind = ? AND id = ? AND node = ?")
+  for (const row of db.prepare("SELECT kind, id, node, value, seq FROM meta").all() as unknown as Array<Row>)
+    meta.run(checksum(row.kind, row.id, row.node, 0, 0, row.seq, row.value), row.kind, row.id, row.node)
+  const own = db.prepare("UPDATE own_log SET checksum = ? WHERE seq = ?")
+  for (const row of db
+    .prepare("SELECT seq, kind, id, ms, counter, value FROM own_log")
+    .all() as unknown as Array<Row>)
+    own.run(checksum(row.kind, row.id, self, row.ms, row.counter, row.seq, row.value), row.seq)
+  db.prepare("UPDATE node_state SET number = ? WHERE key = 'schema'").run(schemaVersion)
+  db.exec("COMMIT")
+}
+
+interface Row {
+  readonly kind: string
+  readonly id: string
+  readonly node: string
+  readonly origin: string
+  readonly op: Change["op"]
+  readonly value: Uint8Array | null
+  readonly ms: number
+  readonly counter: number
+  readonly seq: number
+  readonly checksum: number | null
 }
 
 export const openSqlite = (options: SqliteOptions) =>
@@ -66,6 +126,7 @@ export const openSqlite = (options: SqliteOptions) =>
         | undefined
       if (version === undefined)
         db.prepare("INSERT INTO node_state (key, number) VALUES ('schema', ?)").run(schemaVersion)
+      else if (version.number === 1) migrateToChecksums(db)
       else if (version.number !== schemaVersion)
         throw new Error(`schema version ${version.number}, this build reads ${schemaVersion}`)
       const self = db.prepare("SELECT text FROM node_state WHERE key = 'self'").get() as
@@ -83,16 +144,17 @@ export const openSqlite = (options: SqliteOptions) =>
 /** The statements of one open database, prepared once. */
 const statements = (db: DatabaseSync) => ({
   putEntry:
-    db.prepare(`INSERT INTO entries (kind, id, value, ms, counter, origin, seq) VALUES (?, ?, ?, ?, ?, ?, ?)
+    db.prepare(`INSERT INTO entries (kind, id, value, ms, counter, origin, seq, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (kind, id) DO UPDATE SET value = excluded.value, ms = excluded.ms, counter = excluded.counter,
-      origin = excluded.origin, seq = excluded.seq
+      origin = excluded.origin, seq = excluded.seq, checksum = excluded.checksum
     WHERE (excluded.ms, excluded.counter, excluded.origin) > (entries.ms, entries.counter, entries.origin)`),
-  putMeta: db.prepare(`INSERT INTO meta (kind, id, node, value, seq) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (kind, id, node) DO UPDATE SET value = excluded.value, seq = excluded.seq WHERE excluded.seq > meta.seq`),
+  putMeta: db.prepare(`INSERT INTO meta (kind, id, node, value, seq, checksum) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (kind, id, node) DO UPDATE SET value = excluded.value, seq = excluded.seq, checksum = excluded.checksum
+    WHERE excluded.seq > meta.seq`),
   advance: db.prepare(`INSERT INTO vector (origin, seq) VALUES (?, ?)
     ON CONFLICT (origin) DO UPDATE SET seq = max(vector.seq, excluded.seq)`),
   logOwn: db.prepare(
-    "INSERT OR REPLACE INTO own_log (seq, op, kind, id, ms, counter, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "INSERT OR REPLACE INTO own_log (seq, op, kind, id, ms, counter, value, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
   ),
   trimOwn: db.prepare("DELETE FROM own_log WHERE seq <= ?"),
   setNumber: db.prepare(
@@ -101,59 +163,128 @@ const statements = (db: DatabaseSync) => ({
 })
 
 const applyChange = (sql: ReturnType<typeof statements>, change: Change, self: string) => {
-  if (change.op === "meta") sql.putMeta.run(change.kind, change.id, change.origin, change.value!, change.seq)
+  const { kind, id, origin, ms, counter, seq, value } = change
+  if (change.op === "meta")
+    sql.putMeta.run(kind, id, origin, value!, seq, checksum(kind, id, origin, 0, 0, seq, value))
   else
     sql.putEntry.run(
-      change.kind,
-      change.id,
-      change.value,
-      change.ms,
-      change.counter,
-      change.origin,
-      change.seq,
+      kind,
+      id,
+      value,
+      ms,
+      counter,
+      origin,
+      seq,
+      checksum(kind, id, origin, ms, counter, seq, value),
     )
-  if (change.origin === self) {
-    sql.logOwn.run(change.seq, change.op, change.kind, change.id, change.ms, change.counter, change.value)
-  }
+  if (origin === self)
+    sql.logOwn.run(
+      seq,
+      change.op,
+      kind,
+      id,
+      ms,
+      counter,
+      value,
+      checksum(kind, id, self, ms, counter, seq, value),
+    )
 }
 
-const loadImage = (db: DatabaseSync): DurableImage => {
+/**
+ * The durable image, every value checked against its checksum. A value that fails is left out;
+ * another origin's stream is rewound to just before it, so the node asks its peers for it again
+ * (by repair, or a snapshot); one of this node's own is restored from its own log where that
+ * still holds it (checked too), else reported lost.
+ */
+const loadImage = (db: DatabaseSync, self: string) => {
   const image = emptyImage()
+  const corrupted: Array<CorruptedValue> = []
+  const own = new Map<number, Change>()
   for (const row of db
-    .prepare("SELECT kind, id, value, ms, counter, origin, seq FROM entries")
-    .all() as Array<Record<string, never>>) {
-    const entry = row as unknown as {
-      kind: string
-      id: string
-      value: Uint8Array | null
-      ms: number
-      counter: number
-      origin: string
-      seq: number
+    .prepare("SELECT seq, op, kind, id, ms, counter, value, checksum FROM own_log ORDER BY seq")
+    .all() as unknown as Array<Row>) {
+    if (
+      row.checksum !== null &&
+      row.checksum !== checksum(row.kind, row.id, self, row.ms, row.counter, row.seq, row.value)
+    )
+      continue
+    const change: Change = {
+      origin: self,
+      seq: row.seq,
+      op: row.op,
+      kind: row.kind,
+      id: row.id,
+      ms: row.ms,
+      counter: row.counter,
+      value: row.value,
     }
-    image.entries.set(entryKey(entry.kind, entry.id), {
-      kind: entry.kind,
-      id: entry.id,
-      value: entry.value,
-      version: { ms: entry.ms, counter: entry.counter, origin: entry.origin },
-      seq: entry.seq,
+    own.set(row.seq, change)
+    image.ownLog.push(change)
+  }
+  const rewind = new Map<string, number>()
+  const failed = (row: Row, origin: string) => {
+    if (origin === self) {
+      const kept = own.get(row.seq)
+      const restored = kept !== undefined && kept.kind === row.kind && kept.id === row.id
+      corrupted.push({
+        kind: row.kind,
+        id: row.id,
+        origin,
+        seq: row.seq,
+        outcome: restored ? "restored" : "lost",
+      })
+      return restored ? kept : undefined
+    }
+    rewind.set(origin, Math.min(rewind.get(origin) ?? Number.MAX_SAFE_INTEGER, row.seq - 1))
+    corrupted.push({ kind: row.kind, id: row.id, origin, seq: row.seq, outcome: "asked-again" })
+    return undefined
+  }
+  for (const row of db
+    .prepare("SELECT kind, id, value, ms, counter, origin, seq, checksum FROM entries")
+    .all() as unknown as Array<Row>) {
+    let value = row.value
+    if (
+      row.checksum !== null &&
+      row.checksum !== checksum(row.kind, row.id, row.origin, row.ms, row.counter, row.seq, row.value)
+    ) {
+      const restored = failed(row, row.origin)
+      if (restored === undefined || restored.ms !== row.ms || restored.counter !== row.counter) continue
+      value = restored.value
+    }
+    image.entries.set(entryKey(row.kind, row.id), {
+      kind: row.kind,
+      id: row.id,
+      value,
+      version: { ms: row.ms, counter: row.counter, origin: row.origin },
+      seq: row.seq,
     })
   }
-  for (const row of db.prepare("SELECT kind, id, node, value, seq FROM meta").all()) {
-    const slot = row as unknown as { kind: string; id: string; node: string; value: Uint8Array; seq: number }
-    image.meta.set(metaKey(slot.kind, slot.id, slot.node), {
-      kind: slot.kind,
-      id: slot.id,
-      node: slot.node,
-      value: slot.value,
-      seq: slot.seq,
+  for (const row of db
+    .prepare("SELECT kind, id, node, value, seq, checksum FROM meta")
+    .all() as unknown as Array<Row>) {
+    if (
+      row.checksum !== null &&
+      row.checksum !== checksum(row.kind, row.id, row.node, 0, 0, row.seq, row.value)
+    ) {
+      const restored = failed(row, row.node)
+      if (restored === undefined) continue
+    }
+    image.meta.set(metaKey(row.kind, row.id, row.node), {
+      kind: row.kind,
+      id: row.id,
+      node: row.node,
+      value: row.value!,
+      seq: row.seq,
     })
   }
   for (const row of db.prepare("SELECT origin, seq FROM vector").all()) {
     const position = row as unknown as { origin: string; seq: number }
-    image.vector.set(position.origin, position.seq)
+    image.vector.set(
+      position.origin,
+      Math.min(position.seq, rewind.get(position.origin) ?? Number.MAX_SAFE_INTEGER),
+    )
   }
-  return image
+  return { image, corrupted }
 }
 
 export const layerSqlite = (options: SqliteOptions) =>
@@ -208,17 +339,19 @@ export const layerSqlite = (options: SqliteOptions) =>
           return
         }
         for (const entry of persist.entries) {
+          const { kind, id, origin, ms, counter, seq, value } = entry
           if (entry.tag === "meta")
-            sql.putMeta.run(entry.kind, entry.id, entry.origin, entry.value!, entry.seq)
+            sql.putMeta.run(kind, id, origin, value!, seq, checksum(kind, id, origin, 0, 0, seq, value))
           else
             sql.putEntry.run(
-              entry.kind,
-              entry.id,
-              entry.value,
-              entry.ms,
-              entry.counter,
-              entry.origin,
-              entry.seq,
+              kind,
+              id,
+              value,
+              ms,
+              counter,
+              origin,
+              seq,
+              checksum(kind, id, origin, ms, counter, seq, value),
             )
         }
         for (const [origin, seq] of persist.vector) sql.advance.run(origin, seq)
@@ -226,22 +359,7 @@ export const layerSqlite = (options: SqliteOptions) =>
       return DurableStore.of({
         load: Effect.try({
           try: () => {
-            const image = loadImage(db)
-            for (const row of db
-              .prepare("SELECT seq, op, kind, id, ms, counter, value FROM own_log ORDER BY seq")
-              .all()) {
-              const own = row as unknown as Omit<Change, "origin">
-              image.ownLog.push({
-                origin: options.self,
-                seq: own.seq,
-                op: own.op,
-                kind: own.kind,
-                id: own.id,
-                ms: own.ms,
-                counter: own.counter,
-                value: own.value,
-              })
-            }
+            const { image, corrupted } = loadImage(db, options.self)
             const term = db.prepare("SELECT number, text FROM node_state WHERE key = 'vote'").get() as
               | { number: number; text: string | null }
               | undefined
@@ -249,7 +367,7 @@ export const layerSqlite = (options: SqliteOptions) =>
               | { number: number }
               | undefined
             const vote: DurableVote = { term: term?.number ?? 0, votedFor: term?.text ?? null }
-            return { image, vote, incarnation: incarnation?.number ?? 0 }
+            return { image, vote, incarnation: incarnation?.number ?? 0, corrupted }
           },
           catch: fail("corrupt"),
         }),

@@ -31,6 +31,8 @@ export interface HealthInput {
   readonly fenced: boolean
   /** Since when this node's store has refused commits, and what it said (a full disk, say). */
   readonly storeFailing?: { readonly sinceMs: number; readonly detail: string }
+  /** Values this node's store held with a wrong checksum at its start (never served): how many, and what became of them. */
+  readonly storeCorrupted?: { readonly count: number; readonly lost: number }
 }
 
 export interface Health {
@@ -80,6 +82,11 @@ export const computeHealth = (input: HealthInput): Health => {
     cluster.push({
       points: 30,
       reason: `this node's store refuses writes (${input.storeFailing.detail}) for ${seconds(input.nowMs - input.storeFailing.sinceMs)}`,
+    })
+  if (input.storeCorrupted !== undefined && input.storeCorrupted.count > 0)
+    cluster.push({
+      points: input.storeCorrupted.lost > 0 ? 30 : 5,
+      reason: `this node's store held ${input.storeCorrupted.count} corrupted value(s) at start, not served: ${input.storeCorrupted.lost > 0 ? `${input.storeCorrupted.lost} lost, the rest asked of peers again` : "all asked of peers again or restored from its own log"}`,
     })
   for (const alarm of input.openAlarms) {
     const points = severityPoints[alarm.severity]

@@ -14,11 +14,30 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   detail: Schema.String,
 }) {}
 
+/** A stored value that failed its checksum, and what became of it. */
+export interface CorruptedValue {
+  readonly kind: string
+  readonly id: string
+  readonly origin: string
+  readonly seq: number
+  /** "asked-again": left out, its origin's stream rewound so peers send it again; "restored": from this node's own log; "lost": neither was possible. */
+  readonly outcome: "asked-again" | "restored" | "lost"
+}
+
 export class DurableStore extends Context.Service<
   DurableStore,
   {
+    /**
+     * What is durable. A stored value whose checksum does not match is left out and named in
+     * `corrupted` (the image then asks peers for it again, where it can), never served.
+     */
     readonly load: Effect.Effect<
-      { readonly image: DurableImage; readonly vote: DurableVote; readonly incarnation: number },
+      {
+        readonly image: DurableImage
+        readonly vote: DurableVote
+        readonly incarnation: number
+        readonly corrupted: ReadonlyArray<CorruptedValue>
+      },
       StoreError
     >
     readonly persist: (persists: ReadonlyArray<Persist>) => Effect.Effect<void, StoreError>

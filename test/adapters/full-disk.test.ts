@@ -1,13 +1,15 @@
 /**
- * A full disk under one node of a real local cluster (its data directory on a small tmpfs,
- * filled up): writes to it are refused with 507 and the reason, nothing refused is visible
- * anywhere, its health says why, and once space returns it writes again — and its stream stays
- * continuous for the others, across a restart too. Needs root (mount); skips, saying so, without.
+ * Storage faults under one node of a real local cluster. A full disk (its data directory on a
+ * small tmpfs, filled up): writes to it are refused with 507 and the reason, nothing refused is
+ * visible anywhere, its health says why, and once space returns it writes again — and its stream
+ * stays continuous for the others, across a restart too. A value corrupted on disk: not served,
+ * and fetched again from the peers. Needs root (mount); skips, saying so, without.
  */
 import { spawnSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { eventually } from "../eventually.ts"
@@ -61,6 +63,9 @@ describe.skipIf(canMount !== true)(
 
     afterAll(() => {
       acp("cluster", "down")
+      // What n2 said, for a failure's sake: its log is on the tmpfs, gone after the unmount.
+      const log = sh(`tail -c 8000 ${join(tmpfs, "node.log")}`).stdout
+      if (process.env.ACP_TEST_LOG !== undefined) writeFileSync(process.env.ACP_TEST_LOG, log)
       sh(`umount ${tmpfs}`)
       rmSync(home, { recursive: true, force: true })
     })
@@ -111,7 +116,7 @@ describe.skipIf(canMount !== true)(
         "sh",
         [
           "-c",
-          `${process.execPath} ${bundle} node run --config ${join(tmpfs, "config.json")} >/dev/null 2>&1 &`,
+          `${process.execPath} ${bundle} node run --config ${join(tmpfs, "config.json")} >>${join(tmpfs, "node.log")} 2>&1 &`,
         ],
         { env },
       )
@@ -122,7 +127,39 @@ describe.skipIf(canMount !== true)(
         20_000,
       )
       await eventually(async () => (await visible(1, "restarted")) && (await visible(3, "restarted")), 20_000)
-      mkdirSync(join(home, "done"), { recursive: true })
     }, 90_000)
+
+    it("serves no stored value that fails its checksum, and gets it back from its peers", async () => {
+      expect((await api(3, "PUT", "/v1/objects/project/checked", project("checked"))).status).toBe(200)
+      await eventually(() => visible(1, "checked"))
+      const n1 = join(home, "n1")
+      process.kill(Number(readFileSync(join(n1, "node.pid"), "utf8")), "SIGKILL")
+      await eventually(async () => (await api(1, "GET", "/v1/status").catch(() => undefined)) === undefined)
+      // A value changed on disk, behind SQLite's back (the one n3 wrote).
+      const db = new DatabaseSync(join(n1, "node.db"))
+      db.prepare("UPDATE entries SET value = ? WHERE kind = 'project' AND id = 'checked'").run(
+        new TextEncoder().encode(JSON.stringify(project("tampered"))),
+      )
+      db.close()
+      spawnSync(
+        "sh",
+        [
+          "-c",
+          `${process.execPath} ${bundle} node run --config ${join(n1, "config.json")} >>${join(n1, "node.log")} 2>&1 &`,
+        ],
+        {
+          env,
+        },
+      )
+      const repaired = await eventually(async () => {
+        const answer = await api(1, "GET", "/v1/objects/project/checked").catch(() => undefined)
+        return answer?.status === 200 ? answer : undefined
+      }, 20_000)
+      expect(repaired.body.spec.name).toBe("checked")
+      const status = (await api(1, "GET", "/v1/status")).body as { health: unknown }
+      expect(JSON.stringify(status.health)).toContain("1 corrupted value(s) at start, not served")
+      const log = readFileSync(join(n1, "node.log"), "utf8")
+      expect(log.includes("stored value failed its checksum"), log.slice(-3000)).toBe(true)
+    }, 60_000)
   },
 )

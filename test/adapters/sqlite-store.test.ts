@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { Effect, Layer } from "effect"
 import fc from "fast-check"
 import { afterAll, describe, expect, it } from "vitest"
@@ -58,6 +59,58 @@ describe("sqlite store", () => {
       }),
       { numRuns: 40 },
     )
+  })
+
+  it("serves no value that fails its checksum: another origin's is asked again, its own restored from its log, else reported lost", async () => {
+    const path = freshPath()
+    const value = (text: string) => new TextEncoder().encode(text)
+    const change = (origin: string, seq: number, id: string) => ({
+      origin,
+      seq,
+      op: "put" as const,
+      kind: "project",
+      id,
+      ms: 1_000 + seq,
+      counter: 0,
+      value: value(`${origin}-${id}`),
+    })
+    const persist: Persist = {
+      _tag: "Persist",
+      changes: [
+        change("a", 1, "a1"),
+        change("a", 2, "a2"),
+        change("a", 3, "a3"),
+        change("self", 1, "s1"),
+        change("self", 2, "s2"),
+      ],
+    }
+    await withStore(path, "self", (store) => store.persist([persist]))
+    // Flip what is stored, behind SQLite's back: two values, and one own change's log row too.
+    const db = new DatabaseSync(path)
+    db.prepare("UPDATE entries SET value = ? WHERE id = ?").run(value("tampered"), "a2")
+    db.prepare("UPDATE entries SET value = ? WHERE id = ?").run(value("tampered"), "s1")
+    db.prepare("UPDATE entries SET value = ? WHERE id = ?").run(value("tampered"), "s2")
+    db.prepare("UPDATE own_log SET value = ? WHERE seq = 2").run(value("tampered"))
+    db.close()
+    const loaded = await withStore(path, "self", (store) => store.load)
+    const text = (id: string) => {
+      const stored = loaded.image.entries.get(`project\u0000${id}`)?.value
+      return stored === undefined || stored === null ? undefined : new TextDecoder().decode(stored)
+    }
+    expect(loaded.corrupted).toEqual(
+      expect.arrayContaining([
+        { kind: "project", id: "a2", origin: "a", seq: 2, outcome: "asked-again" },
+        { kind: "project", id: "s1", origin: "self", seq: 1, outcome: "restored" },
+        { kind: "project", id: "s2", origin: "self", seq: 2, outcome: "lost" },
+      ]),
+    )
+    expect(text("a2")).toBeUndefined()
+    expect(text("a1")).toBe("a-a1")
+    // a's stream is rewound to before the bad value, so the node asks its peers from #2 on.
+    expect(loaded.image.vector.get("a")).toBe(1)
+    expect(text("s1")).toBe("self-s1")
+    expect(text("s2")).toBeUndefined()
+    expect(loaded.image.vector.get("self")).toBe(2)
   })
 
   it("keeps the vote and counts incarnations across reopening", async () => {

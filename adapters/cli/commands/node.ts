@@ -292,7 +292,12 @@ export const nodeCommand = Command.make("node").pipe(
         ),
       },
       ({ config, bench }) =>
-        runNode(config, bench).pipe(
+        Effect.sync(() => {
+          // The log goes to a file on the node's disk; when that disk is full a log line cannot be
+          // written, and must not kill the node (an unhandled stream error would): it is dropped.
+          for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
+        }).pipe(
+          Effect.andThen(runNode(config, bench)),
           Effect.provide(Logger.layer([Logger.consoleJson])),
           Effect.catchTag("ConfigError", (error: ConfigError) =>
             Console.error(`acp node run: ${error.message}`).pipe(
