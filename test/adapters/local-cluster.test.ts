@@ -142,7 +142,17 @@ describe("local cluster (3 real nodes on loopback)", () => {
     }
     const statusOf = async (node: number) =>
       (await api(node, "GET", "/v1/status")).body as unknown as { primary: string | null; term: number }
-    const primary = await eventually(async () => (await statusOf(1)).primary ?? undefined)
+    // The primary as it sees itself (the tests before this one restart nodes: let elections settle).
+    const primary = await eventually(async () => {
+      for (const node of [1, 2, 3]) {
+        const view = (await api(node, "GET", "/v1/status")).body as unknown as {
+          isPrimary: boolean
+          node: string
+        }
+        if (view.isPrimary) return view.node
+      }
+      return undefined
+    })
     const victim = Number(primary.slice(1))
     const survivors = [1, 2, 3].filter((node) => node !== victim)
     // Record the primary's datagrams as any process on the host can: join the group and listen.
@@ -157,6 +167,9 @@ describe("local cluster (3 real nodes on loopback)", () => {
     await eventually(() => captured.length >= 20, 10_000)
     tap.close()
     const termBefore = (await statusOf(survivors[0]!)).term
+    expect(
+      ((await api(victim, "GET", "/v1/status")).body as unknown as { isPrimary: boolean }).isPrimary,
+    ).toBe(true)
     process.kill(pidOf(victim), "SIGKILL")
     // Play them back from a fresh source port, to the group and to each survivor, until a new
     // primary is elected (bounded: 15 s); before the fix the replays held the old one for good.
@@ -172,19 +185,26 @@ describe("local cluster (3 real nodes on loopback)", () => {
       }
     }, 50)
     try {
+      let seen: unknown
       const elected = await eventually(async () => {
         const view = await statusOf(survivors[0]!)
+        seen = view
         return view.primary !== null && view.primary !== primary && view.term > termBefore ? view : undefined
-      }, 15_000)
+      }, 15_000).catch((error: Error) => {
+        throw new Error(
+          `${error.message}; ${primary} was primary in term ${termBefore}; n${survivors[0]} last said ${JSON.stringify(seen)}`,
+        )
+      })
       expect(survivors.map((node) => `n${node}`)).toContain(elected.primary)
     } finally {
       clearInterval(replaying)
       replayer.close()
+      // Whatever happened, the victim comes back, so the tests after this one have three nodes.
+      restart(victim)
     }
     expect(replays).toBeGreaterThan(0)
     const metrics = String((await api(survivors[0]!, "GET", "/metrics")).body)
     expect(metrics).toMatch(/acp_datagrams_dropped_total\{node="n\d",reason="replayed"\} [1-9]/)
-    restart(victim)
     await eventually(async () => (await api(victim, "GET", "/v1/status")).status === 200, 20_000)
   }, 60_000)
 
