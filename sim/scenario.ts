@@ -194,36 +194,32 @@ export const drawScenario = (options: SimOptions): Scenario => {
       lose: faults.between(1, 20),
     })
   }
-  // Drawn from a generator of its own, so the other faults of a seed stay what they were.
-  const disk = root.fork("disk")
-  const ignored = has(options, "ignore-refused-commit")
-  for (
-    let index = has(options, "disk-full") || ignored ? disk.between(ignored ? 1 : 0, 2) : 0;
-    index > 0;
-    index--
-  ) {
-    const atMs = disk.between(0, Math.max(0, duration - 1000))
-    events.push({
-      kind: "disk-full",
-      atMs,
-      durationMs: disk.between(200, Math.max(200, Math.floor(Math.min(duration - atMs, duration / 4)))),
-      node: disk.below(options.nodes),
+  // Each drawn from a generator of its own, so the other faults of a seed stay what they were.
+  // An unsafe fault that needs the safe one's windows gets at least one.
+  const windows = (
+    label: string,
+    fault: FaultName,
+    unsafe: FaultName,
+    minMs: number,
+    share: number,
+    perNode: boolean,
+  ) => {
+    const draw = root.fork(label)
+    const forced = has(options, unsafe)
+    const count = has(options, fault) || forced ? draw.between(forced ? 1 : 0, 2) : 0
+    return Array.from({ length: count }, () => {
+      const atMs = draw.between(0, Math.max(0, duration - 1000))
+      const durationMs = draw.between(
+        minMs,
+        Math.max(minMs, Math.floor(Math.min(duration - atMs, duration / share))),
+      )
+      return { atMs, durationMs, node: perNode ? draw.below(options.nodes) : -1 }
     })
   }
-  const adversary = root.fork("replay")
-  const unguarded = has(options, "no-replay-window")
-  for (
-    let index = has(options, "replay") || unguarded ? adversary.between(unguarded ? 1 : 0, 2) : 0;
-    index > 0;
-    index--
-  ) {
-    const atMs = adversary.between(0, Math.max(0, duration - 1000))
-    events.push({
-      kind: "replay",
-      atMs,
-      durationMs: adversary.between(500, Math.max(500, Math.floor(Math.min(duration - atMs, duration / 3)))),
-    })
-  }
+  for (const window of windows("disk", "disk-full", "ignore-refused-commit", 200, 4, true))
+    events.push({ kind: "disk-full", ...window })
+  for (const { atMs, durationMs } of windows("replay", "replay", "no-replay-window", 500, 3, false))
+    events.push({ kind: "replay", atMs, durationMs })
   events.sort((left, right) => left.atMs - right.atMs)
   const workload: Workload = {
     hotPermille: work.pick([0, 100, 500]),

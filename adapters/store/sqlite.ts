@@ -162,10 +162,22 @@ const statements = (db: DatabaseSync) => ({
   ),
 })
 
-const applyChange = (sql: ReturnType<typeof statements>, change: Change, self: string) => {
-  const { kind, id, origin, ms, counter, seq, value } = change
-  if (change.op === "meta")
-    sql.putMeta.run(kind, id, origin, value!, seq, checksum(kind, id, origin, 0, 0, seq, value))
+/** One entry or meta row, with the checksum of what it holds. */
+const putRow = (
+  sql: ReturnType<typeof statements>,
+  row: {
+    readonly meta: boolean
+    readonly kind: string
+    readonly id: string
+    readonly origin: string
+    readonly ms: number
+    readonly counter: number
+    readonly seq: number
+    readonly value: Uint8Array | null
+  },
+) => {
+  const { kind, id, origin, ms, counter, seq, value } = row
+  if (row.meta) sql.putMeta.run(kind, id, origin, value!, seq, checksum(kind, id, origin, 0, 0, seq, value))
   else
     sql.putEntry.run(
       kind,
@@ -177,7 +189,12 @@ const applyChange = (sql: ReturnType<typeof statements>, change: Change, self: s
       seq,
       checksum(kind, id, origin, ms, counter, seq, value),
     )
-  if (origin === self)
+}
+
+const applyChange = (sql: ReturnType<typeof statements>, change: Change, self: string) => {
+  putRow(sql, { ...change, meta: change.op === "meta" })
+  const { kind, id, ms, counter, seq, value } = change
+  if (change.origin === self)
     sql.logOwn.run(
       seq,
       change.op,
@@ -338,22 +355,7 @@ export const layerSqlite = (options: SqliteOptions) =>
           if (lastOwn > options.retainChanges * 2) sql.trimOwn.run(lastOwn - options.retainChanges)
           return
         }
-        for (const entry of persist.entries) {
-          const { kind, id, origin, ms, counter, seq, value } = entry
-          if (entry.tag === "meta")
-            sql.putMeta.run(kind, id, origin, value!, seq, checksum(kind, id, origin, 0, 0, seq, value))
-          else
-            sql.putEntry.run(
-              kind,
-              id,
-              value,
-              ms,
-              counter,
-              origin,
-              seq,
-              checksum(kind, id, origin, ms, counter, seq, value),
-            )
-        }
+        for (const entry of persist.entries) putRow(sql, { ...entry, meta: entry.tag === "meta" })
         for (const [origin, seq] of persist.vector) sql.advance.run(origin, seq)
       }
       return DurableStore.of({

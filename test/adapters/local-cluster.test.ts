@@ -486,6 +486,61 @@ describe("local cluster (3 real nodes on loopback)", () => {
       expect((await api(1, "GET", "/v1/objects/project/p1")).status).toBe(404)
     })
 
+    it("takes any headers without failing: every answer is a typed refusal or a success, never a 5xx (fuzz)", async () => {
+      const token = fc
+        .stringMatching(/^[a-z][a-z0-9-]{0,20}$/)
+        .filter(
+          (name) =>
+            !["content-length", "host", "transfer-encoding", "connection", "expect", "upgrade"].includes(
+              name,
+            ),
+        )
+      const headerValue = fc.stringMatching(/^[ -~]{0,64}$/).map((text) => text.trim())
+      const request = fc.record({
+        headers: fc.dictionary(token, headerValue, { maxKeys: 6 }),
+        authorization: fc.oneof(
+          fc.constant(undefined),
+          fc.constant(`Bearer ${adminKey()}`),
+          headerValue,
+          headerValue.map((text) => `Bearer ${text}`),
+        ),
+        path: fc.constantFrom(
+          "/v1/status",
+          "/v1/objects/project",
+          "/v1/objects/api-key",
+          "/metrics",
+          "/openapi.json",
+        ),
+      })
+      await fc.assert(
+        fc.asyncProperty(request, async ({ headers, authorization, path }) => {
+          const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+            const outgoing = httpRequest(
+              {
+                host: "127.0.0.1",
+                port: apiPort(2),
+                path,
+                headers: { ...headers, ...(authorization === undefined ? {} : { authorization }) },
+              },
+              (response) => {
+                let text = ""
+                response.on("data", (chunk) => {
+                  text += chunk
+                })
+                response.on("end", () => resolve({ status: response.statusCode ?? 0, body: text }))
+              },
+            )
+            outgoing.on("error", reject)
+            outgoing.end()
+          })
+          expect(answer.status, answer.body).toBeLessThan(500)
+          if (answer.status >= 400) expect(JSON.parse(answer.body)).toHaveProperty("message")
+        }),
+        { numRuns: 200 },
+      )
+      expect((await api(2, "GET", "/v1/status")).status).toBe(200)
+    }, 60_000)
+
     it("the agent holds at most 32 connections from one source, and drops a silent one after its handshake timeout", async () => {
       const sockets = Array.from({ length: 64 }, () => connect({ host: "127.0.0.1", port: basePort + 202 }))
       const closedAt = sockets.map(() => 0)
