@@ -146,9 +146,11 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
     // Replaced by what is durable when a commit fails: the cores never hold what the store refused.
     let cdb = cdbFrom(loaded.image)
     const voters = config.members.map((member) => member.id)
-    const electionFrom = (vote: typeof loaded.vote) =>
-      new ElectionNode({ ...defaultElectionTimings, self: config.id, voters }, nowMs(), vote)
-    const election = electionFrom(loaded.vote)
+    const election = new ElectionNode(
+      { ...defaultElectionTimings, self: config.id, voters },
+      nowMs(),
+      loaded.vote,
+    )
     /** Set while the store refuses commits (a full disk, an I/O error): health and writes say why. */
     let storeFailure: { readonly sinceMs: number; readonly error: StoreError } | undefined
     const lock = yield* Semaphore.make(1)
