@@ -244,10 +244,22 @@ const routes = (forwarding: Forwarding, callers: Callers) =>
     ),
   )
 
+/** What one API server holds at most: connections, and how long a request may take to arrive. */
+export const apiBounds = { connectionsMax: 256, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000 } as const
+
+/** A Node HTTP server with the API's bounds: past them a connection is refused or closed. */
+const boundedServer = () => {
+  const server = createServer()
+  server.maxConnections = apiBounds.connectionsMax
+  server.headersTimeout = apiBounds.headersTimeoutMs
+  server.requestTimeout = apiBounds.requestTimeoutMs
+  return server
+}
+
 /** The API on 127.0.0.1 only; every request needs an API key. */
 export const layerApiServer = (port: number, forwarding: Forwarding) =>
   HttpRouter.serve(routes(forwarding, "key")).pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })),
+    Layer.provide(NodeHttpServer.layer(boundedServer, { port, host: "127.0.0.1" })),
   )
 
 /**
@@ -260,7 +272,7 @@ export const layerApiSocket = (path: string, forwarding: Forwarding) =>
     Effect.sync(() => {
       rmSync(path, { force: true })
       return HttpRouter.serve(routes(forwarding, "socket")).pipe(
-        Layer.provide(NodeHttpServer.layer(createServer, { path })),
+        Layer.provide(NodeHttpServer.layer(boundedServer, { path })),
         Layer.tap(() => Effect.sync(() => chmodSync(path, 0o600))),
       )
     }),

@@ -541,6 +541,21 @@ describe("local cluster (3 real nodes on loopback)", () => {
       expect((await api(2, "GET", "/v1/status")).status).toBe(200)
     }, 60_000)
 
+    it("the API holds at most 256 connections; past them it closes new ones, and it answers again once they go", async () => {
+      const sockets = Array.from({ length: 300 }, () => connect({ host: "127.0.0.1", port: apiPort(3) }))
+      let closed = 0
+      for (const socket of sockets) {
+        socket.on("error", () => {})
+        socket.on("close", () => {
+          closed++
+        })
+      }
+      await eventually(() => closed >= 300 - 256, 5_000)
+      expect(closed).toBeLessThanOrEqual(300 - 250)
+      for (const socket of sockets) socket.destroy()
+      await eventually(async () => (await api(3, "GET", "/v1/status")).status === 200, 10_000)
+    }, 20_000)
+
     it("the agent holds at most 32 connections from one source, and drops a silent one after its handshake timeout", async () => {
       const sockets = Array.from({ length: 64 }, () => connect({ host: "127.0.0.1", port: basePort + 202 }))
       const closedAt = sockets.map(() => 0)
