@@ -379,6 +379,7 @@ describe("local cluster (3 real nodes on loopback)", () => {
       path: string,
       key: string | undefined,
       body?: string,
+      headers: Readonly<Record<string, string>> = {},
     ) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
         const outgoing = httpRequest(
@@ -388,6 +389,7 @@ describe("local cluster (3 real nodes on loopback)", () => {
             method,
             path,
             headers: {
+              ...headers,
               ...(key === undefined ? {} : { authorization: `Bearer ${key}` }),
               ...(body === undefined ? {} : { "content-type": "application/json" }),
             },
@@ -514,24 +516,9 @@ describe("local cluster (3 real nodes on loopback)", () => {
       })
       await fc.assert(
         fc.asyncProperty(request, async ({ headers, authorization, path }) => {
-          const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-            const outgoing = httpRequest(
-              {
-                host: "127.0.0.1",
-                port: apiPort(2),
-                path,
-                headers: { ...headers, ...(authorization === undefined ? {} : { authorization }) },
-              },
-              (response) => {
-                let text = ""
-                response.on("data", (chunk) => {
-                  text += chunk
-                })
-                response.on("end", () => resolve({ status: response.statusCode ?? 0, body: text }))
-              },
-            )
-            outgoing.on("error", reject)
-            outgoing.end()
+          const answer = await raw({ port: apiPort(2) }, "GET", path, undefined, undefined, {
+            ...headers,
+            ...(authorization === undefined ? {} : { authorization }),
           })
           expect(answer.status, answer.body).toBeLessThan(500)
           if (answer.status >= 400) expect(JSON.parse(answer.body)).toHaveProperty("message")
