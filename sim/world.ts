@@ -224,6 +224,10 @@ interface SimNode {
   /** The host's hypervisor (outlives the node process: a crash takes its domains, though). */
   readonly vmm: SimVmm
   hypervisor: HypervisorNode | null
+  /** Set while this node's store refuses commits, as its driver knows it (from a refused commit until one succeeds). */
+  storeFailing: boolean
+  /** While it does, the local ms from which the core takes received datagrams again (one probe per interval). */
+  storeProbeAtMs: number
   /** Numbers the datagrams this node seals (with its incarnation: never confusable across runs). */
   sealCounter: number
   /** The anti-replay window of this node's transport (a process's: new at every start). */
@@ -258,6 +262,8 @@ const changeIdentity = (change: Change): string =>
 
 /** How long a node whose store refused a commit waits before its core tries again (its driver's tick). */
 const storeRetryMs = 50
+/** As the real driver (adapters/node/node.ts): while its store refuses commits, a node's core takes received datagrams once per this. */
+const storeProbeMs = 500
 /** Fault "replay": the adversary's memory, and how much it plays back how often. */
 const capturedMax = 64
 const replaysPerRound = 16
@@ -404,6 +410,8 @@ export class World {
       memberView: new Map(),
       vmm: new SimVmm(guests.fork(member.id), this.scenario.guests),
       hypervisor: null,
+      storeFailing: false,
+      storeProbeAtMs: 0,
       sealCounter: 0,
       replayWindow: new ReplayWindow(),
       pendingWrites: new PendingWrites(serviceRetryMs),
@@ -446,6 +454,12 @@ export class World {
       case "deliver": {
         const node = this.nodes[event.to]!
         if (node.cdb === null || !this.unsealed(node, event.seal)) return
+        // As the real driver: while its store refuses commits the core takes one datagram per
+        // probe interval, the rest is dropped (and repaired later, like any loss).
+        if (node.storeFailing) {
+          if (this.localMs(node) < node.storeProbeAtMs) return
+          node.storeProbeAtMs = this.localMs(node) + storeProbeMs
+        }
         this.trace.number(1)
         this.trace.number(this.nowUs)
         this.trace.number(event.to)
@@ -545,6 +559,7 @@ export class World {
     const config: CdbConfig = { ...this.config, self: node.id }
     const image = node.incarnation === 0 ? undefined : node.image
     node.cdb = new CdbNode(config, this.localMs(node), node.incarnation, image)
+    node.storeFailing = false
     node.replayWindow = new ReplayWindow(1024, BigInt((this.localMs(node) - clockOffsetToleratedMs) * 1000))
     node.lastApplied = new Map(node.image.vector)
     node.startedMs = this.localMs(node)
@@ -627,6 +642,11 @@ export class World {
         if (output._tag !== "Persist" && output._tag !== "PersistSnapshot") this.carryOut(node, output)
       return outputs
     }
+    if (
+      node.storeFailing &&
+      outputs.some((output) => output._tag === "Persist" || output._tag === "PersistSnapshot")
+    )
+      node.storeFailing = false
     for (const output of outputs) this.carryOut(node, output)
     return outputs
   }
@@ -649,6 +669,8 @@ export class World {
 
   private commitRefused(node: SimNode, outputs: ReadonlyArray<Output>): void {
     this.noteRefused(node, outputs)
+    if (!node.storeFailing) node.storeProbeAtMs = this.localMs(node) + storeProbeMs
+    node.storeFailing = true
     const image = node.image
     const fresh = image.vector.size === 0 && image.entries.size === 0
     node.cdb = new CdbNode(

@@ -35,6 +35,9 @@ import { DurableStore, type StoreError } from "../../core/ports/store.ts"
 import { type DropReason, type Received, Transport } from "../../core/ports/transport.ts"
 import type { NodeConfig } from "./config.ts"
 
+/** While the store refuses commits, how often the core takes received datagrams (a probe). */
+export const storeProbeMs = 500
+
 export class WriteRefused extends Error {
   readonly _tag = "WriteRefused"
   readonly reason: string
@@ -153,6 +156,8 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
     )
     /** Set while the store refuses commits (a full disk, an I/O error): health and writes say why. */
     let storeFailure: { readonly sinceMs: number; readonly error: StoreError } | undefined
+    /** While it is set: from when the core takes received datagrams again (one batch per probe). */
+    let probeAtMs = 0
     const lock = yield* Semaphore.make(1)
     const memberView = new Map<string, { state: "alive" | "suspect" | "dead"; sinceMs: number }>(
       config.members
@@ -170,6 +175,8 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
       rejectedDatagrams: 0,
       rejectedMessages: 0,
       writesAcknowledged: 0,
+      /** CDB datagrams dropped before the core while the store refused commits (repaired later). */
+      droppedWhileStoreFails: 0,
     }
     const otherDomainVoters = config.members.filter((member) => member.domain !== config.domain)
 
@@ -194,6 +201,7 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
       Effect.gen(function* () {
         if (storeFailure !== undefined) return
         storeFailure = { sinceMs: nowMs(), error }
+        probeAtMs = nowMs() + storeProbeMs
         yield* Effect.logError("store commits fail: nothing of them is acknowledged or sent", {
           reason: error.reason,
           detail: error.detail,
@@ -371,9 +379,18 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
       lock.withPermits(1)(
         Effect.gen(function* () {
           const outputs: Array<CdbOutput> = []
+          // While the store refuses commits, each batch the core takes costs a refused commit and a
+          // reload of the image: it takes one batch per probe interval, to see when commits work
+          // again; the rest is dropped here and repaired later, like any loss.
+          const probing = storeFailure === undefined || nowMs() >= probeAtMs
+          if (storeFailure !== undefined && probing) probeAtMs = nowMs() + storeProbeMs
           for (const received of batch) {
             counters.datagramsIn++
             if (received.channel === "cdb") {
+              if (!probing) {
+                counters.droppedWhileStoreFails++
+                continue
+              }
               const input = {
                 _tag: "DatagramReceived" as const,
                 bytes: received.bytes,
