@@ -930,7 +930,9 @@ export class World {
         this.commitsRefused++
         for (const after of node.monitor!.revertVote(node.vote, this.localMs(node)))
           this.carryOutElection(node, after)
-        // A Fence or Unfence after the refused vote did not go out: take the core's word for it.
+        // What came after the refused vote did not go out (a SteppedDown, a Fence or Unfence):
+        // take the core's word for it. It is a follower now, so any lease it held is over.
+        this.endLease(node)
         node.fenced = node.monitor!.isFenced()
         return
       }

@@ -176,6 +176,15 @@ describe("regressions: seeds that once failed", () => {
   // Seed 3, 60 s, all faults with disk-full: a core rebuilt after a refused commit starts its
   // failure detector over, but the driver kept the old member view, so an alarm about a node
   // that had come back was never cleared (fixed: the view starts over with the core).
+  // Seed 50220, 20 s, all faults: the primary stepped down on a higher term, the vote for it was
+  // refused by its full disk and reverted, and the SteppedDown after it never went out: the
+  // lease checker held its lease as still running while the node, a follower, voted for another.
+  it("seed 50220, 20 s, all faults: a reverted vote ends the lease the node held", () => {
+    const result = simulate({ ...defaultSimOptions, seed: 50_220, durationMs: 20_000 })
+    expect(result.commitsRefused).toBeGreaterThan(0)
+    expect(result.violations).toEqual([])
+  })
+
   it("seed 3, 60 s, all faults: a rebuilt core's member view starts over with it", () => {
     const result = simulate({ ...defaultSimOptions, seed: 3 })
     expect(result.commitsRefused).toBeGreaterThan(0)
