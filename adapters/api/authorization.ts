@@ -17,7 +17,7 @@ const decoder = new TextDecoder()
 const decodeRecord = Schema.decodeUnknownOption(Schema.fromJsonString(ApiKeySpec))
 
 /** The stored record of a key, decoded with its schema: a record that does not decode is no key. */
-export const lookupKey =
+const lookupKey =
   (node: RunningNode) =>
   (id: string): ApiKeyRecord | undefined => {
     const entry = node.get("api-key", id)

@@ -53,10 +53,13 @@ export const readState = (dir: string) =>
     const path = statePath(dir)
     if (!existsSync(path))
       return yield* new CliError({ message: `no local cluster in ${dir}: start one with \`acp cluster up\`` })
-    return yield* Effect.try({
+    const state = yield* Effect.try({
       try: () => JSON.parse(readFileSync(path, "utf8")) as ClusterState,
       catch: (error) => new CliError({ message: `${path} is unreadable: ${String(error)}` }),
     })
+    // The key is not in cluster.json (which is not 0600): each node gets it from admin.key here.
+    const apiKey = localApiKey(dir)
+    return { ...state, nodes: state.nodes.map((node) => ({ ...node, apiKey })) }
   })
 
 export const pickNode = (state: ClusterState, id: string | undefined) => {

@@ -10,7 +10,6 @@ import {
   type CliError,
   type ClusterNode,
   defaultClusterDir,
-  localApiKey,
   pickNode,
   readState,
   remoteFromEnvironment,
@@ -45,8 +44,7 @@ export const withNode = <A>(
     if (remote !== undefined)
       return yield* body({ id: remote.url.host, pid: 0, apiPort: 0, configPath: "", logPath: "", remote })
     const state = yield* readState(dirOf(dir))
-    const node = yield* pickNode(state, Option.getOrUndefined(id))
-    return yield* body({ ...node, apiKey: localApiKey(dirOf(dir)) })
+    return yield* body(yield* pickNode(state, Option.getOrUndefined(id)))
   })
 
 /** Runs `use` with the typed client of the node a command names (see `withNode`). */

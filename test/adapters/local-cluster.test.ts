@@ -259,7 +259,6 @@ describe("local cluster (3 real nodes on loopback)", () => {
   describe("the agent (TLS 1.3, client certificates, API keys)", () => {
     const agentPort = (node: number) => basePort + 200 + node
     const pki = (file: string) => readFileSync(join(home, "pki", file))
-    const adminKey = () => readFileSync(join(home, "admin.key"), "utf8").trim()
 
     /** A request to a node's agent; resolves to the HTTP status and body, or to the TLS error. */
     const viaAgent = (options: {

@@ -286,17 +286,16 @@ const up = Command.make(
   ),
 )
 
+/** What `cluster up`'s flags ask of a cluster's layout. */
+interface LayoutFlags {
+  readonly nodes: Option.Option<number>
+  readonly basePort: Option.Option<number>
+  readonly unicast: boolean
+  readonly encrypt: boolean
+}
+
 /** A restart keeps the cluster's settings; a flag that asks for others is refused, not ignored. */
-const sameSettings = (
-  home: string,
-  existing: ReadonlyArray<NodeConfig>,
-  args: {
-    readonly nodes: Option.Option<number>
-    readonly basePort: Option.Option<number>
-    readonly unicast: boolean
-    readonly encrypt: boolean
-  },
-) => {
+const sameSettings = (home: string, existing: ReadonlyArray<NodeConfig>, args: LayoutFlags) => {
   const first = existing[0]!
   const differs = [
     Option.isSome(args.nodes) && args.nodes.value !== existing.length
@@ -318,15 +317,7 @@ const sameSettings = (
 }
 
 /** A new cluster's CA, certificates and configs under `home`; returns the configs' paths. */
-const makeLocalCluster = (
-  home: string,
-  args: {
-    readonly nodes: Option.Option<number>
-    readonly basePort: Option.Option<number>
-    readonly unicast: boolean
-    readonly encrypt: boolean
-  },
-) =>
+const makeLocalCluster = (home: string, args: LayoutFlags) =>
   Effect.gen(function* () {
     const nodes = Option.getOrElse(args.nodes, () => 3)
     const basePort = Option.getOrElse(args.basePort, () => 17400)
@@ -605,9 +596,8 @@ const down = Command.make(
 const status = Command.make("status", { dir: dirFlag, json: jsonFlag }, ({ dir, json }) =>
   Effect.gen(function* () {
     const state = yield* readState(dirOf(dir))
-    const apiKey = localApiKey(dirOf(dir))
     const rows = yield* Effect.forEach(state.nodes, (node) =>
-      Effect.map(statusOf({ ...node, apiKey }), (view) => ({ node, view })),
+      Effect.map(statusOf(node), (view) => ({ node, view })),
     )
     if (json)
       return yield* Console.log(
