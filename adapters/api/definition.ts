@@ -197,6 +197,16 @@ export const NodeStatusView = Schema.Struct({
   entries: Schema.Int,
   health: Schema.Struct({ cluster: HealthScore, nodes: Schema.Record(Schema.String, HealthScore) }),
   alarms: Schema.Array(AlarmView),
+  /** This node's services, as its supervisor reports them. */
+  services: Schema.Array(
+    Schema.Struct({
+      name: Schema.String,
+      state: Schema.String,
+      restarts: Schema.Int,
+      lastError: Schema.optionalKey(Schema.String),
+      forMs: Schema.Number,
+    }),
+  ),
 })
 export type NodeStatusView = typeof NodeStatusView.Type
 

@@ -22,7 +22,7 @@ import {
   notFoundMessage,
   unknownNodeMessage,
 } from "../../core/model/validate.ts"
-import { json, nodeCapacities, parse, systemsOf } from "../node/hypervisor.ts"
+import { json, parse, systemsOf } from "../node/hypervisor.ts"
 import type { RunningNode } from "../node/node.ts"
 import {
   AcpApi,
@@ -90,7 +90,7 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
               issues: [{ path: "id", message: "already taken" }],
             })
           const spec = decoded.success as SystemSpecValue
-          const nodes = nodeCapacities(node)
+          const nodes = node.capacities()
           if (spec.node !== undefined && !nodes.some((candidate) => candidate.id === spec.node))
             return yield* new InvalidObject({
               message: unknownNodeMessage(
@@ -136,7 +136,7 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
             parameters: payload,
             nowMs,
             nodes: node.status().members.map((member) => member.id),
-            live: liveNodes(nodeCapacities(node)),
+            live: liveNodes(node.capacities()),
           })
           if ("reason" in plan) {
             if (plan.reason === "no-such-system")

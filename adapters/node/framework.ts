@@ -11,6 +11,7 @@ import {
   type Output,
   Supervisor,
 } from "../../core/framework/supervisor.ts"
+import type { ServiceState } from "../../core/lifecycle/tables.ts"
 
 export interface ServiceDefinition {
   readonly after: ReadonlyArray<string>
@@ -19,7 +20,7 @@ export interface ServiceDefinition {
 
 export type Report = (change: {
   readonly name: string
-  readonly state: string
+  readonly state: ServiceState
   readonly restarts: number
   readonly reason?: string
   /** The last failure, while the service has not run again since. */

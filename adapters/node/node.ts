@@ -1,42 +1,37 @@
 /**
- * A real ACP node: the driver loop that feeds real inputs (datagrams, timers, API writes) into
- * the same CDB and election cores the simulator drives, and carries out their outputs through
- * the ports, in order: `Persist` is durable before any acknowledgement or datagram after it.
- * One lock serialises every input, so the cores see one input at a time, as in the simulator.
+ * A real ACP node: the driver of the node's one composition (`core/node/node.ts`), the same
+ * object the simulator drives. It only shuttles: datagrams and API writes go into `handle`; a
+ * step's commit goes to the store (one transaction) before its outputs go to the transport and
+ * the API; a service's effects go to that service's port, whose answer comes back as an input;
+ * one timer is armed at the composition's next deadline. One lock serialises every input, so the
+ * composition sees one input at a time, as in the simulator.
+ *
+ * Two clocks, named as such: `monotonicMs` (every lease, quorum window, fence deadline, back-off
+ * and timeout) and `wallMs` (read by the hybrid logical clock only, to stamp versions).
  */
-import { Effect, type Fiber, Result, Schedule, Semaphore, Stream } from "effect"
+import { Deferred, Effect, type Fiber, Result, Semaphore, Stream } from "effect"
 import type { Change, StatsValue } from "../../core/cdb/codec.ts"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
-import {
-  type CdbConfig,
-  CdbNode,
-  type Output as CdbOutput,
-  defaultCdbConfig,
-  type WriteOp,
-} from "../../core/cdb/node.ts"
-import {
-  type AlarmRecord,
-  encodeAlarm,
-  evaluateAlarms,
-  nodeConditions,
-  nodeUnreachableRule,
-  openAlarms,
-  storedAlarm,
-} from "../../core/monitor/alarms.ts"
-import {
-  defaultElectionTimings,
-  type Input as ElectionInput,
-  ElectionNode,
-  type Output as ElectionOutput,
-} from "../../core/monitor/election.ts"
-import { computeHealth, type Health } from "../../core/monitor/health.ts"
+import { defaultCdbConfig, type WriteOp } from "../../core/cdb/node.ts"
+import type { NodeCapacity } from "../../core/hypervisor/scheduler.ts"
+import type { ServiceState } from "../../core/lifecycle/tables.ts"
+import type { AlarmRecord } from "../../core/monitor/alarms.ts"
+import { defaultElectionTimings } from "../../core/monitor/election.ts"
+import type { Health } from "../../core/monitor/health.ts"
 import { decodeMessage, encodeMessage } from "../../core/monitor/wire.ts"
-import { DurableStore, type StoreError } from "../../core/ports/store.ts"
+import {
+  defaultNodeTimings,
+  type Input,
+  NodeCore,
+  type Output,
+  type ServiceEffect,
+  type ServiceStatus,
+  type Step,
+} from "../../core/node/node.ts"
+import type { ServiceFactories, ServiceName, ServicePorts } from "../../core/node/service.ts"
+import { DurableStore } from "../../core/ports/store.ts"
 import { type DropReason, type Received, Transport } from "../../core/ports/transport.ts"
 import type { NodeConfig } from "./config.ts"
-
-/** While the store refuses commits, how often the core takes received datagrams (a probe). */
-export const storeProbeMs = 500
 
 export class WriteRefused extends Error {
   readonly _tag = "WriteRefused"
@@ -50,13 +45,35 @@ export class WriteRefused extends Error {
 /** How many of its own changes a real node keeps for repairs (in memory and in SQLite). */
 export const realNodeRetainChanges = 16_384
 
+/** The node's two clocks. A test hands in a wall clock that jumps; nothing but versions may notice. */
+export interface Clocks {
+  /** Never goes back, never jumps: leases, windows, deadlines, back-offs. */
+  readonly monotonicMs: () => number
+  /** The wall clock (NTP may step it, an operator may set it): the hybrid logical clock only. */
+  readonly wallMs: () => number
+}
+
+/** Monotonic time anchored at the wall clock once, at the start, so its values read like times. */
+export const systemClocks = (): Clocks => {
+  const anchor = Date.now() - performance.now()
+  return { monotonicMs: () => Math.floor(anchor + performance.now()), wallMs: () => Date.now() }
+}
+
 export interface NodeCounters {
   readonly datagramsIn: number
   readonly datagramsOut: number
   readonly rejectedDatagrams: number
   readonly rejectedMessages: number
   readonly writesAcknowledged: number
+  /** Times the timer fired (one per deadline the composition asked for, not a polling loop). */
+  readonly deadlineSteps: number
 }
+
+/** Carries out one service's effects (its port): each answer comes back through `answer`. */
+export type ServiceExecutor<Name extends ServiceName> = (
+  effect: ServicePorts[Name]["effect"],
+  answer: (input: ServicePorts[Name]["input"]) => Effect.Effect<void>,
+) => Effect.Effect<void>
 
 /** What the API and metrics can ask of a running node. */
 export interface RunningNode {
@@ -70,28 +87,25 @@ export interface RunningNode {
     id: string,
   ) => ReadonlyArray<{ readonly node: string; readonly value: Uint8Array }>
   readonly status: () => NodeStatus
-  readonly counters: () => NodeCounters & { readonly cdb: CdbNode["counters"] }
+  readonly counters: () => NodeCounters & { readonly cdb: NodeCore["cdbCore"]["counters"] }
   /** Datagrams the transport dropped before the core saw them, by reason. */
   readonly dropped: Effect.Effect<Readonly<Record<DropReason, number>>>
-  /** Grows with every change applied to the CDB, so a service can tell when to look again. */
-  readonly revision: () => number
   /** Every node's statistics for an object. */
   readonly statsOf: (
     kind: string,
     id: string,
   ) => ReadonlyArray<{ readonly node: string; readonly value: Uint8Array }>
-  /** What the hypervisor needs of the monitor: leased-primary contact, fencing, primacy. */
-  readonly authority: () => {
-    readonly nowMs: number
-    readonly leaderContactMs: number
-    readonly fenced: boolean
-    readonly isPrimary: boolean
-    readonly primarySinceMs: number
-    readonly quorumWindowMs: number
-  }
-  readonly lastHeardMs: (node: string) => number
-  /** The CDB's known gaps and when each node's digest last arrived (the primary's HA waits for both). */
-  readonly syncState: () => ReturnType<CdbNode["syncState"]>
+  /** The nodes as the scheduler sees them. */
+  readonly capacities: () => ReadonlyArray<NodeCapacity>
+  /** The supervisor's report of one of this node's services. */
+  readonly serviceState: (report: {
+    readonly name: string
+    readonly state: ServiceState
+    readonly restarts: number
+    readonly lastError?: string
+  }) => Effect.Effect<void>
+  /** A service's port, while the service runs: its effects go there. */
+  readonly attach: <Name extends ServiceName>(name: Name, executor: ServiceExecutor<Name> | undefined) => void
   /** Calls `observer` with every batch of changes this node applies, its own writes included (a benchmark's probe). */
   readonly observeApplied: (observer: ((changes: ReadonlyArray<Change>) => void) | undefined) => void
   /** Reads a system's serial console on this node; set by the hypervisor service once it runs. */
@@ -111,74 +125,73 @@ export interface NodeStatus {
   readonly entries: number
   readonly health: Health
   readonly alarms: ReadonlyArray<AlarmRecord & { readonly id: string }>
+  readonly services: ReadonlyArray<Omit<ServiceStatus, "sinceMs"> & { readonly forMs: number }>
 }
 
 /** Runs a node as `incarnation` (its durable restart count, taken once by its caller). */
-export const startNode = (config: NodeConfig, incarnation: number) =>
+export const startNode = (
+  config: NodeConfig,
+  incarnation: number,
+  services: ServiceFactories,
+  clocks: Clocks = systemClocks(),
+) =>
   Effect.gen(function* () {
     const store = yield* DurableStore
     const transport = yield* Transport
     const loaded = yield* store.load
     for (const value of loaded.corrupted)
       yield* Effect.logError("stored value failed its checksum: not served", { ...value })
-    const storeCorrupted = {
-      count: loaded.corrupted.length,
-      lost: loaded.corrupted.filter((value) => value.outcome === "lost").length,
-    }
-    const nowMs = () => Date.now()
+    const now = clocks.monotonicMs
     const members = config.members.map((member) => ({
       id: member.id,
       domain: member.domain,
       relay: member.relay,
     }))
-    const cdbConfig: CdbConfig = {
-      ...defaultCdbConfig,
-      // A real node keeps a longer log than the simulator's default (4 MB per origin at 250 B a
-      // change): repairs instead of snapshots for a receiver a few seconds behind at full speed.
-      retainChanges: realNodeRetainChanges,
-      maxUnconfirmedChanges: (realNodeRetainChanges * 3) / 4,
-      cluster: config.cluster,
-      mtu: config.mtu,
-      self: config.id,
-      members,
-    }
-    const cdbFrom = (image: typeof loaded.image) => {
-      const fresh = image.vector.size === 0 && image.entries.size === 0
-      return new CdbNode(cdbConfig, nowMs(), incarnation, fresh ? undefined : image)
-    }
-    // Replaced by what is durable when a commit fails: the cores never hold what the store refused.
-    let cdb = cdbFrom(loaded.image)
     const voters = config.members.map((member) => member.id)
-    const election = new ElectionNode(
-      { ...defaultElectionTimings, self: config.id, voters },
-      nowMs(),
-      loaded.vote,
+    const core = new NodeCore(
+      {
+        self: config.id,
+        cdb: {
+          ...defaultCdbConfig,
+          // A real node keeps a longer log than the simulator's default (4 MB per origin at 250 B a
+          // change): repairs instead of snapshots for a receiver a few seconds behind at full speed.
+          retainChanges: realNodeRetainChanges,
+          maxUnconfirmedChanges: (realNodeRetainChanges * 3) / 4,
+          cluster: config.cluster,
+          mtu: config.mtu,
+          self: config.id,
+          members,
+        },
+        election: { ...defaultElectionTimings, self: config.id, voters },
+        incarnation,
+        timings: defaultNodeTimings,
+        services,
+        storeCorrupted: {
+          count: loaded.corrupted.length,
+          lost: loaded.corrupted.filter((value) => value.outcome === "lost").length,
+        },
+      },
+      loaded,
+      now(),
+      clocks.wallMs(),
     )
-    /** Set while the store refuses commits (a full disk, an I/O error): health and writes say why. */
-    let storeFailure: { readonly sinceMs: number; readonly error: StoreError } | undefined
-    /** While it is set: from when the core takes received datagrams again (one batch per probe). */
-    let probeAtMs = 0
     const lock = yield* Semaphore.make(1)
-    const memberView = new Map<string, { state: "alive" | "suspect" | "dead"; sinceMs: number }>(
-      config.members
-        .filter((member) => member.id !== config.id)
-        .map((member) => [member.id, { state: "alive", sinceMs: nowMs() }]),
-    )
-    const startedMs = nowMs()
-    let cdbDeadlineMs = 0
-    let electionDeadlineMs = 0
-    let requestId = 0
-    let revision = 0
+    let ticket = 0
+    const answers = new Map<number, Extract<Output, { _tag: "Written" | "WriteRefused" }>>()
+    const executors = new Map<ServiceName, ServiceExecutor<ServiceName>>()
     const counters = {
       datagramsIn: 0,
       datagramsOut: 0,
       rejectedDatagrams: 0,
       rejectedMessages: 0,
       writesAcknowledged: 0,
-      /** CDB datagrams dropped before the core while the store refused commits (repaired later). */
-      droppedWhileStoreFails: 0,
+      deadlineSteps: 0,
     }
     const otherDomainVoters = config.members.filter((member) => member.domain !== config.domain)
+    let appliedObserver: ((changes: ReadonlyArray<Change>) => void) | undefined
+    /** The one timer: when it is armed for, and the signal that wakes it to re-arm earlier. */
+    let armedAtMs = Number.POSITIVE_INFINITY
+    let rearm = yield* Deferred.make<void>()
 
     const send = (
       destination: Parameters<typeof transport.send>[0],
@@ -195,209 +208,143 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
         )
     }
 
-    const describeStoreError = (error: StoreError) =>
-      `${error.reason === "disk-full" ? "disk full" : error.reason === "io-error" ? "I/O error" : "store write failed"}: ${error.detail}`
-    const storeRefused = (error: StoreError) =>
+    const carryOutput = (output: Output): Effect.Effect<void> => {
+      switch (output._tag) {
+        case "Send":
+          return send(output.to, "cdb", output.bytes)
+        case "SendMessage": {
+          const bytes = encodeMessage(output.message)
+          if (output.to !== "all") return send({ _tag: "Node", node: output.to }, "monitor", bytes)
+          return Effect.andThen(
+            send({ _tag: "Domain" }, "monitor", bytes),
+            Effect.forEach(
+              otherDomainVoters,
+              (voter) => send({ _tag: "Node", node: voter.id }, "monitor", bytes),
+              {
+                discard: true,
+              },
+            ),
+          )
+        }
+        case "Written":
+          return Effect.sync(() => {
+            counters.writesAcknowledged += output.writes.length
+            if (output.ticket !== undefined) answers.set(output.ticket, output)
+          })
+        case "WriteRefused":
+          return output.ticket !== undefined
+            ? Effect.sync(() => answers.set(output.ticket!, output))
+            : output.source === "alarm"
+              ? Effect.logWarning("alarm write refused", { reason: output.reason, detail: output.detail })
+              : Effect.logWarning("service write refused; it is written again", {
+                  reason: output.reason,
+                  detail: output.detail,
+                })
+        case "Applied":
+          return Effect.sync(() => appliedObserver?.(output.changes))
+        case "SnapshotInstalled":
+          return Effect.logInfo("snapshot installed", { from: output.from })
+        case "Rejected":
+          counters.rejectedDatagrams++
+          return Effect.logWarning("datagram rejected", {
+            reason: output.rejection.reason,
+            detail: output.rejection.detail,
+          })
+        case "MemberChanged":
+          return Effect.logInfo("member changed", { node: output.node, state: output.state })
+        case "BecamePrimary":
+          return Effect.logInfo("became primary", { term: output.term })
+        case "SteppedDown":
+          return Effect.logInfo("stepped down", { term: output.term, reason: output.reason })
+        case "Fence":
+          return Effect.logWarning("fenced", { reason: output.reason })
+        case "Unfence":
+          return Effect.logInfo("unfenced")
+        case "LeaseRenewed":
+          return Effect.void
+        case "Alarms":
+          return Effect.forEach(
+            output.changes,
+            (change) =>
+              Effect.logWarning(`alarm ${change.record.state}`, {
+                alarm: change.id,
+                message: change.record.message,
+              }),
+            { discard: true },
+          )
+        case "ServiceEvent":
+          return (output.event.level === "warning" ? Effect.logWarning : Effect.logInfo)(
+            output.event.message,
+            {
+              service: output.service,
+              ...output.event.detail,
+            },
+          )
+        case "StoreFailing":
+          return Effect.logError("store commits fail: nothing of them is acknowledged or sent", {
+            ...output.error,
+          })
+        case "StoreRecovered":
+          return Effect.logInfo("store commits again", { failingForMs: output.failingForMs })
+      }
+    }
+
+    const carryEffect = (effect: ServiceEffect): Effect.Effect<void> => {
+      const executor = executors.get(effect.service)
+      if (executor === undefined) return Effect.void
+      const answer = (input: ServicePorts[ServiceName]["input"]) =>
+        step({ _tag: "ServiceInput", service: effect.service, run: effect.run, input })
+      // Each on its own fiber: a slow QEMU start never stalls the node.
+      return Effect.forkDetach(executor(effect.effect, answer)).pipe(Effect.asVoid)
+    }
+
+    /** A step's commit first, then its outputs; its effects either way; then the timer. */
+    const carry = (result: Step): Effect.Effect<void> =>
       Effect.gen(function* () {
-        if (storeFailure !== undefined) return
-        storeFailure = { sinceMs: nowMs(), error }
-        probeAtMs = nowMs() + storeProbeMs
-        yield* Effect.logError("store commits fail: nothing of them is acknowledged or sent", {
-          reason: error.reason,
-          detail: error.detail,
-        })
-      })
-    const storeRecovered = Effect.gen(function* () {
-      yield* Effect.logInfo("store commits again", { failingForMs: nowMs() - (storeFailure?.sinceMs ?? 0) })
-      storeFailure = undefined
-    })
-
-    let appliedObserver: ((changes: ReadonlyArray<Change>) => void) | undefined
-    const carryOutCdb = Effect.fnUntraced(function* (outputs: ReadonlyArray<CdbOutput>) {
-      const acknowledged: Array<number> = []
-      // Why each refused request was refused; the error object is built once, for the one reported.
-      const refused = new Map<number, { readonly reason: string; readonly detail: string }>()
-      // Everything to persist, in one transaction, before anything is acknowledged or sent.
-      const persists = outputs.filter(
-        (output): output is Extract<CdbOutput, { _tag: "Persist" | "PersistSnapshot" }> =>
-          output._tag === "Persist" || output._tag === "PersistSnapshot",
-      )
-      if (persists.length > 0) {
-        const committed = yield* Effect.result(store.persist(persists))
-        if (committed._tag === "Failure") {
-          // Nothing of this step is acknowledged or sent, and the core goes back to what is
-          // durable: a refused write is never visible, and this node's stream stays continuous
-          // (its next change takes the number the refused one had). What it had received is
-          // asked for again, like any gap.
-          yield* storeRefused(committed.failure)
-          cdb = cdbFrom((yield* store.load.pipe(Effect.orDie)).image)
-          // The new core's failure detector starts over (every member alive), so its view does too.
-          for (const id of memberView.keys()) memberView.set(id, { state: "alive", sinceMs: nowMs() })
-          const detail = describeStoreError(committed.failure)
-          for (const output of outputs) {
-            if (output._tag === "Acknowledged")
-              for (const id of output.requestIds)
-                refused.set(id, { reason: committed.failure.reason, detail })
-            if (output._tag === "WriteRejected") refused.set(output.requestId, output)
+        let outputs = result.outputs
+        if (result.commit !== undefined) {
+          const committed = yield* Effect.result(store.commit(result.commit))
+          if (Result.isFailure(committed)) {
+            // Nothing of this step is acknowledged or sent; the composition goes back to what is durable.
+            const durable = yield* store.load.pipe(Effect.orDie)
+            const refused = core.handle(
+              { _tag: "CommitRefused", error: committed.failure, durable },
+              now(),
+              clocks.wallMs(),
+            )
+            yield* Effect.forEach(result.effects, carryEffect, { discard: true })
+            return yield* carry(refused)
           }
-          return { acknowledged, refused }
+          outputs = [...outputs, ...core.committed()]
         }
-        if (storeFailure !== undefined) yield* storeRecovered
-      }
-      for (const output of outputs) {
-        switch (output._tag) {
-          case "Persist":
-          case "PersistSnapshot":
-            break
-          case "Acknowledged":
-            acknowledged.push(...output.requestIds)
-            break
-          case "WriteRejected":
-            refused.set(output.requestId, output)
-            break
-          case "Multicast":
-            yield* send({ _tag: "Domain" }, "cdb", output.bytes)
-            break
-          case "Unicast":
-            yield* send({ _tag: "Node", node: output.to }, "cdb", output.bytes)
-            break
-          case "Relay":
-            yield* send({ _tag: "Relay", node: output.to }, "cdb", output.bytes)
-            break
-          case "Rejected":
-            counters.rejectedDatagrams++
-            yield* Effect.logWarning("datagram rejected", {
-              reason: output.rejection.reason,
-              detail: output.rejection.detail,
-            })
-            break
-          case "MemberChanged":
-            memberView.set(output.node, { state: output.state, sinceMs: nowMs() })
-            yield* Effect.logInfo("member changed", { node: output.node, state: output.state })
-            break
-          case "ArmDeadline":
-            cdbDeadlineMs = output.atMs
-            break
-          case "Applied":
-            revision++
-            appliedObserver?.(output.changes)
-            break
-          case "SnapshotInstalled":
-            revision++
-            break
-        }
-      }
-      counters.writesAcknowledged += acknowledged.length
-      if (acknowledged.length > 0) revision++
-      return { acknowledged, refused }
-    })
-
-    const carryOutElection: (outputs: ReadonlyArray<ElectionOutput>) => Effect.Effect<void> =
-      Effect.fnUntraced(function* (outputs: ReadonlyArray<ElectionOutput>) {
-        for (const output of outputs) {
-          switch (output._tag) {
-            case "Send":
-              yield* send({ _tag: "Node", node: output.to }, "monitor", encodeMessage(output.message))
-              break
-            case "Broadcast": {
-              const bytes = encodeMessage(output.message)
-              yield* send({ _tag: "Domain" }, "monitor", bytes)
-              for (const voter of otherDomainVoters)
-                yield* send({ _tag: "Node", node: voter.id }, "monitor", bytes)
-              break
-            }
-            case "PersistVote": {
-              const voted = yield* Effect.result(
-                store.persistVote({ term: output.term, votedFor: output.votedFor }),
-              )
-              if (voted._tag === "Failure") {
-                // A vote that is not durable is not cast: nothing after it goes out, and the
-                // election goes back to the vote the store holds.
-                yield* storeRefused(voted.failure)
-                const durable = (yield* store.load.pipe(Effect.orDie)).vote
-                yield* carryOutElection(election.revertVote(durable, nowMs()))
-                return
-              }
-              break
-            }
-            case "BecamePrimary":
-              yield* Effect.logInfo("became primary", { term: output.term })
-              break
-            case "SteppedDown":
-              yield* Effect.logInfo("stepped down", { term: output.term, reason: output.reason })
-              break
-            case "Fence":
-              yield* Effect.logWarning("fenced", { reason: output.reason })
-              break
-            case "Unfence":
-              yield* Effect.logInfo("unfenced")
-              break
-            case "LeaseRenewed":
-              break
-            case "ArmDeadline":
-              electionDeadlineMs = output.atMs
-              break
-          }
+        for (const output of outputs) yield* carryOutput(output)
+        yield* Effect.forEach(result.effects, carryEffect, { discard: true })
+        if (result.deadlineMs < armedAtMs) {
+          armedAtMs = result.deadlineMs
+          yield* Deferred.succeed(rearm, undefined)
         }
       })
 
-    const stepElection = (input: ElectionInput) => carryOutElection(election.handle(input, nowMs()))
-
-    const openAlarmsNow = () => openAlarms(cdb.entriesOf("alarm"))
-
-    /** The primary (only) turns what the CDB says about members into alarms. */
-    const evaluate = Effect.gen(function* () {
-      if (!election.isPrimary(nowMs())) return
-      const conditions = nodeConditions(config.id, startedMs, memberView)
-      const changes = evaluateAlarms(
-        nodeUnreachableRule,
-        conditions,
-        (id) => storedAlarm(cdb.get("alarm", id)?.value),
-        { nowMs: nowMs(), term: election.currentTerm, self: config.id, subjectKind: "node" },
-      )
-      if (changes.length === 0) return
-      for (const change of changes)
-        yield* Effect.logWarning(`alarm ${change.record.state}`, {
-          alarm: change.id,
-          message: change.record.message,
-        })
-      const writes = changes.map((change) => ({
-        requestId: ++requestId,
-        op: "put" as const,
-        kind: "alarm",
-        id: change.id,
-        value: encodeAlarm(change.record),
-      }))
-      yield* carryOutCdb(cdb.handle({ _tag: "Write", writes }, nowMs()))
-    })
+    const step = (input: Input) =>
+      lock.withPermits(1)(Effect.suspend(() => carry(core.handle(input, now(), clocks.wallMs()))))
 
     /**
-     * The datagrams that queued up while the node was busy, taken together: the CDB core takes
-     * each in turn, and what they leave to persist is one SQLite transaction, not one per datagram.
+     * The datagrams that queued up while the node was busy, taken together: one step, so what they
+     * leave to persist is one SQLite transaction, not one per datagram.
      */
     const receiveBatch = (batch: ReadonlyArray<Received>) =>
       lock.withPermits(1)(
         Effect.gen(function* () {
-          const outputs: Array<CdbOutput> = []
-          // While the store refuses commits, each batch the core takes costs a refused commit and a
-          // reload of the image: it takes one batch per probe interval, to see when commits work
-          // again; the rest is dropped here and repaired later, like any loss.
-          const probing = storeFailure === undefined || nowMs() >= probeAtMs
-          if (storeFailure !== undefined && probing) probeAtMs = nowMs() + storeProbeMs
+          const inputs: Array<Input> = []
           for (const received of batch) {
             counters.datagramsIn++
             if (received.channel === "cdb") {
-              if (!probing) {
-                counters.droppedWhileStoreFails++
-                continue
-              }
-              const input = {
-                _tag: "DatagramReceived" as const,
+              inputs.push({
+                _tag: "Datagram",
                 bytes: received.bytes,
                 via: received.via,
                 ...(received.from === undefined ? {} : { from: received.from }),
-              }
-              for (const output of cdb.handle(input, nowMs())) outputs.push(output)
+              })
               continue
             }
             const message = decodeMessage(received.bytes)
@@ -406,9 +353,9 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
               yield* Effect.logWarning("monitor message rejected", { detail: message.failure.detail })
               continue
             }
-            yield* stepElection({ _tag: "MessageReceived", message: message.success })
+            inputs.push({ _tag: "MonitorMessage", message: message.success })
           }
-          if (outputs.length > 0) yield* carryOutCdb(outputs)
+          if (inputs.length > 0) yield* carry(core.handleAll(inputs, now(), clocks.wallMs()))
         }),
       )
     const receive = (chunk: ReadonlyArray<Received>) =>
@@ -420,118 +367,111 @@ export const startNode = (config: NodeConfig, incarnation: number) =>
         { discard: true },
       )
 
-    const tick = lock.withPermits(1)(
-      Effect.gen(function* () {
-        const now = nowMs()
-        if (now >= cdbDeadlineMs) yield* carryOutCdb(cdb.handle({ _tag: "DeadlineReached" }, now))
-        if (now >= electionDeadlineMs) {
-          yield* stepElection({ _tag: "DeadlineReached" })
-          yield* evaluate
+    /** The one timer: sleeps until the composition's next deadline, or until a step asks for an earlier one. */
+    const timer = Effect.gen(function* () {
+      let firedAtMs = Number.NEGATIVE_INFINITY
+      for (;;) {
+        const signal = rearm
+        // At most one deadline step per millisecond: a deadline that is due again at once waits 1 ms.
+        const waitMs = Math.max(armedAtMs - now(), firedAtMs === now() ? 1 : 0)
+        if (waitMs > 0) {
+          yield* Effect.raceFirst(
+            Effect.sleep(`${Math.min(waitMs, 3_600_000)} millis`),
+            Deferred.await(signal),
+          )
+          if (Deferred.isDoneUnsafe(signal)) rearm = yield* Deferred.make<void>()
+          if (armedAtMs > now()) continue
         }
-      }),
-    )
+        armedAtMs = Number.POSITIVE_INFINITY
+        firedAtMs = now()
+        counters.deadlineSteps++
+        yield* step({ _tag: "DeadlineReached" })
+      }
+    })
 
-    yield* tick
+    yield* step({ _tag: "DeadlineReached" })
     const incomingFiber = yield* Stream.runForEachArray(transport.incoming, receive).pipe(Effect.forkScoped)
-    const tickFiber = yield* tick.pipe(Effect.repeat(Schedule.spaced("5 millis")), Effect.forkScoped)
+    const timerFiber = yield* timer.pipe(Effect.forkScoped)
 
     const running: RunningNode = {
       id: config.id,
       write: (writes) =>
-        lock.withPermits(1)(
-          Effect.gen(function* () {
-            const ops = writes.map((write) => ({ ...write, requestId: ++requestId }))
-            const { acknowledged, refused } = yield* carryOutCdb(
-              cdb.handle({ _tag: "Write", writes: ops }, nowMs()),
-            )
-            const first = ops.find((op) => refused.has(op.requestId))
-            if (first !== undefined) {
-              const why = refused.get(first.requestId)!
-              return yield* Effect.fail(new WriteRefused(why.reason, why.detail))
-            }
-            if (acknowledged.length !== ops.length)
-              return yield* Effect.fail(
-                new WriteRefused("not-acknowledged", "the write was not acknowledged"),
-              )
-          }),
-        ),
-      setStats: (values) =>
-        lock.withPermits(1)(
-          carryOutCdb(cdb.handle({ _tag: "SetStats", values }, nowMs())).pipe(Effect.asVoid),
-        ),
-      get: (kind, id) => cdb.get(kind, id),
+        Effect.gen(function* () {
+          const mine = ++ticket
+          yield* step({ _tag: "Write", ticket: mine, writes })
+          const answer = answers.get(mine)
+          answers.delete(mine)
+          if (answer?._tag === "Written") return
+          return yield* Effect.fail(
+            new WriteRefused(
+              answer?.reason ?? "not-acknowledged",
+              answer?.detail ?? "the write was not acknowledged",
+            ),
+          )
+        }),
+      setStats: (values) => step({ _tag: "SetStats", values }),
+      get: (kind, id) => core.store.get(kind, id),
       list: (kind) =>
         kind === undefined
-          ? cdb
+          ? core.cdbCore
               .allEntries()
               .map(([, entry]) => entry)
               .filter((entry) => entry.value !== null)
-          : cdb.entriesOf(kind),
-      metaOf: (kind, id) => cdb.metaOf(kind, id).map((slot) => ({ node: slot.node, value: slot.value })),
+          : core.store.list(kind),
+      metaOf: (kind, id) => core.store.metaOf(kind, id),
       status: () => {
-        const now = nowMs()
-        const memberStates = [...memberView].map(([id, view]) => ({ id, ...view }))
-        const alarms = openAlarmsNow()
-        const primary = election.isPrimary(now) ? config.id : election.knownLeader
+        const at = now()
+        const authority = core.authority(at)
+        const members = core.members()
         return {
           node: config.id,
           incarnation,
-          members: [
-            { id: config.id, state: "alive" },
-            ...memberStates.map((member) => ({ id: member.id, state: member.state })),
-          ],
-          primary,
-          isPrimary: election.isPrimary(now),
-          term: election.currentTerm,
-          fenced: election.isFenced(),
-          entries: cdb.entryCount(),
-          alarms,
-          health: computeHealth({
-            nowMs: now,
-            members: [{ id: config.id, state: "alive", sinceMs: startedMs }, ...memberStates],
-            voters: voters.length,
-            votersSeen: 1 + memberStates.filter((member) => member.state === "alive").length,
-            primary,
-            openAlarms: alarms.map((alarm) => ({ id: alarm.id, severity: alarm.severity })),
-            fenced: election.isFenced(),
-            ...(storeCorrupted.count === 0 ? {} : { storeCorrupted }),
-            ...(storeFailure === undefined
-              ? {}
-              : {
-                  storeFailing: {
-                    sinceMs: storeFailure.sinceMs,
-                    detail: describeStoreError(storeFailure.error),
-                  },
-                }),
-          }),
+          members: members.map((member) => ({ id: member.id, state: member.state })),
+          primary: core.primary(at),
+          isPrimary: authority.isPrimary,
+          term: core.electionCore.currentTerm,
+          fenced: authority.fenced,
+          entries: core.cdbCore.entryCount(),
+          alarms: core.openAlarms(),
+          health: core.health(at),
+          services: core
+            .ownServices()
+            .map(({ sinceMs, ...service }) => ({ ...service, forMs: at - sinceMs })),
         }
       },
-      counters: () => ({ ...counters, cdb: cdb.counters }),
+      counters: () => ({ ...counters, ...core.counters, cdb: core.cdbCore.counters }),
       dropped: transport.dropped,
-      revision: () => revision,
       statsOf: (kind, id) =>
         config.members.flatMap((member) => {
-          const value = cdb.statsOf(kind, id, member.id)
+          const value = core.store.statsOf(kind, id, member.id)
           return value === undefined ? [] : [{ node: member.id, value }]
         }),
-      authority: () => {
-        const now = nowMs()
-        return {
-          nowMs: now,
-          leaderContactMs: election.leaderContact(now),
-          fenced: election.isFenced(),
-          isPrimary: election.isPrimary(now),
-          primarySinceMs: election.primarySince,
-          quorumWindowMs: election.config.quorumWindowMs,
-        }
+      capacities: () => core.capacities(),
+      serviceState: (report) =>
+        step({
+          _tag: "ServiceState",
+          name: report.name,
+          state: report.state,
+          restarts: report.restarts,
+          ...(report.lastError === undefined ? {} : { lastError: report.lastError }),
+        }),
+      attach: (name, executor) => {
+        if (executor === undefined) executors.delete(name)
+        else executors.set(name, executor as unknown as ServiceExecutor<ServiceName>)
       },
-      lastHeardMs: (node) => election.lastHeard(node),
-      syncState: () => cdb.syncState(),
       console: undefined,
       observeApplied: (observer) => {
         appliedObserver = observer
       },
     }
-    yield* Effect.logInfo("node started", { node: config.id, incarnation, entries: cdb.entryCount() })
-    return { running, fibers: [incomingFiber, tickFiber] as ReadonlyArray<Fiber.Fiber<unknown, unknown>> }
+    yield* Effect.logInfo("node started", {
+      node: config.id,
+      incarnation,
+      entries: core.cdbCore.entryCount(),
+    })
+    return {
+      running,
+      core,
+      fibers: [incomingFiber, timerFiber] as ReadonlyArray<Fiber.Fiber<unknown, unknown>>,
+    }
   })

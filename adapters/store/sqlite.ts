@@ -384,6 +384,19 @@ export const layerSqlite = (options: SqliteOptions) =>
                 persist.changes.some((change) => change.origin === options.self),
             ),
           ),
+        commit: (commit) =>
+          transaction(
+            () => {
+              for (const persist of commit.persists) persistOne(persist)
+              if (commit.vote !== undefined) sql.setNumber.run("vote", commit.vote.term, commit.vote.votedFor)
+            },
+            commit.vote !== undefined ||
+              commit.persists.some(
+                (persist) =>
+                  persist._tag === "Persist" &&
+                  persist.changes.some((change) => change.origin === options.self),
+              ),
+          ),
         persistVote: (vote: DurableVote) =>
           transaction(() => sql.setNumber.run("vote", vote.term, vote.votedFor)),
         nextIncarnation: transaction(() => {

@@ -296,7 +296,12 @@ export class CdbNode {
   private persisted: Array<Change> = []
   private applied: Array<Change> = []
 
-  constructor(config: CdbConfig, nowMs: number, incarnation = 0, image?: DurableImage) {
+  /**
+   * `nowMs` is the node's monotonic clock (heartbeats, failure detection, repairs); `wallMs` the
+   * wall clock, which only the hybrid logical clock reads (versions). The simulator passes one
+   * time for both.
+   */
+  constructor(config: CdbConfig, nowMs: number, incarnation = 0, image?: DurableImage, wallMs = nowMs) {
     this.config = config
     this.incarnation = incarnation
     this.membership = indexMembers(config.members, config.self, "default")
@@ -308,7 +313,7 @@ export class CdbNode {
       }
     }
     if (image !== undefined) this.restore(image)
-    this.clock.ms = Math.max(this.clock.ms, nowMs)
+    this.clock.ms = Math.max(this.clock.ms, wallMs)
   }
 
   // ---- getters -----------------------------------------------------------------------------
@@ -399,10 +404,11 @@ export class CdbNode {
 
   // ---- inputs ------------------------------------------------------------------------------
 
-  handle(input: Input, nowMs: number): ReadonlyArray<Output> {
+  /** One input at monotonic time `nowMs`; `wallMs` (the wall clock) only stamps new versions. */
+  handle(input: Input, nowMs: number, wallMs = nowMs): ReadonlyArray<Output> {
     switch (input._tag) {
       case "Write":
-        this.handleWrites(input.writes, nowMs)
+        this.handleWrites(input.writes, wallMs)
         break
       case "SetStats":
         for (const value of input.values) this.statsOutbox.set(entryKey(value.kind, value.id), value)
@@ -434,7 +440,7 @@ export class CdbNode {
     return this.ownSeq - lowest
   }
 
-  private handleWrites(writes: ReadonlyArray<WriteOp>, nowMs: number): void {
+  private handleWrites(writes: ReadonlyArray<WriteOp>, wallMs: number): void {
     const acknowledged: Array<number> = []
     const unconfirmed = this.unconfirmed()
     const busy = unconfirmed >= this.config.maxUnconfirmedChanges
@@ -476,7 +482,7 @@ export class CdbNode {
         })
         continue
       }
-      const version = write.op === "meta" ? { ms: 0, counter: 0 } : tick(this.clock, nowMs, this.config.self)
+      const version = write.op === "meta" ? { ms: 0, counter: 0 } : tick(this.clock, wallMs, this.config.self)
       const change: Change = {
         origin: this.config.self,
         seq: this.ownSeq + 1,

@@ -29,6 +29,11 @@ export class PendingWrites {
     return this.byKey.size
   }
 
+  /** From when what it holds is due again. */
+  get retryAt(): number {
+    return this.retryAtMs
+  }
+
   /** The node took these: anything older held for the same keys is superseded. */
   accepted(writes: ReadonlyArray<ServiceWrite>): void {
     for (const write of writes) this.byKey.delete(keyOf(write))

@@ -29,6 +29,14 @@ export interface HealthInput {
     readonly severity: "info" | "warning" | "major" | "critical"
   }>
   readonly fenced: boolean
+  /** The members' services that are failing or backing off, as their nodes report them, and what each costs. */
+  readonly services?: ReadonlyArray<{
+    readonly node: string
+    readonly name: string
+    readonly state: string
+    readonly reason?: string
+    readonly points: number
+  }>
   /** Since when this node's store has refused commits, and what it said (a full disk, say). */
   readonly storeFailing?: { readonly sinceMs: number; readonly detail: string }
   /** Values this node's store held with a wrong checksum at its start (never served): how many, and what became of them. */
@@ -88,6 +96,12 @@ export const computeHealth = (input: HealthInput): Health => {
       points: input.storeCorrupted.lost > 0 ? 30 : 5,
       reason: `this node's store held ${input.storeCorrupted.count} corrupted value(s) at start, not served: ${input.storeCorrupted.lost > 0 ? `${input.storeCorrupted.lost} lost, the rest asked of peers again` : "all asked of peers again or restored from its own log"}`,
     })
+  for (const service of input.services ?? []) {
+    const reason = `${service.name} on ${service.node} ${service.state}${service.reason === undefined ? "" : `: ${service.reason}`}`
+    cluster.push({ points: service.points, reason })
+    const node = nodes[service.node]
+    if (node !== undefined) nodes[service.node] = finish([...node.reasons, { points: service.points, reason }])
+  }
   for (const alarm of input.openAlarms) {
     const points = severityPoints[alarm.severity]
     if (points > 0) cluster.push({ points, reason: `${alarm.severity} alarm ${alarm.id} open` })

@@ -41,6 +41,11 @@ export class DurableStore extends Context.Service<
       StoreError
     >
     readonly persist: (persists: ReadonlyArray<Persist>) => Effect.Effect<void, StoreError>
+    /** A node step's commit: its persists and its vote, in one transaction (all of it durable, or none). */
+    readonly commit: (commit: {
+      readonly persists: ReadonlyArray<Persist>
+      readonly vote?: DurableVote
+    }) => Effect.Effect<void, StoreError>
     readonly persistVote: (vote: DurableVote) => Effect.Effect<void, StoreError>
     /** Counts a restart; the new incarnation tells peers this node started afresh. */
     readonly nextIncarnation: Effect.Effect<number, StoreError>

@@ -6,6 +6,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Console, Effect, Layer, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { hypervisorService } from "../../../core/hypervisor/service.ts"
 import { DurableStore } from "../../../core/ports/store.ts"
 import { startAgent } from "../../agent/agent.ts"
 import { recordFor } from "../../agent/keys.ts"
@@ -89,7 +90,19 @@ export const runNode = (configPath: string, bench = false) =>
       )
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const { running } = yield* startNode(config, incarnation)
+          const hypervisorSettings = config.hypervisor
+          const { running } = yield* startNode(config, incarnation, {
+            hypervisor: hypervisorService({
+              volumeDir: join(config.dataDir, "volumes"),
+              consoleDir: join(config.dataDir, "console"),
+              ...(hypervisorSettings?.haFenceMs === undefined
+                ? {}
+                : { haFenceMs: hypervisorSettings.haFenceMs }),
+              ...(hypervisorSettings?.stopTimeoutMs === undefined
+                ? {}
+                : { stopTimeoutMs: hypervisorSettings.stopTimeoutMs }),
+            }),
+          })
           // Started by `acp bench sync`: its probe answers the driver over the IPC channel.
           const ipc = process.send?.bind(process)
           if (bench && ipc !== undefined) startBenchAgent(running, (reply) => ipc(reply))
@@ -140,18 +153,7 @@ export const runNode = (configPath: string, bench = false) =>
               run: (ready) =>
                 runHypervisor(
                   running,
-                  {
-                    self: config.id,
-                    members: config.members.map((member) => member.id),
-                    volumeDir: join(config.dataDir, "volumes"),
-                    consoleDir: join(config.dataDir, "console"),
-                    ...(config.hypervisor?.haFenceMs === undefined
-                      ? {}
-                      : { haFenceMs: config.hypervisor.haFenceMs }),
-                    ...(config.hypervisor?.stopTimeoutMs === undefined
-                      ? {}
-                      : { stopTimeoutMs: config.hypervisor.stopTimeoutMs }),
-                  },
+                  { self: config.id, volumeDir: join(config.dataDir, "volumes") },
                   ready,
                 ).pipe(
                   Effect.provide(LibvirtVmmLayer({ uri: config.hypervisor?.uri ?? "test:///default" })),
@@ -192,26 +194,24 @@ export const runNode = (configPath: string, bench = false) =>
               ])
               .pipe(Effect.orDie)
           }
+          // Each state change goes to the node's composition: it writes the service's meta, counts a
+          // failing service against the health score, and its primary raises the alarm.
           yield* runFramework(services, ({ name, state, restarts, reason, lastError }) =>
-            Effect.gen(function* () {
-              yield* Effect.logInfo("service", {
-                service: name,
-                state,
-                restarts,
-                ...(reason === undefined ? {} : { reason }),
-              })
-              const meta = { state, restarts, ...(lastError === undefined ? {} : { reason: lastError }) }
-              yield* running
-                .write([
-                  {
-                    op: "meta",
-                    kind: "service",
-                    id: `${config.id}.${name}`,
-                    value: encoder.encode(JSON.stringify(meta)),
-                  },
-                ])
-                .pipe(Effect.ignore)
-            }),
+            Effect.logInfo("service", {
+              service: name,
+              state,
+              restarts,
+              ...(reason === undefined ? {} : { reason }),
+            }).pipe(
+              Effect.andThen(
+                running.serviceState({
+                  name,
+                  state,
+                  restarts,
+                  ...(lastError === undefined ? {} : { lastError }),
+                }),
+              ),
+            ),
           )
         }),
       ).pipe(Effect.provide(Layer.merge(store, transport(incarnation))))
@@ -267,12 +267,27 @@ const nodeShow = Command.make(
               `  objects: ${view.entries}`,
               `  health:  ${view.health.cluster.score}/100${view.health.cluster.reasons.map((reason) => `\n    -${reason.points}: ${reason.reason}`).join("")}`,
               `  alarms:  ${view.alarms.length === 0 ? "none open" : view.alarms.map((alarm) => alarm.id).join(", ")}`,
+              `  services:${view.services.length === 0 ? " none reported" : ""}`,
+              ...(view.services.length === 0
+                ? []
+                : renderTable(
+                    ["SERVICE", "STATE", "FOR", "RESTARTS", "LAST ERROR"],
+                    view.services.map((service) => [
+                      service.name,
+                      service.state,
+                      `${Math.round(service.forMs / 1000)} s`,
+                      String(service.restarts),
+                      service.lastError ?? "",
+                    ]),
+                  )
+                    .split("\n")
+                    .map((line) => `    ${line}`)),
             ].join("\n"),
           )
         }),
       ),
     ),
-).pipe(Command.withDescription("Show one node: incarnation, monitor role and term, objects, health, alarms"))
+).pipe(Command.withDescription("Show one node: incarnation, monitor role and term, objects, health, alarms, services"))
 
 export const nodeCommand = Command.make("node").pipe(
   Command.withDescription("The cluster's nodes: list, show, and run one"),

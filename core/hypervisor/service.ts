@@ -1,0 +1,156 @@
+/**
+ * The hypervisor as a service of its node (`core/node/service.ts`): the hypervisor core fed the
+ * view its node's store holds and the authority its monitor gives, its driver calls handed to
+ * the VMM port, and, on the primary, the HA round. The real node and the simulator plug in this
+ * one object; only the VMM behind the port differs.
+ */
+import type { ServiceContext, ServiceCore, ServicePorts, ServiceStep } from "../node/service.ts"
+import { haActions } from "./ha.ts"
+import {
+  defaultHypervisorTimings,
+  type HypervisorConfig,
+  HypervisorNode,
+  type Output,
+  type SystemMetaValue,
+} from "./hypervisor.ts"
+import type { ServiceWrite } from "./pending.ts"
+import { defaultSchedulerPolicy } from "./scheduler.ts"
+import { decodeValue, encodeValue } from "./values.ts"
+import { systemsIn, viewIn } from "./view.ts"
+
+type Effect = ServicePorts["hypervisor"]["effect"]
+
+export interface HypervisorServiceConfig {
+  readonly volumeDir: string
+  readonly consoleDir?: string
+  readonly haFenceMs?: number
+  readonly stopTimeoutMs?: number
+  /** Extra wait the primary adds to the fence bound: message delay, drift, a tick. */
+  readonly haMarginMs?: number
+  /** How often the primary looks for HA systems to move. */
+  readonly haEveryMs?: number
+  /**
+   * A planted bug for the simulator (never set by a real node): the host believes it always has a
+   * primary's contact and is never fenced, like a host without a watchdog.
+   */
+  readonly withoutFence?: boolean
+}
+
+const reads: ReadonlySet<string> = new Set(["system", "task"])
+
+const storeReader = (context: ServiceContext) => ({
+  list: context.store.list,
+  metaOf: context.store.metaOf,
+})
+
+export const hypervisorService =
+  (settings: HypervisorServiceConfig) =>
+  (self: string, startMs: number): ServiceCore<"hypervisor"> => {
+    const config: HypervisorConfig = {
+      ...defaultHypervisorTimings,
+      self,
+      volumeDir: settings.volumeDir,
+      ...(settings.consoleDir === undefined ? {} : { consoleDir: settings.consoleDir }),
+      ...(settings.haFenceMs === undefined ? {} : { haFenceMs: settings.haFenceMs }),
+      ...(settings.stopTimeoutMs === undefined ? {} : { stopTimeoutMs: settings.stopTimeoutMs }),
+    }
+    const core = new HypervisorNode(config, startMs)
+    const split = (outputs: ReadonlyArray<Output>): ServiceStep<Effect> => {
+      const writes: Array<ServiceWrite> = []
+      const effects: Array<Effect> = []
+      const events: Array<ServiceStep<Effect>["events"][number]> = []
+      let deadlineMs = Number.POSITIVE_INFINITY
+      for (const output of outputs) {
+        switch (output._tag) {
+          case "Call":
+          case "Observe":
+            effects.push(output)
+            break
+          case "WriteMeta":
+            writes.push({ op: "meta", kind: "system", id: output.system, value: encodeValue(output.meta) })
+            break
+          case "WriteTask":
+            writes.push({ op: "put", kind: "task", id: output.id, value: encodeValue(output.spec) })
+            break
+          case "WriteSpec":
+            events.push({
+              level: "info",
+              kind: "spec-by-node",
+              message: "system spec updated by its node",
+              detail: { system: output.system, to: output.spec.node ?? "" },
+            })
+            writes.push({ op: "put", kind: "system", id: output.system, value: encodeValue(output.spec) })
+            break
+          case "ArmDeadline":
+            deadlineMs = output.atMs
+            break
+        }
+      }
+      return { writes, effects, events, deadlineMs }
+    }
+    return {
+      reads,
+      primaryEveryMs: settings.haEveryMs ?? 250,
+      step: (input, context) => {
+        const authority = settings.withoutFence
+          ? { leaderContactMs: context.nowMs, fenced: false }
+          : {
+              leaderContactMs: context.authority.leaderContactMs,
+              fenced: context.authority.fenced,
+              caughtUp: context.authority.caughtUp,
+            }
+        const coreInput =
+          input._tag === "ViewChanged"
+            ? { _tag: "ViewChanged" as const, view: viewIn(self, storeReader(context)) }
+            : input
+        return split(core.handle(coreInput, context.nowMs, authority))
+      },
+      /** On the primary: move the HA systems of nodes that have certainly stopped them, release holds. */
+      primaryRound: (context) => {
+        const none = { writes: [], effects: [], events: [], deadlineMs: Number.POSITIVE_INFINITY }
+        if (!context.authority.isPrimary || !context.authority.inSyncSincePrimary) return none
+        const actions = haActions({
+          nowMs: context.nowMs,
+          self,
+          primarySinceMs: context.authority.primarySinceMs,
+          systems: systemsIn(storeReader(context)),
+          metaOf: (system, node) =>
+            decodeValue<SystemMetaValue>(
+              context.store.metaOf("system", system).find((slot) => slot.node === node)?.value,
+            ),
+          lastHeardMs: context.authority.lastHeardMs,
+          nodes: context.nodes(),
+          timings: {
+            haFenceMs: config.haFenceMs,
+            quorumWindowMs: context.authority.quorumWindowMs,
+            marginMs: settings.haMarginMs ?? 500,
+          },
+          policy: defaultSchedulerPolicy,
+        })
+        const writes: Array<ServiceWrite> = []
+        const events: Array<ServiceStep<Effect>["events"][number]> = []
+        for (const action of actions) {
+          if (action._tag === "Stranded") {
+            events.push({
+              level: "warning",
+              kind: "ha-stranded",
+              message: "HA system stranded",
+              detail: { system: action.system, from: action.from, reason: action.reason },
+            })
+            continue
+          }
+          events.push({
+            level: "warning",
+            kind: "ha-move",
+            message: action._tag === "Move" ? "HA: restarting system elsewhere" : "HA: releasing held system",
+            detail:
+              action._tag === "Move"
+                ? { system: action.system, from: action.from, to: action.to, reason: action.reason }
+                : { system: action.system, node: action.node },
+          })
+          writes.push({ op: "put", kind: "system", id: action.system, value: encodeValue(action.spec) })
+        }
+        return { writes, effects: [], events, deadlineMs: Number.POSITIVE_INFINITY }
+      },
+    }
+  }

@@ -1,0 +1,940 @@
+/**
+ * One ACP node, composed once: the CDB, the election (quorum, leases, fencing), the alarms the
+ * primary raises, the health score, the services' states and the services themselves (the
+ * hypervisor now), behind one `handle(input, nowMs, wallMs) → Step` and one next deadline — the
+ * way quinn-proto's `Endpoint` owns its `Connection`s. The real node (`adapters/node/node.ts`)
+ * and the simulator (`sim/`) are two drivers of this one object: what the simulator proves is
+ * what runs.
+ *
+ * Time: `nowMs` is the node's monotonic clock — every lease, quorum window, fence deadline,
+ * back-off and timeout runs on it; `wallMs` is the wall clock, which only the hybrid logical
+ * clock reads (the versions of new writes). Both only ever come in as arguments.
+ *
+ * Durability: a step's `commit` (the CDB's persists and the election's vote, one transaction)
+ * must be durable before anything in its `outputs` is carried out. If the store refuses it, the
+ * driver carries out nothing of `outputs` and hands the core `CommitRefused` with what is
+ * durable: the core goes back to it, and the writes of the refused step are answered as refused
+ * (a service's are held and written again). A service's `effects` (driver calls) do not reveal
+ * anything not durable and are carried out either way.
+ */
+import type { Change, StatsValue } from "../cdb/codec.ts"
+import type { DurableImage, Persist } from "../cdb/durable.ts"
+import {
+  type CdbConfig,
+  CdbNode,
+  type Output as CdbOutput,
+  type MemberState,
+  type WriteOp,
+} from "../cdb/node.ts"
+import { storeInSync } from "../hypervisor/ha.ts"
+import { PendingWrites, type ServiceWrite } from "../hypervisor/pending.ts"
+import type { NodeCapacity } from "../hypervisor/scheduler.ts"
+import { decodeValue, encodeValue } from "../hypervisor/values.ts"
+import type { ServiceState } from "../lifecycle/tables.ts"
+import {
+  type AlarmChange,
+  type AlarmRecord,
+  type AlarmRule,
+  type Condition,
+  encodeAlarm,
+  evaluateAlarms,
+  nodeConditions,
+  nodeUnreachableRule,
+  openAlarms,
+  storedAlarm,
+} from "../monitor/alarms.ts"
+import {
+  type DurableVote,
+  type ElectionConfig,
+  ElectionNode,
+  type Output as ElectionOutput,
+  type Message,
+} from "../monitor/election.ts"
+import { computeHealth, type Health } from "../monitor/health.ts"
+import type {
+  Authority,
+  ServiceContext,
+  ServiceCore,
+  ServiceEvent,
+  ServiceFactories,
+  ServiceName,
+  ServicePorts,
+  ServiceStep,
+  StoreView,
+} from "./service.ts"
+
+export interface NodeTimings {
+  /** While the store refuses commits, how often the core takes a received datagram (a probe). */
+  readonly storeProbeMs: number
+  /** After a refused commit, how long before the CDB core's next deadline (its next try). */
+  readonly storeRetryMs: number
+  /** How long a service waits before writing again what its node refused. */
+  readonly serviceRetryMs: number
+  /** How long after a change a service reads the store again (changes that come together, read once). */
+  readonly viewDelayMs: number
+}
+
+export const defaultNodeTimings: NodeTimings = {
+  storeProbeMs: 500,
+  storeRetryMs: 50,
+  serviceRetryMs: 500,
+  viewDelayMs: 10,
+}
+
+/** A service that is failing or backing off, alarmed by the primary once it has been for this long. */
+export const serviceFailingRule: AlarmRule = {
+  name: "service-failing",
+  severity: "major",
+  raiseAfterMs: 5_000,
+  clearAfterMs: 2_000,
+}
+
+/** Points a failing service takes off the cluster's health and its node's. */
+export const serviceFailingPoints = 15
+
+export interface NodeCoreConfig {
+  readonly self: string
+  /** With `self` and every member filled in. */
+  readonly cdb: CdbConfig
+  readonly election: ElectionConfig
+  readonly incarnation: number
+  readonly timings: NodeTimings
+  readonly services: ServiceFactories
+  /** Values the store held with a wrong checksum at start (never served), for health. */
+  readonly storeCorrupted?: { readonly count: number; readonly lost: number }
+}
+
+import type { Destination } from "../ports/transport.ts"
+
+export interface StoreFailure {
+  readonly reason: string
+  readonly detail: string
+}
+
+export type Input =
+  | {
+      readonly _tag: "Datagram"
+      readonly bytes: Uint8Array
+      readonly via: "domain" | "relay"
+      readonly from?: string
+    }
+  | { readonly _tag: "MonitorMessage"; readonly message: Message }
+  /** A client's writes; answered by `Written` or `WriteRefused` with the same ticket. */
+  | {
+      readonly _tag: "Write"
+      readonly ticket: number
+      readonly writes: ReadonlyArray<Omit<WriteOp, "requestId">>
+    }
+  | { readonly _tag: "SetStats"; readonly values: ReadonlyArray<StatsValue> }
+  | { readonly _tag: "DeadlineReached" }
+  | {
+      readonly _tag: "CommitRefused"
+      readonly error: StoreFailure
+      readonly durable: { readonly image: DurableImage; readonly vote: DurableVote }
+    }
+  /** The supervisor's word on one of this node's services (the framework's report). */
+  | {
+      readonly _tag: "ServiceState"
+      readonly name: string
+      readonly state: ServiceState
+      readonly restarts: number
+      readonly lastError?: string
+    }
+  | {
+      [Name in ServiceName]: {
+        readonly _tag: "ServiceInput"
+        readonly service: Name
+        /** The run of the service the effect was for: an answer for an earlier run is dropped. */
+        readonly run: number
+        readonly input: ServicePorts[Name]["input"]
+      }
+    }[ServiceName]
+
+export type WriteSource = "client" | "alarm" | "service"
+
+export type Output =
+  | { readonly _tag: "Send"; readonly to: Destination; readonly bytes: Uint8Array }
+  | { readonly _tag: "SendMessage"; readonly to: "all" | string; readonly message: Message }
+  /** Writes taken, with the changes they became (a meta write too), in order. */
+  | {
+      readonly _tag: "Written"
+      readonly ticket: number | undefined
+      readonly source: WriteSource
+      readonly writes: ReadonlyArray<WriteOp>
+      readonly changes: ReadonlyArray<Change>
+    }
+  | {
+      readonly _tag: "WriteRefused"
+      readonly ticket: number | undefined
+      readonly source: WriteSource
+      readonly reason: string
+      readonly detail: string
+    }
+  | { readonly _tag: "Applied"; readonly changes: ReadonlyArray<Change> }
+  | {
+      readonly _tag: "SnapshotInstalled"
+      readonly from: string
+      readonly vector: ReadonlyArray<readonly [string, number]>
+    }
+  | Extract<CdbOutput, { readonly _tag: "Rejected" | "MemberChanged" }>
+  | Extract<
+      ElectionOutput,
+      { readonly _tag: "BecamePrimary" | "SteppedDown" | "LeaseRenewed" | "Fence" | "Unfence" }
+    >
+  | { readonly _tag: "Alarms"; readonly changes: ReadonlyArray<AlarmChange> }
+  | { readonly _tag: "ServiceEvent"; readonly service: ServiceName; readonly event: ServiceEvent }
+  | { readonly _tag: "StoreFailing"; readonly error: StoreFailure }
+  | { readonly _tag: "StoreRecovered"; readonly failingForMs: number }
+
+export type ServiceEffect = {
+  [Name in ServiceName]: {
+    readonly service: Name
+    readonly run: number
+    readonly effect: ServicePorts[Name]["effect"]
+  }
+}[ServiceName]
+
+export interface Commit {
+  readonly persists: ReadonlyArray<Persist>
+  readonly vote?: DurableVote
+}
+
+export interface Step {
+  /** To make durable before any of `outputs` is carried out. */
+  readonly commit: Commit | undefined
+  readonly outputs: ReadonlyArray<Output>
+  /** Carried out whether or not the commit succeeds. */
+  readonly effects: ReadonlyArray<ServiceEffect>
+  /** When to hand the core `DeadlineReached` next (monotonic ms). */
+  readonly deadlineMs: number
+}
+
+export interface ServiceStatus {
+  readonly name: string
+  readonly state: ServiceState
+  readonly restarts: number
+  readonly lastError?: string
+  readonly sinceMs: number
+}
+
+interface RunningService {
+  readonly core: ServiceCore<ServiceName>
+  readonly run: number
+  readonly pending: PendingWrites
+  deadlineMs: number
+  /** When to read the store again (a change it reads came in), or Infinity. */
+  viewAtMs: number
+  primaryAtMs: number
+}
+
+const failingStates: ReadonlySet<string> = new Set(["failed", "backing-off"])
+
+const never = Number.POSITIVE_INFINITY
+
+/** What one write batch of the step was, to answer it once the step's fate is known. */
+interface StepWrite {
+  readonly ticket: number | undefined
+  readonly source: WriteSource
+  readonly service?: ServiceName
+  readonly serviceWrites?: ReadonlyArray<ServiceWrite>
+}
+
+export class NodeCore {
+  readonly config: NodeCoreConfig
+  private cdb: CdbNode
+  private readonly election: ElectionNode
+  private readonly memberView = new Map<string, { state: MemberState; sinceMs: number }>()
+  private readonly startedMs: number
+  private storeFailure: { readonly sinceMs: number; readonly error: StoreFailure } | undefined
+  private probeAtMs = 0
+  private requestId = 0
+  private cdbAtMs = 0
+  private electionAtMs = 0
+  private revisionCount = 0
+  private readonly services = new Map<ServiceName, RunningService>()
+  private readonly serviceStates = new Map<string, ServiceStatus>()
+  private serviceRuns = 0
+  /** The primary's own observation of each service's failing condition, by subject (`n1.hypervisor`). */
+  private readonly serviceSeen = new Map<string, { active: boolean; sinceMs: number; message: string }>()
+  /** Service writes held while no run of the service takes them (its meta, say): retried on deadlines. */
+  private readonly nodeWrites: PendingWrites
+  readonly counters = { droppedWhileStoreFails: 0, commitsRefused: 0 }
+
+  // The step being built.
+  private persists: Array<Persist> = []
+  private vote: DurableVote | undefined
+  private outputs: Array<Output> = []
+  private effects: Array<ServiceEffect> = []
+  private stepWrites: Array<StepWrite> = []
+  private nowMs = 0
+  private wallMs = 0
+
+  constructor(
+    config: NodeCoreConfig,
+    durable: { image: DurableImage; vote: DurableVote },
+    nowMs: number,
+    wallMs = nowMs,
+  ) {
+    this.config = config
+    this.nowMs = nowMs
+    this.wallMs = wallMs
+    this.startedMs = nowMs
+    this.cdb = this.cdbFrom(durable.image)
+    this.election = new ElectionNode(config.election, nowMs, durable.vote)
+    this.resetMemberView()
+    this.nodeWrites = new PendingWrites(config.timings.serviceRetryMs)
+  }
+
+  get self(): string {
+    return this.config.self
+  }
+
+  // ---- stepping ----------------------------------------------------------------------------
+
+  handle(input: Input, nowMs: number, wallMs = nowMs): Step {
+    this.begin(nowMs, wallMs)
+    this.apply(input)
+    return this.finish()
+  }
+
+  /** Several inputs as one step: one commit for all of them (the datagrams that queued up, say). */
+  handleAll(inputs: ReadonlyArray<Input>, nowMs: number, wallMs = nowMs): Step {
+    this.begin(nowMs, wallMs)
+    for (const input of inputs) this.apply(input)
+    return this.finish()
+  }
+
+  private begin(nowMs: number, wallMs: number): void {
+    this.nowMs = Math.max(this.nowMs, nowMs)
+    this.wallMs = wallMs
+  }
+
+  private apply(input: Input): void {
+    switch (input._tag) {
+      case "Datagram": {
+        // While its store refuses commits the core takes one datagram per probe interval (each
+        // costs a refused commit and a reload); the rest is dropped and repaired later, like any loss.
+        if (this.storeFailure !== undefined) {
+          if (this.nowMs < this.probeAtMs) {
+            this.counters.droppedWhileStoreFails++
+            return
+          }
+          this.probeAtMs = this.nowMs + this.config.timings.storeProbeMs
+        }
+        const datagram = {
+          _tag: "DatagramReceived" as const,
+          bytes: input.bytes,
+          via: input.via,
+          ...(input.from === undefined ? {} : { from: input.from }),
+        }
+        this.absorbCdb(this.cdb.handle(datagram, this.nowMs, this.wallMs))
+        return
+      }
+      case "MonitorMessage":
+        this.absorbElection(
+          this.election.handle({ _tag: "MessageReceived", message: input.message }, this.nowMs),
+        )
+        return
+      case "Write":
+        this.write(input.writes, { ticket: input.ticket, source: "client" })
+        return
+      case "SetStats":
+        this.absorbCdb(this.cdb.handle({ _tag: "SetStats", values: input.values }, this.nowMs, this.wallMs))
+        return
+      case "DeadlineReached":
+        this.deadline()
+        return
+      case "CommitRefused":
+        this.commitRefused(input.error, input.durable)
+        return
+      case "ServiceState":
+        this.serviceState(input)
+        return
+      case "ServiceInput": {
+        const service = this.services.get(input.service)
+        if (service === undefined || service.run !== input.run) return
+        this.stepService(input.service, service, input.input)
+        return
+      }
+    }
+  }
+
+  private finish(): Step {
+    const step: Step = {
+      commit:
+        this.persists.length === 0 && this.vote === undefined
+          ? undefined
+          : { persists: this.persists, ...(this.vote === undefined ? {} : { vote: this.vote }) },
+      outputs: this.outputs,
+      effects: this.effects,
+      deadlineMs: this.nextDeadline(),
+    }
+    this.persists = []
+    this.vote = undefined
+    this.outputs = []
+    this.effects = []
+    this.lastStepWrites = this.stepWrites
+    this.stepWrites = []
+    return step
+  }
+
+  /** The next time this node needs `DeadlineReached` (monotonic ms). */
+  nextDeadline(): number {
+    let next = Math.min(
+      this.cdbAtMs,
+      this.electionAtMs,
+      this.nodeWrites.size > 0 ? this.nodeWrites.retryAt : never,
+    )
+    for (const service of this.services.values()) {
+      next = Math.min(next, service.deadlineMs, service.viewAtMs, service.primaryAtMs)
+      if (service.pending.size > 0) next = Math.min(next, service.pending.retryAt)
+    }
+    return next
+  }
+
+  private deadline(): void {
+    const now = this.nowMs
+    if (now >= this.cdbAtMs) this.absorbCdb(this.cdb.handle({ _tag: "DeadlineReached" }, now, this.wallMs))
+    if (now >= this.electionAtMs) {
+      this.absorbElection(this.election.handle({ _tag: "DeadlineReached" }, now))
+      this.evaluateAlarms()
+    }
+    const held = this.nodeWrites.due(now)
+    if (held.length > 0) this.write(held, { ticket: undefined, source: "service", held: this.nodeWrites })
+    for (const [name, service] of [...this.services]) {
+      if (this.services.get(name) !== service) continue
+      if (now >= service.viewAtMs) {
+        service.viewAtMs = never
+        this.stepService(name, service, { _tag: "ViewChanged" })
+      } else if (now >= service.deadlineMs || (service.pending.size > 0 && now >= service.pending.retryAt))
+        this.stepService(name, service, { _tag: "DeadlineReached" })
+      if (service.core.primaryRound !== undefined && now >= service.primaryAtMs) {
+        service.primaryAtMs = now + (service.core.primaryEveryMs ?? 250)
+        if (this.election.isPrimary(now))
+          this.serviceStepped(name, service, service.core.primaryRound(this.context()), "round")
+      }
+    }
+  }
+
+  // ---- the CDB -----------------------------------------------------------------------------
+
+  private cdbFrom(image: DurableImage): CdbNode {
+    const fresh = image.vector.size === 0 && image.entries.size === 0
+    return new CdbNode(
+      this.config.cdb,
+      this.nowMs,
+      this.config.incarnation,
+      fresh ? undefined : image,
+      this.wallMs,
+    )
+  }
+
+  private resetMemberView(): void {
+    this.memberView.clear()
+    for (const member of this.config.cdb.members)
+      if (member.id !== this.config.self)
+        this.memberView.set(member.id, { state: "alive", sinceMs: this.nowMs })
+  }
+
+  /** The CDB core's outputs into the step; returns what its writes became. */
+  private absorbCdb(outputs: ReadonlyArray<CdbOutput>): {
+    acknowledged: Set<number>
+    rejected: Map<number, { reason: string; detail: string }>
+    own: Array<Change>
+  } {
+    const acknowledged = new Set<number>()
+    const rejected = new Map<number, { reason: string; detail: string }>()
+    const own: Array<Change> = []
+    for (const output of outputs) {
+      switch (output._tag) {
+        case "Persist":
+        case "PersistSnapshot":
+          this.persists.push(output)
+          break
+        case "Acknowledged":
+          for (const id of output.requestIds) acknowledged.add(id)
+          break
+        case "WriteRejected":
+          rejected.set(output.requestId, output)
+          break
+        case "Multicast":
+          this.outputs.push({ _tag: "Send", to: { _tag: "Domain" }, bytes: output.bytes })
+          break
+        case "Unicast":
+          this.outputs.push({ _tag: "Send", to: { _tag: "Node", node: output.to }, bytes: output.bytes })
+          break
+        case "Relay":
+          this.outputs.push({ _tag: "Send", to: { _tag: "Relay", node: output.to }, bytes: output.bytes })
+          break
+        case "Applied":
+          this.revisionCount++
+          for (const change of output.changes) if (change.origin === this.config.self) own.push(change)
+          this.outputs.push(output)
+          this.changed(output.changes)
+          break
+        case "SnapshotInstalled":
+          this.revisionCount++
+          this.outputs.push(output)
+          this.changed(undefined)
+          break
+        case "Rejected":
+          this.outputs.push(output)
+          break
+        case "MemberChanged":
+          this.memberView.set(output.node, { state: output.state, sinceMs: this.nowMs })
+          this.outputs.push(output)
+          break
+        case "ArmDeadline":
+          this.cdbAtMs = output.atMs
+          break
+      }
+    }
+    return { acknowledged, rejected, own }
+  }
+
+  /** Changes came in: every service that reads one of their kinds looks at the store again soon. */
+  private changed(changes: ReadonlyArray<Change> | undefined): void {
+    for (const service of this.services.values()) {
+      if (service.viewAtMs !== never) continue
+      if (changes === undefined || changes.some((change) => service.core.reads.has(change.kind)))
+        service.viewAtMs = this.nowMs + this.config.timings.viewDelayMs
+    }
+  }
+
+  private write(
+    writes: ReadonlyArray<Omit<WriteOp, "requestId">>,
+    context: {
+      readonly ticket: number | undefined
+      readonly source: WriteSource
+      readonly service?: ServiceName
+      readonly held?: PendingWrites
+    },
+  ): void {
+    if (writes.length === 0) return
+    const ops: Array<WriteOp> = writes.map((write) => ({ ...write, requestId: ++this.requestId }))
+    const result = this.absorbCdb(this.cdb.handle({ _tag: "Write", writes: ops }, this.nowMs, this.wallMs))
+    const serviceWrites = context.source === "service" ? (writes as ReadonlyArray<ServiceWrite>) : undefined
+    const first = ops.find((op) => result.rejected.has(op.requestId))
+    if (first !== undefined || !ops.every((op) => result.acknowledged.has(op.requestId))) {
+      const why = first === undefined ? undefined : result.rejected.get(first.requestId)
+      this.outputs.push({
+        _tag: "WriteRefused",
+        ticket: context.ticket,
+        source: context.source,
+        reason: why?.reason ?? "not-acknowledged",
+        detail: why?.detail ?? "the write was not acknowledged",
+      })
+      if (serviceWrites !== undefined) context.held?.refused(serviceWrites, this.nowMs)
+      return
+    }
+    if (serviceWrites !== undefined) context.held?.accepted(serviceWrites)
+    this.stepWrites.push({
+      ticket: context.ticket,
+      source: context.source,
+      ...(context.service === undefined ? {} : { service: context.service }),
+      ...(serviceWrites === undefined ? {} : { serviceWrites }),
+    })
+    this.outputs.push({
+      _tag: "Written",
+      ticket: context.ticket,
+      source: context.source,
+      writes: ops,
+      changes: result.own,
+    })
+  }
+
+  // ---- the store refusing -------------------------------------------------------------------
+
+  /**
+   * The store refused the last step's commit: nothing of it was carried out. The CDB goes back to
+   * what is durable (this node's stream stays continuous: its next change takes the refused one's
+   * number), the election to the vote the store holds, and every write of the step is refused.
+   */
+  private commitRefused(error: StoreFailure, durable: { image: DurableImage; vote: DurableVote }): void {
+    this.counters.commitsRefused++
+    if (this.storeFailure === undefined) {
+      this.storeFailure = { sinceMs: this.nowMs, error }
+      this.probeAtMs = this.nowMs + this.config.timings.storeProbeMs
+      this.outputs.push({ _tag: "StoreFailing", error })
+    }
+    this.cdb = this.cdbFrom(durable.image)
+    // The new core's failure detector starts over (every member alive), so the view does too;
+    // its timers start over with it: the next try comes after a short wait, not at once.
+    this.resetMemberView()
+    this.cdbAtMs = this.nowMs + this.config.timings.storeRetryMs
+    this.absorbElection(this.election.revertVote(durable.vote, this.nowMs))
+    this.vote = undefined
+    this.persists = []
+    const detail = `${error.reason === "disk-full" ? "disk full" : error.reason === "io-error" ? "I/O error" : "store write failed"}: ${error.detail}`
+    for (const write of this.lastStepWrites) {
+      this.outputs.push({
+        _tag: "WriteRefused",
+        ticket: write.ticket,
+        source: write.source,
+        reason: error.reason,
+        detail,
+      })
+      if (write.serviceWrites === undefined) continue
+      const service = write.service === undefined ? undefined : this.services.get(write.service)
+      ;(service?.pending ?? this.nodeWrites).refused(write.serviceWrites, this.nowMs)
+    }
+    this.lastStepWrites = []
+  }
+
+  /** The writes of the step last finished: refused with it if its commit is. */
+  private lastStepWrites: Array<StepWrite> = []
+
+  /**
+   * The driver says the last step's commit is durable (or there was none). A driver must call
+   * this, or `CommitRefused`, before the next step.
+   */
+  committed(): ReadonlyArray<Output> {
+    this.lastStepWrites = []
+    if (this.storeFailure === undefined) return []
+    const failingForMs = this.nowMs - this.storeFailure.sinceMs
+    this.storeFailure = undefined
+    return [{ _tag: "StoreRecovered", failingForMs }]
+  }
+
+  // ---- the election, alarms ------------------------------------------------------------------
+
+  private absorbElection(outputs: ReadonlyArray<ElectionOutput>): void {
+    for (const output of outputs) {
+      switch (output._tag) {
+        case "Send":
+          this.outputs.push({ _tag: "SendMessage", to: output.to, message: output.message })
+          break
+        case "Broadcast":
+          this.outputs.push({ _tag: "SendMessage", to: "all", message: output.message })
+          break
+        case "PersistVote":
+          this.vote = { term: output.term, votedFor: output.votedFor }
+          break
+        case "ArmDeadline":
+          this.electionAtMs = output.atMs
+          break
+        default:
+          this.outputs.push(output)
+      }
+    }
+  }
+
+  /** The primary (only) turns what it knows of members and services into alarms, written to the CDB. */
+  private evaluateAlarms(): void {
+    const now = this.nowMs
+    if (!this.election.isPrimary(now)) return
+    const context = { nowMs: now, term: this.election.currentTerm, self: this.config.self }
+    const existing = (id: string) => storedAlarm(this.cdb.get("alarm", id)?.value)
+    const changes = [
+      ...evaluateAlarms(
+        nodeUnreachableRule,
+        nodeConditions(this.config.self, this.startedMs, this.memberView),
+        existing,
+        {
+          ...context,
+          subjectKind: "node",
+        },
+      ),
+      ...evaluateAlarms(serviceFailingRule, this.serviceConditions(), existing, {
+        ...context,
+        subjectKind: "service",
+      }),
+    ]
+    if (changes.length === 0) return
+    this.outputs.push({ _tag: "Alarms", changes })
+    this.write(
+      changes.map((change) => ({
+        op: "put" as const,
+        kind: "alarm",
+        id: change.id,
+        value: encodeAlarm(change.record),
+      })),
+      { ticket: undefined, source: "alarm" },
+    )
+  }
+
+  /** Every service of every member, as its node reports it in the CDB, seen through this node's clock. */
+  private serviceConditions(): ReadonlyArray<Condition> {
+    const conditions: Array<Condition> = []
+    for (const status of this.servicesInCluster()) {
+      const subject = `${status.node}.${status.name}`
+      const active = failingStates.has(status.state) && this.memberState(status.node) === "alive"
+      const message = `${status.name} on ${status.node} ${status.state}${status.lastError === undefined ? "" : `: ${status.lastError}`}`
+      const seen = this.serviceSeen.get(subject)
+      if (seen === undefined || seen.active !== active)
+        this.serviceSeen.set(subject, { active, sinceMs: this.nowMs, message })
+      const held = this.serviceSeen.get(subject)!
+      conditions.push({ subject, active, sinceMs: held.sinceMs, message })
+    }
+    return conditions
+  }
+
+  private memberState(node: string): MemberState {
+    return node === this.config.self ? "alive" : (this.memberView.get(node)?.state ?? "dead")
+  }
+
+  // ---- services ------------------------------------------------------------------------------
+
+  private serviceState(input: Extract<Input, { _tag: "ServiceState" }>): void {
+    const previous = this.serviceStates.get(input.name)
+    this.serviceStates.set(input.name, {
+      name: input.name,
+      state: input.state,
+      restarts: input.restarts,
+      ...(input.lastError === undefined ? {} : { lastError: input.lastError }),
+      sinceMs: previous?.state === input.state ? previous.sinceMs : this.nowMs,
+    })
+    const meta = {
+      state: input.state,
+      restarts: input.restarts,
+      ...(input.lastError === undefined ? {} : { reason: input.lastError }),
+    }
+    const write: ServiceWrite = {
+      op: "meta",
+      kind: "service",
+      id: `${this.config.self}.${input.name}`,
+      value: encodeValue(meta),
+    }
+    this.write([write], { ticket: undefined, source: "service", held: this.nodeWrites })
+    const name = input.name as ServiceName
+    const factory = this.config.services[name]
+    if (factory === undefined) return
+    const running = this.services.get(name)
+    if (input.state === "running" && running === undefined) {
+      const service: RunningService = {
+        core: factory(this.config.self, this.nowMs) as ServiceCore<ServiceName>,
+        run: ++this.serviceRuns,
+        pending: new PendingWrites(this.config.timings.serviceRetryMs),
+        deadlineMs: never,
+        viewAtMs: never,
+        primaryAtMs: this.nowMs,
+      }
+      this.services.set(name, service)
+      this.stepService(name, service, { _tag: "ViewChanged" })
+    } else if (input.state !== "running" && running !== undefined) {
+      // Its run is over: answers for it are dropped, its held writes with it (the next run writes anew).
+      this.services.delete(name)
+    }
+  }
+
+  private stepService(
+    name: ServiceName,
+    service: RunningService,
+    input: Parameters<ServiceCore<ServiceName>["step"]>[0],
+  ): void {
+    this.serviceStepped(name, service, service.core.step(input, this.context()))
+  }
+
+  private serviceStepped(
+    name: ServiceName,
+    service: RunningService,
+    step: ServiceStep<ServicePorts[ServiceName]["effect"]>,
+    kind: "step" | "round" = "step",
+  ): void {
+    if (kind === "step") service.deadlineMs = step.deadlineMs
+    for (const event of step.events) this.outputs.push({ _tag: "ServiceEvent", service: name, event })
+    for (const effect of step.effects) this.effects.push({ service: name, run: service.run, effect })
+    const retry = service.pending.due(this.nowMs)
+    this.write([...step.writes, ...retry], {
+      ticket: undefined,
+      source: "service",
+      service: name,
+      held: service.pending,
+    })
+  }
+
+  private context(): ServiceContext {
+    return {
+      self: this.config.self,
+      nowMs: this.nowMs,
+      store: this.storeView,
+      authority: this.authority(),
+      nodes: () => this.capacities(),
+    }
+  }
+
+  private readonly storeView: StoreView = {
+    get: (kind, id) => this.cdb.get(kind, id),
+    list: (kind) => this.cdb.entriesOf(kind),
+    metaOf: (kind, id) => this.cdb.metaOf(kind, id),
+    statsOf: (kind, id, node) => this.cdb.statsOf(kind, id, node),
+  }
+
+  // ---- what the node knows (for the drivers, the API and the checkers) -----------------------
+
+  /** The store as services and the API read it. */
+  get store(): StoreView {
+    return this.storeView
+  }
+
+  /** The CDB core itself, for what only a driver or a checker asks (fingerprints, vectors, counters). */
+  get cdbCore(): CdbNode {
+    return this.cdb
+  }
+
+  get electionCore(): ElectionNode {
+    return this.election
+  }
+
+  /** Grows with every change applied, so a reader can tell when to look again. */
+  get revision(): number {
+    return this.revisionCount
+  }
+
+  get storeFailing(): boolean {
+    return this.storeFailure !== undefined
+  }
+
+  /** The service's current run number, if it runs (its effects carry it, its answers must too). */
+  serviceRun(name: ServiceName): number | undefined {
+    return this.services.get(name)?.run
+  }
+
+  members(): ReadonlyArray<{ readonly id: string; readonly state: MemberState; readonly sinceMs: number }> {
+    return [
+      { id: this.config.self, state: "alive", sinceMs: this.startedMs },
+      ...[...this.memberView].map(([id, view]) => ({ id, ...view })),
+    ]
+  }
+
+  authority(nowMs = this.nowMs): Authority {
+    const sync = this.cdb.syncState()
+    const voters = this.config.election.voters
+    return {
+      leaderContactMs: this.election.leaderContact(nowMs),
+      fenced: this.election.isFenced(),
+      isPrimary: this.election.isPrimary(nowMs),
+      primarySinceMs: this.election.primarySince,
+      quorumWindowMs: this.election.config.quorumWindowMs,
+      lastHeardMs: (node) => this.election.lastHeard(node),
+      caughtUp: storeInSync({
+        self: this.config.self,
+        members: voters,
+        sinceMs: nowMs - this.config.cdb.heartbeatMs * 3,
+        ...sync,
+      }),
+      inSyncSincePrimary: storeInSync({
+        self: this.config.self,
+        members: voters,
+        sinceMs: this.election.primarySince,
+        ...sync,
+      }),
+    }
+  }
+
+  primary(nowMs = this.nowMs): string | null {
+    return this.election.isPrimary(nowMs) ? this.config.self : this.election.knownLeader
+  }
+
+  /** Every member's services as their nodes report them in the CDB. */
+  servicesInCluster(): ReadonlyArray<{
+    readonly node: string
+    readonly name: string
+    readonly state: string
+    readonly restarts: number
+    readonly lastError?: string
+  }> {
+    const services: Array<{
+      node: string
+      name: string
+      state: string
+      restarts: number
+      lastError?: string
+    }> = []
+    for (const member of this.config.cdb.members) {
+      for (const entry of this.serviceIdsOf(member.id)) {
+        const meta = decodeValue<{ state: string; restarts?: number; reason?: string }>(
+          this.cdb.metaOf("service", entry).find((slot) => slot.node === member.id)?.value,
+        )
+        if (meta === undefined) continue
+        services.push({
+          node: member.id,
+          name: entry.slice(member.id.length + 1),
+          state: meta.state,
+          restarts: meta.restarts ?? 0,
+          ...(meta.reason === undefined ? {} : { lastError: meta.reason }),
+        })
+      }
+    }
+    return services
+  }
+
+  private serviceIdsOf(node: string): ReadonlyArray<string> {
+    const ids = new Set<string>()
+    for (const entry of this.cdb.entriesOf("service")) if (entry.id.startsWith(`${node}.`)) ids.add(entry.id)
+    for (const name of this.serviceStates.keys()) if (node === this.config.self) ids.add(`${node}.${name}`)
+    return [...ids].sort()
+  }
+
+  /** This node's services, as its supervisor last reported them. */
+  ownServices(): ReadonlyArray<ServiceStatus> {
+    return [...this.serviceStates.values()]
+  }
+
+  openAlarms(): Array<AlarmRecord & { readonly id: string }> {
+    return openAlarms(this.cdb.entriesOf("alarm"))
+  }
+
+  health(nowMs = this.nowMs): Health {
+    const members = this.members()
+    const alarms = this.openAlarms()
+    return computeHealth({
+      nowMs,
+      members,
+      voters: this.config.election.voters.length,
+      votersSeen: this.config.election.voters.filter((id) => this.memberState(id) === "alive").length,
+      primary: this.primary(nowMs),
+      openAlarms: alarms.map((alarm) => ({ id: alarm.id, severity: alarm.severity })),
+      fenced: this.election.isFenced(),
+      services: this.servicesInCluster()
+        .filter((service) => failingStates.has(service.state) && this.memberState(service.node) === "alive")
+        .map((service) => ({
+          node: service.node,
+          name: service.name,
+          state: service.state,
+          ...(service.lastError === undefined ? {} : { reason: service.lastError }),
+          points: serviceFailingPoints,
+        })),
+      ...(this.config.storeCorrupted === undefined || this.config.storeCorrupted.count === 0
+        ? {}
+        : { storeCorrupted: this.config.storeCorrupted }),
+      ...(this.storeFailure === undefined
+        ? {}
+        : {
+            storeFailing: {
+              sinceMs: this.storeFailure.sinceMs,
+              detail: `${this.storeFailure.error.reason === "disk-full" ? "disk full" : this.storeFailure.error.reason === "io-error" ? "I/O error" : "store write failed"}: ${this.storeFailure.error.detail}`,
+            },
+          }),
+    })
+  }
+
+  /** The nodes as the scheduler sees them: membership from the monitor, capacity from each node's stats. */
+  capacities(): ReadonlyArray<NodeCapacity> {
+    const fenced = this.election.isFenced()
+    return this.members().map((member) => {
+      const stats = decodeValue<{ cpuCount: number; memoryTotalBytes: number; cpuUsage: number }>(
+        this.cdb.statsOf("node", member.id, member.id),
+      )
+      const service = decodeValue<{ state: string; reason?: string }>(
+        this.cdb.metaOf("service", `${member.id}.hypervisor`).find((slot) => slot.node === member.id)?.value,
+      )
+      const unavailable =
+        service === undefined
+          ? "hypervisor service not started"
+          : service.state === "running"
+            ? undefined
+            : `hypervisor ${service.state}${service.reason === undefined ? "" : `: ${service.reason}`}`
+      return {
+        ...(unavailable === undefined ? {} : { unavailable }),
+        id: member.id,
+        alive: member.state === "alive",
+        fenced: member.id === this.config.self && fenced,
+        roles: [],
+        cpuCount: stats?.cpuCount ?? 0,
+        memoryMiB: Math.floor((stats?.memoryTotalBytes ?? 0) / 1024 / 1024),
+        cpuUsageHundredths: stats?.cpuUsage ?? 0,
+      }
+    })
+  }
+}
