@@ -10,54 +10,39 @@
 import type { Change } from "../core/cdb/codec.ts"
 import { applyPersist, type DurableImage, emptyImage, entryKey } from "../core/cdb/durable.ts"
 import { compareVersions, type Version } from "../core/cdb/hlc.ts"
-import {
-  type CdbConfig,
-  CdbNode,
-  defaultCdbConfig,
-  type Member,
-  type Output,
-  type WriteOp,
-} from "../core/cdb/node.ts"
-import { haActions, storeInSync } from "../core/hypervisor/ha.ts"
+import { type CdbConfig, defaultCdbConfig, type Member, type WriteOp } from "../core/cdb/node.ts"
 import {
   defaultHypervisorTimings,
   domainNameOf,
-  type Input as HypervisorInput,
-  HypervisorNode,
-  type Output as HypervisorOutput,
-  type SystemMetaValue,
   type SystemSpecValue,
 } from "../core/hypervisor/hypervisor.ts"
-import { PendingWrites, type ServiceWrite } from "../core/hypervisor/pending.ts"
 import { newTask, planOperation } from "../core/hypervisor/requests.ts"
 import {
   defaultSchedulerPolicy,
   liveNodes,
-  type NodeCapacity,
   place,
   placedSystems,
   requestFor,
 } from "../core/hypervisor/scheduler.ts"
+import { hypervisorService } from "../core/hypervisor/service.ts"
 import { decodeValue, encodeValue } from "../core/hypervisor/values.ts"
-import { viewIn } from "../core/hypervisor/view.ts"
-import {
-  type AlarmRecord,
-  encodeAlarm,
-  evaluateAlarms,
-  nodeConditions,
-  nodeUnreachableRule,
-  openAlarms,
-  storedAlarm,
-} from "../core/monitor/alarms.ts"
+import { systemsIn } from "../core/hypervisor/view.ts"
+import type { AlarmChange } from "../core/monitor/alarms.ts"
 import {
   type DurableVote,
   defaultElectionTimings,
-  ElectionNode,
-  type Output as ElectionOutput,
   fenceBoundMs,
   type Message,
 } from "../core/monitor/election.ts"
-import { computeHealth, type Health } from "../core/monitor/health.ts"
+import type { Health } from "../core/monitor/health.ts"
+import {
+  defaultNodeTimings,
+  NodeCore,
+  type Output,
+  type ServiceEffect,
+  type Step,
+} from "../core/node/node.ts"
+import type { ServicePorts } from "../core/node/service.ts"
 import { type Percentiles, percentiles } from "../core/percentile.ts"
 import { ReplayWindow } from "../core/transport/replay.ts"
 import { EventQueue, Prng, TraceHash } from "./prng.ts"
@@ -177,17 +162,16 @@ type Event =
   | { readonly type: "check" }
   | { readonly type: "monitor-deliver"; readonly to: number; readonly message: Message; readonly seal: Seal }
   | { readonly type: "replay" }
-  | { readonly type: "monitor-deadline"; readonly node: number }
-  | { readonly type: "hv-deadline"; readonly node: number }
-  | { readonly type: "hv-view"; readonly node: number }
   | {
-      readonly type: "hv-input"
+      readonly type: "service-input"
       readonly node: number
       readonly incarnation: number
+      /** The service run the answer is for (the composition drops one for an earlier run). */
+      readonly run: number
       /** A driver call's answer, or "observe": the VMM's list of domains, read when this fires. */
-      readonly input: HypervisorInput | "observe"
+      readonly input: ServicePorts["hypervisor"]["input"] | "observe"
     }
-  | { readonly type: "ha" }
+  | { readonly type: "stats"; readonly node: number; readonly incarnation: number }
   | { readonly type: "create-systems" }
   | { readonly type: "operate" }
 
@@ -196,18 +180,18 @@ interface SimNode {
   readonly index: number
   readonly domain: string
   readonly driftPpm: number
-  cdb: CdbNode | null
+  /** The node's composition (the same object a real node drives); null while the node is down. */
+  core: NodeCore | null
+  /** What its store holds: the CDB's durable image and the election's vote. */
   image: DurableImage
+  vote: DurableVote
   incarnation: number
+  /** The one timer, armed at the composition's next deadline (global µs). */
   armedUs: number
-  /** Request ids of writes in flight, with the key they write, by request id. */
-  requestId: number
+  /** Tickets of the workload's and the operator's writes. */
+  ticket: number
   /** Per origin, the last sequence number this node applied (order and duplicate checkers). */
   lastApplied: Map<string, number>
-  monitor: ElectionNode | null
-  /** The election's durable state: the term and the vote cast in it. */
-  vote: DurableVote
-  monitorArmedUs: number
   /** Until when (global µs) this node holds a primary lease, as the checker sees it. */
   leaseUntilUs: number
   leaseTerm: number
@@ -217,25 +201,12 @@ interface SimNode {
   cutOffSinceUs: number | null
   /** When (global µs) this node was last up and connected both ways with each node, by index. */
   lastConnectedUs: Array<number>
-  /** When (its local ms) this incarnation started. */
-  startedMs: number
-  /** How this node's CDB sees each member, in its local ms. */
-  memberView: Map<string, { state: "alive" | "suspect" | "dead"; sinceMs: number }>
   /** The host's hypervisor (outlives the node process: a crash takes its domains, though). */
   readonly vmm: SimVmm
-  hypervisor: HypervisorNode | null
-  /** Set while this node's store refuses commits, as its driver knows it (from a refused commit until one succeeds). */
-  storeFailing: boolean
-  /** While it does, the local ms from which the core takes received datagrams again (one probe per interval). */
-  storeProbeAtMs: number
   /** Numbers the datagrams this node seals (with its incarnation: never confusable across runs). */
   sealCounter: number
   /** The anti-replay window of this node's transport (a process's: new at every start). */
   replayWindow: ReplayWindow
-  /** The hypervisor's writes its node refused, to write again. */
-  pendingWrites: PendingWrites
-  hypervisorArmedUs: number
-  viewPending: boolean
 }
 
 /** An HA system whose node crashed while running it, until it runs again somewhere. */
@@ -260,26 +231,20 @@ const l3DelayUs = 2_000
 const changeIdentity = (change: Change): string =>
   `${change.kind}/${change.id}|${change.origin}@${change.ms}.${change.counter}|${Array.from(change.value ?? [], (byte) => byte.toString(16)).join(",")}`
 
-/** How long a node whose store refused a commit waits before its core tries again (its driver's tick). */
-const storeRetryMs = 50
-/** As the real driver (adapters/node/node.ts): while its store refuses commits, a node's core takes received datagrams once per this. */
-const storeProbeMs = 500
 /** Fault "replay": the adversary's memory, and how much it plays back how often. */
 const capturedMax = 64
 const replaysPerRound = 16
 const replayEveryUs = 50_000
 /** As the real transport: a restarted node takes a sender's datagrams sealed from its own start less this. */
 const clockOffsetToleratedMs = 500
-/** How long a service waits before writing again what its node refused. */
-const serviceRetryMs = 500
 const checkIntervalUs = 20_000
 /** How long a connected, stable majority may go without a primary (the issue's failover goal). */
 export const electionBoundMs = 5_000
 /** How long an HA system of a crashed node may stay down while a majority is connected (the hypervisor issue's goal). */
 export const haBoundMs = 15_000
-const haEveryUs = 250_000
-/** Each simulated host's capacity, as its statistics would report it. */
+/** Each simulated host's capacity, as its statistics report it (published at every start). */
 const hostCpus = 16
+const statsEveryUs = 2_000_000
 const hostMemoryMiB = 32_768
 const safetyCheckers = new Set([
   "order",
@@ -391,32 +356,22 @@ export class World {
       index,
       domain: member.domain,
       driftPpm: this.scenario.schedule.driftPpm[index] ?? 0,
-      cdb: null,
+      core: null,
       image: emptyImage(),
+      vote: { term: 0, votedFor: null },
       incarnation: 0,
       armedUs: Number.MAX_SAFE_INTEGER,
-      requestId: 0,
+      ticket: 0,
       lastApplied: new Map(),
-      monitor: null,
-      vote: { term: 0, votedFor: null },
-      monitorArmedUs: Number.MAX_SAFE_INTEGER,
       leaseUntilUs: 0,
       leaseTerm: 0,
       leaseFromUs: 0,
       fenced: false,
       cutOffSinceUs: null,
-      startedMs: 0,
       lastConnectedUs: Array.from({ length: options.nodes }, () => 0),
-      memberView: new Map(),
       vmm: new SimVmm(guests.fork(member.id), this.scenario.guests),
-      hypervisor: null,
-      storeFailing: false,
-      storeProbeAtMs: 0,
       sealCounter: 0,
       replayWindow: new ReplayWindow(),
-      pendingWrites: new PendingWrites(serviceRetryMs),
-      hypervisorArmedUs: Number.MAX_SAFE_INTEGER,
-      viewPending: false,
     }))
     this.byId = new Map(this.nodes.map((node) => [node.id, node]))
   }
@@ -434,7 +389,6 @@ export class World {
     if (this.systems > 0) {
       // Systems are created once a primary is likely (the election takes a few hundred ms).
       this.queue.push(Math.min(1_500_000, Math.floor(this.healAtUs / 2)), { type: "create-systems" })
-      this.queue.push(haEveryUs, { type: "ha" })
     }
     const endUs = this.healAtUs + this.options.livenessBoundMs * 1000
     while (this.queue.size > 0 && this.queue.peekTime() <= endUs && this.convergedAtUs === null) {
@@ -453,23 +407,17 @@ export class World {
     switch (event.type) {
       case "deliver": {
         const node = this.nodes[event.to]!
-        if (node.cdb === null || !this.unsealed(node, event.seal)) return
-        // As the real driver: while its store refuses commits the core takes one datagram per
-        // probe interval, the rest is dropped (and repaired later, like any loss).
-        if (node.storeFailing) {
-          if (this.localMs(node) < node.storeProbeAtMs) return
-          node.storeProbeAtMs = this.localMs(node) + storeProbeMs
-        }
+        if (node.core === null || !this.unsealed(node, event.seal)) return
         this.trace.number(1)
         this.trace.number(this.nowUs)
         this.trace.number(event.to)
         this.delivered++
-        this.step(node, { _tag: "DatagramReceived", bytes: event.bytes, via: event.via, from: event.from })
+        this.step(node, { _tag: "Datagram", bytes: event.bytes, via: event.via, from: event.from })
         return
       }
       case "deadline": {
         const node = this.nodes[event.node]!
-        if (node.cdb === null || node.armedUs !== this.nowUs) return
+        if (node.core === null || node.armedUs !== this.nowUs) return
         node.armedUs = Number.MAX_SAFE_INTEGER
         this.step(node, { _tag: "DeadlineReached" })
         return
@@ -495,49 +443,32 @@ export class World {
         return
       case "monitor-deliver": {
         const node = this.nodes[event.to]!
-        if (node.monitor === null || !this.unsealed(node, event.seal)) return
+        if (node.core === null || !this.unsealed(node, event.seal)) return
         this.trace.number(8)
         this.trace.number(this.nowUs)
         this.trace.number(event.to)
         this.trace.text(event.message._tag)
-        this.monitorStep(node, { _tag: "MessageReceived", message: event.message })
+        this.step(node, { _tag: "MonitorMessage", message: event.message })
         return
       }
-      case "monitor-deadline": {
+      case "service-input": {
         const node = this.nodes[event.node]!
-        if (node.monitor === null || node.monitorArmedUs !== this.nowUs) return
-        node.monitorArmedUs = Number.MAX_SAFE_INTEGER
-        this.monitorStep(node, { _tag: "DeadlineReached" })
-        this.evaluateAlarms(node)
-        return
-      }
-      case "hv-deadline": {
-        const node = this.nodes[event.node]!
-        if (node.hypervisor === null || node.hypervisorArmedUs !== this.nowUs) return
-        node.hypervisorArmedUs = Number.MAX_SAFE_INTEGER
-        this.hypervisorStep(node, { _tag: "DeadlineReached" })
-        return
-      }
-      case "hv-view": {
-        const node = this.nodes[event.node]!
-        node.viewPending = false
-        if (node.hypervisor !== null)
-          this.hypervisorStep(node, { _tag: "ViewChanged", view: this.viewOf(node) })
-        return
-      }
-      case "hv-input": {
-        const node = this.nodes[event.node]!
-        if (node.hypervisor === null || node.incarnation !== event.incarnation) return
-        if (event.input === "observe") {
+        if (node.core === null || node.incarnation !== event.incarnation) return
+        if (node.core.serviceRun("hypervisor") !== event.run) return
+        let input = event.input
+        if (input === "observe") {
           node.vmm.advance(this.nowUs, 0)
-          this.hypervisorStep(node, { _tag: "Observed", domains: node.vmm.list() })
-        } else this.hypervisorStep(node, event.input)
+          input = { _tag: "Observed", domains: node.vmm.list() }
+        }
+        this.step(node, { _tag: "ServiceInput", service: "hypervisor", run: event.run, input })
         return
       }
-      case "ha":
-        for (const node of this.nodes) this.highAvailability(node)
-        this.queue.push(this.nowUs + haEveryUs, { type: "ha" })
+      case "stats": {
+        const node = this.nodes[event.node]!
+        if (node.core === null || node.incarnation !== event.incarnation) return
+        this.publishStats(node)
         return
+      }
       case "create-systems":
         this.createSystems()
         return
@@ -556,50 +487,59 @@ export class World {
   }
 
   private start(node: SimNode): void {
-    const config: CdbConfig = { ...this.config, self: node.id }
-    const image = node.incarnation === 0 ? undefined : node.image
-    node.cdb = new CdbNode(config, this.localMs(node), node.incarnation, image)
-    node.storeFailing = false
     node.replayWindow = new ReplayWindow(1024, BigInt((this.localMs(node) - clockOffsetToleratedMs) * 1000))
     node.lastApplied = new Map(node.image.vector)
-    node.startedMs = this.localMs(node)
     node.armedUs = Number.MAX_SAFE_INTEGER
-    node.memberView = new Map(
-      this.members
-        .filter((m) => m.id !== node.id)
-        .map((m) => [m.id, { state: "alive" as const, sinceMs: this.localMs(node) }]),
+    node.fenced = false
+    node.core = new NodeCore(
+      {
+        self: node.id,
+        cdb: { ...this.config, self: node.id },
+        election: { ...this.electionTimings, self: node.id, voters: this.voters },
+        incarnation: node.incarnation,
+        timings: defaultNodeTimings,
+        services:
+          this.systems === 0
+            ? {}
+            : {
+                hypervisor: hypervisorService({
+                  volumeDir: "/var/lib/acp/volumes",
+                  // The unsafe fault "no-fence" takes the fence away: the host believes it always has a primary.
+                  withoutFence: this.options.faults.includes("no-fence"),
+                }),
+              },
+      },
+      { image: node.image, vote: node.vote },
+      this.localMs(node),
     )
     this.trace.number(2)
     this.trace.number(this.nowUs)
     this.trace.number(node.index)
     this.step(node, { _tag: "DeadlineReached" })
-    node.monitor = new ElectionNode(
-      { ...this.electionTimings, self: node.id, voters: this.voters },
-      this.localMs(node),
-      node.vote,
-    )
-    node.monitorArmedUs = Number.MAX_SAFE_INTEGER
-    node.fenced = false
-    this.monitorStep(node, { _tag: "DeadlineReached" })
     if (this.systems > 0) {
-      node.hypervisor = new HypervisorNode(
-        { ...defaultHypervisorTimings, self: node.id, volumeDir: "/var/lib/acp/volumes" },
-        this.localMs(node),
-      )
-      node.hypervisorArmedUs = Number.MAX_SAFE_INTEGER
-      node.viewPending = false
-      node.pendingWrites = new PendingWrites(serviceRetryMs)
-      this.hypervisorStep(node, { _tag: "ViewChanged", view: this.viewOf(node) })
+      // As a real node: its supervisor reports the hypervisor running, and the host publishes its capacity.
+      this.step(node, { _tag: "ServiceState", name: "hypervisor", state: "running", restarts: 0 })
+      this.publishStats(node)
     }
   }
 
+  /** The host's statistics, every 2 s as a real node's hypervisor service publishes them. */
+  private publishStats(node: SimNode): void {
+    const stats = { cpuCount: hostCpus, memoryTotalBytes: hostMemoryMiB * 1024 * 1024, cpuUsage: 0 }
+    this.step(node, { _tag: "SetStats", values: [{ kind: "node", id: node.id, value: encodeValue(stats) }] })
+    this.queue.push(this.nowUs + statsEveryUs, {
+      type: "stats",
+      node: node.index,
+      incarnation: node.incarnation,
+    })
+  }
+
   private crash(node: SimNode, lose: number): void {
-    if (node.cdb === null) return
+    if (node.core === null) return
     this.primaryGone(node)
     this.endLease(node)
-    if (node.hypervisor !== null) this.hostCrashed(node)
-    node.cdb = null
-    node.monitor = null
+    if (this.systems > 0) this.hostCrashed(node)
+    node.core = null
     node.incarnation++
     if (lose > 0) this.loseDurableWrites(node, lose)
     this.trace.number(3)
@@ -625,37 +565,50 @@ export class World {
     node.image = image
   }
 
-  private step(node: SimNode, input: Parameters<CdbNode["handle"]>[0]): ReadonlyArray<Output> {
-    const cdb = node.cdb!
-    const outputs = cdb.handle(input, this.localMs(node))
-    if (
-      this.diskFull(node) &&
-      outputs.some((output) => output._tag === "Persist" || output._tag === "PersistSnapshot")
-    ) {
-      if (!this.options.faults.includes("ignore-refused-commit")) {
-        this.commitRefused(node, outputs)
-        return []
-      }
-      // The unsafe driver: it notes the refusal, then acknowledges and sends all the same.
-      this.noteRefused(node, outputs)
-      for (const output of outputs)
-        if (output._tag !== "Persist" && output._tag !== "PersistSnapshot") this.carryOut(node, output)
-      return outputs
-    }
-    if (
-      node.storeFailing &&
-      outputs.some((output) => output._tag === "Persist" || output._tag === "PersistSnapshot")
-    )
-      node.storeFailing = false
-    for (const output of outputs) this.carryOut(node, output)
-    return outputs
+  /** One input into the node's composition, and its step carried out as the real driver does. */
+  private step(node: SimNode, input: Parameters<NodeCore["handle"]>[0]): void {
+    this.carry(node, node.core!.handle(input, this.localMs(node)))
   }
 
   /**
-   * The store refused a step's commit: as the real driver does, nothing of the step is carried
-   * out (no acknowledgement, no datagram) and the core goes back to what is durable. The writes
-   * it refused are remembered: none may ever become visible.
+   * As the real driver (adapters/node/node.ts): the step's commit first; if the store refuses it
+   * (fault "disk-full"), nothing of its outputs is carried out and the composition goes back to
+   * what is durable. The writes it refused are remembered: none may ever become visible.
    */
+  private carry(node: SimNode, step: Step): void {
+    const core = node.core!
+    let outputs = step.outputs
+    if (step.commit !== undefined) {
+      if (this.diskFull(node)) {
+        this.noteRefused(node, step.outputs)
+        if (!this.options.faults.includes("ignore-refused-commit")) {
+          const refused = core.handle(
+            {
+              _tag: "CommitRefused",
+              error: { reason: "disk-full", detail: "no space left on device (simulated)" },
+              durable: { image: node.image, vote: node.vote },
+            },
+            this.localMs(node),
+          )
+          node.lastApplied = new Map(node.image.vector)
+          for (const effect of step.effects) this.execute(node, effect)
+          this.carry(node, refused)
+          return
+        }
+        // The unsafe driver: it notes the refusal, then acknowledges and sends all the same.
+      } else {
+        for (const persist of step.commit.persists)
+          applyPersist(node.image, persist, node.id, this.config.retainChanges)
+        if (step.commit.vote !== undefined) node.vote = step.commit.vote
+        outputs = [...outputs, ...core.committed()]
+      }
+    }
+    for (const output of outputs) this.carryOut(node, output)
+    for (const effect of step.effects) this.execute(node, effect)
+    this.arm(node, step.deadlineMs)
+  }
+
+  /** A step whose commit the store refused: the puts it would have made visible, and the count. */
   private noteRefused(node: SimNode, outputs: ReadonlyArray<Output>): void {
     this.commitsRefused++
     this.trace.number(9)
@@ -667,43 +620,10 @@ export class World {
           if (change.origin === node.id && change.op === "put") this.refused.add(changeIdentity(change))
   }
 
-  private commitRefused(node: SimNode, outputs: ReadonlyArray<Output>): void {
-    this.noteRefused(node, outputs)
-    if (!node.storeFailing) node.storeProbeAtMs = this.localMs(node) + storeProbeMs
-    node.storeFailing = true
-    const image = node.image
-    const fresh = image.vector.size === 0 && image.entries.size === 0
-    node.cdb = new CdbNode(
-      { ...this.config, self: node.id },
-      this.localMs(node),
-      node.incarnation,
-      fresh ? undefined : image,
-    )
-    node.lastApplied = new Map(image.vector)
-    // The new core's failure detector starts over (every member alive), so its view does too.
-    node.memberView = new Map(
-      this.members
-        .filter((m) => m.id !== node.id)
-        .map((m) => [m.id, { state: "alive" as const, sinceMs: this.localMs(node) }]),
-    )
-    // Its timers start over with it: the next try comes after a short wait, not at once.
-    node.armedUs = Number.MAX_SAFE_INTEGER
-    this.arm(node, this.localMs(node) + storeRetryMs, "deadline")
-  }
-
   private carryOut(node: SimNode, output: Output): void {
     switch (output._tag) {
-      case "Persist":
-      case "PersistSnapshot":
-        applyPersist(node.image, output, node.id, this.config.retainChanges)
-        return
       case "Applied":
         this.checkApplied(node, output.changes)
-        if (
-          node.hypervisor !== null &&
-          output.changes.some((change) => change.kind === "system" || change.kind === "task")
-        )
-          this.viewSoon(node)
         return
       case "SnapshotInstalled":
         for (const [origin, seq] of output.vector) {
@@ -712,7 +632,6 @@ export class World {
           }
           node.lastApplied.set(origin, seq)
         }
-        if (node.hypervisor !== null) this.viewSoon(node)
         return
       case "Rejected":
         this.violate(
@@ -720,52 +639,113 @@ export class World {
           `${node.id} rejected a datagram from a correct peer: ${output.rejection.reason}: ${output.rejection.detail}`,
         )
         return
-      case "Multicast":
+      case "Send": {
         this.hashSend(node, output.bytes)
-        for (const peer of this.nodes) {
-          if (peer.domain === node.domain && peer !== node)
-            this.transmit(node, peer, output.bytes, "domain", l2DelayUs)
+        const to = output.to
+        if (to._tag === "Domain") {
+          for (const peer of this.nodes)
+            if (peer.domain === node.domain && peer !== node)
+              this.transmit(node, peer, output.bytes, "domain", l2DelayUs)
+          return
+        }
+        const peer = this.byId.get(to.node)
+        if (peer === undefined) return
+        if (to._tag === "Relay") this.transmit(node, peer, output.bytes, "relay", l3DelayUs)
+        else if (peer.domain === node.domain) this.transmit(node, peer, output.bytes, "domain", l2DelayUs)
+        return
+      }
+      case "SendMessage":
+        if (output.to === "all") {
+          for (const peer of this.nodes) if (peer !== node) this.transmitMonitor(node, peer, output.message)
+        } else {
+          const peer = this.byId.get(output.to)
+          if (peer !== undefined) this.transmitMonitor(node, peer, output.message)
         }
         return
-      case "Unicast": {
-        this.hashSend(node, output.bytes)
-        const peer = this.byId.get(output.to)
-        if (peer !== undefined && peer.domain === node.domain)
-          this.transmit(node, peer, output.bytes, "domain", l2DelayUs)
+      case "Written":
+        this.recordAcknowledged(node, output.writes, output.changes)
+        return
+      case "BecamePrimary": {
+        this.trace.number(7)
+        this.trace.number(this.nowUs)
+        this.trace.number(node.index)
+        this.trace.number(output.term)
+        const holder = this.termPrimary.get(output.term)
+        if (holder !== undefined && holder !== node.id) {
+          this.violate("election", `${node.id} and ${holder} both became primary in term ${output.term}`)
+        }
+        this.termPrimary.set(output.term, node.id)
         return
       }
-      case "Relay": {
-        this.hashSend(node, output.bytes)
-        const peer = this.byId.get(output.to)
-        if (peer !== undefined) this.transmit(node, peer, output.bytes, "relay", l3DelayUs)
+      case "LeaseRenewed":
+        this.leaseRenewed(node, output.term, this.globalUs(node, output.leaseUntilMs))
         return
-      }
-      case "ArmDeadline":
-        this.arm(node, output.atMs, "deadline")
+      case "SteppedDown":
+        this.endLease(node)
         return
+      case "Fence":
+        node.fenced = true
+        this.fences++
+        return
+      case "Unfence":
+        node.fenced = false
+        return
+      case "Alarms":
+        this.alarmsWritten(node, output.changes)
+        return
+      case "ServiceEvent":
+        if (output.event.kind !== "ha-move") return
+        this.haMoves++
+        this.trace.number(10)
+        this.trace.number(this.nowUs)
+        this.trace.text(String(output.event.detail.system))
+        return
+      case "WriteRefused":
       case "MemberChanged":
-        node.memberView.set(output.node, { state: output.state, sinceMs: this.localMs(node) })
-        return
-      case "Acknowledged":
-      case "WriteRejected":
+      case "StoreFailing":
+      case "StoreRecovered":
         return
     }
   }
 
-  /** Arms a state machine's next deadline (its local ms), keeping only the earliest one pending. */
-  private arm(node: SimNode, atMs: number, type: "deadline" | "monitor-deadline" | "hv-deadline"): undefined {
+  /** Carries out a service's effect through the simulated VMM; its answer comes back as an event. */
+  private execute(node: SimNode, { run, effect }: ServiceEffect): void {
+    if (effect._tag === "Observe") {
+      this.queue.push(this.nowUs + 1_000, {
+        type: "service-input",
+        node: node.index,
+        incarnation: node.incarnation,
+        run,
+        input: "observe",
+      })
+      return
+    }
+    const result = node.vmm.execute(effect.domain, effect.call, this.nowUs)
+    this.driverCalls++
+    this.trace.number(9)
+    this.trace.number(this.nowUs)
+    this.trace.number(node.index)
+    this.trace.text(effect.domain)
+    this.trace.text(effect.call._tag)
+    this.trace.text(result.error?.reason ?? "ok")
+    if (result.error === undefined && (result.observed === "running" || result.observed === "paused"))
+      this.systemActive(effect.system, node)
+    this.queue.push(this.nowUs + Math.max(1_000, result.latencyUs), {
+      type: "service-input",
+      node: node.index,
+      incarnation: node.incarnation,
+      run,
+      input: callDone(effect.requestId, result),
+    })
+  }
+
+  /** Arms the node's one timer at the composition's next deadline (its local ms), keeping only the earliest. */
+  private arm(node: SimNode, atMs: number): void {
+    if (!Number.isFinite(atMs)) return
     const atUs = Math.max(this.nowUs + 1, this.globalUs(node, atMs))
-    const armed =
-      type === "deadline"
-        ? node.armedUs
-        : type === "monitor-deadline"
-          ? node.monitorArmedUs
-          : node.hypervisorArmedUs
-    if (atUs >= armed) return
-    if (type === "deadline") node.armedUs = atUs
-    else if (type === "monitor-deadline") node.monitorArmedUs = atUs
-    else node.hypervisorArmedUs = atUs
-    this.queue.push(atUs, { type, node: node.index })
+    if (atUs >= node.armedUs) return
+    node.armedUs = atUs
+    this.queue.push(atUs, { type: "deadline", node: node.index })
   }
 
   private hashSend(node: SimNode, bytes: Uint8Array): void {
@@ -889,7 +869,7 @@ export class World {
     }
     this.active.add(fault)
     for (const node of this.nodes)
-      if (node.cdb !== null && !this.reachesMajority(node)) this.primaryGone(node)
+      if (node.core !== null && !this.reachesMajority(node)) this.primaryGone(node)
   }
 
   private faultEnd(fault: FaultEvent): void {
@@ -905,7 +885,7 @@ export class World {
           other.atMs * 1000 <= this.nowUs &&
           (other.atMs + other.durationMs) * 1000 > this.nowUs,
       )
-      if (node.cdb === null && !stillDown) this.start(node)
+      if (node.core === null && !stillDown) this.start(node)
     }
   }
 
@@ -916,73 +896,10 @@ export class World {
     this.trace.number(6)
     this.trace.number(this.nowUs)
     for (const node of this.nodes) node.vmm.calm()
-    for (const node of this.nodes) if (node.cdb === null) this.start(node)
+    for (const node of this.nodes) if (node.core === null) this.start(node)
   }
 
   // ---- the monitor: election, leases, fencing, alarms --------------------------------------
-
-  private monitorStep(node: SimNode, input: Parameters<ElectionNode["handle"]>[0]): void {
-    const outputs = node.monitor!.handle(input, this.localMs(node))
-    for (const output of outputs) {
-      if (output._tag === "PersistVote" && this.diskFull(node)) {
-        // A vote the store refused is not cast: nothing after it goes out, and the election
-        // goes back to the durable vote (as the real driver does).
-        this.commitsRefused++
-        for (const after of node.monitor!.revertVote(node.vote, this.localMs(node)))
-          this.carryOutElection(node, after)
-        // What came after the refused vote did not go out (a SteppedDown, a Fence or Unfence):
-        // take the core's word for it. It is a follower now, so any lease it held is over.
-        this.endLease(node)
-        node.fenced = node.monitor!.isFenced()
-        return
-      }
-      this.carryOutElection(node, output)
-    }
-  }
-
-  private carryOutElection(node: SimNode, output: ElectionOutput): void {
-    switch (output._tag) {
-      case "Send": {
-        const peer = this.byId.get(output.to)
-        if (peer !== undefined) this.transmitMonitor(node, peer, output.message)
-        return
-      }
-      case "Broadcast":
-        for (const peer of this.nodes) if (peer !== node) this.transmitMonitor(node, peer, output.message)
-        return
-      case "PersistVote":
-        node.vote = { term: output.term, votedFor: output.votedFor }
-        return
-      case "BecamePrimary": {
-        this.trace.number(7)
-        this.trace.number(this.nowUs)
-        this.trace.number(node.index)
-        this.trace.number(output.term)
-        const holder = this.termPrimary.get(output.term)
-        if (holder !== undefined && holder !== node.id) {
-          this.violate("election", `${node.id} and ${holder} both became primary in term ${output.term}`)
-        }
-        this.termPrimary.set(output.term, node.id)
-        return
-      }
-      case "LeaseRenewed":
-        this.leaseRenewed(node, output.term, this.globalUs(node, output.leaseUntilMs))
-        return
-      case "SteppedDown":
-        this.endLease(node)
-        return
-      case "Fence":
-        node.fenced = true
-        this.fences++
-        return
-      case "Unfence":
-        node.fenced = false
-        return
-      case "ArmDeadline":
-        this.arm(node, output.atMs, "monitor-deadline")
-        return
-    }
-  }
 
   private transmitMonitor(from: SimNode, to: SimNode, message: Message): void {
     const rates = this.healed
@@ -1060,57 +977,39 @@ export class World {
     for (const peer of this.nodes) {
       if (
         peer === node ||
-        (peer.cdb !== null && !this.blocked(node.index, peer.index) && !this.blocked(peer.index, node.index))
+        (peer.core !== null && !this.blocked(node.index, peer.index) && !this.blocked(peer.index, node.index))
       )
         count++
     }
     return count >= Math.floor(this.voters.length / 2) + 1
   }
 
-  /** The primary (only) turns what its CDB says about the members into alarms, written to the CDB. */
-  private evaluateAlarms(node: SimNode): void {
-    const monitor = node.monitor
-    const cdb = node.cdb
-    if (monitor === null || cdb === null || !monitor.isPrimary(this.localMs(node))) return
-    const conditions = nodeConditions(node.id, node.startedMs, node.memberView)
-    const changes = evaluateAlarms(
-      nodeUnreachableRule,
-      conditions,
-      (id) => storedAlarm(cdb.get("alarm", id)?.value),
-      { nowMs: this.localMs(node), term: monitor.currentTerm, self: node.id, subjectKind: "node" },
-    )
-    if (changes.length === 0) return
+  /** The primary wrote alarms: it must hold a lease; a raised one about a node that is up and connected is false. */
+  private alarmsWritten(node: SimNode, changes: ReadonlyArray<AlarmChange>): void {
     if (node.leaseUntilUs <= this.nowUs) {
       this.violate("alarm", `${node.id} wrote alarms without a valid lease`)
     }
     for (const change of changes) {
       if (change.record.state !== "raised") continue
       this.alarmsRaised++
+      if (change.record.subject.kind !== "node") continue
       // Ground truth at the moment of raising: is the subject really down or cut off?
       const subject = this.byId.get(change.record.subject.id)
       const real =
         subject === undefined ||
-        subject.cdb === null ||
+        subject.core === null ||
         subject.cutOffSinceUs !== null ||
         this.blocked(subject.index, node.index) ||
         this.blocked(node.index, subject.index)
       if (!real) this.falseAlarms++
     }
-    const writes: Array<WriteOp> = changes.map((change) => ({
-      requestId: ++node.requestId,
-      op: "put",
-      kind: "alarm",
-      id: change.id,
-      value: encodeAlarm(change.record),
-    }))
-    this.step(node, { _tag: "Write", writes })
   }
 
   /** Ground truth: is there a majority of up nodes, every pair of which can talk both ways? */
   private majorityConnected(): boolean {
     const connected = (a: SimNode, b: SimNode) =>
       !this.blocked(a.index, b.index) && !this.blocked(b.index, a.index)
-    const group = this.nodes.filter((node) => node.cdb !== null)
+    const group = this.nodes.filter((node) => node.core !== null)
     // Greedily drop the least connected node until every pair in the group is connected.
     for (;;) {
       const degrees = group.map(
@@ -1163,11 +1062,11 @@ export class World {
     const windowUs = this.electionTimings.quorumWindowMs * 1000
     const majority = Math.floor(this.voters.length / 2) + 1
     for (const node of this.nodes) {
-      if (node.cdb === null) continue
+      if (node.core === null) continue
       for (const peer of this.nodes) {
         if (
           peer !== node &&
-          peer.cdb !== null &&
+          peer.core !== null &&
           !this.blocked(node.index, peer.index) &&
           !this.blocked(peer.index, node.index)
         ) {
@@ -1179,7 +1078,7 @@ export class World {
       const recent = node.lastConnectedUs.filter(
         (atUs, index) => index !== node.index && atUs > 0 && this.nowUs - atUs <= windowUs,
       ).length
-      if (node.cdb === null || recent + 1 >= majority) {
+      if (node.core === null || recent + 1 >= majority) {
         node.cutOffSinceUs = null
         continue
       }
@@ -1194,132 +1093,16 @@ export class World {
     }
   }
 
-  private openAlarms(cdb: CdbNode): Array<AlarmRecord & { readonly id: string }> {
-    return openAlarms(cdb.allEntries().map(([, entry]) => entry))
-  }
-
   private primaryNow(): SimNode | undefined {
     return this.nodes.find((node) => node.leaseUntilUs > this.nowUs)
   }
 
   private health(): Health | null {
-    const node = this.primaryNow() ?? this.nodes.find((candidate) => candidate.cdb !== null)
-    if (node === undefined || node.cdb === null || node.monitor === null) return null
-    const nowMs = this.localMs(node)
-    return computeHealth({
-      nowMs,
-      members: [
-        { id: node.id, state: "alive", sinceMs: 0 },
-        ...[...node.memberView].map(([id, view]) => ({ id, ...view })),
-      ],
-      voters: this.voters.length,
-      votersSeen: this.voters.filter((id) => id === node.id || node.memberView.get(id)?.state === "alive")
-        .length,
-      primary: this.primaryNow()?.id ?? null,
-      openAlarms: this.openAlarms(node.cdb).map((alarm) => ({ id: alarm.id, severity: alarm.severity })),
-      fenced: node.fenced,
-    })
+    const node = this.primaryNow() ?? this.nodes.find((candidate) => candidate.core !== null)
+    return node?.core?.health(this.localMs(node)) ?? null
   }
 
   // ---- the hypervisor: systems on simulated hosts, HA, an operator -------------------------
-
-  /** What the node's CDB holds for its hypervisor: every system, and the tasks it owns that are open. */
-  private viewOf(node: SimNode) {
-    const cdb = node.cdb!
-    return viewIn(node.id, {
-      list: (kind) => cdb.entriesOf(kind),
-      metaOf: (kind, id) => cdb.metaOf(kind, id),
-    })
-  }
-
-  /** The node's hypervisor looks at its CDB again shortly (as the real node's tick does). */
-  private viewSoon(node: SimNode): void {
-    if (node.viewPending) return
-    node.viewPending = true
-    this.queue.push(this.nowUs + 10_000, { type: "hv-view", node: node.index })
-  }
-
-  private hypervisorStep(node: SimNode, input: HypervisorInput): void {
-    const nowMs = this.localMs(node)
-    const caughtUp = storeInSync({
-      self: node.id,
-      members: this.voters,
-      sinceMs: nowMs - this.config.heartbeatMs * 3,
-      ...node.cdb!.syncState(),
-    })
-    // The unsafe fault "no-fence" takes the fence away: the host believes it always has a primary.
-    const authority = this.options.faults.includes("no-fence")
-      ? { leaderContactMs: nowMs, fenced: false }
-      : { leaderContactMs: node.monitor!.leaderContact(nowMs), fenced: node.fenced, caughtUp }
-    for (const output of node.hypervisor!.handle(input, nowMs, authority))
-      this.carryOutHypervisor(node, output)
-    const retry = node.pendingWrites.due(nowMs)
-    if (retry.length > 0) this.serviceWrite(node, retry)
-  }
-
-  private carryOutHypervisor(node: SimNode, output: HypervisorOutput): undefined {
-    switch (output._tag) {
-      case "Call": {
-        const result = node.vmm.execute(output.domain, output.call, this.nowUs)
-        this.driverCalls++
-        this.trace.number(9)
-        this.trace.number(this.nowUs)
-        this.trace.number(node.index)
-        this.trace.text(output.domain)
-        this.trace.text(output.call._tag)
-        this.trace.text(result.error?.reason ?? "ok")
-        if (result.error === undefined && (result.observed === "running" || result.observed === "paused"))
-          this.systemActive(output.system, node)
-        this.queue.push(this.nowUs + Math.max(1_000, result.latencyUs), {
-          type: "hv-input",
-          node: node.index,
-          incarnation: node.incarnation,
-          input: callDone(output.requestId, result),
-        })
-        return
-      }
-      case "Observe":
-        this.queue.push(this.nowUs + 1_000, {
-          type: "hv-input",
-          node: node.index,
-          incarnation: node.incarnation,
-          input: "observe",
-        })
-        return
-      case "WriteMeta":
-        return this.serviceWrite(node, [
-          { op: "meta", kind: "system", id: output.system, value: encodeValue(output.meta) },
-        ])
-      case "WriteTask":
-        return this.serviceWrite(node, [
-          { op: "put", kind: "task", id: output.id, value: encodeValue(output.spec) },
-        ])
-      case "WriteSpec":
-        return this.serviceWrite(node, [
-          { op: "put", kind: "system", id: output.system, value: encodeValue(output.spec) },
-        ])
-      case "ArmDeadline":
-        return this.arm(node, output.atMs, "hv-deadline")
-    }
-  }
-
-  /** Writes through the node's CDB like any client; the durability checker holds these too. */
-  private writeObjects(node: SimNode, writes: ReadonlyArray<ServiceWrite>): boolean {
-    const ops: Array<WriteOp> = writes.map((write) => ({ requestId: ++node.requestId, ...write }))
-    const outputs = this.step(node, { _tag: "Write", writes: ops })
-    this.recordAcknowledged(node, ops, outputs)
-    const acknowledged = new Set(
-      outputs.flatMap((output) => (output._tag === "Acknowledged" ? output.requestIds : [])),
-    )
-    return ops.every((op) => acknowledged.has(op.requestId))
-  }
-
-  /** The hypervisor's own writes: what the node refuses is held and written again (core/hypervisor/pending.ts). */
-  private serviceWrite(node: SimNode, writes: ReadonlyArray<ServiceWrite>): undefined {
-    if (this.writeObjects(node, writes)) node.pendingWrites.accepted(writes)
-    else node.pendingWrites.refused(writes, this.localMs(node))
-    return undefined
-  }
 
   /**
    * The safety checker: a domain just became active (running or paused) on `node`; no other host
@@ -1345,71 +1128,24 @@ export class World {
     for (const { name, state } of node.vmm.list()) {
       if (state !== "running" && state !== "paused") continue
       const system = name.slice("acp-".length)
-      const spec = decodeValue<SystemSpecValue>(node.cdb?.get("system", system)?.value)
+      const spec = decodeValue<SystemSpecValue>(node.core?.store.get("system", system)?.value)
       if (spec?.ha === true && !this.healed)
         this.outages.set(system, { system, from: node.id, atUs: this.nowUs, sinceUs: this.nowUs })
     }
     node.vmm.hostCrashed()
-    node.hypervisor = null
-    node.hypervisorArmedUs = Number.MAX_SAFE_INTEGER
   }
 
-  /** The scheduler's view of the hosts, as `node` knows them (membership from its CDB). */
-  private capacities(node: SimNode): ReadonlyArray<NodeCapacity> {
-    return this.members.map((member) => ({
-      id: member.id,
-      alive: member.id === node.id || node.memberView.get(member.id)?.state === "alive",
-      fenced: member.id === node.id && node.fenced,
-      roles: [],
-      cpuCount: hostCpus,
-      memoryMiB: hostMemoryMiB,
-      cpuUsageHundredths: 0,
-    }))
-  }
-
-  /** The primary's HA round (every 250 ms, as on a real node): moves and releases, written to its CDB. */
-  private highAvailability(node: SimNode): void {
-    const monitor = node.monitor
-    const cdb = node.cdb
-    if (monitor === null || cdb === null || node.hypervisor === null) return
-    const nowMs = this.localMs(node)
-    if (!monitor.isPrimary(nowMs)) return
-    const sync = cdb.syncState()
-    if (!storeInSync({ self: node.id, members: this.voters, sinceMs: monitor.primarySince, ...sync })) return
-    const actions = haActions({
-      nowMs,
-      self: node.id,
-      primarySinceMs: monitor.primarySince,
-      systems: this.viewOf(node).systems,
-      metaOf: (system, owner) =>
-        decodeValue<SystemMetaValue>(cdb.metaOf("system", system).find((slot) => slot.node === owner)?.value),
-      lastHeardMs: (peer) => monitor.lastHeard(peer),
-      nodes: this.capacities(node),
-      timings: {
-        haFenceMs: defaultHypervisorTimings.haFenceMs,
-        quorumWindowMs: this.electionTimings.quorumWindowMs,
-        marginMs: 500,
-      },
-      policy: defaultSchedulerPolicy,
-    })
-    for (const action of actions) {
-      if (action._tag === "Stranded") continue
-      this.haMoves++
-      this.trace.number(10)
-      this.trace.number(this.nowUs)
-      this.trace.text(action.system)
-      this.writeObjects(node, [
-        { op: "put", kind: "system", id: action.system, value: encodeValue(action.spec) },
-      ])
-    }
+  /** A client's writes through a node (the operator's, the workload's), as the API makes them. */
+  private clientWrite(node: SimNode, writes: ReadonlyArray<Omit<WriteOp, "requestId">>): void {
+    this.step(node, { _tag: "Write", ticket: ++node.ticket, writes })
   }
 
   /** The operator creates the systems through a live node, placed by the scheduler; most are HA. */
   private createSystems(): void {
-    const node = this.primaryNow() ?? this.nodes.find((candidate) => candidate.cdb !== null)
-    if (node === undefined || node.cdb === null) return
+    const node = this.primaryNow() ?? this.nodes.find((candidate) => candidate.core !== null)
+    if (node === undefined || node.core === null) return
     const nowMs = this.localMs(node)
-    const existing = this.viewOf(node).systems
+    const existing = systemsIn(node.core.store)
     const placed = [...placedSystems(existing)]
     const writes: Array<{ op: "put"; kind: string; id: string; value: Uint8Array }> = []
     for (let index = 0; index < this.systems; index++) {
@@ -1424,7 +1160,7 @@ export class World {
         desired: "running",
         placement: { affinity: [], antiAffinity: [] },
       }
-      const decision = place(requestFor(id, spec), this.capacities(node), placed, defaultSchedulerPolicy)
+      const decision = place(requestFor(id, spec), node.core.capacities(), placed, defaultSchedulerPolicy)
       if (decision._tag === "Unplaceable") continue
       const owner = decision.node as NonNullable<SystemSpecValue["node"]>
       placed.push({ ...requestFor(id, spec), node: decision.node })
@@ -1439,7 +1175,7 @@ export class World {
         },
       )
     }
-    this.writeObjects(node, writes)
+    this.clientWrite(node, writes)
     this.queue.push(this.nowUs + 1_000_000 + this.operator.below(3_000_000), { type: "operate" })
   }
 
@@ -1447,7 +1183,7 @@ export class World {
   private operate(): void {
     if (this.healed) return
     this.queue.push(this.nowUs + 1_000_000 + this.operator.below(3_000_000), { type: "operate" })
-    const live = this.nodes.filter((node) => node.cdb !== null)
+    const live = this.nodes.filter((node) => node.core !== null)
     if (live.length === 0) return
     const node = this.operator.pick(live)
     const system = `vm${1 + this.operator.below(this.systems)}`
@@ -1466,17 +1202,17 @@ export class World {
     const to = this.operator.pick(this.members).id
     const plan = planOperation({
       system,
-      spec: decodeValue<SystemSpecValue>(node.cdb!.get("system", system)?.value),
+      spec: decodeValue<SystemSpecValue>(node.core!.store.get("system", system)?.value),
       operation,
       parameters: operation === "migrate" ? { to } : {},
       nowMs: this.localMs(node),
       nodes: this.members.map((member) => member.id),
-      live: liveNodes(this.capacities(node)),
+      live: liveNodes(node.core!.capacities()),
     })
     if (!("task" in plan)) return
     this.operations++
     const id = `op-${this.operations}`
-    this.writeObjects(node, [
+    this.clientWrite(node, [
       ...(plan.system === undefined || plan.system === null
         ? []
         : [{ op: "put" as const, kind: "system", id: system, value: encodeValue(plan.system) }]),
@@ -1517,7 +1253,7 @@ export class World {
   private latestSpec(system: string): SystemSpecValue | undefined {
     let best: { version: Version; value: Uint8Array | null } | undefined
     for (const node of this.nodes) {
-      const entry = node.cdb?.get("system", system)
+      const entry = node.core?.store.get("system", system)
       if (entry !== undefined && (best === undefined || compareVersions(entry.version, best.version) > 0))
         best = entry
     }
@@ -1528,10 +1264,10 @@ export class World {
    * Convergence for the hypervisor: every system as its spec says, on its node only (a system
    * whose starts all failed is excused: the hypervisor gave up on it, with a reason in its meta).
    */
-  private unsettledSystems(cdb: CdbNode): ReadonlyArray<string> {
+  private unsettledSystems(core: NodeCore): ReadonlyArray<string> {
     const unsettled: Array<string> = []
     const known = new Set<string>()
-    for (const entry of cdb.entriesOf("system")) {
+    for (const entry of core.store.list("system")) {
       const spec = decodeValue<SystemSpecValue>(entry.value)
       if (spec === undefined) continue
       known.add(domainNameOf(entry.id))
@@ -1571,10 +1307,10 @@ export class World {
 
   private write(node: SimNode): void {
     this.scheduleWrite(node)
-    if (node.cdb === null) return
+    if (node.core === null) return
     const workload = this.scenario.workload
     const burst = workload.burstSize > 0 && this.load.chance(5) ? workload.burstSize : 1
-    const writes: Array<WriteOp> = []
+    const writes: Array<Omit<WriteOp, "requestId">> = []
     for (let index = 0; index < burst; index++) {
       const hot = this.load.chance(workload.hotPermille)
       const id = hot ? `hot-${this.load.below(8)}` : `${node.id}-${this.load.below(workload.keySpace)}`
@@ -1586,11 +1322,10 @@ export class World {
             ? "meta"
             : "put"
       const value = op === "delete" ? null : this.value(workload.valueBytes)
-      writes.push({ requestId: ++node.requestId, op, kind: op === "meta" ? "service" : "record", id, value })
+      writes.push({ op, kind: op === "meta" ? "service" : "record", id, value })
     }
     this.written += writes.length
-    const outputs = this.step(node, { _tag: "Write", writes })
-    this.recordAcknowledged(node, writes, outputs)
+    this.clientWrite(node, writes)
     if (workload.statsStorm && this.load.chance(200)) {
       const values = Array.from({ length: 40 }, (_, index) => ({
         kind: "record",
@@ -1611,24 +1346,13 @@ export class World {
   private recordAcknowledged(
     node: SimNode,
     writes: ReadonlyArray<WriteOp>,
-    outputs: ReadonlyArray<Output>,
+    own: ReadonlyArray<Change>,
   ): void {
-    const own: Array<Change> = []
-    const acknowledged = new Set<number>()
-    for (const output of outputs) {
-      if (output._tag === "Applied")
-        for (const change of output.changes) if (change.origin === node.id) own.push(change)
-      if (output._tag === "Acknowledged") for (const id of output.requestIds) acknowledged.add(id)
-    }
-    const accepted = writes.filter((write) => acknowledged.has(write.requestId))
-    if (accepted.length !== own.length) {
-      this.violate(
-        "durability",
-        `${node.id} acknowledged ${accepted.length} writes but applied ${own.length}`,
-      )
+    if (writes.length !== own.length) {
+      this.violate("durability", `${node.id} acknowledged ${writes.length} writes but applied ${own.length}`)
       return
     }
-    accepted.forEach((write, index) => {
+    writes.forEach((write, index) => {
       const change = own[index]!
       if (write.op === "meta") return
       this.acknowledged.push({
@@ -1690,36 +1414,38 @@ export class World {
   private lags(): Array<number> {
     const best = new Map<string, number>()
     for (const node of this.nodes) {
-      if (node.cdb === null) continue
-      for (const [origin, seq] of node.cdb.vector()) best.set(origin, Math.max(best.get(origin) ?? 0, seq))
+      if (node.core === null) continue
+      for (const [origin, seq] of node.core.cdbCore.vector())
+        best.set(origin, Math.max(best.get(origin) ?? 0, seq))
     }
     return this.nodes.map((node) => {
-      if (node.cdb === null) return -1
+      if (node.core === null) return -1
       let lag = 0
-      for (const [origin, seq] of best) lag += seq - node.cdb.appliedUpTo(origin)
+      for (const [origin, seq] of best) lag += seq - node.core.cdbCore.appliedUpTo(origin)
       return lag
     })
   }
 
   private isConverged(): boolean {
-    const first = this.nodes[0]!.cdb
+    const first = this.nodes[0]!.core
     if (first === null) return false
-    const fingerprint = first.fingerprint()
-    if (!this.nodes.every((node) => node.cdb !== null && node.cdb.fingerprint() === fingerprint)) return false
-    const vector = JSON.stringify(first.vector())
-    if (!this.nodes.every((node) => JSON.stringify(node.cdb!.vector()) === vector)) return false
+    const fingerprint = first.cdbCore.fingerprint()
+    if (!this.nodes.every((node) => node.core !== null && node.core.cdbCore.fingerprint() === fingerprint))
+      return false
+    const vector = JSON.stringify(first.cdbCore.vector())
+    if (!this.nodes.every((node) => JSON.stringify(node.core!.cdbCore.vector()) === vector)) return false
     // The monitor too: one primary with a lease, nobody fenced, and every alarm cleared.
     return (
       this.primaryNow() !== undefined &&
       this.nodes.every((node) => !node.fenced) &&
-      this.openAlarms(first).length === 0 &&
+      first.openAlarms().length === 0 &&
       (this.systems === 0 || this.unsettledSystems(first).length === 0)
     )
   }
 
   /** After convergence: every live node holds identical entries, and every acknowledged write survived. */
   private finalChecks(): void {
-    const stores = this.nodes.map((node) => node.cdb!.allEntries())
+    const stores = this.nodes.map((node) => node.core!.cdbCore.allEntries())
     const reference = stores[0]!
     stores.forEach((store, index) => {
       if (store.length !== reference.length) {
@@ -1774,10 +1500,12 @@ export class World {
     if (!converged) {
       this.violate("liveness", `not converged ${this.options.livenessBoundMs} ms after the heal`)
       for (const node of this.nodes) {
-        if (node.cdb === null) pending.push(`${node.id}: down`)
-        else for (const gap of node.cdb.gapsReport()) pending.push(`${node.id} lacks ${gap}`)
+        if (node.core === null) pending.push(`${node.id}: down`)
+        else for (const gap of node.core.cdbCore.gapsReport()) pending.push(`${node.id} lacks ${gap}`)
       }
-      const fingerprints = this.nodes.map((node) => `${node.id}=${node.cdb?.fingerprint() ?? "down"}`)
+      const fingerprints = this.nodes.map(
+        (node) => `${node.id}=${node.core?.cdbCore.fingerprint() ?? "down"}`,
+      )
       pending.push(`fingerprints: ${fingerprints.join(" ")}`)
       const primary = this.primaryNow()
       pending.push(
@@ -1786,13 +1514,13 @@ export class World {
           : `primary ${primary.id} (term ${primary.leaseTerm})`,
       )
       for (const node of this.nodes) if (node.fenced) pending.push(`${node.id} is fenced`)
-      const first = this.nodes[0]!.cdb
+      const first = this.nodes[0]!.core
       if (first !== null) {
-        for (const alarm of this.openAlarms(first)) pending.push(`alarm ${alarm.id} is ${alarm.state}`)
+        for (const alarm of first.openAlarms()) pending.push(`alarm ${alarm.id} is ${alarm.state}`)
         if (this.systems > 0) pending.push(...this.unsettledSystems(first))
       }
     }
-    const counters = this.nodes.map((node) => node.cdb?.counters)
+    const counters = this.nodes.map((node) => node.core?.cdbCore.counters)
     const primaries = [
       ...this.primaries,
       ...this.nodes
@@ -1863,4 +1591,4 @@ export const simulate = (options: SimOptions): SimResult => {
   }
 }
 
-export { type Percentiles, percentiles } from "../core/percentile.ts"
+export { type Percentiles, percentiles }

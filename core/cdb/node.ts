@@ -316,6 +316,15 @@ export class CdbNode {
     this.clock.ms = Math.max(this.clock.ms, wallMs)
   }
 
+  /**
+   * A core rebuilt from the durable image in the same incarnation (after a refused commit) goes
+   * on numbering its statistics after the core it replaces: receivers drop statistics whose
+   * number they have seen in this incarnation, and would ignore this node's until it caught up.
+   */
+  continueStatsFrom(previous: CdbNode): void {
+    this.statsCounter = Math.max(this.statsCounter, previous.statsCounter)
+  }
+
   // ---- getters -----------------------------------------------------------------------------
 
   get self(): string {

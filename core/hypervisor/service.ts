@@ -4,6 +4,8 @@
  * the VMM port, and, on the primary, the HA round. The real node and the simulator plug in this
  * one object; only the VMM behind the port differs.
  */
+
+import type { ServiceWrite } from "../node/pending.ts"
 import type { ServiceContext, ServiceCore, ServicePorts, ServiceStep } from "../node/service.ts"
 import { haActions } from "./ha.ts"
 import {
@@ -13,7 +15,6 @@ import {
   type Output,
   type SystemMetaValue,
 } from "./hypervisor.ts"
-import type { ServiceWrite } from "./pending.ts"
 import { defaultSchedulerPolicy } from "./scheduler.ts"
 import { decodeValue, encodeValue } from "./values.ts"
 import { systemsIn, viewIn } from "./view.ts"

@@ -100,7 +100,8 @@ export const computeHealth = (input: HealthInput): Health => {
     const reason = `${service.name} on ${service.node} ${service.state}${service.reason === undefined ? "" : `: ${service.reason}`}`
     cluster.push({ points: service.points, reason })
     const node = nodes[service.node]
-    if (node !== undefined) nodes[service.node] = finish([...node.reasons, { points: service.points, reason }])
+    if (node !== undefined)
+      nodes[service.node] = finish([...node.reasons, { points: service.points, reason }])
   }
   for (const alarm of input.openAlarms) {
     const points = severityPoints[alarm.severity]

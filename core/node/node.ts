@@ -27,7 +27,6 @@ import {
   type WriteOp,
 } from "../cdb/node.ts"
 import { storeInSync } from "../hypervisor/ha.ts"
-import { PendingWrites, type ServiceWrite } from "../hypervisor/pending.ts"
 import type { NodeCapacity } from "../hypervisor/scheduler.ts"
 import { decodeValue, encodeValue } from "../hypervisor/values.ts"
 import type { ServiceState } from "../lifecycle/tables.ts"
@@ -51,6 +50,7 @@ import {
   type Message,
 } from "../monitor/election.ts"
 import { computeHealth, type Health } from "../monitor/health.ts"
+import { type Basis, PendingWrites, type ServiceWrite } from "./pending.ts"
 import type {
   Authority,
   ServiceContext,
@@ -227,6 +227,14 @@ interface RunningService {
   primaryAtMs: number
 }
 
+const electionFacts: ReadonlySet<string> = new Set([
+  "BecamePrimary",
+  "SteppedDown",
+  "LeaseRenewed",
+  "Fence",
+  "Unfence",
+])
+
 const failingStates: ReadonlySet<string> = new Set(["failed", "backing-off"])
 
 const never = Number.POSITIVE_INFINITY
@@ -374,6 +382,8 @@ export class NodeCore {
     this.outputs = []
     this.effects = []
     this.lastStepWrites = this.stepWrites
+    this.lastStepVoted = step.commit?.vote !== undefined
+    this.lastStepFacts = step.outputs.filter((output) => electionFacts.has(output._tag))
     this.stepWrites = []
     return step
   }
@@ -399,7 +409,7 @@ export class NodeCore {
       this.absorbElection(this.election.handle({ _tag: "DeadlineReached" }, now))
       this.evaluateAlarms()
     }
-    const held = this.nodeWrites.due(now)
+    const held = this.nodeWrites.due(now, this.basis)
     if (held.length > 0) this.write(held, { ticket: undefined, source: "service", held: this.nodeWrites })
     for (const [name, service] of [...this.services]) {
       if (this.services.get(name) !== service) continue
@@ -524,7 +534,7 @@ export class NodeCore {
         reason: why?.reason ?? "not-acknowledged",
         detail: why?.detail ?? "the write was not acknowledged",
       })
-      if (serviceWrites !== undefined) context.held?.refused(serviceWrites, this.nowMs)
+      if (serviceWrites !== undefined) context.held?.refused(serviceWrites, this.nowMs, this.basis)
       return
     }
     if (serviceWrites !== undefined) context.held?.accepted(serviceWrites)
@@ -557,12 +567,25 @@ export class NodeCore {
       this.probeAtMs = this.nowMs + this.config.timings.storeProbeMs
       this.outputs.push({ _tag: "StoreFailing", error })
     }
+    const previous = this.cdb
     this.cdb = this.cdbFrom(durable.image)
+    this.cdb.continueStatsFrom(previous)
     // The new core's failure detector starts over (every member alive), so the view does too;
     // its timers start over with it: the next try comes after a short wait, not at once.
     this.resetMemberView()
     this.cdbAtMs = this.nowMs + this.config.timings.storeRetryMs
-    this.absorbElection(this.election.revertVote(durable.vote, this.nowMs))
+    // What the election did in the refused step still holds (a lease renewed by acknowledgements,
+    // a fence), unless its vote is what was refused: then it goes back to the durable vote, a
+    // follower (a SteppedDown if it led), and only its step-downs and fences stand.
+    for (const fact of this.lastStepFacts)
+      if (
+        !this.lastStepVoted ||
+        fact._tag === "SteppedDown" ||
+        fact._tag === "Fence" ||
+        fact._tag === "Unfence"
+      )
+        this.outputs.push(fact)
+    if (this.lastStepVoted) this.absorbElection(this.election.revertVote(durable.vote, this.nowMs))
     this.vote = undefined
     this.persists = []
     const detail = `${error.reason === "disk-full" ? "disk full" : error.reason === "io-error" ? "I/O error" : "store write failed"}: ${error.detail}`
@@ -576,13 +599,16 @@ export class NodeCore {
       })
       if (write.serviceWrites === undefined) continue
       const service = write.service === undefined ? undefined : this.services.get(write.service)
-      ;(service?.pending ?? this.nodeWrites).refused(write.serviceWrites, this.nowMs)
+      ;(service?.pending ?? this.nodeWrites).refused(write.serviceWrites, this.nowMs, this.basis)
     }
     this.lastStepWrites = []
   }
 
   /** The writes of the step last finished: refused with it if its commit is. */
   private lastStepWrites: Array<StepWrite> = []
+  /** Whether the step last finished cast a vote, and what its election did (kept if its commit is refused). */
+  private lastStepVoted = false
+  private lastStepFacts: ReadonlyArray<Output> = []
 
   /**
    * The driver says the last step's commit is durable (or there was none). A driver must call
@@ -734,7 +760,7 @@ export class NodeCore {
     if (kind === "step") service.deadlineMs = step.deadlineMs
     for (const event of step.events) this.outputs.push({ _tag: "ServiceEvent", service: name, event })
     for (const effect of step.effects) this.effects.push({ service: name, run: service.run, effect })
-    const retry = service.pending.due(this.nowMs)
+    const retry = service.pending.due(this.nowMs, this.basis)
     this.write([...step.writes, ...retry], {
       ticket: undefined,
       source: "service",
@@ -751,6 +777,12 @@ export class NodeCore {
       authority: this.authority(),
       nodes: () => this.capacities(),
     }
+  }
+
+  /** The version a held put is based on: the object's as the store holds it now. */
+  private readonly basis: Basis = (write) => {
+    const version = this.cdb.get(write.kind, write.id)?.version
+    return version === undefined ? "" : `${version.ms}.${version.counter}.${version.origin}`
   }
 
   private readonly storeView: StoreView = {

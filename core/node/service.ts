@@ -12,8 +12,8 @@
  */
 import type { SpecEntry } from "../cdb/durable.ts"
 import type { Input as HypervisorInput, Output as HypervisorOutput } from "../hypervisor/hypervisor.ts"
-import type { ServiceWrite } from "../hypervisor/pending.ts"
 import type { NodeCapacity } from "../hypervisor/scheduler.ts"
+import type { ServiceWrite } from "./pending.ts"
 
 /** Per service: the inputs its port answers with and the effects it asks of its port. */
 export interface ServicePorts {

@@ -287,7 +287,11 @@ const nodeShow = Command.make(
         }),
       ),
     ),
-).pipe(Command.withDescription("Show one node: incarnation, monitor role and term, objects, health, alarms, services"))
+).pipe(
+  Command.withDescription(
+    "Show one node: incarnation, monitor role and term, objects, health, alarms, services",
+  ),
+)
 
 export const nodeCommand = Command.make("node").pipe(
   Command.withDescription("The cluster's nodes: list, show, and run one"),
