@@ -74,7 +74,7 @@ export const runFramework = (services: Readonly<Record<string, ServiceDefinition
             break
           case "ArmDeadline": {
             if (timer !== undefined) yield* Fiber.interrupt(timer)
-            const waitMs = output.atMs - Date.now()
+            const waitMs = output.atMs - performance.now()
             timer =
               waitMs > 24 * 3_600_000
                 ? undefined
@@ -94,8 +94,8 @@ export const runFramework = (services: Readonly<Record<string, ServiceDefinition
         for (const fiber of [...fibers.values()].reverse()) yield* Fiber.interrupt(fiber)
       }),
     )
-    yield* carryOut(supervisor.handle({ _tag: "StartAll" }, Date.now()))
+    yield* carryOut(supervisor.handle({ _tag: "StartAll" }, performance.now()))
     return yield* Effect.forever(
-      Effect.flatMap(Queue.take(inputs), (input) => carryOut(supervisor.handle(input, Date.now()))),
+      Effect.flatMap(Queue.take(inputs), (input) => carryOut(supervisor.handle(input, performance.now()))),
     )
   })

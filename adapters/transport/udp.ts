@@ -193,10 +193,10 @@ export const layerUdp = (options: UdpOptions) =>
       // an event-loop turn per datagram (the sync benchmark's writer sat idle 40% of the time on
       // it). A datagram the kernel refuses is a lost datagram, which the CDB repairs like any
       // other loss; the refusal is logged (at most every 5 s) rather than failing the caller.
-      let lastSendErrorMs = 0
+      let lastSendErrorMs = Number.NEGATIVE_INFINITY
       const onSent = (address: string, port: number) => (error: Error | null) => {
-        if (error === null || Date.now() - lastSendErrorMs < 5_000) return
-        lastSendErrorMs = Date.now()
+        if (error === null || performance.now() - lastSendErrorMs < 5_000) return
+        lastSendErrorMs = performance.now()
         process.stderr.write(
           `${JSON.stringify({ message: "send failed", destination: `${address}:${port}`, detail: error.message, level: "WARN", timestamp: new Date().toISOString() })}\n`,
         )

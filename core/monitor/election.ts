@@ -475,9 +475,19 @@ export class ElectionNode {
     }
   }
 
+  /**
+   * The next time `tick` has something to do. A leader's election deadline is not one (it only
+   * bounds a leader that never got a lease): counted in, a stale one asked for a step every
+   * millisecond for as long as the node led.
+   */
   private nextDeadline(nowMs: number): number {
-    let next = Math.min(this.nextPingMs, this.electionAtMs)
-    if (this.role === "leader" && this.leaseUntilMs !== -neverMs) next = Math.min(next, this.leaseUntilMs)
+    let next = this.nextPingMs
+    if (this.role === "leader")
+      next = Math.min(
+        next,
+        this.leaseUntilMs === -neverMs ? this.electionAtMs + this.config.leaseMs : this.leaseUntilMs,
+      )
+    else if (this.isVoter(this.config.self)) next = Math.min(next, this.electionAtMs)
     if (!this.fenced) next = Math.min(next, this.lastMajorityMs + this.config.leaseMs + 1)
     return Math.max(next, nowMs + 1)
   }
