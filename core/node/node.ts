@@ -237,6 +237,13 @@ const electionFacts: ReadonlySet<string> = new Set([
 
 const failingStates: ReadonlySet<string> = new Set(["failed", "backing-off"])
 
+/**
+ * Whether a service is failing: failed or backing off, or starting again after a failure (it has
+ * not run since), so a service that keeps failing counts as failing throughout, not only between tries.
+ */
+export const serviceFailing = (service: { readonly state: string; readonly lastError?: string }): boolean =>
+  failingStates.has(service.state) || (service.state === "starting" && service.lastError !== undefined)
+
 const never = Number.POSITIVE_INFINITY
 
 /** What one write batch of the step was, to answer it once the step's fate is known. */
@@ -684,7 +691,7 @@ export class NodeCore {
     const conditions: Array<Condition> = []
     for (const status of this.servicesInCluster()) {
       const subject = `${status.node}.${status.name}`
-      const active = failingStates.has(status.state) && this.memberState(status.node) === "alive"
+      const active = serviceFailing(status) && this.memberState(status.node) === "alive"
       const message = `${status.name} on ${status.node} ${status.state}${status.lastError === undefined ? "" : `: ${status.lastError}`}`
       const seen = this.serviceSeen.get(subject)
       if (seen === undefined || seen.active !== active)
@@ -919,7 +926,7 @@ export class NodeCore {
       openAlarms: alarms.map((alarm) => ({ id: alarm.id, severity: alarm.severity })),
       fenced: this.election.isFenced(),
       services: this.servicesInCluster()
-        .filter((service) => failingStates.has(service.state) && this.memberState(service.node) === "alive")
+        .filter((service) => serviceFailing(service) && this.memberState(service.node) === "alive")
         .map((service) => ({
           node: service.node,
           name: service.name,

@@ -611,6 +611,52 @@ describe("local cluster (3 real nodes on loopback)", () => {
     })
   }, 90_000)
 
+  it("a hypervisor whose libvirt URI cannot be opened shows in acp health, acp alarm list and acp node show", async () => {
+    const configPath = join(home, "n3", "config.json")
+    const original = readFileSync(configPath, "utf8")
+    const broken = { ...JSON.parse(original), hypervisor: { uri: "qemu+tcp://127.0.0.1:9/system" } }
+    process.kill(pidOf(3), "SIGKILL")
+    writeFileSync(configPath, JSON.stringify(broken))
+    restart(3)
+    try {
+      // Health, as any node computes it from the services' states in the CDB: points off, with the reason.
+      const health = await eventually(() => {
+        const out = acp("health", "--node", "n1").stdout
+        return /-15: hypervisor on n3 (backing-off|failed|starting): .+/.test(out) ? out : undefined
+      }, 30_000)
+      expect(health).toMatch(/hypervisor on n3 \S+: .*(connect|127\.0\.0\.1|libvirt)/i)
+      // The primary raises the alarm once the service has been failing for its threshold.
+      const alarm = await eventually(() => {
+        const listed = JSON.parse(acp("alarm", "list", "--json").stdout) as Array<{
+          id: string
+          state: string
+          message: string
+        }>
+        return listed.find(
+          (entry) => entry.id === "service-failing.n3.hypervisor" && entry.state === "raised",
+        )
+      }, 30_000)
+      expect(alarm.message).toMatch(/^hypervisor on n3 /)
+      // The node's own account lists the service with its state and last error.
+      const show = acp("node", "show", "n3")
+      expect(show.status, show.stderr).toBe(0)
+      expect(show.stdout).toMatch(/hypervisor\s+(backing-off|failed|starting)\s+\d+ s\s+\d+\s+\S/)
+      // The scheduler says why n3 takes no system.
+      const placed = await api(1, "POST", "/v1/systems/where-1", { spec: system("where-1"), dryRun: true })
+      expect(JSON.stringify(placed.body)).toMatch(/hypervisor (backing-off|failed|starting)/)
+    } finally {
+      process.kill(pidOf(3), "SIGKILL")
+      writeFileSync(configPath, original)
+      restart(3)
+    }
+    // Back to a working URI: the alarm clears and the health reason goes.
+    await eventually(() => {
+      const listed = JSON.parse(acp("alarm", "list", "--json").stdout) as Array<{ id: string }>
+      return !listed.some((entry) => entry.id === "service-failing.n3.hypervisor")
+    }, 40_000)
+    expect(acp("health", "--node", "n1").stdout).not.toContain("hypervisor on n3")
+  }, 120_000)
+
   it("acp node list and show: every member, one primary, and one node's own account", async () => {
     type Member = { id: string; primary: boolean }
     const members = () => JSON.parse(acp("node", "list", "--json").stdout) as Array<Member>
