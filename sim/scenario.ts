@@ -20,16 +20,19 @@ export const faultNames = [
   "guest",
   "disk-full",
   "replay",
+  "service-failure",
 ] as const
 /** Faults the design does not promise to survive: never in "all", only asked for by name, to show the checkers catch them. */
 /** "no-fence": hosts keep running HA systems without a primary's contact, like a host without a watchdog. */
 /** "ignore-refused-commit": a driver that carries out a step whose commit its full disk refused (acknowledges, sends). */
 /** "no-replay-window": receivers take every authenticated datagram, seen before or not (the window off). */
+/** "no-service-alarm": nodes whose failing services count neither in health nor in alarms. */
 export const unsafeFaultNames = [
   "fsync-lie",
   "no-fence",
   "ignore-refused-commit",
   "no-replay-window",
+  "no-service-alarm",
 ] as const
 export type FaultName = (typeof faultNames)[number] | (typeof unsafeFaultNames)[number]
 
@@ -106,6 +109,17 @@ export type FaultEvent =
   | { readonly kind: "crash"; readonly atMs: number; readonly durationMs: number; readonly node: number }
   /** An adversary plays back datagrams it captured earlier, to any node, as if from anywhere. */
   | { readonly kind: "replay"; readonly atMs: number; readonly durationMs: number }
+  /**
+   * The node's host restarts and its hypervisor service cannot start for the window (libvirt
+   * missing or unreachable): its supervisor backs off, its health and the primary's alarms say so.
+   * Drawn only for runs with systems.
+   */
+  | {
+      readonly kind: "service-failure"
+      readonly atMs: number
+      readonly durationMs: number
+      readonly node: number
+    }
   /** The node's store refuses every commit (ENOSPC, EIO) for the window: its driver must refuse too. */
   | { readonly kind: "disk-full"; readonly atMs: number; readonly durationMs: number; readonly node: number }
   | {
@@ -220,6 +234,9 @@ export const drawScenario = (options: SimOptions): Scenario => {
     events.push({ kind: "disk-full", ...window })
   for (const { atMs, durationMs } of windows("replay", "replay", "no-replay-window", 500, 3, false))
     events.push({ kind: "replay", atMs, durationMs })
+  if ((options.systems ?? 0) > 0)
+    for (const window of windows("service", "service-failure", "service-failure", 2_000, 3, true))
+      events.push({ kind: "service-failure", ...window })
   events.sort((left, right) => left.atMs - right.atMs)
   const workload: Workload = {
     hotPermille: work.pick([0, 100, 500]),

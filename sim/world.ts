@@ -41,6 +41,7 @@ import {
   type Output,
   type ServiceEffect,
   type Step,
+  serviceFailingRule,
 } from "../core/node/node.ts"
 import type { ServicePorts } from "../core/node/service.ts"
 import { type Percentiles, percentiles } from "../core/percentile.ts"
@@ -81,6 +82,8 @@ export interface SimResult {
   readonly acknowledgedWrites: number
   /** Steps whose commit a node's store refused (fault "disk-full"), each undone. */
   readonly commitsRefused: number
+  /** Fault "service-failure": windows the service-alarm checker checked (the others had a fault in the way). */
+  readonly serviceAlarmChecks: number
   /** Fault "replay": datagrams the adversary played back, and those the receivers' windows dropped. */
   readonly replays: { readonly sent: number; readonly dropped: number }
   /** Acknowledged spec writes per node, in node order. */
@@ -172,6 +175,7 @@ type Event =
       readonly input: ServicePorts["hypervisor"]["input"] | "observe"
     }
   | { readonly type: "stats"; readonly node: number; readonly incarnation: number }
+  | { readonly type: "service-alarm-check"; readonly fault: Extract<FaultEvent, { kind: "service-failure" }> }
   | { readonly type: "create-systems" }
   | { readonly type: "operate" }
 
@@ -242,6 +246,8 @@ const replayEveryUs = 50_000
 /** As the real transport: a restarted node takes a sender's datagrams sealed from its own start less this. */
 const clockOffsetToleratedMs = 500
 const checkIntervalUs = 20_000
+/** Fault "service-failure": how long after the alarm's threshold the primary must have raised it. */
+const serviceAlarmSlackMs = 3_000
 /** How long a connected, stable majority may go without a primary (the issue's failover goal). */
 export const electionBoundMs = 5_000
 /** How long an HA system of a crashed node may stay down while a majority is connected (the hypervisor issue's goal). */
@@ -295,6 +301,8 @@ export class World {
   private replaysSent = 0
   private replaysDropped = 0
   private commitsRefused = 0
+  /** Fault "service-failure": windows in which the service-alarm checker could and did look. */
+  private serviceAlarmChecks = 0
   private readonly timeline: Array<TimelineSample> = []
   private nowUs = 0
   private events = 0
@@ -473,6 +481,9 @@ export class World {
         this.publishStats(node)
         return
       }
+      case "service-alarm-check":
+        this.checkServiceAlarm(event.fault)
+        return
       case "create-systems":
         this.createSystems()
         return
@@ -491,6 +502,8 @@ export class World {
   }
 
   private start(node: SimNode): void {
+    // A new process: its quorum window (and so the fence checker's clock) starts over.
+    node.cutOffSinceUs = null
     node.replayWindow = new ReplayWindow(1024, BigInt((this.localMs(node) - clockOffsetToleratedMs) * 1000))
     node.lastApplied = new Map(node.image.vector)
     node.armedUs = Number.MAX_SAFE_INTEGER
@@ -502,6 +515,7 @@ export class World {
         election: { ...this.electionTimings, self: node.id, voters: this.voters },
         incarnation: node.incarnation,
         timings: defaultNodeTimings,
+        ...(this.options.faults.includes("no-service-alarm") ? { ignoreServices: true } : {}),
         services:
           this.systems === 0
             ? {}
@@ -521,10 +535,23 @@ export class World {
     this.trace.number(node.index)
     this.step(node, { _tag: "DeadlineReached" })
     if (this.systems > 0) {
-      // As a real node: its supervisor reports the hypervisor running, and the host publishes its capacity.
-      this.step(node, { _tag: "ServiceState", name: "hypervisor", state: "running", restarts: 0 })
+      // As a real node: its supervisor reports the hypervisor running (or backing off, fault
+      // "service-failure"), and the host publishes its capacity.
+      if (this.serviceDown(node))
+        this.step(node, {
+          _tag: "ServiceState",
+          name: "hypervisor",
+          state: "backing-off",
+          restarts: 1,
+          lastError: "cannot load libvirt.so.0 (simulated)",
+        })
+      else this.serviceRuns(node)
       this.publishStats(node)
     }
+  }
+
+  private serviceRuns(node: SimNode): void {
+    this.step(node, { _tag: "ServiceState", name: "hypervisor", state: "running", restarts: 0 })
   }
 
   /** The host's statistics, every 2 s as a real node's hypervisor service publishes them. */
@@ -850,9 +877,17 @@ export class World {
         case "fsync-lie":
         case "disk-full":
         case "replay":
+        case "service-failure":
           break
       }
     }
+    return false
+  }
+
+  /** Whether `node`'s hypervisor service cannot start now (fault "service-failure"). */
+  private serviceDown(node: SimNode): boolean {
+    for (const fault of this.active)
+      if (fault.kind === "service-failure" && fault.node === node.index) return true
     return false
   }
 
@@ -872,13 +907,82 @@ export class World {
       return
     }
     this.active.add(fault)
+    if (fault.kind === "service-failure") {
+      // The host restarts; its node comes back with a hypervisor service that cannot start.
+      const node = this.nodes[fault.node]!
+      if (node.core === null) return
+      this.crash(node, 0)
+      this.start(node)
+      const checkAtMs = fault.atMs + serviceFailingRule.raiseAfterMs + serviceAlarmSlackMs
+      if (checkAtMs < fault.atMs + fault.durationMs)
+        this.queue.push(checkAtMs * 1000, { type: "service-alarm-check", fault })
+      return
+    }
     for (const node of this.nodes)
       if (node.core !== null && !this.reachesMajority(node)) this.primaryGone(node)
+  }
+
+  /**
+   * The service-alarm checker: a hypervisor service that has been failing for the alarm's
+   * threshold (and a slack for its state to reach the primary) is alarmed by a primary that has
+   * held office throughout, hears the node over a network that keeps its promises, and whose
+   * store and the node's took every commit in the window.
+   */
+  private checkServiceAlarm(fault: Extract<FaultEvent, { kind: "service-failure" }>): void {
+    const node = this.nodes[fault.node]!
+    const primary = this.primaryNow()
+    const rates = this.scenario.schedule.rates
+    const windowFromMs = fault.atMs
+    const overlapsDiskFull = (index: number) =>
+      this.scenario.schedule.events.some(
+        (other) =>
+          other.kind === "disk-full" &&
+          other.node === index &&
+          other.atMs < this.nowUs / 1000 &&
+          other.atMs + other.durationMs > windowFromMs,
+      )
+    if (
+      this.healed ||
+      node.core === null ||
+      primary === undefined ||
+      primary === node ||
+      primary.leaseFromUs > windowFromMs * 1000 ||
+      rates.lossPermille > 0 ||
+      rates.jitterUs > 10_000 ||
+      this.scenario.schedule.events.some(
+        (other) =>
+          (other.kind === "partition" || other.kind === "asymmetric" || other.kind === "flapping") &&
+          other.atMs < this.nowUs / 1000 &&
+          other.atMs + other.durationMs > windowFromMs,
+      ) ||
+      overlapsDiskFull(node.index) ||
+      overlapsDiskFull(primary.index)
+    )
+      return
+    this.serviceAlarmChecks++
+    const id = `service-failing.${node.id}.hypervisor`
+    if (!primary.core!.openAlarms().some((alarm) => alarm.id === id))
+      this.violate(
+        "service-alarm",
+        `${node.id}'s hypervisor has failed since ${fault.atMs} ms, yet primary ${primary.id} has raised no ${id}`,
+      )
+    const reason = `hypervisor on ${node.id} backing-off`
+    if (
+      !primary
+        .core!.health(this.localMs(primary))
+        .cluster.reasons.some((entry) => entry.reason.startsWith(reason))
+    )
+      this.violate("service-alarm", `${primary.id}'s health does not say "${reason}"`)
   }
 
   private faultEnd(fault: FaultEvent): void {
     if (this.healed) return
     this.active.delete(fault)
+    if (fault.kind === "service-failure") {
+      const node = this.nodes[fault.node]!
+      if (node.core !== null && !this.serviceDown(node)) this.serviceRuns(node)
+      return
+    }
     if (fault.kind === "crash" || fault.kind === "fsync-lie") {
       const node = this.nodes[fault.node]!
       const stillDown = [...this.scenario.schedule.events].some(
@@ -895,7 +999,9 @@ export class World {
 
   private heal(): void {
     this.healed = true
+    const serviceDown = this.nodes.filter((node) => node.core !== null && this.serviceDown(node))
     this.active.clear()
+    for (const node of serviceDown) this.serviceRuns(node)
     this.failoverFrom = null
     this.trace.number(6)
     this.trace.number(this.nowUs)
@@ -1236,7 +1342,10 @@ export class World {
     const rates = this.scenario.schedule.rates
     const lossless = this.healed || (rates.lossPermille === 0 && rates.jitterUs <= 10_000)
     for (const outage of [...this.outages.values()]) {
-      if (!connected || !lossless) {
+      // A node whose hypervisor cannot start is alive and heard: nothing moves its HA systems
+      // (the design has no promise for it yet), so its outages do not count while it lasts.
+      const from = this.byId.get(outage.from)
+      if (!connected || !lossless || (from !== undefined && this.serviceDown(from))) {
         outage.sinceUs = this.nowUs
         continue
       }
@@ -1565,6 +1674,7 @@ export class World {
       changesApplied: counters.reduce((sum, counter) => sum + (counter?.changesApplied ?? 0), 0),
       acknowledgedWrites: this.acknowledged.length,
       commitsRefused: this.commitsRefused,
+      serviceAlarmChecks: this.serviceAlarmChecks,
       replays: { sent: this.replaysSent, dropped: this.replaysDropped },
       acknowledgedByNode: this.nodes.map(
         (node) => this.acknowledged.filter((write) => write.node === node.id).length,

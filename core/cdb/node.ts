@@ -261,6 +261,9 @@ export class CdbNode {
   /** The same entries by kind, then id: services read one kind often (systems, tasks, alarms). */
   private readonly byKind = new Map<string, Map<string, SpecEntry>>()
   private readonly meta = new Map<string, MetaSlot>()
+  /** The meta slots by object (kind and id), and the ids with meta by kind: reads without a scan. */
+  private readonly metaByObject = new Map<string, Map<string, MetaSlot>>()
+  private readonly metaIds = new Map<string, Set<string>>()
   private readonly stats = new Map<string, StatsSlot>()
   private readonly contiguous = new Map<string, number>()
   private readonly pending = new Map<string, Map<number, Change>>()
@@ -358,14 +361,17 @@ export class CdbNode {
     ids.set(entry.id, entry)
   }
 
-  /** Meta slots of an object, one per node that wrote one, for nodes that are not dead. */
+  /** Meta slots of an object, one per node that wrote one, for nodes that are not dead, in node order. */
   metaOf(kind: string, id: string): ReadonlyArray<MetaSlot> {
-    const prefix = metaKey(kind, id, "")
     const slots: Array<MetaSlot> = []
-    for (const [key, slot] of this.meta) {
-      if (key.startsWith(prefix) && this.memberState(slot.node) !== "dead") slots.push(slot)
-    }
-    return slots
+    for (const slot of this.metaByObject.get(entryKey(kind, id))?.values() ?? [])
+      if (this.memberState(slot.node) !== "dead") slots.push(slot)
+    return slots.sort((left, right) => (left.node < right.node ? -1 : left.node > right.node ? 1 : 0))
+  }
+
+  /** The ids of one kind's objects that hold meta (a service's state, say, with or without a spec), in order. */
+  metaIdsOf(kind: string): ReadonlyArray<string> {
+    return [...(this.metaIds.get(kind) ?? [])].sort()
   }
 
   statsOf(kind: string, id: string, node: string): Uint8Array | undefined {
@@ -698,6 +704,19 @@ export class CdbNode {
   private setMeta(slot: MetaSlot): void {
     const merged = mergeMeta(this.meta, slot)
     if (!merged.replaced) return
+    const object = entryKey(slot.kind, slot.id)
+    let slots = this.metaByObject.get(object)
+    if (slots === undefined) {
+      slots = new Map()
+      this.metaByObject.set(object, slots)
+    }
+    slots.set(slot.node, slot)
+    let ids = this.metaIds.get(slot.kind)
+    if (ids === undefined) {
+      ids = new Set()
+      this.metaIds.set(slot.kind, ids)
+    }
+    ids.add(slot.id)
     if (merged.previous !== undefined) this.metaFingerprint ^= this.metaHash(merged.previous)
     this.metaFingerprint ^= this.metaHash(slot)
   }

@@ -53,12 +53,13 @@ export class PendingWrites {
    * retryEveryMs`. `basis` is read now, with the store as it is without them.
    */
   refused(writes: ReadonlyArray<ServiceWrite>, nowMs: number, basis: Basis): void {
+    // A retried put comes back here only if its object had not changed (else `due` dropped it),
+    // so the object as it is now is what it was decided on; a newer write for the key is a new
+    // decision, on the object as it is now.
     for (const write of writes) {
       const key = keyOf(write)
-      // A put held already keeps its first basis: the decision was taken on the object as it was then.
-      const held = this.byKey.get(key)
       this.byKey.delete(key)
-      this.byKey.set(key, { write, basis: held?.basis ?? (write.op === "put" ? basis(write) : "") })
+      this.byKey.set(key, { write, basis: write.op === "put" ? basis(write) : "" })
     }
     this.retryAtMs = nowMs + this.retryEveryMs
   }

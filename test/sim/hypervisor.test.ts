@@ -70,6 +70,30 @@ describe("hypervisor in the simulator", () => {
     expect(result.violations.some((violation) => violation.checker === "vm")).toBe(true)
   })
 
+  it("a hypervisor service that cannot start (fault service-failure): the primary alarms it and health says why; its HA systems run again once it starts", () => {
+    const busiest = busiestHaNode()
+    const result = run([{ kind: "service-failure", atMs: 10_000, durationMs: 12_000, node: busiest.index }], {
+      durationMs: 30_000,
+    })
+    expect(result.violations).toEqual([])
+    expect(result.serviceAlarmChecks).toBe(1)
+    expect(result.alarmsRaised).toBeGreaterThanOrEqual(1)
+    // Every HA system the restart took down ran again (there, or moved by the primary once it could).
+    expect(result.hypervisor.restartedInPlace + result.hypervisor.failoverMs.samples).toBeGreaterThanOrEqual(
+      busiest.systems.length,
+    )
+    expect(result.converged).toBe(true)
+  })
+
+  it("the service-alarm checker is live: nodes that ignore their services (the unsafe fault no-service-alarm) are caught", () => {
+    const busiest = busiestHaNode()
+    const result = run([{ kind: "service-failure", atMs: 10_000, durationMs: 12_000, node: busiest.index }], {
+      durationMs: 30_000,
+      faults: [...defaultSimOptions.faults, "no-service-alarm"],
+    })
+    expect(result.violations.map((violation) => violation.checker)).toContain("service-alarm")
+  })
+
   it("is deterministic with the hypervisor and guest faults on: the same seed twice gives the same trace", () => {
     const options = { ...defaultSimOptions, seed: 11, durationMs: 15_000, systems: 8 }
     const first = simulate(options)

@@ -1,0 +1,228 @@
+/**
+ * The node's composition on its own, driven by a few lines standing in for a driver: what a
+ * refused commit leaves, statistics after a rebuilt core, services in health and alarms, and
+ * held service writes that must not overwrite newer ones.
+ */
+import { describe, expect, it } from "vitest"
+import { applyPersist, type DurableImage, emptyImage } from "../../../core/cdb/durable.ts"
+import { defaultCdbConfig } from "../../../core/cdb/node.ts"
+import { type DurableVote, defaultElectionTimings } from "../../../core/monitor/election.ts"
+import {
+  defaultNodeTimings,
+  type Input,
+  NodeCore,
+  type Output,
+  type Step,
+  serviceFailingRule,
+} from "../../../core/node/node.ts"
+import { PendingWrites } from "../../../core/node/pending.ts"
+
+const encoder = new TextEncoder()
+
+/** A node of a cluster of `members`, its store in memory; `full` makes the store refuse commits. */
+const node = (self: string, members: ReadonlyArray<string>) => {
+  const durable: { image: DurableImage; vote: DurableVote } = {
+    image: emptyImage(),
+    vote: { term: 0, votedFor: null },
+  }
+  const core = new NodeCore(
+    {
+      self,
+      cdb: {
+        ...defaultCdbConfig,
+        self,
+        members: members.map((id) => ({ id, domain: "d1", relay: false })),
+      },
+      election: { ...defaultElectionTimings, self, voters: members },
+      incarnation: 1,
+      timings: defaultNodeTimings,
+      services: {},
+    },
+    durable,
+    0,
+  )
+  const state = {
+    full: false,
+    sent: [] as Array<Extract<Output, { _tag: "Send" }>>,
+    carried: [] as Array<Output>,
+  }
+  const carry = (step: Step, nowMs: number): void => {
+    if (step.commit !== undefined) {
+      if (state.full) {
+        carry(
+          core.handle(
+            {
+              _tag: "CommitRefused",
+              error: { reason: "disk-full", detail: "no space left on device" },
+              durable,
+            },
+            nowMs,
+          ),
+          nowMs,
+        )
+        return
+      }
+      for (const persist of step.commit.persists) applyPersist(durable.image, persist, self, 1024)
+      if (step.commit.vote !== undefined) durable.vote = step.commit.vote
+      state.carried.push(...core.committed())
+    }
+    for (const output of step.outputs) {
+      state.carried.push(output)
+      if (output._tag === "Send") state.sent.push(output)
+    }
+  }
+  const handle = (input: Input, nowMs: number) => carry(core.handle(input, nowMs), nowMs)
+  /** Deadlines up to `untilMs`, as a driver's one timer would fire them. */
+  const runUntil = (untilMs: number) => {
+    for (let guard = 0; guard < 10_000; guard++) {
+      const at = core.nextDeadline()
+      if (at > untilMs) return
+      handle({ _tag: "DeadlineReached" }, at)
+    }
+    throw new Error("more than 10,000 deadline steps")
+  }
+  return { core, state, handle, runUntil, durable }
+}
+
+const record = (value: string) => ({
+  op: "put" as const,
+  kind: "record",
+  id: "r1",
+  value: encoder.encode(value),
+})
+
+describe("the node's composition", () => {
+  it("a refused commit answers the write as refused, shows nothing of it, says why in health, and recovers", () => {
+    const n1 = node("n1", ["n1"])
+    n1.runUntil(1_000)
+    n1.state.full = true
+    n1.handle({ _tag: "Write", ticket: 1, writes: [record("refused")] }, 1_001)
+    const refused = n1.state.carried.find((output) => output._tag === "WriteRefused")
+    expect(refused).toMatchObject({ ticket: 1, reason: "disk-full" })
+    expect(n1.state.carried.some((output) => output._tag === "Written")).toBe(false)
+    expect(n1.core.store.get("record", "r1")).toBeUndefined()
+    expect(
+      n1.core
+        .health(1_500)
+        .cluster.reasons.map((reason) => reason.reason)
+        .join("\n"),
+    ).toMatch(/store refuses writes \(disk full: no space left on device\)/)
+    n1.state.full = false
+    n1.handle({ _tag: "Write", ticket: 2, writes: [record("taken")] }, 2_000)
+    expect(n1.state.carried.find((output) => output._tag === "Written")).toMatchObject({ ticket: 2 })
+    expect(n1.state.carried.some((output) => output._tag === "StoreRecovered")).toBe(true)
+    expect(new TextDecoder().decode(n1.core.store.get("record", "r1")!.value!)).toBe("taken")
+    // Its stream stays continuous: the taken write has the number the refused one had.
+    expect(n1.core.cdbCore.appliedUpTo("n1")).toBe(1)
+  })
+
+  it("a core rebuilt after a refused commit goes on numbering its statistics: a peer takes them", () => {
+    const n1 = node("n1", ["n1", "n2"])
+    const n2 = node("n2", ["n1", "n2"])
+    const deliver = (nowMs: number) => {
+      for (const sent of n1.state.sent.splice(0))
+        n2.handle({ _tag: "Datagram", bytes: sent.bytes, via: "domain" }, nowMs)
+    }
+    const stats = (value: string) => ({
+      _tag: "SetStats" as const,
+      values: [{ kind: "node", id: "n1", value: encoder.encode(value) }],
+    })
+    n1.handle(stats("first"), 10)
+    n1.handle(stats("second"), 20)
+    deliver(30)
+    expect(new TextDecoder().decode(n2.core.store.statsOf("node", "n1", "n1"))).toBe("second")
+    // A refused commit: n1's CDB core is rebuilt from its durable image.
+    n1.state.full = true
+    n1.handle({ _tag: "Write", ticket: 1, writes: [record("x")] }, 40)
+    n1.state.full = false
+    n1.state.sent.splice(0)
+    n1.handle(stats("after the rebuild"), 50)
+    deliver(60)
+    expect(new TextDecoder().decode(n2.core.store.statsOf("node", "n1", "n1"))).toBe("after the rebuild")
+  })
+
+  it("a failing service costs health points with its reason, and the primary alarms it after the threshold", () => {
+    const n1 = node("n1", ["n1"])
+    n1.runUntil(2_000)
+    expect(n1.core.authority(2_000).isPrimary).toBe(true)
+    n1.handle(
+      {
+        _tag: "ServiceState",
+        name: "hypervisor",
+        state: "backing-off",
+        restarts: 3,
+        lastError: "cannot load libvirt.so.0",
+      },
+      2_000,
+    )
+    const health = n1.core.health(2_100)
+    expect(health.cluster.reasons).toContainEqual({
+      points: 15,
+      reason: "hypervisor on n1 backing-off: cannot load libvirt.so.0",
+    })
+    expect(health.nodes.n1!.score).toBe(85)
+    n1.runUntil(2_000 + serviceFailingRule.raiseAfterMs - 200)
+    expect(n1.core.openAlarms()).toEqual([])
+    n1.runUntil(2_000 + serviceFailingRule.raiseAfterMs + 300)
+    expect(n1.core.openAlarms().map((alarm) => [alarm.id, alarm.message])).toEqual([
+      ["service-failing.n1.hypervisor", "hypervisor on n1 backing-off: cannot load libvirt.so.0"],
+    ])
+    // Starting again after the failure still counts as failing; running clears it.
+    n1.handle(
+      {
+        _tag: "ServiceState",
+        name: "hypervisor",
+        state: "starting",
+        restarts: 3,
+        lastError: "cannot load libvirt.so.0",
+      },
+      8_000,
+    )
+    expect(
+      n1.core
+        .health(8_000)
+        .cluster.reasons.some((reason) => reason.reason.startsWith("hypervisor on n1 starting")),
+    ).toBe(true)
+    n1.handle({ _tag: "ServiceState", name: "hypervisor", state: "running", restarts: 3 }, 8_100)
+    n1.runUntil(8_100 + serviceFailingRule.clearAfterMs + 300)
+    expect(n1.core.openAlarms()).toEqual([])
+    expect(n1.core.health(10_600).cluster.score).toBe(100)
+  })
+
+  it("the driver's one timer: deadlines come when the cores ask, not every millisecond", () => {
+    const n1 = node("n1", ["n1", "n2", "n3"])
+    let steps = 0
+    for (let guard = 0; guard < 100_000; guard++) {
+      const at = n1.core.nextDeadline()
+      if (at > 10_000) break
+      n1.handle({ _tag: "DeadlineReached" }, at)
+      steps++
+    }
+    // A follower that hears nobody: pings every 100 ms, CDB heartbeats every 200 ms, pre-votes.
+    expect(steps).toBeGreaterThan(50)
+    expect(steps).toBeLessThan(300)
+  })
+})
+
+describe("held service writes", () => {
+  const put = { op: "put" as const, kind: "system", id: "vm1", value: encoder.encode("move to n2") }
+  const meta = { op: "meta" as const, kind: "system", id: "vm1", value: encoder.encode("stopped") }
+
+  it("a held put is written again only while its object is as it was when it was decided; a meta always", () => {
+    const held = new PendingWrites(500)
+    held.refused([put, meta], 1_000, () => "v1")
+    expect(held.due(1_400, () => "v1")).toEqual([])
+    expect(held.due(1_500, () => "v1")).toEqual([put, meta])
+    held.refused([put, meta], 2_000, () => "v1")
+    // Somebody wrote the system since (an operator's stop): the move is stale, dropped.
+    expect(held.due(2_500, () => "v2")).toEqual([meta])
+  })
+
+  it("a newer put for the same object, decided on the object as it is now, replaces the held one", () => {
+    const held = new PendingWrites(500)
+    held.refused([put], 1_000, () => "v1")
+    const newer = { ...put, value: encoder.encode("move to n3") }
+    held.refused([newer], 1_100, () => "v2")
+    expect(held.due(1_600, () => "v2")).toEqual([newer])
+  })
+})
