@@ -16,6 +16,10 @@ describe("architecture", () => {
       expect(scan(files).filter((violation) => violation.rule === "determinism")).toEqual([])
     })
 
+    it("the real node and the simulator drive the node's one composition, wiring none of what it owns", () => {
+      expect(scan(files).filter((violation) => violation.rule === "composition")).toEqual([])
+    })
+
     it("core/ imports only core/ and effect; adapters/ and sim/ never import each other", () => {
       expect(scan(files).filter((violation) => violation.rule === "imports")).toEqual([])
     })
@@ -83,6 +87,26 @@ describe("architecture", () => {
         'adapters/ imports sim/ ("../../sim/network.ts")',
         'sim/ imports adapters/ ("../adapters/transport/udp.ts")',
         'sim/ imports adapters/ ("../adapters/cli/main.ts")',
+      ])
+    })
+
+    it("reports a driver wiring what the composition owns, but not a type or another layer doing so", () => {
+      const text = [
+        'import { computeHealth, type Health } from "../../core/monitor/health.ts"',
+        "import {",
+        "  type DurableVote,",
+        "  ElectionNode as Election,",
+        '} from "../../core/monitor/election.ts"',
+        'import type { CdbNode } from "../../core/cdb/node.ts"',
+        'import { NodeCore } from "../../core/node/node.ts"',
+      ].join("\n")
+      const details = scan([
+        { path: "adapters/node/node.ts", text },
+        { path: "adapters/api/server.ts", text },
+      ]).map((violation) => `${violation.path}:${violation.line} ${violation.detail}`)
+      expect(details).toEqual([
+        "adapters/node/node.ts:1 wires computeHealth (core/monitor/health.ts) itself: the node's composition (core/node/) owns it",
+        "adapters/node/node.ts:2 wires ElectionNode (core/monitor/election.ts) itself: the node's composition (core/node/) owns it",
       ])
     })
 

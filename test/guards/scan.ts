@@ -7,6 +7,9 @@
  *    effect and fast-check, never `adapters/`; `adapters/` never imports `sim/`, except
  *    `adapters/cli/`, the composition root of the `acp` binary, which chooses between the real
  *    adapters and the simulated world and so must see both.
+ * 3. One composition: the node's drivers (`adapters/node/`, `sim/`) drive `core/node/` and never
+ *    wire what it owns themselves — the CDB, election and hypervisor cores, alarm evaluation,
+ *    health, HA placement and freshness, held service writes. Types they may name.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join, posix, relative } from "node:path"
@@ -18,7 +21,7 @@ export interface SourceFile {
 }
 
 export interface Violation {
-  readonly rule: "determinism" | "imports"
+  readonly rule: "determinism" | "imports" | "composition"
   readonly path: string
   readonly line: number
   readonly detail: string
@@ -57,6 +60,21 @@ const stripComments = (text: string): string =>
 const importPattern =
   /(?:\bimport\s+(?:type\s+)?(?:[\w*{}\s,$]+\s+from\s+)?|\bexport\s+(?:type\s+)?[\w*{}\s,$]+\s+from\s+|\bimport\s*\()\s*["']([^"']+)["']/g
 
+/** What the node's composition owns: a driver that imports one of these (as a value) wires it again. */
+const ownedByComposition: Readonly<Record<string, ReadonlyArray<string>>> = {
+  "core/cdb/node.ts": ["CdbNode"],
+  "core/monitor/election.ts": ["ElectionNode"],
+  "core/monitor/alarms.ts": ["evaluateAlarms", "nodeConditions", "nodeUnreachableRule"],
+  "core/monitor/health.ts": ["computeHealth"],
+  "core/hypervisor/hypervisor.ts": ["HypervisorNode"],
+  "core/hypervisor/ha.ts": ["haActions", "storeInSync"],
+  "core/node/pending.ts": ["PendingWrites"],
+}
+/** The hypervisor core's own harness (one service core against the simulated VMM, no node) is no driver. */
+const isDriver = (path: string) =>
+  (path.startsWith("adapters/node/") || path.startsWith("sim/")) && path !== "sim/hypervisor-run.ts"
+const namedImportPattern = /\bimport\s+(type\s+)?\{([^}]*)\}\s*from\s*["']([^"']+)["']/g
+
 const layerOf = (path: string): string => path.split("/")[0] ?? ""
 const isTestFile = (path: string) => /\.test\.ts$/.test(path)
 
@@ -75,6 +93,23 @@ export const scan = (files: ReadonlyArray<SourceFile>): ReadonlyArray<Violation>
         }
       })
     }
+    if (isDriver(file.path) && !isTestFile(file.path))
+      for (const match of code.matchAll(namedImportPattern)) {
+        if (match[1] !== undefined) continue
+        const target = posix.normalize(posix.join(posix.dirname(file.path), match[3]!))
+        const owned = ownedByComposition[target] ?? []
+        for (const specifier of match[2]!.split(",").map((part) => part.trim())) {
+          if (specifier.startsWith("type ")) continue
+          const name = specifier.split(/\s+as\s+/)[0]!
+          if (owned.includes(name))
+            violations.push({
+              rule: "composition",
+              path: file.path,
+              line: code.slice(0, match.index).split("\n").length,
+              detail: `wires ${name} (${target}) itself: the node's composition (core/node/) owns it`,
+            })
+        }
+      }
     for (const match of code.matchAll(importPattern)) {
       const specifier = match[1]!
       const line = code.slice(0, match.index).split("\n").length
