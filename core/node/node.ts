@@ -773,8 +773,10 @@ export class NodeCore {
     if (kind === "step") service.deadlineMs = step.deadlineMs
     for (const event of step.events) this.outputs.push({ _tag: "ServiceEvent", service: name, event })
     for (const effect of step.effects) this.effects.push({ service: name, run: service.run, effect })
+    // What it held goes first: a newer write of the same object in this step must win over it
+    // (a retried "crashed" meta written after the new "held" one hid the hold; seed 256).
     const retry = service.pending.due(this.nowMs, this.basis)
-    this.write([...step.writes, ...retry], {
+    this.write([...retry, ...step.writes], {
       ticket: undefined,
       source: "service",
       service: name,
