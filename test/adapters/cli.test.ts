@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs"
-import { dirname } from "node:path"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 
@@ -131,5 +132,34 @@ describe("acp (bundled CLI)", () => {
       expect(report.failures.map((failure) => failure.seed)).toEqual([1, 2, 3, 4])
       expect(report.failures[0]?.replay).toContain("--canary")
     })
+
+    it("sweeps in disjoint shards that merge into the whole sweep, and names a shard that is missing or doubled", () => {
+      const dir = mkdtempSync(join(tmpdir(), "acp-shards-"))
+      const sweep = ["sim", "sweep", "--seeds", "1..7", "--duration", "2s", "--workers", "1"]
+      for (const index of [0, 1, 2]) {
+        const out = acp(...sweep, "--shard", `${index}/3`, "--out", join(dir, `shard-${index}.json`))
+        expect(out.status, out.stderr).toBe(0)
+      }
+      const shard = JSON.parse(readFileSync(join(dir, "shard-1.json"), "utf8")) as {
+        outcomes: Array<{ seed: number; traceHash: string }>
+      }
+      expect(shard.outcomes.map((outcome) => outcome.seed)).toEqual([2, 5])
+      const files = [0, 1, 2].map((index) => join(dir, `shard-${index}.json`))
+      const merged = acp("sim", "sweep", "merge", ...files, "--json")
+      expect(merged.status, merged.stderr).toBe(0)
+      expect(JSON.parse(merged.stdout)).toMatchObject({ seeds: 7, shards: 3, failing: 0 })
+      // A shard's seed is the same run as that seed alone.
+      const alone = JSON.parse(acp("sim", "--seed", "5", "--duration", "2s", "--json").stdout) as {
+        traceHash: string
+      }
+      expect(shard.outcomes[1]?.traceHash).toBe(alone.traceHash)
+      const missing = acp("sim", "sweep", "merge", files[0]!, files[2]!)
+      expect(missing.status).toBe(2)
+      expect(missing.stderr).toContain("2 of 7 seeds missing (from shard(s) 1)")
+      const doubled = acp("sim", "sweep", "merge", ...files, files[1]!)
+      expect(doubled.status).toBe(2)
+      expect(doubled.stderr).toMatch(/seed 2 is in both .*shard-1\.json and .*shard-1\.json/)
+      rmSync(dir, { recursive: true, force: true })
+    }, 60_000)
   })
 })

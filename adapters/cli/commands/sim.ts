@@ -1,16 +1,19 @@
 /**
- * `acp sim` and `acp sim sweep`: the deterministic simulator from the command line. The
+ * `acp sim`, `acp sim sweep` and `acp sim sweep merge`: the deterministic simulator from the
+ * command line. A sweep runs on worker threads; `--shard i/n` runs the i-th of n disjoint slices
+ * of its seeds and writes what `merge` needs, so a Kubernetes Indexed Job or a Slurm array runs a
+ * sweep of any size across machines with no job system of ours. The
  * simulator itself is pure; this adapter adds what only the driving side may: the wall clock
  * (`wallMs`), files (`--report`), worker threads (`sweep --workers`), progress and exit codes.
  *
  * Exit codes: 0 nothing violated; 4 a safety violation; 5 a liveness failure (no convergence);
  * 6 the simulator itself crashed; 2 bad usage.
  */
-import { writeFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads"
 import { Console, Effect, Option, Schema } from "effect"
-import { Command, Flag } from "effect/cli"
+import { Argument, Command, Flag } from "effect/cli"
 import { renderReport } from "../../../sim/report.ts"
 import {
   decodeSchedule,
@@ -339,20 +342,58 @@ const sweepCommand = Command.make(
       Flag.withDescription("Worker threads (default: one per core)"),
       Flag.withDefault(availableParallelism()),
     ),
+    shard: Flag.String("shard").pipe(
+      Flag.withDescription(
+        "i/n: run only the i-th (from 0) of n disjoint slices of the seeds, e.g. $JOB_COMPLETION_INDEX/100",
+      ),
+      Flag.optional,
+    ),
+    out: Flag.String("out").pipe(
+      Flag.withDescription("Also write the shard's result, for `acp sim sweep merge`, to this file"),
+      Flag.optional,
+    ),
   },
   (input) =>
     Effect.gen(function* () {
-      const seeds = parseSeeds(input.seeds)
-      if (seeds === undefined)
+      const range = parseSeeds(input.seeds)
+      if (range === undefined)
         return yield* new SimUsageError({
           message: `--seeds ${input.seeds}: expected a range such as 1..500`,
         })
+      const shard = Option.isSome(input.shard) ? parseShard(input.shard.value) : { index: 0, count: 1 }
+      if (shard === undefined)
+        return yield* new SimUsageError({
+          message: `--shard ${Option.getOrElse(input.shard, () => "")}: expected i/n with 0 <= i < n, e.g. 3/100`,
+        })
+      const seeds = sliceOf(range, shard)
       const { seed: _seed, ...options } = yield* toOptions(0, input, Option.none())
       const started = performance.now()
       const outcomes = yield* Effect.promise(() =>
         runSweep(seeds, options, Math.max(1, input.workers), !input.json),
       )
       const wallMs = Math.round(performance.now() - started)
+      const result: ShardResult = {
+        acpSweepShard: 1,
+        seeds: input.seeds.trim(),
+        shard,
+        options,
+        wallMs,
+        outcomes: outcomes.map((outcome) => ({
+          seed: outcome.seed,
+          outcome: outcome.outcome,
+          traceHash: outcome.traceHash,
+          ...(outcome.outcome === "ok" ? {} : { violations: outcome.violations, replay: outcome.replay }),
+          ...(outcome.haFailoverSamplesMs.length === 0
+            ? {}
+            : { haFailoverSamplesMs: outcome.haFailoverSamplesMs }),
+        })),
+      }
+      if (Option.isSome(input.out)) writeFileSync(input.out.value, `${JSON.stringify(result)}\n`)
+      if (Option.isSome(input.shard) && input.json) {
+        yield* Console.log(JSON.stringify(result))
+        process.exitCode = exitCodes[worstOf(outcomes)]
+        return
+      }
       const failing = outcomes.filter((outcome) => outcome.outcome !== "ok")
       const haFailoverMs = percentiles(outcomes.flatMap((outcome) => outcome.haFailoverSamplesMs))
       if (input.json) {
@@ -378,14 +419,7 @@ const sweepCommand = Command.make(
           yield* Console.log(`    replay: ${failure.replay}`)
         }
       }
-      const worst = failing.some((f) => f.outcome === "crash")
-        ? "crash"
-        : failing.some((f) => f.outcome === "safety")
-          ? "safety"
-          : failing.length > 0
-            ? "liveness"
-            : "ok"
-      process.exitCode = exitCodes[worst]
+      process.exitCode = exitCodes[worstOf(outcomes)]
     }).pipe(
       Effect.catchTag("SimUsageError", (error) =>
         Effect.sync(() => {
@@ -396,6 +430,182 @@ const sweepCommand = Command.make(
     ),
 ).pipe(
   Command.withDescription("Run a range of seeds on worker threads, with progress, and list the failing ones"),
+)
+
+/** The worst outcome among a sweep's seeds: a crash of the simulator, then safety, then liveness. */
+const worstOf = (
+  outcomes: ReadonlyArray<{ readonly outcome: keyof typeof exitCodes }>,
+): keyof typeof exitCodes =>
+  outcomes.some((outcome) => outcome.outcome === "crash")
+    ? "crash"
+    : outcomes.some((outcome) => outcome.outcome === "safety")
+      ? "safety"
+      : outcomes.some((outcome) => outcome.outcome !== "ok")
+        ? "liveness"
+        : "ok"
+
+const parseShard = (text: string): { readonly index: number; readonly count: number } | undefined => {
+  const match = /^(\d+)\/(\d+)$/.exec(text.trim())
+  if (match === null) return undefined
+  const index = Number(match[1])
+  const count = Number(match[2])
+  return count >= 1 && index < count ? { index, count } : undefined
+}
+
+/** The seeds of one shard: every n-th of the range from its index (slow seeds spread over the shards). */
+const sliceOf = (seeds: ReadonlyArray<number>, shard: { readonly index: number; readonly count: number }) =>
+  seeds.filter((_, position) => position % shard.count === shard.index)
+
+/** What one shard of a sweep writes: every seed it ran, with its outcome and trace; details for failures. */
+export interface ShardResult {
+  readonly acpSweepShard: 1
+  readonly seeds: string
+  readonly shard: { readonly index: number; readonly count: number }
+  readonly options: Omit<SimOptions, "seed">
+  readonly wallMs: number
+  readonly outcomes: ReadonlyArray<{
+    readonly seed: number
+    readonly outcome: keyof typeof exitCodes
+    readonly traceHash: string
+    readonly violations?: SimResult["violations"]
+    readonly replay?: string
+    readonly haFailoverSamplesMs?: ReadonlyArray<number>
+  }>
+}
+
+/**
+ * Combines the shards of one sweep: they must be of the same seeds and options, disjoint, and
+ * together cover every seed; otherwise it names what does not fit.
+ */
+export const mergeShards = (
+  shards: ReadonlyArray<{ readonly file: string; readonly result: ShardResult }>,
+):
+  | {
+      readonly _tag: "Merged"
+      readonly seeds: number
+      readonly outcomes: ShardResult["outcomes"]
+      readonly wallMs: number
+    }
+  | { readonly _tag: "Mismatch"; readonly message: string } => {
+  const first = shards[0]
+  if (first === undefined) return { _tag: "Mismatch", message: "no shard given" }
+  const range = parseSeeds(first.result.seeds) ?? []
+  const options = JSON.stringify(first.result.options)
+  for (const { file, result } of shards) {
+    if (result.seeds !== first.result.seeds)
+      return {
+        _tag: "Mismatch",
+        message: `${file} swept ${result.seeds}, ${first.file} ${first.result.seeds}`,
+      }
+    if (result.shard.count !== first.result.shard.count)
+      return {
+        _tag: "Mismatch",
+        message: `${file} is a shard of ${result.shard.count}, ${first.file} of ${first.result.shard.count}`,
+      }
+    if (JSON.stringify(result.options) !== options)
+      return { _tag: "Mismatch", message: `${file} ran other options than ${first.file}` }
+  }
+  const bySeed = new Map<
+    number,
+    { readonly file: string; readonly outcome: ShardResult["outcomes"][number] }
+  >()
+  for (const { file, result } of shards)
+    for (const outcome of result.outcomes) {
+      const seen = bySeed.get(outcome.seed)
+      if (seen !== undefined)
+        return { _tag: "Mismatch", message: `seed ${outcome.seed} is in both ${seen.file} and ${file}` }
+      bySeed.set(outcome.seed, { file, outcome })
+    }
+  const missing = range.filter((seed) => !bySeed.has(seed))
+  if (missing.length > 0) {
+    const shardsMissing = [...new Set(missing.map((seed) => range.indexOf(seed) % first.result.shard.count))]
+    return {
+      _tag: "Mismatch",
+      message: `${missing.length} of ${range.length} seeds missing (from shard(s) ${shardsMissing.slice(0, 10).join(", ")}${shardsMissing.length > 10 ? ", …" : ""})`,
+    }
+  }
+  return {
+    _tag: "Merged",
+    seeds: range.length,
+    outcomes: range.map((seed) => bySeed.get(seed)!.outcome),
+    wallMs: shards.reduce((sum, shard) => sum + shard.result.wallMs, 0),
+  }
+}
+
+const mergeCommand = Command.make(
+  "merge",
+  {
+    files: Argument.String("file").pipe(
+      Argument.withDescription(
+        "The shards' results (written by `sweep --shard i/n --out` or printed by `--json`)",
+      ),
+      Argument.variadic({ min: 1 }),
+    ),
+    json: Flag.Boolean("json").pipe(
+      Flag.withDescription("Print the merged result as JSON"),
+      Flag.withDefault(false),
+    ),
+  },
+  ({ files, json }) =>
+    Effect.gen(function* () {
+      const shards: Array<{ file: string; result: ShardResult }> = []
+      for (const file of files) {
+        const text = yield* Effect.try({
+          try: () => readFileSync(file, "utf8"),
+          catch: (error) =>
+            new SimUsageError({ message: `cannot read ${file}: ${(error as Error).message}` }),
+        })
+        const result = yield* Effect.try({
+          try: () => JSON.parse(text) as ShardResult,
+          catch: () => new SimUsageError({ message: `${file} is not JSON` }),
+        })
+        if (result.acpSweepShard !== 1 || !Array.isArray(result.outcomes))
+          return yield* new SimUsageError({ message: `${file} is not a shard of \`acp sim sweep --shard\`` })
+        shards.push({ file, result })
+      }
+      const merged = mergeShards(shards)
+      if (merged._tag === "Mismatch") return yield* new SimUsageError({ message: merged.message })
+      const failing = merged.outcomes.filter((outcome) => outcome.outcome !== "ok")
+      const haFailoverMs = percentiles(
+        merged.outcomes.flatMap((outcome) => outcome.haFailoverSamplesMs ?? []),
+      )
+      if (json)
+        yield* Console.log(
+          JSON.stringify({
+            seeds: merged.seeds,
+            shards: shards.length,
+            failing: failing.length,
+            wallMs: merged.wallMs,
+            ...(haFailoverMs.samples > 0 ? { haFailoverMs } : {}),
+            failures: failing,
+          }),
+        )
+      else {
+        yield* Console.log(
+          `${merged.seeds} seeds from ${shards.length} shards (${(merged.wallMs / 1000).toFixed(0)} s of shard time): ${failing.length} failing`,
+        )
+        if (haFailoverMs.samples > 0)
+          yield* Console.log(
+            `  HA failover after a node crash: p50 ${haFailoverMs.p50} ms, p99 ${haFailoverMs.p99} ms, max ${haFailoverMs.max} ms over ${haFailoverMs.samples} systems`,
+          )
+        for (const failure of failing) {
+          yield* Console.log(
+            `  seed ${failure.seed} (${failure.outcome}): ${failure.violations?.[0]?.message ?? ""}`,
+          )
+          yield* Console.log(`    replay: ${failure.replay ?? ""}`)
+        }
+      }
+      process.exitCode = exitCodes[worstOf(merged.outcomes)]
+    }).pipe(
+      Effect.catchTag("SimUsageError", (error) =>
+        Effect.sync(() => {
+          process.stderr.write(`acp sim sweep merge: ${error.message}\n`)
+          process.exitCode = exitCodes.usage
+        }),
+      ),
+    ),
+).pipe(
+  Command.withDescription("Combine the shards of one sweep (`sweep --shard i/n`) and list the failing seeds"),
 )
 
 /** Hands seeds out to workers one at a time, so a slow seed does not hold up a whole share. */
@@ -449,7 +659,9 @@ const runSweep = (
     if (seeds.length === 0) resolve([])
   })
 
-export const simCommand = runCommand.pipe(Command.withSubcommands([sweepCommand]))
+export const simCommand = runCommand.pipe(
+  Command.withSubcommands([sweepCommand.pipe(Command.withSubcommands([mergeCommand]))]),
+)
 
 // A sweep worker re-enters this module (from source, or from the bundle, which is one file) and
 // serves jobs; the main thread never gets here with workerData set.
