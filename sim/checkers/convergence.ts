@@ -1,0 +1,126 @@
+/**
+ * Convergence, after the heal: every node holds the same entries and stream positions, one
+ * primary holds a lease, nobody is fenced, every alarm is cleared and every system is as its
+ * spec says. Also the timeline (how far behind each node is, sampled) the report draws.
+ */
+import { compareVersions } from "../../core/cdb/hlc.ts"
+import type { Sim } from "../events.ts"
+import { nodeName } from "../host.ts"
+import type { TimelineSample } from "../result.ts"
+import type { ElectionChecker } from "./election.ts"
+import type { VmChecker } from "./vm.ts"
+
+export class ConvergenceChecker {
+  private readonly sim: Sim
+  private readonly election: ElectionChecker
+  private readonly vm: VmChecker
+  readonly timeline: Array<TimelineSample> = []
+  private readonly sampleEveryUs: number
+  private nextSampleUs = 0
+  convergedAtUs: number | null = null
+
+  constructor(sim: Sim, election: ElectionChecker, vm: VmChecker, sampleEveryUs: number) {
+    this.sim = sim
+    this.election = election
+    this.vm = vm
+    this.sampleEveryUs = sampleEveryUs
+  }
+
+  /** Samples the timeline and, after the heal, tests convergence. */
+  check(): void {
+    const nowUs = this.sim.nowUs
+    if (nowUs >= this.nextSampleUs) {
+      this.nextSampleUs = nowUs + this.sampleEveryUs
+      this.timeline.push({ atMs: Math.floor(nowUs / 1000), lag: this.lags() })
+    }
+    if (this.sim.healed && this.convergedAtUs === null && this.isConverged()) {
+      this.convergedAtUs = nowUs
+      this.timeline.push({ atMs: Math.floor(nowUs / 1000), lag: this.lags() })
+    }
+  }
+
+  private lags(): Array<number> {
+    const best = new Map<string, number>()
+    for (const node of this.sim.nodes) {
+      if (node.core === null) continue
+      for (const [origin, seq] of node.core.cdbCore.vector())
+        best.set(origin, Math.max(best.get(origin) ?? 0, seq))
+    }
+    return this.sim.nodes.map((node) => {
+      if (node.core === null) return -1
+      let lag = 0
+      for (const [origin, seq] of best) lag += seq - node.core.cdbCore.appliedUpTo(origin)
+      return lag
+    })
+  }
+
+  private isConverged(): boolean {
+    const nodes = this.sim.nodes
+    const first = nodes[0]!.core
+    if (first === null) return false
+    const fingerprint = first.cdbCore.fingerprint()
+    if (!nodes.every((node) => node.core !== null && node.core.cdbCore.fingerprint() === fingerprint))
+      return false
+    const vector = JSON.stringify(first.cdbCore.vector())
+    if (!nodes.every((node) => JSON.stringify(node.core!.cdbCore.vector()) === vector)) return false
+    // The monitor too: one primary with a lease, nobody fenced, and every alarm cleared.
+    return (
+      this.election.primaryNow() !== undefined &&
+      nodes.every((node) => !node.fenced) &&
+      first.openAlarms().length === 0 &&
+      (this.sim.systems === 0 || this.vm.unsettled(first).length === 0)
+    )
+  }
+
+  /** After convergence: every live node holds identical entries (returns the reference store). */
+  final() {
+    const stores = this.sim.nodes.map((node) => node.core!.cdbCore.allEntries())
+    const reference = stores[0]!
+    stores.forEach((store, index) => {
+      if (store.length !== reference.length) {
+        this.sim.violate(
+          "convergence",
+          `${nodeName(index)} holds ${store.length} entries, ${nodeName(0)} holds ${reference.length}`,
+        )
+        return
+      }
+      for (let position = 0; position < store.length; position++) {
+        const [key, entry] = store[position]!
+        const [referenceKey, referenceEntry] = reference[position]!
+        if (key !== referenceKey || compareVersions(entry.version, referenceEntry.version) !== 0) {
+          this.sim.violate(
+            "convergence",
+            `${nodeName(index)} and ${nodeName(0)} differ at ${key.replace("\u0000", "/")}`,
+          )
+          return
+        }
+      }
+    })
+    return reference
+  }
+
+  /** Why the cluster did not converge. */
+  pending(): ReadonlyArray<string> {
+    const pending: Array<string> = []
+    const nodes = this.sim.nodes
+    for (const node of nodes) {
+      if (node.core === null) pending.push(`${node.id}: down`)
+      else for (const gap of node.core.cdbCore.gapsReport()) pending.push(`${node.id} lacks ${gap}`)
+    }
+    const fingerprints = nodes.map((node) => `${node.id}=${node.core?.cdbCore.fingerprint() ?? "down"}`)
+    pending.push(`fingerprints: ${fingerprints.join(" ")}`)
+    const primary = this.election.primaryNow()
+    pending.push(
+      primary === undefined
+        ? "no primary holds a lease"
+        : `primary ${primary.id} (term ${primary.leaseTerm})`,
+    )
+    for (const node of nodes) if (node.fenced) pending.push(`${node.id} is fenced`)
+    const first = nodes[0]!.core
+    if (first !== null) {
+      for (const alarm of first.openAlarms()) pending.push(`alarm ${alarm.id} is ${alarm.state}`)
+      if (this.sim.systems > 0) pending.push(...this.vm.unsettled(first))
+    }
+    return pending
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * Fencing: every node cut off from a majority for longer than the fence bound must have fenced
+ * itself. "Cut off" is ground truth seen through the node's own quorum window: no majority
+ * (itself included) has been up and connected to it both ways within the last window.
+ */
+import { fenceBoundMs } from "../../core/monitor/election.ts"
+import type { Sim } from "../events.ts"
+import type { Faults } from "../faults.ts"
+import { l3DelayUs } from "../network.ts"
+import type { ElectionTimings } from "../scenario.ts"
+
+export const checkFencing = (sim: Sim, faults: Faults, timings: ElectionTimings): void => {
+  const nowUs = sim.nowUs
+  // The bound the core promises, plus the largest delivery delay the network may add.
+  const boundUs = fenceBoundMs(timings) * 1000 + sim.scenario.schedule.rates.jitterUs + l3DelayUs
+  const windowUs = timings.quorumWindowMs * 1000
+  const majority = Math.floor(sim.voters.length / 2) + 1
+  for (const node of sim.nodes) {
+    if (node.core === null) continue
+    for (const peer of sim.nodes)
+      if (
+        peer !== node &&
+        peer.core !== null &&
+        !faults.blocked(node.index, peer.index) &&
+        !faults.blocked(peer.index, node.index)
+      )
+        node.lastConnectedUs[peer.index] = nowUs
+  }
+  for (const node of sim.nodes) {
+    const recent = node.lastConnectedUs.filter(
+      (atUs, index) => index !== node.index && atUs > 0 && nowUs - atUs <= windowUs,
+    ).length
+    if (node.core === null || recent + 1 >= majority) {
+      node.cutOffSinceUs = null
+      continue
+    }
+    node.cutOffSinceUs ??= nowUs
+    if (nowUs - node.cutOffSinceUs > boundUs && !node.fenced) {
+      sim.violate(
+        "fence",
+        `${node.id} has been cut off from a majority since ${Math.floor(node.cutOffSinceUs / 1000)} ms and has not fenced itself`,
+      )
+      node.cutOffSinceUs = nowUs
+    }
+  }
+}

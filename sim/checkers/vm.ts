@@ -1,0 +1,149 @@
+/**
+ * The hypervisor's checkers: no system is ever active (running, paused, shutting down) on two
+ * hosts at once (`vm`, safety); every HA system of a crashed host runs again within `haBoundMs`
+ * of connected majority (`ha`); after the heal every system is as its spec says (convergence).
+ */
+import { compareVersions, type Version } from "../../core/cdb/hlc.ts"
+import {
+  defaultHypervisorTimings,
+  domainNameOf,
+  type SystemSpecValue,
+} from "../../core/hypervisor/hypervisor.ts"
+import { decodeValue } from "../../core/hypervisor/values.ts"
+import type { NodeCore } from "../../core/node/node.ts"
+import type { Sim } from "../events.ts"
+import type { Faults } from "../faults.ts"
+import type { SimNode } from "../host.ts"
+
+/** How long an HA system of a crashed node may stay down while a majority is connected (the hypervisor issue's goal). */
+export const haBoundMs = 15_000
+
+/** An HA system whose node crashed while running it, until it runs again somewhere. */
+interface Outage {
+  readonly system: string
+  readonly from: string
+  readonly atUs: number
+  /** Restarted whenever no majority is connected: the bound counts only time the cluster could act. */
+  sinceUs: number
+}
+
+const isActive = (state: string | undefined) =>
+  state === "running" || state === "paused" || state === "shutting-down"
+
+export class VmChecker {
+  private readonly sim: Sim
+  private readonly faults: Faults
+  private readonly outages = new Map<string, Outage>()
+  /** From the crash of a node to each of its HA systems running on another node (virtual ms). */
+  readonly failovers: Array<number> = []
+  restartedInPlace = 0
+
+  constructor(sim: Sim, faults: Faults) {
+    this.sim = sim
+    this.faults = faults
+  }
+
+  /**
+   * A domain just became active (running or paused) on `node`; no other host may have that
+   * system's domain active at the same instant. Also ends an outage: the HA system runs again.
+   */
+  systemActive(system: string, node: SimNode): void {
+    const domain = domainNameOf(system)
+    for (const other of this.sim.nodes) {
+      const state = other.vmm.stateOf(domain)
+      if (other !== node && isActive(state))
+        this.sim.violate("vm", `system ${system} is active on ${node.id} while ${other.id} has it ${state}`)
+    }
+    const outage = this.outages.get(system)
+    if (outage === undefined) return
+    this.outages.delete(system)
+    if (outage.from === node.id) this.restartedInPlace++
+    else this.failovers.push(Math.floor((this.sim.nowUs - outage.atUs) / 1000))
+  }
+
+  /** The host went down with its node: its HA systems that were running are now in an outage. */
+  hostCrashed(node: SimNode): void {
+    for (const { name, state } of node.vmm.list()) {
+      if (state !== "running" && state !== "paused") continue
+      const system = name.slice("acp-".length)
+      const spec = decodeValue<SystemSpecValue>(node.core?.store.get("system", system)?.value)
+      if (spec?.ha === true && !this.sim.healed)
+        this.outages.set(system, { system, from: node.id, atUs: this.sim.nowUs, sinceUs: this.sim.nowUs })
+    }
+  }
+
+  /**
+   * An HA system of a crashed node runs again (anywhere) within `haBoundMs` of time during which
+   * a majority was up and connected and the network kept its promises. A system the operator
+   * has since stopped, or whose starts keep failing (the hypervisor gives up after
+   * `maxStartFailures`), is excused.
+   */
+  checkHaLiveness(): void {
+    if (this.outages.size === 0) return
+    const connected = this.faults.majorityConnected()
+    const lossless = this.faults.lossless()
+    for (const outage of [...this.outages.values()]) {
+      // A node whose hypervisor cannot start is alive and heard: nothing moves its HA systems
+      // (the design has no promise for it yet), so its outages do not count while it lasts.
+      const from = this.sim.byId.get(outage.from)
+      if (!connected || !lossless || (from !== undefined && this.faults.serviceDown(from))) {
+        outage.sinceUs = this.sim.nowUs
+        continue
+      }
+      if (this.sim.nowUs - outage.sinceUs <= haBoundMs * 1000) continue
+      this.outages.delete(outage.system)
+      const spec = this.latestSpec(outage.system)
+      if (spec === undefined || !spec.ha || spec.desired === "stopped") continue
+      const owner = this.sim.nodes.find((node) => node.id === spec.node)
+      if (owner !== undefined && owner.vmm.startFailuresOf(domainNameOf(outage.system)) > 0) continue
+      this.sim.violate(
+        "ha",
+        `HA system ${outage.system} of ${outage.from} (crashed at ${Math.floor(outage.atUs / 1000)} ms) has not run again for ${haBoundMs} ms with a majority connected; its spec places it on ${spec.node ?? "no node"}`,
+      )
+    }
+  }
+
+  /** Ground truth: the newest spec of a system any live node holds. */
+  private latestSpec(system: string): SystemSpecValue | undefined {
+    let best: { version: Version; value: Uint8Array | null } | undefined
+    for (const node of this.sim.nodes) {
+      const entry = node.core?.store.get("system", system)
+      if (entry !== undefined && (best === undefined || compareVersions(entry.version, best.version) > 0))
+        best = entry
+    }
+    return decodeValue<SystemSpecValue>(best?.value)
+  }
+
+  /**
+   * Convergence for the hypervisor: every system as its spec says, on its node only (a system
+   * whose starts all failed is excused: the hypervisor gave up on it, with a reason in its meta).
+   */
+  unsettled(core: NodeCore): ReadonlyArray<string> {
+    const unsettled: Array<string> = []
+    const known = new Set<string>()
+    for (const entry of core.store.list("system")) {
+      const spec = decodeValue<SystemSpecValue>(entry.value)
+      if (spec === undefined) continue
+      known.add(domainNameOf(entry.id))
+      const domain = domainNameOf(entry.id)
+      const active = this.sim.nodes.flatMap((node) => {
+        const state = node.vmm.stateOf(domain)
+        return isActive(state) ? [`${node.id}:${state}`] : []
+      })
+      const expected = spec.desired === "stopped" ? [] : [`${spec.node}:${spec.desired}`]
+      const owner = this.sim.nodes.find((node) => node.id === spec.node)
+      const gaveUp =
+        owner !== undefined &&
+        owner.vmm.startFailuresOf(domain) >= defaultHypervisorTimings.maxStartFailures &&
+        active.length === 0
+      if (!gaveUp && active.join(",") !== expected.join(","))
+        unsettled.push(
+          `system ${entry.id}: wanted ${expected.join(",") || "stopped"}, is ${active.join(",") || "stopped"}`,
+        )
+    }
+    for (const node of this.sim.nodes)
+      for (const { name, state } of node.vmm.list())
+        if (!known.has(name) && isActive(state)) unsettled.push(`orphan ${name} on ${node.id}: ${state}`)
+    return unsettled
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The simulator's events, and what every part of it shares: the clock, the queue, the trace, the
+ * nodes and the checkers' sink for violations. `World` (world.ts) owns them and runs the loop.
+ */
+import type { Message } from "../core/monitor/election.ts"
+import type { ServicePorts } from "../core/node/service.ts"
+import type { SimNode } from "./host.ts"
+import type { EventQueue, TraceHash } from "./prng.ts"
+import type { FaultEvent, Scenario, SimOptions } from "./scenario.ts"
+
+/** What the envelope seals into every datagram: who sent it, in which run, with which number. */
+export interface Seal {
+  readonly sender: string
+  readonly incarnation: number
+  readonly counter: number
+}
+
+export type Delivery =
+  | {
+      readonly type: "deliver"
+      readonly to: number
+      readonly bytes: Uint8Array
+      readonly via: "domain" | "relay"
+      readonly from: string
+      readonly seal: Seal
+    }
+  | { readonly type: "monitor-deliver"; readonly to: number; readonly message: Message; readonly seal: Seal }
+
+export type Event =
+  | Delivery
+  | { readonly type: "deadline"; readonly node: number }
+  | { readonly type: "write"; readonly node: number }
+  | { readonly type: "fault-start"; readonly fault: FaultEvent }
+  | { readonly type: "fault-end"; readonly fault: FaultEvent }
+  | { readonly type: "heal" }
+  | { readonly type: "check" }
+  | { readonly type: "replay" }
+  | {
+      readonly type: "service-input"
+      readonly node: number
+      readonly incarnation: number
+      /** The service run the answer is for (the composition drops one for an earlier run). */
+      readonly run: number
+      /** A driver call's answer, or "observe": the VMM's list of domains, read when this fires. */
+      readonly input: ServicePorts["hypervisor"]["input"] | "observe"
+    }
+  | { readonly type: "stats"; readonly node: number; readonly incarnation: number }
+  | { readonly type: "service-alarm-check"; readonly fault: Extract<FaultEvent, { kind: "service-failure" }> }
+  | { readonly type: "create-systems" }
+  | { readonly type: "operate" }
+
+/** What every part of the simulator sees of the run. */
+export interface Sim {
+  readonly options: SimOptions
+  readonly scenario: Scenario
+  readonly queue: EventQueue<Event>
+  readonly trace: TraceHash
+  readonly nodes: ReadonlyArray<SimNode>
+  readonly byId: ReadonlyMap<string, SimNode>
+  readonly voters: ReadonlyArray<string>
+  /** Systems the operator creates (0: the hypervisor is out of the loop). */
+  readonly systems: number
+  /** Virtual time, global µs. */
+  readonly nowUs: number
+  /** Whether the liveness phase has begun (every fault healed). */
+  readonly healed: boolean
+  violate(checker: string, message: string): void
+}

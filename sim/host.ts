@@ -1,0 +1,397 @@
+/**
+ * Simulated hosts: each runs one node's composition (`core/node/`, the object a real node
+ * drives) with a drifting clock, a durable store in memory (the image and the vote), and its
+ * ports: the network (`network.ts`) and a VMM (`vmm.ts`). `Hosts` is the simulator's driver of
+ * those compositions, step for step what `adapters/node/node.ts` does: a step's commit first (a
+ * full disk refuses it, and the composition goes back to what is durable), then its outputs to
+ * the network and the checkers, its effects to the VMM, and one timer at its next deadline.
+ */
+import { applyPersist, type DurableImage, emptyImage } from "../core/cdb/durable.ts"
+import type { CdbConfig, WriteOp } from "../core/cdb/node.ts"
+import { hypervisorService } from "../core/hypervisor/service.ts"
+import { encodeValue } from "../core/hypervisor/values.ts"
+import type { DurableVote } from "../core/monitor/election.ts"
+import {
+  defaultNodeTimings,
+  NodeCore,
+  type Output,
+  type ServiceEffect,
+  type Step,
+} from "../core/node/node.ts"
+import { ReplayWindow } from "../core/transport/replay.ts"
+import type { AlarmChecker } from "./checkers/alarms.ts"
+import type { DurabilityChecker } from "./checkers/durability.ts"
+import type { ElectionChecker } from "./checkers/election.ts"
+import type { StreamChecker } from "./checkers/stream.ts"
+import type { VmChecker } from "./checkers/vm.ts"
+import type { Event, Sim } from "./events.ts"
+import type { Faults } from "./faults.ts"
+import type { Network } from "./network.ts"
+import type { ElectionTimings } from "./scenario.ts"
+import { callDone, type SimVmm } from "./vmm.ts"
+
+export const nodeName = (index: number) => `n${index + 1}`
+
+/** Each simulated host's capacity, as its statistics report it (published at every start and every 2 s). */
+const hostCpus = 16
+const hostMemoryMiB = 32_768
+const statsEveryUs = 2_000_000
+
+export class SimNode {
+  readonly id: string
+  readonly index: number
+  readonly domain: string
+  readonly driftPpm: number
+  /** The host's hypervisor (outlives the node process: a crash takes its domains, though). */
+  readonly vmm: SimVmm
+  /** The node's composition; null while the node is down. */
+  core: NodeCore | null = null
+  /** What its store holds: the CDB's durable image and the election's vote. */
+  image: DurableImage = emptyImage()
+  vote: DurableVote = { term: 0, votedFor: null }
+  incarnation = 0
+  /** The one timer, armed at the composition's next deadline (global µs). */
+  armedUs = Number.MAX_SAFE_INTEGER
+  /** Tickets of the workload's and the operator's writes. */
+  ticket = 0
+  /** Per origin, the last sequence number this node applied (order and duplicate checkers). */
+  lastApplied = new Map<string, number>()
+  /** Until when (global µs) this node holds a primary lease, as the checker sees it. */
+  leaseUntilUs = 0
+  leaseTerm = 0
+  leaseFromUs = 0
+  fenced = false
+  /** Since when (global µs) the network has cut this node off from a majority, if it has. */
+  cutOffSinceUs: number | null = null
+  /** When (global µs) this node was last up and connected both ways with each node, by index. */
+  readonly lastConnectedUs: Array<number>
+  /** Numbers the datagrams this node seals (with its incarnation: never confusable across runs). */
+  sealCounter = 0
+  /** The anti-replay window of this node's transport (a process's: new at every start). */
+  replayWindow = new ReplayWindow()
+
+  constructor(
+    member: { id: string; domain: string },
+    index: number,
+    driftPpm: number,
+    vmm: SimVmm,
+    nodes: number,
+  ) {
+    this.id = member.id
+    this.index = index
+    this.domain = member.domain
+    this.driftPpm = driftPpm
+    this.vmm = vmm
+    this.lastConnectedUs = Array.from({ length: nodes }, () => 0)
+  }
+
+  /** This host's clock (its drift applied) at global time `nowUs`. */
+  localMs(nowUs: number): number {
+    return Math.floor((nowUs * (1_000_000 + this.driftPpm)) / 1_000_000_000)
+  }
+
+  /** The global µs at which this host's clock reads `localMs`. */
+  globalUs(localMs: number): number {
+    return Math.ceil((localMs * 1_000_000_000) / (1_000_000 + this.driftPpm))
+  }
+}
+
+export interface Checkers {
+  readonly stream: StreamChecker
+  readonly durability: DurabilityChecker
+  readonly election: ElectionChecker
+  readonly alarms: AlarmChecker
+  readonly vm: VmChecker
+}
+
+export class Hosts {
+  private readonly sim: Sim
+  private readonly network: Network
+  private readonly faults: Faults
+  private readonly checkers: Checkers
+  private readonly config: Omit<CdbConfig, "self">
+  private readonly electionTimings: ElectionTimings
+  driverCalls = 0
+  haMoves = 0
+
+  constructor(
+    sim: Sim,
+    network: Network,
+    faults: Faults,
+    checkers: Checkers,
+    config: Omit<CdbConfig, "self">,
+    electionTimings: ElectionTimings,
+  ) {
+    this.sim = sim
+    this.network = network
+    this.faults = faults
+    this.checkers = checkers
+    this.config = config
+    this.electionTimings = electionTimings
+  }
+
+  private localMs(node: SimNode): number {
+    return node.localMs(this.sim.nowUs)
+  }
+
+  /** A new process on the host, from what its store holds. */
+  start(node: SimNode): void {
+    const sim = this.sim
+    // A new process: its quorum window (and so the fence checker's clock) starts over.
+    node.cutOffSinceUs = null
+    this.network.started(node, this.localMs(node))
+    node.lastApplied = new Map(node.image.vector)
+    node.armedUs = Number.MAX_SAFE_INTEGER
+    node.fenced = false
+    node.core = new NodeCore(
+      {
+        self: node.id,
+        cdb: { ...this.config, self: node.id },
+        election: { ...this.electionTimings, self: node.id, voters: sim.voters },
+        incarnation: node.incarnation,
+        timings: defaultNodeTimings,
+        ...(sim.options.faults.includes("no-service-alarm") ? { ignoreServices: true } : {}),
+        services:
+          sim.systems === 0
+            ? {}
+            : {
+                hypervisor: hypervisorService({
+                  volumeDir: "/var/lib/acp/volumes",
+                  // The unsafe fault "no-fence" takes the fence away: the host believes it always has a primary.
+                  withoutFence: sim.options.faults.includes("no-fence"),
+                }),
+              },
+      },
+      { image: node.image, vote: node.vote },
+      this.localMs(node),
+    )
+    sim.trace.number(2)
+    sim.trace.number(sim.nowUs)
+    sim.trace.number(node.index)
+    this.step(node, { _tag: "DeadlineReached" })
+    if (sim.systems > 0) {
+      // As a real node: its supervisor reports the hypervisor running (or backing off, fault
+      // "service-failure"), and the host publishes its capacity.
+      if (this.faults.serviceDown(node))
+        this.step(node, {
+          _tag: "ServiceState",
+          name: "hypervisor",
+          state: "backing-off",
+          restarts: 1,
+          lastError: "cannot load libvirt.so.0 (simulated)",
+        })
+      else this.serviceRuns(node)
+      this.publishStats(node)
+    }
+  }
+
+  /** The host goes down with its node; with `lose`, its disk forgets its last own changes (fsync-lie). */
+  crash(node: SimNode, lose: number): void {
+    if (node.core === null) return
+    this.checkers.election.primaryGone(node)
+    this.checkers.election.endLease(node)
+    if (this.sim.systems > 0) {
+      this.checkers.vm.hostCrashed(node)
+      node.vmm.hostCrashed()
+    }
+    node.core = null
+    node.incarnation++
+    if (lose > 0) this.loseDurableWrites(node, lose)
+    this.sim.trace.number(3)
+    this.sim.trace.number(this.sim.nowUs)
+    this.sim.trace.number(node.index)
+  }
+
+  /** The unsafe fault: the disk forgets the node's last `lose` own changes it claimed were durable. */
+  private loseDurableWrites(node: SimNode, lose: number): void {
+    const own = node.image.ownLog
+    const kept = own.slice(0, Math.max(0, own.length - lose))
+    const lost = own.length - kept.length
+    if (lost === 0) return
+    const image = emptyImage()
+    const self = node.id
+    for (const [key, entry] of node.image.entries) {
+      if (entry.version.origin !== self || kept.some((change) => change.seq === entry.seq))
+        image.entries.set(key, entry)
+    }
+    for (const [origin, seq] of node.image.vector)
+      image.vector.set(origin, origin === self ? (kept.at(-1)?.seq ?? 0) : seq)
+    image.ownLog.push(...kept)
+    node.image = image
+  }
+
+  serviceRuns(node: SimNode): void {
+    this.step(node, { _tag: "ServiceState", name: "hypervisor", state: "running", restarts: 0 })
+  }
+
+  /** The host's statistics, every 2 s as a real node's hypervisor service publishes them. */
+  publishStats(node: SimNode): void {
+    const stats = { cpuCount: hostCpus, memoryTotalBytes: hostMemoryMiB * 1024 * 1024, cpuUsage: 0 }
+    this.step(node, { _tag: "SetStats", values: [{ kind: "node", id: node.id, value: encodeValue(stats) }] })
+    this.sim.queue.push(this.sim.nowUs + statsEveryUs, {
+      type: "stats",
+      node: node.index,
+      incarnation: node.incarnation,
+    })
+  }
+
+  /** A client's writes through a node (the operator's, the workload's), as the API makes them. */
+  clientWrite(node: SimNode, writes: ReadonlyArray<Omit<WriteOp, "requestId">>): void {
+    this.step(node, { _tag: "Write", ticket: ++node.ticket, writes })
+  }
+
+  /** A VMM's answer (or the time to list its domains) for the run of the service it was for. */
+  serviceInput(event: Extract<Event, { type: "service-input" }>): void {
+    const node = this.sim.nodes[event.node]!
+    if (node.core === null || node.incarnation !== event.incarnation) return
+    if (node.core.serviceRun("hypervisor") !== event.run) return
+    let input = event.input
+    if (input === "observe") {
+      node.vmm.advance(this.sim.nowUs, 0)
+      input = { _tag: "Observed", domains: node.vmm.list() }
+    }
+    this.step(node, { _tag: "ServiceInput", service: "hypervisor", run: event.run, input })
+  }
+
+  /** One input into the node's composition, and its step carried out as the real driver does. */
+  step(node: SimNode, input: Parameters<NodeCore["handle"]>[0]): void {
+    this.carry(node, node.core!.handle(input, this.localMs(node)))
+  }
+
+  /**
+   * As the real driver (adapters/node/node.ts): the step's commit first; if the store refuses it
+   * (fault "disk-full"), nothing of its outputs is carried out and the composition goes back to
+   * what is durable. The writes it refused are remembered: none may ever become visible.
+   */
+  private carry(node: SimNode, step: Step): void {
+    const core = node.core!
+    let outputs = step.outputs
+    if (step.commit !== undefined) {
+      if (this.faults.diskFull(node)) {
+        this.checkers.stream.noteRefused(node, step.outputs)
+        if (!this.sim.options.faults.includes("ignore-refused-commit")) {
+          const refused = core.handle(
+            {
+              _tag: "CommitRefused",
+              error: { reason: "disk-full", detail: "no space left on device (simulated)" },
+              durable: { image: node.image, vote: node.vote },
+            },
+            this.localMs(node),
+          )
+          node.lastApplied = new Map(node.image.vector)
+          for (const effect of step.effects) this.execute(node, effect)
+          this.carry(node, refused)
+          return
+        }
+        // The unsafe driver: it notes the refusal, then acknowledges and sends all the same.
+      } else {
+        for (const persist of step.commit.persists)
+          applyPersist(node.image, persist, node.id, this.config.retainChanges)
+        if (step.commit.vote !== undefined) node.vote = step.commit.vote
+        outputs = [...outputs, ...core.committed()]
+      }
+    }
+    for (const output of outputs) this.carryOut(node, output)
+    for (const effect of step.effects) this.execute(node, effect)
+    this.arm(node, step.deadlineMs)
+  }
+
+  private carryOut(node: SimNode, output: Output): void {
+    const { stream, durability, election, alarms } = this.checkers
+    switch (output._tag) {
+      case "Applied":
+        stream.applied(node, output.changes)
+        return
+      case "SnapshotInstalled":
+        stream.snapshotInstalled(node, output.vector)
+        return
+      case "Rejected":
+        this.sim.violate(
+          "decode",
+          `${node.id} rejected a datagram from a correct peer: ${output.rejection.reason}: ${output.rejection.detail}`,
+        )
+        return
+      case "Send":
+        this.network.send(node, output)
+        return
+      case "SendMessage":
+        this.network.sendMessage(node, output)
+        return
+      case "Written":
+        durability.record(node, output.writes, output.changes)
+        return
+      case "BecamePrimary":
+        election.becamePrimary(node, output.term)
+        return
+      case "LeaseRenewed":
+        election.leaseRenewed(node, output.term, node.globalUs(output.leaseUntilMs))
+        return
+      case "SteppedDown":
+        election.endLease(node)
+        return
+      case "Fence":
+        node.fenced = true
+        election.fences++
+        return
+      case "Unfence":
+        node.fenced = false
+        return
+      case "Alarms":
+        alarms.written(node, output.changes)
+        return
+      case "ServiceEvent":
+        if (output.event.kind !== "ha-move") return
+        this.haMoves++
+        this.sim.trace.number(10)
+        this.sim.trace.number(this.sim.nowUs)
+        this.sim.trace.text(String(output.event.detail.system))
+        return
+      case "WriteRefused":
+      case "MemberChanged":
+      case "StoreFailing":
+      case "StoreRecovered":
+        return
+    }
+  }
+
+  /** Carries out a service's effect through the simulated VMM; its answer comes back as an event. */
+  private execute(node: SimNode, { run, effect }: ServiceEffect): void {
+    const sim = this.sim
+    if (effect._tag === "Observe") {
+      sim.queue.push(sim.nowUs + 1_000, {
+        type: "service-input",
+        node: node.index,
+        incarnation: node.incarnation,
+        run,
+        input: "observe",
+      })
+      return
+    }
+    const result = node.vmm.execute(effect.domain, effect.call, sim.nowUs)
+    this.driverCalls++
+    sim.trace.number(9)
+    sim.trace.number(sim.nowUs)
+    sim.trace.number(node.index)
+    sim.trace.text(effect.domain)
+    sim.trace.text(effect.call._tag)
+    sim.trace.text(result.error?.reason ?? "ok")
+    if (result.error === undefined && (result.observed === "running" || result.observed === "paused"))
+      this.checkers.vm.systemActive(effect.system, node)
+    sim.queue.push(sim.nowUs + Math.max(1_000, result.latencyUs), {
+      type: "service-input",
+      node: node.index,
+      incarnation: node.incarnation,
+      run,
+      input: callDone(effect.requestId, result),
+    })
+  }
+
+  /** Arms the node's one timer at the composition's next deadline (its local ms), keeping only the earliest. */
+  private arm(node: SimNode, atMs: number): void {
+    if (!Number.isFinite(atMs)) return
+    const atUs = Math.max(this.sim.nowUs + 1, node.globalUs(atMs))
+    if (atUs >= node.armedUs) return
+    node.armedUs = atUs
+    this.sim.queue.push(atUs, { type: "deadline", node: node.index })
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The packet network: L2 domains (a multicast reaches every node of the sender's domain), L3
+ * relay links between domains, loss, duplication and reordering at the scenario's rates,
+ * partitions from the fault schedule, the envelope's seal and every receiver's replay window,
+ * and the adversary of fault "replay", which plays back what it captured.
+ */
+
+import type { Message } from "../core/monitor/election.ts"
+import type { Output } from "../core/node/node.ts"
+import { ReplayWindow } from "../core/transport/replay.ts"
+import type { Delivery, Seal, Sim } from "./events.ts"
+import type { Faults } from "./faults.ts"
+import type { SimNode } from "./host.ts"
+import type { Prng } from "./prng.ts"
+
+export const l2DelayUs = 150
+export const l3DelayUs = 2_000
+/** Fault "replay": the adversary's memory, and how much it plays back how often. */
+const capturedMax = 64
+const replaysPerRound = 16
+export const replayEveryUs = 50_000
+/** As the real transport: a restarted node takes a sender's datagrams sealed from its own start less this. */
+const clockOffsetToleratedMs = 500
+
+export class Network {
+  private readonly sim: Sim
+  private readonly faults: Faults
+  private readonly net: Prng
+  private readonly replays: Prng
+  /** Fault "replay": whether the adversary listens at all, and what it captured per sender. */
+  readonly adversary: boolean
+  private readonly captured: Array<{ events: Array<Delivery>; next: number }>
+  delivered = 0
+  dropped = 0
+  replaysSent = 0
+  replaysDropped = 0
+
+  constructor(sim: Sim, faults: Faults, net: Prng, replays: Prng) {
+    this.sim = sim
+    this.faults = faults
+    this.net = net
+    this.replays = replays
+    this.adversary = sim.scenario.schedule.events.some((fault) => fault.kind === "replay")
+    this.captured = Array.from({ length: sim.options.nodes }, () => ({ events: [], next: 0 }))
+  }
+
+  /** A new process's transport: a new replay window, taking datagrams sealed from its start on. */
+  started(node: SimNode, localMs: number): void {
+    node.replayWindow = new ReplayWindow(1024, BigInt((localMs - clockOffsetToleratedMs) * 1000))
+  }
+
+  /** A CDB datagram, to its node's domain, a node of its domain, or a relay in another. */
+  send(node: SimNode, output: Extract<Output, { _tag: "Send" }>): void {
+    this.hashSend(node, output.bytes)
+    const to = output.to
+    if (to._tag === "Domain") {
+      for (const peer of this.sim.nodes)
+        if (peer.domain === node.domain && peer !== node)
+          this.transmit(node, peer, output.bytes, "domain", l2DelayUs)
+      return
+    }
+    const peer = this.sim.byId.get(to.node)
+    if (peer === undefined) return
+    if (to._tag === "Relay") this.transmit(node, peer, output.bytes, "relay", l3DelayUs)
+    else if (peer.domain === node.domain) this.transmit(node, peer, output.bytes, "domain", l2DelayUs)
+  }
+
+  /** An election message, to one node or to all. */
+  sendMessage(node: SimNode, output: Extract<Output, { _tag: "SendMessage" }>): void {
+    if (output.to === "all") {
+      for (const peer of this.sim.nodes) if (peer !== node) this.transmitMonitor(node, peer, output.message)
+      return
+    }
+    const peer = this.sim.byId.get(output.to)
+    if (peer !== undefined) this.transmitMonitor(node, peer, output.message)
+  }
+
+  private hashSend(node: SimNode, bytes: Uint8Array): void {
+    this.sim.trace.number(4)
+    this.sim.trace.number(this.sim.nowUs)
+    this.sim.trace.number(node.index)
+    this.sim.trace.bytes(bytes)
+  }
+
+  private rates() {
+    return this.sim.healed
+      ? { lossPermille: 0, duplicatePermille: 0, jitterUs: 0 }
+      : this.sim.scenario.schedule.rates
+  }
+
+  private transmit(
+    from: SimNode,
+    to: SimNode,
+    bytes: Uint8Array,
+    via: "domain" | "relay",
+    baseUs: number,
+  ): void {
+    const rates = this.rates()
+    if (
+      this.faults.blocked(from.index, to.index) ||
+      (rates.lossPermille > 0 && this.net.chance(rates.lossPermille))
+    ) {
+      this.dropped++
+      return
+    }
+    const seal = this.seal(from)
+    const copies = rates.duplicatePermille > 0 && this.net.chance(rates.duplicatePermille) ? 2 : 1
+    for (let copy = 0; copy < copies; copy++) {
+      const delayUs = baseUs + (rates.jitterUs > 0 ? this.net.below(rates.jitterUs) : this.net.below(50))
+      const event = { type: "deliver" as const, to: to.index, bytes, via, from: from.id, seal }
+      this.capture(event)
+      this.sim.queue.push(this.sim.nowUs + delayUs, event)
+    }
+  }
+
+  private transmitMonitor(from: SimNode, to: SimNode, message: Message): void {
+    const rates = this.rates()
+    if (
+      this.faults.blocked(from.index, to.index) ||
+      (rates.lossPermille > 0 && this.net.chance(rates.lossPermille))
+    )
+      return
+    const baseUs = from.domain === to.domain ? l2DelayUs : l3DelayUs
+    const delayUs = baseUs + (rates.jitterUs > 0 ? this.net.below(rates.jitterUs) : this.net.below(50))
+    const event = { type: "monitor-deliver" as const, to: to.index, message, seal: this.seal(from) }
+    this.capture(event)
+    this.sim.queue.push(this.sim.nowUs + delayUs, event)
+  }
+
+  /** As the envelope seals: the counter is a hybrid clock, never below the sender's local µs. */
+  private seal(from: SimNode): Seal {
+    from.sealCounter = Math.max(from.sealCounter + 1, from.localMs(this.sim.nowUs) * 1000)
+    return { sender: from.id, incarnation: from.incarnation, counter: from.sealCounter }
+  }
+
+  /** The adversary keeps, per sender, the last `capturedMax` datagrams it saw on the wire (fault "replay"). */
+  private capture(event: Delivery): void {
+    if (!this.adversary) return
+    const sender = this.sim.byId.get(event.seal.sender)!.index
+    const ring = this.captured[sender]!
+    if (ring.events.length >= capturedMax) ring.events[ring.next % capturedMax] = event
+    else ring.events.push(event)
+    ring.next++
+  }
+
+  /**
+   * The adversary plays back what it captured, long after, to where it was going, from wherever
+   * it likes (the window never looks at a source). Sending a datagram to a node it was not for
+   * would be a different attack (bridging a partition), against which the seal does not claim to
+   * protect; the checkers' ground truth would not know of it either.
+   */
+  replay(): void {
+    const active = [...this.faults.active].some((fault) => fault.kind === "replay")
+    // Each round, one sender's datagrams (a crashed primary's, say, which no longer change).
+    const events = this.captured[this.replays.below(this.captured.length)]!.events
+    if (active && events.length > 0) {
+      for (let index = 0; index < replaysPerRound; index++) {
+        const event = events[this.replays.below(events.length)]!
+        this.replaysSent++
+        this.sim.queue.push(this.sim.nowUs + 1 + this.replays.below(1_000), event)
+      }
+    }
+    if (!this.sim.healed) this.sim.queue.push(this.sim.nowUs + replayEveryUs, { type: "replay" })
+  }
+
+  /** What the receiving node's transport lets through: never a datagram it has seen before. */
+  unsealed(node: SimNode, seal: Seal): boolean {
+    if (node.replayWindow.accept(seal.sender, seal.incarnation, BigInt(seal.counter))) return true
+    if (this.sim.options.faults.includes("no-replay-window")) return true
+    this.replaysDropped++
+    return false
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The operator, with the hypervisor in the loop: creates the systems once a primary is likely
+ * (placed by the scheduler, 3 in 4 HA), then every few seconds of the faulty phase operates on
+ * one through a random live node (start, stop, suspend, resume, reboot, migrate), as the API does.
+ */
+import type { SystemSpecValue } from "../core/hypervisor/hypervisor.ts"
+import { newTask, planOperation } from "../core/hypervisor/requests.ts"
+import {
+  defaultSchedulerPolicy,
+  liveNodes,
+  place,
+  placedSystems,
+  requestFor,
+} from "../core/hypervisor/scheduler.ts"
+import { decodeValue, encodeValue } from "../core/hypervisor/values.ts"
+import { systemsIn } from "../core/hypervisor/view.ts"
+import type { ElectionChecker } from "./checkers/election.ts"
+import type { Sim } from "./events.ts"
+import type { Hosts } from "./host.ts"
+import type { Prng } from "./prng.ts"
+
+export class Operator {
+  private readonly sim: Sim
+  private readonly hosts: Hosts
+  private readonly election: ElectionChecker
+  private readonly operator: Prng
+  private operations = 0
+  /** Where the scheduler first placed each system. */
+  readonly created: Array<{ system: string; node: string; ha: boolean }> = []
+
+  constructor(sim: Sim, hosts: Hosts, election: ElectionChecker, operator: Prng) {
+    this.sim = sim
+    this.hosts = hosts
+    this.election = election
+    this.operator = operator
+  }
+
+  /** Creates the systems through a live node (the primary if there is one). */
+  createSystems(): void {
+    const sim = this.sim
+    const node = this.election.primaryNow() ?? sim.nodes.find((candidate) => candidate.core !== null)
+    if (node === undefined || node.core === null) return
+    const nowMs = node.localMs(sim.nowUs)
+    const existing = systemsIn(node.core.store)
+    const placed = [...placedSystems(existing)]
+    const writes: Array<{ op: "put"; kind: string; id: string; value: Uint8Array }> = []
+    for (let index = 0; index < sim.systems; index++) {
+      const id = `vm${index + 1}`
+      const spec: SystemSpecValue = {
+        name: id as SystemSpecValue["name"],
+        cpus: 1 + this.operator.below(2),
+        memoryMiB: this.operator.pick([512, 1024, 2048]),
+        disks: [],
+        nics: [],
+        ha: index % 4 !== 3,
+        desired: "running",
+        placement: { affinity: [], antiAffinity: [] },
+      }
+      const decision = place(requestFor(id, spec), node.core.capacities(), placed, defaultSchedulerPolicy)
+      if (decision._tag === "Unplaceable") continue
+      const owner = decision.node as NonNullable<SystemSpecValue["node"]>
+      placed.push({ ...requestFor(id, spec), node: decision.node })
+      this.created.push({ system: id, node: decision.node, ha: spec.ha })
+      writes.push(
+        { op: "put", kind: "system", id, value: encodeValue({ ...spec, node: owner }) },
+        {
+          op: "put",
+          kind: "task",
+          id: `create-${id}`,
+          value: encodeValue(newTask("create", id, owner, {}, nowMs)),
+        },
+      )
+    }
+    this.hosts.clientWrite(node, writes)
+    sim.queue.push(sim.nowUs + 1_000_000 + this.operator.below(3_000_000), { type: "operate" })
+  }
+
+  /** Every few seconds of the faulty phase, an operation on a system through a random live node. */
+  operate(): void {
+    const sim = this.sim
+    if (sim.healed) return
+    sim.queue.push(sim.nowUs + 1_000_000 + this.operator.below(3_000_000), { type: "operate" })
+    const live = sim.nodes.filter((node) => node.core !== null)
+    if (live.length === 0) return
+    const node = this.operator.pick(live)
+    const system = `vm${1 + this.operator.below(sim.systems)}`
+    const operation = this.operator.pick([
+      "start",
+      "start",
+      "start",
+      "stop",
+      "suspend",
+      "resume",
+      "resume",
+      "reboot",
+      "migrate",
+      "migrate",
+    ])
+    const to = this.operator.pick(sim.nodes).id
+    const plan = planOperation({
+      system,
+      spec: decodeValue<SystemSpecValue>(node.core!.store.get("system", system)?.value),
+      operation,
+      parameters: operation === "migrate" ? { to } : {},
+      nowMs: node.localMs(sim.nowUs),
+      nodes: sim.nodes.map((member) => member.id),
+      live: liveNodes(node.core!.capacities()),
+    })
+    if (!("task" in plan)) return
+    this.operations++
+    const id = `op-${this.operations}`
+    this.hosts.clientWrite(node, [
+      ...(plan.system === undefined || plan.system === null
+        ? []
+        : [{ op: "put" as const, kind: "system", id: system, value: encodeValue(plan.system) }]),
+      { op: "put", kind: "task", id, value: encodeValue(plan.task) },
+    ])
+  }
+}
