@@ -73,9 +73,14 @@ export class Faults {
     return count >= Math.floor(this.sim.voters.length / 2) + 1
   }
 
-  /** Is there a majority of up nodes, every pair of which can talk both ways? */
+  /**
+   * Is there a majority of up nodes, every pair of which can talk both ways, whose stores take
+   * commits? A node whose disk is full can cast no vote (a vote is durable first) and write
+   * nothing: it is no part of a majority that can elect or act (seed 1165: one node's full disk
+   * left two voters of five, and the primary checker counted it in).
+   */
   majorityConnected(): boolean {
-    const group = this.sim.nodes.filter((node) => node.core !== null)
+    const group = this.sim.nodes.filter((node) => node.core !== null && !this.diskFull(node))
     // Greedily drop the least connected node until every pair in the group is connected.
     for (;;) {
       const degrees = group.map(

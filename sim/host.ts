@@ -67,8 +67,9 @@ export class SimNode {
   readonly lastConnectedUs: Array<number>
   /** Numbers the datagrams this node seals (with its incarnation: never confusable across runs). */
   sealCounter = 0
-  /** The anti-replay window of this node's transport (a process's: new at every start). */
+  /** The anti-replay window of this node's transport (a process's: new at every start), and when it started (global µs). */
   replayWindow = new ReplayWindow()
+  startedUs = 0
 
   constructor(
     member: { id: string; domain: string },

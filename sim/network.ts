@@ -46,7 +46,12 @@ export class Network {
 
   /** A new process's transport: a new replay window, taking datagrams sealed from its start on. */
   started(node: SimNode, localMs: number): void {
-    node.replayWindow = new ReplayWindow(1024, BigInt((localMs - clockOffsetToleratedMs) * 1000))
+    node.replayWindow = new ReplayWindow(
+      1024,
+      BigInt((localMs - clockOffsetToleratedMs) * 1000),
+      clockOffsetToleratedMs * 1000,
+    )
+    node.startedUs = this.sim.nowUs
   }
 
   /** A CDB datagram, to its node's domain, a node of its domain, or a relay in another. */
@@ -165,7 +170,15 @@ export class Network {
 
   /** What the receiving node's transport lets through: never a datagram it has seen before. */
   unsealed(node: SimNode, seal: Seal): boolean {
-    if (node.replayWindow.accept(seal.sender, seal.incarnation, BigInt(seal.counter))) return true
+    if (
+      node.replayWindow.accept(
+        seal.sender,
+        seal.incarnation,
+        BigInt(seal.counter),
+        this.sim.nowUs - node.startedUs,
+      )
+    )
+      return true
     if (this.sim.options.faults.includes("no-replay-window")) return true
     this.replaysDropped++
     return false

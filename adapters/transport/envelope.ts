@@ -147,11 +147,27 @@ export class Opener {
   private readonly maxPayloadBytes: number
 
   /**
-   * With `requireEncryption`, a datagram that is only authenticated is dropped as `unencrypted`;
-   * a sender's first datagram is taken only with a counter from `freshFromMicros` on.
+   * With `requireEncryption`, a datagram that is only authenticated is dropped as `unencrypted`.
    */
-  constructor(key: Uint8Array, maxPayloadBytes: number, requireEncryption = false, freshFromMicros = 0) {
-    this.window = new ReplayWindow(windowSize, BigInt(Math.floor(freshFromMicros)))
+  /**
+   * `startedMicros`: when this receiver started (wall µs); with `toleratedOffsetMicros`, a
+   * sender's first datagram needs a counter from `startedMicros - toleratedOffsetMicros` on, and
+   * once that long has passed (on the monotonic clock) nothing sealed before the start is taken.
+   */
+  private readonly startedMonotonicMs = performance.now()
+
+  constructor(
+    key: Uint8Array,
+    maxPayloadBytes: number,
+    requireEncryption = false,
+    startedMicros = 0,
+    toleratedOffsetMicros = 0,
+  ) {
+    this.window = new ReplayWindow(
+      windowSize,
+      BigInt(Math.floor(startedMicros - toleratedOffsetMicros)),
+      toleratedOffsetMicros,
+    )
     this.key = createSecretKey(deriveKey(key, "datagram authentication"))
     this.encryptionKey = requireEncryption ? deriveKey(key, "datagram encryption") : undefined
     this.maxPayloadBytes = maxPayloadBytes
@@ -170,7 +186,8 @@ export class Opener {
     const payload = encrypted ? this.decrypt(bytes, header.length) : this.verify(bytes, header.length)
     if (payload === undefined) return { ok: false, reason: "unauthenticated" }
     if (channel === undefined) return { ok: false, reason: "malformed-envelope" }
-    if (!this.window.accept(header.sender, header.incarnation, header.counter))
+    const sinceStartUs = (performance.now() - this.startedMonotonicMs) * 1000
+    if (!this.window.accept(header.sender, header.incarnation, header.counter, sinceStartUs))
       return { ok: false, reason: "replayed" }
     return { ok: true, channel, payload, sender: header.sender, incarnation: header.incarnation }
   }

@@ -111,7 +111,8 @@ export const layerUdp = (options: UdpOptions) =>
         options.key,
         options.maxPayloadBytes,
         options.encrypt,
-        wallMicros() - clockOffsetToleratedMs * 1000,
+        wallMicros(),
+        clockOffsetToleratedMs * 1000,
       )
       const byId = new Map(options.peers.map((peer) => [peer.id, peer]))
       const self = options.peers.find((peer) => peer.id === options.self)

@@ -8,7 +8,13 @@
  * A receiver that restarted has no windows, so anything sealed before it started would pass: a
  * sender's counter is therefore also a clock (never below its wall clock in microseconds), and a
  * new window takes only counters from `freshFrom` on — the receiver's own start, less the clock
- * offset the cluster tolerates.
+ * offset the cluster tolerates. And once that offset has passed since the receiver started (its
+ * own monotonic time, `sinceStartUs`), nothing sealed before its start (`startedAt`) can still be
+ * on its way: such a counter is a replay, even the first of its sender. (The simulator found the
+ * gap: an adversary replayed, 1.5 s after a node restarted, pings a dead node had sent just
+ * before; the restarted node heard a majority that was not there and fenced late.) A sender
+ * whose clock is more than the offset behind loses its datagrams until its counter passes the
+ * receiver's start, as it did before until it passed `freshFrom`.
  * The real transport (adapters/transport/envelope.ts) and the simulated network share it.
  */
 
@@ -23,14 +29,23 @@ export class ReplayWindow {
   private readonly windows = new Map<string, Window>()
   private readonly size: bigint
   private readonly freshFrom: bigint
+  private readonly startedAt: bigint
+  private readonly graceUs: number
 
-  constructor(size = 1024, freshFrom = 0n) {
+  /** `freshFrom`: the receiver's start less the tolerated clock offset (`graceUs`). */
+  constructor(size = 1024, freshFrom = 0n, graceUs = 0) {
     this.size = BigInt(size)
     this.freshFrom = freshFrom
+    this.startedAt = freshFrom + BigInt(graceUs)
+    this.graceUs = graceUs
   }
 
-  /** True if this (sender, incarnation, counter) is new, and records it; false for a replay. */
-  accept(sender: string, incarnation: number, counter: bigint): boolean {
+  /**
+   * True if this (sender, incarnation, counter) is new, and records it; false for a replay.
+   * `sinceStartUs`: how long the receiver has run, on its monotonic clock.
+   */
+  accept(sender: string, incarnation: number, counter: bigint, sinceStartUs = 0): boolean {
+    if (counter < this.startedAt && sinceStartUs > this.graceUs) return false
     const window = this.windows.get(sender)
     if (window === undefined || incarnation > window.incarnation) {
       if (counter < this.freshFrom) return false

@@ -74,7 +74,7 @@ describe("envelope", () => {
     wallMicros = 9_000_000
     const fresh = sealer.seal("monitor", payload)
     // Started at 9.0 s, taking clocks up to 0.5 s apart: the datagram of 1.0 s is a replay.
-    const restarted = new Opener(key, 1400, false, 8_500_000)
+    const restarted = new Opener(key, 1400, false, 9_000_000, 500_000)
     expect(restarted.open(old)).toEqual({ ok: false, reason: "replayed" })
     expect(restarted.open(fresh)).toMatchObject({ ok: true, sender: "n1" })
     // Within one run the counter still rises when the clock does not.
