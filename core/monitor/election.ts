@@ -125,6 +125,8 @@ export class ElectionNode {
   private leaderContactMs = -neverMs
   private leaderSinceMs = -neverMs
   private fenced = false
+  /** Whether this node may run for primary: not while its store refuses commits (it could not vote for itself). */
+  private candidacy = true
   private outputs: Array<Output> = []
 
   constructor(config: ElectionConfig, nowMs: number, vote: DurableVote = { term: 0, votedFor: null }) {
@@ -206,6 +208,25 @@ export class ElectionNode {
    * it becomes a follower in the durable term again — and keeps what it knows of its peers, the
    * fence clock among it, so a node cut off still fences within the bound.
    */
+  /**
+   * Its node can no longer do a primary's work (its store refuses commits: it can write no alarm,
+   * no HA move) or vote: it steps down if it leads and runs for nothing until `resume`. The
+   * others elect a primary once their promises to it run out, as after any step-down.
+   */
+  withdraw(nowMs: number, reason: string): ReadonlyArray<Output> {
+    this.candidacy = false
+    if (this.role !== "follower") this.adoptTerm(this.term, nowMs, reason)
+    this.outputs.push({ _tag: "ArmDeadline", atMs: this.nextDeadline(nowMs) })
+    const outputs = this.outputs
+    this.outputs = []
+    return outputs
+  }
+
+  /** Its node can act again: it may run for primary. */
+  resume(): void {
+    this.candidacy = true
+  }
+
   revertVote(vote: DurableVote, nowMs: number): ReadonlyArray<Output> {
     const wasLeader = this.role === "leader"
     this.term = vote.term
@@ -435,7 +456,8 @@ export class ElectionNode {
       if (nowMs >= lastValid + grace) this.adoptTerm(this.term, nowMs, "lease not renewed by a majority")
     } else if (nowMs >= this.electionAtMs && this.isVoter(this.config.self)) {
       if (this.role === "candidate" || this.role === "pre-candidate") this.role = "follower"
-      this.startPreVote(nowMs)
+      if (this.candidacy) this.startPreVote(nowMs)
+      else this.electionAtMs = this.electionDeadline(nowMs)
     }
     this.checkQuorum(nowMs)
   }

@@ -89,6 +89,20 @@ export const serviceFailingRule: AlarmRule = {
   clearAfterMs: 2_000,
 }
 
+/** A node whose store has refused commits (a full disk, an I/O error) for this long is alarmed by the primary. */
+export const storeFailingRule: AlarmRule = {
+  name: "store-failing",
+  severity: "critical",
+  raiseAfterMs: 5_000,
+  clearAfterMs: 2_000,
+}
+
+/**
+ * How often a node publishes its store's state in its statistics (ephemeral, never repaired, so
+ * sent again: a node whose store refuses commits can write nothing to the CDB, but it can say so).
+ */
+export const storeStatsEveryMs = 2_000
+
 /** Points a failing service takes off the cluster's health and its node's. */
 export const serviceFailingPoints = 15
 
@@ -251,6 +265,9 @@ export const serviceFailing = (service: { readonly state: string; readonly lastE
 
 const never = Number.POSITIVE_INFINITY
 
+const describeStoreError = (error: StoreFailure): string =>
+  `${error.reason === "disk-full" ? "disk full" : error.reason === "io-error" ? "I/O error" : "store write failed"}: ${error.detail}`
+
 /** What one write batch of the step was, to answer it once the step's fate is known. */
 interface StepWrite {
   readonly ticket: number | undefined
@@ -267,6 +284,8 @@ export class NodeCore {
   private readonly startedMs: number
   private storeFailure: { readonly sinceMs: number; readonly error: StoreFailure } | undefined
   private probeAtMs = 0
+  private storeStatsAtMs = 0
+  private alarmsAtMs = 0
   private requestId = 0
   private cdbAtMs = 0
   private electionAtMs = 0
@@ -274,7 +293,7 @@ export class NodeCore {
   private readonly services = new Map<ServiceName, RunningService>()
   private readonly serviceStates = new Map<string, ServiceStatus>()
   private serviceRuns = 0
-  /** The primary's own observation of each service's failing condition, by subject (`n1.hypervisor`). */
+  /** The primary's own observation of each service's and store's condition, by subject (`n1.hypervisor`, `n1.store`). */
   private readonly serviceSeen = new Map<string, { active: boolean; sinceMs: number; message: string }>()
   /** Service writes held while no run of the service takes them (its meta, say): retried on deadlines. */
   private readonly nodeWrites: PendingWrites
@@ -405,6 +424,8 @@ export class NodeCore {
     let next = Math.min(
       this.cdbAtMs,
       this.electionAtMs,
+      this.alarmsAtMs,
+      this.storeStatsAtMs,
       this.nodeWrites.size > 0 ? this.nodeWrites.retryAt : never,
     )
     for (const service of this.services.values()) {
@@ -417,10 +438,14 @@ export class NodeCore {
   private deadline(): void {
     const now = this.nowMs
     if (now >= this.cdbAtMs) this.absorbCdb(this.cdb.handle({ _tag: "DeadlineReached" }, now, this.wallMs))
-    if (now >= this.electionAtMs) {
-      this.absorbElection(this.election.handle({ _tag: "DeadlineReached" }, now))
+    if (now >= this.electionAtMs) this.absorbElection(this.election.handle({ _tag: "DeadlineReached" }, now))
+    // On a schedule of their own: the election's deadline moves with every message it takes (its
+    // heartbeat work is done there), so alarms tied to it went unevaluated while peers talked.
+    if (now >= this.alarmsAtMs) {
+      this.alarmsAtMs = now + this.config.election.heartbeatMs
       this.evaluateAlarms()
     }
+    if (now >= this.storeStatsAtMs) this.publishStore()
     const held = this.nodeWrites.due(now, this.basis)
     if (held.length > 0) this.write(held, { ticket: undefined, source: "service", held: this.nodeWrites })
     for (const [name, service] of [...this.services]) {
@@ -567,6 +592,20 @@ export class NodeCore {
 
   // ---- the store refusing -------------------------------------------------------------------
 
+  /** This node's store as its statistics say it to the others: failing (and why) or not. */
+  private publishStore(): void {
+    this.storeStatsAtMs = this.nowMs + storeStatsEveryMs
+    const failing = this.storeFailure === undefined ? null : describeStoreError(this.storeFailure.error)
+    const value = encodeValue({ failing })
+    this.absorbCdb(
+      this.cdb.handle(
+        { _tag: "SetStats", values: [{ kind: "node", id: `${this.config.self}.store`, value }] },
+        this.nowMs,
+        this.wallMs,
+      ),
+    )
+  }
+
   /**
    * The store refused the last step's commit: nothing of it was carried out. The CDB goes back to
    * what is durable (this node's stream stays continuous: its next change takes the refused one's
@@ -582,6 +621,7 @@ export class NodeCore {
     const previous = this.cdb
     this.cdb = this.cdbFrom(durable.image)
     this.cdb.continueStatsFrom(previous)
+    if (this.storeStatsAtMs > this.nowMs + this.config.timings.storeProbeMs) this.publishStore()
     // The new core's failure detector starts over (every member alive), so the view does too;
     // its timers start over with it: the next try comes after a short wait, not at once.
     this.resetMemberView()
@@ -598,9 +638,12 @@ export class NodeCore {
       )
         this.outputs.push(fact)
     if (this.lastStepVoted) this.absorbElection(this.election.revertVote(durable.vote, this.nowMs))
+    // A node that can write nothing can do no primary's work (alarms, HA moves) and cast no vote:
+    // it steps down if it leads, and runs for nothing until its store takes commits again.
+    this.absorbElection(this.election.withdraw(this.nowMs, "its store refuses commits"))
     this.vote = undefined
     this.persists = []
-    const detail = `${error.reason === "disk-full" ? "disk full" : error.reason === "io-error" ? "I/O error" : "store write failed"}: ${error.detail}`
+    const detail = describeStoreError(error)
     for (const write of this.lastStepWrites) {
       this.outputs.push({
         _tag: "WriteRefused",
@@ -631,7 +674,14 @@ export class NodeCore {
     if (this.storeFailure === undefined) return []
     const failingForMs = this.nowMs - this.storeFailure.sinceMs
     this.storeFailure = undefined
-    return [{ _tag: "StoreRecovered", failingForMs }]
+    this.election.resume()
+    // Said at once (its next periodic statistics would say it within storeStatsEveryMs too).
+    const outputs = this.outputs
+    this.outputs = []
+    this.publishStore()
+    const said = this.outputs.filter((output) => output._tag === "Send")
+    this.outputs = outputs
+    return [{ _tag: "StoreRecovered", failingForMs }, ...said]
   }
 
   // ---- the election, alarms ------------------------------------------------------------------
@@ -677,6 +727,10 @@ export class NodeCore {
         ...context,
         subjectKind: "service",
       }),
+      ...evaluateAlarms(storeFailingRule, this.storeConditions(), existing, {
+        ...context,
+        subjectKind: "store",
+      }),
     ]
     if (changes.length === 0) return
     this.outputs.push({ _tag: "Alarms", changes })
@@ -699,13 +753,36 @@ export class NodeCore {
       const subject = `${status.node}.${status.name}`
       const active = serviceFailing(status) && this.memberState(status.node) === "alive"
       const message = `${status.name} on ${status.node} ${status.state}${status.lastError === undefined ? "" : `: ${status.lastError}`}`
-      const seen = this.serviceSeen.get(subject)
-      if (seen === undefined || seen.active !== active)
-        this.serviceSeen.set(subject, { active, sinceMs: this.nowMs, message })
-      const held = this.serviceSeen.get(subject)!
-      conditions.push({ subject, active, sinceMs: held.sinceMs, message })
+      conditions.push(this.seen(subject, active, message))
     }
     return conditions
+  }
+
+  /** Every member's store, as its statistics say, seen through this node's clock (subject: the node). */
+  private storeConditions(): ReadonlyArray<Condition> {
+    const conditions: Array<Condition> = []
+    for (const member of this.config.cdb.members) {
+      const said = decodeValue<{ failing: string | null }>(
+        this.cdb.statsOf("node", `${member.id}.store`, member.id),
+      )
+      const active =
+        (member.id === this.config.self
+          ? this.storeFailure !== undefined
+          : typeof said?.failing === "string") && this.memberState(member.id) === "alive"
+      const message = active
+        ? `the store of ${member.id} refuses writes (${member.id === this.config.self ? describeStoreError(this.storeFailure!.error) : said!.failing})`
+        : `the store of ${member.id} takes writes`
+      conditions.push(this.seen(`${member.id}.store`, active, message))
+    }
+    return conditions
+  }
+
+  /** A condition as this node has seen it: since when it has held (or not), on its own clock. */
+  private seen(subject: string, active: boolean, message: string): Condition {
+    const seen = this.serviceSeen.get(subject)
+    if (seen === undefined || seen.active !== active)
+      this.serviceSeen.set(subject, { active, sinceMs: this.nowMs, message })
+    return { subject, active, sinceMs: this.serviceSeen.get(subject)!.sinceMs, message }
   }
 
   private memberState(node: string): MemberState {
@@ -950,7 +1027,7 @@ export class NodeCore {
         : {
             storeFailing: {
               sinceMs: this.storeFailure.sinceMs,
-              detail: `${this.storeFailure.error.reason === "disk-full" ? "disk full" : this.storeFailure.error.reason === "io-error" ? "I/O error" : "store write failed"}: ${this.storeFailure.error.detail}`,
+              detail: describeStoreError(this.storeFailure.error),
             },
           }),
     })

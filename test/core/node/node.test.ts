@@ -14,6 +14,8 @@ import {
   type Output,
   type Step,
   serviceFailingRule,
+  storeFailingRule,
+  storeStatsEveryMs,
 } from "../../../core/node/node.ts"
 import { PendingWrites } from "../../../core/node/pending.ts"
 
@@ -64,9 +66,8 @@ const node = (self: string, members: ReadonlyArray<string>) => {
       }
       for (const persist of step.commit.persists) applyPersist(durable.image, persist, self, 1024)
       if (step.commit.vote !== undefined) durable.vote = step.commit.vote
-      state.carried.push(...core.committed())
     }
-    for (const output of step.outputs) {
+    for (const output of [...step.outputs, ...(step.commit === undefined ? [] : core.committed())]) {
       state.carried.push(output)
       if (output._tag === "Send") state.sent.push(output)
     }
@@ -224,5 +225,50 @@ describe("held service writes", () => {
     const newer = { ...put, value: encoder.encode("move to n3") }
     held.refused([newer], 1_100, () => "v2")
     expect(held.due(1_600, () => "v2")).toEqual([newer])
+  })
+})
+
+describe("a store that refuses commits, as the others see it", () => {
+  it("its node says so in its statistics; the primary raises store-failing after the threshold and clears it once it takes commits again", () => {
+    const n1 = node("n1", ["n1", "n2"])
+    const n2 = node("n2", ["n1", "n2"])
+    let nowMs = 0
+    /** Both nodes' deadlines and datagrams, in time order, until `untilMs`. */
+    const runUntil = (untilMs: number) => {
+      while (nowMs < untilMs) {
+        nowMs = Math.min(untilMs, n1.core.nextDeadline(), n2.core.nextDeadline())
+        for (const [self, peer] of [
+          [n1, n2],
+          [n2, n1],
+        ] as const) {
+          if (self.core.nextDeadline() <= nowMs) self.handle({ _tag: "DeadlineReached" }, nowMs)
+          for (const sent of self.state.sent.splice(0))
+            peer.handle({ _tag: "Datagram", bytes: sent.bytes, via: "domain" }, nowMs)
+          for (const output of self.state.carried.splice(0))
+            if (output._tag === "SendMessage" && (output.to === "all" || output.to === peer.core.self))
+              peer.handle({ _tag: "MonitorMessage", message: output.message }, nowMs)
+        }
+      }
+    }
+    runUntil(3_000)
+    const primary = [n1, n2].find((candidate) => candidate.core.authority(nowMs).isPrimary)!
+    const other = primary === n1 ? n2 : n1
+    other.state.full = true
+    other.handle({ _tag: "Write", ticket: 1, writes: [record("refused")] }, nowMs)
+    const failedAt = nowMs
+    runUntil(failedAt + storeFailingRule.raiseAfterMs - 500)
+    expect(primary.core.openAlarms()).toEqual([])
+    runUntil(failedAt + storeFailingRule.raiseAfterMs + storeStatsEveryMs + 500)
+    expect(primary.core.openAlarms().map((alarm) => [alarm.id, alarm.severity, alarm.message])).toEqual([
+      [
+        `store-failing.${other.core.self}.store`,
+        "critical",
+        `the store of ${other.core.self} refuses writes (disk full: no space left on device)`,
+      ],
+    ])
+    other.state.full = false
+    other.handle({ _tag: "Write", ticket: 2, writes: [record("taken")] }, nowMs)
+    runUntil(nowMs + storeFailingRule.clearAfterMs + 500)
+    expect(primary.core.openAlarms()).toEqual([])
   })
 })
