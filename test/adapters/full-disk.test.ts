@@ -90,6 +90,25 @@ describe.skipIf(canMount !== true)(
       expect(status.health.cluster.reasons.map((reason) => reason.reason).join("\n")).toContain(
         "this node's store refuses writes (disk full",
       )
+      // The others see it: n2 says so in its statistics, and a primary other than n2 (a primary
+      // that cannot write steps down) raises store-failing.
+      const alarm = await eventually(async () => {
+        for (const node of [1, 3]) {
+          const listed = (
+            (await api(node, "GET", "/v1/status")).body as unknown as {
+              alarms: ReadonlyArray<{ id: string; state: string; message: string }>
+            }
+          ).alarms
+          const found = listed.find(
+            (entry) => entry.id === "store-failing.n2.store" && entry.state === "raised",
+          )
+          if (found !== undefined) return found
+        }
+        return undefined
+      }, 20_000)
+      expect(alarm.message).toContain("the store of n2 refuses writes (disk full")
+      const primaryNow = ((await api(1, "GET", "/v1/status")).body as { primary: string | null }).primary
+      expect(primaryNow).not.toBe("n2")
       // Writes elsewhere go on, and reach n2 only as far as its store lets them.
       expect((await api(1, "PUT", "/v1/objects/project/on-n1", project("on-n1"))).status).toBe(200)
 
@@ -109,6 +128,12 @@ describe.skipIf(canMount !== true)(
         health: { cluster: { reasons: ReadonlyArray<{ reason: string }> } }
       }
       expect(JSON.stringify(healed.health)).not.toContain("refuses writes")
+      await eventually(async () => {
+        const listed = (
+          (await api(1, "GET", "/v1/status")).body as unknown as { alarms: ReadonlyArray<{ id: string }> }
+        ).alarms
+        return !listed.some((entry) => entry.id === "store-failing.n2.store")
+      }, 20_000)
 
       // And after a restart of n2, its new writes still reach the others.
       process.kill(Number(readFileSync(join(tmpfs, "node.pid"), "utf8")), "SIGKILL")
