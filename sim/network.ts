@@ -7,7 +7,7 @@
 
 import type { Message } from "../core/monitor/election.ts"
 import type { Output } from "../core/node/node.ts"
-import { ReplayWindow } from "../core/transport/replay.ts"
+import { clockOffsetToleratedMs, ReplayWindow } from "../core/transport/replay.ts"
 import type { Delivery, Seal, Sim } from "./events.ts"
 import type { Faults } from "./faults.ts"
 import type { SimNode } from "./host.ts"
@@ -19,8 +19,6 @@ export const l3DelayUs = 2_000
 const capturedMax = 64
 const replaysPerRound = 16
 export const replayEveryUs = 50_000
-/** As the real transport: a restarted node takes a sender's datagrams sealed from its own start less this. */
-const clockOffsetToleratedMs = 500
 
 export class Network {
   private readonly sim: Sim

@@ -5,6 +5,7 @@
  * Without multicast (`group: null`) a domain send goes to every peer of the domain in turn.
  * Every datagram is sealed and checked by `envelope.ts` before the core sees it.
  */
+
 import { createSocket, type Socket } from "node:dgram"
 import { Effect, Layer, Queue, Stream } from "effect"
 import {
@@ -15,6 +16,7 @@ import {
   Transport,
   TransportError,
 } from "../../core/ports/transport.ts"
+import { clockOffsetToleratedMs } from "../../core/transport/replay.ts"
 import { Opener, Sealer } from "./envelope.ts"
 import { RelayLinks, type RelayOptions } from "./relay.ts"
 
@@ -81,8 +83,7 @@ const enlargeBuffers = (socket: Socket) => {
   }
 }
 
-/** How far apart two nodes' wall clocks may be for a restarted node to take the other's datagrams at once. */
-export const clockOffsetToleratedMs = 500
+export { clockOffsetToleratedMs } from "../../core/transport/replay.ts"
 
 export const layerUdp = (options: UdpOptions) =>
   Layer.effect(

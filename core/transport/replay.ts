@@ -18,6 +18,16 @@
  * The real transport (adapters/transport/envelope.ts) and the simulated network share it.
  */
 
+/**
+ * How far apart two nodes' wall clocks may be for a restarted receiver to take the other's
+ * datagrams at once (NTP keeps hosts within milliseconds). It also bounds what an adversary can
+ * still do with datagrams captured just before a receiver's start: play each back once, within
+ * this long of the start, as if delayed by at most twice this — a fence at most that late, which
+ * the primary's HA margin (500 ms) covers. A sender further behind is deaf to a restarted
+ * receiver until its clock passes the receiver's start.
+ */
+export const clockOffsetToleratedMs = 100
+
 interface Window {
   incarnation: number
   highest: bigint

@@ -4,6 +4,7 @@
  * (itself included) has been up and connected to it both ways within the last window.
  */
 import { fenceBoundMs } from "../../core/monitor/election.ts"
+import { clockOffsetToleratedMs } from "../../core/transport/replay.ts"
 import type { Sim } from "../events.ts"
 import type { Faults } from "../faults.ts"
 import { l3DelayUs } from "../network.ts"
@@ -11,8 +12,14 @@ import type { ElectionTimings } from "../scenario.ts"
 
 export const checkFencing = (sim: Sim, faults: Faults, timings: ElectionTimings): void => {
   const nowUs = sim.nowUs
-  // The bound the core promises, plus the largest delivery delay the network may add.
-  const boundUs = fenceBoundMs(timings) * 1000 + sim.scenario.schedule.rates.jitterUs + l3DelayUs
+  // The bound the core promises, plus the largest delivery delay the network may add — and, under
+  // fault "replay", the delay an adversary can still fake: a datagram sealed just before a
+  // receiver's restart, played back within the tolerated clock offset of it (seed 1459).
+  const replaySlackUs = sim.scenario.schedule.events.some((fault) => fault.kind === "replay")
+    ? 2 * clockOffsetToleratedMs * 1000
+    : 0
+  const boundUs =
+    fenceBoundMs(timings) * 1000 + sim.scenario.schedule.rates.jitterUs + l3DelayUs + replaySlackUs
   const windowUs = timings.quorumWindowMs * 1000
   const majority = Math.floor(sim.voters.length / 2) + 1
   for (const node of sim.nodes) {
