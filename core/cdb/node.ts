@@ -153,6 +153,8 @@ export type Output =
 
 export type { MetaSlot }
 
+const noIds: ReadonlySet<string> = new Set()
+
 interface StatsSlot {
   readonly value: Uint8Array
   readonly counter: number
@@ -369,9 +371,9 @@ export class CdbNode {
     return slots.sort((left, right) => (left.node < right.node ? -1 : left.node > right.node ? 1 : 0))
   }
 
-  /** The ids of one kind's objects that hold meta (a service's state, say, with or without a spec), in order. */
-  metaIdsOf(kind: string): ReadonlyArray<string> {
-    return [...(this.metaIds.get(kind) ?? [])].sort()
+  /** The ids of one kind's objects that hold meta (a service's state, say, with or without a spec), unordered. */
+  metaIdsOf(kind: string): ReadonlySet<string> {
+    return this.metaIds.get(kind) ?? noIds
   }
 
   statsOf(kind: string, id: string, node: string): Uint8Array | undefined {

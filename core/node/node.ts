@@ -298,6 +298,7 @@ export class NodeCore {
   /** Service writes held while no run of the service takes them (its meta, say): retried on deadlines. */
   private readonly nodeWrites: PendingWrites
   readonly counters = { droppedWhileStoreFails: 0, commitsRefused: 0 }
+  private readonly memberIds: ReadonlySet<string>
 
   // The step being built.
   private persists: Array<Persist> = []
@@ -318,6 +319,7 @@ export class NodeCore {
     this.nowMs = nowMs
     this.wallMs = wallMs
     this.startedMs = nowMs
+    this.memberIds = new Set(config.cdb.members.map((member) => member.id))
     this.cdb = this.cdbFrom(durable.image)
     this.election = new ElectionNode(config.election, nowMs, durable.vote)
     this.resetMemberView()
@@ -950,7 +952,7 @@ export class NodeCore {
     return this.election.isPrimary(nowMs) ? this.config.self : this.election.knownLeader
   }
 
-  /** Every member's services as their nodes report them in the CDB. */
+  /** Every member's services as their nodes report them in the CDB, by node and name. */
   servicesInCluster(): ReadonlyArray<{
     readonly node: string
     readonly name: string
@@ -958,6 +960,13 @@ export class NodeCore {
     readonly restarts: number
     readonly lastError?: string
   }> {
+    // One pass over the ids with service meta (a workload may hold thousands), no copy.
+    const ids = new Set<string>()
+    for (const id of this.cdb.metaIdsOf("service")) {
+      const dot = id.indexOf(".")
+      if (dot > 0 && this.memberIds.has(id.slice(0, dot))) ids.add(id)
+    }
+    for (const name of this.serviceStates.keys()) ids.add(`${this.config.self}.${name}`)
     const services: Array<{
       node: string
       name: string
@@ -965,29 +974,21 @@ export class NodeCore {
       restarts: number
       lastError?: string
     }> = []
-    for (const member of this.config.cdb.members) {
-      for (const entry of this.serviceIdsOf(member.id)) {
-        const meta = decodeValue<{ state: string; restarts?: number; reason?: string }>(
-          this.cdb.metaOf("service", entry).find((slot) => slot.node === member.id)?.value,
-        )
-        if (meta === undefined) continue
-        services.push({
-          node: member.id,
-          name: entry.slice(member.id.length + 1),
-          state: meta.state,
-          restarts: meta.restarts ?? 0,
-          ...(meta.reason === undefined ? {} : { lastError: meta.reason }),
-        })
-      }
+    for (const id of [...ids].sort()) {
+      const node = id.slice(0, id.indexOf("."))
+      const meta = decodeValue<{ state: string; restarts?: number; reason?: string }>(
+        this.cdb.metaOf("service", id).find((slot) => slot.node === node)?.value,
+      )
+      if (meta === undefined) continue
+      services.push({
+        node,
+        name: id.slice(node.length + 1),
+        state: meta.state,
+        restarts: meta.restarts ?? 0,
+        ...(meta.reason === undefined ? {} : { lastError: meta.reason }),
+      })
     }
     return services
-  }
-
-  private serviceIdsOf(node: string): ReadonlyArray<string> {
-    const ids = new Set<string>()
-    for (const id of this.cdb.metaIdsOf("service")) if (id.startsWith(`${node}.`)) ids.add(id)
-    if (node === this.config.self) for (const name of this.serviceStates.keys()) ids.add(`${node}.${name}`)
-    return [...ids].sort()
   }
 
   /** This node's services, as its supervisor last reported them. */
