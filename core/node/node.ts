@@ -289,7 +289,6 @@ export class NodeCore {
   private requestId = 0
   private cdbAtMs = 0
   private electionAtMs = 0
-  private revisionCount = 0
   private readonly services = new Map<ServiceName, RunningService>()
   private readonly serviceStates = new Map<string, ServiceStatus>()
   private serviceRuns = 0
@@ -516,13 +515,11 @@ export class NodeCore {
           this.outputs.push({ _tag: "Send", to: { _tag: "Relay", node: output.to }, bytes: output.bytes })
           break
         case "Applied":
-          this.revisionCount++
           for (const change of output.changes) if (change.origin === this.config.self) own.push(change)
           this.outputs.push(output)
           this.changed(output.changes)
           break
         case "SnapshotInstalled":
-          this.revisionCount++
           this.outputs.push(output)
           this.changed(undefined)
           break
@@ -900,15 +897,6 @@ export class NodeCore {
 
   get electionCore(): ElectionNode {
     return this.election
-  }
-
-  /** Grows with every change applied, so a reader can tell when to look again. */
-  get revision(): number {
-    return this.revisionCount
-  }
-
-  get storeFailing(): boolean {
-    return this.storeFailure !== undefined
   }
 
   /** The service's current run number, if it runs (its effects carry it, its answers must too). */
