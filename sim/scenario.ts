@@ -57,6 +57,8 @@ export interface SimOptions {
   readonly electionTimings?: ElectionTimings
   /** Virtual machines the cluster runs (most of them HA); 0 leaves the hypervisor out. */
   readonly systems?: number
+  /** Events a run may take per node and virtual second (default `eventsPerNodeSecond` in world.ts). */
+  readonly eventBudget?: number
 }
 
 export interface ElectionTimings {

@@ -45,6 +45,12 @@ export { nodeName } from "./host.ts"
 export { isSafetyViolation, type SimResult, type TimelineSample, type Violation } from "./result.ts"
 
 const checkIntervalUs = 20_000
+/**
+ * The event budget: a run may take this many events per node and virtual second (a heavy
+ * workload takes about 1,300). Beyond it something amplifies (a relay forwarding forever, a
+ * deadline due again at once): the run stops with a liveness failure and its replay, never a hang.
+ */
+export const eventsPerNodeSecond = 20_000
 
 export class World implements Sim {
   readonly options: SimOptions
@@ -61,6 +67,8 @@ export class World implements Sim {
   private readonly electionTimings: ElectionTimings
   private readonly healAtUs: number
   private events = 0
+  /** Which budget the run exceeded, if it did. */
+  private overBudget: string | undefined
   private readonly faults: Faults
   private readonly network: Network
   private readonly hosts: Hosts
@@ -147,12 +155,18 @@ export class World implements Sim {
       this.queue.push(Math.min(1_500_000, Math.floor(this.healAtUs / 2)), { type: "create-systems" })
     }
     const endUs = this.healAtUs + this.options.livenessBoundMs * 1000
+    const perNodeSecond = this.options.eventBudget ?? eventsPerNodeSecond
+    const budget = Math.ceil(((endUs / 1_000_000) * this.options.nodes + 1) * perNodeSecond)
     while (this.queue.size > 0 && this.queue.peekTime() <= endUs && this.convergence.convergedAtUs === null) {
       const next = this.queue.pop()!
       this.nowUs = next.timeUs
       this.events++
       this.dispatch(next.item)
       if (this.violations.length > 50) break
+      if (this.events >= budget) {
+        this.overBudget = `the event budget: ${budget} events (${perNodeSecond} per node and virtual second) by ${Math.floor(this.nowUs / 1000)} ms`
+        break
+      }
     }
     return this.result()
   }
@@ -307,7 +321,10 @@ export class World implements Sim {
     if (converged) this.durability.final(this.convergence.final())
     const pending: Array<string> = []
     if (!converged) {
-      this.violate("liveness", `not converged ${this.options.livenessBoundMs} ms after the heal`)
+      if (this.overBudget !== undefined) {
+        this.violate("budget", `stopped: over ${this.overBudget}`)
+        pending.push(`over ${this.overBudget}`)
+      } else this.violate("liveness", `not converged ${this.options.livenessBoundMs} ms after the heal`)
       pending.push(...this.convergence.pending())
     }
     const counters = this.nodes.map((node) => node.core?.cdbCore.counters)

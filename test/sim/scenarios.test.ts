@@ -9,7 +9,7 @@ import {
   type SimOptions,
 } from "../../sim/scenario.ts"
 import { shrink } from "../../sim/shrink.ts"
-import { simulate } from "../../sim/world.ts"
+import { eventsPerNodeSecond, simulate } from "../../sim/world.ts"
 
 const calm = (nodes: number, events: ReadonlyArray<FaultEvent>): Schedule => ({
   rates: { lossPermille: 0, duplicatePermille: 0, jitterUs: 0 },
@@ -169,6 +169,26 @@ describe("simulator checkers", () => {
     const replayed = simulate({ ...options, schedule: shrunk.minimal })
     expect(replayed.violations.map((violation) => violation.checker)).toContain(shrunk.checker)
     expect(shrunk.result.replay).toContain("--schedule ")
+  })
+})
+
+describe("budgets", () => {
+  it("a run over its event budget stops with a liveness failure that names the budget, and replays", () => {
+    const options = { ...defaultSimOptions, seed: 4, durationMs: 5_000, eventBudget: 5 }
+    const result = simulate(options)
+    expect(result.converged).toBe(false)
+    expect(result.violations.map((violation) => violation.checker)).toEqual(["budget"])
+    expect(result.pending[0]).toMatch(
+      /^over the event budget: \d+ events \(5 per node and virtual second\) by \d+ ms$/,
+    )
+    expect(result.virtualMs).toBeLessThan(5_000)
+    expect(simulate(options).traceHash).toBe(result.traceHash)
+  })
+
+  it("the default budget is far above what a heavy run takes", () => {
+    const result = simulate({ ...defaultSimOptions, seed: 4, durationMs: 10_000, writesPerSec: 1_000 })
+    expect(result.violations).toEqual([])
+    expect(result.events / ((result.virtualMs / 1000) * result.nodes)).toBeLessThan(eventsPerNodeSecond / 5)
   })
 })
 
