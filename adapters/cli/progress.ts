@@ -10,6 +10,8 @@ export interface Progress {
   readonly update: (line: string, fraction?: number) => void
   /** Ends the redrawn line (a terminal) and writes `line`, if given, as a plain one. */
   readonly done: (line?: string) => void
+  /** A line that stays (a failure as it happens), written above the redrawn one. */
+  readonly note: (line: string) => void
 }
 
 export const progressOn = (
@@ -36,6 +38,11 @@ export const progressOn = (
         lastTenth = tenth
       }
       lastPlain = line
+      stream.write(`${line}\n`)
+    },
+    note: (line) => {
+      if (terminal && drawn) stream.write("\r\x1b[K")
+      drawn = false
       stream.write(`${line}\n`)
     },
     done: (line) => {

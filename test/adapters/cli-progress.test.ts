@@ -39,6 +39,18 @@ describe("progressOn", () => {
     expect(lines).toEqual(["electing\n", "primary: n1\n"])
   })
 
+  it("a note stays above the redrawn line on a terminal, and is one plain line elsewhere, even with progress off", () => {
+    const { stream, written } = recorder(true)
+    const progress = progressOn(stream)
+    progress.update("1/3", 1 / 3)
+    progress.note("seed 1 (safety): …")
+    progress.update("2/3", 2 / 3)
+    expect(written).toEqual(["\r1/3\x1b[K", "\r\x1b[K", "seed 1 (safety): …\n", "\r2/3\x1b[K"])
+    const { stream: plain, written: lines } = recorder(false)
+    progressOn(plain, false).note("seed 2 (liveness): …")
+    expect(lines).toEqual(["seed 2 (liveness): …\n"])
+  })
+
   it("writes nothing when it is off (--json)", () => {
     const { stream, written } = recorder(true)
     const progress = progressOn(stream, false)

@@ -133,6 +133,50 @@ describe("acp (bundled CLI)", () => {
       expect(report.failures[0]?.replay).toContain("--canary")
     })
 
+    it("prints each failure with its replay as it happens, stops at the first with --fail-fast, and stops a seed at its wall limit", () => {
+      const failFast = acp(
+        "sim",
+        "sweep",
+        "--seeds",
+        "1..6",
+        "--duration",
+        "2s",
+        "--workers",
+        "1",
+        "--canary",
+        "--fail-fast",
+        "--json",
+      )
+      expect(failFast.status).toBe(4)
+      const stopped = JSON.parse(failFast.stdout) as { seeds: number; ran: number; failing: number }
+      expect(stopped).toMatchObject({ seeds: 6, ran: 1, failing: 1 })
+      expect(failFast.stderr).toContain("seed 1 (safety): ")
+      expect(failFast.stderr).toContain("  replay: npx acp sim --seed 1 ")
+      const limited = acp(
+        "sim",
+        "sweep",
+        "--seeds",
+        "1..2",
+        "--workers",
+        "1",
+        "--seed-limit",
+        "1ms",
+        "--json",
+      )
+      expect(limited.status).toBe(5)
+      const report = JSON.parse(limited.stdout) as {
+        failures: Array<{ seed: number; violations: Array<{ checker: string }>; replay: string }>
+      }
+      expect(report.failures.map((failure) => [failure.seed, failure.violations[0]?.checker])).toEqual([
+        [1, "time-limit"],
+        [2, "time-limit"],
+      ])
+      expect(report.failures[1]?.replay).toContain("--seed 2 ")
+      expect(acp("sim", "sweep", "--seeds", "1..2", "--seed-limit", "soon").stderr).toContain(
+        "--seed-limit soon: expected a duration",
+      )
+    })
+
     it("sweeps in disjoint shards that merge into the whole sweep, and names a shard that is missing or doubled", () => {
       const dir = mkdtempSync(join(tmpdir(), "acp-shards-"))
       const sweep = ["sim", "sweep", "--seeds", "1..7", "--duration", "2s", "--workers", "1"]

@@ -20,6 +20,7 @@ import {
   defaultSimOptions,
   type FaultName,
   faultNames,
+  replayCommand,
   type SimOptions,
   unsafeFaultNames,
 } from "../../../sim/scenario.ts"
@@ -352,6 +353,14 @@ const sweepCommand = Command.make(
       Flag.withDescription("Also write the shard's result, for `acp sim sweep merge`, to this file"),
       Flag.optional,
     ),
+    failFast: Flag.Boolean("fail-fast").pipe(
+      Flag.withDescription("Hand out no seed after the first failure (the seeds running finish)"),
+      Flag.withDefault(false),
+    ),
+    seedLimit: Flag.String("seed-limit").pipe(
+      Flag.withDescription("Wall time a seed may take, e.g. 60s; beyond it the seed is stopped and fails"),
+      Flag.optional,
+    ),
   },
   (input) =>
     Effect.gen(function* () {
@@ -366,10 +375,20 @@ const sweepCommand = Command.make(
           message: `--shard ${Option.getOrElse(input.shard, () => "")}: expected i/n with 0 <= i < n, e.g. 3/100`,
         })
       const seeds = sliceOf(range, shard)
+      const seedLimitMs = Option.isSome(input.seedLimit) ? parseDurationMs(input.seedLimit.value) : undefined
+      if (Option.isSome(input.seedLimit) && (seedLimitMs === undefined || seedLimitMs <= 0))
+        return yield* new SimUsageError({
+          message: `--seed-limit ${input.seedLimit.value}: expected a duration such as 60s`,
+        })
       const { seed: _seed, ...options } = yield* toOptions(0, input, Option.none())
       const started = performance.now()
       const outcomes = yield* Effect.promise(() =>
-        runSweep(seeds, options, Math.max(1, input.workers), !input.json),
+        runSweep(seeds, options, {
+          workers: Math.max(1, input.workers),
+          progress: !input.json,
+          failFast: input.failFast,
+          seedLimitMs,
+        }),
       )
       const wallMs = Math.round(performance.now() - started)
       const result: ShardResult = {
@@ -400,6 +419,7 @@ const sweepCommand = Command.make(
         yield* Console.log(
           JSON.stringify({
             seeds: seeds.length,
+            ran: outcomes.length,
             failing: failing.length,
             wallMs,
             ...(input.systems > 0 ? { haFailoverMs } : {}),
@@ -407,7 +427,9 @@ const sweepCommand = Command.make(
           }),
         )
       } else {
-        yield* Console.log(`${seeds.length} seeds in ${wallMs} ms: ${failing.length} failing`)
+        yield* Console.log(
+          `${outcomes.length === seeds.length ? `${seeds.length} seeds` : `${outcomes.length} of ${seeds.length} seeds (stopped at the first failure)`} in ${wallMs} ms: ${failing.length} failing`,
+        )
         if (input.systems > 0)
           yield* Console.log(
             `  HA failover after a node crash: ${haFailoverMs.samples === 0 ? "no sample" : `p50 ${haFailoverMs.p50} ms, p99 ${haFailoverMs.p99} ms, max ${haFailoverMs.max} ms over ${haFailoverMs.samples} systems`}`,
@@ -608,18 +630,41 @@ const mergeCommand = Command.make(
   Command.withDescription("Combine the shards of one sweep (`sweep --shard i/n`) and list the failing seeds"),
 )
 
-/** Hands seeds out to workers one at a time, so a slow seed does not hold up a whole share. */
+/** How a sweep runs its seeds: worker threads, progress, stop at the first failure, a wall limit per seed. */
+interface SweepRun {
+  readonly workers: number
+  readonly progress: boolean
+  readonly failFast: boolean
+  /** Wall ms a seed may take before its worker is stopped and the seed counted as failing. */
+  readonly seedLimitMs: number | undefined
+}
+
+/** A seed stopped at its wall limit: a liveness failure, with the command that replays it. */
+const timedOut = (options: Omit<SimOptions, "seed">, seed: number, limitMs: number): SweepOutcome => ({
+  seed,
+  outcome: "liveness",
+  traceHash: "",
+  violations: [{ checker: "time-limit", message: `took more than ${limitMs} ms of wall time`, atMs: 0 }],
+  replay: replayCommand({ ...options, seed }),
+  wallMs: limitMs,
+  haFailoverSamplesMs: [],
+})
+
+/**
+ * Hands seeds out to workers one at a time, so a slow seed does not hold up a whole share; prints
+ * each failure (with its replay) as it happens; with `failFast` hands out no seed after the first.
+ */
 const runSweep = (
   seeds: ReadonlyArray<number>,
   options: Omit<SimOptions, "seed">,
-  workers: number,
-  progress: boolean,
+  run: SweepRun,
 ): Promise<Array<SweepOutcome>> =>
   new Promise((resolve, reject) => {
     const outcomes: Array<SweepOutcome> = []
     let next = 0
     let running = 0
-    const bar = progressOn(process.stderr, progress)
+    let stopped = false
+    const bar = progressOn(process.stderr, run.progress)
     const draw = () => {
       const width = 30
       const done = Math.round((outcomes.length / seeds.length) * width)
@@ -629,24 +674,50 @@ const runSweep = (
         outcomes.length / seeds.length,
       )
     }
+    const record = (outcome: SweepOutcome) => {
+      outcomes.push(outcome)
+      if (outcome.outcome !== "ok") {
+        bar.note(`seed ${outcome.seed} (${outcome.outcome}): ${outcome.violations[0]?.message ?? ""}`)
+        bar.note(`  replay: ${outcome.replay}`)
+        if (run.failFast) stopped = true
+      }
+      draw()
+    }
     const spawn = () => {
       const worker = new Worker(new URL(import.meta.url), { workerData: { acpSweepWorker: true } })
       running++
+      let limit: ReturnType<typeof setTimeout> | undefined
+      let current: number | undefined
       const feed = () => {
-        if (next >= seeds.length) {
+        if (stopped || next >= seeds.length) {
           void worker.terminate()
           return
         }
-        const job: SweepJob = { acpSweepWorker: true, seeds: [seeds[next++]!], options }
+        current = seeds[next++]!
+        const job: SweepJob = { acpSweepWorker: true, seeds: [current], options }
         worker.postMessage(job)
+        if (run.seedLimitMs !== undefined) {
+          const seed = current
+          const limitMs = run.seedLimitMs
+          limit = setTimeout(() => {
+            // The seed runs on: stop its worker, count it, and go on with a fresh one.
+            current = undefined
+            record(timedOut(options, seed, limitMs))
+            void worker.terminate()
+            if (!stopped && next < seeds.length) spawn()
+          }, limitMs)
+        }
       }
       worker.on("message", (outcome: SweepOutcome) => {
-        outcomes.push(outcome)
-        draw()
+        if (limit !== undefined) clearTimeout(limit)
+        if (current !== outcome.seed) return
+        current = undefined
+        record(outcome)
         feed()
       })
       worker.on("error", reject)
       worker.on("exit", () => {
+        if (limit !== undefined) clearTimeout(limit)
         running--
         if (running === 0) {
           bar.done()
@@ -655,7 +726,7 @@ const runSweep = (
       })
       feed()
     }
-    for (let index = 0; index < Math.min(workers, seeds.length); index++) spawn()
+    for (let index = 0; index < Math.min(run.workers, seeds.length); index++) spawn()
     if (seeds.length === 0) resolve([])
   })
 
