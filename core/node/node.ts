@@ -302,6 +302,10 @@ export class NodeCore {
   // The step being built.
   private persists: Array<Persist> = []
   private vote: DurableVote | undefined
+  /** The vote the store holds (as of the last refused commit): what a probe writes again. */
+  private durableVote: DurableVote = { term: 0, votedFor: null }
+  /** Whether this step's commit is a probe of a store that refused (its vote no election's). */
+  private probing = false
   private outputs: Array<Output> = []
   private effects: Array<ServiceEffect> = []
   private stepWrites: Array<StepWrite> = []
@@ -414,7 +418,8 @@ export class NodeCore {
     this.outputs = []
     this.effects = []
     this.lastStepWrites = this.stepWrites
-    this.lastStepVoted = step.commit?.vote !== undefined
+    this.lastStepVoted = step.commit?.vote !== undefined && !this.probing
+    this.probing = false
     this.lastStepFacts = step.outputs.filter((output) => electionFacts.has(output._tag))
     this.stepWrites = []
     return step
@@ -427,6 +432,7 @@ export class NodeCore {
       this.electionAtMs,
       this.alarmsAtMs,
       this.storeStatsAtMs,
+      this.storeFailure === undefined ? never : this.probeAtMs,
       this.nodeWrites.size > 0 ? this.nodeWrites.retryAt : never,
     )
     for (const service of this.services.values()) {
@@ -447,6 +453,15 @@ export class NodeCore {
       this.evaluateAlarms()
     }
     if (now >= this.storeStatsAtMs) this.publishStore()
+    // A store that refused commits is tried again every probe interval with a real write (the
+    // vote it holds, again), whatever else comes: a step that happens to persist nothing would
+    // never tell the node its store works again (seed 1003: a relay, its disk free again, kept
+    // dropping all but two datagrams a second, and the ones it took persisted nothing).
+    if (this.storeFailure !== undefined && now >= this.probeAtMs && this.vote === undefined) {
+      this.probeAtMs = now + this.config.timings.storeProbeMs
+      this.vote = this.durableVote
+      this.probing = true
+    }
     const held = this.nodeWrites.due(now, this.basis)
     if (held.length > 0) this.write(held, { ticket: undefined, source: "service", held: this.nodeWrites })
     for (const [name, service] of [...this.services]) {
@@ -612,6 +627,7 @@ export class NodeCore {
    */
   private commitRefused(error: StoreFailure, durable: { image: DurableImage; vote: DurableVote }): void {
     this.counters.commitsRefused++
+    this.durableVote = durable.vote
     if (this.storeFailure === undefined) {
       this.storeFailure = { sinceMs: this.nowMs, error }
       this.probeAtMs = this.nowMs + this.config.timings.storeProbeMs
@@ -696,6 +712,8 @@ export class NodeCore {
           break
         case "PersistVote":
           this.vote = { term: output.term, votedFor: output.votedFor }
+          // A real vote in a probing step: the step's commit is the election's again.
+          this.probing = false
           break
         case "ArmDeadline":
           this.electionAtMs = output.atMs

@@ -272,3 +272,22 @@ describe("a store that refuses commits, as the others see it", () => {
     expect(primary.core.openAlarms()).toEqual([])
   })
 })
+
+describe("a store that refused commits", () => {
+  it("is tried again with a real write every probe interval, so the node learns it works again even if nothing it takes persists", () => {
+    const n1 = node("n1", ["n1", "n2", "n3"])
+    n1.runUntil(500)
+    n1.state.full = true
+    n1.handle({ _tag: "Write", ticket: 1, writes: [record("refused")] }, 500)
+    expect(
+      n1.core.health(600).cluster.reasons.some((reason) => reason.reason.includes("refuses writes")),
+    ).toBe(true)
+    n1.state.full = false
+    // Nothing but deadlines (heartbeats persist nothing): within one probe interval it writes again.
+    n1.runUntil(500 + defaultNodeTimings.storeProbeMs + 100)
+    expect(n1.state.carried.some((output) => output._tag === "StoreRecovered")).toBe(true)
+    expect(
+      n1.core.health(1_200).cluster.reasons.some((reason) => reason.reason.includes("refuses writes")),
+    ).toBe(false)
+  })
+})
