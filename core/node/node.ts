@@ -17,23 +17,14 @@
  * (a service's are held and written again). A service's `effects` (driver calls) do not reveal
  * anything not durable and are carried out either way.
  */
-import type { Change, StatsValue } from "../cdb/codec.ts"
+import type { Change } from "../cdb/codec.ts"
 import type { DurableImage, Persist } from "../cdb/durable.ts"
-import {
-  type CdbConfig,
-  CdbNode,
-  type Output as CdbOutput,
-  type MemberState,
-  type WriteOp,
-} from "../cdb/node.ts"
+import { CdbNode, type Output as CdbOutput, type MemberState, type WriteOp } from "../cdb/node.ts"
 import { storeInSync } from "../hypervisor/ha.ts"
 import type { NodeCapacity } from "../hypervisor/scheduler.ts"
-import { decodeValue, encodeValue } from "../hypervisor/values.ts"
-import type { ServiceState } from "../lifecycle/tables.ts"
+import { encodeValue } from "../hypervisor/values.ts"
 import {
-  type AlarmChange,
   type AlarmRecord,
-  type AlarmRule,
   type Condition,
   encodeAlarm,
   evaluateAlarms,
@@ -42,199 +33,63 @@ import {
   openAlarms,
   storedAlarm,
 } from "../monitor/alarms.ts"
-import {
-  type DurableVote,
-  type ElectionConfig,
-  ElectionNode,
-  type Output as ElectionOutput,
-  type Message,
-} from "../monitor/election.ts"
+import { type DurableVote, ElectionNode, type Output as ElectionOutput } from "../monitor/election.ts"
 import { computeHealth, type Health } from "../monitor/health.ts"
+import {
+  ConditionBook,
+  capacitiesIn,
+  describeStoreError,
+  type ServiceReport,
+  serviceConditions,
+  serviceFailing,
+  serviceFailingPoints,
+  serviceFailingRule,
+  servicesIn,
+  storeConditions,
+  storeFailingRule,
+  storeStatsEveryMs,
+} from "./health.ts"
 import { type Basis, PendingWrites, type ServiceWrite } from "./pending.ts"
 import type {
   Authority,
   ServiceContext,
   ServiceCore,
-  ServiceEvent,
-  ServiceFactories,
   ServiceName,
   ServicePorts,
   ServiceStep,
   StoreView,
 } from "./service.ts"
+import type {
+  Input,
+  NodeCoreConfig,
+  Output,
+  ServiceEffect,
+  ServiceStatus,
+  Step,
+  StoreFailure,
+  WriteSource,
+} from "./steps.ts"
 
-export interface NodeTimings {
-  /** While the store refuses commits, how often the core takes a received datagram (a probe). */
-  readonly storeProbeMs: number
-  /** After a refused commit, how long before the CDB core's next deadline (its next try). */
-  readonly storeRetryMs: number
-  /** How long a service waits before writing again what its node refused. */
-  readonly serviceRetryMs: number
-  /** How long after a change a service reads the store again (changes that come together, read once). */
-  readonly viewDelayMs: number
-}
-
-export const defaultNodeTimings: NodeTimings = {
-  storeProbeMs: 500,
-  storeRetryMs: 50,
-  serviceRetryMs: 500,
-  viewDelayMs: 10,
-}
-
-/** A service that is failing or backing off, alarmed by the primary once it has been for this long. */
-export const serviceFailingRule: AlarmRule = {
-  name: "service-failing",
-  severity: "major",
-  raiseAfterMs: 5_000,
-  clearAfterMs: 2_000,
-}
-
-/** A node whose store has refused commits (a full disk, an I/O error) for this long is alarmed by the primary. */
-export const storeFailingRule: AlarmRule = {
-  name: "store-failing",
-  severity: "critical",
-  raiseAfterMs: 5_000,
-  clearAfterMs: 2_000,
-}
-
-/**
- * How often a node publishes its store's state in its statistics (ephemeral, never repaired, so
- * sent again: a node whose store refuses commits can write nothing to the CDB, but it can say so).
- */
-export const storeStatsEveryMs = 2_000
-
-/** Points a failing service takes off the cluster's health and its node's. */
-export const serviceFailingPoints = 15
-
-export interface NodeCoreConfig {
-  readonly self: string
-  /** With `self` and every member filled in. */
-  readonly cdb: CdbConfig
-  readonly election: ElectionConfig
-  readonly incarnation: number
-  readonly timings: NodeTimings
-  readonly services: ServiceFactories
-  /** Values the store held with a wrong checksum at start (never served), for health. */
-  readonly storeCorrupted?: { readonly count: number; readonly lost: number }
-  /**
-   * A planted bug for the simulator (never set by a real node): the services' states count
-   * neither in health nor in alarms, as before the node knew of them.
-   */
-  readonly ignoreServices?: boolean
-}
-
-import type { Destination } from "../ports/transport.ts"
-
-export interface StoreFailure {
-  readonly reason: string
-  readonly detail: string
-}
-
-export type Input =
-  | {
-      readonly _tag: "Datagram"
-      readonly bytes: Uint8Array
-      readonly via: "domain" | "relay"
-      readonly from?: string
-    }
-  | { readonly _tag: "MonitorMessage"; readonly message: Message }
-  /** A client's writes; answered by `Written` or `WriteRefused` with the same ticket. */
-  | {
-      readonly _tag: "Write"
-      readonly ticket: number
-      readonly writes: ReadonlyArray<Omit<WriteOp, "requestId">>
-    }
-  | { readonly _tag: "SetStats"; readonly values: ReadonlyArray<StatsValue> }
-  | { readonly _tag: "DeadlineReached" }
-  | {
-      readonly _tag: "CommitRefused"
-      readonly error: StoreFailure
-      readonly durable: { readonly image: DurableImage; readonly vote: DurableVote }
-    }
-  /** The supervisor's word on one of this node's services (the framework's report). */
-  | {
-      readonly _tag: "ServiceState"
-      readonly name: string
-      readonly state: ServiceState
-      readonly restarts: number
-      readonly lastError?: string
-    }
-  | {
-      [Name in ServiceName]: {
-        readonly _tag: "ServiceInput"
-        readonly service: Name
-        /** The run of the service the effect was for: an answer for an earlier run is dropped. */
-        readonly run: number
-        readonly input: ServicePorts[Name]["input"]
-      }
-    }[ServiceName]
-
-export type WriteSource = "client" | "alarm" | "service"
-
-export type Output =
-  | { readonly _tag: "Send"; readonly to: Destination; readonly bytes: Uint8Array }
-  | { readonly _tag: "SendMessage"; readonly to: "all" | string; readonly message: Message }
-  /** Writes taken, with the changes they became (a meta write too), in order. */
-  | {
-      readonly _tag: "Written"
-      readonly ticket: number | undefined
-      readonly source: WriteSource
-      readonly writes: ReadonlyArray<WriteOp>
-      readonly changes: ReadonlyArray<Change>
-    }
-  | {
-      readonly _tag: "WriteRefused"
-      readonly ticket: number | undefined
-      readonly source: WriteSource
-      readonly reason: string
-      readonly detail: string
-    }
-  | { readonly _tag: "Applied"; readonly changes: ReadonlyArray<Change> }
-  | {
-      readonly _tag: "SnapshotInstalled"
-      readonly from: string
-      readonly vector: ReadonlyArray<readonly [string, number]>
-    }
-  | Extract<CdbOutput, { readonly _tag: "Rejected" | "MemberChanged" }>
-  | Extract<
-      ElectionOutput,
-      { readonly _tag: "BecamePrimary" | "SteppedDown" | "LeaseRenewed" | "Fence" | "Unfence" }
-    >
-  | { readonly _tag: "Alarms"; readonly changes: ReadonlyArray<AlarmChange> }
-  | { readonly _tag: "ServiceEvent"; readonly service: ServiceName; readonly event: ServiceEvent }
-  | { readonly _tag: "StoreFailing"; readonly error: StoreFailure }
-  | { readonly _tag: "StoreRecovered"; readonly failingForMs: number }
-
-export type ServiceEffect = {
-  [Name in ServiceName]: {
-    readonly service: Name
-    readonly run: number
-    readonly effect: ServicePorts[Name]["effect"]
-  }
-}[ServiceName]
-
-export interface Commit {
-  readonly persists: ReadonlyArray<Persist>
-  readonly vote?: DurableVote
-}
-
-export interface Step {
-  /** To make durable before any of `outputs` is carried out. */
-  readonly commit: Commit | undefined
-  readonly outputs: ReadonlyArray<Output>
-  /** Carried out whether or not the commit succeeds. */
-  readonly effects: ReadonlyArray<ServiceEffect>
-  /** When to hand the core `DeadlineReached` next (monotonic ms). */
-  readonly deadlineMs: number
-}
-
-export interface ServiceStatus {
-  readonly name: string
-  readonly state: ServiceState
-  readonly restarts: number
-  readonly lastError?: string
-  readonly sinceMs: number
-}
+export {
+  serviceFailing,
+  serviceFailingPoints,
+  serviceFailingRule,
+  storeFailingRule,
+  storeStatsEveryMs,
+} from "./health.ts"
+export {
+  type Commit,
+  defaultNodeTimings,
+  type Input,
+  type NodeCoreConfig,
+  type NodeTimings,
+  type Output,
+  type ServiceEffect,
+  type ServiceStatus,
+  type Step,
+  type StoreFailure,
+  type WriteSource,
+} from "./steps.ts"
 
 interface RunningService {
   readonly core: ServiceCore<ServiceName>
@@ -254,19 +109,7 @@ const electionFacts: ReadonlySet<string> = new Set([
   "Unfence",
 ])
 
-const failingStates: ReadonlySet<string> = new Set(["failed", "backing-off"])
-
-/**
- * Whether a service is failing: failed or backing off, or starting again after a failure (it has
- * not run since), so a service that keeps failing counts as failing throughout, not only between tries.
- */
-export const serviceFailing = (service: { readonly state: string; readonly lastError?: string }): boolean =>
-  failingStates.has(service.state) || (service.state === "starting" && service.lastError !== undefined)
-
 const never = Number.POSITIVE_INFINITY
-
-const describeStoreError = (error: StoreFailure): string =>
-  `${error.reason === "disk-full" ? "disk full" : error.reason === "io-error" ? "I/O error" : "store write failed"}: ${error.detail}`
 
 /** What one write batch of the step was, to answer it once the step's fate is known. */
 interface StepWrite {
@@ -293,11 +136,12 @@ export class NodeCore {
   private readonly serviceStates = new Map<string, ServiceStatus>()
   private serviceRuns = 0
   /** The primary's own observation of each service's and store's condition, by subject (`n1.hypervisor`, `n1.store`). */
-  private readonly serviceSeen = new Map<string, { active: boolean; sinceMs: number; message: string }>()
+  private readonly conditions = new ConditionBook()
   /** Service writes held while no run of the service takes them (its meta, say): retried on deadlines. */
   private readonly nodeWrites: PendingWrites
   readonly counters = { droppedWhileStoreFails: 0, commitsRefused: 0 }
   private readonly memberIds: ReadonlySet<string>
+  private readonly memberList: ReadonlyArray<string>
 
   // The step being built.
   private persists: Array<Persist> = []
@@ -322,7 +166,8 @@ export class NodeCore {
     this.nowMs = nowMs
     this.wallMs = wallMs
     this.startedMs = nowMs
-    this.memberIds = new Set(config.cdb.members.map((member) => member.id))
+    this.memberList = config.cdb.members.map((member) => member.id)
+    this.memberIds = new Set(this.memberList)
     this.cdb = this.cdbFrom(durable.image)
     this.election = new ElectionNode(config.election, nowMs, durable.vote)
     this.resetMemberView()
@@ -740,14 +585,27 @@ export class NodeCore {
           subjectKind: "node",
         },
       ),
-      ...evaluateAlarms(serviceFailingRule, this.serviceConditions(), existing, {
+      ...evaluateAlarms(serviceFailingRule, this.serviceConditionsNow(), existing, {
         ...context,
         subjectKind: "service",
       }),
-      ...evaluateAlarms(storeFailingRule, this.storeConditions(), existing, {
-        ...context,
-        subjectKind: "store",
-      }),
+      ...evaluateAlarms(
+        storeFailingRule,
+        storeConditions(
+          this.cdb,
+          this.memberList,
+          this.config.self,
+          this.storeFailure?.error,
+          (node) => this.memberState(node),
+          this.conditions,
+          now,
+        ),
+        existing,
+        {
+          ...context,
+          subjectKind: "store",
+        },
+      ),
     ]
     if (changes.length === 0) return
     this.outputs.push({ _tag: "Alarms", changes })
@@ -763,43 +621,14 @@ export class NodeCore {
   }
 
   /** Every service of every member, as its node reports it in the CDB, seen through this node's clock. */
-  private serviceConditions(): ReadonlyArray<Condition> {
-    const conditions: Array<Condition> = []
-    if (this.config.ignoreServices === true) return conditions
-    for (const status of this.servicesInCluster()) {
-      const subject = `${status.node}.${status.name}`
-      const active = serviceFailing(status) && this.memberState(status.node) === "alive"
-      const message = `${status.name} on ${status.node} ${status.state}${status.lastError === undefined ? "" : `: ${status.lastError}`}`
-      conditions.push(this.seen(subject, active, message))
-    }
-    return conditions
-  }
-
-  /** Every member's store, as its statistics say, seen through this node's clock (subject: the node). */
-  private storeConditions(): ReadonlyArray<Condition> {
-    const conditions: Array<Condition> = []
-    for (const member of this.config.cdb.members) {
-      const said = decodeValue<{ failing: string | null }>(
-        this.cdb.statsOf("node", `${member.id}.store`, member.id),
-      )
-      const active =
-        (member.id === this.config.self
-          ? this.storeFailure !== undefined
-          : typeof said?.failing === "string") && this.memberState(member.id) === "alive"
-      const message = active
-        ? `the store of ${member.id} refuses writes (${member.id === this.config.self ? describeStoreError(this.storeFailure!.error) : said!.failing})`
-        : `the store of ${member.id} takes writes`
-      conditions.push(this.seen(`${member.id}.store`, active, message))
-    }
-    return conditions
-  }
-
-  /** A condition as this node has seen it: since when it has held (or not), on its own clock. */
-  private seen(subject: string, active: boolean, message: string): Condition {
-    const seen = this.serviceSeen.get(subject)
-    if (seen === undefined || seen.active !== active)
-      this.serviceSeen.set(subject, { active, sinceMs: this.nowMs, message })
-    return { subject, active, sinceMs: this.serviceSeen.get(subject)!.sinceMs, message }
+  private serviceConditionsNow(): ReadonlyArray<Condition> {
+    if (this.config.ignoreServices === true) return []
+    return serviceConditions(
+      this.servicesInCluster(),
+      (node) => this.memberState(node),
+      this.conditions,
+      this.nowMs,
+    )
   }
 
   private memberState(node: string): MemberState {
@@ -959,42 +788,8 @@ export class NodeCore {
   }
 
   /** Every member's services as their nodes report them in the CDB, by node and name. */
-  servicesInCluster(): ReadonlyArray<{
-    readonly node: string
-    readonly name: string
-    readonly state: string
-    readonly restarts: number
-    readonly lastError?: string
-  }> {
-    // One pass over the ids with service meta (a workload may hold thousands), no copy.
-    const ids = new Set<string>()
-    for (const id of this.cdb.metaIdsOf("service")) {
-      const dot = id.indexOf(".")
-      if (dot > 0 && this.memberIds.has(id.slice(0, dot))) ids.add(id)
-    }
-    for (const name of this.serviceStates.keys()) ids.add(`${this.config.self}.${name}`)
-    const services: Array<{
-      node: string
-      name: string
-      state: string
-      restarts: number
-      lastError?: string
-    }> = []
-    for (const id of [...ids].sort()) {
-      const node = id.slice(0, id.indexOf("."))
-      const meta = decodeValue<{ state: string; restarts?: number; reason?: string }>(
-        this.cdb.metaOf("service", id).find((slot) => slot.node === node)?.value,
-      )
-      if (meta === undefined) continue
-      services.push({
-        node,
-        name: id.slice(node.length + 1),
-        state: meta.state,
-        restarts: meta.restarts ?? 0,
-        ...(meta.reason === undefined ? {} : { lastError: meta.reason }),
-      })
-    }
-    return services
+  servicesInCluster(): ReadonlyArray<ServiceReport> {
+    return servicesIn(this.cdb, this.memberIds, this.config.self, this.serviceStates.keys())
   }
 
   /** This node's services, as its supervisor last reported them. */
@@ -1042,30 +837,6 @@ export class NodeCore {
 
   /** The nodes as the scheduler sees them: membership from the monitor, capacity from each node's stats. */
   capacities(): ReadonlyArray<NodeCapacity> {
-    const fenced = this.election.isFenced()
-    return this.members().map((member) => {
-      const stats = decodeValue<{ cpuCount: number; memoryTotalBytes: number; cpuUsage: number }>(
-        this.cdb.statsOf("node", member.id, member.id),
-      )
-      const service = decodeValue<{ state: string; reason?: string }>(
-        this.cdb.metaOf("service", `${member.id}.hypervisor`).find((slot) => slot.node === member.id)?.value,
-      )
-      const unavailable =
-        service === undefined
-          ? "hypervisor service not started"
-          : service.state === "running"
-            ? undefined
-            : `hypervisor ${service.state}${service.reason === undefined ? "" : `: ${service.reason}`}`
-      return {
-        ...(unavailable === undefined ? {} : { unavailable }),
-        id: member.id,
-        alive: member.state === "alive",
-        fenced: member.id === this.config.self && fenced,
-        roles: [],
-        cpuCount: stats?.cpuCount ?? 0,
-        memoryMiB: Math.floor((stats?.memoryTotalBytes ?? 0) / 1024 / 1024),
-        cpuUsageHundredths: stats?.cpuUsage ?? 0,
-      }
-    })
+    return capacitiesIn(this.cdb, this.members(), this.config.self, this.election.isFenced())
   }
 }
