@@ -146,10 +146,6 @@ export class NodeCore {
   // The step being built.
   private persists: Array<Persist> = []
   private vote: DurableVote | undefined
-  /** The vote the store holds (as of the last refused commit): what a probe writes again. */
-  private durableVote: DurableVote = { term: 0, votedFor: null }
-  /** Whether this step's commit is a probe of a store that refused (its vote no election's). */
-  private probing = false
   private outputs: Array<Output> = []
   private effects: Array<ServiceEffect> = []
   private stepWrites: Array<StepWrite> = []
@@ -203,12 +199,9 @@ export class NodeCore {
       case "Datagram": {
         // While its store refuses commits the core takes one datagram per probe interval (each
         // costs a refused commit and a reload); the rest is dropped and repaired later, like any loss.
-        if (this.storeFailure !== undefined) {
-          if (this.nowMs < this.probeAtMs) {
-            this.counters.droppedWhileStoreFails++
-            return
-          }
-          this.probeAtMs = this.nowMs + this.config.timings.storeProbeMs
+        if (this.storeFailure !== undefined && this.nowMs < this.probeAtMs) {
+          this.counters.droppedWhileStoreFails++
+          return
         }
         const datagram = {
           _tag: "DatagramReceived" as const,
@@ -217,6 +210,14 @@ export class NodeCore {
           ...(input.from === undefined ? {} : { from: input.from }),
         }
         this.absorbCdb(this.cdb.handle(datagram, this.nowMs, this.wallMs))
+        // A probe is a datagram that leaves something to commit: only a commit tells the node
+        // its store works again. One that persists nothing (a heartbeat) lets the next one through
+        // too (seed 1003: a relay, its disk free again, kept dropping all but two datagrams a
+        // second, and the ones it took persisted nothing). (A write of its own, the vote again,
+        // would not do: a full disk still takes a small transaction, and the node believed it
+        // recovered while every real write failed.)
+        if (this.storeFailure !== undefined && this.persists.length > 0)
+          this.probeAtMs = this.nowMs + this.config.timings.storeProbeMs
         return
       }
       case "MonitorMessage":
@@ -263,8 +264,7 @@ export class NodeCore {
     this.outputs = []
     this.effects = []
     this.lastStepWrites = this.stepWrites
-    this.lastStepVoted = step.commit?.vote !== undefined && !this.probing
-    this.probing = false
+    this.lastStepVoted = step.commit?.vote !== undefined
     this.lastStepFacts = step.outputs.filter((output) => electionFacts.has(output._tag))
     this.stepWrites = []
     return step
@@ -277,7 +277,6 @@ export class NodeCore {
       this.electionAtMs,
       this.alarmsAtMs,
       this.storeStatsAtMs,
-      this.storeFailure === undefined ? never : this.probeAtMs,
       this.nodeWrites.size > 0 ? this.nodeWrites.retryAt : never,
     )
     for (const service of this.services.values()) {
@@ -298,15 +297,6 @@ export class NodeCore {
       this.evaluateAlarms()
     }
     if (now >= this.storeStatsAtMs) this.publishStore()
-    // A store that refused commits is tried again every probe interval with a real write (the
-    // vote it holds, again), whatever else comes: a step that happens to persist nothing would
-    // never tell the node its store works again (seed 1003: a relay, its disk free again, kept
-    // dropping all but two datagrams a second, and the ones it took persisted nothing).
-    if (this.storeFailure !== undefined && now >= this.probeAtMs && this.vote === undefined) {
-      this.probeAtMs = now + this.config.timings.storeProbeMs
-      this.vote = this.durableVote
-      this.probing = true
-    }
     const held = this.nodeWrites.due(now, this.basis)
     if (held.length > 0) this.write(held, { ticket: undefined, source: "service", held: this.nodeWrites })
     for (const [name, service] of [...this.services]) {
@@ -472,7 +462,6 @@ export class NodeCore {
    */
   private commitRefused(error: StoreFailure, durable: { image: DurableImage; vote: DurableVote }): void {
     this.counters.commitsRefused++
-    this.durableVote = durable.vote
     if (this.storeFailure === undefined) {
       this.storeFailure = { sinceMs: this.nowMs, error }
       this.probeAtMs = this.nowMs + this.config.timings.storeProbeMs
@@ -557,8 +546,6 @@ export class NodeCore {
           break
         case "PersistVote":
           this.vote = { term: output.term, votedFor: output.votedFor }
-          // A real vote in a probing step: the step's commit is the election's again.
-          this.probing = false
           break
         case "ArmDeadline":
           this.electionAtMs = output.atMs

@@ -176,7 +176,7 @@ describe("regressions with drift at its bound", () => {
   // Seed 1003, 9 nodes in 3 domains, 10 s: the first sweep with drift drawn up to the bound. A
   // relay whose disk had been full kept dropping all but two datagrams a second long after its
   // disk was free: it learned that its store worked again only from a commit, and the datagrams
-  // it took persisted nothing (fixed: a failing store is tried with a real write every probe).
+  // it took persisted nothing (fixed: a probe that persists nothing lets the next datagram through).
   it("seed 1003, 9 nodes, 3 domains, 10 s: converges with no violations", () => {
     const result = simulate({ ...defaultSimOptions, seed: 1003, nodes: 9, domains: 3, durationMs: 10_000 })
     expect(result.commitsRefused).toBeGreaterThan(0)
