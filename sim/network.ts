@@ -148,9 +148,8 @@ export class Network {
 
   /**
    * The adversary plays back what it captured, long after, to where it was going, from wherever
-   * it likes (the window never looks at a source). Sending a datagram to a node it was not for
-   * would be a different attack (bridging a partition), against which the seal does not claim to
-   * protect; the checkers' ground truth would not know of it either.
+   * it likes (the window never looks at a source). Sending one to a node it was not for (bridging
+   * a partition) the real envelope refuses: the destination is sealed (misdirected).
    */
   replay(): void {
     const active = [...this.faults.active].some((fault) => fault.kind === "replay")

@@ -3,12 +3,16 @@
  * inject state, and says inside the seal who sent it, in which run, with which number, so a
  * recorded datagram cannot be played back — from any address:
  *
- *   channel:u8  senderLength:u8  sender  incarnation:u32  counter:u64  payload  tag:16 bytes
+ *   channel:u8  senderLength:u8  sender  incarnation:u32  counter:u64  destination:u32  payload  tag:16 bytes
  *
  * (the tag an HMAC-SHA256 over the rest, truncated), or, when the cluster encrypts (the channel
  * byte's high bit set):
  *
- *   channel|0x80:u8  senderLength:u8  sender  incarnation:u32  counter:u64  salt:u32  ciphertext  tag:16
+ *   channel|0x80:u8  senderLength:u8  sender  incarnation:u32  counter:u64  destination:u32  salt:u32  ciphertext  tag:16
+ *
+ * The destination (a hash of "n:<node>" or "d:<domain>") is sealed too: a datagram a receiver
+ * was not sent — one an adversary carries from one side of a partition to the other, or to
+ * another domain — is dropped as misdirected, so it cannot make a node believe it hears a peer.
  *
  * with the nonce salt‖counter (the salt is drawn once per process, so nodes sharing the key
  * never reuse a nonce) and the header as associated data. The HMAC and AES keys are derived
@@ -31,12 +35,18 @@ import {
   randomBytes,
   timingSafeEqual,
 } from "node:crypto"
+import { fnv1a32 } from "../../core/hash.ts"
 import type { Channel, DropReason } from "../../core/ports/transport.ts"
 import { ReplayWindow } from "../../core/transport/replay.ts"
 
 const maxSenderBytes = 63
 /** The largest overhead either form adds to a payload (a sender id of the longest, 63 bytes). */
-export const envelopeOverhead = 1 + 1 + maxSenderBytes + 4 + 8 + 4 + 16
+export const envelopeOverhead = 1 + 1 + maxSenderBytes + 4 + 8 + 4 + 4 + 16
+
+/** What a datagram is sealed for: a node, or every node of a domain. */
+export const toNode = (node: string) => `n:${node}`
+export const toDomain = (domain: string) => `d:${domain}`
+const destinationHash = (destination: string) => fnv1a32(0x811c9dc5, destination)
 const encryptedFlag = 0x80
 
 const deriveKey = (key: Uint8Array, purpose: string) =>
@@ -79,14 +89,17 @@ export class Sealer {
     this.prefix.writeUInt32BE(incarnation >>> 0, 2 + id.length)
   }
 
-  seal(channel: Channel, payload: Uint8Array): Buffer {
-    if (this.encryptionKey !== undefined) return this.sealEncrypted(channel, payload, this.encryptionKey)
-    const header = this.prefix.length + 8
+  /** Seals `payload` for `destination` (`toNode` or `toDomain`). */
+  seal(channel: Channel, payload: Uint8Array, destination = ""): Buffer {
+    if (this.encryptionKey !== undefined)
+      return this.sealEncrypted(channel, payload, this.encryptionKey, destination)
+    const header = this.prefix.length + 8 + 4
     const out = Buffer.allocUnsafe(header + payload.length + tagLength)
     this.prefix.copy(out, 0)
     out[0] = channelCodes[channel]
     this.tick()
     out.writeBigUInt64BE(this.counter, this.prefix.length)
+    out.writeUInt32BE(destinationHash(destination), this.prefix.length + 8)
     out.set(payload, header)
     const tag = createHmac("sha256", this.key)
       .update(out.subarray(0, header + payload.length))
@@ -101,13 +114,14 @@ export class Sealer {
     this.counter = now > this.counter ? now : this.counter + 1n
   }
 
-  private sealEncrypted(channel: Channel, payload: Uint8Array, key: Buffer): Buffer {
-    const header = Buffer.allocUnsafe(this.prefix.length + 8 + 4)
+  private sealEncrypted(channel: Channel, payload: Uint8Array, key: Buffer, destination: string): Buffer {
+    const header = Buffer.allocUnsafe(this.prefix.length + 8 + 4 + 4)
     this.prefix.copy(header, 0)
     header[0] = channelCodes[channel] | encryptedFlag
     this.tick()
     header.writeBigUInt64BE(this.counter, this.prefix.length)
-    this.salt.copy(header, this.prefix.length + 8)
+    header.writeUInt32BE(destinationHash(destination), this.prefix.length + 8)
+    this.salt.copy(header, this.prefix.length + 12)
     const counterBytes = header.subarray(this.prefix.length, this.prefix.length + 8)
     const cipher = createCipheriv("aes-256-gcm", key, Buffer.concat([this.salt, counterBytes]))
     cipher.setAAD(header)
@@ -129,7 +143,7 @@ export type Opened =
 /** The header's parts, where the datagram is long enough to hold them. */
 const readHeader = (bytes: Buffer, encrypted: boolean) => {
   const senderLength = bytes[1] ?? 0
-  const fixed = 2 + senderLength + 4 + 8 + (encrypted ? 4 : 0)
+  const fixed = 2 + senderLength + 4 + 8 + 4 + (encrypted ? 4 : 0)
   if (senderLength === 0 || senderLength > maxSenderBytes || bytes.length < fixed + tagLength)
     return undefined
   return {
@@ -137,6 +151,7 @@ const readHeader = (bytes: Buffer, encrypted: boolean) => {
     sender: bytes.toString("utf8", 2, 2 + senderLength),
     incarnation: bytes.readUInt32BE(2 + senderLength),
     counter: bytes.readBigUInt64BE(2 + senderLength + 4),
+    destination: bytes.readUInt32BE(2 + senderLength + 12),
   }
 }
 
@@ -146,23 +161,26 @@ export class Opener {
   private readonly window: ReplayWindow
   private readonly maxPayloadBytes: number
 
+  private readonly startedMonotonicMs = performance.now()
+  private readonly destinations: ReadonlySet<number> | undefined
+
   /**
    * With `requireEncryption`, a datagram that is only authenticated is dropped as `unencrypted`.
-   */
-  /**
    * `startedMicros`: when this receiver started (wall µs); with `toleratedOffsetMicros`, a
    * sender's first datagram needs a counter from `startedMicros - toleratedOffsetMicros` on, and
    * once that long has passed (on the monotonic clock) nothing sealed before the start is taken.
+   * `destinations`: what this receiver is (`toNode(self)`, `toDomain(its domain)`); a datagram
+   * sealed for anything else is dropped as `misdirected`.
    */
-  private readonly startedMonotonicMs = performance.now()
-
   constructor(
     key: Uint8Array,
     maxPayloadBytes: number,
     requireEncryption = false,
     startedMicros = 0,
     toleratedOffsetMicros = 0,
+    destinations?: ReadonlyArray<string>,
   ) {
+    this.destinations = destinations === undefined ? undefined : new Set(destinations.map(destinationHash))
     this.window = new ReplayWindow(
       windowSize,
       BigInt(Math.floor(startedMicros - toleratedOffsetMicros)),
@@ -186,6 +204,8 @@ export class Opener {
     const payload = encrypted ? this.decrypt(bytes, header.length) : this.verify(bytes, header.length)
     if (payload === undefined) return { ok: false, reason: "unauthenticated" }
     if (channel === undefined) return { ok: false, reason: "malformed-envelope" }
+    if (this.destinations !== undefined && !this.destinations.has(header.destination))
+      return { ok: false, reason: "misdirected" }
     const sinceStartUs = (performance.now() - this.startedMonotonicMs) * 1000
     if (!this.window.accept(header.sender, header.incarnation, header.counter, sinceStartUs))
       return { ok: false, reason: "replayed" }
@@ -201,7 +221,7 @@ export class Opener {
 
   private decrypt(bytes: Buffer, headerLength: number): Uint8Array | undefined {
     if (this.encryptionKey === undefined) return undefined
-    const counter = bytes.subarray(headerLength - 12, headerLength - 4)
+    const counter = bytes.subarray(headerLength - 16, headerLength - 8)
     const salt = bytes.subarray(headerLength - 4, headerLength)
     const decipher = createDecipheriv("aes-256-gcm", this.encryptionKey, Buffer.concat([salt, counter]))
     decipher.setAAD(bytes.subarray(0, headerLength))

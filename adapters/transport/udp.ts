@@ -17,7 +17,7 @@ import {
   TransportError,
 } from "../../core/ports/transport.ts"
 import { clockOffsetToleratedMs } from "../../core/transport/replay.ts"
-import { Opener, Sealer } from "./envelope.ts"
+import { Opener, Sealer, toDomain, toNode } from "./envelope.ts"
 import { RelayLinks, type RelayOptions } from "./relay.ts"
 
 export interface Peer {
@@ -96,6 +96,7 @@ export const layerUdp = (options: UdpOptions) =>
         replayed: 0,
         "malformed-envelope": 0,
         oversized: 0,
+        misdirected: 0,
       }
       // The envelope's counter is a hybrid clock (never below the wall clock in µs), and a sender's
       // first datagram must be sealed after this process started, less the offset clocks may have.
@@ -114,6 +115,7 @@ export const layerUdp = (options: UdpOptions) =>
         options.encrypt,
         wallMicros(),
         clockOffsetToleratedMs * 1000,
+        [toNode(options.self), toDomain(options.domain)],
       )
       const byId = new Map(options.peers.map((peer) => [peer.id, peer]))
       const self = options.peers.find((peer) => peer.id === options.self)
@@ -218,7 +220,11 @@ export const layerUdp = (options: UdpOptions) =>
       }
 
       const send = (destination: Destination, channel: Channel, bytes: Uint8Array) => {
-        const datagram = sealer.seal(channel, bytes)
+        const datagram = sealer.seal(
+          channel,
+          bytes,
+          destination._tag === "Domain" ? toDomain(options.domain) : toNode(destination.node),
+        )
         switch (destination._tag) {
           case "Domain":
             if (options.group !== null) return sendTo(options.group, options.groupPort, datagram)

@@ -28,7 +28,14 @@ export class TransportError extends Schema.TaggedError<TransportError>()("Transp
 }) {}
 
 /** Why an incoming datagram was dropped before the core saw it. */
-export type DropReason = "unauthenticated" | "unencrypted" | "replayed" | "malformed-envelope" | "oversized"
+export type DropReason =
+  | "unauthenticated"
+  | "unencrypted"
+  | "replayed"
+  | "malformed-envelope"
+  | "oversized"
+  /** Sealed for another node or another domain (bridged across a partition, say). */
+  | "misdirected"
 
 export class Transport extends Context.Service<
   Transport,

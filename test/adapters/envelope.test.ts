@@ -1,6 +1,6 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { Opener, Sealer } from "../../adapters/transport/envelope.ts"
+import { Opener, Sealer, toDomain, toNode } from "../../adapters/transport/envelope.ts"
 import { decodeMessage, encodeMessage } from "../../core/monitor/wire.ts"
 
 const key = new Uint8Array(32).fill(7)
@@ -80,6 +80,26 @@ describe("envelope", () => {
     // Within one run the counter still rises when the clock does not.
     expect(restarted.open(sealer.seal("monitor", payload)).ok).toBe(true)
     expect(restarted.open(sealer.seal("monitor", payload)).ok).toBe(true)
+  })
+
+  it("drops a datagram sealed for another node or another domain as misdirected, encrypted or not", () => {
+    for (const encrypt of [false, true]) {
+      const sealer = new Sealer(key, "n1", 1, 1_000, encrypt)
+      const n2 = new Opener(key, 1400, encrypt, 0, 0, [toNode("n2"), toDomain("d1")])
+      expect(n2.open(sealer.seal("cdb", payload, toNode("n2")))).toMatchObject({ ok: true, sender: "n1" })
+      expect(n2.open(sealer.seal("cdb", payload, toDomain("d1")))).toMatchObject({ ok: true })
+      // What n1 sent n3, or domain d2, carried to n2 by someone in between:
+      expect(n2.open(sealer.seal("cdb", payload, toNode("n3")))).toEqual({ ok: false, reason: "misdirected" })
+      expect(n2.open(sealer.seal("monitor", payload, toDomain("d2")))).toEqual({
+        ok: false,
+        reason: "misdirected",
+      })
+      // And the destination is under the seal: rewritten, the datagram fails authentication.
+      const sealed = sealer.seal("cdb", payload, toNode("n3"))
+      const forged = Buffer.from(sealed)
+      forged.writeUInt32BE(sealed.readUInt32BE(2 + 2 + 4 + 8) ^ 1, 2 + 2 + 4 + 8)
+      expect(n2.open(forged).ok).toBe(false)
+    }
   })
 
   it("refuses a sender id it cannot carry", () => {
