@@ -27,6 +27,18 @@ export const storeFailingRule: AlarmRule = {
 }
 
 /**
+ * A node whose store held values with a wrong checksum at its start (never served; asked of
+ * peers again, restored from its own log, or lost) is alarmed by the primary at once, until the
+ * node starts again with a clean store (or an operator acknowledges it).
+ */
+export const storeCorruptedRule: AlarmRule = {
+  name: "store-corrupted",
+  severity: "major",
+  raiseAfterMs: 0,
+  clearAfterMs: 0,
+}
+
+/**
  * How often a node publishes its store's state in its statistics (ephemeral, never repaired, so
  * sent again: a node whose store refuses commits can write nothing to the CDB, but it can say so).
  */
@@ -94,10 +106,12 @@ export const servicesIn = (
 export class ConditionBook {
   private readonly seen = new Map<string, { active: boolean; sinceMs: number }>()
 
-  observe(subject: string, active: boolean, message: string, nowMs: number): Condition {
-    const seen = this.seen.get(subject)
-    if (seen === undefined || seen.active !== active) this.seen.set(subject, { active, sinceMs: nowMs })
-    return { subject, active, sinceMs: this.seen.get(subject)!.sinceMs, message }
+  /** `rule` keeps apart the conditions of two rules about one subject. */
+  observe(subject: string, active: boolean, message: string, nowMs: number, rule = ""): Condition {
+    const key = `${rule}\u0000${subject}`
+    const seen = this.seen.get(key)
+    if (seen === undefined || seen.active !== active) this.seen.set(key, { active, sinceMs: nowMs })
+    return { subject, active, sinceMs: this.seen.get(key)!.sinceMs, message }
   }
 }
 
@@ -136,6 +150,34 @@ export const storeConditions = (
       ? `the store of ${member} refuses writes (${failing})`
       : `the store of ${member} takes writes`
     return book.observe(`${member}.store`, active, message, nowMs)
+  })
+
+/** What a node's store held corrupted at its start, as its statistics say (this node's as it knows it). */
+export interface Corrupted {
+  readonly count: number
+  readonly lost: number
+}
+
+/** The store-corrupted conditions: every member whose store held corrupted values at its start. */
+export const corruptionConditions = (
+  cdb: CdbNode,
+  members: ReadonlyArray<string>,
+  self: string,
+  own: Corrupted | undefined,
+  memberState: (node: string) => MemberState,
+  book: ConditionBook,
+  nowMs: number,
+): ReadonlyArray<Condition> =>
+  members.map((member) => {
+    const said =
+      member === self
+        ? own
+        : decodeValue<{ corrupted?: Corrupted }>(cdb.statsOf("node", `${member}.store`, member))?.corrupted
+    const active = said !== undefined && said.count > 0 && memberState(member) === "alive"
+    const message = active
+      ? `the store of ${member} held ${said.count} corrupted value(s) at its start, not served: ${said.lost > 0 ? `${said.lost} lost, the rest asked of peers again` : "all asked of peers again or restored from its own log"}`
+      : `the store of ${member} held no corrupted value at its start`
+    return book.observe(`${member}.store`, active, message, nowMs, "corrupted")
   })
 
 /** The nodes as the scheduler sees them: membership from the monitor, capacity from each node's stats. */

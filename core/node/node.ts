@@ -38,6 +38,7 @@ import { computeHealth, type Health } from "../monitor/health.ts"
 import {
   ConditionBook,
   capacitiesIn,
+  corruptionConditions,
   describeStoreError,
   type ServiceReport,
   serviceConditions,
@@ -46,6 +47,7 @@ import {
   serviceFailingRule,
   servicesIn,
   storeConditions,
+  storeCorruptedRule,
   storeFailingRule,
   storeStatsEveryMs,
 } from "./health.ts"
@@ -74,6 +76,7 @@ export {
   serviceFailing,
   serviceFailingPoints,
   serviceFailingRule,
+  storeCorruptedRule,
   storeFailingRule,
   storeStatsEveryMs,
 } from "./health.ts"
@@ -445,7 +448,11 @@ export class NodeCore {
   private publishStore(): void {
     this.storeStatsAtMs = this.nowMs + storeStatsEveryMs
     const failing = this.storeFailure === undefined ? null : describeStoreError(this.storeFailure.error)
-    const value = encodeValue({ failing })
+    const corrupted = this.config.storeCorrupted
+    const value = encodeValue({
+      failing,
+      ...(corrupted === undefined || corrupted.count === 0 ? {} : { corrupted }),
+    })
     this.absorbCdb(
       this.cdb.handle(
         { _tag: "SetStats", values: [{ kind: "node", id: `${this.config.self}.store`, value }] },
@@ -592,6 +599,20 @@ export class NodeCore {
           ...context,
           subjectKind: "store",
         },
+      ),
+      ...evaluateAlarms(
+        storeCorruptedRule,
+        corruptionConditions(
+          this.cdb,
+          this.memberList,
+          this.config.self,
+          this.config.storeCorrupted,
+          (node) => this.memberState(node),
+          this.conditions,
+          now,
+        ),
+        existing,
+        { ...context, subjectKind: "store" },
       ),
     ]
     if (changes.length === 0) return

@@ -183,6 +183,19 @@ describe.skipIf(canMount !== true)(
       expect(repaired.body.spec.name).toBe("checked")
       const status = (await api(1, "GET", "/v1/status")).body as { health: unknown }
       expect(JSON.stringify(status.health)).toContain("1 corrupted value(s) at start, not served")
+      // The cluster knows too: the primary alarms it.
+      const alarm = await eventually(async () => {
+        for (const node of [1, 2, 3]) {
+          const seen = (
+            (await api(node, "GET", "/v1/status")).body as {
+              alarms: ReadonlyArray<{ id: string; message: string }>
+            }
+          ).alarms.find((entry) => entry.id === "store-corrupted.n1.store")
+          if (seen !== undefined) return seen
+        }
+        return undefined
+      }, 20_000)
+      expect(alarm.message).toContain("the store of n1 held 1 corrupted value(s) at its start")
       const log = readFileSync(join(n1, "node.log"), "utf8")
       expect(log.includes("stored value failed its checksum"), log.slice(-3000)).toBe(true)
     }, 60_000)

@@ -22,7 +22,11 @@ import { PendingWrites } from "../../../core/node/pending.ts"
 const encoder = new TextEncoder()
 
 /** A node of a cluster of `members`, its store in memory; `full` makes the store refuse commits. */
-const node = (self: string, members: ReadonlyArray<string>) => {
+const node = (
+  self: string,
+  members: ReadonlyArray<string>,
+  storeCorrupted?: { readonly count: number; readonly lost: number },
+) => {
   const durable: { image: DurableImage; vote: DurableVote } = {
     image: emptyImage(),
     vote: { term: 0, votedFor: null },
@@ -39,6 +43,7 @@ const node = (self: string, members: ReadonlyArray<string>) => {
       incarnation: 1,
       timings: defaultNodeTimings,
       services: {},
+      ...(storeCorrupted === undefined ? {} : { storeCorrupted }),
     },
     durable,
     0,
@@ -296,5 +301,35 @@ describe("a store that refused commits", () => {
       n1.handle({ _tag: "Datagram", bytes: sent.bytes, via: "domain" }, at + 1)
     expect(n1.state.carried.some((output) => output._tag === "StoreRecovered")).toBe(true)
     expect(n1.core.store.get("record", "r2")).toBeDefined()
+  })
+})
+
+describe("a store that held corrupted values at its start, as the others see it", () => {
+  it("its node says so in its statistics and the primary raises store-corrupted at once", () => {
+    const n1 = node("n1", ["n1", "n2"])
+    const n2 = node("n2", ["n1", "n2"], { count: 2, lost: 1 })
+    let nowMs = 0
+    while (nowMs < 4_000) {
+      nowMs = Math.min(4_000, n1.core.nextDeadline(), n2.core.nextDeadline())
+      for (const [self, peer] of [
+        [n1, n2],
+        [n2, n1],
+      ] as const) {
+        if (self.core.nextDeadline() <= nowMs) self.handle({ _tag: "DeadlineReached" }, nowMs)
+        for (const sent of self.state.sent.splice(0))
+          peer.handle({ _tag: "Datagram", bytes: sent.bytes, via: "domain" }, nowMs)
+        for (const output of self.state.carried.splice(0))
+          if (output._tag === "SendMessage" && (output.to === "all" || output.to === peer.core.self))
+            peer.handle({ _tag: "MonitorMessage", message: output.message }, nowMs)
+      }
+    }
+    const primary = [n1, n2].find((candidate) => candidate.core.authority(nowMs).isPrimary)!
+    expect(primary.core.openAlarms().map((alarm) => [alarm.id, alarm.severity, alarm.message])).toEqual([
+      [
+        "store-corrupted.n2.store",
+        "major",
+        "the store of n2 held 2 corrupted value(s) at its start, not served: 1 lost, the rest asked of peers again",
+      ],
+    ])
   })
 })
