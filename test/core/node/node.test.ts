@@ -90,6 +90,30 @@ const node = (
   return { core, state, handle, runUntil, durable }
 }
 
+/** Two nodes on one lossless link: both nodes' deadlines and datagrams, in time order. */
+const pairOf = (n1: ReturnType<typeof node>, n2: ReturnType<typeof node>) => {
+  let nowMs = 0
+  return {
+    nowMs: () => nowMs,
+    runUntil: (untilMs: number) => {
+      while (nowMs < untilMs) {
+        nowMs = Math.min(untilMs, n1.core.nextDeadline(), n2.core.nextDeadline())
+        for (const [self, peer] of [
+          [n1, n2],
+          [n2, n1],
+        ] as const) {
+          if (self.core.nextDeadline() <= nowMs) self.handle({ _tag: "DeadlineReached" }, nowMs)
+          for (const sent of self.state.sent.splice(0))
+            peer.handle({ _tag: "Datagram", bytes: sent.bytes, via: "domain" }, nowMs)
+          for (const output of self.state.carried.splice(0))
+            if (output._tag === "SendMessage" && (output.to === "all" || output.to === peer.core.self))
+              peer.handle({ _tag: "MonitorMessage", message: output.message }, nowMs)
+        }
+      }
+    },
+  }
+}
+
 const record = (value: string) => ({
   op: "put" as const,
   kind: "record",
@@ -237,25 +261,10 @@ describe("a store that refuses commits, as the others see it", () => {
   it("its node says so in its statistics; the primary raises store-failing after the threshold and clears it once it takes commits again", () => {
     const n1 = node("n1", ["n1", "n2"])
     const n2 = node("n2", ["n1", "n2"])
-    let nowMs = 0
-    /** Both nodes' deadlines and datagrams, in time order, until `untilMs`. */
-    const runUntil = (untilMs: number) => {
-      while (nowMs < untilMs) {
-        nowMs = Math.min(untilMs, n1.core.nextDeadline(), n2.core.nextDeadline())
-        for (const [self, peer] of [
-          [n1, n2],
-          [n2, n1],
-        ] as const) {
-          if (self.core.nextDeadline() <= nowMs) self.handle({ _tag: "DeadlineReached" }, nowMs)
-          for (const sent of self.state.sent.splice(0))
-            peer.handle({ _tag: "Datagram", bytes: sent.bytes, via: "domain" }, nowMs)
-          for (const output of self.state.carried.splice(0))
-            if (output._tag === "SendMessage" && (output.to === "all" || output.to === peer.core.self))
-              peer.handle({ _tag: "MonitorMessage", message: output.message }, nowMs)
-        }
-      }
-    }
+    const pair = pairOf(n1, n2)
+    const runUntil = pair.runUntil
     runUntil(3_000)
+    let nowMs = pair.nowMs()
     const primary = [n1, n2].find((candidate) => candidate.core.authority(nowMs).isPrimary)!
     const other = primary === n1 ? n2 : n1
     other.state.full = true
@@ -264,6 +273,7 @@ describe("a store that refuses commits, as the others see it", () => {
     runUntil(failedAt + storeFailingRule.raiseAfterMs - 500)
     expect(primary.core.openAlarms()).toEqual([])
     runUntil(failedAt + storeFailingRule.raiseAfterMs + storeStatsEveryMs + 500)
+    nowMs = pair.nowMs()
     expect(primary.core.openAlarms().map((alarm) => [alarm.id, alarm.severity, alarm.message])).toEqual([
       [
         `store-failing.${other.core.self}.store`,
@@ -308,21 +318,9 @@ describe("a store that held corrupted values at its start, as the others see it"
   it("its node says so in its statistics and the primary raises store-corrupted at once", () => {
     const n1 = node("n1", ["n1", "n2"])
     const n2 = node("n2", ["n1", "n2"], { count: 2, lost: 1 })
-    let nowMs = 0
-    while (nowMs < 4_000) {
-      nowMs = Math.min(4_000, n1.core.nextDeadline(), n2.core.nextDeadline())
-      for (const [self, peer] of [
-        [n1, n2],
-        [n2, n1],
-      ] as const) {
-        if (self.core.nextDeadline() <= nowMs) self.handle({ _tag: "DeadlineReached" }, nowMs)
-        for (const sent of self.state.sent.splice(0))
-          peer.handle({ _tag: "Datagram", bytes: sent.bytes, via: "domain" }, nowMs)
-        for (const output of self.state.carried.splice(0))
-          if (output._tag === "SendMessage" && (output.to === "all" || output.to === peer.core.self))
-            peer.handle({ _tag: "MonitorMessage", message: output.message }, nowMs)
-      }
-    }
+    const pair = pairOf(n1, n2)
+    pair.runUntil(4_000)
+    const nowMs = pair.nowMs()
     const primary = [n1, n2].find((candidate) => candidate.core.authority(nowMs).isPrimary)!
     expect(primary.core.openAlarms().map((alarm) => [alarm.id, alarm.severity, alarm.message])).toEqual([
       [
