@@ -289,7 +289,8 @@ export class Hosts {
         for (const persist of step.commit.persists)
           applyPersist(node.image, persist, node.id, this.config.retainChanges)
         if (step.commit.vote !== undefined) node.vote = step.commit.vote
-        outputs = [...outputs, ...core.committed()]
+        const recovered = core.committed()
+        if (recovered.length > 0) outputs = [...outputs, ...recovered]
       }
     }
     for (const output of outputs) this.carryOut(node, output)

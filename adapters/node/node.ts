@@ -315,7 +315,8 @@ export const startNode = (
             yield* Effect.forEach(result.effects, carryEffect, { discard: true })
             return yield* carry(refused)
           }
-          outputs = [...outputs, ...core.committed()]
+          const recovered = core.committed()
+          if (recovered.length > 0) outputs = [...outputs, ...recovered]
         }
         for (const output of outputs) yield* carryOutput(output)
         yield* Effect.forEach(result.effects, carryEffect, { discard: true })

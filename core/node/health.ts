@@ -131,6 +131,12 @@ export const serviceConditions = (
     ),
   )
 
+/** What a member says of its store in its statistics (published by `NodeCore`). */
+const storeSaid = (cdb: CdbNode, member: string) =>
+  decodeValue<{ failing?: string | null; corrupted?: Corrupted }>(
+    cdb.statsOf("node", `${member}.store`, member),
+  )
+
 /** The store-failing conditions: every member's store as its statistics say (this node's as it knows it). */
 export const storeConditions = (
   cdb: CdbNode,
@@ -142,7 +148,7 @@ export const storeConditions = (
   nowMs: number,
 ): ReadonlyArray<Condition> =>
   members.map((member) => {
-    const said = decodeValue<{ failing: string | null }>(cdb.statsOf("node", `${member}.store`, member))
+    const said = storeSaid(cdb, member)
     const failing =
       member === self ? (ownFailure === undefined ? null : describeStoreError(ownFailure)) : said?.failing
     const active = typeof failing === "string" && memberState(member) === "alive"
@@ -169,10 +175,7 @@ export const corruptionConditions = (
   nowMs: number,
 ): ReadonlyArray<Condition> =>
   members.map((member) => {
-    const said =
-      member === self
-        ? own
-        : decodeValue<{ corrupted?: Corrupted }>(cdb.statsOf("node", `${member}.store`, member))?.corrupted
+    const said = member === self ? own : storeSaid(cdb, member)?.corrupted
     const active = said !== undefined && said.count > 0 && memberState(member) === "alive"
     const message = active
       ? `the store of ${member} held ${said.count} corrupted value(s) at its start, not served: ${said.lost > 0 ? `${said.lost} lost, the rest asked of peers again` : "all asked of peers again or restored from its own log"}`

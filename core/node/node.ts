@@ -266,9 +266,11 @@ export class NodeCore {
     this.vote = undefined
     this.outputs = []
     this.effects = []
-    this.lastStepWrites = this.stepWrites
+    // What a refused commit needs to know of its step (only a step with a commit can be refused).
+    this.lastStepWrites = step.commit === undefined ? [] : this.stepWrites
     this.lastStepVoted = step.commit?.vote !== undefined
-    this.lastStepFacts = step.outputs.filter((output) => electionFacts.has(output._tag))
+    this.lastStepFacts =
+      step.commit === undefined ? [] : step.outputs.filter((output) => electionFacts.has(output._tag))
     this.stepWrites = []
     return step
   }
