@@ -20,8 +20,10 @@ import {
 } from "../core/node/node.ts"
 import { ReplayWindow } from "../core/transport/replay.ts"
 import type { AlarmChecker } from "./checkers/alarms.ts"
+import type { DigestChecker } from "./checkers/digest.ts"
 import type { DurabilityChecker } from "./checkers/durability.ts"
 import type { ElectionChecker } from "./checkers/election.ts"
+import type { ModelChecker } from "./checkers/model.ts"
 import type { StreamChecker } from "./checkers/stream.ts"
 import type { VmChecker } from "./checkers/vm.ts"
 import type { Event, Sim } from "./events.ts"
@@ -100,6 +102,8 @@ export class SimNode {
 export interface Checkers {
   readonly stream: StreamChecker
   readonly durability: DurabilityChecker
+  readonly model: ModelChecker
+  readonly digests: DigestChecker
   readonly election: ElectionChecker
   readonly alarms: AlarmChecker
   readonly vm: VmChecker
@@ -142,6 +146,7 @@ export class Hosts {
     node.cutOffSinceUs = null
     this.network.started(node, this.localMs(node))
     node.lastApplied = new Map(node.image.vector)
+    this.checkers.model.started(node)
     node.armedUs = Number.MAX_SAFE_INTEGER
     node.fenced = false
     node.core = new NodeCore(
@@ -299,10 +304,11 @@ export class Hosts {
   }
 
   private carryOut(node: SimNode, output: Output): void {
-    const { stream, durability, election, alarms } = this.checkers
+    const { stream, durability, model, digests, election, alarms } = this.checkers
     switch (output._tag) {
       case "Applied":
         stream.applied(node, output.changes)
+        model.applied(node, output.changes)
         return
       case "SnapshotInstalled":
         stream.snapshotInstalled(node, output.vector)
@@ -314,6 +320,7 @@ export class Hosts {
         )
         return
       case "Send":
+        digests.sent(node, output.bytes)
         this.network.send(node, output)
         return
       case "SendMessage":
@@ -321,6 +328,8 @@ export class Hosts {
         return
       case "Written":
         durability.record(node, output.writes, output.changes)
+        model.written(node, output.changes)
+        digests.written(node, output.changes, output.source)
         return
       case "BecamePrimary":
         election.becamePrimary(node, output.term)

@@ -5,6 +5,7 @@
  */
 import { Result } from "effect"
 import { Base64Url } from "effect/encoding"
+import { defaultCdbConfig } from "../core/cdb/node.ts"
 import { fnv1a32 } from "../core/hash.ts"
 import { defaultElectionTimings } from "../core/monitor/election.ts"
 import { Prng } from "./prng.ts"
@@ -61,6 +62,12 @@ export interface SimOptions {
   readonly systems?: number
   /** Events a run may take per node and virtual second (default `eventsPerNodeSecond` in world.ts). */
   readonly eventBudget?: number
+  /**
+   * What the seed draws instead of the options (`drawnTopology`): the number of L2 domains and
+   * of systems, so a plain sweep covers relays and the hypervisor too. Resolved before a run, so
+   * its replay command names what was drawn.
+   */
+  readonly drawn?: ReadonlyArray<"domains" | "systems">
 }
 
 export interface ElectionTimings {
@@ -159,9 +166,33 @@ export interface Scenario {
   readonly workload: Workload
   /** The guests' faults (fault "guest"): every simulated host's VMM draws from these rates. */
   readonly guests: SimVmmFaults
+  /**
+   * The CDB's flow-control window (`maxUnconfirmedChanges`) for this run: the default for half
+   * the seeds, a small one for the rest, so a writer meets the window (and the flow checker can
+   * see whether it holds) within a run's minute, not only in the sync benchmark.
+   */
+  readonly flowWindow: number
 }
 
 const has = (options: SimOptions, fault: FaultName) => options.faults.includes(fault)
+
+/**
+ * The options with what they leave to the seed drawn (`drawn`): one L2 domain for half the
+ * seeds, two or three for the rest (one relay each); no systems for a quarter, else 4 to 12.
+ * From a generator of its own, so nothing else a seed draws changes with it.
+ */
+export const drawnTopology = (options: SimOptions): SimOptions => {
+  if (options.drawn === undefined) return options
+  const { drawn, ...rest } = options
+  const draw = new Prng(options.seed, fnv1a32(0x811c9dc5, "topology"))
+  const domains = draw.pick([1, 1, 2, 3])
+  const systems = draw.pick([0, 4, 8, 12])
+  return {
+    ...rest,
+    ...(drawn.includes("domains") ? { domains: Math.min(domains, options.nodes) } : {}),
+    ...(drawn.includes("systems") ? { systems } : {}),
+  }
+}
 
 /** Draws the fault schedule and the workload from the seed. */
 export const drawScenario = (options: SimOptions): Scenario => {
@@ -270,7 +301,19 @@ export const drawScenario = (options: SimOptions): Scenario => {
         ignoreShutdownPermille: guest.pick([0, 100, 400]),
       }
     : noVmmFaults
-  return { options, schedule: options.schedule ?? { rates, driftPpm, events }, workload, guests }
+  const flowWindow = new Prng(options.seed, fnv1a32(0x811c9dc5, "flow")).pick([
+    defaultCdbConfig.maxUnconfirmedChanges,
+    defaultCdbConfig.maxUnconfirmedChanges,
+    256,
+    48,
+  ])
+  return {
+    options,
+    schedule: options.schedule ?? { rates, driftPpm, events },
+    workload,
+    guests,
+    flowWindow,
+  }
 }
 
 /** The command that replays a run exactly. */
@@ -283,8 +326,9 @@ export const replayCommand = (options: SimOptions): string => {
     `--duration ${options.durationMs}ms`,
     `--faults ${options.faults.length === 0 ? "none" : options.faults.join(",")}`,
     `--writes ${options.writesPerSec}`,
+    // Always named: left out, a replay would draw it from the seed (`drawnTopology`).
+    `--systems ${options.systems ?? 0}`,
   ]
-  if ((options.systems ?? 0) > 0) parts.push(`--systems ${options.systems}`)
   if (options.canary) parts.push("--canary")
   if (options.schedule !== undefined) parts.push(`--schedule ${encodeSchedule(options.schedule)}`)
   return parts.join(" ")

@@ -14,9 +14,11 @@ import { defaultElectionTimings } from "../core/monitor/election.ts"
 import { percentiles } from "../core/percentile.ts"
 import { AlarmChecker } from "./checkers/alarms.ts"
 import { ConvergenceChecker } from "./checkers/convergence.ts"
+import { DigestChecker } from "./checkers/digest.ts"
 import { DurabilityChecker } from "./checkers/durability.ts"
 import { ElectionChecker } from "./checkers/election.ts"
 import { checkFencing } from "./checkers/fencing.ts"
+import { ModelChecker } from "./checkers/model.ts"
 import { ServiceAlarmChecker } from "./checkers/service-alarm.ts"
 import { StreamChecker } from "./checkers/stream.ts"
 import { VmChecker } from "./checkers/vm.ts"
@@ -28,6 +30,7 @@ import { Operator } from "./operator.ts"
 import { EventQueue, Prng, TraceHash } from "./prng.ts"
 import type { SimResult, Violation } from "./result.ts"
 import {
+  drawnTopology,
   drawScenario,
   type ElectionTimings,
   type FaultEvent,
@@ -76,6 +79,8 @@ export class World implements Sim {
   private readonly operator: Operator
   private readonly stream: StreamChecker
   private readonly durability: DurabilityChecker
+  private readonly model: ModelChecker
+  private readonly digests: DigestChecker
   private readonly election: ElectionChecker
   private readonly alarms: AlarmChecker
   private readonly vm: VmChecker
@@ -97,7 +102,12 @@ export class World implements Sim {
       const domain = `d${(index % options.domains) + 1}`
       return { id: nodeName(index), domain, relay: index < options.domains }
     })
-    const config: Omit<CdbConfig, "self"> = { ...defaultCdbConfig, ...options.timings, members }
+    const config: Omit<CdbConfig, "self"> = {
+      ...defaultCdbConfig,
+      maxUnconfirmedChanges: this.scenario.flowWindow,
+      ...options.timings,
+      members,
+    }
     this.voters = members.map((member) => member.id)
     this.electionTimings = options.electionTimings ?? defaultElectionTimings
     this.nodes = members.map(
@@ -115,6 +125,8 @@ export class World implements Sim {
     this.network = new Network(this, this.faults, net, replays)
     this.stream = new StreamChecker(this)
     this.durability = new DurabilityChecker(this)
+    this.model = new ModelChecker(this)
+    this.digests = new DigestChecker(this, config)
     this.election = new ElectionChecker(this, this.faults)
     this.alarms = new AlarmChecker(this, this.faults)
     this.vm = new VmChecker(this, this.faults)
@@ -127,6 +139,8 @@ export class World implements Sim {
     const checkers = {
       stream: this.stream,
       durability: this.durability,
+      model: this.model,
+      digests: this.digests,
       election: this.election,
       alarms: this.alarms,
       vm: this.vm,
@@ -318,13 +332,17 @@ export class World implements Sim {
     const convergedAtUs = this.convergence.convergedAtUs
     const converged =
       convergedAtUs !== null && !this.violations.some((violation) => violation.checker === "crash")
-    if (converged) this.durability.final(this.convergence.final())
+    if (converged) {
+      this.convergence.final()
+      this.model.final()
+    }
     const pending: Array<string> = []
     if (!converged) {
       if (this.overBudget !== undefined) {
         this.violate("budget", `stopped: over ${this.overBudget}`)
         pending.push(`over ${this.overBudget}`)
       } else this.violate("liveness", `not converged ${this.options.livenessBoundMs} ms after the heal`)
+      pending.push(...this.model.compare(5).map((line) => `model: ${line}`))
       pending.push(...this.convergence.pending())
     }
     const counters = this.nodes.map((node) => node.core?.cdbCore.counters)
@@ -379,7 +397,7 @@ export class World implements Sim {
 
 /** Runs one simulation; a crash of the simulator itself (a failed assertion) is reported as a `crash` violation. */
 export const simulate = (options: SimOptions): SimResult => {
-  const world = new World(options)
+  const world = new World(drawnTopology(options))
   try {
     return world.run()
   } catch (error) {

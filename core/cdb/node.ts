@@ -342,6 +342,11 @@ export class CdbNode {
     return entry === undefined || entry.value === null ? undefined : entry
   }
 
+  /** The entry of an object as it is stored, a tombstone included. */
+  entry(kind: string, id: string): SpecEntry | undefined {
+    return this.entries.get(entryKey(kind, id))
+  }
+
   /** Every entry, tombstones included, in key order. */
   allEntries(): ReadonlyArray<[string, SpecEntry]> {
     return [...this.entries].sort((left, right) => (left[0] < right[0] ? -1 : left[0] > right[0] ? 1 : 0))
@@ -391,6 +396,11 @@ export class CdbNode {
 
   appliedUpTo(origin: string): number {
     return this.contiguous.get(origin) ?? 0
+  }
+
+  /** How far `member`'s digests have confirmed this node's own stream (flow control), if it sent one. */
+  confirmedBy(member: string): number | undefined {
+    return this.confirmed.get(member)
   }
 
   /** A fingerprint of the spec entries and meta slots: equal stores have equal fingerprints. */

@@ -1,11 +1,10 @@
 /**
  * Durability: every acknowledged write (a client's, a service's, an alarm) is paired with the
- * change it became; after convergence the cluster holds each key's newest acknowledged version
- * or a newer one.
+ * change it became, and counted. What must survive is the model's to say (`model.ts`).
  */
 import type { Change } from "../../core/cdb/codec.ts"
-import { entryKey, type SpecEntry } from "../../core/cdb/durable.ts"
-import { compareVersions, type Version } from "../../core/cdb/hlc.ts"
+import { entryKey } from "../../core/cdb/durable.ts"
+import type { Version } from "../../core/cdb/hlc.ts"
 import type { WriteOp } from "../../core/cdb/node.ts"
 import type { Sim } from "../events.ts"
 import type { SimNode } from "../host.ts"
@@ -52,25 +51,5 @@ export class DurabilityChecker {
         atMs: Math.floor(this.sim.nowUs / 1000),
       })
     })
-  }
-
-  /** After convergence: no acknowledged write is lost from the entries every node holds. */
-  final(reference: ReadonlyArray<[string, SpecEntry]>): void {
-    const latest = new Map<string, AcknowledgedWrite>()
-    for (const write of this.acknowledged) {
-      const previous = latest.get(write.key)
-      if (previous === undefined || compareVersions(write.version, previous.version) > 0)
-        latest.set(write.key, write)
-    }
-    const entries = new Map(reference)
-    for (const [key, write] of latest) {
-      const entry = entries.get(key)
-      if (entry === undefined || compareVersions(entry.version, write.version) < 0) {
-        this.sim.violate(
-          "durability",
-          `the write to ${key.replace("\u0000", "/")} acknowledged by ${write.node} at ${write.atMs} ms is lost: the cluster holds ${entry === undefined ? "nothing" : `${entry.version.origin}@${entry.version.ms}.${entry.version.counter}`}`,
-        )
-      }
-    }
   }
 }

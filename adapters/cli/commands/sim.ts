@@ -58,8 +58,8 @@ const shared = {
     Flag.withDefault(defaultSimOptions.nodes),
   ),
   domains: Flag.Int("domains").pipe(
-    Flag.withDescription("L2 domains, joined by one relay each"),
-    Flag.withDefault(1),
+    Flag.withDescription("L2 domains, joined by one relay each (default: drawn from the seed, 1 to 3)"),
+    Flag.optional,
   ),
   duration: Flag.String("duration").pipe(
     Flag.withDescription("Virtual time of the faulty phase, e.g. 500ms, 30s, 10m"),
@@ -75,9 +75,9 @@ const shared = {
   ),
   systems: Flag.Int("systems").pipe(
     Flag.withDescription(
-      "Virtual machines the cluster runs (most HA), with the hypervisor in the loop; 0: none",
+      "Virtual machines the cluster runs (most HA), with the hypervisor in the loop; 0: none (default: drawn from the seed, 0 to 12)",
     ),
-    Flag.withDefault(0),
+    Flag.optional,
   ),
   canary: Flag.Boolean("canary").pipe(
     Flag.withDescription("Enable the deliberately wrong checker (must fail)"),
@@ -91,11 +91,11 @@ const shared = {
 
 interface SharedInput {
   readonly nodes: number
-  readonly domains: number
+  readonly domains: Option.Option<number>
   readonly duration: string
   readonly faults: string
   readonly writes: number
-  readonly systems: number
+  readonly systems: Option.Option<number>
   readonly canary: boolean
 }
 
@@ -116,25 +116,32 @@ const toOptions = (
       return yield* new SimUsageError({ message: `--faults ${input.faults}: ${faults}` })
     if (input.nodes < 1 || input.nodes > 5000)
       return yield* new SimUsageError({ message: `--nodes ${input.nodes}: expected 1..5000` })
-    if (input.domains < 1 || input.domains > input.nodes) {
+    const domains = Option.getOrUndefined(input.domains)
+    if (domains !== undefined && (domains < 1 || domains > input.nodes)) {
       return yield* new SimUsageError({
-        message: `--domains ${input.domains}: expected 1..${input.nodes} (one relay per domain)`,
+        message: `--domains ${domains}: expected 1..${input.nodes} (one relay per domain)`,
       })
     }
     if (input.writes < 0)
       return yield* new SimUsageError({ message: `--writes ${input.writes}: expected 0 or more` })
-    if (input.systems < 0 || input.systems > 10_000)
-      return yield* new SimUsageError({ message: `--systems ${input.systems}: expected 0..10000` })
+    const systems = Option.getOrUndefined(input.systems)
+    if (systems !== undefined && (systems < 0 || systems > 10_000))
+      return yield* new SimUsageError({ message: `--systems ${systems}: expected 0..10000` })
+    const drawn = [
+      ...(domains === undefined ? (["domains"] as const) : []),
+      ...(systems === undefined ? (["systems"] as const) : []),
+    ]
     const options: SimOptions = {
       ...defaultSimOptions,
       seed,
       nodes: input.nodes,
-      domains: input.domains,
+      domains: domains ?? 1,
       durationMs,
       faults,
       writesPerSec: input.writes,
-      systems: input.systems,
+      systems: systems ?? 0,
       canary: input.canary,
+      ...(drawn.length > 0 ? { drawn } : {}),
     }
     if (Option.isNone(schedule)) return options
     const decoded = yield* Effect.try({
@@ -422,7 +429,7 @@ const sweepCommand = Command.make(
             ran: outcomes.length,
             failing: failing.length,
             wallMs,
-            ...(input.systems > 0 ? { haFailoverMs } : {}),
+            ...(haFailoverMs.samples > 0 ? { haFailoverMs } : {}),
             failures: failing,
           }),
         )
@@ -430,7 +437,7 @@ const sweepCommand = Command.make(
         yield* Console.log(
           `${outcomes.length === seeds.length ? `${seeds.length} seeds` : `${outcomes.length} of ${seeds.length} seeds (stopped at the first failure)`} in ${wallMs} ms: ${failing.length} failing`,
         )
-        if (input.systems > 0)
+        if (haFailoverMs.samples > 0 || Option.getOrElse(input.systems, () => 0) > 0)
           yield* Console.log(
             `  HA failover after a node crash: ${haFailoverMs.samples === 0 ? "no sample" : `p50 ${haFailoverMs.p50} ms, p99 ${haFailoverMs.p99} ms, max ${haFailoverMs.max} ms over ${haFailoverMs.samples} systems`}`,
           )

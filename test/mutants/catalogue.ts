@@ -1,0 +1,235 @@
+/**
+ * Bugs planted in the cores, one at a time, to show the simulator finds each (`npm run mutants`).
+ * Each is a realistic slip a person could make in that line — a missing margin, an off-by-one in
+ * a repair range, a shortcut in a snapshot — written as one exact text replacement in one file:
+ * the harness refuses a mutant whose text no longer occurs exactly once (the catalogue has gone
+ * stale), so a rename cannot quietly turn a mutant into the original code.
+ *
+ * `covers` says which promise of the design the mutant breaks; `flags` are the sweep's flags for
+ * it beyond the defaults (none: every mutant must be caught by the sweep a user types).
+ */
+
+export interface Mutant {
+  readonly name: string
+  readonly covers:
+    | "conflict resolution"
+    | "repair ranges"
+    | "digests"
+    | "flow control"
+    | "tombstones"
+    | "relays"
+    | "ack/persist order"
+    | "votes"
+    | "leases"
+    | "fencing"
+    | "slot expiry"
+    | "hypervisor"
+    | "alarms"
+  readonly file: string
+  readonly find: string
+  readonly replace: string
+  readonly why: string
+}
+
+export const catalogue: ReadonlyArray<Mutant> = [
+  // ---- the CDB: conflict resolution --------------------------------------------------------
+  {
+    name: "hlc-ignores-counter",
+    covers: "conflict resolution",
+    file: "core/cdb/hlc.ts",
+    find: "  if (left.counter !== right.counter) return left.counter < right.counter ? -1 : 1\n",
+    replace: "",
+    why: "versions of one millisecond compare by origin only: a node's second write in a millisecond loses to its first",
+  },
+  {
+    name: "hlc-no-observe",
+    covers: "conflict resolution",
+    file: "core/cdb/node.ts",
+    find: "      observe(this.clock, change)\n      this.mergeSpec(changeToEntry(change))",
+    replace: "      this.mergeSpec(changeToEntry(change))",
+    why: "the clock does not follow versions it applies: a write made after seeing a faster clock's write loses to it",
+  },
+  {
+    name: "lww-keeps-first",
+    covers: "conflict resolution",
+    file: "core/cdb/durable.ts",
+    find: "compareVersions(incoming.version, existing.version) <= 0) return false",
+    replace: "compareVersions(incoming.version, existing.version) >= 0) return false",
+    why: "the merge keeps the older version: first writer wins where the design says last",
+  },
+  {
+    name: "lww-per-writer",
+    covers: "conflict resolution",
+    file: "core/cdb/durable.ts",
+    find: "export const mergeEntry = (entries: Map<string, SpecEntry>, incoming: SpecEntry): boolean => {\n  const key = entryKey(incoming.kind, incoming.id)\n  const existing = entries.get(key)\n  if (existing !== undefined && compareVersions",
+    replace:
+      "export const mergeEntry = (entries: Map<string, SpecEntry>, incoming: SpecEntry): boolean => {\n  const key = entryKey(incoming.kind, incoming.id)\n  const existing = entries.get(key)\n  if (existing !== undefined && existing.version.origin === incoming.version.origin && compareVersions",
+    why: "versions are compared only within one writer: another node's older write replaces a newer one",
+  },
+  // ---- the CDB: repair ---------------------------------------------------------------------
+  {
+    name: "nack-skips-first",
+    covers: "repair ranges",
+    file: "core/cdb/node.ts",
+    find: "      const from = have + 1\n",
+    replace: "      const from = have + 2\n",
+    why: "a repair request starts one change late: the first missing change is never asked for",
+  },
+  {
+    name: "repair-drops-last",
+    covers: "repair ranges",
+    file: "core/cdb/node.ts",
+    find: "seq <= last && changes.length < this.config.maxRepairChanges",
+    replace: "seq < last && changes.length < this.config.maxRepairChanges",
+    why: "a repair answer leaves out the last change of the range asked for",
+  },
+  {
+    name: "repair-from-log-start",
+    covers: "repair ranges",
+    file: "core/cdb/node.ts",
+    find: "      if (log === undefined || range.from < log.start) {",
+    replace: "      if (log === undefined) {",
+    why: "a request older than the retained log is answered from the log's start (a hole) instead of with a snapshot",
+  },
+  // ---- the CDB: digests and flow control ---------------------------------------------------
+  {
+    name: "digest-counts-buffered",
+    covers: "digests",
+    file: "core/cdb/node.ts",
+    find: "    for (const [origin, seq] of [...this.contiguous, [this.config.self, this.ownSeq] as const]) {",
+    replace:
+      "    for (const [origin, seq] of [...[...this.contiguous].map(([origin, seq]) => [origin, Math.max(seq, ...(this.pending.get(origin)?.keys() ?? []))] as const), [this.config.self, this.ownSeq] as const]) {",
+    why: "a digest reports the highest change received, buffered ones included, not what was applied in order",
+  },
+  {
+    name: "digest-confirms-all",
+    covers: "flow control",
+    file: "core/cdb/node.ts",
+    find: "else this.confirmed.set(datagram.sender, Math.max(this.confirmed.get(datagram.sender) ?? 0, seq))",
+    replace: "else this.confirmed.set(datagram.sender, this.ownSeq)",
+    why: "any digest from a member confirms this node's whole stream: flow control never holds a writer back",
+  },
+  // ---- the CDB: tombstones -----------------------------------------------------------------
+  {
+    name: "snapshot-drops-tombstones",
+    covers: "tombstones",
+    file: "core/cdb/node.ts",
+    find: "    for (const entry of this.entries.values()) {\n      entries.push({",
+    replace:
+      "    for (const entry of this.entries.values()) {\n      if (entry.value === null) continue\n      entries.push({",
+    why: "a snapshot leaves deleted entries out (they are gone, after all): a receiver keeps what was deleted",
+  },
+  // ---- the CDB: relays ---------------------------------------------------------------------
+  {
+    name: "relay-forwards-always",
+    covers: "relays",
+    file: "core/cdb/node.ts",
+    find: "        if (fresh) this.forward(bytes, via, from)",
+    replace: "        this.forward(bytes, via, from)",
+    why: "a relay forwards every changes datagram, not only the first time it brings something new",
+  },
+  {
+    name: "relay-repair-to-requester",
+    covers: "relays",
+    file: "core/cdb/node.ts",
+    find: '    const replyTo = via === "relay" && from !== undefined ? from : requester',
+    replace: "    const replyTo = requester",
+    why: "a repair that came over a relay link is answered to the requester, not back through the relay",
+  },
+  // ---- the composition: acknowledgement and persistence ------------------------------------
+  {
+    name: "refused-commit-acknowledged",
+    covers: "ack/persist order",
+    file: "core/node/node.ts",
+    find: '    for (const write of this.lastStepWrites) {\n      this.outputs.push({\n        _tag: "WriteRefused",',
+    replace:
+      '    for (const write of this.lastStepWrites.slice(1)) {\n      this.outputs.push({\n        _tag: "WriteRefused",',
+    why: "when a commit is refused, the step's first write is not refused (it was acknowledged by the step, never durable)",
+  },
+  {
+    name: "batch-commits-last-input",
+    covers: "ack/persist order",
+    file: "core/node/node.ts",
+    find: "    for (const input of inputs) this.apply(input)\n    return this.finish()",
+    replace:
+      "    for (const input of inputs) {\n      this.persists = []\n      this.apply(input)\n    }\n    return this.finish()",
+    why: "a batch of datagrams commits only what its last one persisted: the rest is applied and sent on, never durable",
+  },
+  // ---- the monitor: votes and leases -------------------------------------------------------
+  {
+    name: "vote-granted-twice",
+    covers: "votes",
+    file: "core/monitor/election.ts",
+    find: "    const granted = this.votedFor === null || this.votedFor === message.from\n",
+    replace: "    const granted = true\n",
+    why: "a voter grants every candidate of a term: two primaries in one term",
+  },
+  {
+    name: "vote-not-durable",
+    covers: "votes",
+    file: "core/monitor/election.ts",
+    find: '    if (granted && this.votedFor === null) {\n      this.votedFor = message.from\n      this.outputs.push({ _tag: "PersistVote", term: this.term, votedFor: this.votedFor })',
+    replace: "    if (granted && this.votedFor === null) {\n      this.votedFor = message.from",
+    why: "a granted vote is not persisted: after a crash the voter may vote again in the same term",
+  },
+  {
+    name: "lease-majority-minus-one",
+    covers: "leases",
+    file: "core/monitor/election.ts",
+    find: "    if (acks.size >= this.majority()) {\n      const margin",
+    replace: "    if (acks.size >= this.majority() - 1) {\n      const margin",
+    why: "a lease is renewed by one acknowledgement short of a majority",
+  },
+  {
+    name: "lease-without-margin",
+    covers: "leases",
+    file: "core/monitor/election.ts",
+    find: "      const until = sentMs + Math.floor(this.config.leaseMs - margin)",
+    replace: "      const until = sentMs + Math.floor(this.config.leaseMs)",
+    why: "the lease is as long as the voters' promise, with no margin for clock drift",
+  },
+  {
+    name: "prevote-ignores-promise",
+    covers: "leases",
+    file: "core/monitor/election.ts",
+    find: "    const sticky = nowMs < this.promiseUntilMs && this.leader !== message.from\n",
+    replace: "    const sticky = false\n",
+    why: "a voter grants a vote while it still promises its leader not to",
+  },
+  // ---- the hypervisor: fencing and a dead node's systems -----------------------------------
+  {
+    name: "fence-window-doubled",
+    covers: "fencing",
+    file: "core/hypervisor/hypervisor.ts",
+    find: "    return !authority.fenced && nowMs - authority.leaderContactMs <= this.config.haFenceMs",
+    replace: "    return !authority.fenced && nowMs - authority.leaderContactMs <= this.config.haFenceMs * 2",
+    why: "a node keeps its HA systems running for twice the fence window without a primary",
+  },
+  {
+    name: "ha-moves-before-fence",
+    covers: "fencing",
+    file: "core/hypervisor/ha.ts",
+    find: "  Math.max(input.lastHeardMs(node) + input.timings.quorumWindowMs, input.primarySinceMs) +\n  input.timings.haFenceMs +",
+    replace: "  Math.max(input.lastHeardMs(node) + input.timings.quorumWindowMs, input.primarySinceMs) +",
+    why: "the primary restarts a lost node's HA systems elsewhere before that node has fenced itself",
+  },
+  {
+    name: "dead-systems-never-move",
+    covers: "slot expiry",
+    file: "core/hypervisor/ha.ts",
+    find: "    if (input.nowMs < certainlyStoppedAtMs(input, node)) continue\n",
+    replace:
+      "    if (input.nowMs < certainlyStoppedAtMs(input, node) || input.metaOf(id, node) !== undefined) continue\n",
+    why: "a lost node's HA systems move only if it never reported them: a node that ran them and died keeps them for good",
+  },
+]
+
+/** The source of `mutant.file` with its bug planted; throws if its text is not there exactly once. */
+export const plant = (mutant: Mutant, source: string): string => {
+  const at = source.indexOf(mutant.find)
+  if (at < 0 || source.indexOf(mutant.find, at + 1) >= 0)
+    throw new Error(
+      `mutant ${mutant.name}: its text occurs ${at < 0 ? "nowhere" : "more than once"} in ${mutant.file} (the catalogue is stale)`,
+    )
+  return source.slice(0, at) + mutant.replace + source.slice(at + mutant.find.length)
+}
