@@ -10,6 +10,8 @@ import type { FaultEvent } from "./scenario.ts"
 export class Faults {
   private readonly sim: Sim
   readonly active = new Set<FaultEvent>()
+  /** Nodes down for good (fault "stay-down"), by index: never restarted, not even at the heal. */
+  readonly lost = new Set<number>()
 
   constructor(sim: Sim) {
     this.sim = sim
@@ -31,6 +33,7 @@ export class Faults {
           break
         }
         case "crash":
+        case "stay-down":
         case "fsync-lie":
         case "disk-full":
         case "replay":
@@ -52,6 +55,16 @@ export class Faults {
     for (const fault of this.active)
       if (fault.kind === "service-failure" && fault.node === node.index) return true
     return false
+  }
+
+  /** Whether the node is down for good (fault "stay-down"). */
+  isLost(node: SimNode): boolean {
+    return this.lost.has(node.index)
+  }
+
+  /** The share of datagrams the network loses now, per thousand (none after the heal). */
+  lossPermille(): number {
+    return this.sim.healed ? 0 : this.sim.scenario.schedule.rates.lossPermille
   }
 
   /** Whether the network keeps its promises (no loss, little reordering), as the liveness checkers require. */

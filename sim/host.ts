@@ -72,6 +72,11 @@ export class SimNode {
   /** The anti-replay window of this node's transport (a process's: new at every start), and when it started (global µs). */
   replayWindow = new ReplayWindow()
   startedUs = 0
+  /**
+   * A crash due inside the node's next step (fault "crash"): after this share (per thousand) of
+   * the step's commit and outputs, as a real process can die after any of them.
+   */
+  crashInStep: number | undefined
 
   constructor(
     member: { id: string; domain: string },
@@ -194,6 +199,7 @@ export class Hosts {
   /** The host goes down with its node; with `lose`, its disk forgets its last own changes (fsync-lie). */
   crash(node: SimNode, lose: number): void {
     if (node.core === null) return
+    node.crashInStep = undefined
     this.checkers.election.primaryGone(node)
     this.checkers.election.endLease(node)
     if (this.sim.systems > 0) {
@@ -261,7 +267,9 @@ export class Hosts {
 
   /** One input into the node's composition, and its step carried out as the real driver does. */
   step(node: SimNode, input: Parameters<NodeCore["handle"]>[0]): void {
-    this.carry(node, node.core!.handle(input, this.localMs(node)))
+    // A crash inside an earlier step of the same instant may have taken the node down.
+    if (node.core === null) return
+    this.carry(node, node.core.handle(input, this.localMs(node)))
   }
 
   /**
@@ -272,6 +280,15 @@ export class Hosts {
   private carry(node: SimNode, step: Step): void {
     const core = node.core!
     let outputs = step.outputs
+    // A crash inside the step: after `prefix` of its parts (the commit, then each output), the
+    // process is gone; what its store holds is what the commit left. The driver's promise (the
+    // commit before any acknowledgement or datagram) is then what the checkers see kept or not.
+    const parts = (step.commit === undefined ? 0 : 1) + outputs.length
+    const prefix =
+      node.crashInStep === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.floor((node.crashInStep * (parts + 1)) / 1000)
+    if (prefix === 0) return this.crashInStep(node)
     if (step.commit !== undefined) {
       if (this.faults.diskFull(node)) {
         this.checkers.stream.noteRefused(node, step.outputs)
@@ -298,9 +315,19 @@ export class Hosts {
         if (recovered.length > 0) outputs = [...outputs, ...recovered]
       }
     }
-    for (const output of outputs) this.carryOut(node, output)
+    const carried = step.commit === undefined ? 0 : 1
+    for (const [index, output] of outputs.entries()) {
+      if (carried + index >= prefix) return this.crashInStep(node)
+      this.carryOut(node, output)
+    }
+    if (node.crashInStep !== undefined) return this.crashInStep(node)
     for (const effect of step.effects) this.execute(node, effect)
     this.arm(node, step.deadlineMs)
+  }
+
+  private crashInStep(node: SimNode): void {
+    node.crashInStep = undefined
+    this.crash(node, 0)
   }
 
   private carryOut(node: SimNode, output: Output): void {

@@ -24,6 +24,7 @@ export const faultNames = [
   "disk-full",
   "replay",
   "service-failure",
+  "stay-down",
 ] as const
 /** Faults the design does not promise to survive: never in "all", only asked for by name, to show the checkers catch them. */
 /** "no-fence": hosts keep running HA systems without a primary's contact, like a host without a watchdog. */
@@ -118,6 +119,11 @@ export type FaultEvent =
       readonly periodMs: number
     }
   | { readonly kind: "crash"; readonly atMs: number; readonly durationMs: number; readonly node: number }
+  /**
+   * The node's host dies for good: it never comes back, not even at the heal. The others must
+   * converge on what the survivors hold of its changes, and move its HA systems.
+   */
+  | { readonly kind: "stay-down"; readonly atMs: number; readonly durationMs: number; readonly node: number }
   /** An adversary plays back datagrams it captured earlier, to any node, as if from anywhere. */
   | { readonly kind: "replay"; readonly atMs: number; readonly durationMs: number }
   /**
@@ -278,6 +284,18 @@ export const drawScenario = (options: SimOptions): Scenario => {
     events.push({ kind: "disk-full", ...window })
   for (const { atMs, durationMs } of windows("replay", "replay", "no-replay-window", 500, 3, false))
     events.push({ kind: "replay", atMs, durationMs })
+  // At most one node, so a majority stays (a run of fewer than three nodes has none to lose);
+  // never a relay of a cluster of several domains: its domain would be cut off for good (a
+  // domain has one relay, and nothing takes its place yet).
+  const lost = root.fork("stay-down")
+  const relays = options.domains > 1 ? options.domains : 0
+  if (has(options, "stay-down") && options.nodes >= 3 && options.nodes > relays && lost.chance(400))
+    events.push({
+      kind: "stay-down",
+      atMs: lost.between(0, Math.max(0, duration - 1000)),
+      durationMs: 0,
+      node: relays + lost.below(options.nodes - relays),
+    })
   if ((options.systems ?? 0) > 0)
     for (const window of windows("service", "service-failure", "service-failure", 2_000, 3, true))
       events.push({ kind: "service-failure", ...window })

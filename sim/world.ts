@@ -10,6 +10,7 @@
  * then liveness (heal everything, faults and writes off; the cluster must converge within a bound).
  */
 import { type CdbConfig, defaultCdbConfig } from "../core/cdb/node.ts"
+import { fnv1a32 } from "../core/hash.ts"
 import { defaultElectionTimings } from "../core/monitor/election.ts"
 import { percentiles } from "../core/percentile.ts"
 import { AlarmChecker } from "./checkers/alarms.ts"
@@ -80,6 +81,8 @@ export class World implements Sim {
   private readonly stream: StreamChecker
   private readonly durability: DurabilityChecker
   private readonly model: ModelChecker
+  /** Where inside a step a crash comes (its own generator: the seed's other draws stay as they were). */
+  private readonly crashPoints: Prng
   private readonly digests: DigestChecker
   private readonly election: ElectionChecker
   private readonly alarms: AlarmChecker
@@ -126,16 +129,17 @@ export class World implements Sim {
     this.stream = new StreamChecker(this)
     this.durability = new DurabilityChecker(this)
     this.model = new ModelChecker(this)
+    this.crashPoints = new Prng(options.seed, fnv1a32(0x811c9dc5, "crash-points"))
     this.digests = new DigestChecker(this, config)
     this.election = new ElectionChecker(this, this.faults)
     this.alarms = new AlarmChecker(this, this.faults)
-    this.vm = new VmChecker(this, this.faults)
+    this.vm = new VmChecker(this, this.faults, () => this.election.primaryChanges)
     this.serviceAlarm = new ServiceAlarmChecker(this, this.election)
     const sampleEveryUs = Math.max(
       checkIntervalUs,
       Math.floor((options.durationMs + options.livenessBoundMs) * 10),
     )
-    this.convergence = new ConvergenceChecker(this, this.election, this.vm, sampleEveryUs)
+    this.convergence = new ConvergenceChecker(this, this.election, this.vm, this.faults, sampleEveryUs)
     const checkers = {
       stream: this.stream,
       durability: this.durability,
@@ -259,8 +263,18 @@ export class World implements Sim {
     this.trace.number(5)
     this.trace.number(this.nowUs)
     this.trace.text(fault.kind)
+    if (fault.kind === "crash" && this.crashPoints.chance(500) && this.nodes[fault.node]!.core !== null) {
+      // Half the crashes come inside the node's next step, after a part of it drawn here.
+      this.nodes[fault.node]!.crashInStep = this.crashPoints.below(1000)
+      return
+    }
     if (fault.kind === "crash" || fault.kind === "fsync-lie") {
       this.hosts.crash(this.nodes[fault.node]!, fault.kind === "fsync-lie" ? fault.lose : 0)
+      return
+    }
+    if (fault.kind === "stay-down") {
+      this.faults.lost.add(fault.node)
+      this.hosts.crash(this.nodes[fault.node]!, 0)
       return
     }
     this.faults.active.add(fault)
@@ -287,6 +301,11 @@ export class World implements Sim {
     }
     if (fault.kind === "crash" || fault.kind === "fsync-lie") {
       const node = this.nodes[fault.node]!
+      // A crash due inside a step that never came (the node took none in the window) comes now.
+      if (node.crashInStep !== undefined) {
+        node.crashInStep = undefined
+        this.hosts.crash(node, 0)
+      }
       const stillDown = [...this.scenario.schedule.events].some(
         (other) =>
           other !== fault &&
@@ -295,7 +314,7 @@ export class World implements Sim {
           other.atMs * 1000 <= this.nowUs &&
           (other.atMs + other.durationMs) * 1000 > this.nowUs,
       )
-      if (node.core === null && !stillDown) this.hosts.start(node)
+      if (node.core === null && !stillDown && !this.faults.isLost(node)) this.hosts.start(node)
     }
   }
 
@@ -308,7 +327,7 @@ export class World implements Sim {
     this.trace.number(6)
     this.trace.number(this.nowUs)
     for (const node of this.nodes) node.vmm.calm()
-    for (const node of this.nodes) if (node.core === null) this.hosts.start(node)
+    for (const node of this.nodes) if (node.core === null && !this.faults.isLost(node)) this.hosts.start(node)
   }
 
   private check(): void {

@@ -793,6 +793,14 @@ export class CdbNode {
         this.gaps.delete(origin)
         continue
       }
+      // A holder declared dead answers nothing: the gap is forgotten, and a live member's next
+      // digest notes it again, with that member as its holder, if it holds more. Without this a
+      // node kept asking an origin that had died for good for changes a survivor held (found
+      // with the fault "stay-down": the survivors never converged).
+      if (this.memberState(gap.holder === this.config.self ? origin : gap.holder) === "dead") {
+        this.gaps.delete(origin)
+        continue
+      }
       if (
         nowMs < gap.detectedMs + this.config.nackDelayMs ||
         nowMs < gap.lastNackMs + this.config.nackIntervalMs

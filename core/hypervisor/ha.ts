@@ -50,6 +50,8 @@ export type HaAction =
       readonly system: string
       readonly node: string
       readonly spec: SystemSpecValue
+      /** Why, where it is not the plain release of a held system. */
+      readonly reason?: string
     }
   | { readonly _tag: "Stranded"; readonly system: string; readonly from: string; readonly reason: string }
 
@@ -117,10 +119,27 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
     // A cold migration: the node has stopped and undefined it, and asks for it to be placed on `to`.
     const to = meta?.handoverTo
     const target = to === undefined ? undefined : input.nodes.find((candidate) => candidate.id === to)
-    if (target !== undefined && (meta?.epoch ?? 0) === epoch) {
+    if (to !== undefined && (meta?.epoch ?? 0) === epoch) {
       const others = placed.filter((system) => system.id !== id)
-      if (place(requestFor(id, spec), [target], others, input.policy)._tag === "Placed") {
-        move(id, spec, target.id, `migration: ${node} has stopped it`)
+      const decision =
+        target === undefined
+          ? ({ _tag: "Unplaceable", reason: `${to} is no member` } as const)
+          : place(requestFor(id, spec), [target], others, input.policy)
+      if (decision._tag === "Placed") {
+        move(id, spec, to, `migration: ${node} has stopped it`)
+        continue
+      }
+      // The target cannot take it (it died after the migration was asked for, say): the system
+      // goes back to the node that stopped it, which starts it again. Left as it was, it stayed
+      // stopped for good (found with the fault "stay-down": a migration to the lost node).
+      if (heard) {
+        actions.push({
+          _tag: "Release",
+          system: id,
+          node,
+          spec: { ...spec, epoch: epoch + 1 },
+          reason: `migration to ${to} failed: ${decision.reason}`,
+        })
         continue
       }
     }

@@ -147,7 +147,11 @@ export const hypervisorService =
             detail:
               action._tag === "Move"
                 ? { system: action.system, from: action.from, to: action.to, reason: action.reason }
-                : { system: action.system, node: action.node },
+                : {
+                    system: action.system,
+                    node: action.node,
+                    ...(action.reason === undefined ? {} : { reason: action.reason }),
+                  },
           })
           writes.push({ op: "put", kind: "system", id: action.system, value: encodeValue(action.spec) })
         }

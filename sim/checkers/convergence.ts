@@ -5,7 +5,7 @@
  */
 import { compareVersions } from "../../core/cdb/hlc.ts"
 import type { Sim } from "../events.ts"
-import { nodeName } from "../host.ts"
+import type { Faults } from "../faults.ts"
 import type { TimelineSample } from "../result.ts"
 import type { ElectionChecker } from "./election.ts"
 import type { VmChecker } from "./vm.ts"
@@ -14,15 +14,17 @@ export class ConvergenceChecker {
   private readonly sim: Sim
   private readonly election: ElectionChecker
   private readonly vm: VmChecker
+  private readonly faults: Faults
   readonly timeline: Array<TimelineSample> = []
   private readonly sampleEveryUs: number
   private nextSampleUs = 0
   convergedAtUs: number | null = null
 
-  constructor(sim: Sim, election: ElectionChecker, vm: VmChecker, sampleEveryUs: number) {
+  constructor(sim: Sim, election: ElectionChecker, vm: VmChecker, faults: Faults, sampleEveryUs: number) {
     this.sim = sim
     this.election = election
     this.vm = vm
+    this.faults = faults
     this.sampleEveryUs = sampleEveryUs
   }
 
@@ -54,9 +56,20 @@ export class ConvergenceChecker {
     })
   }
 
+  /** The nodes that must converge: every node but those down for good (fault "stay-down"). */
+  private survivors() {
+    return this.sim.nodes.filter((node) => !this.faults.isLost(node))
+  }
+
+  /** An open alarm the cluster cannot clear: about a node down for good (its subject names it). */
+  private excused(alarm: { readonly id: string }): boolean {
+    const subject = alarm.id.split(".")[1]
+    return this.sim.nodes.some((node) => node.id === subject && this.faults.isLost(node))
+  }
+
   private isConverged(): boolean {
-    const nodes = this.sim.nodes
-    const first = nodes[0]!.core
+    const nodes = this.survivors()
+    const first = nodes[0]?.core ?? null
     if (first === null) return false
     const fingerprint = first.cdbCore.fingerprint()
     if (!nodes.every((node) => node.core !== null && node.core.cdbCore.fingerprint() === fingerprint))
@@ -67,20 +80,23 @@ export class ConvergenceChecker {
     return (
       this.election.primaryNow() !== undefined &&
       nodes.every((node) => !node.fenced) &&
-      first.openAlarms().length === 0 &&
+      first.openAlarms().every((alarm) => this.excused(alarm)) &&
       (this.sim.systems === 0 || this.vm.unsettled(first).length === 0)
     )
   }
 
   /** After convergence: every live node holds identical entries (returns the reference store). */
   final() {
-    const stores = this.sim.nodes.map((node) => node.core!.cdbCore.allEntries())
+    const nodes = this.survivors()
+    const stores = nodes.map((node) => node.core!.cdbCore.allEntries())
     const reference = stores[0]!
+    const first = nodes[0]!.id
     stores.forEach((store, index) => {
+      const id = nodes[index]!.id
       if (store.length !== reference.length) {
         this.sim.violate(
           "convergence",
-          `${nodeName(index)} holds ${store.length} entries, ${nodeName(0)} holds ${reference.length}`,
+          `${id} holds ${store.length} entries, ${first} holds ${reference.length}`,
         )
         return
       }
@@ -88,10 +104,7 @@ export class ConvergenceChecker {
         const [key, entry] = store[position]!
         const [referenceKey, referenceEntry] = reference[position]!
         if (key !== referenceKey || compareVersions(entry.version, referenceEntry.version) !== 0) {
-          this.sim.violate(
-            "convergence",
-            `${nodeName(index)} and ${nodeName(0)} differ at ${key.replace("\u0000", "/")}`,
-          )
+          this.sim.violate("convergence", `${id} and ${first} differ at ${key.replace("\u0000", "/")}`)
           return
         }
       }
@@ -104,7 +117,7 @@ export class ConvergenceChecker {
     const pending: Array<string> = []
     const nodes = this.sim.nodes
     for (const node of nodes) {
-      if (node.core === null) pending.push(`${node.id}: down`)
+      if (node.core === null) pending.push(`${node.id}: down${this.faults.isLost(node) ? " for good" : ""}`)
       else for (const gap of node.core.cdbCore.gapsReport()) pending.push(`${node.id} lacks ${gap}`)
     }
     const fingerprints = nodes.map((node) => `${node.id}=${node.core?.cdbCore.fingerprint() ?? "down"}`)
@@ -116,9 +129,10 @@ export class ConvergenceChecker {
         : `primary ${primary.id} (term ${primary.leaseTerm})`,
     )
     for (const node of nodes) if (node.fenced) pending.push(`${node.id} is fenced`)
-    const first = nodes[0]!.core
+    const first = this.survivors()[0]?.core ?? null
     if (first !== null) {
-      for (const alarm of first.openAlarms()) pending.push(`alarm ${alarm.id} is ${alarm.state}`)
+      for (const alarm of first.openAlarms())
+        if (!this.excused(alarm)) pending.push(`alarm ${alarm.id} is ${alarm.state}`)
       if (this.sim.systems > 0) pending.push(...this.vm.unsettled(first))
     }
     return pending

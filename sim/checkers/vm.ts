@@ -38,9 +38,14 @@ export class VmChecker {
   readonly failovers: Array<number> = []
   restartedInPlace = 0
 
-  constructor(sim: Sim, faults: Faults) {
+  /** How many times a new primary took office (the election checker's count). */
+  private readonly primaryChanges: () => number
+  private primaryChangesSeen = 0
+
+  constructor(sim: Sim, faults: Faults, primaryChanges: () => number) {
     this.sim = sim
     this.faults = faults
+    this.primaryChanges = primaryChanges
   }
 
   /**
@@ -74,23 +79,28 @@ export class VmChecker {
 
   /**
    * An HA system of a crashed node runs again (anywhere) within `haBoundMs` of time during which
-   * a majority was up and connected and the network kept its promises. A system the operator
-   * has since stopped, or whose starts keep failing (the hypervisor gives up after
-   * `maxStartFailures`), is excused.
+   * a majority was up and connected — longer on a lossy network: the bound grows by 3% for each
+   * 1% of datagrams lost (×1.9 at 30% loss), as every exchange it takes may need a retry — and
+   * from the last change of primary: a new primary moves nothing until every authority the
+   * previous one gave has run out (`haFenceMs`), so each change starts the wait again. A
+   * system the operator has since stopped, or whose starts keep failing (the hypervisor gives up
+   * after `maxStartFailures`), is excused.
    */
   checkHaLiveness(): void {
     if (this.outages.size === 0) return
     const connected = this.faults.majorityConnected()
-    const lossless = this.faults.lossless()
+    const boundMs = haBoundMs * (1 + (3 * this.faults.lossPermille()) / 1000)
+    const newPrimary = this.primaryChanges() !== this.primaryChangesSeen
+    this.primaryChangesSeen = this.primaryChanges()
     for (const outage of [...this.outages.values()]) {
       // A node whose hypervisor cannot start is alive and heard: nothing moves its HA systems
       // (the design has no promise for it yet), so its outages do not count while it lasts.
       const from = this.sim.byId.get(outage.from)
-      if (!connected || !lossless || (from !== undefined && this.faults.serviceDown(from))) {
+      if (!connected || newPrimary || (from !== undefined && this.faults.serviceDown(from))) {
         outage.sinceUs = this.sim.nowUs
         continue
       }
-      if (this.sim.nowUs - outage.sinceUs <= haBoundMs * 1000) continue
+      if (this.sim.nowUs - outage.sinceUs <= boundMs * 1000) continue
       this.outages.delete(outage.system)
       const spec = this.latestSpec(outage.system)
       if (spec === undefined || !spec.ha || spec.desired === "stopped") continue
@@ -98,7 +108,7 @@ export class VmChecker {
       if (owner !== undefined && owner.vmm.startFailuresOf(domainNameOf(outage.system)) > 0) continue
       this.sim.violate(
         "ha",
-        `HA system ${outage.system} of ${outage.from} (crashed at ${Math.floor(outage.atUs / 1000)} ms) has not run again for ${haBoundMs} ms with a majority connected; its spec places it on ${spec.node ?? "no node"}`,
+        `HA system ${outage.system} of ${outage.from} (crashed at ${Math.floor(outage.atUs / 1000)} ms) has not run again for ${Math.round(boundMs)} ms with a majority connected; its spec places it on ${spec.node ?? "no node"}`,
       )
     }
   }
@@ -130,8 +140,10 @@ export class VmChecker {
         const state = node.vmm.stateOf(domain)
         return isActive(state) ? [`${node.id}:${state}`] : []
       })
-      const expected = spec.desired === "stopped" ? [] : [`${spec.node}:${spec.desired}`]
       const owner = this.sim.nodes.find((node) => node.id === spec.node)
+      // A system that is not HA stays with its node, down for good or not: nothing runs it.
+      const stranded = owner !== undefined && this.faults.isLost(owner) && !spec.ha
+      const expected = spec.desired === "stopped" || stranded ? [] : [`${spec.node}:${spec.desired}`]
       const gaveUp =
         owner !== undefined &&
         owner.vmm.startFailuresOf(domain) >= defaultHypervisorTimings.maxStartFailures &&
