@@ -7,7 +7,7 @@
 
 import type { Message } from "../core/monitor/election.ts"
 import type { Output } from "../core/node/node.ts"
-import { clockOffsetToleratedMs, ReplayWindow } from "../core/transport/replay.ts"
+import { clockOffsetToleratedMs, ReplayWindow, reorderToleratedUs } from "../core/transport/replay.ts"
 import type { Delivery, Seal, Sim } from "./events.ts"
 import type { Faults } from "./faults.ts"
 import type { SimNode } from "./host.ts"
@@ -45,7 +45,7 @@ export class Network {
   /** A new process's transport: a new replay window, taking datagrams sealed from its start on. */
   started(node: SimNode, localMs: number): void {
     node.replayWindow = new ReplayWindow(
-      1024,
+      reorderToleratedUs,
       BigInt((localMs - clockOffsetToleratedMs) * 1000),
       clockOffsetToleratedMs * 1000,
     )

@@ -19,8 +19,9 @@
  * from the cluster key with HKDF, each for its own purpose.
  *
  * A receiver keeps, per sender — the authenticated id, never the socket address — its latest
- * incarnation, the highest counter seen in it and which of the 1024 below it arrived (the IPsec
- * anti-replay window). A higher incarnation (the sender restarted; it is its durable restart
+ * incarnation, the highest counter seen in it and which counters below it arrived, over the last
+ * 200 ms of the counter (an anti-replay window as IPsec keeps one, spanning time rather than a
+ * count, since the counter is a clock). A higher incarnation (the sender restarted; it is its durable restart
  * count) starts a new window; anything from an older one is a replay. The counter never falls
  * below the sender's wall clock in microseconds (a hybrid clock: max(last + 1, now)), so a
  * receiver that restarted takes nothing sealed well before its own start (core/transport/replay.ts).
@@ -37,7 +38,7 @@ import {
 } from "node:crypto"
 import { fnv1a32 } from "../../core/hash.ts"
 import type { Channel, DropReason } from "../../core/ports/transport.ts"
-import { ReplayWindow } from "../../core/transport/replay.ts"
+import { ReplayWindow, reorderToleratedUs } from "../../core/transport/replay.ts"
 
 const maxSenderBytes = 63
 /** The largest overhead either form adds to a payload (a sender id of the longest, 63 bytes). */
@@ -53,7 +54,6 @@ const deriveKey = (key: Uint8Array, purpose: string) =>
   Buffer.from(hkdfSync("sha256", key, Buffer.alloc(0), `acp ${purpose}`, 32))
 const channelCodes: Record<Channel, number> = { cdb: 1, monitor: 2 }
 const tagLength = 16
-const windowSize = 1024
 
 export class Sealer {
   private counter: bigint
@@ -182,7 +182,7 @@ export class Opener {
   ) {
     this.destinations = destinations === undefined ? undefined : new Set(destinations.map(destinationHash))
     this.window = new ReplayWindow(
-      windowSize,
+      reorderToleratedUs,
       BigInt(Math.floor(startedMicros - toleratedOffsetMicros)),
       toleratedOffsetMicros,
     )

@@ -102,6 +102,10 @@ interface RunningService {
   /** When to read the store again (a change it reads came in), or Infinity. */
   viewAtMs: number
   primaryAtMs: number
+  /** Whether its last step saw a caught-up store (`Authority.caughtUp`). */
+  steppedCaughtUp: boolean
+  /** Whether its last primary round came while this primary's store was not in sync (and did nothing). */
+  roundMissed: boolean
 }
 
 const electionFacts: ReadonlySet<string> = new Set([
@@ -221,6 +225,7 @@ export class NodeCore {
         // recovered while every real write failed.)
         if (this.storeFailure !== undefined && this.persists.length > 0)
           this.probeAtMs = this.nowMs + this.config.timings.storeProbeMs
+        this.wakeOnCaughtUp()
         return
       }
       case "MonitorMessage":
@@ -313,8 +318,7 @@ export class NodeCore {
         this.stepService(name, service, { _tag: "DeadlineReached" })
       if (service.core.primaryRound !== undefined && now >= service.primaryAtMs) {
         service.primaryAtMs = now + (service.core.primaryEveryMs ?? 250)
-        if (this.election.isPrimary(now))
-          this.serviceStepped(name, service, service.core.primaryRound(this.context()), "round")
+        if (this.election.isPrimary(now)) this.primaryRound(name, service)
       }
     }
   }
@@ -679,6 +683,8 @@ export class NodeCore {
         pending: new PendingWrites(this.config.timings.serviceRetryMs),
         deadlineMs: never,
         viewAtMs: never,
+        steppedCaughtUp: false,
+        roundMissed: false,
         primaryAtMs: this.nowMs,
       }
       this.services.set(name, service)
@@ -689,12 +695,46 @@ export class NodeCore {
     }
   }
 
+  /**
+   * The datagram that closes the store's last known gap wakes, at once, every service whose last
+   * step saw a store not caught up, and runs the primary round a primary skipped for a store not
+   * in sync: a service that may act only on a caught-up store (the hypervisor starts an HA
+   * system only then; the primary moves and releases them only then) gets its chance in the very
+   * step the store is caught up. Under steady reordering the store has no gap only for moments
+   * (4% of the time at 40 ms of jitter and 200 writes/s), which a view read 10 ms later, or the
+   * next round 250 ms later, missed: an HA system of a restarted node stayed down for 35 s
+   * (found by counting HA liveness under reordering too, seed 1000083).
+   */
+  private wakeOnCaughtUp(): void {
+    if (this.services.size === 0 || this.cdb.syncState().gaps > 0) return
+    const authority = this.authority()
+    for (const [name, service] of [...this.services]) {
+      if (this.services.get(name) !== service) continue
+      if (!service.steppedCaughtUp && authority.caughtUp) {
+        service.viewAtMs = never
+        this.stepService(name, service, { _tag: "ViewChanged" })
+      }
+      if (service.roundMissed && authority.isPrimary && authority.inSyncSincePrimary)
+        this.primaryRound(name, service)
+    }
+  }
+
+  private primaryRound(name: ServiceName, service: RunningService): void {
+    const round = service.core.primaryRound
+    if (round === undefined) return
+    const context = this.context()
+    service.roundMissed = !context.authority.inSyncSincePrimary
+    this.serviceStepped(name, service, round(context), "round")
+  }
+
   private stepService(
     name: ServiceName,
     service: RunningService,
     input: Parameters<ServiceCore<ServiceName>["step"]>[0],
   ): void {
-    this.serviceStepped(name, service, service.core.step(input, this.context()))
+    const context = this.context()
+    service.steppedCaughtUp = context.authority.caughtUp !== false
+    this.serviceStepped(name, service, service.core.step(input, context))
   }
 
   private serviceStepped(

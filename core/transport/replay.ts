@@ -28,23 +28,37 @@
  */
 export const clockOffsetToleratedMs = 100
 
+/**
+ * How far out of order a sender's datagrams may arrive and still be taken: the window spans this
+ * much of the sender's counter, which is a clock in microseconds. A window of 1024 counters (the
+ * IPsec bitmap this replaced) spanned a millisecond of such a clock: a datagram overtaken by one
+ * sent a millisecond later was dropped as a replay — three of four from a relay during a
+ * snapshot at 40 ms of jitter, so the snapshot never completed (found by counting HA liveness
+ * under reordering, seed 1000083). A datagram later than this is dropped, and repaired like a
+ * lost one.
+ */
+export const reorderToleratedUs = 200_000
+
 interface Window {
   incarnation: number
-  highest: bigint
-  /** Bit i set: counter highest - i has been seen. */
-  seen: bigint
+  highest: number
+  /** The counters seen within the span below `highest`, ascending. */
+  seen: Array<number>
 }
 
 export class ReplayWindow {
   private readonly windows = new Map<string, Window>()
-  private readonly size: bigint
+  private readonly spanUs: number
   private readonly freshFrom: bigint
   private readonly startedAt: bigint
   private readonly graceUs: number
 
-  /** `freshFrom`: the receiver's start less the tolerated clock offset (`graceUs`). */
-  constructor(size = 1024, freshFrom = 0n, graceUs = 0) {
-    this.size = BigInt(size)
+  /**
+   * `spanUs`: how far below the highest counter seen a counter is still taken (once);
+   * `freshFrom`: the receiver's start less the tolerated clock offset (`graceUs`).
+   */
+  constructor(spanUs = reorderToleratedUs, freshFrom = 0n, graceUs = 0) {
+    this.spanUs = spanUs
     this.freshFrom = freshFrom
     this.startedAt = freshFrom + BigInt(graceUs)
     this.graceUs = graceUs
@@ -56,24 +70,36 @@ export class ReplayWindow {
    */
   accept(sender: string, incarnation: number, counter: bigint, sinceStartUs = 0): boolean {
     if (counter < this.startedAt && sinceStartUs > this.graceUs) return false
+    // Counters are microseconds of a wall clock: well within a double's exact integers.
+    const value = Number(counter)
     const window = this.windows.get(sender)
     if (window === undefined || incarnation > window.incarnation) {
       if (counter < this.freshFrom) return false
-      this.windows.set(sender, { incarnation, highest: counter, seen: 1n })
+      this.windows.set(sender, { incarnation, highest: value, seen: [value] })
       return true
     }
     if (incarnation < window.incarnation) return false
-    if (counter > window.highest) {
-      const shift = counter - window.highest
-      window.seen = shift >= this.size ? 1n : ((window.seen << shift) | 1n) & ((1n << this.size) - 1n)
-      window.highest = counter
+    const seen = window.seen
+    if (value > window.highest) {
+      window.highest = value
+      seen.push(value)
+      const floor = value - this.spanUs
+      let drop = 0
+      while (drop < seen.length && seen[drop]! <= floor) drop++
+      if (drop > 0) seen.splice(0, drop)
       return true
     }
-    const back = window.highest - counter
-    if (back >= this.size) return false
-    const bit = 1n << back
-    if ((window.seen & bit) !== 0n) return false
-    window.seen |= bit
+    if (value <= window.highest - this.spanUs) return false
+    // Binary search for the first counter not below this one.
+    let low = 0
+    let high = seen.length
+    while (low < high) {
+      const middle = (low + high) >>> 1
+      if (seen[middle]! < value) low = middle + 1
+      else high = middle
+    }
+    if (seen[low] === value) return false
+    seen.splice(low, 0, value)
     return true
   }
 }

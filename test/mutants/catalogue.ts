@@ -91,6 +91,14 @@ export const catalogue: ReadonlyArray<Mutant> = [
     replace: "      if (log === undefined) {",
     why: "a request older than the retained log is answered from the log's start (a hole) instead of with a snapshot",
   },
+  {
+    name: "dead-holder-asked-forever",
+    covers: "repair ranges",
+    file: "core/cdb/node.ts",
+    find: '      if (this.memberState(gap.holder === this.config.self ? origin : gap.holder) === "dead") {',
+    replace: "      if (false) {",
+    why: "a gap keeps asking its holder after the holder died, though a survivor holds the changes",
+  },
   // ---- the CDB: digests and flow control ---------------------------------------------------
   {
     name: "digest-counts-buffered",
@@ -221,6 +229,40 @@ export const catalogue: ReadonlyArray<Mutant> = [
     replace:
       "    if (input.nowMs < certainlyStoppedAtMs(input, node) || input.metaOf(id, node) !== undefined) continue\n",
     why: "a lost node's HA systems move only if it never reported them: a node that ran them and died keeps them for good",
+  },
+  {
+    name: "migration-to-dead-stuck",
+    covers: "slot expiry",
+    file: "core/hypervisor/ha.ts",
+    find: "      if (heard) {\n        actions.push({\n          _tag: \"Release\",",
+    replace: "      if (false) {\n        actions.push({\n          _tag: \"Release\",",
+    why: "a system stopped for a cold migration to a node that then died waits for that node for good",
+  },
+  // ---- the hypervisor's own core ----------------------------------------------------------
+  {
+    name: "start-despite-claim",
+    covers: "hypervisor",
+    file: "core/hypervisor/hypervisor.ts",
+    find: '    if (claimedElsewhere !== undefined && (desired === "running" || desired === "paused")) {',
+    replace: '    if (claimedElsewhere !== undefined && desired === "paused") {',
+    why: "a node starts a system another node still reports running (the claim is checked only for a paused one)",
+  },
+  // ---- alarms -------------------------------------------------------------------------------
+  {
+    name: "service-alarm-inverted",
+    covers: "alarms",
+    file: "core/node/health.ts",
+    find: '      serviceFailing(status) && memberState(status.node) === "alive",',
+    replace: '      serviceFailing(status) && memberState(status.node) !== "alive",',
+    why: "a failing service is alarmed only while its node is not alive (the condition the wrong way round)",
+  },
+  {
+    name: "unreachable-never-clears",
+    covers: "alarms",
+    file: "core/monitor/alarms.ts",
+    find: '  name: "node-unreachable",\n  severity: "major",\n  raiseAfterMs: 3_000,\n  clearAfterMs: 2_000,',
+    replace: '  name: "node-unreachable",\n  severity: "major",\n  raiseAfterMs: 3_000,\n  clearAfterMs: 2_000_000,',
+    why: "a node-unreachable alarm waits half an hour (a unit slip) before it clears once the node is back",
   },
 ]
 

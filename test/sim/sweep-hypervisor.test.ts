@@ -36,6 +36,17 @@ describe("regressions with the hypervisor: a node back from a partition starting
   sweep(5346, 5346, { durationMs: 30_000, systems: 12 })
 })
 
+describe("regressions with a node down for good (fault stay-down)", () => {
+  // The survivors asked the dead origin, forever, for the changes of its stream another
+  // survivor held: a gap keeps its holder, and the holder was the dead node. A gap whose holder
+  // is dead is now forgotten, and noted again from a live member's digest.
+  sweep(44, 44, { domains: 2, durationMs: 20_000, systems: 4 })
+  sweep(112, 112, { domains: 1, durationMs: 20_000, systems: 4 })
+  // The operator asked for a cold migration to the node that then died: its node stopped the
+  // system and waited for a move that could never come. The primary now gives it back.
+  sweep(263, 263, { domains: 1, durationMs: 20_000, systems: 4 })
+})
+
 describe("regressions: a restarted relay's digests dropped by the other relays as old", () => {
   // They remembered its digest numbers from before the crash, so its domain's peers elsewhere
   // declared it dead for as long as it had been up before, and the primary never released its
