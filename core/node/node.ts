@@ -388,6 +388,11 @@ export class NodeCore {
         case "MemberChanged":
           this.memberView.set(output.node, { state: output.state, sinceMs: this.nowMs })
           this.outputs.push(output)
+          // What a service reads depends on who is alive (a dead node's meta slots no longer
+          // count, its claim on a system included): every service reads the store again. A
+          // node kept waiting, for good, on the claim of a node that had died since it read it
+          // (seed 1000101).
+          this.changed(undefined)
           break
         case "ArmDeadline":
           this.cdbAtMs = output.atMs

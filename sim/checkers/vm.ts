@@ -88,7 +88,7 @@ export class VmChecker {
    */
   checkHaLiveness(): void {
     if (this.outages.size === 0) return
-    const connected = this.faults.majorityConnected()
+    const connected = this.faults.majorityConnected(true)
     const boundMs = haBoundMs * (1 + (3 * this.faults.lossPermille()) / 1000)
     const newPrimary = this.primaryChanges() !== this.primaryChangesSeen
     this.primaryChangesSeen = this.primaryChanges()

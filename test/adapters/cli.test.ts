@@ -98,7 +98,9 @@ describe("acp (bundled CLI)", () => {
       // found at the node's restart, not a liveness failure at the end.
       const lied = acp("sim", "--seed", "3", "--duration", "20s", "--faults", "fsync-lie")
       expect(lied.status).toBe(4)
-      expect(lied.stdout).toMatch(/VIOLATION durability at \d+ ms: n\d acknowledged its changes up to #\d+, but its store, at its restart, ends at #\d+/)
+      expect(lied.stdout).toMatch(
+        /VIOLATION durability at \d+ ms: n\d acknowledged its changes up to #\d+, but its store, at its restart, ends at #\d+/,
+      )
       const usage = acp("sim", "--faults", "gremlins")
       expect(usage.status).toBe(2)
       expect(usage.stderr).toContain("unknown fault(s) gremlins")

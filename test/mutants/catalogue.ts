@@ -234,8 +234,8 @@ export const catalogue: ReadonlyArray<Mutant> = [
     name: "migration-to-dead-stuck",
     covers: "slot expiry",
     file: "core/hypervisor/ha.ts",
-    find: "      if (heard) {\n        actions.push({\n          _tag: \"Release\",",
-    replace: "      if (false) {\n        actions.push({\n          _tag: \"Release\",",
+    find: '      if (heard) {\n        actions.push({\n          _tag: "Release",',
+    replace: '      if (false) {\n        actions.push({\n          _tag: "Release",',
     why: "a system stopped for a cold migration to a node that then died waits for that node for good",
   },
   // ---- the hypervisor's own core ----------------------------------------------------------
@@ -261,7 +261,8 @@ export const catalogue: ReadonlyArray<Mutant> = [
     covers: "alarms",
     file: "core/monitor/alarms.ts",
     find: '  name: "node-unreachable",\n  severity: "major",\n  raiseAfterMs: 3_000,\n  clearAfterMs: 2_000,',
-    replace: '  name: "node-unreachable",\n  severity: "major",\n  raiseAfterMs: 3_000,\n  clearAfterMs: 2_000_000,',
+    replace:
+      '  name: "node-unreachable",\n  severity: "major",\n  raiseAfterMs: 3_000,\n  clearAfterMs: 2_000_000,',
     why: "a node-unreachable alarm waits half an hour (a unit slip) before it clears once the node is back",
   },
 ]

@@ -10,11 +10,14 @@ import { describe, expect, it } from "vitest"
 import { catalogue, plant } from "./catalogue.ts"
 
 describe("the mutation catalogue", () => {
-  it.each(catalogue.map((mutant) => [mutant.name, mutant] as const))("%s still applies to its file", (_, mutant) => {
-    const source = readFileSync(mutant.file, "utf8")
-    const planted = plant(mutant, source)
-    expect(planted).not.toBe(source)
-  })
+  it.each(catalogue.map((mutant) => [mutant.name, mutant] as const))(
+    "%s still applies to its file",
+    (_, mutant) => {
+      const source = readFileSync(mutant.file, "utf8")
+      const planted = plant(mutant, source)
+      expect(planted).not.toBe(source)
+    },
+  )
 
   it("names each mutant once and covers every promise the design makes", () => {
     expect(new Set(catalogue.map((mutant) => mutant.name)).size).toBe(catalogue.length)
@@ -50,6 +53,8 @@ describe("the mutation catalogue", () => {
       { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 },
     )
     expect(output).toContain("1 of 1 mutants caught")
-    expect(output).toMatch(/\| digest-counts-buffered \| digests \| yes \| [\d.]+ \| \d+ \| digest \| yes \| yes \|/)
+    expect(output).toMatch(
+      /\| digest-counts-buffered \| digests \| yes \| [\d.]+ \| \d+ \| digest \| yes \| yes \|/,
+    )
   }, 150_000)
 })

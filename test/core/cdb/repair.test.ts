@@ -28,7 +28,9 @@ describe("CDB repair when an origin dies", () => {
     const c = new CdbNode({ ...defaultCdbConfig, self: "c", members }, 0)
     // a announces 10 changes, none of which reached c; b holds the first 6.
     c.handle(digest("a", 10), 1)
-    expect(nacks(c.handle({ _tag: "DeadlineReached" }, 10))).toEqual([{ target: "a", origin: "a", from: 1, to: 10 }])
+    expect(nacks(c.handle({ _tag: "DeadlineReached" }, 10))).toEqual([
+      { target: "a", origin: "a", from: 1, to: 10 },
+    ])
     // a falls silent for good; b keeps announcing what it holds.
     let asked: ReturnType<typeof nacks> = []
     for (let nowMs = 200; nowMs <= defaultCdbConfig.deadAfterMs + 1000; nowMs += 200) {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest"
 import { haActions } from "../../../core/hypervisor/ha.ts"
 import type { SystemSpecValue } from "../../../core/hypervisor/hypervisor.ts"
-import type { NodeId } from "../../../core/model/ids.ts"
 import { defaultSchedulerPolicy } from "../../../core/hypervisor/scheduler.ts"
+import type { NodeId } from "../../../core/model/ids.ts"
 
 const spec: SystemSpecValue = {
   name: "vm1",
@@ -34,7 +34,15 @@ const round = (target: { readonly id: string; readonly alive: boolean }) =>
     systems: [{ id: "vm1", spec }],
     // n1 stopped vm1 for a cold migration to the target, in the system's current epoch.
     metaOf: (_, of) =>
-      of === "n1" ? { state: "stopped", sinceMs: 90_000, domainName: "acp-vm1", epoch: 3, handoverTo: target.id as NodeId } as const : undefined,
+      of === "n1"
+        ? ({
+            state: "stopped",
+            sinceMs: 90_000,
+            domainName: "acp-vm1",
+            epoch: 3,
+            handoverTo: target.id as NodeId,
+          } as const)
+        : undefined,
     lastHeardMs: () => 99_900,
     nodes: [node("n1", true), node("n2", true), node(target.id, target.alive)],
     timings: { haFenceMs: 4_000, quorumWindowMs: 1_000, marginMs: 500 },
@@ -43,7 +51,9 @@ const round = (target: { readonly id: string; readonly alive: boolean }) =>
 
 describe("HA: a cold migration", () => {
   it("moves the system to its target once its node has stopped it", () => {
-    expect(round({ id: "n3", alive: true })).toMatchObject([{ _tag: "Move", system: "vm1", from: "n1", to: "n3" }])
+    expect(round({ id: "n3", alive: true })).toMatchObject([
+      { _tag: "Move", system: "vm1", from: "n1", to: "n3" },
+    ])
   })
 
   it("gives the system back to its node when the target cannot take it (it died meanwhile)", () => {
