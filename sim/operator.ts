@@ -105,6 +105,7 @@ export class Operator {
       nowMs: node.localMs(sim.nowUs),
       nodes: sim.nodes.map((member) => member.id),
       live: liveNodes(node.core!.capacities()),
+      inSync: node.core!.authority().caughtUp,
     })
     if (!("task" in plan)) return
     this.operations++

@@ -137,6 +137,7 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
             nowMs,
             nodes: node.status().members.map((member) => member.id),
             live: liveNodes(node.capacities()),
+            inSync: node.inSync(),
           })
           if ("reason" in plan) {
             if (plan.reason === "no-such-system")

@@ -97,6 +97,8 @@ export interface RunningNode {
   ) => ReadonlyArray<{ readonly node: string; readonly value: Uint8Array }>
   /** The nodes as the scheduler sees them. */
   readonly capacities: () => ReadonlyArray<NodeCapacity>
+  /** Whether this node's store is caught up with a majority (a spec read here is not stale). */
+  readonly inSync: () => boolean
   /** The supervisor's report of one of this node's services. */
   readonly serviceState: (report: {
     readonly name: string
@@ -448,6 +450,7 @@ export const startNode = (
           return value === undefined ? [] : [{ node: member.id, value }]
         }),
       capacities: () => core.capacities(),
+      inSync: () => core.authority().caughtUp,
       serviceState: (report) =>
         step({
           _tag: "ServiceState",

@@ -30,6 +30,14 @@ export interface OperationRequest {
   readonly nodes: ReadonlyArray<string>
   /** The nodes that can act now (alive, not fenced); a task for any other would only wait. */
   readonly live: ReadonlyArray<string>
+  /**
+   * Whether the store the spec was read from is caught up with a majority (`Authority.caughtUp`).
+   * An operation that writes the spec back writes all of it: from a stale store it would undo
+   * what it has not seen — a migration, say, after which the system ran on two nodes (found by
+   * the simulator, seed 3000397: a start through a node cut off for 20 s). Such operations are
+   * refused there, as Proxmox VE keeps a node without quorum read-only.
+   */
+  readonly inSync: boolean
 }
 
 export type OperationPlan = {
@@ -39,7 +47,13 @@ export type OperationPlan = {
 }
 
 export interface OperationRefused {
-  readonly reason: "no-such-system" | "unknown-operation" | "invalid" | "not-placed" | "node-unavailable"
+  readonly reason:
+    | "no-such-system"
+    | "unknown-operation"
+    | "invalid"
+    | "not-placed"
+    | "node-unavailable"
+    | "not-in-sync"
   readonly message: string
 }
 
@@ -92,6 +106,12 @@ export const planOperation = (request: OperationRequest): OperationPlan | Operat
     }
   }
   const invalid = (message: string): OperationRefused => ({ reason: "invalid", message })
+  const writesSpec = ["start", "resume", "stop", "suspend", "attach"].includes(operation)
+  if (writesSpec && !request.inSync)
+    return {
+      reason: "not-in-sync",
+      message: `this node's store is not caught up with a majority (it may lack newer changes to ${system}): retry shortly, or ask another node`,
+    }
   switch (operation as SystemOperation) {
     case "start":
     case "resume":

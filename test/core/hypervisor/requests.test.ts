@@ -15,7 +15,7 @@ const spec = {
   epoch: 0,
 } as unknown as SystemSpecValue
 
-const request = (operation: string, live: ReadonlyArray<string>) => ({
+const request = (operation: string, live: ReadonlyArray<string>, inSync = true) => ({
   system: "web",
   spec,
   operation,
@@ -23,6 +23,7 @@ const request = (operation: string, live: ReadonlyArray<string>) => ({
   nowMs: 1_000,
   nodes: ["n1", "n2", "n3"],
   live,
+  inSync,
 })
 
 describe("planOperation", () => {
@@ -39,6 +40,12 @@ describe("planOperation", () => {
     const plan = planOperation(request("destroy", ["n1"]))
     expect(plan).toMatchObject({ system: null, task: { owner: "n2", state: "succeeded" } })
     expect("task" in plan && plan.task.log.at(-1)?.line).toContain("n2 removes its domain when it is back")
+  })
+
+  it("refuses, through a node whose store is not caught up, what would write the spec back; a task alone it takes", () => {
+    for (const operation of ["start", "stop", "suspend", "resume"])
+      expect(planOperation(request(operation, ["n2"], false))).toMatchObject({ reason: "not-in-sync" })
+    expect(planOperation(request("reboot", ["n2"], false))).toMatchObject({ system: undefined, task: { owner: "n2" } })
   })
 
   it("gives a live node's system a queued task", () => {
