@@ -45,7 +45,10 @@ describe("planOperation", () => {
   it("refuses, through a node whose store is not caught up, what would write the spec back; a task alone it takes", () => {
     for (const operation of ["start", "stop", "suspend", "resume"])
       expect(planOperation(request(operation, ["n2"], false))).toMatchObject({ reason: "not-in-sync" })
-    expect(planOperation(request("reboot", ["n2"], false))).toMatchObject({ system: undefined, task: { owner: "n2" } })
+    expect(planOperation(request("reboot", ["n2"], false))).toMatchObject({
+      system: undefined,
+      task: { owner: "n2" },
+    })
   })
 
   it("gives a live node's system a queued task", () => {
