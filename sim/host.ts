@@ -123,6 +123,8 @@ export class Hosts {
   private readonly electionTimings: ElectionTimings
   driverCalls = 0
   haMoves = 0
+  /** Crashes that came inside a step (fault "crash", half of them). */
+  crashesInStep = 0
 
   constructor(
     sim: Sim,
@@ -327,6 +329,7 @@ export class Hosts {
 
   private crashInStep(node: SimNode): void {
     node.crashInStep = undefined
+    this.crashesInStep++
     this.crash(node, 0)
   }
 

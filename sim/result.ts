@@ -32,6 +32,8 @@ export interface SimResult {
   readonly acknowledgedWrites: number
   /** Steps whose commit a node's store refused (fault "disk-full"), each undone. */
   readonly commitsRefused: number
+  /** Crashes that came inside a step, after a part of its commit and outputs (fault "crash"). */
+  readonly crashesInStep: number
   /** Fault "service-failure": windows the service-alarm checker checked (the others had a fault in the way). */
   readonly serviceAlarmChecks: number
   /** Fault "replay": datagrams the adversary played back, and those the receivers' windows dropped. */

@@ -395,6 +395,7 @@ export class World implements Sim {
       changesApplied: counters.reduce((sum, counter) => sum + (counter?.changesApplied ?? 0), 0),
       acknowledgedWrites: this.durability.count,
       commitsRefused: this.stream.commitsRefused,
+      crashesInStep: this.hosts.crashesInStep,
       serviceAlarmChecks: this.serviceAlarm.checks,
       replays: { sent: this.network.replaysSent, dropped: this.network.replaysDropped },
       acknowledgedByNode: this.nodes.map((node) => this.durability.byNode(node.id)),

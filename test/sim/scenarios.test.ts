@@ -108,6 +108,36 @@ describe("simulator checkers", () => {
     expect(result.violations.some((violation) => violation.checker === "canary")).toBe(true)
   })
 
+  it("crashes come inside steps too (after a part of a step's commit and outputs), and every acknowledged write survives them", () => {
+    let inStep = 0
+    for (let seed = 1; seed <= 12; seed++) {
+      const result = simulate({
+        ...defaultSimOptions,
+        seed,
+        durationMs: 20_000,
+        faults: ["crash", "loss", "reordering"],
+        systems: 4,
+      })
+      expect(result.violations, result.replay).toEqual([])
+      inStep += result.crashesInStep
+    }
+    expect(inStep).toBeGreaterThan(3)
+  })
+
+  it("a node down for good (fault stay-down): the survivors converge on what they hold of its stream, its HA systems run elsewhere", () => {
+    const result = scenario({
+      durationMs: 20_000,
+      systems: 8,
+      events: [{ kind: "stay-down", atMs: 10_000, durationMs: 0, node: 4 }],
+    })
+    expect(result.violations, result.replay).toEqual([])
+    expect(result.converged).toBe(true)
+    // n5 ran two HA systems (vm5, vm6): both run elsewhere, each within the HA bound.
+    expect(result.hypervisor.created.filter((system) => system.node === "n5" && system.ha)).toHaveLength(2)
+    expect(result.hypervisor.failoverSamplesMs).toHaveLength(2)
+    for (const ms of result.hypervisor.failoverSamplesMs) expect(ms).toBeLessThan(15_000)
+  })
+
   it("the unsafe fsync-lie fault (a disk that forgets acknowledged writes) is caught", () => {
     const result = simulate({ ...defaultSimOptions, seed: 3, durationMs: 20_000, faults: ["fsync-lie"] })
     expect(result.violations.length).toBeGreaterThan(0)

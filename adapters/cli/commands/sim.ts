@@ -172,6 +172,7 @@ export const summarise = (result: SimResult, wallMs: number) => ({
   changesApplied: result.changesApplied,
   acknowledgedWrites: result.acknowledgedWrites,
   commitsRefused: result.commitsRefused,
+  crashesInStep: result.crashesInStep,
   replays: result.replays,
   snapshotsInstalled: result.snapshotsInstalled,
   nacksSent: result.nacksSent,
