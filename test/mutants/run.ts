@@ -29,6 +29,7 @@ const { values: args } = parseArgs({
     budget: { type: "string", default: "60" },
     workers: { type: "string", default: String(availableParallelism()) },
     "no-shrink": { type: "boolean", default: false },
+    "shrink-trials": { type: "string", default: "30" },
     out: { type: "string" },
   },
 })
@@ -226,14 +227,21 @@ for (const [index, mutant] of selected.entries()) {
   let shrunk: string | undefined
   if (!args["no-shrink"]) {
     progress.update(`${label}: caught by seed ${failure.seed}; shrinking`)
-    const shrinking = await runPrinted(cli, failure.replay, ["--shrink"], 600_000)
+    // Bounded: a candidate is a whole replay (a liveness failure runs its full minute after the
+    // heal), so the first passes (whole fault events dropped, rates zeroed) are what fits.
+    const shrinking = await runPrinted(
+      cli,
+      failure.replay,
+      ["--shrink", "--shrink-trials", String(args["shrink-trials"])],
+      300_000,
+    )
     const report = shrinking.json?.shrunk as
       | { readonly schedule: { readonly events: ReadonlyArray<unknown> }; readonly replay: string }
       | undefined
     const scenario = shrinking.json?.scenario as
       | { readonly schedule: { readonly events: ReadonlyArray<unknown> } }
       | undefined
-    if (report === undefined) shrunk = "no"
+    if (report === undefined) shrunk = shrinking.code === null ? "no (timed out)" : "no"
     else {
       const again = await runPrinted(cli, report.replay, [], 120_000)
       shrunk =

@@ -209,6 +209,10 @@ const runCommand = Command.make(
       Flag.withDescription("If the run fails, shrink it to a minimal fault schedule"),
       Flag.withDefault(false),
     ),
+    shrinkTrials: Flag.Int("shrink-trials").pipe(
+      Flag.withDescription("With --shrink: how many candidate runs at most (each a full replay)"),
+      Flag.withDefault(200),
+    ),
     schedule: Flag.String("schedule").pipe(
       Flag.withDescription("Replay with this fault schedule (printed by --shrink)"),
       Flag.optional,
@@ -228,10 +232,11 @@ const runCommand = Command.make(
       let shrunk: ReturnType<typeof shrink> | undefined
       if (input.shrink && outcome !== "ok") {
         const progress = progressOn(process.stderr, !input.json)
-        shrunk = shrink(options, result, 200, (step) =>
+        const trials = Math.max(1, input.shrinkTrials)
+        shrunk = shrink(options, result, trials, (step) =>
           progress.update(
             `shrinking: trial ${step.trial}${step.accepted ? `, kept: ${step.description}` : ""}`,
-            step.trial / 200,
+            step.trial / trials,
           ),
         )
         progress.done()
