@@ -10,6 +10,8 @@ import type { FaultEvent } from "./scenario.ts"
 export class Faults {
   private readonly sim: Sim
   readonly active = new Set<FaultEvent>()
+  /** The primary each "drift-beyond-bound" window cut off, by index, while the window lasts. */
+  readonly slewed = new Map<FaultEvent, number>()
   /** Nodes down for good (fault "stay-down"), by index: never restarted, not even at the heal. */
   readonly lost = new Set<number>()
 
@@ -30,6 +32,11 @@ export class Faults {
         case "flapping": {
           const phase = Math.floor((this.sim.nowUs / 1000 - fault.atMs) / fault.periodMs)
           if ((fault.node === from || fault.node === to) && phase % 2 === 0) return true
+          break
+        }
+        case "drift-beyond-bound": {
+          const isolated = this.slewed.get(fault)
+          if (isolated !== undefined && (isolated === from || isolated === to)) return true
           break
         }
         case "crash":

@@ -43,7 +43,11 @@ export class SimNode {
   readonly id: string
   readonly index: number
   readonly domain: string
-  readonly driftPpm: number
+  /** Its clock's drift now, in parts per million (it changes only under "drift-beyond-bound"). */
+  driftPpm: number
+  /** Where the clock's current rate began: global µs, and the local µs it read then. */
+  private anchorUs = 0
+  private anchorLocalUs = 0
   /** The host's hypervisor (outlives the node process: a crash takes its domains, though). */
   readonly vmm: SimVmm
   /** The node's composition; null while the node is down. */
@@ -95,12 +99,25 @@ export class SimNode {
 
   /** This host's clock (its drift applied) at global time `nowUs`. */
   localMs(nowUs: number): number {
-    return Math.floor((nowUs * (1_000_000 + this.driftPpm)) / 1_000_000_000)
+    return Math.floor(
+      (this.anchorLocalUs + Math.floor(((nowUs - this.anchorUs) * (1_000_000 + this.driftPpm)) / 1_000_000)) /
+        1000,
+    )
   }
 
-  /** The global µs at which this host's clock reads `localMs`. */
+  /** The global µs at which this host's clock reads `localMs` (from its current rate on). */
   globalUs(localMs: number): number {
-    return Math.ceil((localMs * 1_000_000_000) / (1_000_000 + this.driftPpm))
+    return (
+      this.anchorUs +
+      Math.ceil(((localMs * 1000 - this.anchorLocalUs) * 1_000_000) / (1_000_000 + this.driftPpm))
+    )
+  }
+
+  /** From global time `nowUs` on, the clock runs at another rate (it never jumps). */
+  changeDrift(nowUs: number, driftPpm: number): void {
+    this.anchorLocalUs += Math.floor(((nowUs - this.anchorUs) * (1_000_000 + this.driftPpm)) / 1_000_000)
+    this.anchorUs = nowUs
+    this.driftPpm = driftPpm
   }
 }
 

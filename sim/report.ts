@@ -38,6 +38,10 @@ export const renderReport = (result: SimResult): string => {
         parts.push(
           `<rect x="${x0}" y="${top + node * rowHeight + 16}" width="${Math.max(1, x1 - x0)}" height="3" fill="#3355cc"/>`,
         )
+    } else if (fault.kind === "drift-beyond-bound") {
+      parts.push(
+        `<rect x="${x0}" y="${top}" width="${Math.max(1, x1 - x0)}" height="${rowsHeight}" fill="#cf3c8a" opacity="0.12"><title>drift beyond the bound (the primary 30% slow and cut off, the others 30% fast), ${fault.atMs}-${fault.atMs + fault.durationMs} ms</title></rect>`,
+      )
     } else if (fault.kind === "replay") {
       parts.push(
         `<rect x="${x0}" y="${top}" width="${Math.max(1, x1 - x0)}" height="${rowsHeight}" fill="#9a3ccf" opacity="0.12"><title>replay (an adversary plays back captured datagrams to every node), ${fault.atMs}-${fault.atMs + fault.durationMs} ms</title></rect>`,

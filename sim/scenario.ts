@@ -31,12 +31,17 @@ export const faultNames = [
 /** "ignore-refused-commit": a driver that carries out a step whose commit its full disk refused (acknowledges, sends). */
 /** "no-replay-window": receivers take every authenticated datagram, seen before or not (the window off). */
 /** "no-service-alarm": nodes whose failing services count neither in health nor in alarms. */
+/**
+ * "drift-beyond-bound": for a window, the primary's clock runs 30% slow and every other 30% fast
+ * (600 times the bound the leases are computed for), and the primary is cut off from them.
+ */
 export const unsafeFaultNames = [
   "fsync-lie",
   "no-fence",
   "ignore-refused-commit",
   "no-replay-window",
   "no-service-alarm",
+  "drift-beyond-bound",
 ] as const
 export type FaultName = (typeof faultNames)[number] | (typeof unsafeFaultNames)[number]
 
@@ -137,6 +142,11 @@ export type FaultEvent =
       readonly durationMs: number
       readonly node: number
     }
+  /**
+   * Unsafe: the primary of the moment runs slow and the others fast, far beyond the drift bound,
+   * and the primary is cut off from them for the window (fault "drift-beyond-bound").
+   */
+  | { readonly kind: "drift-beyond-bound"; readonly atMs: number; readonly durationMs: number }
   /** The node's store refuses every commit (ENOSPC, EIO) for the window: its driver must refuse too. */
   | { readonly kind: "disk-full"; readonly atMs: number; readonly durationMs: number; readonly node: number }
   | {
@@ -284,6 +294,17 @@ export const drawScenario = (options: SimOptions): Scenario => {
     events.push({ kind: "disk-full", ...window })
   for (const { atMs, durationMs } of windows("replay", "replay", "no-replay-window", 500, 3, false))
     events.push({ kind: "replay", atMs, durationMs })
+  // Only when asked for by name: no safe fault draws these windows.
+  if (has(options, "drift-beyond-bound"))
+    for (const { atMs, durationMs } of windows(
+      "beyond",
+      "drift-beyond-bound",
+      "drift-beyond-bound",
+      3_000,
+      3,
+      false,
+    ))
+      events.push({ kind: "drift-beyond-bound", atMs, durationMs })
   // At most one node, so a majority stays (a run of fewer than three nodes has none to lose);
   // never a relay of a cluster of several domains: its domain would be cut off for good (a
   // domain has one relay, and nothing takes its place yet).

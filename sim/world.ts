@@ -55,6 +55,14 @@ const checkIntervalUs = 20_000
  * deadline due again at once): the run stops with a liveness failure and its replay, never a hang.
  */
 export const eventsPerNodeSecond = 20_000
+/**
+ * The delivery budget, checked as the run goes: datagrams delivered may not exceed this many
+ * per node and virtual second plus this many per node and change written (a heavy run takes
+ * about 130 and 3). A relay that forwards forever is stopped within a virtual second, with the
+ * budget named, instead of spending the whole event budget first.
+ */
+export const deliveriesPerNodeSecond = 5_000
+export const deliveriesPerNodeChange = 64
 
 export class World implements Sim {
   readonly options: SimOptions
@@ -180,7 +188,7 @@ export class World implements Sim {
       this.nowUs = next.timeUs
       this.events++
       this.dispatch(next.item)
-      if (this.violations.length > 50) break
+      if (this.violations.length > 50 || this.overBudget !== undefined) break
       if (this.events >= budget) {
         this.overBudget = `the event budget: ${budget} events (${perNodeSecond} per node and virtual second) by ${Math.floor(this.nowUs / 1000)} ms`
         break
@@ -278,6 +286,16 @@ export class World implements Sim {
       return
     }
     this.faults.active.add(fault)
+    if (fault.kind === "drift-beyond-bound") {
+      // The primary of the moment runs 30% slow, every other node 30% fast, and the primary is
+      // cut off: its lease outlasts, in true time, the promises its voters made.
+      const primary = this.election.primaryNow()
+      if (primary === undefined) return
+      this.faults.slewed.set(fault, primary.index)
+      for (const node of this.nodes) node.changeDrift(this.nowUs, node === primary ? -300_000 : 300_000)
+      this.election.primaryGone(primary)
+      return
+    }
     if (fault.kind === "service-failure") {
       // The host restarts; its node comes back with a hypervisor service that cannot start.
       const node = this.nodes[fault.node]!
@@ -294,6 +312,10 @@ export class World implements Sim {
   private faultEnd(fault: FaultEvent): void {
     if (this.healed) return
     this.faults.active.delete(fault)
+    if (fault.kind === "drift-beyond-bound") {
+      if (this.faults.slewed.delete(fault)) this.restoreDrift()
+      return
+    }
     if (fault.kind === "service-failure") {
       const node = this.nodes[fault.node]!
       if (node.core !== null && !this.faults.serviceDown(node)) this.hosts.serviceRuns(node)
@@ -318,8 +340,18 @@ export class World implements Sim {
     }
   }
 
+  /** Every clock back at the rate the schedule drew for it. */
+  private restoreDrift(): void {
+    for (const node of this.nodes)
+      node.changeDrift(this.nowUs, this.scenario.schedule.driftPpm[node.index] ?? 0)
+  }
+
   private heal(): void {
     this.healed = true
+    if (this.faults.slewed.size > 0) {
+      this.faults.slewed.clear()
+      this.restoreDrift()
+    }
     const serviceDown = this.nodes.filter((node) => node.core !== null && this.faults.serviceDown(node))
     this.faults.active.clear()
     for (const node of serviceDown) this.hosts.serviceRuns(node)
@@ -331,6 +363,12 @@ export class World implements Sim {
   }
 
   private check(): void {
+    const nodes = this.options.nodes
+    const deliveryCeiling =
+      deliveriesPerNodeSecond * nodes * (this.nowUs / 1_000_000 + 1) +
+      deliveriesPerNodeChange * nodes * (this.workload.written + 1)
+    if (this.network.delivered > deliveryCeiling && this.overBudget === undefined)
+      this.overBudget = `the delivery budget: ${this.network.delivered} datagrams delivered by ${Math.floor(this.nowUs / 1000)} ms for ${this.workload.written} changes written (at most ${deliveriesPerNodeSecond} per node and virtual second and ${deliveriesPerNodeChange} per node and change)`
     if (this.systems > 0) {
       for (const node of this.nodes) node.vmm.advance(this.nowUs, checkIntervalUs)
       this.vm.checkHaLiveness()

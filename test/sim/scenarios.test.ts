@@ -138,6 +138,21 @@ describe("simulator checkers", () => {
     for (const ms of result.hypervisor.failoverSamplesMs) expect(ms).toBeLessThan(15_000)
   })
 
+  it("clocks drifting far beyond the bound (unsafe drift-beyond-bound) make the lease checker fire", () => {
+    for (let seed = 1; seed <= 3; seed++) {
+      const result = simulate({
+        ...defaultSimOptions,
+        seed,
+        durationMs: 20_000,
+        faults: ["drift-beyond-bound"],
+      })
+      expect(
+        result.violations.some((violation) => violation.checker === "lease"),
+        result.replay,
+      ).toBe(true)
+    }
+  })
+
   it("the unsafe fsync-lie fault (a disk that forgets acknowledged writes) is caught", () => {
     const result = simulate({ ...defaultSimOptions, seed: 3, durationMs: 20_000, faults: ["fsync-lie"] })
     expect(result.violations.length).toBeGreaterThan(0)
