@@ -74,6 +74,11 @@ export interface SimOptions {
    * its replay command names what was drawn.
    */
   readonly drawn?: ReadonlyArray<"domains" | "systems">
+  /**
+   * Stop the run at the first violation of this checker (the shrinker's candidates: what is
+   * asked is only whether they still fail the same way, not what comes after).
+   */
+  readonly stopAt?: string
 }
 
 export interface ElectionTimings {

@@ -43,7 +43,8 @@ export const shrink = (
   const attempt = (candidate: Schedule, description: string): boolean => {
     if (trials >= maxTrials) return false
     trials++
-    const result = simulate({ ...options, schedule: candidate })
+    // A candidate only has to fail the same way: it stops at that checker's first violation.
+    const result = simulate({ ...options, schedule: candidate, stopAt: checker })
     const accepted = failsWith(result, checker)
     const step = { trial: trials, accepted, description }
     steps.push(step)

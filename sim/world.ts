@@ -164,7 +164,11 @@ export class World implements Sim {
 
   violate(checker: string, message: string): void {
     this.violations.push({ checker, message, atMs: Math.floor(this.nowUs / 1000) })
+    if (checker === this.options.stopAt) this.stopped = true
   }
+
+  /** A violation of the checker `stopAt` names came: the run ends there. */
+  private stopped = false
 
   run(): SimResult {
     for (const node of this.nodes) this.hosts.start(node)
@@ -188,7 +192,7 @@ export class World implements Sim {
       this.nowUs = next.timeUs
       this.events++
       this.dispatch(next.item)
-      if (this.violations.length > 50 || this.overBudget !== undefined) break
+      if (this.violations.length > 50 || this.overBudget !== undefined || this.stopped) break
       if (this.events >= budget) {
         this.overBudget = `the event budget: ${budget} events (${perNodeSecond} per node and virtual second) by ${Math.floor(this.nowUs / 1000)} ms`
         break

@@ -265,6 +265,47 @@ export const catalogue: ReadonlyArray<Mutant> = [
       '  name: "node-unreachable",\n  severity: "major",\n  raiseAfterMs: 3_000,\n  clearAfterMs: 2_000_000,',
     why: "a node-unreachable alarm waits half an hour (a unit slip) before it clears once the node is back",
   },
+  // ---- found by the simulator this far: each fix, undone -----------------------------------
+  {
+    name: "replay-window-narrow",
+    covers: "relays",
+    file: "core/transport/replay.ts",
+    find: "export const reorderToleratedUs = 200_000",
+    replace: "export const reorderToleratedUs = 1_024",
+    why: "the replay window spans 1,024 counters, a millisecond of the sender's clock: reordered datagrams are dropped as replays",
+  },
+  {
+    name: "snapshot-rebuilt-each-time",
+    covers: "repair ranges",
+    file: "core/cdb/node.ts",
+    find: "    if (kept !== undefined && nowMs - kept.builtMs < this.config.snapshotIntervalMs * snapshotKeptIntervals) {",
+    replace: "    if (false) {",
+    why: "every request for a snapshot builds a new one, and the receiver starts over: on a lossy link a large one never arrives whole",
+  },
+  {
+    name: "no-wake-on-caught-up",
+    covers: "hypervisor",
+    file: "core/node/node.ts",
+    find: "        this.wakeOnCaughtUp()\n",
+    replace: "",
+    why: "a service that waits for a caught-up store is not woken when it is: under reordering the moment passes before it looks",
+  },
+  {
+    name: "member-change-no-reread",
+    covers: "hypervisor",
+    file: "core/node/node.ts",
+    find: "          // (seed 1000101).\n          this.changed(undefined)\n",
+    replace: "          // (seed 1000101).\n",
+    why: "a service does not read the store again when a member dies: it keeps waiting on the dead node's claim",
+  },
+  {
+    name: "operate-on-stale-store",
+    covers: "hypervisor",
+    file: "core/hypervisor/requests.ts",
+    find: "  if (writesSpec && !request.inSync)",
+    replace: "  if (writesSpec && false)",
+    why: "an operation through a node cut off writes back the whole spec it holds, undoing a migration it has not seen",
+  },
 ]
 
 /** The source of `mutant.file` with its bug planted; throws if its text is not there exactly once. */
