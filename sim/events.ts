@@ -29,6 +29,8 @@ export type Delivery =
 export type Event =
   | Delivery
   | { readonly type: "deadline"; readonly node: number }
+  /** The driver drains what queued on the node's socket meanwhile: one step for all of it. */
+  | { readonly type: "drain"; readonly node: number; readonly incarnation: number }
   | { readonly type: "write"; readonly node: number }
   | { readonly type: "fault-start"; readonly fault: FaultEvent }
   | { readonly type: "fault-end"; readonly fault: FaultEvent }

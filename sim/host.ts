@@ -81,6 +81,9 @@ export class SimNode {
    * the step's commit and outputs, as a real process can die after any of them.
    */
   crashInStep: number | undefined
+  /** Datagrams queued for the driver's next drain (scenario `driverBatchUs`), and whether one is due. */
+  inbox: Array<Extract<Parameters<NodeCore["handleAll"]>[0][number], { _tag: "Datagram" }>> = []
+  drainDue = false
 
   constructor(
     member: { id: string; domain: string },
@@ -219,6 +222,8 @@ export class Hosts {
   crash(node: SimNode, lose: number): void {
     if (node.core === null) return
     node.crashInStep = undefined
+    node.inbox = []
+    node.drainDue = false
     this.checkers.election.primaryGone(node)
     this.checkers.election.endLease(node)
     if (this.sim.systems > 0) {
@@ -289,6 +294,12 @@ export class Hosts {
     // A crash inside an earlier step of the same instant may have taken the node down.
     if (node.core === null) return
     this.carry(node, node.core.handle(input, this.localMs(node)))
+  }
+
+  /** Datagrams that queued up, taken in one step (one commit), as the real driver drains its socket. */
+  stepAll(node: SimNode, inputs: Parameters<NodeCore["handleAll"]>[0]): void {
+    if (node.core === null || inputs.length === 0) return
+    this.carry(node, node.core.handleAll(inputs, this.localMs(node)))
   }
 
   /**

@@ -193,6 +193,12 @@ export interface Scenario {
    * see whether it holds) within a run's minute, not only in the sync benchmark.
    */
   readonly flowWindow: number
+  /**
+   * How long the simulated driver lets datagrams queue before it takes them all in one step
+   * (`handleAll`, one commit), as the real one drains its socket: 0 (one step per datagram) for
+   * half the seeds.
+   */
+  readonly driverBatchUs: number
 }
 
 const has = (options: SimOptions, fault: FaultName) => options.faults.includes(fault)
@@ -351,12 +357,14 @@ export const drawScenario = (options: SimOptions): Scenario => {
     256,
     48,
   ])
+  const driverBatchUs = new Prng(options.seed, fnv1a32(0x811c9dc5, "batch")).pick([0, 0, 300, 2_000])
   return {
     options,
     schedule: options.schedule ?? { rates, driftPpm, events },
     workload,
     guests,
     flowWindow,
+    driverBatchUs,
   }
 }
 

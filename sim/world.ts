@@ -210,7 +210,34 @@ export class World implements Sim {
         this.trace.number(this.nowUs)
         this.trace.number(event.to)
         this.network.delivered++
-        this.hosts.step(node, { _tag: "Datagram", bytes: event.bytes, via: event.via, from: event.from })
+        const datagram = { _tag: "Datagram" as const, bytes: event.bytes, via: event.via, from: event.from }
+        const batchUs = this.scenario.driverBatchUs
+        if (batchUs === 0) {
+          this.hosts.step(node, datagram)
+          return
+        }
+        node.inbox.push(datagram)
+        if (!node.drainDue) {
+          node.drainDue = true
+          this.queue.push(this.nowUs + batchUs, {
+            type: "drain",
+            node: event.to,
+            incarnation: node.incarnation,
+          })
+        }
+        return
+      }
+      case "drain": {
+        const node = this.nodes[event.node]!
+        // A drain for an earlier run of the node (it crashed since): the new run has its own.
+        if (node.core === null || node.incarnation !== event.incarnation) return
+        node.drainDue = false
+        const inputs = node.inbox
+        node.inbox = []
+        this.trace.number(11)
+        this.trace.number(this.nowUs)
+        this.trace.number(event.node)
+        this.hosts.stepAll(node, inputs)
         return
       }
       case "monitor-deliver": {
