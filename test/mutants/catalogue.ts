@@ -214,14 +214,6 @@ export const catalogue: ReadonlyArray<Mutant> = [
     why: "a host ignores its fence and trusts its last primary contact for twice the window: it runs HA systems the primary has moved",
   },
   {
-    name: "ha-move-from-stale-store",
-    covers: "fencing",
-    file: "core/hypervisor/service.ts",
-    find: "        if (!context.authority.isPrimary || !context.authority.inSyncSincePrimary) return none",
-    replace: "        if (!context.authority.isPrimary) return none",
-    why: "the primary moves and releases HA systems from a store that has not caught up since it took office",
-  },
-  {
     name: "dead-slots-never-expire",
     covers: "slot expiry",
     file: "core/cdb/node.ts",
