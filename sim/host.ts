@@ -318,7 +318,10 @@ export class Hosts {
       node.crashInStep === undefined
         ? Number.POSITIVE_INFINITY
         : Math.floor((node.crashInStep * (parts + 1)) / 1000)
-    if (prefix === 0) return this.crashInStep(node)
+    if (prefix === 0) {
+      this.crashInStep(node)
+      return
+    }
     if (step.commit !== undefined) {
       if (this.faults.diskFull(node)) {
         this.checkers.stream.noteRefused(node, step.outputs)
@@ -347,10 +350,16 @@ export class Hosts {
     }
     const carried = step.commit === undefined ? 0 : 1
     for (const [index, output] of outputs.entries()) {
-      if (carried + index >= prefix) return this.crashInStep(node)
+      if (carried + index >= prefix) {
+        this.crashInStep(node)
+        return
+      }
       this.carryOut(node, output)
     }
-    if (node.crashInStep !== undefined) return this.crashInStep(node)
+    if (node.crashInStep !== undefined) {
+      this.crashInStep(node)
+      return
+    }
     for (const effect of step.effects) this.execute(node, effect)
     this.arm(node, step.deadlineMs)
   }

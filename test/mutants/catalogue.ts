@@ -140,7 +140,9 @@ export const catalogue: ReadonlyArray<Mutant> = [
     name: "relay-digest-key-without-incarnation",
     covers: "relays",
     file: "core/cdb/node.ts",
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the text of a template literal in the source
     find: "const key = `d\\u0000${datagram.sender}\\u0000${datagram.incarnation}\\u0000${body.part}`",
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the text of a template literal in the source
     replace: "const key = `d\\u0000${datagram.sender}\\u0000${body.part}`",
     why: "a relay remembers digest numbers per sender, not per run: a restarted node's digests (numbered from 1 again) are dropped as old",
   },
