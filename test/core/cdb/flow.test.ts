@@ -1,15 +1,9 @@
 import { describe, expect, it } from "vitest"
-import { type Body, encode } from "../../../core/cdb/codec.ts"
-import { CdbNode, defaultCdbConfig, type Member, type Output } from "../../../core/cdb/node.ts"
+import { CdbNode, defaultCdbConfig, type Output } from "../../../core/cdb/node.ts"
+import { datagramFrom, threeMembers } from "./datagrams.ts"
 
-const members: ReadonlyArray<Member> = ["a", "b", "c"].map((id) => ({ id, domain: "d1", relay: false }))
-const cluster = defaultCdbConfig.cluster
-const from = (sender: string, body: Body) =>
-  ({
-    _tag: "DatagramReceived",
-    bytes: encode({ cluster, sender, incarnation: 0, body }),
-    via: "domain",
-  }) as const
+const members = threeMembers
+const from = datagramFrom
 const digest = (sender: string, seqOfA: number) =>
   from(sender, { type: "digest", digestSeq: seqOfA + 1, part: 0, vector: [["a", seqOfA]] })
 const value = new Uint8Array(100).fill(7)

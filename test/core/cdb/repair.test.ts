@@ -1,15 +1,10 @@
 import { describe, expect, it } from "vitest"
-import { type Body, decode, encode } from "../../../core/cdb/codec.ts"
+import { decode } from "../../../core/cdb/codec.ts"
 import { CdbNode, defaultCdbConfig, type Member, type Output } from "../../../core/cdb/node.ts"
+import { cluster, datagramFrom, threeMembers } from "./datagrams.ts"
 
-const members: ReadonlyArray<Member> = ["a", "b", "c"].map((id) => ({ id, domain: "d1", relay: false }))
-const cluster = defaultCdbConfig.cluster
-const from = (sender: string, body: Body) =>
-  ({
-    _tag: "DatagramReceived",
-    bytes: encode({ cluster, sender, incarnation: 0, body }),
-    via: "domain",
-  }) as const
+const members = threeMembers
+const from = datagramFrom
 let digestSeq = 0
 const digest = (sender: string, seqOfA: number) =>
   from(sender, { type: "digest", digestSeq: ++digestSeq, part: 0, vector: [["a", seqOfA]] })
