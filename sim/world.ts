@@ -58,7 +58,7 @@ export const eventsPerNodeSecond = 20_000
 /**
  * The delivery budget, checked as the run goes: datagrams delivered may not exceed this many
  * per node and virtual second plus this many per node and change written (a heavy run takes
- * about 130 and 3). A relay that forwards forever is stopped within a virtual second, with the
+ * about 130 and 3). A relay that forwards forever is stopped within two virtual seconds, with the
  * budget named, instead of spending the whole event budget first.
  */
 export const deliveriesPerNodeSecond = 5_000
