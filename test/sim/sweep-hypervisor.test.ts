@@ -63,6 +63,9 @@ describe("regressions with HA liveness counted under loss and reordering (defaul
   // A start through a node cut off for 20 s wrote back the spec it held, undoing a migration:
   // the system ran on two nodes. Such an operation is now refused on a store not caught up.
   sweep(3000397, 3000397, { drawn: ["domains", "systems"] })
+  // The flow checker counted the window from a batch's first put, not its first change (a meta
+  // change came first and took a number of the stream): a false alarm, now gone.
+  sweep(5000047, 5000047, { drawn: ["domains", "systems"] })
 })
 
 describe("regressions: a restarted relay's digests dropped by the other relays as old", () => {
