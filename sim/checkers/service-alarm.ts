@@ -6,6 +6,7 @@
  */
 import { serviceFailingRule } from "../../core/node/node.ts"
 import type { Sim } from "../events.ts"
+import type { SimNode } from "../host.ts"
 import type { FaultEvent } from "../scenario.ts"
 import type { ElectionChecker } from "./election.ts"
 
@@ -46,6 +47,20 @@ export class ServiceAlarmChecker {
           other.atMs < sim.nowUs / 1000 &&
           other.atMs + other.durationMs > windowFromMs,
       )
+    // Across domains the node's word reaches the primary only through both domains' relays: a
+    // relay down, or with a full disk (it drops what it cannot commit), is a fault in the way
+    // (seed 1000469: d1's relay had a full disk the whole window).
+    const relaysDown = (a: SimNode, b: SimNode) =>
+      a.domain !== b.domain &&
+      [a, b].some((member) => {
+        const relay = sim.nodes.find(
+          (peer) => peer.domain === member.domain && peer.index < sim.options.domains,
+        )
+        return (
+          relay === undefined ||
+          overlaps(["disk-full", "crash", "fsync-lie", "stay-down", "service-failure"], relay.index)
+        )
+      })
     if (
       sim.healed ||
       node.core === null ||
@@ -56,7 +71,8 @@ export class ServiceAlarmChecker {
       rates.jitterUs > 10_000 ||
       overlaps(["partition", "asymmetric", "flapping"]) ||
       overlaps(["disk-full"], node.index) ||
-      overlaps(["disk-full"], primary.index)
+      overlaps(["disk-full"], primary.index) ||
+      relaysDown(node, primary)
     )
       return
     this.checks++
