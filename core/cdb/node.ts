@@ -112,6 +112,11 @@ export interface WriteOp {
   readonly kind: string
   readonly id: string
   readonly value: Uint8Array | null
+  /**
+   * Not held back by flow control (as meta is not): the node's own few writes (its services',
+   * its alarms) that the cluster's work depends on. Flow control is for clients' writes.
+   */
+  readonly unthrottled?: boolean
 }
 
 export type Input =
@@ -503,7 +508,7 @@ export class CdbNode {
         })
         continue
       }
-      if (busy && write.op !== "meta") {
+      if (busy && write.op !== "meta" && write.unthrottled !== true) {
         this.outputs.push({
           _tag: "WriteRejected",
           requestId: write.requestId,

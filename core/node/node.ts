@@ -421,7 +421,15 @@ export class NodeCore {
     },
   ): void {
     if (writes.length === 0) return
-    const ops: Array<WriteOp> = writes.map((write) => ({ ...write, requestId: ++this.requestId }))
+    // The node's own writes (HA moves and releases, alarms, services' state) are not held back by
+    // flow control: with a member lagging a window behind, a primary could not release a held
+    // HA system for as long as the lag lasted (seed 5000182, a window of 256).
+    const unthrottled = context.source !== "client"
+    const ops: Array<WriteOp> = writes.map((write) => ({
+      ...write,
+      requestId: ++this.requestId,
+      ...(unthrottled ? { unthrottled } : {}),
+    }))
     const result = this.absorbCdb(this.cdb.handle({ _tag: "Write", writes: ops }, this.nowMs, this.wallMs))
     const serviceWrites = context.source === "service" ? (writes as ReadonlyArray<ServiceWrite>) : undefined
     const first = ops.find((op) => result.rejected.has(op.requestId))

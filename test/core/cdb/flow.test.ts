@@ -36,6 +36,20 @@ describe("CDB flow control", () => {
     expect(rejected(put(node, 3, 3))).toEqual(["busy", "busy", "busy"])
     // Meta is never held back: fencing and the hypervisor's claims depend on it.
     expect(rejected(put(node, 1, 3, "meta"))).toEqual([])
+    // Nor is a write the node marks unthrottled (its services' and alarms': an HA release, say).
+    expect(
+      rejected(
+        node.handle(
+          {
+            _tag: "Write",
+            writes: [
+              { requestId: ++requestId, op: "put", kind: "system", id: "vm1", value, unthrottled: true },
+            ],
+          },
+          3,
+        ),
+      ),
+    ).toEqual([])
     node.handle(digest("b", 101), 4)
     expect(rejected(put(node, 1, 5))).toEqual(["busy"])
     node.handle(digest("c", 60), 6)
