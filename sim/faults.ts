@@ -4,7 +4,7 @@
  * a node (or a majority) can talk to the others both ways.
  */
 import type { Sim } from "./events.ts"
-import type { SimNode } from "./host.ts"
+import { relayOf, type SimNode } from "./host.ts"
 import type { FaultEvent } from "./scenario.ts"
 
 export class Faults {
@@ -100,10 +100,8 @@ export class Faults {
    */
   cdbConnected(a: SimNode, b: SimNode): boolean {
     if (a.domain === b.domain) return this.connected(a, b)
-    const relayOf = (node: SimNode) =>
-      this.sim.nodes.find((peer) => peer.domain === node.domain && peer.index < this.sim.options.domains)
-    const ra = relayOf(a)
-    const rb = relayOf(b)
+    const ra = relayOf(this.sim, a)
+    const rb = relayOf(this.sim, b)
     if (ra === undefined || rb === undefined || ra.core === null || rb.core === null) return false
     return (
       (ra === a || this.connected(a, ra)) && this.connected(ra, rb) && (rb === b || this.connected(rb, b))

@@ -34,6 +34,16 @@ import { callDone, type SimVmm } from "./vmm.ts"
 
 export const nodeName = (index: number) => `n${index + 1}`
 
+/** The first node of each L2 domain is its relay (node i is in domain i mod domains). */
+export const isRelay = (index: number, domains: number): boolean => index < domains
+
+/** The relay of a node's domain. */
+export const relayOf = (
+  sim: { readonly nodes: ReadonlyArray<SimNode>; readonly options: { readonly domains: number } },
+  node: SimNode,
+): SimNode | undefined =>
+  sim.nodes.find((peer) => peer.domain === node.domain && isRelay(peer.index, sim.options.domains))
+
 /** Each simulated host's capacity, as its statistics report it (published at every start and every 2 s). */
 const hostCpus = 16
 const hostMemoryMiB = 32_768

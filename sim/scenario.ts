@@ -6,7 +6,6 @@
 import { Result } from "effect"
 import { Base64Url } from "effect/encoding"
 import { defaultCdbConfig } from "../core/cdb/node.ts"
-import { fnv1a32 } from "../core/hash.ts"
 import { defaultElectionTimings } from "../core/monitor/election.ts"
 import { Prng } from "./prng.ts"
 import { noVmmFaults, type SimVmmFaults } from "./vmm.ts"
@@ -211,7 +210,7 @@ const has = (options: SimOptions, fault: FaultName) => options.faults.includes(f
 export const drawnTopology = (options: SimOptions): SimOptions => {
   if (options.drawn === undefined) return options
   const { drawn, ...rest } = options
-  const draw = new Prng(options.seed, fnv1a32(0x811c9dc5, "topology"))
+  const draw = Prng.labelled(options.seed, "topology")
   const domains = draw.pick([1, 1, 2, 3])
   const systems = draw.pick([0, 4, 8, 12])
   return {
@@ -237,7 +236,7 @@ export const drawScenario = (options: SimOptions): Scenario => {
   // drawn, so every other fault of a seed stays what it was.
   const bound = (options.electionTimings ?? defaultElectionTimings).maxDriftPpm
   // Not a fork of the root: that would take a draw from it and move every later fork.
-  const drift = new Prng(options.seed, fnv1a32(0x811c9dc5, "drift"))
+  const drift = Prng.labelled(options.seed, "drift")
   const driftPpm = Array.from({ length: options.nodes }, () => {
     if (!has(options, "drift")) return 0
     faults.between(-200, 200)
@@ -351,13 +350,13 @@ export const drawScenario = (options: SimOptions): Scenario => {
         ignoreShutdownPermille: guest.pick([0, 100, 400]),
       }
     : noVmmFaults
-  const flowWindow = new Prng(options.seed, fnv1a32(0x811c9dc5, "flow")).pick([
+  const flowWindow = Prng.labelled(options.seed, "flow").pick([
     defaultCdbConfig.maxUnconfirmedChanges,
     defaultCdbConfig.maxUnconfirmedChanges,
     256,
     48,
   ])
-  const driverBatchUs = new Prng(options.seed, fnv1a32(0x811c9dc5, "batch")).pick([0, 0, 300, 2_000])
+  const driverBatchUs = Prng.labelled(options.seed, "batch").pick([0, 0, 300, 2_000])
   return {
     options,
     schedule: options.schedule ?? { rates, driftPpm, events },

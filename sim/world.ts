@@ -10,7 +10,6 @@
  * then liveness (heal everything, faults and writes off; the cluster must converge within a bound).
  */
 import { type CdbConfig, defaultCdbConfig } from "../core/cdb/node.ts"
-import { fnv1a32 } from "../core/hash.ts"
 import { defaultElectionTimings } from "../core/monitor/election.ts"
 import { percentiles } from "../core/percentile.ts"
 import { AlarmChecker } from "./checkers/alarms.ts"
@@ -25,7 +24,7 @@ import { StreamChecker } from "./checkers/stream.ts"
 import { VmChecker } from "./checkers/vm.ts"
 import type { Event, Sim } from "./events.ts"
 import { Faults } from "./faults.ts"
-import { Hosts, nodeName, SimNode } from "./host.ts"
+import { Hosts, isRelay, nodeName, SimNode } from "./host.ts"
 import { Network, replayEveryUs } from "./network.ts"
 import { Operator } from "./operator.ts"
 import { EventQueue, Prng, TraceHash } from "./prng.ts"
@@ -111,7 +110,7 @@ export class World implements Sim {
     this.healAtUs = options.durationMs * 1000
     const members = Array.from({ length: options.nodes }, (_, index) => {
       const domain = `d${(index % options.domains) + 1}`
-      return { id: nodeName(index), domain, relay: index < options.domains }
+      return { id: nodeName(index), domain, relay: isRelay(index, options.domains) }
     })
     const config: Omit<CdbConfig, "self"> = {
       ...defaultCdbConfig,
@@ -137,7 +136,7 @@ export class World implements Sim {
     this.stream = new StreamChecker(this)
     this.durability = new DurabilityChecker(this)
     this.model = new ModelChecker(this)
-    this.crashPoints = new Prng(options.seed, fnv1a32(0x811c9dc5, "crash-points"))
+    this.crashPoints = Prng.labelled(options.seed, "crash-points")
     this.digests = new DigestChecker(this, config)
     this.election = new ElectionChecker(this, this.faults)
     this.alarms = new AlarmChecker(this, this.faults)

@@ -719,7 +719,12 @@ export class NodeCore {
    * (found by counting HA liveness under reordering too, seed 1000083).
    */
   private wakeOnCaughtUp(): void {
-    if (this.services.size === 0 || this.cdb.syncState().gaps > 0) return
+    // On every datagram: the cheap tests first, the authority only when a service waits for it.
+    if (this.cdb.syncState().gaps > 0) return
+    let waiting = false
+    for (const service of this.services.values())
+      if (!service.steppedCaughtUp || service.roundMissed) waiting = true
+    if (!waiting) return
     const authority = this.authority()
     for (const [name, service] of [...this.services]) {
       if (this.services.get(name) !== service) continue

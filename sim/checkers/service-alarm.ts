@@ -6,7 +6,7 @@
  */
 import { serviceFailingRule } from "../../core/node/node.ts"
 import type { Sim } from "../events.ts"
-import type { SimNode } from "../host.ts"
+import { relayOf, type SimNode } from "../host.ts"
 import type { FaultEvent } from "../scenario.ts"
 import type { ElectionChecker } from "./election.ts"
 
@@ -53,9 +53,7 @@ export class ServiceAlarmChecker {
     const relaysDown = (a: SimNode, b: SimNode) =>
       a.domain !== b.domain &&
       [a, b].some((member) => {
-        const relay = sim.nodes.find(
-          (peer) => peer.domain === member.domain && peer.index < sim.options.domains,
-        )
+        const relay = relayOf(sim, member)
         return (
           relay === undefined ||
           overlaps(["disk-full", "crash", "fsync-lie", "stay-down", "service-failure"], relay.index)
