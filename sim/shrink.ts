@@ -5,7 +5,7 @@
  * clock drift; halve each remaining event's duration.
  */
 import type { Schedule, SimOptions } from "./scenario.ts"
-import { drawScenario } from "./scenario.ts"
+import { drawnTopology, drawScenario } from "./scenario.ts"
 import { type SimResult, simulate } from "./world.ts"
 
 export interface ShrinkStep {
@@ -27,13 +27,16 @@ const failsWith = (result: SimResult, checker: string) =>
   result.violations.some((violation) => violation.checker === checker)
 
 export const shrink = (
-  options: SimOptions,
+  given: SimOptions,
   failing: SimResult,
   maxTrials = 200,
   onStep: (step: ShrinkStep) => void = () => {},
 ): ShrinkResult | undefined => {
   const first = failing.violations[0]
   if (first === undefined) return undefined
+  // The schedule is drawn for the topology the run had: drawn without it (one domain), a stay-down
+  // meant for a plain node fell on a relay, and the shrinker chased a different failure.
+  const options = drawnTopology(given)
   const checker = first.checker
   const original = options.schedule ?? drawScenario(options).schedule
   let best = original

@@ -3,6 +3,7 @@ import {
   decodeSchedule,
   defaultSimOptions,
   drawScenario,
+  drawnTopology,
   encodeSchedule,
   type FaultEvent,
   type Schedule,
@@ -214,6 +215,29 @@ describe("simulator checkers", () => {
     const replayed = simulate({ ...options, schedule: shrunk.minimal })
     expect(replayed.violations.map((violation) => violation.checker)).toContain(shrunk.checker)
     expect(shrunk.result.replay).toContain("--schedule ")
+  })
+
+  // Seed 1000299 (found shrinking it): a run whose topology the seed draws was shrunk from a
+  // schedule drawn for one domain, so the stay-down meant for a plain node fell on a relay and the
+  // shrinker reported a different failure. Seed 8 draws 3 domains and a stay-down.
+  it("shrinks from the schedule the run had when the seed draws the topology", () => {
+    const options = {
+      ...defaultSimOptions,
+      seed: 8,
+      durationMs: 20_000,
+      faults: ["fsync-lie" as const, "stay-down" as const],
+      drawn: ["domains" as const, "systems" as const],
+    }
+    const topology = drawnTopology(options)
+    expect(topology.domains).toBe(3)
+    const ran = drawScenario(topology).schedule
+    expect(drawScenario(options).schedule).not.toEqual(ran)
+    const failing = simulate(options)
+    expect(failing.violations.length).toBeGreaterThan(0)
+    const shrunk = shrink(options, failing, 10)!
+    expect(shrunk.original).toEqual(ran)
+    for (const event of shrunk.minimal.events)
+      if (event.kind === "stay-down") expect(event.node).toBeGreaterThanOrEqual(topology.domains)
   })
 })
 
