@@ -340,11 +340,18 @@ export class CdbNode {
 
   /**
    * A core rebuilt from the durable image in the same incarnation (after a refused commit) goes
-   * on numbering its statistics after the core it replaces: receivers drop statistics whose
-   * number they have seen in this incarnation, and would ignore this node's until it caught up.
+   * on numbering its statistics, digests and snapshots after the core it replaces: receivers drop
+   * statistics whose number they have seen in this incarnation, relays forward only a digest
+   * newer than the last they forwarded, and a receiver would merge a snapshot's chunks with an
+   * older one of the same number. Its digests started from 1 again, so the relays of a
+   * three-domain cluster stopped passing them on for as long as the node had been up: the other
+   * domains' nodes never saw a majority's digests again, and a restarted node's HA systems stayed
+   * down for good (seed 1000299).
    */
-  continueStatsFrom(previous: CdbNode): void {
+  continueNumberingFrom(previous: CdbNode): void {
     this.statsCounter = Math.max(this.statsCounter, previous.statsCounter)
+    this.digestSeq = Math.max(this.digestSeq, previous.digestSeq)
+    this.snapshotCounter = Math.max(this.snapshotCounter, previous.snapshotCounter)
   }
 
   // ---- getters -----------------------------------------------------------------------------

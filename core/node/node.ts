@@ -495,7 +495,7 @@ export class NodeCore {
     }
     const previous = this.cdb
     this.cdb = this.cdbFrom(durable.image)
-    this.cdb.continueStatsFrom(previous)
+    this.cdb.continueNumberingFrom(previous)
     if (this.storeStatsAtMs > this.nowMs + this.config.timings.storeProbeMs) this.publishStore()
     // The new core's failure detector starts over (every member alive), so the view does too;
     // its timers start over with it: the next try comes after a short wait, not at once.

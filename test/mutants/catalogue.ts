@@ -117,6 +117,22 @@ export const catalogue: ReadonlyArray<Mutant> = [
     replace: "else this.confirmed.set(datagram.sender, this.ownSeq)",
     why: "any digest from a member confirms this node's whole stream: flow control never holds a writer back",
   },
+  {
+    name: "digests-renumbered-on-rebuild",
+    covers: "digests",
+    file: "core/cdb/node.ts",
+    find: "    this.digestSeq = Math.max(this.digestSeq, previous.digestSeq)\n",
+    replace: "",
+    why: "a core rebuilt after a refused commit numbers its digests from 1 again: relays drop them as already forwarded",
+  },
+  {
+    name: "own-writes-throttled",
+    covers: "flow control",
+    file: "core/node/node.ts",
+    find: 'const unthrottled = context.source !== "client"',
+    replace: "const unthrottled = false",
+    why: "flow control holds back the node's own writes too: a member a window behind keeps the primary from releasing an HA system",
+  },
   // ---- the CDB: tombstones -----------------------------------------------------------------
   {
     name: "snapshot-drops-tombstones",
