@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest"
 import {
   decodeSchedule,
   defaultSimOptions,
-  drawScenario,
   drawnTopology,
+  drawScenario,
   encodeSchedule,
   type FaultEvent,
   type Schedule,

@@ -4,8 +4,8 @@
  * held service writes that must not overwrite newer ones.
  */
 import { describe, expect, it } from "vitest"
-import { applyPersist, type DurableImage, emptyImage } from "../../../core/cdb/durable.ts"
 import { decode } from "../../../core/cdb/codec.ts"
+import { applyPersist, type DurableImage, emptyImage } from "../../../core/cdb/durable.ts"
 import { defaultCdbConfig, type Member } from "../../../core/cdb/node.ts"
 import { type DurableVote, defaultElectionTimings } from "../../../core/monitor/election.ts"
 import {
