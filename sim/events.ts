@@ -23,8 +23,16 @@ export type Delivery =
       readonly via: "domain" | "relay"
       readonly from: string
       readonly seal: Seal
+      /** When it went on the wire (global µs): a replay of it is the same event, sent long before. */
+      readonly sentUs: number
     }
-  | { readonly type: "monitor-deliver"; readonly to: number; readonly message: Message; readonly seal: Seal }
+  | {
+      readonly type: "monitor-deliver"
+      readonly to: number
+      readonly message: Message
+      readonly seal: Seal
+      readonly sentUs: number
+    }
 
 export type Event =
   | Delivery

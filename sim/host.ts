@@ -372,7 +372,20 @@ export class Hosts {
     }
     for (const effect of step.effects) this.execute(node, effect)
     this.arm(node, step.deadlineMs)
+    // The composition's promise to its services: none is left waiting for a caught-up store it
+    // has (an HA system waits on it to start; found missing by HA liveness only after 35 s).
+    for (const service of core.servicesNotWoken()) {
+      if (this.notWoken.has(`${node.id} ${service}`)) continue
+      this.notWoken.add(`${node.id} ${service}`)
+      this.sim.violate(
+        "wake",
+        `${node.id}: its ${service} waits for a caught-up store, which the store is, and was not woken in the step`,
+      )
+    }
   }
+
+  /** The services already reported left waiting (`servicesNotWoken`), once each. */
+  private readonly notWoken = new Set<string>()
 
   private crashInStep(node: SimNode): void {
     node.crashInStep = undefined

@@ -204,7 +204,7 @@ export class World implements Sim {
     switch (event.type) {
       case "deliver": {
         const node = this.nodes[event.to]!
-        if (node.core === null || !this.network.unsealed(node, event.seal)) return
+        if (node.core === null || !this.network.unsealed(node, event)) return
         this.trace.number(1)
         this.trace.number(this.nowUs)
         this.trace.number(event.to)
@@ -241,7 +241,7 @@ export class World implements Sim {
       }
       case "monitor-deliver": {
         const node = this.nodes[event.to]!
-        if (node.core === null || !this.network.unsealed(node, event.seal)) return
+        if (node.core === null || !this.network.unsealed(node, event)) return
         this.trace.number(8)
         this.trace.number(this.nowUs)
         this.trace.number(event.to)

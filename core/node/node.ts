@@ -184,15 +184,16 @@ export class NodeCore {
   // ---- stepping ----------------------------------------------------------------------------
 
   handle(input: Input, nowMs: number, wallMs = nowMs): Step {
-    this.begin(nowMs, wallMs)
-    this.apply(input)
-    return this.finish()
+    return this.handleAll([input], nowMs, wallMs)
   }
 
   /** Several inputs as one step: one commit for all of them (the datagrams that queued up, say). */
   handleAll(inputs: ReadonlyArray<Input>, nowMs: number, wallMs = nowMs): Step {
     this.begin(nowMs, wallMs)
-    for (const input of inputs) this.apply(input)
+    for (const input of inputs) {
+      this.apply(input)
+      this.wakeOnCaughtUp()
+    }
     return this.finish()
   }
 
@@ -225,7 +226,6 @@ export class NodeCore {
         // recovered while every real write failed.)
         if (this.storeFailure !== undefined && this.persists.length > 0)
           this.probeAtMs = this.nowMs + this.config.timings.storeProbeMs
-        this.wakeOnCaughtUp()
         return
       }
       case "MonitorMessage":
@@ -709,32 +709,55 @@ export class NodeCore {
   }
 
   /**
-   * The datagram that closes the store's last known gap wakes, at once, every service whose last
-   * step saw a store not caught up, and runs the primary round a primary skipped for a store not
-   * in sync: a service that may act only on a caught-up store (the hypervisor starts an HA
-   * system only then; the primary moves and releases them only then) gets its chance in the very
-   * step the store is caught up. Under steady reordering the store has no gap only for moments
-   * (4% of the time at 40 ms of jitter and 200 writes/s), which a view read 10 ms later, or the
-   * next round 250 ms later, missed: an HA system of a restarted node stayed down for 35 s
-   * (found by counting HA liveness under reordering too, seed 1000083).
+   * The input that closes the store's last known gap (a datagram, mostly; a dead holder's gap
+   * forgotten at a deadline too) wakes, within its step, every service whose last step saw a store
+   * not caught up, and runs the primary round a primary skipped for a store not in sync: a
+   * service that may act only on a caught-up store (the hypervisor starts an HA system only then;
+   * the primary moves and releases them only then) gets its chance in the very step the store is
+   * caught up. Under steady reordering the store has no gap only for moments (4% of the time at
+   * 40 ms of jitter and 200 writes/s), which a view read 10 ms later, or the next round 250 ms
+   * later, missed: an HA system of a restarted node stayed down for 35 s (found by counting HA
+   * liveness under reordering too, seed 1000083). The simulator checks, after every step, that
+   * no service is left waiting (`servicesNotWoken`).
    */
   private wakeOnCaughtUp(): void {
-    // On every datagram: the cheap tests first, the authority only when a service waits for it.
-    if (this.cdb.syncState().gaps > 0) return
-    let waiting = false
-    for (const service of this.services.values())
-      if (!service.steppedCaughtUp || service.roundMissed) waiting = true
-    if (!waiting) return
-    const authority = this.authority()
-    for (const [name, service] of [...this.services]) {
-      if (this.services.get(name) !== service) continue
-      if (!service.steppedCaughtUp && authority.caughtUp) {
-        service.viewAtMs = never
-        this.stepService(name, service, { _tag: "ViewChanged" })
+    for (const due of this.dueOnCaughtUp()) {
+      if (this.services.get(due.name) !== due.service) continue
+      if (due.view) {
+        due.service.viewAtMs = never
+        this.stepService(due.name, due.service, { _tag: "ViewChanged" })
       }
-      if (service.roundMissed && authority.isPrimary && authority.inSyncSincePrimary)
-        this.primaryRound(name, service)
+      if (due.round) this.primaryRound(due.name, due.service)
     }
+  }
+
+  /** The services waiting for a caught-up store (or an in-sync primary's) although it is one now. */
+  private dueOnCaughtUp(): ReadonlyArray<{
+    readonly name: ServiceName
+    readonly service: RunningService
+    readonly view: boolean
+    readonly round: boolean
+  }> {
+    // After every step: the cheap tests first, the authority only when a service waits for it.
+    if (this.cdb.syncState().gaps > 0) return []
+    let authority: Authority | undefined
+    const due = []
+    for (const [name, service] of this.services) {
+      if (service.steppedCaughtUp && !service.roundMissed) continue
+      authority ??= this.authority()
+      const view = !service.steppedCaughtUp && authority.caughtUp
+      const round = service.roundMissed && authority.isPrimary && authority.inSyncSincePrimary
+      if (view || round) due.push({ name, service, view, round })
+    }
+    return due
+  }
+
+  /**
+   * The services a step left waiting for a caught-up store although the store is caught up:
+   * none, if every step wakes them (`wakeOnCaughtUp`). The simulator checks it after every step.
+   */
+  servicesNotWoken(): ReadonlyArray<ServiceName> {
+    return this.dueOnCaughtUp().map((due) => due.name)
   }
 
   private primaryRound(name: ServiceName, service: RunningService): void {

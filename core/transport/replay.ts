@@ -39,6 +39,9 @@ export const clockOffsetToleratedMs = 100
  */
 export const reorderToleratedUs = 200_000
 
+/** What the window says of a datagram: taken, or why not. */
+export type Verdict = "new" | "seen" | "too-late" | "before-start" | "old-incarnation"
+
 interface Window {
   incarnation: number
   highest: number
@@ -69,16 +72,25 @@ export class ReplayWindow {
    * `sinceStartUs`: how long the receiver has run, on its monotonic clock.
    */
   accept(sender: string, incarnation: number, counter: bigint, sinceStartUs = 0): boolean {
-    if (counter < this.startedAt && sinceStartUs > this.graceUs) return false
+    return this.judge(sender, incarnation, counter, sinceStartUs) === "new"
+  }
+
+  /**
+   * As `accept`, saying why a datagram is refused: sealed before this receiver started
+   * (`before-start`), in an older run of its sender (`old-incarnation`), further out of order
+   * than the window spans (`too-late`), or taken before (`seen`).
+   */
+  judge(sender: string, incarnation: number, counter: bigint, sinceStartUs = 0): Verdict {
+    if (counter < this.startedAt && sinceStartUs > this.graceUs) return "before-start"
     // Counters are microseconds of a wall clock: well within a double's exact integers.
     const value = Number(counter)
     const window = this.windows.get(sender)
     if (window === undefined || incarnation > window.incarnation) {
-      if (counter < this.freshFrom) return false
+      if (counter < this.freshFrom) return "before-start"
       this.windows.set(sender, { incarnation, highest: value, seen: [value] })
-      return true
+      return "new"
     }
-    if (incarnation < window.incarnation) return false
+    if (incarnation < window.incarnation) return "old-incarnation"
     const seen = window.seen
     if (value > window.highest) {
       window.highest = value
@@ -87,9 +99,9 @@ export class ReplayWindow {
       let drop = 0
       while (drop < seen.length && seen[drop]! <= floor) drop++
       if (drop > 0) seen.splice(0, drop)
-      return true
+      return "new"
     }
-    if (value <= window.highest - this.spanUs) return false
+    if (value <= window.highest - this.spanUs) return "too-late"
     // Binary search for the first counter not below this one.
     let low = 0
     let high = seen.length
@@ -98,8 +110,8 @@ export class ReplayWindow {
       if (seen[middle]! < value) low = middle + 1
       else high = middle
     }
-    if (seen[low] === value) return false
+    if (seen[low] === value) return "seen"
     seen.splice(low, 0, value)
-    return true
+    return "new"
   }
 }

@@ -295,8 +295,8 @@ export const catalogue: ReadonlyArray<Mutant> = [
     name: "no-wake-on-caught-up",
     covers: "hypervisor",
     file: "core/node/node.ts",
-    find: "        this.wakeOnCaughtUp()\n",
-    replace: "",
+    find: "      this.apply(input)\n      this.wakeOnCaughtUp()\n",
+    replace: "      this.apply(input)\n",
     why: "a service that waits for a caught-up store is not woken when it is: under reordering the moment passes before it looks",
   },
   {

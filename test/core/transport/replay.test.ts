@@ -40,4 +40,16 @@ describe("the replay window", () => {
     // Sealed after the start: taken, whenever it comes.
     expect(window.accept("n2", 7, 10_200_000n, 1_500_000)).toBe(true)
   })
+
+  it("says why it refuses: seen, too late, an older run of the sender, sealed before the receiver's start", () => {
+    const window = new ReplayWindow(200_000, 9_500_000n, 500_000)
+    expect(window.judge("n1", 2, 10_000_000n, 0)).toBe("new")
+    expect(window.judge("n1", 2, 10_000_000n, 0)).toBe("seen")
+    expect(window.judge("n1", 2, 10_300_000n, 0)).toBe("new")
+    expect(window.judge("n1", 2, 10_100_001n, 0)).toBe("new")
+    expect(window.judge("n1", 2, 10_100_000n, 0)).toBe("too-late")
+    expect(window.judge("n1", 1, 10_400_000n, 0)).toBe("old-incarnation")
+    expect(window.judge("n2", 1, 9_400_000n, 0)).toBe("before-start")
+    expect(window.judge("n2", 1, 9_900_000n, 600_000)).toBe("before-start")
+  })
 })
