@@ -410,7 +410,7 @@ export class Hosts {
         )
         return
       case "Send":
-        digests.sent(node, output.bytes)
+        digests.sent(node, output.bytes, output.to)
         this.network.send(node, output)
         return
       case "SendMessage":
