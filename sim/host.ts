@@ -448,6 +448,8 @@ export class Hosts {
         this.sim.trace.text(String(output.event.detail.system))
         return
       case "WriteRefused":
+        digests.refused(node, output.source, output.reason)
+        return
       case "MemberChanged":
       case "StoreFailing":
       case "StoreRecovered":

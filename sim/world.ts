@@ -158,7 +158,7 @@ export class World implements Sim {
     }
     this.hosts = new Hosts(this, this.network, this.faults, checkers, config, this.electionTimings)
     this.workload = new Workload(this, this.hosts, load, this.healAtUs)
-    this.operator = new Operator(this, this.hosts, this.election, operator)
+    this.operator = new Operator(this, this.hosts, this.election, this.faults, operator)
   }
 
   violate(checker: string, message: string): void {

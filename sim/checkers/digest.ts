@@ -7,6 +7,9 @@
  * - flow control: a node takes a client's write only while its own stream runs at most
  *   `maxUnconfirmedChanges` ahead of every live member whose digests it counts, as far as those
  *   members have really applied it (what it believes comes from digests, so it may only lag);
+ * - flow control holds back clients' writes only: the node's own (its services', its alarms')
+ *   are never refused as busy (a member a window behind kept the primary from releasing an HA
+ *   system; seed 5000182);
  * - numbering: within one run (incarnation) of a node, its digests (per part), statistics and
  *   snapshots (per receiver) never go back to a lower number than one it has sent: relays forward a
  *   digest only if it is newer than the last they forwarded, receivers drop statistics they have
@@ -62,6 +65,15 @@ export class DigestChecker {
           `${node.id}'s digest says it applied ${origin}'s stream up to #${seq}; it has applied up to #${applied}`,
         )
     }
+  }
+
+  /** A write a node refused: never one of its own for flow control. */
+  refused(node: SimNode, source: string, reason: string): void {
+    if (source !== "client" && reason === "busy")
+      this.sim.violate(
+        "flow",
+        `${node.id} refused a write of its own (${source}) as busy: flow control is for clients`,
+      )
   }
 
   /** The last number each node's run gave each kind of its datagrams. */
