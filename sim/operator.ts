@@ -5,6 +5,7 @@
  * while some node is cut off from the majority, half of them through such a node (an operator
  * keeps using the node their client talks to, and a node cut off still serves its API).
  */
+import { compareVersions } from "../core/cdb/hlc.ts"
 import type { SystemSpecValue } from "../core/hypervisor/hypervisor.ts"
 import { newTask, planOperation } from "../core/hypervisor/requests.ts"
 import {
@@ -19,7 +20,7 @@ import { systemsIn } from "../core/hypervisor/view.ts"
 import type { ElectionChecker } from "./checkers/election.ts"
 import type { Sim } from "./events.ts"
 import type { Faults } from "./faults.ts"
-import type { Hosts } from "./host.ts"
+import type { Hosts, SimNode } from "./host.ts"
 import { Prng } from "./prng.ts"
 
 export class Operator {
@@ -83,6 +84,22 @@ export class Operator {
     sim.queue.push(sim.nowUs + 1_000_000 + this.operator.below(3_000_000), { type: "operate" })
   }
 
+  /** The systems whose spec `node` holds at an older version than a node of the majority does. */
+  private behind(node: SimNode, live: ReadonlyArray<SimNode>): ReadonlyArray<string> {
+    const majority = live.filter((other) => other !== node && this.faults.reachesMajority(other))
+    const ids: Array<string> = []
+    for (let index = 1; index <= this.sim.systems; index++) {
+      const id = `vm${index}`
+      const held = node.core!.store.get("system", id)?.version
+      const newer = majority.some((other) => {
+        const version = other.core!.store.get("system", id)?.version
+        return version !== undefined && (held === undefined || compareVersions(version, held) > 0)
+      })
+      if (newer) ids.push(id)
+    }
+    return ids
+  }
+
   /** Every few seconds of the faulty phase, an operation on a system through a random live node. */
   operate(): void {
     const sim = this.sim
@@ -93,9 +110,13 @@ export class Operator {
     const drawn = this.operator.pick(live)
     // A node cut off operates on the store it has, which may lack what the majority did since
     // (a start through such a node once undid a migration: seed 3000397, found after 193 s).
+    // Through such a node, the adversary's choice: a system the majority has changed since (the
+    // race a stale store loses), when there is one.
     const cutOff = live.filter((candidate) => !this.faults.reachesMajority(candidate))
     const node = cutOff.length > 0 && this.side.chance(500) ? this.side.pick(cutOff) : drawn
-    const system = `vm${1 + this.operator.below(sim.systems)}`
+    const random = `vm${1 + this.operator.below(sim.systems)}`
+    const behind = node === drawn ? [] : this.behind(node, live)
+    const system = behind.length > 0 ? this.side.pick(behind) : random
     const operation = this.operator.pick([
       "start",
       "start",
