@@ -394,11 +394,12 @@ export class Hosts {
   }
 
   private carryOut(node: SimNode, output: Output): void {
-    const { stream, durability, model, digests, election, alarms } = this.checkers
+    const { stream, durability, model, digests, election, alarms, vm } = this.checkers
     switch (output._tag) {
       case "Applied":
         stream.applied(node, output.changes)
         model.applied(node, output.changes)
+        vm.changed(node, output.changes)
         return
       case "SnapshotInstalled":
         stream.snapshotInstalled(node, output.vector)
@@ -419,6 +420,7 @@ export class Hosts {
       case "Written":
         durability.record(node, output.writes, output.changes)
         model.written(node, output.changes)
+        vm.changed(node, output.changes)
         digests.written(node, output.changes, output.source)
         return
       case "BecamePrimary":

@@ -110,9 +110,13 @@ export class Operator {
     const drawn = this.operator.pick(live)
     // A node cut off operates on the store it has, which may lack what the majority did since
     // (a start through such a node once undid a migration: seed 3000397, found after 193 s).
-    // Through such a node, the adversary's choice: a system the majority has changed since (the
-    // race a stale store loses), when there is one.
-    const cutOff = live.filter((candidate) => !this.faults.reachesMajority(candidate))
+    // The adversary picks one cut off long enough that its own store says it is not caught up
+    // (an operation there must be refused: within the moments before, a node cannot know what
+    // it has missed; the decision log is to close that), and a system the majority has changed
+    // since, when there is one (the race a stale store loses).
+    const cutOff = live.filter(
+      (candidate) => !this.faults.reachesMajority(candidate) && !candidate.core!.authority().caughtUp,
+    )
     const node = cutOff.length > 0 && this.side.chance(500) ? this.side.pick(cutOff) : drawn
     const random = `vm${1 + this.operator.below(sim.systems)}`
     const behind = node === drawn ? [] : this.behind(node, live)

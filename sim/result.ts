@@ -100,6 +100,7 @@ const safetyCheckers = new Set([
   "durability",
   "model",
   "digest",
+  "numbering",
   "flow",
   "decode",
   "canary",
@@ -109,6 +110,7 @@ const safetyCheckers = new Set([
   "alarm",
   "fence",
   "vm",
+  "epoch",
 ])
 
 export const isSafetyViolation = (violation: Violation): boolean => safetyCheckers.has(violation.checker)

@@ -1,8 +1,12 @@
 /**
  * The hypervisor's checkers: no system is ever active (running, paused, shutting down) on two
  * hosts at once (`vm`, safety); every HA system of a crashed host runs again within `haBoundMs`
- * of connected majority (`ha`); after the heal every system is as its spec says (convergence).
+ * of connected majority (`ha`); after the heal every system is as its spec says (convergence);
+ * a system's placement token (its spec's epoch, DESIGN.md: "a holder acts only with the current
+ * token") never goes back in any node's store (`epoch`): a spec written from a stale store, with
+ * the epoch it held, undid a move and the system ran on two nodes (seed 3000397).
  */
+import type { Change } from "../../core/cdb/codec.ts"
 import { compareVersions, type Version } from "../../core/cdb/hlc.ts"
 import {
   defaultHypervisorTimings,
@@ -46,6 +50,35 @@ export class VmChecker {
     this.sim = sim
     this.faults = faults
     this.primaryChanges = primaryChanges
+  }
+
+  /** The highest epoch each node's store has held of each system's spec. */
+  private readonly epochs = new Map<string, number>()
+
+  /**
+   * Changes a node applied, or wrote: no system's spec, as its store now holds it, has an epoch
+   * lower than one the store held before.
+   */
+  changed(node: SimNode, changes: ReadonlyArray<Change>): void {
+    const store = node.core?.store
+    if (store === undefined) return
+    for (const change of changes) {
+      if (change.kind !== "system" || change.op === "meta") continue
+      const key = `${node.id}\u0000${change.id}`
+      const entry = store.get("system", change.id)
+      if (entry?.value == null) {
+        this.epochs.delete(key)
+        continue
+      }
+      const epoch = decodeValue<SystemSpecValue>(entry.value)?.epoch ?? 0
+      const held = this.epochs.get(key) ?? 0
+      if (epoch < held)
+        this.sim.violate(
+          "epoch",
+          `${node.id} holds a spec of ${change.id} with epoch ${epoch} (written by ${entry.version.origin}) after epoch ${held}: a placement undone`,
+        )
+      else this.epochs.set(key, epoch)
+    }
   }
 
   /**
