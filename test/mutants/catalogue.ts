@@ -176,9 +176,8 @@ export const catalogue: ReadonlyArray<Mutant> = [
     name: "batch-commits-last-input",
     covers: "ack/persist order",
     file: "core/node/node.ts",
-    find: "    for (const input of inputs) this.apply(input)\n    return this.finish()",
-    replace:
-      "    for (const input of inputs) {\n      this.persists = []\n      this.apply(input)\n    }\n    return this.finish()",
+    find: "    for (const input of inputs) {\n      this.apply(input)\n",
+    replace: "    for (const input of inputs) {\n      this.persists = []\n      this.apply(input)\n",
     why: "a batch of datagrams commits only what its last one persisted: the rest is applied and sent on, never durable",
   },
   // ---- the monitor: votes and leases -------------------------------------------------------
