@@ -10,6 +10,7 @@ import { applyPersist, type DurableImage, emptyImage } from "../core/cdb/durable
 import type { CdbConfig, WriteOp } from "../core/cdb/node.ts"
 import { hypervisorService } from "../core/hypervisor/service.ts"
 import { encodeValue } from "../core/hypervisor/values.ts"
+import { type StoreReader, viewIn } from "../core/hypervisor/view.ts"
 import type { DurableVote } from "../core/monitor/election.ts"
 import {
   defaultNodeTimings,
@@ -18,6 +19,7 @@ import {
   type ServiceEffect,
   type Step,
 } from "../core/node/node.ts"
+import type { ServiceFactory } from "../core/node/service.ts"
 import { ReplayWindow } from "../core/transport/replay.ts"
 import type { AlarmChecker } from "./checkers/alarms.ts"
 import type { DigestChecker } from "./checkers/digest.ts"
@@ -43,6 +45,10 @@ export const relayOf = (
   node: SimNode,
 ): SimNode | undefined =>
   sim.nodes.find((peer) => peer.domain === node.domain && isRelay(peer.index, sim.options.domains))
+
+/** The hypervisor's view of a store, serialised: two are equal when it would act the same on both. */
+const viewKey = (self: string, store: StoreReader): string =>
+  JSON.stringify(viewIn(self, { list: store.list, metaOf: store.metaOf }))
 
 /** Each simulated host's capacity, as its statistics report it (published at every start and every 2 s). */
 const hostCpus = 16
@@ -94,6 +100,8 @@ export class SimNode {
   /** Datagrams queued for the driver's next drain (scenario `driverBatchUs`), and whether one is due. */
   inbox: Array<Extract<Parameters<NodeCore["handleAll"]>[0][number], { _tag: "Datagram" }>> = []
   drainDue = false
+  /** The view of the store its hypervisor last read (serialised), for the `view` checker. */
+  hypervisorView: string | undefined
 
   constructor(
     member: { id: string; domain: string },
@@ -198,11 +206,14 @@ export class Hosts {
           sim.systems === 0
             ? {}
             : {
-                hypervisor: hypervisorService({
-                  volumeDir: "/var/lib/acp/volumes",
-                  // The unsafe fault "no-fence" takes the fence away: the host believes it always has a primary.
-                  withoutFence: sim.options.faults.includes("no-fence"),
-                }),
+                hypervisor: this.watched(
+                  node,
+                  hypervisorService({
+                    volumeDir: "/var/lib/acp/volumes",
+                    // The unsafe fault "no-fence" takes the fence away: the host believes it always has a primary.
+                    withoutFence: sim.options.faults.includes("no-fence"),
+                  }),
+                ),
               },
       },
       { image: node.image, vote: node.vote },
@@ -298,6 +309,43 @@ export class Hosts {
     }
     this.step(node, { _tag: "ServiceInput", service: "hypervisor", run: event.run, input })
   }
+
+  /** The hypervisor service as it is, noting the view of the store it reads at each read. */
+  private watched(node: SimNode, factory: ServiceFactory<"hypervisor">): ServiceFactory<"hypervisor"> {
+    node.hypervisorView = undefined
+    return (self, startMs) => {
+      const core = factory(self, startMs)
+      return {
+        ...core,
+        step: (input, context) => {
+          if (input._tag === "ViewChanged") node.hypervisorView = viewKey(self, context.store)
+          return core.step(input, context)
+        },
+      }
+    }
+  }
+
+  /**
+   * The composition's promise to its services: one that has no read of the store due holds the
+   * view the store gives now (what it reads changed: it reads again, soon). A member's death
+   * changes it too (its claims stop counting): a node kept waiting on a dead node's claim.
+   */
+  checkViews(): void {
+    for (const node of this.sim.nodes) {
+      const core = node.core
+      if (core === null || node.hypervisorView === undefined || core.serviceRun("hypervisor") === undefined)
+        continue
+      if (core.readPending("hypervisor") || this.staleView.has(node.id)) continue
+      if (viewKey(node.id, core.store) === node.hypervisorView) continue
+      this.staleView.add(node.id)
+      this.sim.violate(
+        "view",
+        `${node.id}: its hypervisor holds a view of the store that is no longer the store's, and no read is due`,
+      )
+    }
+  }
+
+  private readonly staleView = new Set<string>()
 
   /** One input into the node's composition, and its step carried out as the real driver does. */
   step(node: SimNode, input: Parameters<NodeCore["handle"]>[0]): void {

@@ -2,8 +2,9 @@
  * The operator, with the hypervisor in the loop: creates the systems once a primary is likely
  * (placed by the scheduler, 3 in 4 HA), then every few seconds of the faulty phase operates on
  * one through a random live node (start, stop, suspend, resume, reboot, migrate), as the API does;
- * while some node is cut off from the majority, half of them through such a node (an operator
- * keeps using the node their client talks to, and a node cut off still serves its API).
+ * while some node is cut off from the majority and knows its store is not caught up, half of
+ * them through such a node (an operator keeps using the node their client talks to, and a node
+ * cut off still serves its API), on a system the majority has changed since if there is one.
  */
 import { compareVersions } from "../core/cdb/hlc.ts"
 import type { SystemSpecValue } from "../core/hypervisor/hypervisor.ts"
@@ -117,9 +118,10 @@ export class Operator {
     const cutOff = live.filter(
       (candidate) => !this.faults.reachesMajority(candidate) && !candidate.core!.authority().caughtUp,
     )
-    const node = cutOff.length > 0 && this.side.chance(500) ? this.side.pick(cutOff) : drawn
+    const viaCutOff = cutOff.length > 0 && this.side.chance(500)
+    const node = viaCutOff ? this.side.pick(cutOff) : drawn
     const random = `vm${1 + this.operator.below(sim.systems)}`
-    const behind = node === drawn ? [] : this.behind(node, live)
+    const behind = viaCutOff ? this.behind(node, live) : []
     const system = behind.length > 0 ? this.side.pick(behind) : random
     const operation = this.operator.pick([
       "start",

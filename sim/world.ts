@@ -48,6 +48,8 @@ export { nodeName } from "./host.ts"
 export { isSafetyViolation, type SimResult, type TimelineSample, type Violation } from "./result.ts"
 
 const checkIntervalUs = 20_000
+/** How many checks apart the services' views are compared with the store (`Hosts.checkViews`). */
+const viewCheckEvery = 25
 /**
  * The event budget: a run may take this many events per node and virtual second (a heavy
  * workload takes about 1,300). Beyond it something amplifies (a relay forwarding forever, a
@@ -165,6 +167,8 @@ export class World implements Sim {
     this.violations.push({ checker, message, atMs: Math.floor(this.nowUs / 1000) })
     if (checker === this.options.stopAt) this.stopped = true
   }
+
+  private checks = 0
 
   /** A violation of the checker `stopAt` names came: the run ends there. */
   private stopped = false
@@ -402,6 +406,8 @@ export class World implements Sim {
     if (this.systems > 0) {
       for (const node of this.nodes) node.vmm.advance(this.nowUs, checkIntervalUs)
       this.vm.checkHaLiveness()
+      // Every 25th check (each 500 ms): computing a view is the costly part.
+      if (++this.checks % viewCheckEvery === 0) this.hosts.checkViews()
     }
     this.election.checkLiveness()
     if (!this.healed) checkFencing(this, this.faults, this.electionTimings)

@@ -500,6 +500,10 @@ export class NodeCore {
     // The new core's failure detector starts over (every member alive), so the view does too;
     // its timers start over with it: the next try comes after a short wait, not at once.
     this.resetMemberView()
+    // What the services read is what is durable again, with every member alive: they read it
+    // again (they kept a view of the refused step's changes, or of a member's death; found by
+    // the simulator's view checker).
+    this.changed(undefined)
     this.cdbAtMs = this.nowMs + this.config.timings.storeRetryMs
     // What the election did in the refused step still holds (a lease renewed by acknowledgements,
     // a fence), unless its vote is what was refused: then it goes back to the durable vote, a
@@ -835,6 +839,12 @@ export class NodeCore {
 
   get electionCore(): ElectionNode {
     return this.election
+  }
+
+  /** Whether the service is due to read the store again (a change it reads, or a member's, came in). */
+  readPending(name: ServiceName): boolean {
+    const service = this.services.get(name)
+    return service !== undefined && service.viewAtMs !== never
   }
 
   /** The service's current run number, if it runs (its effects carry it, its answers must too). */

@@ -1,14 +1,22 @@
 /**
  * Convergence, after the heal: every node holds the same entries and stream positions, one
- * primary holds a lease, nobody is fenced, every alarm is cleared and every system is as its
- * spec says. Also the timeline (how far behind each node is, sampled) the report draws.
+ * primary holds a lease, nobody is fenced, every alarm is cleared, every system is as its spec
+ * says, and every survivor has heard a digest of every other since the heal; that within
+ * `digestsHeardWithinMs` (`heard`): on a network that keeps its promises digests reach every
+ * node within a few heartbeats, through the relays too. (A relay that keyed what it forwarded
+ * by sender, not by run, dropped a restarted node's digests for as long as it had been up before.)
+ * Also the timeline (how far behind each node is, sampled) the report draws.
  */
 import { compareVersions } from "../../core/cdb/hlc.ts"
 import type { Sim } from "../events.ts"
 import type { Faults } from "../faults.ts"
+import type { SimNode } from "../host.ts"
 import type { TimelineSample } from "../result.ts"
 import type { ElectionChecker } from "./election.ts"
 import type { VmChecker } from "./vm.ts"
+
+/** How long after the heal every survivor must have heard a digest of every other. */
+export const digestsHeardWithinMs = 5_000
 
 export class ConvergenceChecker {
   private readonly sim: Sim
@@ -19,6 +27,8 @@ export class ConvergenceChecker {
   private readonly sampleEveryUs: number
   private nextSampleUs = 0
   convergedAtUs: number | null = null
+  private healedAtUs: number | undefined
+  private heardChecked = false
 
   constructor(sim: Sim, election: ElectionChecker, vm: VmChecker, faults: Faults, sampleEveryUs: number) {
     this.sim = sim
@@ -35,10 +45,39 @@ export class ConvergenceChecker {
       this.nextSampleUs = nowUs + this.sampleEveryUs
       this.timeline.push({ atMs: Math.floor(nowUs / 1000), lag: this.lags() })
     }
+    if (this.sim.healed) this.healedAtUs ??= nowUs
+    if (
+      !this.heardChecked &&
+      this.healedAtUs !== undefined &&
+      nowUs >= this.healedAtUs + digestsHeardWithinMs * 1000
+    ) {
+      this.heardChecked = true
+      for (const [node, member] of this.unheard())
+        this.sim.violate(
+          "heard",
+          `${node.id} has heard no digest of ${member.id} in the ${digestsHeardWithinMs / 1000} s since the heal`,
+        )
+    }
     if (this.sim.healed && this.convergedAtUs === null && this.isConverged()) {
       this.convergedAtUs = nowUs
       this.timeline.push({ atMs: Math.floor(nowUs / 1000), lag: this.lags() })
     }
+  }
+
+  /** The pairs of survivors (node, member) where the node has heard no digest of the member since the heal. */
+  private unheard(): ReadonlyArray<readonly [SimNode, SimNode]> {
+    const pairs: Array<readonly [SimNode, SimNode]> = []
+    if (this.healedAtUs === undefined) return pairs
+    const survivors = this.survivors()
+    for (const node of survivors) {
+      if (node.core === null) continue
+      const sync = node.core.cdbCore.syncState()
+      const sinceMs = node.localMs(this.healedAtUs)
+      for (const member of survivors)
+        if (member !== node && member.core !== null && sync.digestHeardMs(member.id) < sinceMs)
+          pairs.push([node, member])
+    }
+    return pairs
   }
 
   private lags(): Array<number> {
@@ -76,6 +115,7 @@ export class ConvergenceChecker {
       return false
     const vector = JSON.stringify(first.cdbCore.vector())
     if (!nodes.every((node) => JSON.stringify(node.core!.cdbCore.vector()) === vector)) return false
+    if (this.unheard().length > 0) return false
     // The monitor too: one primary with a lease, nobody fenced, and every alarm cleared.
     return (
       this.election.primaryNow() !== undefined &&
@@ -129,6 +169,8 @@ export class ConvergenceChecker {
         : `primary ${primary.id} (term ${primary.leaseTerm})`,
     )
     for (const node of nodes) if (node.fenced) pending.push(`${node.id} is fenced`)
+    for (const [node, member] of this.unheard())
+      pending.push(`${node.id} has heard no digest of ${member.id} since the heal`)
     const first = this.survivors()[0]?.core ?? null
     if (first !== null) {
       for (const alarm of first.openAlarms())

@@ -307,6 +307,14 @@ export const catalogue: ReadonlyArray<Mutant> = [
     why: "a service does not read the store again when a member dies: it keeps waiting on the dead node's claim",
   },
   {
+    name: "refused-commit-no-reread",
+    covers: "hypervisor",
+    file: "core/node/node.ts",
+    find: "    // the simulator's view checker).\n    this.changed(undefined)\n",
+    replace: "    // the simulator's view checker).\n",
+    why: "after a refused commit the services keep the view they had: of changes that are gone, of members dead whom the rebuilt core counts alive",
+  },
+  {
     name: "operate-on-stale-store",
     covers: "hypervisor",
     file: "core/hypervisor/requests.ts",

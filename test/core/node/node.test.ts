@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest"
 import { decode } from "../../../core/cdb/codec.ts"
 import { applyPersist, type DurableImage, emptyImage } from "../../../core/cdb/durable.ts"
 import { defaultCdbConfig, type Member } from "../../../core/cdb/node.ts"
+import { hypervisorService } from "../../../core/hypervisor/service.ts"
 import { type DurableVote, defaultElectionTimings } from "../../../core/monitor/election.ts"
 import {
   defaultNodeTimings,
@@ -19,6 +20,7 @@ import {
   storeStatsEveryMs,
 } from "../../../core/node/node.ts"
 import { PendingWrites } from "../../../core/node/pending.ts"
+import type { ServiceFactories } from "../../../core/node/service.ts"
 
 const encoder = new TextEncoder()
 
@@ -30,6 +32,7 @@ const node = (
   self: string,
   members: ReadonlyArray<string | Member>,
   storeCorrupted?: { readonly count: number; readonly lost: number },
+  services: ServiceFactories = {},
 ) => {
   const layout = members.map((member) =>
     typeof member === "string" ? { id: member, domain: "d1", relay: false } : member,
@@ -49,7 +52,7 @@ const node = (
       election: { ...defaultElectionTimings, self, voters: layout.map((member) => member.id) },
       incarnation: 1,
       timings: defaultNodeTimings,
-      services: {},
+      services,
       ...(storeCorrupted === undefined ? {} : { storeCorrupted }),
     },
     durable,
@@ -218,6 +221,19 @@ describe("the node's composition", () => {
     n1.state.sent.splice(0)
     // Its next digests (numbered from 1 they would be the 1st to 3rd again) reach n3's domain.
     expect(heartbeats(3)).toBe(true)
+  })
+
+  it("a refused commit has the services read the store again: what they saw may be gone", () => {
+    const n1 = node("n1", ["n1"], undefined, { hypervisor: hypervisorService({ volumeDir: "/var/lib/acp" }) })
+    n1.runUntil(1_000)
+    n1.handle({ _tag: "ServiceState", name: "hypervisor", state: "running", restarts: 0 }, 1_000)
+    n1.runUntil(2_000)
+    expect(n1.core.serviceRun("hypervisor")).toBeDefined()
+    expect(n1.core.readPending("hypervisor")).toBe(false)
+    n1.state.full = true
+    n1.handle({ _tag: "Write", ticket: 1, writes: [record("refused")] }, 2_001)
+    expect(n1.state.carried.some((output) => output._tag === "WriteRefused")).toBe(true)
+    expect(n1.core.readPending("hypervisor")).toBe(true)
   })
 
   it("a failing service costs health points with its reason, and the primary alarms it after the threshold", () => {
