@@ -468,6 +468,7 @@ export class Hosts {
       case "Written":
         durability.record(node, output.writes, output.changes)
         model.written(node, output.changes)
+        vm.written(node, output.changes, output.source)
         vm.changed(node, output.changes)
         digests.written(node, output.changes, output.source)
         return

@@ -270,6 +270,18 @@ export const drawScenario = (options: SimOptions): Scenario => {
   for (let index = count("crash", 3); index > 0; index--) {
     events.push({ kind: "crash", ...window(), node: faults.below(options.nodes) })
   }
+  // A process killed and restarted by its supervisor at once (systemd's Restart=always): down
+  // for less than a lease, it must keep the promises it made before (a voter that voted again at
+  // once elected a second primary while the first one's lease ran). A generator of its own.
+  const quick = Prng.labelled(options.seed, "quick-restart")
+  if (has(options, "crash"))
+    for (let index = quick.between(0, 2); index > 0; index--)
+      events.push({
+        kind: "crash",
+        atMs: quick.between(0, Math.max(0, duration - 1000)),
+        durationMs: quick.between(20, 1_000),
+        node: quick.below(options.nodes),
+      })
   for (let index = count("fsync-lie", 1) + (has(options, "fsync-lie") ? 1 : 0); index > 0; index--) {
     events.push({
       kind: "fsync-lie",
