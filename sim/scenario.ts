@@ -198,6 +198,12 @@ export interface Scenario {
    * half the seeds.
    */
   readonly driverBatchUs: number
+  /**
+   * How many of its own changes each node keeps to repair others from (`retainChanges`): the
+   * default for half the seeds, a short log for the rest, so that a node behind by more is
+   * repaired by snapshot (on a lossy link too) within a run's minute.
+   */
+  readonly retainChanges: number
 }
 
 const has = (options: SimOptions, fault: FaultName) => options.faults.includes(fault)
@@ -369,6 +375,12 @@ export const drawScenario = (options: SimOptions): Scenario => {
     48,
   ])
   const driverBatchUs = Prng.labelled(options.seed, "batch").pick([0, 0, 300, 2_000])
+  const retainChanges = Prng.labelled(options.seed, "retain").pick([
+    defaultCdbConfig.retainChanges,
+    defaultCdbConfig.retainChanges,
+    512,
+    128,
+  ])
   return {
     options,
     schedule: options.schedule ?? { rates, driftPpm, events },
@@ -376,6 +388,7 @@ export const drawScenario = (options: SimOptions): Scenario => {
     guests,
     flowWindow,
     driverBatchUs,
+    retainChanges,
   }
 }
 

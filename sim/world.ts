@@ -117,6 +117,7 @@ export class World implements Sim {
     const config: Omit<CdbConfig, "self"> = {
       ...defaultCdbConfig,
       maxUnconfirmedChanges: this.scenario.flowWindow,
+      retainChanges: this.scenario.retainChanges,
       ...options.timings,
       members,
     }
