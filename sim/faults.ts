@@ -24,6 +24,7 @@ export class Faults {
     for (const fault of this.active) {
       switch (fault.kind) {
         case "partition":
+          if (fault.bridge === from || fault.bridge === to) break
           if (fault.side.includes(from) !== fault.side.includes(to)) return true
           break
         case "asymmetric":

@@ -118,6 +118,11 @@ export type FaultEvent =
       readonly atMs: number
       readonly durationMs: number
       readonly side: ReadonlyArray<number>
+      /**
+       * A node that still reaches both sides (Jepsen's "bridge"): connectivity that is not
+       * transitive, as when one link between two switches fails and a dual-homed host sits on both.
+       */
+      readonly bridge?: number
     }
   | { readonly kind: "asymmetric"; readonly atMs: number; readonly durationMs: number; readonly node: number }
   | {
@@ -258,9 +263,14 @@ export const drawScenario = (options: SimOptions): Scenario => {
     }
   }
   const count = (fault: FaultName, most: number) => (has(options, fault) ? faults.between(0, most) : 0)
+  // A third of the partitions have a bridge (from a generator of its own: the rest stays as drawn).
+  const bridges = Prng.labelled(options.seed, "bridge")
   for (let index = count("partition", 3); index > 0; index--) {
     const side = Array.from({ length: options.nodes }, (_, node) => node).filter(() => faults.chance(500))
-    if (side.length > 0 && side.length < options.nodes) events.push({ kind: "partition", ...window(), side })
+    if (side.length > 0 && side.length < options.nodes) {
+      const bridge = options.nodes >= 3 && bridges.chance(333) ? bridges.below(options.nodes) : undefined
+      events.push({ kind: "partition", ...window(), side, ...(bridge === undefined ? {} : { bridge }) })
+    }
   }
   for (let index = count("asymmetric", 2); index > 0; index--) {
     events.push({ kind: "asymmetric", ...window(), node: faults.below(options.nodes) })
@@ -278,9 +288,11 @@ export const drawScenario = (options: SimOptions): Scenario => {
   }
   // A process killed and restarted by its supervisor at once (systemd's Restart=always): down
   // for less than a lease, it must keep the promises it made before (a voter that voted again at
-  // once elected a second primary while the first one's lease ran). A generator of its own.
+  // once could elect a second primary while the first one's lease ran). A generator of its own.
+  // The adversary restarts a partition's bridge while the side without the primary campaigns:
+  // the bridge's vote is what that side lacks.
   const quick = Prng.labelled(options.seed, "quick-restart")
-  if (has(options, "crash"))
+  if (has(options, "crash")) {
     for (let index = quick.between(0, 2); index > 0; index--)
       events.push({
         kind: "crash",
@@ -288,6 +300,15 @@ export const drawScenario = (options: SimOptions): Scenario => {
         durationMs: quick.between(20, 1_000),
         node: quick.below(options.nodes),
       })
+    for (const partition of events.filter((event) => event.kind === "partition"))
+      if (partition.bridge !== undefined && partition.durationMs > 2_000 && quick.chance(500))
+        events.push({
+          kind: "crash",
+          atMs: partition.atMs + quick.between(1_500, Math.min(partition.durationMs, 6_000)),
+          durationMs: quick.between(20, 500),
+          node: partition.bridge,
+        })
+  }
   for (let index = count("fsync-lie", 1) + (has(options, "fsync-lie") ? 1 : 0); index > 0; index--) {
     events.push({
       kind: "fsync-lie",
