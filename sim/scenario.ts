@@ -263,12 +263,12 @@ export const drawScenario = (options: SimOptions): Scenario => {
     }
   }
   const count = (fault: FaultName, most: number) => (has(options, fault) ? faults.between(0, most) : 0)
-  // A third of the partitions have a bridge (from a generator of its own: the rest stays as drawn).
+  // Half the partitions have a bridge (from a generator of its own: the rest stays as drawn).
   const bridges = Prng.labelled(options.seed, "bridge")
   for (let index = count("partition", 3); index > 0; index--) {
     const side = Array.from({ length: options.nodes }, (_, node) => node).filter(() => faults.chance(500))
     if (side.length > 0 && side.length < options.nodes) {
-      const bridge = options.nodes >= 3 && bridges.chance(333) ? bridges.below(options.nodes) : undefined
+      const bridge = options.nodes >= 3 && bridges.chance(500) ? bridges.below(options.nodes) : undefined
       events.push({ kind: "partition", ...window(), side, ...(bridge === undefined ? {} : { bridge }) })
     }
   }
@@ -300,14 +300,16 @@ export const drawScenario = (options: SimOptions): Scenario => {
         durationMs: quick.between(20, 1_000),
         node: quick.below(options.nodes),
       })
+    // A crash loop: the bridge restarted one to three times while the partition lasts.
     for (const partition of events.filter((event) => event.kind === "partition"))
-      if (partition.bridge !== undefined && partition.durationMs > 2_000 && quick.chance(500))
-        events.push({
-          kind: "crash",
-          atMs: partition.atMs + quick.between(1_500, Math.min(partition.durationMs, 6_000)),
-          durationMs: quick.between(20, 500),
-          node: partition.bridge,
-        })
+      if (partition.bridge !== undefined && partition.durationMs > 2_000)
+        for (let restart = quick.between(1, 3); restart > 0; restart--)
+          events.push({
+            kind: "crash",
+            atMs: partition.atMs + quick.between(1_500, Math.min(partition.durationMs, 8_000)),
+            durationMs: quick.between(20, 500),
+            node: partition.bridge,
+          })
   }
   for (let index = count("fsync-lie", 1) + (has(options, "fsync-lie") ? 1 : 0); index > 0; index--) {
     events.push({
