@@ -442,6 +442,11 @@ export class CdbNode {
    * digest from each node last arrived. A node with no known gap has applied everything every
    * digest it received announced.
    */
+  /** How many origins have a known gap (what `syncState` counts, without building it). */
+  get gapCount(): number {
+    return this.gaps.size
+  }
+
   syncState(): { readonly gaps: number; readonly digestHeardMs: (node: string) => number } {
     return { gaps: this.gaps.size, digestHeardMs: (node) => this.digestHeardMs.get(node) ?? -neverMs }
   }

@@ -743,7 +743,7 @@ export class NodeCore {
     readonly round: boolean
   }> {
     // After every step: the cheap tests first, the authority only when a service waits for it.
-    if (this.cdb.syncState().gaps > 0) return []
+    if (this.cdb.gapCount > 0) return []
     let authority: Authority | undefined
     const due = []
     for (const [name, service] of this.services) {

@@ -40,7 +40,8 @@ const later = (left: Version, right: Version): number =>
           ? -1
           : 1
 
-const show = (version: Version | undefined, tomb?: boolean): string =>
+/** A version as the checkers print it (`origin@ms.counter`), or "nothing". */
+export const show = (version: Version | undefined, tomb?: boolean): string =>
   version === undefined
     ? "nothing"
     : `${version.origin}@${version.ms}.${version.counter}${tomb === true ? " (deleted)" : ""}`

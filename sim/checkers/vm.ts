@@ -21,6 +21,7 @@ import type { NodeCore } from "../../core/node/node.ts"
 import type { Sim } from "../events.ts"
 import type { Faults } from "../faults.ts"
 import type { SimNode } from "../host.ts"
+import { show } from "./model.ts"
 
 /** How long an HA system of a crashed node may stay down while a majority is connected (the hypervisor issue's goal). */
 export const haBoundMs = 15_000
@@ -64,8 +65,7 @@ export class VmChecker {
   written(node: SimNode, changes: ReadonlyArray<Change>, source: string): void {
     if (source !== "client" || node.core?.authority().caughtUp !== true) return
     for (const change of changes)
-      if (change.kind === "system" && change.op === "put")
-        this.excused.add(`${change.origin}@${change.ms}.${change.counter}`)
+      if (change.kind === "system" && change.op === "put") this.excused.add(show(change))
   }
 
   /**
@@ -85,9 +85,7 @@ export class VmChecker {
       }
       const epoch = decodeValue<SystemSpecValue>(entry.value)?.epoch ?? 0
       const held = this.epochs.get(key) ?? 0
-      const version = entry.version
-      if (epoch < held && this.excused.has(`${version.origin}@${version.ms}.${version.counter}`))
-        this.epochs.set(key, epoch)
+      if (epoch < held && this.excused.has(show(entry.version))) this.epochs.set(key, epoch)
       else if (epoch < held)
         this.sim.violate(
           "epoch",
