@@ -130,6 +130,13 @@ export class ConsoleUnavailable extends Schema.TaggedError<ConsoleUnavailable>()
   { httpApiStatus: 501 },
 ) {}
 
+/** The node's hypervisor service is not running (not started yet, or failed): its driver cannot be asked. */
+export class HypervisorUnavailable extends Schema.TaggedError<HypervisorUnavailable>()(
+  "HypervisorUnavailable",
+  { message: Schema.String },
+  { httpApiStatus: 503 },
+) {}
+
 export const SystemCreated = Schema.Struct({
   /** The scheduler's decision and every node's verdict. */
   decision: Decision,
@@ -216,6 +223,13 @@ export class NodeApi extends HttpApiGroup.make("node", { topLevel: true })
     HttpApiEndpoint.get("status", "/v1/status", { success: NodeStatusView }).annotate(
       OpenApi.Summary,
       "This node’s account of the cluster: members, primary and term, fencing, open alarms, health",
+    ),
+    HttpApiEndpoint.get("domains", "/v1/host/domains", {
+      success: Schema.Array(Schema.Struct({ name: Schema.String, state: Schema.String })),
+      error: HypervisorUnavailable,
+    }).annotate(
+      OpenApi.Summary,
+      "The domains this node's hypervisor driver holds and their states, as the driver reports them (virsh list --all)",
     ),
     HttpApiEndpoint.get("metrics", "/metrics", {
       success: Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/plain; version=0.0.4" })),

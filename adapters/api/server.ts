@@ -18,6 +18,7 @@ import { layerKeyAuthorization, layerSocketAuthorization } from "./authorization
 import {
   AcpApi,
   BadRequest,
+  HypervisorUnavailable,
   IllegalTransitionError,
   InternalError,
   InvalidObject,
@@ -183,6 +184,14 @@ const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
     const node = yield* Node
     return handlers
       .handle("status", () => Effect.sync(() => node.status()))
+      .handle("domains", () => {
+        const list = node.domains
+        return list === undefined
+          ? Effect.fail(
+              new HypervisorUnavailable({ message: "the hypervisor service is not running on this node" }),
+            )
+          : list.pipe(Effect.mapError((error) => new HypervisorUnavailable({ message: error.message })))
+      })
       .handle("metrics", () => Effect.flatMap(node.dropped, (dropped) => metricsText(node, dropped)))
   }),
 )

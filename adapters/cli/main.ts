@@ -17,6 +17,7 @@ import { objectCommand } from "./commands/object.ts"
 import { setupCommand } from "./commands/setup.ts"
 import { simCommand } from "./commands/sim.ts"
 import { systemCommand, taskCommand } from "./commands/system.ts"
+import { vortexCommand } from "./commands/vortex.ts"
 
 export const acp = Command.make("acp").pipe(
   Command.withDescription("ACP: run virtual machines on a cluster of Linux hosts, and simulate it"),
@@ -34,6 +35,7 @@ export const acp = Command.make("acp").pipe(
     healthCommand,
     simCommand,
     modelCommand,
+    vortexCommand,
   ]),
 )
 

@@ -32,6 +32,7 @@ export const testRequirements: ReadonlyArray<Requirement> = [
   { package: "qemu-system-x86", neededBy: "the QEMU test: TCG" },
   { package: "qemu-utils", neededBy: "the QEMU test: qemu-img" },
   { package: "prometheus", neededBy: "the metrics test: promtool check metrics" },
+  { package: "faketime", neededBy: "the fault harness: stepped wall clocks (libfaketime)" },
 ]
 
 export class PackagesMissing extends Schema.TaggedError<PackagesMissing>()("PackagesMissing", {

@@ -127,11 +127,13 @@ export const runHypervisor = (running: RunningNode, options: HypervisorOptions, 
       Effect.sync(() => {
         running.attach("hypervisor", executor(vmm))
         running.console = (system, maxBytes) => vmm.console(domainNameOf(system), maxBytes)
+        running.domains = vmm.list
       }),
       () =>
         Effect.sync(() => {
           running.attach("hypervisor", undefined)
           running.console = undefined
+          running.domains = undefined
         }),
     )
 

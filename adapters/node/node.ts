@@ -114,6 +114,13 @@ export interface RunningNode {
   console:
     | ((system: string, maxBytes: number) => Effect.Effect<string, { readonly message: string }>)
     | undefined
+  /** The domains this node's hypervisor driver holds, as the driver says; set while the hypervisor service runs. */
+  domains:
+    | Effect.Effect<
+        ReadonlyArray<{ readonly name: string; readonly state: string }>,
+        { readonly message: string }
+      >
+    | undefined
 }
 
 export interface NodeStatus {
@@ -464,6 +471,7 @@ export const startNode = (
         else executors.set(name, executor as unknown as ServiceExecutor<ServiceName>)
       },
       console: undefined,
+      domains: undefined,
       observeApplied: (observer) => {
         appliedObserver = observer
       },

@@ -30,6 +30,7 @@ const endpointPermissions: Readonly<Record<string, Permission>> = {
   "systems.console": "read",
   "node.status": "read",
   "node.metrics": "read",
+  "node.domains": "read",
 }
 
 /** Kinds whose objects only an admin may touch at all. */

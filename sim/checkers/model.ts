@@ -23,13 +23,14 @@ import type { Change } from "../../core/cdb/codec.ts"
 import type { Sim } from "../events.ts"
 import type { SimNode } from "../host.ts"
 
-interface Version {
+export interface Version {
   readonly ms: number
   readonly counter: number
   readonly origin: string
 }
 
-const later = (left: Version, right: Version): number =>
+/** The order of versions, as the oracle writes it (positive: `left` is the later). */
+export const later = (left: Version, right: Version): number =>
   left.ms !== right.ms
     ? left.ms - right.ms
     : left.counter !== right.counter
