@@ -50,6 +50,8 @@ export interface StatusSample {
   readonly isPrimary: boolean
   readonly primary: string | null
   readonly fenced: boolean
+  /** The members the node hears from ("alive"), as its failure detector says. */
+  readonly alive?: ReadonlyArray<string>
 }
 
 export interface DomainSample {
@@ -108,9 +110,17 @@ export interface Bounds {
   readonly electionMs: number
   /** From the end of the faults to every node holding the same objects. */
   readonly convergenceMs: number
+  /** How long a silent node (killed, paused) may still be heard "alive" by others. */
+  readonly silenceMs: number
 }
 
-export const defaultBounds: Bounds = { failoverMs: 30_000, electionMs: 10_000, convergenceMs: 30_000 }
+/** `silenceMs`: the failure detector's 3 s to "dead" (core/cdb/node.ts), with 2 s to spare. */
+export const defaultBounds: Bounds = {
+  failoverMs: 30_000,
+  electionMs: 10_000,
+  convergenceMs: 30_000,
+  silenceMs: 5_000,
+}
 
 export interface Violation {
   readonly check: string
@@ -333,6 +343,36 @@ const checkWoken = (history: History, violations: Array<Violation>) => {
   }
 }
 
+/**
+ * A node that cannot speak (killed, or paused) is not heard: from `silenceMs` after it fell
+ * silent until it speaks again, no other node says it is alive, or primary. Whatever the network
+ * does, nobody can speak for it — only a replay of what it once said could.
+ */
+const checkSilence = (history: History, bounds: Bounds, violations: Array<Violation>) => {
+  for (const event of history.processes) {
+    if (event.kind !== "kill" && event.kind !== "pause") continue
+    const back =
+      history.processes.find(
+        (later) =>
+          later.node === event.node &&
+          later.atMs > event.atMs &&
+          (later.kind === "restart" || later.kind === "resume"),
+      )?.atMs ?? Number.POSITIVE_INFINITY
+    const heard = history.statuses.find(
+      (sample) =>
+        sample.node !== event.node &&
+        sample.sentMs >= event.atMs + bounds.silenceMs &&
+        sample.recvMs < back &&
+        (sample.alive?.includes(event.node) === true || (sample.primary === event.node && !sample.isPrimary)),
+    )
+    if (heard !== undefined)
+      violations.push({
+        check: "silent-heard",
+        message: `${event.node} was ${event.kind === "kill" ? "killed" : "paused"} at ${at(event.atMs)}, yet ${heard.node} said at ${at(heard.sentMs)} that it ${heard.alive?.includes(event.node) === true ? "was alive" : "was primary"}`,
+      })
+  }
+}
+
 /** No system running on two nodes at once. */
 const checkDomains = (history: History, violations: Array<Violation>) => {
   const systems = new Set(history.domains.flatMap((sample) => sample.running))
@@ -474,6 +514,7 @@ export const checkHistory = (
   checkWrites(history, violations)
   checkPrimaries(history, violations)
   checkWoken(history, violations)
+  checkSilence(history, bounds, violations)
   checkDomains(history, violations)
   const recovery = checkRecovery(history, bounds, violations)
   checkEnd(history, bounds, violations)

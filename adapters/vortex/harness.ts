@@ -566,6 +566,7 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
             isPrimary: boolean
             primary: string | null
             fenced: boolean
+            members: ReadonlyArray<{ id: string; state: string }>
           }
           statuses.push({
             node: member.id,
@@ -575,6 +576,9 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
             isPrimary: body.isPrimary,
             primary: body.primary,
             fenced: body.fenced,
+            alive: body.members
+              .filter((peer) => peer.state === "alive" && peer.id !== member.id)
+              .map((peer) => peer.id),
           })
         }
         if (listed.status === 200)
@@ -738,7 +742,7 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
           processes.push({ node: target.id, kind: "pause", atMs: now(), wasPrimary })
         } else fill(target)
         const until = now() + fault.durationMs
-        if (fault.kind === "kill" && fault.replayVictim === true)
+        if ((fault.kind === "kill" || fault.kind === "pause") && fault.replayVictim === true)
           while (now() < until && !faultsEnd.stopped) {
             await links.replay(target.id)
             await faultsEnd.wait(300)
@@ -754,7 +758,7 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
         } else free(target)
         processBusy.delete(target.id)
         record(
-          `${target.id}${wasPrimary ? " (primary)" : ""}${fault.kind === "kill" && fault.replayVictim === true ? ", its datagrams replayed while down" : ""}`,
+          `${target.id}${wasPrimary ? " (primary)" : ""}${fault.replayVictim === true ? ", its datagrams replayed while silent" : ""}`,
           now(),
         )
         return

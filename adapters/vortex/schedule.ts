@@ -43,7 +43,7 @@ export interface Fault {
   }
   /** clock: the step of the target's wall clock, in seconds (either way). */
   readonly stepS?: number
-  /** kill: also replay the victim's captured datagrams while it is down (the outside finding). */
+  /** kill, pause: also replay the victim's captured datagrams while it is silent (the outside finding). */
   readonly replayVictim?: boolean
 }
 
@@ -100,7 +100,13 @@ const drawFault = (random: Prng, kind: FaultKind, atMs: number, nodes: number): 
         replayVictim: random.chance(500),
       }
     case "pause":
-      return { atMs, kind, durationMs: random.between(3_000, 10_000), target: targetOf(random, 500) }
+      return {
+        atMs,
+        kind,
+        durationMs: random.between(3_000, 10_000),
+        target: targetOf(random, 500),
+        replayVictim: random.chance(500),
+      }
     case "disk-full":
     case "restart-full":
       return { atMs, kind, durationMs: random.between(4_000, 12_000), target: targetOf(random, 300) }
@@ -151,8 +157,8 @@ export const describeFault = (fault: Fault): string => {
         ? `loss ${fault.loss?.lossPermille}‰ delay ${fault.loss?.delayMs}+${fault.loss?.jitterMs} ms dup ${fault.loss?.duplicatePermille}‰`
         : fault.kind === "clock"
           ? `${target} ${fault.stepS! > 0 ? "+" : ""}${fault.stepS} s`
-          : fault.kind === "kill" && fault.replayVictim === true
-            ? `${target} (its datagrams replayed while down)`
+          : fault.replayVictim === true
+            ? `${target} (its datagrams replayed while silent)`
             : target
   return `${(fault.atMs / 1000).toFixed(1)}s ${fault.kind} ${details}${fault.durationMs > 0 ? ` for ${(fault.durationMs / 1000).toFixed(1)}s` : ""}`
 }
