@@ -64,10 +64,13 @@ export interface DomainSample {
 
 export interface ProcessEvent {
   readonly node: string
-  readonly kind: "kill" | "restart" | "pause" | "resume"
+  /** "exited": the process ended by itself (the harness restarts it a second later, as systemd would). */
+  readonly kind: "kill" | "restart" | "pause" | "resume" | "exited"
   readonly atMs: number
   /** Whether the node was primary (by its last answered status) when it was killed or paused. */
   readonly wasPrimary?: boolean
+  /** exited: its exit code or signal, and the last line of its log. */
+  readonly detail?: string
 }
 
 export interface FaultRecord {
@@ -461,8 +464,14 @@ const checkRecovery = (
   return { failovers, elections }
 }
 
-/** After the heal: converged within the bound, every HA system running on exactly one node. */
+/** After the heal: converged within the bound, every HA system running on exactly one node; no node ever exited by itself. */
 const checkEnd = (history: History, bounds: Bounds, violations: Array<Violation>) => {
+  for (const event of history.processes)
+    if (event.kind === "exited")
+      violations.push({
+        check: "exited",
+        message: `${event.node} exited by itself at ${at(event.atMs)} (${event.detail ?? "?"})`,
+      })
   if (history.convergedMs === null)
     violations.push({
       check: "converged",

@@ -20,6 +20,7 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readFileSync,
   rmSync,
   unlinkSync,
   writeFileSync,
@@ -260,6 +261,7 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
   const t0 = performance.now()
   const now = () => Math.round(performance.now() - t0)
   const processes: Array<ProcessEvent> = []
+  let cleaningUp = false
   const start = (member: Member) => {
     const log = openSync(member.logPath, "a")
     writeSync(log, `${JSON.stringify({ vortex: "start", atMs: now() })}\n`)
@@ -270,12 +272,35 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
       env.FAKETIME_NO_CACHE = "1"
       env.FAKETIME_DONT_FAKE_MONOTONIC = "1"
     }
-    member.child = spawn(process.execPath, [options.bundle, "node", "run", "--config", member.configPath], {
+    const child = spawn(process.execPath, [options.bundle, "node", "run", "--config", member.configPath], {
       stdio: ["ignore", log, log],
       env,
     })
+    member.child = child
     closeSync(log)
     member.state = "up"
+    // A node that ends by itself is a finding; it is started again a second later, as systemd's
+    // Restart=always would, so the run goes on.
+    child.once("exit", (code, signalName) => {
+      if (member.child !== child || member.state === "killed") return
+      const lines = readFileSync(member.logPath, "utf8").trimEnd().split("\n")
+      const last = lines.filter((line) => !line.startsWith("    at ")).at(-1) ?? ""
+      processes.push({
+        node: member.id,
+        kind: "exited",
+        atMs: now(),
+        detail: `${signalName ?? `code ${code}`}: ${last.slice(0, 300)}`,
+      })
+      member.child = undefined
+      member.state = "killed"
+      if (cleaningUp) return
+      setTimeout(() => {
+        if (member.state === "killed" && !cleaningUp && !processBusy.has(member.id)) {
+          start(member)
+          processes.push({ node: member.id, kind: "restart", atMs: now() })
+        }
+      }, 1_000)
+    })
   }
   const signal = (member: Member, name: NodeJS.Signals) => {
     try {
@@ -291,11 +316,13 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
       if (child.exitCode !== null || child.signalCode !== null) resolve()
       else child.once("exit", () => resolve())
     })
+    const paused = member.state === "paused"
+    // Said before the signal: the exit that follows is the harness's, not the node's own.
+    member.state = "killed"
     signal(member, "SIGKILL")
-    if (member.state === "paused") signal(member, "SIGCONT")
+    if (paused) signal(member, "SIGCONT")
     await exited
     member.child = undefined
-    member.state = "killed"
   }
 
   // ---- clients ----
@@ -778,6 +805,7 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
   let faultsStopMs = 0
   const final: Record<string, Record<string, FinalObject>> = {}
   const cleanup = async () => {
+    cleaningUp = true
     running = false
     sampling = false
     for (const member of members) await kill(member)

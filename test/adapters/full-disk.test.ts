@@ -152,7 +152,38 @@ describe.skipIf(canMount !== true)(
         20_000,
       )
       await eventually(async () => (await visible(1, "restarted")) && (await visible(3, "restarted")), 20_000)
-    }, 90_000)
+
+      // Restarted on a full disk, it cannot record its start: it waits, saying why, and starts
+      // once space returns (it used to die with a bare `StoreError`; found by acp vortex).
+      process.kill(Number(readFileSync(join(tmpfs, "node.pid"), "utf8")), "SIGKILL")
+      sh(`dd if=/dev/zero of=${join(tmpfs, "filler")} bs=64k`)
+      const outside = `${home}-n2.log`
+      spawnSync(
+        "sh",
+        [
+          "-c",
+          `${process.execPath} ${bundle} node run --config ${join(tmpfs, "config.json")} >>${outside} 2>&1 &`,
+        ],
+        { env },
+      )
+      const waiting = await eventually(() => {
+        const log = sh(`cat ${outside}`).stdout
+        return log.includes("trying again every second") ? log : undefined
+      }, 20_000)
+      expect(waiting).toContain(`cannot record this start in ${join(tmpfs, "node.db")} (disk-full)`)
+      expect(waiting).not.toContain("StoreError")
+      rmSync(join(tmpfs, "filler"))
+      await eventually(
+        async () =>
+          (
+            await api(2, "PUT", "/v1/objects/project/space-again", project("space-again")).catch(
+              () => undefined,
+            )
+          )?.status === 200,
+        30_000,
+      )
+      rmSync(outside, { force: true })
+    }, 120_000)
 
     it("serves no stored value that fails its checksum, and gets it back from its peers", async () => {
       expect((await api(3, "PUT", "/v1/objects/project/checked", project("checked"))).status).toBe(200)

@@ -208,6 +208,31 @@ describe("the fault harness's checkers", () => {
     expect(checkHistory(primaryLost).figures.elections).toEqual([{ node: "n1", ms: 20_005 }])
   })
 
+  it("name a silent node that another still hears, once the failure detector has had its time", () => {
+    const base = clean()
+    const heard = (sentMs: number, alive: ReadonlyArray<string>) => ({
+      ...status("n3", sentMs, 1, false),
+      alive,
+    })
+    const history: History = {
+      ...base,
+      processes: [
+        { node: "n2", kind: "kill", atMs: 2_000, wasPrimary: false },
+        { node: "n2", kind: "restart", atMs: 20_000 },
+      ],
+      statuses: [
+        ...base.statuses,
+        heard(3_000, ["n1", "n2"]),
+        heard(8_000, ["n1"]),
+        heard(21_000, ["n1", "n2"]),
+      ],
+    }
+    // Heard 1 s after the kill (within the detector's time) and after the restart: fine.
+    expect(checks(history)).toEqual([])
+    const replayed = { ...history, statuses: [...history.statuses, heard(12_000, ["n1", "n2"])] }
+    expect(checks(replayed)).toEqual(["silent-heard"])
+  })
+
   it("name a cluster that did not converge, and an operator that wrote an api-key", () => {
     expect(checks({ ...clean(), convergedMs: null })).toEqual(["converged"])
     const history = clean()

@@ -4,7 +4,7 @@
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { Console, Effect, Layer, Logger, Option } from "effect"
+import { Console, Effect, Layer, Logger, Option, Schedule } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { hypervisorService } from "../../../core/hypervisor/service.ts"
 import { DurableStore } from "../../../core/ports/store.ts"
@@ -84,9 +84,28 @@ export const runNode = (configPath: string, bench = false) =>
           queueCapacity: 65_536,
           ...(relay === undefined ? {} : { relay }),
         })
+      // A store that cannot take the count (a full disk, an I/O error) is waited for, saying why
+      // every time it is tried again: the node starts once space returns, as a running one
+      // writes again (found by the fault harness: a restart on a full disk died with a bare
+      // `StoreError`). One that cannot be opened or read stops the node with the reason.
       const incarnation = yield* Effect.flatMap(DurableStore, (durable) => durable.nextIncarnation).pipe(
         Effect.provide(store),
-        Effect.orDie,
+        Effect.tapError((error) =>
+          Effect.logError(
+            `cannot record this start in ${join(config.dataDir, "node.db")} (${error.reason}): ${error.detail}${error.reason === "disk-full" || error.reason === "io-error" ? "; trying again every second" : ""}`,
+          ),
+        ),
+        Effect.retry({
+          schedule: Schedule.spaced("1 second"),
+          while: (error) => error.reason === "disk-full" || error.reason === "io-error",
+        }),
+        Effect.mapError(
+          (error) =>
+            new ConfigError({
+              path: join(config.dataDir, "node.db"),
+              message: `cannot record this start in ${join(config.dataDir, "node.db")} (${error.reason}): ${error.detail}`,
+            }),
+        ),
       )
       yield* Effect.scoped(
         Effect.gen(function* () {
