@@ -11,7 +11,7 @@
  * stretches do.
  */
 import { later, show, type Version } from "../../sim/checkers/model.ts"
-import type { FaultKind } from "./schedule.ts"
+import { clockLeadMs, type FaultKind } from "./schedule.ts"
 
 export type Outcome = "ok" | "refused" | "unknown"
 
@@ -376,6 +376,38 @@ const checkSilence = (history: History, bounds: Bounds, violations: Array<Violat
   }
 }
 
+/**
+ * A wall-clock step changes nothing: leases, windows and fences run on the monotonic clock. In
+ * the quiet after a step (nothing else faulty from `leadMs` before it to the end of its record),
+ * no node reports another term or a fence, and the primary stays.
+ */
+const checkClockSteps = (history: History, leadMs: number, violations: Array<Violation>) => {
+  for (const step of history.faults) {
+    if (step.kind !== "clock") continue
+    const fromMs = step.startMs - leadMs
+    const quiet =
+      !disturbed(history, fromMs, step.endMs, () => false) &&
+      !history.processes.some((event) => event.atMs > fromMs && event.atMs < step.endMs)
+    if (!quiet) continue
+    const before = new Map<string, StatusSample>()
+    for (const sample of history.statuses)
+      if (sample.recvMs <= step.startMs && sample.sentMs >= fromMs) before.set(sample.node, sample)
+    const primary = [...before.values()].find((sample) => sample.isPrimary)
+    if (primary === undefined) continue
+    const changed = history.statuses.find(
+      (sample) =>
+        sample.sentMs > step.startMs &&
+        sample.recvMs < step.endMs &&
+        (sample.term !== primary.term || sample.fenced || sample.primary !== primary.node),
+    )
+    if (changed !== undefined)
+      violations.push({
+        check: "clock-step",
+        message: `the wall clock of ${step.detail} at ${at(step.startMs)}, nothing else faulty, and ${changed.node} said at ${at(changed.sentMs)}: term ${changed.term} (was ${primary.term}), primary ${changed.primary ?? "none"} (was ${primary.node})${changed.fenced ? ", fenced" : ""}`,
+      })
+  }
+}
+
 /** No system running on two nodes at once. */
 const checkDomains = (history: History, violations: Array<Violation>) => {
   const systems = new Set(history.domains.flatMap((sample) => sample.running))
@@ -524,6 +556,7 @@ export const checkHistory = (
   checkPrimaries(history, violations)
   checkWoken(history, violations)
   checkSilence(history, bounds, violations)
+  checkClockSteps(history, clockLeadMs, violations)
   checkDomains(history, violations)
   const recovery = checkRecovery(history, bounds, violations)
   checkEnd(history, bounds, violations)

@@ -51,7 +51,15 @@ import {
   type WriteRecord,
 } from "./checks.ts"
 import { cleanLink, type LinkFaults, Links } from "./links.ts"
-import { describeFault, drawSchedule, type Fault, type FaultKind, faultKinds } from "./schedule.ts"
+import {
+  clockLeadMs,
+  clockWatchMs,
+  describeFault,
+  drawSchedule,
+  type Fault,
+  type FaultKind,
+  faultKinds,
+} from "./schedule.ts"
 
 export interface VortexOptions {
   readonly seed: number
@@ -738,13 +746,19 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
         return
       }
       case "clock": {
+        await faultsEnd.wait(clockLeadMs)
+        if (faultsEnd.stopped) return
         const target = targetOf(fault, members)!
+        const stepMs = now()
         target.clockOffsetS += fault.stepS ?? 0
         writeFileSync(target.clockPath, `${target.clockOffsetS >= 0 ? "+" : ""}${target.clockOffsetS}s\n`)
-        record(
-          `${target.id} ${fault.stepS! > 0 ? "+" : ""}${fault.stepS} s (now ${target.clockOffsetS} s)`,
-          now(),
-        )
+        await faultsEnd.wait(clockWatchMs)
+        faultRecords.push({
+          kind: "clock",
+          startMs: stepMs,
+          endMs: now(),
+          detail: `${target.id} ${fault.stepS! > 0 ? "+" : ""}${fault.stepS} s (now ${target.clockOffsetS} s)`,
+        })
         return
       }
       case "kill":

@@ -24,6 +24,10 @@ export type FaultKind = (typeof faultKinds)[number]
 
 const processKinds: ReadonlySet<FaultKind> = new Set(["kill", "pause", "restart-full"])
 
+/** A clock step comes this long into its round, which stays quiet for `clockWatchMs` after it. */
+export const clockLeadMs = 4_000
+export const clockWatchMs = 8_000
+
 /** Whom a fault hits: the primary when it starts, or the `pick`-th (modulo) of the nodes it may hit. */
 export type Target = { readonly _tag: "primary" } | { readonly _tag: "any"; readonly pick: number }
 
@@ -111,10 +115,12 @@ const drawFault = (random: Prng, kind: FaultKind, atMs: number, nodes: number): 
     case "restart-full":
       return { atMs, kind, durationMs: random.between(4_000, 12_000), target: targetOf(random, 300) }
     case "clock":
+      // A round of its own: quiet for `clockLeadMs`, the step, then `clockWatchMs` of quiet in
+      // which the step must change nothing (no election, no fence).
       return {
         atMs,
         kind,
-        durationMs: 0,
+        durationMs: clockLeadMs + clockWatchMs,
         target: targetOf(random, 500),
         stepS: (random.chance(500) ? 1 : -1) * random.between(1, 30),
       }
@@ -136,6 +142,7 @@ export const drawSchedule = (options: ScheduleOptions): ReadonlyArray<Fault> => 
     for (let index = 0; index < count; index++) {
       const kind = random.pick(options.kinds)
       if (processKinds.has(kind) && round.some((fault) => processKinds.has(fault.kind))) continue
+      if (round.some((fault) => fault.kind === "clock") || (kind === "clock" && round.length > 0)) continue
       round.push(drawFault(random, kind, atMs + index * random.between(0, 1_000), options.nodes))
     }
     // The last round may outlast the run: the harness cuts it short, so the heal comes while
@@ -156,7 +163,7 @@ export const describeFault = (fault: Fault): string => {
       : fault.kind === "lossy"
         ? `loss ${fault.loss?.lossPermille}‰ delay ${fault.loss?.delayMs}+${fault.loss?.jitterMs} ms dup ${fault.loss?.duplicatePermille}‰`
         : fault.kind === "clock"
-          ? `${target} ${fault.stepS! > 0 ? "+" : ""}${fault.stepS} s`
+          ? `${target} ${fault.stepS! > 0 ? "+" : ""}${fault.stepS} s after ${clockLeadMs / 1000} s, then watched`
           : fault.replayVictim === true
             ? `${target} (its datagrams replayed while silent)`
             : target
