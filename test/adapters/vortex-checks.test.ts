@@ -233,6 +233,21 @@ describe("the fault harness's checkers", () => {
     expect(checks(replayed)).toEqual(["silent-heard"])
   })
 
+  it("name a read-only key's write acknowledged, or visible even when its answer was lost", () => {
+    const history = clean()
+    const readOnly = (outcome: WriteRecord["outcome"]): WriteRecord => ({
+      ...put(2, "w2", outcome, outcome === "ok" ? 110 : undefined),
+      role: "read-only",
+    })
+    expect(checks({ ...history, writes: [...history.writes, readOnly("refused")] })).toEqual([])
+    expect(checks({ ...history, writes: [...history.writes, readOnly("unknown")] })).toEqual([])
+    expect(checks({ ...history, writes: [...history.writes, readOnly("ok")] })).toEqual(["privilege"])
+    const seen = { ...history.reads[0]!, token: "w2" }
+    expect(checks({ ...history, writes: [...history.writes, readOnly("unknown")], reads: [seen] })).toEqual([
+      "refused-visible",
+    ])
+  })
+
   it("name a cluster that did not converge, and an operator that wrote an api-key", () => {
     expect(checks({ ...clean(), convergedMs: null })).toEqual(["converged"])
     const history = clean()
