@@ -50,6 +50,8 @@ const one = (seed: number, slot: number) =>
         String(32_000 + slot * 1_000),
         "--dir",
         `/tmp/acp-soak-${seed}`,
+        // Kept: each history can be judged again (`acp vortex --check <dir>`).
+        "--keep",
         "--json",
       ],
       { stdio: ["ignore", "pipe", "ignore"] },
