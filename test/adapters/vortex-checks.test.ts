@@ -28,13 +28,20 @@ const put = (id: number, token: string, outcome: WriteRecord["outcome"], ms?: nu
   outcome,
   ...(ms === undefined ? {} : { version: version(ms) }),
 })
-const status = (node: string, sentMs: number, term: number, isPrimary: boolean): StatusSample => ({
+/** A node's status; a follower names the primary of term 1 (n1) unless told otherwise. */
+const status = (
+  node: string,
+  sentMs: number,
+  term: number,
+  isPrimary: boolean,
+  primary: string | null = isPrimary ? node : term === 1 ? "n1" : null,
+): StatusSample => ({
   node,
   sentMs,
   recvMs: sentMs + 5,
   term,
   isPrimary,
-  primary: isPrimary ? node : null,
+  primary,
   fenced: false,
 })
 const domains = (node: string, sentMs: number, running: ReadonlyArray<string>): DomainSample => ({
@@ -231,6 +238,44 @@ describe("the fault harness's checkers", () => {
     expect(checks(history)).toEqual([])
     const replayed = { ...history, statuses: [...history.statuses, heard(12_000, ["n1", "n2"])] }
     expect(checks(replayed)).toEqual(["silent-heard"])
+  })
+
+  it("name an election after a clock step in quiet, and a primary that wakes still primary of its old term", () => {
+    const base = clean()
+    const step = { kind: "clock" as const, startMs: 600, endMs: 1_250, detail: "n1 +7 s (now 7 s)" }
+    expect(checks({ ...base, faults: [step] })).toEqual([])
+    const lost = base.statuses.map((sample) =>
+      sample.sentMs === 900 ? { ...sample, term: 2, isPrimary: false, primary: null } : sample,
+    )
+    expect(checks({ ...base, faults: [step], statuses: lost })).toContain("clock-step")
+    // With something else faulty around it, the step is not judged.
+    const partition = { kind: "partition" as const, startMs: 0, endMs: 700, detail: "n1 | n2,n3" }
+    expect(checks({ ...base, faults: [step, partition], statuses: lost })).not.toContain("clock-step")
+
+    const paused: History = {
+      ...base,
+      processes: [
+        { node: "n1", kind: "pause", atMs: 1_300, wasPrimary: true },
+        { node: "n1", kind: "resume", atMs: 9_000 },
+      ],
+      statuses: [
+        ...base.statuses,
+        status("n2", 5_000, 2, true),
+        status("n2", 5_300, 2, true),
+        status("n1", 9_100, 1, true),
+      ],
+      domains: [
+        ...base.domains,
+        domains("n1", 9_100, []),
+        domains("n2", 9_100, ["ha-1"]),
+        domains("n3", 9_100, []),
+      ],
+      faultsStopMs: 9_050,
+      convergedMs: 9_200,
+    }
+    expect(checks(paused)).toContain("woke-as-primary")
+    const deposed = { ...paused, statuses: [...paused.statuses.slice(0, -1), status("n1", 9_100, 2, false)] }
+    expect(checks(deposed)).toEqual([])
   })
 
   it("name a read-only key's write acknowledged, or visible even when its answer was lost", () => {

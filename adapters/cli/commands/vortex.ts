@@ -5,9 +5,11 @@
  * history.
  */
 import { randomBytes } from "node:crypto"
+import { readFileSync } from "node:fs"
 import { resolve } from "node:path"
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import { checkHistory, type Figures, type History, type Violation } from "../../vortex/checks.ts"
 import { defaultBounds, runVortex } from "../../vortex/harness.ts"
 import { type FaultKind, faultKinds } from "../../vortex/schedule.ts"
 import { CliError } from "../client.ts"
@@ -19,6 +21,49 @@ const percentile = (values: ReadonlyArray<number>, fraction: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]
 }
 const seconds = (ms: number | undefined) => (ms === undefined ? "-" : `${(ms / 1000).toFixed(1)} s`)
+
+/** The figures and the violations of a run, as lines. */
+const report = (
+  result: { readonly figures: Figures; readonly violations: ReadonlyArray<Violation> },
+  say: (line: string) => void,
+) => {
+  const figures = result.figures
+  const failovers = figures.failovers.map((failover) => failover.ms)
+  const elections = figures.elections.map((election) => election.ms)
+  say(
+    `writes: ${figures.writes.ok} acknowledged, ${figures.writes.refused} refused, ${figures.writes.unknown} unknown`,
+  )
+  say(
+    `faults: ${
+      Object.entries(figures.faults)
+        .map(([kind, count]) => `${kind} ${count}`)
+        .join(", ") || "none"
+    }`,
+  )
+  say(
+    `HA failovers: ${failovers.length} (p50 ${seconds(percentile(failovers, 0.5))}, max ${seconds(percentile(failovers, 1))}); new primaries: ${elections.length} (p50 ${seconds(percentile(elections, 0.5))}, max ${seconds(percentile(elections, 1))}); converged ${seconds(figures.convergenceMs ?? undefined)} after the heal`,
+  )
+  say(`violations: ${result.violations.length === 0 ? "none" : result.violations.length}`)
+  for (const violation of result.violations) say(`  ${violation.check}: ${violation.message}`)
+}
+
+/** `--check DIR`: the checkers again on a kept run's history (after a checker changed, say). */
+const recheck = (dir: string, json: boolean) =>
+  Effect.gen(function* () {
+    const path = resolve(dir, "history.json")
+    const history = yield* Effect.try({
+      try: () => JSON.parse(readFileSync(path, "utf8")) as History,
+      catch: (error) =>
+        new CliError({ message: `--check: cannot read ${path}: ${(error as Error).message}` }),
+    })
+    const result = checkHistory(history, defaultBounds)
+    if (json) yield* Console.log(JSON.stringify({ seed: history.seed, ...result }))
+    else report(result, (line) => console.log(line))
+    if (result.violations.length > 0)
+      return yield* new CliError({
+        message: `seed ${history.seed}: ${result.violations.length} violation(s)`,
+      })
+  })
 
 export const vortexCommand = Command.make(
   "vortex",
@@ -49,6 +94,10 @@ export const vortexCommand = Command.make(
       ),
       Flag.optional,
     ),
+    check: Flag.String("check").pipe(
+      Flag.withDescription("Run nothing: judge a kept run's history again (its directory)"),
+      Flag.optional,
+    ),
     keep: Flag.Boolean("keep").pipe(
       Flag.withDescription("Keep the run's directory even when it passes"),
       Flag.withDefault(false),
@@ -57,6 +106,7 @@ export const vortexCommand = Command.make(
   },
   (args) =>
     Effect.gen(function* () {
+      if (Option.isSome(args.check)) return yield* recheck(args.check.value, args.json)
       const seed = Option.getOrElse(args.seed, () => randomBytes(4).readUInt32BE(0) % 1_000_000_000)
       const asked = Option.getOrElse(args.faults, () => faultKinds.join(","))
       const kinds = asked === "none" ? [] : asked.split(",").map((kind) => kind.trim())
@@ -92,27 +142,10 @@ export const vortexCommand = Command.make(
           }),
         catch: (error) => new CliError({ message: `vortex: ${(error as Error).message}` }),
       })
-      const figures = result.figures
       if (args.json) yield* Console.log(JSON.stringify({ seed, ...result }))
       else {
         if (result.skipped.length > 0) say(`not injected on this machine: ${result.skipped.join("; ")}`)
-        const failovers = figures.failovers.map((failover) => failover.ms)
-        const elections = figures.elections.map((election) => election.ms)
-        say(
-          `writes: ${figures.writes.ok} acknowledged, ${figures.writes.refused} refused, ${figures.writes.unknown} unknown`,
-        )
-        say(
-          `faults: ${
-            Object.entries(figures.faults)
-              .map(([kind, count]) => `${kind} ${count}`)
-              .join(", ") || "none"
-          }`,
-        )
-        say(
-          `HA failovers: ${failovers.length} (p50 ${seconds(percentile(failovers, 0.5))}, max ${seconds(percentile(failovers, 1))}); new primaries: ${elections.length} (p50 ${seconds(percentile(elections, 0.5))}, max ${seconds(percentile(elections, 1))}); converged ${seconds(figures.convergenceMs ?? undefined)} after the heal`,
-        )
-        say(`violations: ${result.violations.length === 0 ? "none" : result.violations.length}`)
-        for (const violation of result.violations) say(`  ${violation.check}: ${violation.message}`)
+        report(result, say)
         if (result.kept) say(`logs and history in ${result.dir}`)
         say(
           `replay: acp vortex --seed ${seed} --nodes ${args.nodes} --duration ${args.duration} --faults ${kinds.join(",") || "none"}`,
