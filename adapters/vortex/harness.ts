@@ -396,6 +396,15 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
   const faultRecords: Array<FaultRecord> = []
   const forbidden: Array<{ key: string; path: string; status: number }> = []
   const haSystems: Array<string> = []
+  /** System operations (tasks) as asked and answered; recorded, judged through the drivers' domains. */
+  const operations: Array<{
+    node: string
+    system: string
+    operation: string
+    startMs: number
+    endMs: number
+    status: number | string
+  }> = []
   let nextWrite = 0
 
   const outcomeOf = (status: number | "unreachable" | "timeout"): Outcome =>
@@ -578,7 +587,16 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
       else if (roll < 95) await putObject(member, id, "read-only")
       else if (haSystems.length > 0) {
         const system = random.pick(haSystems)
-        await request(member, "POST", `/v1/systems/${system}/reboot`, { body: {} })
+        const startMs = now()
+        const answer = await request(member, "POST", `/v1/systems/${system}/reboot`, { body: {} })
+        operations.push({
+          node: member.id,
+          system,
+          operation: "reboot",
+          startMs,
+          endMs: now(),
+          status: answer.status,
+        })
       }
       await sleep(random.between(20, 120))
     }
@@ -982,7 +1000,7 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
   const faults = schedule.map(describeFault)
   writeFileSync(
     join(dir, "history.json"),
-    `${JSON.stringify({ options: { ...options, say: undefined }, schedule, ...history, links: links.counters })}\n`,
+    `${JSON.stringify({ options: { ...options, say: undefined }, schedule, ...history, operations, links: links.counters })}\n`,
   )
   writeFileSync(join(dir, "result.json"), `${JSON.stringify(checked, null, 2)}\n`)
   const kept = options.keep || checked.violations.length > 0
