@@ -1,0 +1,525 @@
+/**
+ * The decision log: what may happen once is decided by a majority of the voters, as Raft decides
+ * it, on the election that exists (`core/monitor/election.ts` chooses the primary and its term;
+ * this log does not elect). Sans-I/O, like every core: inputs in, outputs out, no clock.
+ *
+ * - The primary appends; an entry is committed once a majority of the voters hold it durably
+ *   (an `Append` is answered only in the step whose `Persist` the driver commits first), and
+ *   every member applies committed entries in index order, exactly once.
+ * - Raft's log rules: every entry has the term it was appended in; an `Append` names the entry
+ *   before its own (`prevIndex`, `prevTerm`) and a follower takes it only if it holds that entry
+ *   (log matching), dropping any suffix that conflicts; the primary commits only entries of its
+ *   own term by counting (older ones commit with them), and starts every term with a no-op, so
+ *   it serves decisions only once everything before it is committed (`ready`).
+ * - Leader completeness is the election's part: a voter refuses a candidate whose log is behind
+ *   its own (`position`, sent with every vote request).
+ * - Bounded: once more than `compactAfter` entries are applied, the decided state is kept as a
+ *   snapshot and the entries before it dropped; a follower further behind than the log gets the
+ *   snapshot (`Snapshot`) instead of the entries.
+ * - Membership: the latest configuration entry in the log (committed or not) says who votes and
+ *   who only follows (learners). The primary takes one change at a time: a new one only once the
+ *   previous is committed (Raft's single-server change, so old and new majorities intersect).
+ */
+
+export interface Membership {
+  readonly voters: ReadonlyArray<string>
+  readonly learners: ReadonlyArray<string>
+}
+
+export type EntryBody<C> =
+  | { readonly _tag: "Noop" }
+  /** `origin` and `ticket`: who proposed it, and its number there (to answer that caller once applied). */
+  | { readonly _tag: "Command"; readonly command: C; readonly origin: string; readonly ticket: number }
+  | { readonly _tag: "Membership"; readonly membership: Membership }
+
+export interface Entry<C> {
+  readonly index: number
+  readonly term: number
+  readonly body: EntryBody<C>
+}
+
+/** The decided state at an index, with the membership in force there. */
+export interface Snapshot<S> {
+  readonly index: number
+  readonly term: number
+  readonly state: S
+  readonly membership: Membership
+}
+
+/** The state machine the log drives: pure; `apply` returns the next state and the command's answer. */
+export interface StateMachine<C, S, A> {
+  readonly initial: S
+  readonly apply: (state: S, command: C, index: number) => { readonly state: S; readonly answer: A }
+}
+
+export type Message<C, S> =
+  | {
+      readonly _tag: "Append"
+      readonly term: number
+      readonly from: string
+      readonly prevIndex: number
+      readonly prevTerm: number
+      readonly entries: ReadonlyArray<Entry<C>>
+      readonly commit: number
+    }
+  | {
+      readonly _tag: "AppendReply"
+      readonly term: number
+      readonly from: string
+      readonly success: boolean
+      /** On success the last index the follower now holds; on failure where the primary should try next. */
+      readonly index: number
+    }
+  | {
+      readonly _tag: "Snapshot"
+      readonly term: number
+      readonly from: string
+      readonly snapshot: Snapshot<S>
+    }
+
+export type Input<C, S> =
+  | { readonly _tag: "Message"; readonly message: Message<C, S> }
+  /** The election made this node primary of `term`. */
+  | { readonly _tag: "Lead"; readonly term: number }
+  /** The election knows `term` (and, if any, its primary); this node follows. */
+  | { readonly _tag: "Follow"; readonly term: number; readonly leader: string | null }
+  | { readonly _tag: "Propose"; readonly command: C; readonly ticket: number }
+  | { readonly _tag: "ChangeMembership"; readonly membership: Membership; readonly ticket: number }
+  /** Time to send what followers lack again (the driver's heartbeat). */
+  | { readonly _tag: "Tick" }
+
+export type Output<C, S, A> =
+  | { readonly _tag: "Send"; readonly to: string; readonly message: Message<C, S> }
+  /** Made durable before anything else of the step is sent: entries from `from` on replace what was there. */
+  | { readonly _tag: "PersistEntries"; readonly from: number; readonly entries: ReadonlyArray<Entry<C>> }
+  /** Made durable: the snapshot, and every entry up to its index dropped. */
+  | { readonly _tag: "PersistSnapshot"; readonly snapshot: Snapshot<S> }
+  | {
+      readonly _tag: "Applied"
+      readonly index: number
+      readonly command: C
+      readonly answer: A
+      readonly ticket?: number
+    }
+  | {
+      readonly _tag: "Refused"
+      readonly ticket: number
+      readonly reason: "not-primary" | "change-in-progress"
+    }
+  | { readonly _tag: "MembershipChanged"; readonly membership: Membership }
+
+export interface LogConfig {
+  readonly self: string
+  /** The membership a cluster starts with (before any configuration entry). */
+  readonly initial: Membership
+  /** Applied entries kept before a snapshot replaces them. */
+  readonly compactAfter: number
+  /** Entries sent in one `Append` at most. */
+  readonly maxBatch: number
+}
+
+/** What a member keeps on disk: its snapshot and the entries after it. */
+export interface DurableLog<C, S> {
+  readonly snapshot: Snapshot<S> | undefined
+  readonly entries: ReadonlyArray<Entry<C>>
+}
+
+interface Progress {
+  next: number
+  match: number
+}
+
+export class DecisionLog<C, S, A> {
+  readonly config: LogConfig
+  private readonly machine: StateMachine<C, S, A>
+  private term = 0
+  private role: "leader" | "follower" = "follower"
+  private leader: string | null = null
+  private snapshot: Snapshot<S>
+  private entries: Array<Entry<C>>
+  private commitIndex: number
+  private applied: number
+  private state: S
+  /** The index of this primary's no-op: it serves once that is committed. */
+  private readyAt = Number.MAX_SAFE_INTEGER
+  private readonly progress = new Map<string, Progress>()
+  private outputs: Array<Output<C, S, A>> = []
+
+  constructor(config: LogConfig, machine: StateMachine<C, S, A>, durable?: DurableLog<C, S>) {
+    this.config = config
+    this.machine = machine
+    this.snapshot = durable?.snapshot ?? {
+      index: 0,
+      term: 0,
+      state: machine.initial,
+      membership: config.initial,
+    }
+    this.entries = [...(durable?.entries ?? [])].filter((entry) => entry.index > this.snapshot.index)
+    // What is committed is not durable here (Raft keeps it volatile): the snapshot is, and the
+    // primary says the rest again.
+    this.commitIndex = this.snapshot.index
+    this.applied = this.snapshot.index
+    this.state = this.snapshot.state
+  }
+
+  // ---- what others may ask ---------------------------------------------------------------------
+
+  /** The last entry's term and index: what a candidate's log must not be behind (leader completeness). */
+  position(): { readonly term: number; readonly index: number } {
+    const last = this.entries.at(-1)
+    return last === undefined
+      ? { term: this.snapshot.term, index: this.snapshot.index }
+      : { term: last.term, index: last.index }
+  }
+
+  /** Whether a candidate's log (`term`, `index` of its last entry) is at least as up to date as this one. */
+  upToDate(term: number, index: number): boolean {
+    const own = this.position()
+    return term > own.term || (term === own.term && index >= own.index)
+  }
+
+  /** The membership in force: the latest configuration in the log, committed or not. */
+  membership(): Membership {
+    for (let position = this.entries.length - 1; position >= 0; position--) {
+      const body = this.entries[position]!.body
+      if (body._tag === "Membership") return body.membership
+    }
+    return this.snapshot.membership
+  }
+
+  /** Whether this node is the primary and everything before its term is committed: it may decide. */
+  ready(): boolean {
+    return this.role === "leader" && this.commitIndex >= this.readyAt
+  }
+
+  decided(): S {
+    return this.state
+  }
+
+  commitIndexNow(): number {
+    return this.commitIndex
+  }
+
+  appliedIndex(): number {
+    return this.applied
+  }
+
+  termNow(): number {
+    return this.term
+  }
+
+  /** The primary this log follows (itself when it leads), as far as it knows. */
+  leaderNow(): string | null {
+    return this.leader
+  }
+
+  /** The entries held after the snapshot (for checkers and `acp monitor log`). */
+  held(): ReadonlyArray<Entry<C>> {
+    return this.entries
+  }
+
+  snapshotNow(): Snapshot<S> {
+    return this.snapshot
+  }
+
+  // ---- inputs -----------------------------------------------------------------------------------
+
+  handle(input: Input<C, S>): ReadonlyArray<Output<C, S, A>> {
+    switch (input._tag) {
+      case "Lead":
+        this.lead(input.term)
+        break
+      case "Follow":
+        this.follow(input.term, input.leader)
+        break
+      case "Propose":
+        this.propose(
+          { _tag: "Command", command: input.command, origin: this.config.self, ticket: input.ticket },
+          input.ticket,
+        )
+        break
+      case "ChangeMembership":
+        this.changeMembership(input.membership, input.ticket)
+        break
+      case "Tick":
+        if (this.role === "leader") for (const peer of this.peers()) this.replicate(peer)
+        break
+      case "Message":
+        this.receive(input.message)
+        break
+    }
+    const outputs = this.outputs
+    this.outputs = []
+    return outputs
+  }
+
+  // ---- roles ------------------------------------------------------------------------------------
+
+  private lead(term: number): void {
+    if (term < this.term || (term === this.term && this.role === "leader")) return
+    this.term = term
+    this.role = "leader"
+    this.leader = this.config.self
+    this.progress.clear()
+    const last = this.position().index
+    for (const peer of this.peers()) this.progress.set(peer, { next: last + 1, match: 0 })
+    this.readyAt = last + 1
+    this.append({ _tag: "Noop" })
+    for (const peer of this.peers()) this.replicate(peer)
+    this.advanceCommit()
+  }
+
+  private follow(term: number, leader: string | null): void {
+    if (term < this.term) return
+    if (term > this.term || this.role === "leader") {
+      this.role = "follower"
+      this.progress.clear()
+      this.readyAt = Number.MAX_SAFE_INTEGER
+    }
+    this.term = term
+    this.leader = leader
+  }
+
+  private peers(): Array<string> {
+    const membership = this.membership()
+    return [...new Set([...membership.voters, ...membership.learners])].filter(
+      (peer) => peer !== this.config.self,
+    )
+  }
+
+  // ---- the primary ------------------------------------------------------------------------------
+
+  private append(body: EntryBody<C>): Entry<C> {
+    const entry: Entry<C> = { index: this.position().index + 1, term: this.term, body }
+    this.entries.push(entry)
+    this.outputs.push({ _tag: "PersistEntries", from: entry.index, entries: [entry] })
+    return entry
+  }
+
+  private propose(body: EntryBody<C>, ticket: number): void {
+    if (!this.ready()) {
+      this.outputs.push({ _tag: "Refused", ticket, reason: "not-primary" })
+      return
+    }
+    this.append(body)
+    for (const peer of this.peers()) this.replicate(peer)
+    this.advanceCommit()
+  }
+
+  private changeMembership(membership: Membership, ticket: number): void {
+    if (!this.ready()) {
+      this.outputs.push({ _tag: "Refused", ticket, reason: "not-primary" })
+      return
+    }
+    // One change at a time, and only one voter in or out: old and new majorities intersect.
+    const pending = this.entries.some(
+      (entry) => entry.index > this.commitIndex && entry.body._tag === "Membership",
+    )
+    const current = new Set(this.membership().voters)
+    const next = new Set(membership.voters)
+    const changed =
+      [...current].filter((voter) => !next.has(voter)).length +
+      [...next].filter((voter) => !current.has(voter)).length
+    if (pending || changed > 1 || next.size === 0) {
+      this.outputs.push({ _tag: "Refused", ticket, reason: "change-in-progress" })
+      return
+    }
+    const before = this.peers()
+    this.append({ _tag: "Membership", membership })
+    this.outputs.push({ _tag: "MembershipChanged", membership })
+    const last = this.position().index
+    for (const peer of this.peers())
+      if (!before.includes(peer)) this.progress.set(peer, { next: last, match: 0 })
+    for (const peer of before) if (!this.peers().includes(peer)) this.progress.delete(peer)
+    for (const peer of this.peers()) this.replicate(peer)
+    this.advanceCommit()
+  }
+
+  /** What `peer` lacks: entries from its next index, or the snapshot if the log no longer has them. */
+  private replicate(peer: string): void {
+    const progress = this.progress.get(peer)
+    if (progress === undefined) return
+    if (progress.next <= this.snapshot.index) {
+      this.outputs.push({
+        _tag: "Send",
+        to: peer,
+        message: { _tag: "Snapshot", term: this.term, from: this.config.self, snapshot: this.snapshot },
+      })
+      return
+    }
+    const prevIndex = progress.next - 1
+    const prevTerm = this.termAt(prevIndex)!
+    const entries = this.entries
+      .filter((entry) => entry.index >= progress.next)
+      .slice(0, this.config.maxBatch)
+    this.outputs.push({
+      _tag: "Send",
+      to: peer,
+      message: {
+        _tag: "Append",
+        term: this.term,
+        from: this.config.self,
+        prevIndex,
+        prevTerm,
+        entries,
+        commit: this.commitIndex,
+      },
+    })
+  }
+
+  /** The highest index a majority of the voters hold, if it is of this term: committed. */
+  private advanceCommit(): void {
+    if (this.role !== "leader") return
+    const voters = this.membership().voters
+    const held = voters
+      .map((voter) =>
+        voter === this.config.self ? this.position().index : (this.progress.get(voter)?.match ?? 0),
+      )
+      .sort((left, right) => right - left)
+    const majority = Math.floor(voters.length / 2) + 1
+    // A primary that no longer votes (removed) still decides until its removal commits.
+    const candidate = held[majority - 1] ?? 0
+    if (candidate > this.commitIndex && this.termAt(candidate) === this.term) this.commit(candidate)
+  }
+
+  private onReply(message: Message<C, S> & { _tag: "AppendReply" }): void {
+    if (this.role !== "leader" || message.term !== this.term) return
+    const progress = this.progress.get(message.from)
+    if (progress === undefined) return
+    if (message.success) {
+      progress.match = Math.max(progress.match, message.index)
+      progress.next = Math.max(progress.next, message.index + 1)
+      this.advanceCommit()
+      if (progress.next <= this.position().index) this.replicate(message.from)
+      return
+    }
+    progress.next = Math.max(1, Math.min(progress.next - 1, message.index))
+    this.replicate(message.from)
+  }
+
+  // ---- followers --------------------------------------------------------------------------------
+
+  private termAt(index: number): number | undefined {
+    if (index === this.snapshot.index) return this.snapshot.term
+    if (index < this.snapshot.index) return undefined
+    const first = this.entries[0]?.index ?? this.snapshot.index + 1
+    return this.entries[index - first]?.term
+  }
+
+  private receive(message: Message<C, S>): void {
+    if (message._tag === "AppendReply") {
+      this.onReply(message)
+      return
+    }
+    if (message.term < this.term) {
+      this.reply(message.from, false, this.position().index + 1)
+      return
+    }
+    if (message.term > this.term || this.role === "leader") this.follow(message.term, message.from)
+    this.leader = message.from
+    if (message._tag === "Snapshot") {
+      this.installSnapshot(message.snapshot)
+      this.reply(message.from, true, this.position().index)
+      return
+    }
+    const prevTerm = this.termAt(message.prevIndex)
+    if (message.prevIndex > this.snapshot.index && prevTerm !== message.prevTerm) {
+      // Not the entry the primary means: it should try from where this log ends, or before the conflict.
+      const hint =
+        prevTerm === undefined
+          ? this.position().index + 1
+          : (this.entries.find((entry) => entry.term === prevTerm)?.index ?? this.snapshot.index + 1)
+      this.reply(message.from, false, hint)
+      return
+    }
+    let replacedFrom: number | undefined
+    const appended: Array<Entry<C>> = []
+    for (const entry of message.entries) {
+      if (entry.index <= this.snapshot.index) continue
+      const held = this.termAt(entry.index)
+      if (held === entry.term && replacedFrom === undefined) continue
+      if (replacedFrom === undefined) {
+        replacedFrom = entry.index
+        const first = this.entries[0]?.index ?? this.snapshot.index + 1
+        this.entries.length = Math.max(0, entry.index - first)
+      }
+      this.entries.push(entry)
+      appended.push(entry)
+    }
+    if (replacedFrom !== undefined) {
+      this.outputs.push({ _tag: "PersistEntries", from: replacedFrom, entries: appended })
+      if (appended.some((entry) => entry.body._tag === "Membership"))
+        this.outputs.push({ _tag: "MembershipChanged", membership: this.membership() })
+    }
+    const lastNew = message.prevIndex + message.entries.length
+    if (message.commit > this.commitIndex) this.commit(Math.min(message.commit, lastNew))
+    this.reply(message.from, true, lastNew)
+  }
+
+  private reply(to: string, success: boolean, index: number): void {
+    this.outputs.push({
+      _tag: "Send",
+      to,
+      message: { _tag: "AppendReply", term: this.term, from: this.config.self, success, index },
+    })
+  }
+
+  private installSnapshot(snapshot: Snapshot<S>): void {
+    if (snapshot.index <= this.applied) return
+    // Entries past the snapshot that agree with it stay; anything else goes.
+    const keep =
+      this.termAt(snapshot.index) === snapshot.term
+        ? this.entries.filter((entry) => entry.index > snapshot.index)
+        : []
+    this.snapshot = snapshot
+    this.entries = keep
+    this.state = snapshot.state
+    this.applied = snapshot.index
+    this.commitIndex = Math.max(this.commitIndex, snapshot.index)
+    this.outputs.push({ _tag: "PersistSnapshot", snapshot })
+    this.outputs.push({ _tag: "MembershipChanged", membership: this.membership() })
+  }
+
+  // ---- applying ---------------------------------------------------------------------------------
+
+  private commit(index: number): void {
+    this.commitIndex = Math.max(this.commitIndex, Math.min(index, this.position().index))
+    while (this.applied < this.commitIndex) {
+      const entry = this.entries[this.applied + 1 - (this.entries[0]?.index ?? this.applied + 1)]!
+      this.applied = entry.index
+      if (entry.body._tag !== "Command") continue
+      const result = this.machine.apply(this.state, entry.body.command, entry.index)
+      this.state = result.state
+      this.outputs.push({
+        _tag: "Applied",
+        index: entry.index,
+        command: entry.body.command,
+        answer: result.answer,
+        ...(entry.body.origin === this.config.self ? { ticket: entry.body.ticket } : {}),
+      })
+    }
+    if (this.applied - this.snapshot.index > this.config.compactAfter) this.compact()
+  }
+
+  private compact(): void {
+    const membership = this.membershipAt(this.applied)
+    const snapshot: Snapshot<S> = {
+      index: this.applied,
+      term: this.termAt(this.applied)!,
+      state: this.state,
+      membership,
+    }
+    this.entries = this.entries.filter((entry) => entry.index > snapshot.index)
+    this.snapshot = snapshot
+    this.outputs.push({ _tag: "PersistSnapshot", snapshot })
+  }
+
+  private membershipAt(index: number): Membership {
+    let membership = this.snapshot.membership
+    for (const entry of this.entries) {
+      if (entry.index > index) break
+      if (entry.body._tag === "Membership") membership = entry.body.membership
+    }
+    return membership
+  }
+}
