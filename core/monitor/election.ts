@@ -32,6 +32,12 @@ export interface ElectionConfig {
   readonly electionJitterMs: number
   readonly maxDriftPpm: number
   readonly quorumWindowMs: number
+  /**
+   * The decision log's last entry (`core/decision/log.ts`), when there is one: a candidate sends
+   * its own with every (pre-)vote request, and a voter refuses one whose log is behind its own
+   * (Raft's leader completeness: a primary holds every committed decision).
+   */
+  readonly logPosition?: () => { readonly term: number; readonly index: number }
 }
 
 export const defaultElectionTimings = {
@@ -65,9 +71,21 @@ export type Message =
       readonly hears: ReadonlyArray<string>
     }
   | { readonly _tag: "PingAck"; readonly from: string; readonly term: number; readonly seq: number }
-  | { readonly _tag: "PreVote"; readonly from: string; readonly term: number }
+  | {
+      readonly _tag: "PreVote"
+      readonly from: string
+      readonly term: number
+      readonly lastTerm?: number
+      readonly lastIndex?: number
+    }
   | { readonly _tag: "PreVoteReply"; readonly from: string; readonly term: number; readonly granted: boolean }
-  | { readonly _tag: "Vote"; readonly from: string; readonly term: number }
+  | {
+      readonly _tag: "Vote"
+      readonly from: string
+      readonly term: number
+      readonly lastTerm?: number
+      readonly lastIndex?: number
+    }
   | { readonly _tag: "VoteReply"; readonly from: string; readonly term: number; readonly granted: boolean }
 
 export type Input =
@@ -297,7 +315,11 @@ export class ElectionNode {
         return
       case "PreVote": {
         // Granted only if this node could vote for a new term now: it has heard no live leader.
-        const granted = message.term > this.term && nowMs >= this.promiseUntilMs && this.isVoter(message.from)
+        const granted =
+          message.term > this.term &&
+          nowMs >= this.promiseUntilMs &&
+          this.isVoter(message.from) &&
+          this.logUpToDate(message)
         this.send(message.from, { _tag: "PreVoteReply", from: this.config.self, term: message.term, granted })
         return
       }
@@ -373,13 +395,28 @@ export class ElectionNode {
     }
     if (message.term > this.term)
       this.adoptTerm(message.term, nowMs, `${message.from} stands in term ${message.term}`)
-    const granted = this.votedFor === null || this.votedFor === message.from
+    const granted = (this.votedFor === null || this.votedFor === message.from) && this.logUpToDate(message)
     if (granted && this.votedFor === null) {
       this.votedFor = message.from
       this.outputs.push({ _tag: "PersistVote", term: this.term, votedFor: this.votedFor })
     }
     if (granted) this.electionAtMs = this.electionDeadline(nowMs)
     this.send(message.from, { _tag: "VoteReply", from: this.config.self, term: this.term, granted })
+  }
+
+  /** Whether a candidate's decision log is at least as up to date as this node's (no log: always). */
+  private logUpToDate(message: { readonly lastTerm?: number; readonly lastIndex?: number }): boolean {
+    const own = this.config.logPosition?.()
+    if (own === undefined) return true
+    const term = message.lastTerm ?? 0
+    const index = message.lastIndex ?? 0
+    return term > own.term || (term === own.term && index >= own.index)
+  }
+
+  /** This node's decision-log position, for its (pre-)vote requests. */
+  private position(): { readonly lastTerm?: number; readonly lastIndex?: number } {
+    const own = this.config.logPosition?.()
+    return own === undefined ? {} : { lastTerm: own.term, lastIndex: own.index }
   }
 
   // ---- roles -------------------------------------------------------------------------------
@@ -406,7 +443,7 @@ export class ElectionNode {
     this.leader = null
     this.votes.clear()
     if (this.isVoter(this.config.self)) this.votes.add(this.config.self)
-    this.broadcast({ _tag: "PreVote", from: this.config.self, term: this.term + 1 })
+    this.broadcast({ _tag: "PreVote", from: this.config.self, term: this.term + 1, ...this.position() })
     this.electionAtMs =
       nowMs +
       this.config.heartbeatMs * 4 +
@@ -421,7 +458,7 @@ export class ElectionNode {
     this.outputs.push({ _tag: "PersistVote", term: this.term, votedFor: this.config.self })
     this.votes.clear()
     this.votes.add(this.config.self)
-    this.broadcast({ _tag: "Vote", from: this.config.self, term: this.term })
+    this.broadcast({ _tag: "Vote", from: this.config.self, term: this.term, ...this.position() })
     this.electionAtMs =
       nowMs + this.config.heartbeatMs * 4 + spread(this.config.self, this.term, this.config.electionJitterMs)
     if (this.votes.size >= this.majority()) this.becomeLeader(nowMs)
@@ -446,8 +483,9 @@ export class ElectionNode {
       this.nextPingMs = nowMs + this.config.heartbeatMs
       // Requests are idempotent: asking again each heartbeat rides out lost datagrams within one round.
       if (this.role === "pre-candidate")
-        this.broadcast({ _tag: "PreVote", from: this.config.self, term: this.term + 1 })
-      if (this.role === "candidate") this.broadcast({ _tag: "Vote", from: this.config.self, term: this.term })
+        this.broadcast({ _tag: "PreVote", from: this.config.self, term: this.term + 1, ...this.position() })
+      if (this.role === "candidate")
+        this.broadcast({ _tag: "Vote", from: this.config.self, term: this.term, ...this.position() })
     }
     if (this.role === "leader") {
       // A leader that could not renew steps down once its lease is over (or if it never got one in time).

@@ -19,9 +19,19 @@ const MessageSchema = Schema.Union([
     hears: Schema.Array(Name),
   }),
   Schema.TaggedStruct("PingAck", { from: Name, term: Term, seq: Term }),
-  Schema.TaggedStruct("PreVote", { from: Name, term: Term }),
+  Schema.TaggedStruct("PreVote", {
+    from: Name,
+    term: Term,
+    lastTerm: Schema.optionalKey(Term),
+    lastIndex: Schema.optionalKey(Term),
+  }),
   Schema.TaggedStruct("PreVoteReply", { from: Name, term: Term, granted: Schema.Boolean }),
-  Schema.TaggedStruct("Vote", { from: Name, term: Term }),
+  Schema.TaggedStruct("Vote", {
+    from: Name,
+    term: Term,
+    lastTerm: Schema.optionalKey(Term),
+    lastIndex: Schema.optionalKey(Term),
+  }),
   Schema.TaggedStruct("VoteReply", { from: Name, term: Term, granted: Schema.Boolean }),
 ])
 

@@ -20,6 +20,8 @@ class Cluster {
   /** Nodes whose store refuses to persist a vote now (a full disk). */
   readonly refusing = new Set<string>()
   readonly primaries: Array<{ node: string; term: number; atMs: number }> = []
+  /** Each node's decision-log position, when the test gives them logs. */
+  readonly positions = new Map<string, { term: number; index: number }>()
   readonly fences: Array<{ node: string; atMs: number; fenced: boolean }> = []
   private inFlight: Array<{ atMs: number; to: string; message: Message }> = []
   nowMs = 0
@@ -33,7 +35,12 @@ class Cluster {
 
   start(id: string): void {
     const node = new ElectionNode(
-      { ...defaultElectionTimings, self: id, voters: this.ids },
+      {
+        ...defaultElectionTimings,
+        self: id,
+        voters: this.ids,
+        logPosition: () => this.positions.get(id) ?? { term: 0, index: 0 },
+      },
       this.nowMs,
       this.votes.get(id),
     )
@@ -229,6 +236,28 @@ describe("election", () => {
     cluster.run(cluster.nowMs + 5_000)
     expect(cluster.primaries.length).toBe(2)
     expect(cluster.primaries[1]!.term).toBeGreaterThan(cluster.primaries[0]!.term)
+  })
+
+  it("never elects a candidate whose decision log is behind a majority's (leader completeness)", () => {
+    for (const behind of ["n1", "n2", "n3"]) {
+      const cluster = new Cluster(["n1", "n2", "n3"])
+      for (const id of cluster.ids)
+        cluster.positions.set(id, id === behind ? { term: 1, index: 2 } : { term: 1, index: 7 })
+      cluster.run(5_000)
+      expect(cluster.primaryAt()).toBeDefined()
+      expect(cluster.primaries.map((primary) => primary.node)).not.toContain(behind)
+    }
+    // n3 is behind both: whichever of n1 and n2 leads, when it dies the other takes over, never n3.
+    const cluster = new Cluster(["n1", "n2", "n3"])
+    cluster.positions.set("n1", { term: 1, index: 9 })
+    cluster.positions.set("n2", { term: 1, index: 9 })
+    cluster.positions.set("n3", { term: 1, index: 4 })
+    cluster.run(5_000)
+    const first = cluster.primaryAt()!
+    expect(["n1", "n2"]).toContain(first)
+    cluster.crash(first)
+    cluster.run(15_000)
+    expect(cluster.primaryAt()).toBe(first === "n1" ? "n2" : "n1")
   })
 
   it("a single voter is its own majority", () => {
