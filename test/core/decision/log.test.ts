@@ -19,8 +19,8 @@ import {
   type Message,
   type Output,
   type StateMachine,
-} from "../../core/decision/log.ts"
-import { Prng } from "../../sim/prng.ts"
+} from "../../../core/decision/log.ts"
+import { Prng } from "../../../sim/prng.ts"
 
 /** A state machine that remembers every command in order: two members agree iff their histories do. */
 const history: StateMachine<string, ReadonlyArray<string>, number> = {

@@ -1,0 +1,146 @@
+/**
+ * The decided state: what the decision log's committed entries have granted, each grant with
+ * its fencing token (an epoch that only grows, as Chubby's sequencers and ZooKeeper's zxids do).
+ * A node acts on a grant only with the current epoch for it; a holder of an older epoch stops.
+ *
+ * - placements: which node runs a system, and the epoch of that placement;
+ * - pools: exclusive grants of values from a named pool — IP addresses of a subnet, VLAN ids or
+ *   VNIs of a range, devices of a host — each value held by one holder at a time.
+ *
+ * Pure: `applyDecision` is the state machine the log drives, the same on every member.
+ */
+import { Schema } from "effect"
+
+const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))
+
+export const DecisionCommand = Schema.Union([
+  /** Run `system` on `node` (a new placement: its epoch is one more than any before). */
+  Schema.TaggedStruct("Place", { system: Name, node: Name }),
+  /** No node runs `system` any more (deleted, or stopped for good). */
+  Schema.TaggedStruct("Unplace", { system: Name }),
+  /** Grant `value` of `pool` (or, without a value, the lowest free one of `range`) to `holder`. */
+  Schema.TaggedStruct("Grant", {
+    pool: Name,
+    holder: Name,
+    value: Schema.optionalKey(Schema.Int),
+    range: Schema.optionalKey(Schema.Struct({ from: Schema.Int, to: Schema.Int })),
+  }),
+  /** Give back `value` of `pool`, if `holder` holds it. */
+  Schema.TaggedStruct("Release", { pool: Name, holder: Name, value: Schema.Int }),
+])
+export type DecisionCommand = typeof DecisionCommand.Type
+
+export interface Placement {
+  readonly node: string
+  readonly epoch: number
+}
+
+export interface Held {
+  readonly holder: string
+  readonly epoch: number
+}
+
+export interface DecidedState {
+  readonly placements: Readonly<Record<string, Placement>>
+  /** pool → value → its holder. */
+  readonly pools: Readonly<Record<string, Readonly<Record<number, Held>>>>
+  /** The last epoch handed out: every grant's epoch is above every earlier one's. */
+  readonly epoch: number
+}
+
+export type DecisionAnswer =
+  | { readonly _tag: "Placed"; readonly system: string; readonly node: string; readonly epoch: number }
+  | { readonly _tag: "Unplaced"; readonly system: string }
+  | { readonly _tag: "Granted"; readonly pool: string; readonly value: number; readonly epoch: number }
+  | { readonly _tag: "Released"; readonly pool: string; readonly value: number }
+  | { readonly _tag: "Refused"; readonly reason: string }
+
+export const emptyDecided: DecidedState = { placements: {}, pools: {}, epoch: 0 }
+
+export const applyDecision = (
+  state: DecidedState,
+  command: DecisionCommand,
+): { readonly state: DecidedState; readonly answer: DecisionAnswer } => {
+  switch (command._tag) {
+    case "Place": {
+      const epoch = state.epoch + 1
+      return {
+        state: {
+          ...state,
+          epoch,
+          placements: { ...state.placements, [command.system]: { node: command.node, epoch } },
+        },
+        answer: { _tag: "Placed", system: command.system, node: command.node, epoch },
+      }
+    }
+    case "Unplace": {
+      const { [command.system]: _gone, ...placements } = state.placements
+      return { state: { ...state, placements }, answer: { _tag: "Unplaced", system: command.system } }
+    }
+    case "Grant": {
+      const pool = state.pools[command.pool] ?? {}
+      let value = command.value
+      if (value === undefined) {
+        const range = command.range
+        if (range === undefined)
+          return { state, answer: { _tag: "Refused", reason: "a grant needs a value or a range" } }
+        for (let candidate = range.from; candidate <= range.to; candidate++)
+          if (pool[candidate] === undefined) {
+            value = candidate
+            break
+          }
+        if (value === undefined)
+          return {
+            state,
+            answer: {
+              _tag: "Refused",
+              reason: `${command.pool}: no free value in ${range.from}..${range.to}`,
+            },
+          }
+      }
+      const held = pool[value]
+      if (held !== undefined && held.holder !== command.holder)
+        return {
+          state,
+          answer: { _tag: "Refused", reason: `${command.pool} ${value} is held by ${held.holder}` },
+        }
+      const epoch = state.epoch + 1
+      return {
+        state: {
+          ...state,
+          epoch,
+          pools: { ...state.pools, [command.pool]: { ...pool, [value]: { holder: command.holder, epoch } } },
+        },
+        answer: { _tag: "Granted", pool: command.pool, value, epoch },
+      }
+    }
+    case "Release": {
+      const pool = state.pools[command.pool] ?? {}
+      if (pool[command.value]?.holder !== command.holder)
+        return {
+          state,
+          answer: {
+            _tag: "Refused",
+            reason: `${command.holder} does not hold ${command.pool} ${command.value}`,
+          },
+        }
+      const { [command.value]: _released, ...rest } = pool
+      return {
+        state: { ...state, pools: { ...state.pools, [command.pool]: rest } },
+        answer: { _tag: "Released", pool: command.pool, value: command.value },
+      }
+    }
+  }
+}
+
+/** The state machine for `DecisionLog`. */
+export const decisionMachine = {
+  initial: emptyDecided,
+  apply: (state: DecidedState, command: DecisionCommand) => applyDecision(state, command),
+}
+
+/** Whether `node` may run `system` under the fencing token `epoch`: only the current placement's. */
+export const mayRun = (state: DecidedState, system: string, node: string, epoch: number): boolean => {
+  const placement = state.placements[system]
+  return placement !== undefined && placement.node === node && placement.epoch === epoch
+}

@@ -1,0 +1,114 @@
+/**
+ * The decided state: placements and exclusive grants, each with a fencing token that only grows;
+ * a value is never held twice; only the current placement's holder may run a system.
+ */
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import {
+  applyDecision,
+  type DecidedState,
+  type DecisionCommand,
+  emptyDecided,
+  mayRun,
+} from "../../../core/decision/state.ts"
+
+const apply = (commands: ReadonlyArray<DecisionCommand>) => {
+  let state: DecidedState = emptyDecided
+  const answers = []
+  for (const command of commands) {
+    const result = applyDecision(state, command)
+    state = result.state
+    answers.push(result.answer)
+  }
+  return { state, answers }
+}
+
+describe("the decided state", () => {
+  it("places with growing epochs, and only the current placement may run", () => {
+    const { state, answers } = apply([
+      { _tag: "Place", system: "web", node: "n1" },
+      { _tag: "Place", system: "web", node: "n2" },
+    ])
+    expect(answers).toEqual([
+      { _tag: "Placed", system: "web", node: "n1", epoch: 1 },
+      { _tag: "Placed", system: "web", node: "n2", epoch: 2 },
+    ])
+    expect(mayRun(state, "web", "n2", 2)).toBe(true)
+    expect(mayRun(state, "web", "n1", 1)).toBe(false)
+    expect(
+      mayRun(
+        apply([
+          { _tag: "Place", system: "web", node: "n1" },
+          { _tag: "Unplace", system: "web" },
+        ]).state,
+        "web",
+        "n1",
+        1,
+      ),
+    ).toBe(false)
+  })
+
+  it("grants the lowest free value of a range, refuses one held by another, and frees on release", () => {
+    const { answers } = apply([
+      { _tag: "Grant", pool: "vlan", holder: "p1", range: { from: 100, to: 101 } },
+      { _tag: "Grant", pool: "vlan", holder: "p2", range: { from: 100, to: 101 } },
+      { _tag: "Grant", pool: "vlan", holder: "p3", range: { from: 100, to: 101 } },
+      { _tag: "Grant", pool: "vlan", holder: "p3", value: 100 },
+      { _tag: "Release", pool: "vlan", holder: "p3", value: 100 },
+      { _tag: "Release", pool: "vlan", holder: "p1", value: 100 },
+      { _tag: "Grant", pool: "vlan", holder: "p3", range: { from: 100, to: 101 } },
+    ])
+    expect(answers.map((answer) => answer._tag)).toEqual([
+      "Granted",
+      "Granted",
+      "Refused",
+      "Refused",
+      "Refused",
+      "Released",
+      "Granted",
+    ])
+    expect(answers[6]).toMatchObject({ value: 100, epoch: 3 })
+  })
+
+  it("never holds a value twice and never hands out an epoch twice, whatever the commands", () => {
+    const command = fc.oneof(
+      fc.record({
+        _tag: fc.constant("Place" as const),
+        system: fc.constantFrom("a", "b"),
+        node: fc.constantFrom("n1", "n2"),
+      }),
+      fc.record({ _tag: fc.constant("Unplace" as const), system: fc.constantFrom("a", "b") }),
+      fc.record({
+        _tag: fc.constant("Grant" as const),
+        pool: fc.constant("ip"),
+        holder: fc.constantFrom("x", "y", "z"),
+        range: fc.constant({ from: 1, to: 3 }),
+      }),
+      fc.record({
+        _tag: fc.constant("Release" as const),
+        pool: fc.constant("ip"),
+        holder: fc.constantFrom("x", "y", "z"),
+        value: fc.integer({ min: 1, max: 3 }),
+      }),
+    )
+    fc.assert(
+      fc.property(fc.array(command, { maxLength: 60 }), (commands) => {
+        const { answers } = apply(commands)
+        const epochs = answers.flatMap((answer) => ("epoch" in answer ? [answer.epoch] : []))
+        expect(new Set(epochs).size).toBe(epochs.length)
+        // Replaying the grants: a value is granted again only after its holder released it.
+        const holders = new Map<number, string>()
+        for (const [index, answer] of answers.entries()) {
+          const asked = commands[index]!
+          if (answer._tag === "Granted") {
+            expect(holders.get(answer.value) ?? (asked as { holder: string }).holder).toBe(
+              (asked as { holder: string }).holder,
+            )
+            holders.set(answer.value, (asked as { holder: string }).holder)
+          }
+          if (answer._tag === "Released") holders.delete(answer.value)
+        }
+      }),
+    )
+  })
+})
