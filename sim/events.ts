@@ -2,7 +2,7 @@
  * The simulator's events, and what every part of it shares: the clock, the queue, the trace, the
  * nodes and the checkers' sink for violations. `World` (world.ts) owns them and runs the loop.
  */
-import type { Message } from "../core/monitor/election.ts"
+import type { Message } from "../core/monitor/wire.ts"
 import type { ServicePorts } from "../core/node/service.ts"
 import type { SimNode } from "./host.ts"
 import type { EventQueue, TraceHash } from "./prng.ts"

@@ -8,11 +8,13 @@
  */
 import { applyPersist, type DurableImage, emptyImage } from "../core/cdb/durable.ts"
 import type { CdbConfig, WriteOp } from "../core/cdb/node.ts"
+import { applyLogPersist } from "../core/decision/log.ts"
 import { hypervisorService } from "../core/hypervisor/service.ts"
 import { encodeValue } from "../core/hypervisor/values.ts"
 import { type StoreReader, viewIn } from "../core/hypervisor/view.ts"
 import type { DurableVote } from "../core/monitor/election.ts"
 import {
+  type DurableDecisions,
   defaultNodeTimings,
   NodeCore,
   type Output,
@@ -22,6 +24,7 @@ import {
 import type { ServiceFactory } from "../core/node/service.ts"
 import { ReplayWindow } from "../core/transport/replay.ts"
 import type { AlarmChecker } from "./checkers/alarms.ts"
+import type { DecisionChecker } from "./checkers/decisions.ts"
 import type { DigestChecker } from "./checkers/digest.ts"
 import type { DurabilityChecker } from "./checkers/durability.ts"
 import type { ElectionChecker } from "./checkers/election.ts"
@@ -71,6 +74,8 @@ export class SimNode {
   /** What its store holds: the CDB's durable image and the election's vote. */
   image: DurableImage = emptyImage()
   vote: DurableVote = { term: 0, votedFor: null }
+  /** And its decision log: snapshot and entries. */
+  decisions: DurableDecisions = { snapshot: undefined, entries: [] }
   incarnation = 0
   /** The one timer, armed at the composition's next deadline (global µs). */
   armedUs = Number.MAX_SAFE_INTEGER
@@ -150,6 +155,7 @@ export interface Checkers {
   readonly election: ElectionChecker
   readonly alarms: AlarmChecker
   readonly vm: VmChecker
+  readonly decisions: DecisionChecker
 }
 
 export class Hosts {
@@ -192,6 +198,7 @@ export class Hosts {
     this.network.started(node, this.localMs(node))
     node.lastApplied = new Map(node.image.vector)
     this.checkers.model.started(node)
+    this.checkers.decisions.started(node)
     node.armedUs = Number.MAX_SAFE_INTEGER
     node.fenced = false
     node.core = new NodeCore(
@@ -216,7 +223,7 @@ export class Hosts {
                 ),
               },
       },
-      { image: node.image, vote: node.vote },
+      { image: node.image, vote: node.vote, decisions: node.decisions },
       this.localMs(node),
     )
     sim.trace.number(2)
@@ -388,7 +395,7 @@ export class Hosts {
             {
               _tag: "CommitRefused",
               error: { reason: "disk-full", detail: "no space left on device (simulated)" },
-              durable: { image: node.image, vote: node.vote },
+              durable: { image: node.image, vote: node.vote, decisions: node.decisions },
             },
             this.localMs(node),
           )
@@ -402,6 +409,8 @@ export class Hosts {
         for (const persist of step.commit.persists)
           applyPersist(node.image, persist, node.id, this.config.retainChanges)
         if (step.commit.vote !== undefined) node.vote = step.commit.vote
+        for (const persist of step.commit.decisions ?? [])
+          node.decisions = applyLogPersist(node.decisions, persist)
         const recovered = core.committed()
         if (recovered.length > 0) outputs = [...outputs, ...recovered]
       }
@@ -474,6 +483,9 @@ export class Hosts {
         return
       case "BecamePrimary":
         election.becamePrimary(node, output.term)
+        return
+      case "DecisionApplied":
+        this.checkers.decisions.decision(node, output.index, output.command)
         return
       case "LeaseRenewed":
         election.leaseRenewed(node, output.term, node.globalUs(output.leaseUntilMs))

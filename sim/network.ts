@@ -5,7 +5,7 @@
  * and the adversary of fault "replay", which plays back what it captured.
  */
 
-import type { Message } from "../core/monitor/election.ts"
+import type { Message } from "../core/monitor/wire.ts"
 import type { Output } from "../core/node/node.ts"
 import { clockOffsetToleratedMs, ReplayWindow, reorderToleratedUs } from "../core/transport/replay.ts"
 import type { Delivery, Seal, Sim } from "./events.ts"

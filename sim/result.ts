@@ -101,6 +101,7 @@ const safetyCheckers = new Set([
   "model",
   "digest",
   "numbering",
+  "decisions",
   "flow",
   "decode",
   "canary",

@@ -14,6 +14,7 @@ import { defaultElectionTimings } from "../core/monitor/election.ts"
 import { percentiles } from "../core/percentile.ts"
 import { AlarmChecker } from "./checkers/alarms.ts"
 import { ConvergenceChecker } from "./checkers/convergence.ts"
+import { DecisionChecker } from "./checkers/decisions.ts"
 import { DigestChecker } from "./checkers/digest.ts"
 import { DurabilityChecker } from "./checkers/durability.ts"
 import { ElectionChecker } from "./checkers/election.ts"
@@ -158,6 +159,7 @@ export class World implements Sim {
       election: this.election,
       alarms: this.alarms,
       vm: this.vm,
+      decisions: new DecisionChecker(this),
     }
     this.hosts = new Hosts(this, this.network, this.faults, checkers, config, this.electionTimings)
     this.workload = new Workload(this, this.hosts, load, this.healAtUs)

@@ -295,6 +295,8 @@ export const startNode = (
           })
         case "StoreRecovered":
           return Effect.logInfo("store commits again", { failingForMs: output.failingForMs })
+        case "DecisionApplied":
+          return Effect.logDebug("decision applied", { index: output.index, command: output.command._tag })
       }
     }
 

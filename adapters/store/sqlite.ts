@@ -12,6 +12,8 @@ import { crc32 } from "node:zlib"
 import { Effect, Layer } from "effect"
 import type { Change } from "../../core/cdb/codec.ts"
 import { emptyImage, entryKey, metaKey, type Persist } from "../../core/cdb/durable.ts"
+import type { DurableLog, Entry, LogPersist, Snapshot } from "../../core/decision/log.ts"
+import type { DecidedState, DecisionCommand } from "../../core/decision/state.ts"
 import type { DurableVote } from "../../core/monitor/election.ts"
 import { type CorruptedValue, DurableStore, StoreError } from "../../core/ports/store.ts"
 
@@ -28,6 +30,10 @@ CREATE TABLE IF NOT EXISTS vector (origin TEXT PRIMARY KEY, seq INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS own_log (seq INTEGER PRIMARY KEY, op TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL,
   ms INTEGER NOT NULL, counter INTEGER NOT NULL, value BLOB, checksum INTEGER);
 CREATE TABLE IF NOT EXISTS node_state (key TEXT PRIMARY KEY, number INTEGER, text TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS decision_log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, body TEXT NOT NULL,
+  checksum INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS decision_snapshot (id INTEGER PRIMARY KEY CHECK (id = 0), idx INTEGER NOT NULL,
+  term INTEGER NOT NULL, body TEXT NOT NULL, checksum INTEGER NOT NULL);
 `
 
 export interface SqliteOptions {
@@ -157,6 +163,12 @@ const statements = (db: DatabaseSync) => ({
     "INSERT OR REPLACE INTO own_log (seq, op, kind, id, ms, counter, value, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
   ),
   trimOwn: db.prepare("DELETE FROM own_log WHERE seq <= ?"),
+  dropDecisionsFrom: db.prepare("DELETE FROM decision_log WHERE idx >= ?"),
+  dropDecisionsUpTo: db.prepare("DELETE FROM decision_log WHERE idx <= ?"),
+  putDecision: db.prepare("INSERT INTO decision_log (idx, term, body, checksum) VALUES (?, ?, ?, ?)"),
+  putDecisionSnapshot: db.prepare(
+    "INSERT OR REPLACE INTO decision_snapshot (id, idx, term, body, checksum) VALUES (0, ?, ?, ?, ?)",
+  ),
   setNumber: db.prepare(
     "INSERT INTO node_state (key, number, text) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET number = excluded.number, text = excluded.text",
   ),
@@ -205,6 +217,83 @@ const applyChange = (sql: ReturnType<typeof statements>, change: Change, self: s
       value,
       checksum(kind, id, self, ms, counter, seq, value),
     )
+}
+
+type Decisions = DurableLog<DecisionCommand, DecidedState>
+
+/** The decision log's rows: JSON bodies with a CRC-32 of index, term and body. */
+const persistDecision = (
+  sql: ReturnType<typeof statements>,
+  persist: LogPersist<DecisionCommand, DecidedState>,
+) => {
+  if (persist._tag === "PersistEntries") {
+    sql.dropDecisionsFrom.run(persist.from)
+    for (const entry of persist.entries) {
+      const body = JSON.stringify(entry.body)
+      sql.putDecision.run(
+        entry.index,
+        entry.term,
+        body,
+        crc32(`${entry.index}\u0000${entry.term}\u0000${body}`),
+      )
+    }
+    return
+  }
+  const { snapshot } = persist
+  const body = JSON.stringify({ state: snapshot.state, membership: snapshot.membership })
+  sql.putDecisionSnapshot.run(
+    snapshot.index,
+    snapshot.term,
+    body,
+    crc32(`${snapshot.index}\u0000${snapshot.term}\u0000${body}`),
+  )
+  sql.dropDecisionsUpTo.run(snapshot.index)
+}
+
+/**
+ * The decision log as stored. An entry that fails its checksum ends the log there (it and what
+ * follows are left out, and the primary sends them again); a snapshot that fails is an error
+ * (what it decided cannot be asked of anyone by this node alone).
+ */
+const loadDecisions = (db: DatabaseSync): { decisions: Decisions; dropped: number } => {
+  const row = db.prepare("SELECT idx, term, body, checksum FROM decision_snapshot WHERE id = 0").get() as
+    | { idx: number; term: number; body: string; checksum: number }
+    | undefined
+  if (row !== undefined && row.checksum !== crc32(`${row.idx}\u0000${row.term}\u0000${row.body}`))
+    throw new Error("the decision log's snapshot fails its checksum")
+  const parsed =
+    row === undefined
+      ? undefined
+      : (JSON.parse(row.body) as Pick<Snapshot<DecidedState>, "state" | "membership">)
+  const snapshot =
+    row === undefined || parsed === undefined ? undefined : { index: row.idx, term: row.term, ...parsed }
+  const entries: Array<Entry<DecisionCommand>> = []
+  let dropped = 0
+  let expected = (snapshot?.index ?? 0) + 1
+  for (const entry of db
+    .prepare("SELECT idx, term, body, checksum FROM decision_log ORDER BY idx")
+    .all() as Array<{
+    idx: number
+    term: number
+    body: string
+    checksum: number
+  }>) {
+    if (
+      dropped > 0 ||
+      entry.idx !== expected ||
+      entry.checksum !== crc32(`${entry.idx}\u0000${entry.term}\u0000${entry.body}`)
+    ) {
+      dropped++
+      continue
+    }
+    entries.push({
+      index: entry.idx,
+      term: entry.term,
+      body: JSON.parse(entry.body) as Entry<DecisionCommand>["body"],
+    })
+    expected++
+  }
+  return { decisions: { snapshot, entries }, dropped }
 }
 
 /**
@@ -369,7 +458,8 @@ export const layerSqlite = (options: SqliteOptions) =>
               | { number: number }
               | undefined
             const vote: DurableVote = { term: term?.number ?? 0, votedFor: term?.text ?? null }
-            return { image, vote, incarnation: incarnation?.number ?? 0, corrupted }
+            const { decisions } = loadDecisions(db)
+            return { image, vote, incarnation: incarnation?.number ?? 0, corrupted, decisions }
           },
           catch: fail("corrupt"),
         }),
@@ -389,8 +479,10 @@ export const layerSqlite = (options: SqliteOptions) =>
             () => {
               for (const persist of commit.persists) persistOne(persist)
               if (commit.vote !== undefined) sql.setNumber.run("vote", commit.vote.term, commit.vote.votedFor)
+              for (const persist of commit.decisions ?? []) persistDecision(sql, persist)
             },
             commit.vote !== undefined ||
+              (commit.decisions ?? []).length > 0 ||
               commit.persists.some(
                 (persist) =>
                   persist._tag === "Persist" &&

@@ -523,3 +523,25 @@ export class DecisionLog<C, S, A> {
     return membership
   }
 }
+
+/** What a step of the log asks to make durable. */
+export type LogPersist<C, S> =
+  | { readonly _tag: "PersistEntries"; readonly from: number; readonly entries: ReadonlyArray<Entry<C>> }
+  | { readonly _tag: "PersistSnapshot"; readonly snapshot: Snapshot<S> }
+
+/** A durable log after `persist`: what a store holds once it has made it durable (the simulator's store, and the oracle for SQLite's). */
+export const applyLogPersist = <C, S>(
+  durable: DurableLog<C, S>,
+  persist: LogPersist<C, S>,
+): DurableLog<C, S> =>
+  persist._tag === "PersistEntries"
+    ? {
+        snapshot: durable.snapshot,
+        entries: [...durable.entries.filter((entry) => entry.index < persist.from), ...persist.entries],
+      }
+    : {
+        snapshot: persist.snapshot,
+        entries: durable.entries.filter((entry) => entry.index > persist.snapshot.index),
+      }
+
+export const emptyDurableLog: DurableLog<never, never> = { snapshot: undefined, entries: [] }

@@ -4,12 +4,51 @@
  * readability wins over bytes here.
  */
 import { Result, Schema } from "effect"
-import type { Message } from "./election.ts"
+import type { Message as DecisionLogMessage } from "../decision/log.ts"
+import { type DecidedState, DecisionCommand } from "../decision/state.ts"
+import type { Message as ElectionMessage } from "./election.ts"
+
+/** The decision log's messages, as they ride the monitor's channel. */
+export type DecisionMessage = DecisionLogMessage<DecisionCommand, DecidedState>
+/** Everything on the monitor's channel: the election's messages and the decision log's. */
+export type Message = ElectionMessage | DecisionMessage
 
 const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))
 const Term = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
+const Index = Term
+const Membership = Schema.Struct({ voters: Schema.Array(Name), learners: Schema.Array(Name) })
+const Entry = Schema.Struct({
+  index: Index,
+  term: Term,
+  body: Schema.Union([
+    Schema.TaggedStruct("Noop", {}),
+    Schema.TaggedStruct("Command", { command: DecisionCommand, origin: Name, ticket: Schema.Int }),
+    Schema.TaggedStruct("Membership", { membership: Membership }),
+  ]),
+})
+const Held = Schema.Struct({ holder: Name, epoch: Index })
+const Decided = Schema.Struct({
+  placements: Schema.Record(Schema.String, Schema.Struct({ node: Name, epoch: Index })),
+  pools: Schema.Record(Schema.String, Schema.Record(Schema.String, Held)),
+  epoch: Index,
+})
+
 const MessageSchema = Schema.Union([
+  Schema.TaggedStruct("Append", {
+    term: Term,
+    from: Name,
+    prevIndex: Index,
+    prevTerm: Term,
+    entries: Schema.Array(Entry),
+    commit: Index,
+  }),
+  Schema.TaggedStruct("AppendReply", { term: Term, from: Name, success: Schema.Boolean, index: Index }),
+  Schema.TaggedStruct("Snapshot", {
+    term: Term,
+    from: Name,
+    snapshot: Schema.Struct({ index: Index, term: Term, state: Decided, membership: Membership }),
+  }),
   Schema.TaggedStruct("Ping", {
     from: Name,
     term: Term,

@@ -35,6 +35,7 @@ import {
 } from "../monitor/alarms.ts"
 import { type DurableVote, ElectionNode, type Output as ElectionOutput } from "../monitor/election.ts"
 import { computeHealth, type Health } from "../monitor/health.ts"
+import { isDecisionMessage, NodeDecisions } from "./decisions.ts"
 import {
   ConditionBook,
   capacitiesIn,
@@ -62,6 +63,7 @@ import type {
   StoreView,
 } from "./service.ts"
 import type {
+  DurableDecisions,
   Input,
   NodeCoreConfig,
   Output,
@@ -82,6 +84,8 @@ export {
 } from "./health.ts"
 export {
   type Commit,
+  type DecisionPersist,
+  type DurableDecisions,
   defaultNodeTimings,
   type Input,
   type NodeCoreConfig,
@@ -130,6 +134,10 @@ export class NodeCore {
   readonly config: NodeCoreConfig
   private cdb: CdbNode
   private readonly election: ElectionNode
+  private readonly decisions: NodeDecisions
+  private readonly emit = (output: Output): void => {
+    this.outputs.push(output)
+  }
   private readonly memberView = new Map<string, { state: MemberState; sinceMs: number }>()
   private readonly startedMs: number
   private storeFailure: { readonly sinceMs: number; readonly error: StoreFailure } | undefined
@@ -161,7 +169,7 @@ export class NodeCore {
 
   constructor(
     config: NodeCoreConfig,
-    durable: { image: DurableImage; vote: DurableVote },
+    durable: { image: DurableImage; vote: DurableVote; decisions?: DurableDecisions },
     nowMs: number,
     wallMs = nowMs,
   ) {
@@ -172,7 +180,22 @@ export class NodeCore {
     this.memberList = config.cdb.members.map((member) => member.id)
     this.memberIds = new Set(this.memberList)
     this.cdb = this.cdbFrom(durable.image)
-    this.election = new ElectionNode(config.election, nowMs, durable.vote)
+    this.decisions = new NodeDecisions(
+      {
+        self: config.self,
+        voters: config.election.voters,
+        members: this.memberList,
+        heartbeatMs: config.election.heartbeatMs,
+        compactAfter: 1024,
+      },
+      durable.decisions,
+    )
+    // Leader completeness: a voter refuses a candidate whose decision log is behind its own.
+    this.election = new ElectionNode(
+      { ...config.election, logPosition: () => this.decisions.position() },
+      nowMs,
+      durable.vote,
+    )
     this.resetMemberView()
     this.nodeWrites = new PendingWrites(config.timings.serviceRetryMs)
   }
@@ -229,9 +252,11 @@ export class NodeCore {
         return
       }
       case "MonitorMessage":
-        this.absorbElection(
-          this.election.handle({ _tag: "MessageReceived", message: input.message }, this.nowMs),
-        )
+        if (isDecisionMessage(input.message)) this.decisions.receive(input.message, this.emit)
+        else
+          this.absorbElection(
+            this.election.handle({ _tag: "MessageReceived", message: input.message }, this.nowMs),
+          )
         return
       case "Write":
         this.write(input.writes, { ticket: input.ticket, source: "client" })
@@ -258,11 +283,16 @@ export class NodeCore {
   }
 
   private finish(): Step {
+    const decisions = this.decisions.takePersists()
     const step: Step = {
       commit:
-        this.persists.length === 0 && this.vote === undefined
+        this.persists.length === 0 && this.vote === undefined && decisions.length === 0
           ? undefined
-          : { persists: this.persists, ...(this.vote === undefined ? {} : { vote: this.vote }) },
+          : {
+              persists: this.persists,
+              ...(this.vote === undefined ? {} : { vote: this.vote }),
+              ...(decisions.length === 0 ? {} : { decisions }),
+            },
       outputs: this.outputs,
       effects: this.effects,
       deadlineMs: this.nextDeadline(),
@@ -287,6 +317,7 @@ export class NodeCore {
       this.electionAtMs,
       this.alarmsAtMs,
       this.storeStatsAtMs,
+      this.decisions.nextDeadline(),
       this.nodeWrites.size > 0 ? this.nodeWrites.retryAt : never,
     )
     for (const service of this.services.values()) {
@@ -300,6 +331,7 @@ export class NodeCore {
     const now = this.nowMs
     if (now >= this.cdbAtMs) this.absorbCdb(this.cdb.handle({ _tag: "DeadlineReached" }, now, this.wallMs))
     if (now >= this.electionAtMs) this.absorbElection(this.election.handle({ _tag: "DeadlineReached" }, now))
+    this.decisions.deadline(now, this.emit)
     // On a schedule of their own: the election's deadline moves with every message it takes (its
     // heartbeat work is done there), so alarms tied to it went unevaluated while peers talked.
     if (now >= this.alarmsAtMs) {
@@ -486,8 +518,12 @@ export class NodeCore {
    * what is durable (this node's stream stays continuous: its next change takes the refused one's
    * number), the election to the vote the store holds, and every write of the step is refused.
    */
-  private commitRefused(error: StoreFailure, durable: { image: DurableImage; vote: DurableVote }): void {
+  private commitRefused(
+    error: StoreFailure,
+    durable: { image: DurableImage; vote: DurableVote; decisions?: DurableDecisions },
+  ): void {
     this.counters.commitsRefused++
+    this.decisions.reset(durable.decisions, this.emit)
     if (this.storeFailure === undefined) {
       this.storeFailure = { sinceMs: this.nowMs, error }
       this.probeAtMs = this.nowMs + this.config.timings.storeProbeMs
@@ -580,10 +616,20 @@ export class NodeCore {
         case "ArmDeadline":
           this.electionAtMs = output.atMs
           break
+        case "BecamePrimary":
+          this.outputs.push(output)
+          this.decisions.lead(output.term, this.nowMs, this.emit)
+          break
+        case "SteppedDown":
+          this.outputs.push(output)
+          this.decisions.stepDown(output.term, this.emit)
+          break
         default:
           this.outputs.push(output)
       }
     }
+    // The log follows whatever term and primary the election knows now.
+    this.decisions.follow(this.election.currentTerm, this.election.knownLeader, this.emit)
   }
 
   /** The primary (only) turns what it knows of members and services into alarms, written to the CDB. */

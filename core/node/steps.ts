@@ -5,9 +5,12 @@
 import type { Change, StatsValue } from "../cdb/codec.ts"
 import type { DurableImage, Persist } from "../cdb/durable.ts"
 import type { CdbConfig, Output as CdbOutput, WriteOp } from "../cdb/node.ts"
+import type { DurableLog, LogPersist } from "../decision/log.ts"
+import type { DecidedState, DecisionAnswer, DecisionCommand } from "../decision/state.ts"
 import type { ServiceState } from "../lifecycle/tables.ts"
 import type { AlarmChange } from "../monitor/alarms.ts"
-import type { DurableVote, ElectionConfig, Output as ElectionOutput, Message } from "../monitor/election.ts"
+import type { DurableVote, ElectionConfig, Output as ElectionOutput } from "../monitor/election.ts"
+import type { Message } from "../monitor/wire.ts"
 import type { Destination } from "../ports/transport.ts"
 import type { ServiceEvent, ServiceFactories, ServiceName, ServicePorts } from "./service.ts"
 
@@ -70,7 +73,11 @@ export type Input =
   | {
       readonly _tag: "CommitRefused"
       readonly error: StoreFailure
-      readonly durable: { readonly image: DurableImage; readonly vote: DurableVote }
+      readonly durable: {
+        readonly image: DurableImage
+        readonly vote: DurableVote
+        readonly decisions?: DurableDecisions
+      }
     }
   /** The supervisor's word on one of this node's services (the framework's report). */
   | {
@@ -123,6 +130,13 @@ export type Output =
     >
   | { readonly _tag: "Alarms"; readonly changes: ReadonlyArray<AlarmChange> }
   | { readonly _tag: "ServiceEvent"; readonly service: ServiceName; readonly event: ServiceEvent }
+  /** The decision log applied a committed decision (every member, in index order). */
+  | {
+      readonly _tag: "DecisionApplied"
+      readonly index: number
+      readonly command: DecisionCommand
+      readonly answer: DecisionAnswer
+    }
   | { readonly _tag: "StoreFailing"; readonly error: StoreFailure }
   | { readonly _tag: "StoreRecovered"; readonly failingForMs: number }
 
@@ -134,9 +148,15 @@ export type ServiceEffect = {
   }
 }[ServiceName]
 
+/** What a node keeps of its decision log: its snapshot and the entries after it. */
+export type DurableDecisions = DurableLog<DecisionCommand, DecidedState>
+export type DecisionPersist = LogPersist<DecisionCommand, DecidedState>
+
 export interface Commit {
   readonly persists: ReadonlyArray<Persist>
   readonly vote?: DurableVote
+  /** The decision log's entries and snapshot, in order. */
+  readonly decisions?: ReadonlyArray<DecisionPersist>
 }
 
 export interface Step {

@@ -6,6 +6,8 @@
  */
 import { Context, type Effect, Schema } from "effect"
 import type { DurableImage, Persist } from "../cdb/durable.ts"
+import type { DurableLog, LogPersist } from "../decision/log.ts"
+import type { DecidedState, DecisionCommand } from "../decision/state.ts"
 import type { DurableVote } from "../monitor/election.ts"
 
 export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
@@ -37,6 +39,8 @@ export class DurableStore extends Context.Service<
         readonly vote: DurableVote
         readonly incarnation: number
         readonly corrupted: ReadonlyArray<CorruptedValue>
+        /** The decision log: its snapshot and the entries after it. */
+        readonly decisions: DurableLog<DecisionCommand, DecidedState>
       },
       StoreError
     >
@@ -45,6 +49,7 @@ export class DurableStore extends Context.Service<
     readonly commit: (commit: {
       readonly persists: ReadonlyArray<Persist>
       readonly vote?: DurableVote
+      readonly decisions?: ReadonlyArray<LogPersist<DecisionCommand, DecidedState>>
     }) => Effect.Effect<void, StoreError>
     readonly persistVote: (vote: DurableVote) => Effect.Effect<void, StoreError>
     /** Counts a restart; the new incarnation tells peers this node started afresh. */

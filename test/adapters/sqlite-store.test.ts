@@ -7,6 +7,8 @@ import fc from "fast-check"
 import { afterAll, describe, expect, it } from "vitest"
 import { layerSqlite } from "../../adapters/store/sqlite.ts"
 import { applyPersist, emptyImage, type Persist } from "../../core/cdb/durable.ts"
+import { applyLogPersist, type DurableLog, type Entry, type LogPersist } from "../../core/decision/log.ts"
+import { type DecidedState, type DecisionCommand, emptyDecided } from "../../core/decision/state.ts"
 import { DurableStore } from "../../core/ports/store.ts"
 import { changeStreams } from "../core/cdb/streams.ts"
 
@@ -111,6 +113,53 @@ describe("sqlite store", () => {
     expect(text("s1")).toBe("self-s1")
     expect(text("s2")).toBeUndefined()
     expect(loaded.image.vector.get("self")).toBe(2)
+  })
+
+  it("keeps the decision log as applyLogPersist does in memory; an entry that fails its checksum ends the log there", async () => {
+    const path = freshPath()
+    const entry = (index: number, term: number): Entry<DecisionCommand> => ({
+      index,
+      term,
+      body: {
+        _tag: "Command",
+        command: { _tag: "Place", system: `s${index}`, node: "n1" },
+        origin: "self",
+        ticket: index,
+      },
+    })
+    const steps: ReadonlyArray<LogPersist<DecisionCommand, DecidedState>> = [
+      { _tag: "PersistEntries", from: 1, entries: [entry(1, 1), entry(2, 1), entry(3, 1)] },
+      // A new primary's log wins from index 3 on.
+      { _tag: "PersistEntries", from: 3, entries: [entry(3, 2), entry(4, 2)] },
+      {
+        _tag: "PersistSnapshot",
+        snapshot: {
+          index: 2,
+          term: 1,
+          state: { ...emptyDecided, epoch: 2 },
+          membership: { voters: ["self"], learners: [] },
+        },
+      },
+      { _tag: "PersistEntries", from: 5, entries: [entry(5, 2), entry(6, 2)] },
+    ]
+    let memory: DurableLog<DecisionCommand, DecidedState> = { snapshot: undefined, entries: [] }
+    for (const step of steps) memory = applyLogPersist(memory, step)
+    await withStore(path, "self", (store) =>
+      Effect.forEach(steps, (step) => store.commit({ persists: [], decisions: [step] }), { discard: true }),
+    )
+    const loaded = await withStore(path, "self", (store) => store.load)
+    expect(loaded.decisions).toEqual(memory)
+    expect(loaded.decisions.entries.map((held) => `${held.index}@${held.term}`)).toEqual([
+      "3@2",
+      "4@2",
+      "5@2",
+      "6@2",
+    ])
+    const db = new DatabaseSync(path)
+    db.prepare("UPDATE decision_log SET body = replace(body, 's5', 's9') WHERE idx = 5").run()
+    db.close()
+    const corrupted = await withStore(path, "self", (store) => store.load)
+    expect(corrupted.decisions.entries.map((held) => held.index)).toEqual([3, 4])
   })
 
   it("keeps the vote and counts incarnations across reopening", async () => {

@@ -1,0 +1,160 @@
+/**
+ * The node's part of the decision log (`core/decision/log.ts`): the log itself, told by the
+ * election whom to follow and when to lead, its messages on the monitor's channel, its entries
+ * and snapshots into the step's commit (durable before any of the step's outputs go out, as the
+ * vote), a heartbeat while it leads, and each decision it applies as an output. Kept out of
+ * `node.ts` so the composition stays readable; `NodeCore` owns one.
+ */
+import { DecisionLog, type Membership } from "../decision/log.ts"
+import {
+  type DecidedState,
+  type DecisionAnswer,
+  type DecisionCommand,
+  decisionMachine,
+} from "../decision/state.ts"
+import type { DecisionMessage } from "../monitor/wire.ts"
+import type { DecisionPersist, DurableDecisions, Output } from "./steps.ts"
+
+export interface NodeDecisionsConfig {
+  readonly self: string
+  /** The voters at the start (the election's), every other member a learner. */
+  readonly voters: ReadonlyArray<string>
+  readonly members: ReadonlyArray<string>
+  readonly heartbeatMs: number
+  /** Applied entries kept before a snapshot replaces them. */
+  readonly compactAfter: number
+}
+
+const never = Number.POSITIVE_INFINITY
+const decisionTags: ReadonlySet<string> = new Set(["Append", "AppendReply", "Snapshot"])
+
+export const isDecisionMessage = (message: { readonly _tag: string }): message is DecisionMessage =>
+  decisionTags.has(message._tag)
+
+export class NodeDecisions {
+  private readonly config: NodeDecisionsConfig
+  private log: DecisionLog<DecisionCommand, DecidedState, DecisionAnswer>
+  private persists: Array<DecisionPersist> = []
+  private tickAtMs = never
+  private followed: { term: number; leader: string | null } = { term: 0, leader: null }
+
+  constructor(config: NodeDecisionsConfig, durable: DurableDecisions | undefined) {
+    this.config = config
+    this.log = this.fresh(durable)
+  }
+
+  private fresh(durable: DurableDecisions | undefined) {
+    const initial: Membership = {
+      voters: this.config.voters,
+      learners: this.config.members.filter((member) => !this.config.voters.includes(member)),
+    }
+    return new DecisionLog(
+      { self: this.config.self, initial, compactAfter: this.config.compactAfter, maxBatch: 64 },
+      decisionMachine,
+      durable,
+    )
+  }
+
+  position(): { readonly term: number; readonly index: number } {
+    return this.log.position()
+  }
+
+  /** The election made this node primary of `term`. */
+  lead(term: number, nowMs: number, emit: (output: Output) => void): void {
+    this.followed = { term, leader: this.config.self }
+    this.carry(this.log.handle({ _tag: "Lead", term }), emit)
+    this.tickAtMs = nowMs + this.config.heartbeatMs
+  }
+
+  /** The election's primary stepped down (its lease ended): the log stops leading, in the same term. */
+  stepDown(term: number, emit: (output: Output) => void): void {
+    this.followed = { term, leader: null }
+    this.tickAtMs = never
+    this.carry(this.log.handle({ _tag: "Follow", term, leader: null }), emit)
+  }
+
+  /** What the election knows now: a later term, or another primary, is followed (leading is `lead`'s). */
+  follow(term: number, leader: string | null, emit: (output: Output) => void): void {
+    if (leader === this.config.self) return
+    if (term < this.followed.term || (term === this.followed.term && leader === this.followed.leader)) return
+    if (term === this.followed.term && leader === null) return
+    this.followed = { term, leader }
+    if (leader !== this.config.self) this.tickAtMs = never
+    this.carry(this.log.handle({ _tag: "Follow", term, leader }), emit)
+  }
+
+  receive(message: DecisionMessage, emit: (output: Output) => void): void {
+    this.carry(this.log.handle({ _tag: "Message", message }), emit)
+  }
+
+  nextDeadline(): number {
+    return this.tickAtMs
+  }
+
+  deadline(nowMs: number, emit: (output: Output) => void): void {
+    if (nowMs < this.tickAtMs) return
+    this.tickAtMs = nowMs + this.config.heartbeatMs
+    this.carry(this.log.handle({ _tag: "Tick" }), emit)
+  }
+
+  /** What this step asks to make durable (taken once, into the step's commit). */
+  takePersists(): ReadonlyArray<DecisionPersist> {
+    const persists = this.persists
+    this.persists = []
+    return persists
+  }
+
+  /** The store refused the step: back to what is durable, following the term again. */
+  reset(durable: DurableDecisions | undefined, emit: (output: Output) => void): void {
+    this.persists = []
+    this.log = this.fresh(durable)
+    const followed = this.followed
+    this.followed = { term: 0, leader: null }
+    this.follow(followed.term, followed.leader === this.config.self ? null : followed.leader, emit)
+    this.tickAtMs = never
+  }
+
+  view() {
+    const membership = this.log.membership()
+    return {
+      term: this.log.termNow(),
+      leader: this.log.leaderNow(),
+      ready: this.log.ready(),
+      commit: this.log.commitIndexNow(),
+      applied: this.log.appliedIndex(),
+      last: this.log.position().index,
+      snapshot: this.log.snapshotNow().index,
+      voters: membership.voters,
+      learners: membership.learners,
+      decided: this.log.decided(),
+      recent: this.log.held().slice(-20),
+    }
+  }
+
+  private carry(
+    outputs: ReturnType<DecisionLog<DecisionCommand, DecidedState, DecisionAnswer>["handle"]>,
+    emit: (output: Output) => void,
+  ): void {
+    for (const output of outputs)
+      switch (output._tag) {
+        case "Send":
+          emit({ _tag: "SendMessage", to: output.to, message: output.message })
+          break
+        case "PersistEntries":
+        case "PersistSnapshot":
+          this.persists.push(output)
+          break
+        case "Applied":
+          emit({
+            _tag: "DecisionApplied",
+            index: output.index,
+            command: output.command,
+            answer: output.answer,
+          })
+          break
+        case "Refused":
+        case "MembershipChanged":
+          break
+      }
+  }
+}
