@@ -217,12 +217,58 @@ export const NodeStatusView = Schema.Struct({
 })
 export type NodeStatusView = typeof NodeStatusView.Type
 
+const Membership = Schema.Struct({
+  voters: Schema.Array(Schema.String),
+  learners: Schema.Array(Schema.String),
+})
+
+/** The decision log as one node holds it. */
+export const DecisionLogView = Schema.Struct({
+  term: Schema.Int,
+  leader: Schema.NullOr(Schema.String),
+  /** Whether this node is the primary and everything before its term is committed. */
+  ready: Schema.Boolean,
+  commit: Schema.Int,
+  applied: Schema.Int,
+  last: Schema.Int,
+  snapshot: Schema.Int,
+  voters: Schema.Array(Schema.String),
+  learners: Schema.Array(Schema.String),
+  decided: Schema.Struct({
+    placements: Schema.Record(Schema.String, Schema.Struct({ node: Schema.String, epoch: Schema.Int })),
+    pools: Schema.Record(
+      Schema.String,
+      Schema.Record(Schema.String, Schema.Struct({ holder: Schema.String, epoch: Schema.Int })),
+    ),
+    epoch: Schema.Int,
+  }),
+  recent: Schema.Array(
+    Schema.Struct({
+      index: Schema.Int,
+      term: Schema.Int,
+      body: Schema.Union([
+        Schema.TaggedStruct("Noop", {}),
+        Schema.TaggedStruct("Command", {
+          command: Schema.Unknown,
+          origin: Schema.String,
+          ticket: Schema.Int,
+        }),
+        Schema.TaggedStruct("Membership", { membership: Membership }),
+      ]),
+    }),
+  ),
+})
+
 export class NodeApi extends HttpApiGroup.make("node", { topLevel: true })
   .annotate(OpenApi.Description, "The node itself: status and metrics")
   .add(
     HttpApiEndpoint.get("status", "/v1/status", { success: NodeStatusView }).annotate(
       OpenApi.Summary,
       "This node’s account of the cluster: members, primary and term, fencing, open alarms, health",
+    ),
+    HttpApiEndpoint.get("decisions", "/v1/decisions", { success: DecisionLogView }).annotate(
+      OpenApi.Summary,
+      "The decision log as this node holds it: term, commit index, voters and learners, the last entries, what is decided",
     ),
     HttpApiEndpoint.get("domains", "/v1/host/domains", {
       success: Schema.Array(Schema.Struct({ name: Schema.String, state: Schema.String })),

@@ -184,6 +184,7 @@ const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
     const node = yield* Node
     return handlers
       .handle("status", () => Effect.sync(() => node.status()))
+      .handle("decisions", () => Effect.sync(() => node.decisions()))
       .handle("domains", () => {
         const list = node.domains
         return list === undefined

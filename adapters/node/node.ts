@@ -106,6 +106,8 @@ export interface RunningNode {
     readonly restarts: number
     readonly lastError?: string
   }) => Effect.Effect<void>
+  /** The decision log as this node holds it (`acp monitor log`). */
+  readonly decisions: () => ReturnType<NodeCore["decisionView"]>
   /** A service's port, while the service runs: its effects go there. */
   readonly attach: <Name extends ServiceName>(name: Name, executor: ServiceExecutor<Name> | undefined) => void
   /** Calls `observer` with every batch of changes this node applies, its own writes included (a benchmark's probe). */
@@ -474,6 +476,7 @@ export const startNode = (
       },
       console: undefined,
       domains: undefined,
+      decisions: () => core.decisionView(),
       observeApplied: (observer) => {
         appliedObserver = observer
       },

@@ -31,6 +31,7 @@ const endpointPermissions: Readonly<Record<string, Permission>> = {
   "node.status": "read",
   "node.metrics": "read",
   "node.domains": "read",
+  "node.decisions": "read",
 }
 
 /** Kinds whose objects only an admin may touch at all. */

@@ -888,6 +888,11 @@ export class NodeCore {
   }
 
   /** Whether the service is due to read the store again (a change it reads, or a member's, came in). */
+  /** The decision log as this node holds it: term, commit index, voters and learners, the last entries, what is decided. */
+  decisionView(): ReturnType<NodeDecisions["view"]> {
+    return this.decisions.view()
+  }
+
   readPending(name: ServiceName): boolean {
     const service = this.services.get(name)
     return service !== undefined && service.viewAtMs !== never

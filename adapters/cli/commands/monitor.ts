@@ -52,6 +52,36 @@ export const monitorCommand = Command.make("monitor").pipe(
         ),
       ),
     ).pipe(Command.withDescription("Show the primary monitor and the members as one node sees them")),
+    Command.make("log", { dir: dirFlag, node: nodeFlag, json: jsonFlag }, ({ dir, node, json }) =>
+      withApi(dir, node, (client) =>
+        client.decisions().pipe(
+          Effect.flatMap((view) => {
+            if (json) return Console.log(JSON.stringify(view))
+            const describe = (body: (typeof view.recent)[number]["body"]) =>
+              body._tag === "Command"
+                ? JSON.stringify(body.command)
+                : body._tag === "Membership"
+                  ? `voters ${body.membership.voters.join(",")}; learners ${body.membership.learners.join(",") || "none"}`
+                  : "no-op (a new primary's first entry)"
+            return Console.log(
+              [
+                `term ${view.term}, primary ${view.leader ?? "none"}${view.ready ? " (deciding)" : ""}; commit ${view.commit}, applied ${view.applied}, last ${view.last}, snapshot at ${view.snapshot}`,
+                `voters: ${view.voters.join(", ")}; learners: ${view.learners.join(", ") || "none"}`,
+                `placements: ${Object.keys(view.decided.placements).length}, grants: ${Object.values(view.decided.pools).reduce((sum, pool) => sum + Object.keys(pool).length, 0)}, last epoch ${view.decided.epoch}`,
+                renderTable(
+                  ["INDEX", "TERM", "ENTRY"],
+                  view.recent.map((entry) => [String(entry.index), String(entry.term), describe(entry.body)]),
+                ),
+              ].join("\n"),
+            )
+          }),
+        ),
+      ),
+    ).pipe(
+      Command.withDescription(
+        "The decision log: term, commit index, voters and learners, the last decisions",
+      ),
+    ),
   ]),
 )
 
