@@ -6,6 +6,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Console, Effect, Layer, Logger, Option, Schedule } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import type { WriteOp } from "../../../core/cdb/node.ts"
 import { hypervisorService } from "../../../core/hypervisor/service.ts"
 import { DurableStore } from "../../../core/ports/store.ts"
 import { startAgent } from "../../agent/agent.ts"
@@ -136,13 +137,34 @@ export const runNode = (configPath: string, bench = false) =>
               : recordFor(agent.internalKey, agent.internalKeySalt, "cluster-internal", "admin")
           // The internal key and the operator's first keys: stored once by whichever node starts first
           // (the same records on every node, so idempotent).
+          // What the node records at its start, once: tried at once, and while its store refuses
+          // (a full disk), again every second in the background, saying why — a refusal at start
+          // killed the node (found by acp vortex, seed 1005: a restart on a full disk).
+          const recordAtStart = (what: string, write: Omit<WriteOp, "requestId">) =>
+            running.write([write]).pipe(
+              Effect.catch((refused) =>
+                Effect.logWarning(
+                  `cannot record ${what} yet (${refused.reason}): ${refused.message}; trying again every second`,
+                ).pipe(
+                  Effect.andThen(
+                    running
+                      .write([write])
+                      .pipe(Effect.retry({ schedule: Schedule.spaced("1 second") }), Effect.forkScoped),
+                  ),
+                ),
+              ),
+              Effect.asVoid,
+            )
           const keys = [...(internal === undefined ? [] : [internal]), ...(config.keys ?? [])]
           for (const key of keys) {
             if (running.get("api-key", key.id) !== undefined) continue
             const bytes = new TextEncoder().encode(JSON.stringify(key.record))
-            yield* running
-              .write([{ op: "put", kind: "api-key", id: key.id, value: bytes }])
-              .pipe(Effect.orDie)
+            yield* recordAtStart(`API key ${key.id}`, {
+              op: "put",
+              kind: "api-key",
+              id: key.id,
+              value: bytes,
+            })
           }
           const forwarding: Forwarding = {
             self: config.id,
@@ -202,16 +224,11 @@ export const runNode = (configPath: string, bench = false) =>
           const encoder = new TextEncoder()
           for (const [name, service] of Object.entries(services)) {
             const spec = { subtype: name, node: config.id, enabled: true, after: service.after, settings: {} }
-            yield* running
-              .write([
-                {
-                  op: "put",
-                  kind: "service",
-                  id: `${config.id}.${name}`,
-                  value: encoder.encode(JSON.stringify(spec)),
-                },
-              ])
-              .pipe(Effect.orDie)
+            const value = encoder.encode(JSON.stringify(spec))
+            const id = `${config.id}.${name}`
+            const stored = running.get("service", id)?.value
+            if (stored != null && Buffer.from(stored).equals(value)) continue
+            yield* recordAtStart(`service ${id}`, { op: "put", kind: "service", id, value })
           }
           // Each state change goes to the node's composition: it writes the service's meta, counts a
           // failing service against the health score, and its primary raises the alarm.
