@@ -40,6 +40,8 @@ export type Event =
   /** The driver drains what queued on the node's socket meanwhile: one step for all of it. */
   | { readonly type: "drain"; readonly node: number; readonly incarnation: number }
   | { readonly type: "write"; readonly node: number }
+  /** A decision for the log, proposed on a node (refused unless it is the ready primary). */
+  | { readonly type: "decide" }
   | { readonly type: "fault-start"; readonly fault: FaultEvent }
   | { readonly type: "fault-end"; readonly fault: FaultEvent }
   | { readonly type: "heal" }

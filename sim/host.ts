@@ -485,7 +485,7 @@ export class Hosts {
         election.becamePrimary(node, output.term)
         return
       case "DecisionApplied":
-        this.checkers.decisions.decision(node, output.index, output.command)
+        this.checkers.decisions.decision(node, output.index, output.command, output.answer)
         return
       case "LeaseRenewed":
         election.leaseRenewed(node, output.term, node.globalUs(output.leaseUntilMs))

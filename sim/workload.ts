@@ -3,7 +3,9 @@
  * meta, hot keys every node writes, bursts, storms of statistics), through its composition as
  * any client of the API would.
  */
+
 import type { WriteOp } from "../core/cdb/node.ts"
+import type { DecisionCommand } from "../core/decision/state.ts"
 import type { Sim } from "./events.ts"
 import type { Hosts, SimNode } from "./host.ts"
 import type { Prng } from "./prng.ts"
@@ -13,14 +15,47 @@ export class Workload {
   private readonly hosts: Hosts
   private readonly load: Prng
   private readonly healAtUs: number
+  /** The decisions' own draws (so they move none of the writes' draws). */
+  private readonly decisions: Prng
   /** Changes the workload asked for. */
   written = 0
+  /** Decisions proposed. */
+  proposed = 0
 
-  constructor(sim: Sim, hosts: Hosts, load: Prng, healAtUs: number) {
+  constructor(sim: Sim, hosts: Hosts, load: Prng, healAtUs: number, decisions: Prng) {
     this.sim = sim
     this.hosts = hosts
     this.load = load
     this.healAtUs = healAtUs
+    this.decisions = decisions
+  }
+
+  /** About five decisions a second, cluster-wide, until the heal. */
+  scheduleDecision(): void {
+    const atUs = this.sim.nowUs + 1 + this.decisions.below(400_000)
+    if (atUs < this.healAtUs) this.sim.queue.push(atUs, { type: "decide" })
+  }
+
+  /** Grants and releases of a small VLAN pool and placements, proposed on a random up node. */
+  decide(): void {
+    this.scheduleDecision()
+    const up = this.sim.nodes.filter((node) => node.core !== null)
+    if (up.length === 0) return
+    const node = this.decisions.pick(up)
+    const roll = this.decisions.below(10)
+    const holder = `p${this.decisions.below(6)}`
+    const command: DecisionCommand =
+      roll < 5
+        ? { _tag: "Grant", pool: "vlan", holder, range: { from: 100, to: 103 } }
+        : roll < 8
+          ? { _tag: "Release", pool: "vlan", holder, value: 100 + this.decisions.below(4) }
+          : {
+              _tag: "Place",
+              system: `s${this.decisions.below(4)}`,
+              node: this.decisions.pick(this.sim.nodes).id,
+            }
+    this.proposed++
+    this.hosts.step(node, { _tag: "Propose", command, ticket: ++node.ticket })
   }
 
   schedule(node: SimNode): void {

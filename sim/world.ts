@@ -162,7 +162,13 @@ export class World implements Sim {
       decisions: new DecisionChecker(this),
     }
     this.hosts = new Hosts(this, this.network, this.faults, checkers, config, this.electionTimings)
-    this.workload = new Workload(this, this.hosts, load, this.healAtUs)
+    this.workload = new Workload(
+      this,
+      this.hosts,
+      load,
+      this.healAtUs,
+      Prng.labelled(options.seed, "decisions"),
+    )
     this.operator = new Operator(this, this.hosts, this.election, this.faults, operator)
   }
 
@@ -183,6 +189,7 @@ export class World implements Sim {
       this.queue.push((fault.atMs + fault.durationMs) * 1000, { type: "fault-end", fault })
     }
     if (this.options.writesPerSec > 0) for (const node of this.nodes) this.workload.schedule(node)
+    if (this.options.writesPerSec > 0) this.workload.scheduleDecision()
     this.queue.push(this.healAtUs, { type: "heal" })
     this.queue.push(checkIntervalUs, { type: "check" })
     if (this.network.adversary) this.queue.push(replayEveryUs, { type: "replay" })
@@ -265,6 +272,9 @@ export class World implements Sim {
       }
       case "write":
         this.workload.write(this.nodes[event.node]!)
+        return
+      case "decide":
+        this.workload.decide()
         return
       case "fault-start":
         this.faultStart(event.fault)

@@ -299,6 +299,8 @@ export const startNode = (
           return Effect.logInfo("store commits again", { failingForMs: output.failingForMs })
         case "DecisionApplied":
           return Effect.logDebug("decision applied", { index: output.index, command: output.command._tag })
+        case "DecisionRefused":
+          return Effect.logDebug("decision refused", { ticket: output.ticket, reason: output.reason })
       }
     }
 

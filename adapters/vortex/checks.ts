@@ -397,12 +397,16 @@ const checkClockSteps = (history: History, leadMs: number, violations: Array<Vio
       if (sample.recvMs <= step.startMs && sample.sentMs >= fromMs) before.set(sample.node, sample)
     const primary = [...before.values()].find((sample) => sample.isPrimary)
     if (primary === undefined) continue
-    const changed = history.statuses.find(
-      (sample) =>
-        sample.sentMs > step.startMs &&
-        sample.recvMs < step.endMs &&
-        (sample.term !== primary.term || sample.fenced || sample.primary !== primary.node),
-    )
+    // A change is the node's own: its term, its primary, or a fence it did not have before.
+    const changed = history.statuses.find((sample) => {
+      if (sample.sentMs <= step.startMs || sample.recvMs >= step.endMs) return false
+      const was = before.get(sample.node)
+      return (
+        sample.term !== primary.term ||
+        sample.primary !== primary.node ||
+        (sample.fenced && was !== undefined && !was.fenced)
+      )
+    })
     if (changed !== undefined)
       violations.push({
         check: "clock-step",

@@ -84,11 +84,12 @@ export const applyDecision = (
         const range = command.range
         if (range === undefined)
           return { state, answer: { _tag: "Refused", reason: "a grant needs a value or a range" } }
-        for (let candidate = range.from; candidate <= range.to; candidate++)
-          if (pool[candidate] === undefined) {
-            value = candidate
-            break
-          }
+        // A holder that already holds a value of the range gets that one again (as a DHCP lease is
+        // renewed), with a new epoch; else the lowest free one.
+        for (let candidate = range.from; candidate <= range.to && value === undefined; candidate++)
+          if (pool[candidate]?.holder === command.holder) value = candidate
+        for (let candidate = range.from; candidate <= range.to && value === undefined; candidate++)
+          if (pool[candidate] === undefined) value = candidate
         if (value === undefined)
           return {
             state,

@@ -149,8 +149,16 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
       continue
     }
     if (input.nowMs < certainlyStoppedAtMs(input, node)) continue
+    // Only where this primary hears the node now: a node it has not heard within the quorum
+    // window is as lost for taking systems as for keeping them (the CDB's view, by relayed
+    // digests, may still call it alive). Without this the primary moved a system back and forth
+    // between two nodes it heard from neither (seed 1000200: vm7 between n2 and n5, every round).
     const candidates = input.nodes.map((candidate) =>
-      candidate.id === node ? { ...candidate, alive: false } : candidate,
+      candidate.id === node ||
+      (candidate.id !== input.self &&
+        input.nowMs - input.lastHeardMs(candidate.id) > input.timings.quorumWindowMs)
+        ? { ...candidate, alive: false }
+        : candidate,
     )
     const decision = place(requestFor(id, spec), candidates, placed, input.policy)
     if (decision._tag === "Unplaceable") {

@@ -37,6 +37,13 @@ export class NodeDecisions {
   private persists: Array<DecisionPersist> = []
   private tickAtMs = never
   private followed: { term: number; leader: string | null } = { term: 0, leader: null }
+  /**
+   * The highest index said applied, and of that what the driver carried out (the step's commit
+   * went through): a log rebuilt after a refused commit applies again from its snapshot, and says
+   * so only past what was carried out.
+   */
+  private said = 0
+  private carried = 0
 
   constructor(config: NodeDecisionsConfig, durable: DurableDecisions | undefined) {
     this.config = config
@@ -83,6 +90,11 @@ export class NodeDecisions {
     this.carry(this.log.handle({ _tag: "Follow", term, leader }), emit)
   }
 
+  /** A decision, proposed here: taken only while this node leads and is ready. */
+  propose(command: DecisionCommand, ticket: number, emit: (output: Output) => void): void {
+    this.carry(this.log.handle({ _tag: "Propose", command, ticket }), emit)
+  }
+
   receive(message: DecisionMessage, emit: (output: Output) => void): void {
     this.carry(this.log.handle({ _tag: "Message", message }), emit)
   }
@@ -104,9 +116,15 @@ export class NodeDecisions {
     return persists
   }
 
+  /** The step's outputs were carried out (its commit went through, or it had none). */
+  confirm(): void {
+    this.carried = this.said
+  }
+
   /** The store refused the step: back to what is durable, following the term again. */
   reset(durable: DurableDecisions | undefined, emit: (output: Output) => void): void {
     this.persists = []
+    this.said = this.carried
     this.log = this.fresh(durable)
     const followed = this.followed
     this.followed = { term: 0, leader: null }
@@ -145,14 +163,19 @@ export class NodeDecisions {
           this.persists.push(output)
           break
         case "Applied":
+          if (output.index <= this.said) break
+          this.said = output.index
           emit({
             _tag: "DecisionApplied",
             index: output.index,
             command: output.command,
             answer: output.answer,
+            ...(output.ticket === undefined ? {} : { ticket: output.ticket }),
           })
           break
         case "Refused":
+          emit({ _tag: "DecisionRefused", ticket: output.ticket, reason: output.reason })
+          break
         case "MembershipChanged":
           break
       }

@@ -261,6 +261,9 @@ export class NodeCore {
       case "Write":
         this.write(input.writes, { ticket: input.ticket, source: "client" })
         return
+      case "Propose":
+        this.decisions.propose(input.command, input.ticket, this.emit)
+        return
       case "SetStats":
         this.absorbCdb(this.cdb.handle({ _tag: "SetStats", values: input.values }, this.nowMs, this.wallMs))
         return
@@ -301,6 +304,7 @@ export class NodeCore {
     this.vote = undefined
     this.outputs = []
     this.effects = []
+    if (step.commit === undefined) this.decisions.confirm()
     // What a refused commit needs to know of its step (only a step with a commit can be refused).
     this.lastStepWrites = step.commit === undefined ? [] : this.stepWrites
     this.lastStepVoted = step.commit?.vote !== undefined
@@ -585,6 +589,7 @@ export class NodeCore {
    * this, or `CommitRefused`, before the next step.
    */
   committed(): ReadonlyArray<Output> {
+    this.decisions.confirm()
     this.lastStepWrites = []
     if (this.storeFailure === undefined) return []
     const failingForMs = this.nowMs - this.storeFailure.sinceMs

@@ -69,6 +69,8 @@ export type Input =
       readonly writes: ReadonlyArray<Omit<WriteOp, "requestId">>
     }
   | { readonly _tag: "SetStats"; readonly values: ReadonlyArray<StatsValue> }
+  /** A decision for the log, on the primary; answered by `DecisionApplied` (with the ticket) or `DecisionRefused`. */
+  | { readonly _tag: "Propose"; readonly command: DecisionCommand; readonly ticket: number }
   | { readonly _tag: "DeadlineReached" }
   | {
       readonly _tag: "CommitRefused"
@@ -136,7 +138,10 @@ export type Output =
       readonly index: number
       readonly command: DecisionCommand
       readonly answer: DecisionAnswer
+      /** This node proposed it: its ticket. */
+      readonly ticket?: number
     }
+  | { readonly _tag: "DecisionRefused"; readonly ticket: number; readonly reason: string }
   | { readonly _tag: "StoreFailing"; readonly error: StoreFailure }
   | { readonly _tag: "StoreRecovered"; readonly failingForMs: number }
 

@@ -248,6 +248,15 @@ describe("the fault harness's checkers", () => {
       sample.sentMs === 900 ? { ...sample, term: 2, isPrimary: false, primary: null } : sample,
     )
     expect(checks({ ...base, faults: [step], statuses: lost })).toContain("clock-step")
+    // A node fenced before the step and still fenced after it is no change the step made.
+    const fencedBefore = base.statuses.map((sample) =>
+      sample.node === "n3" ? { ...sample, fenced: true } : sample,
+    )
+    expect(checks({ ...base, faults: [step], statuses: fencedBefore })).toEqual([])
+    const fencedAfter = base.statuses.map((sample) =>
+      sample.node === "n3" && sample.sentMs >= 900 ? { ...sample, fenced: true } : sample,
+    )
+    expect(checks({ ...base, faults: [step], statuses: fencedAfter })).toContain("clock-step")
     // With something else faulty around it, the step is not judged.
     const partition = { kind: "partition" as const, startMs: 0, endMs: 700, detail: "n1 | n2,n3" }
     expect(checks({ ...base, faults: [step, partition], statuses: lost })).not.toContain("clock-step")

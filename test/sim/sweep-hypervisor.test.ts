@@ -76,6 +76,10 @@ describe("regressions with HA liveness counted under loss and reordering (defaul
   // digests from 1 again, and the other relays dropped them as old; a third domain never again
   // heard a majority's digests, and a restarted node's HA systems there stayed down.
   sweep(1000299, 1000299, { drawn: ["domains", "systems"] })
+  // The primary moved an HA system off a node it no longer heard onto another it did not hear
+  // either (the CDB's view, by relayed digests, called it alive), and back, every round: it
+  // never ran again. A node the primary does not hear now takes no systems.
+  sweep(1000200, 1000200, { drawn: ["domains", "systems"] })
 })
 
 describe("regressions: a restarted relay's digests dropped by the other relays as old", () => {
