@@ -30,9 +30,9 @@ export class Workload {
     this.decisions = decisions
   }
 
-  /** About five decisions a second, cluster-wide, until the heal. */
+  /** About ten decisions a second, cluster-wide, until the heal. */
   scheduleDecision(): void {
-    const atUs = this.sim.nowUs + 1 + this.decisions.below(400_000)
+    const atUs = this.sim.nowUs + 1 + this.decisions.below(200_000)
     if (atUs < this.healAtUs) this.sim.queue.push(atUs, { type: "decide" })
   }
 
@@ -41,7 +41,10 @@ export class Workload {
     this.scheduleDecision()
     const up = this.sim.nodes.filter((node) => node.core !== null)
     if (up.length === 0) return
-    const node = this.decisions.pick(up)
+    // A client that follows the primary a node names (as one would after a refusal that names it).
+    const asked = this.decisions.pick(up)
+    const named = asked.core?.primary() ?? null
+    const node = up.find((candidate) => candidate.id === named) ?? asked
     const roll = this.decisions.below(10)
     const holder = `p${this.decisions.below(6)}`
     const command: DecisionCommand =

@@ -12,6 +12,7 @@ import {
   HttpApiSecurity,
   OpenApi,
 } from "effect/http-api"
+import { DecisionCommand } from "../../core/decision/state.ts"
 import { kinds, objectKinds } from "../../core/model/kinds.ts"
 
 export const Version = Schema.Struct({ ms: Schema.Int, counter: Schema.Int, origin: Schema.String })
@@ -259,6 +260,25 @@ export const DecisionLogView = Schema.Struct({
   ),
 })
 
+/** A decision not taken: this node is not the primary that decides (it names the one it knows), or it did not commit in time. */
+export class NotDecided extends Schema.TaggedError<NotDecided>()(
+  "NotDecided",
+  {
+    reason: Schema.Literals(["not-primary", "change-in-progress", "not-committed-in-time"]),
+    primary: Schema.NullOr(Schema.String),
+    message: Schema.String,
+  },
+  { httpApiStatus: 409 },
+) {}
+
+export const DecisionAnswerView = Schema.Union([
+  Schema.TaggedStruct("Placed", { system: Schema.String, node: Schema.String, epoch: Schema.Int }),
+  Schema.TaggedStruct("Unplaced", { system: Schema.String }),
+  Schema.TaggedStruct("Granted", { pool: Schema.String, value: Schema.Int, epoch: Schema.Int }),
+  Schema.TaggedStruct("Released", { pool: Schema.String, value: Schema.Int }),
+  Schema.TaggedStruct("Refused", { reason: Schema.String }),
+])
+
 export class NodeApi extends HttpApiGroup.make("node", { topLevel: true })
   .annotate(OpenApi.Description, "The node itself: status and metrics")
   .add(
@@ -269,6 +289,14 @@ export class NodeApi extends HttpApiGroup.make("node", { topLevel: true })
     HttpApiEndpoint.get("decisions", "/v1/decisions", { success: DecisionLogView }).annotate(
       OpenApi.Summary,
       "The decision log as this node holds it: term, commit index, voters and learners, the last entries, what is decided",
+    ),
+    HttpApiEndpoint.post("decide", "/v1/decisions", {
+      payload: DecisionCommand,
+      success: DecisionAnswerView,
+      error: NotDecided,
+    }).annotate(
+      OpenApi.Summary,
+      "Propose a decision to the log, on the primary: answered once a majority of the voters holds it and it is applied",
     ),
     HttpApiEndpoint.get("domains", "/v1/host/domains", {
       success: Schema.Array(Schema.Struct({ name: Schema.String, state: Schema.String })),

@@ -22,6 +22,7 @@ import {
   IllegalTransitionError,
   InternalError,
   InvalidObject,
+  NotDecided,
   ObjectNotFound,
   type ObjectView,
   RequestErrors,
@@ -185,6 +186,21 @@ const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
     return handlers
       .handle("status", () => Effect.sync(() => node.status()))
       .handle("decisions", () => Effect.sync(() => node.decisions()))
+      .handle("decide", ({ payload }) =>
+        node.decide(payload, 5_000).pipe(
+          Effect.mapError(
+            (refused) =>
+              new NotDecided({
+                reason:
+                  refused.reason === "change-in-progress" || refused.reason === "not-committed-in-time"
+                    ? refused.reason
+                    : "not-primary",
+                primary: refused.primary,
+                message: refused.message,
+              }),
+          ),
+        ),
+      )
       .handle("domains", () => {
         const list = node.domains
         return list === undefined

@@ -13,6 +13,7 @@ import { Deferred, Effect, type Fiber, Result, Semaphore, Stream } from "effect"
 import type { Change, StatsValue } from "../../core/cdb/codec.ts"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
 import { defaultCdbConfig, type WriteOp } from "../../core/cdb/node.ts"
+import type { DecisionAnswer, DecisionCommand } from "../../core/decision/state.ts"
 import type { NodeCapacity } from "../../core/hypervisor/scheduler.ts"
 import type { ServiceState } from "../../core/lifecycle/tables.ts"
 import type { AlarmRecord } from "../../core/monitor/alarms.ts"
@@ -32,6 +33,22 @@ import type { ServiceFactories, ServiceName, ServicePorts } from "../../core/nod
 import { DurableStore } from "../../core/ports/store.ts"
 import { type DropReason, type Received, Transport } from "../../core/ports/transport.ts"
 import type { NodeConfig } from "./config.ts"
+
+/** A decision not taken: this node is not the ready primary (`primary` names the one it knows), or it did not commit in time (its outcome unknown). */
+export class DecisionRefusedError extends Error {
+  readonly _tag = "DecisionRefused"
+  readonly reason: string
+  readonly primary: string | null
+  constructor(reason: string, primary: string | null) {
+    super(
+      reason === "not-committed-in-time"
+        ? "the decision was not committed in time: it may still be"
+        : `this node is not the primary that decides${primary === null ? " (none is known)" : `; ${primary} is`}`,
+    )
+    this.reason = reason
+    this.primary = primary
+  }
+}
 
 export class WriteRefused extends Error {
   readonly _tag = "WriteRefused"
@@ -80,6 +97,11 @@ export interface RunningNode {
   readonly id: string
   readonly write: (writes: ReadonlyArray<Omit<WriteOp, "requestId">>) => Effect.Effect<void, WriteRefused>
   readonly setStats: (values: ReadonlyArray<StatsValue>) => Effect.Effect<void>
+  /** A decision for the log, proposed here: its answer once applied, or why not. */
+  readonly decide: (
+    command: DecisionCommand,
+    timeoutMs: number,
+  ) => Effect.Effect<DecisionAnswer, DecisionRefusedError>
   readonly get: (kind: string, id: string) => SpecEntry | undefined
   readonly list: (kind: string | undefined) => ReadonlyArray<SpecEntry>
   readonly metaOf: (
@@ -189,6 +211,8 @@ export const startNode = (
     const lock = yield* Semaphore.make(1)
     let ticket = 0
     const answers = new Map<number, Extract<Output, { _tag: "Written" | "WriteRefused" }>>()
+    /** Decisions proposed here, waiting to be applied (or refused). */
+    const decisionWaiters = new Map<number, Deferred.Deferred<DecisionAnswer, DecisionRefusedError>>()
     const executors = new Map<ServiceName, ServiceExecutor<ServiceName>>()
     const counters = {
       datagramsIn: 0,
@@ -297,10 +321,20 @@ export const startNode = (
           })
         case "StoreRecovered":
           return Effect.logInfo("store commits again", { failingForMs: output.failingForMs })
-        case "DecisionApplied":
-          return Effect.logDebug("decision applied", { index: output.index, command: output.command._tag })
-        case "DecisionRefused":
-          return Effect.logDebug("decision refused", { ticket: output.ticket, reason: output.reason })
+        case "DecisionApplied": {
+          const waiter = output.ticket === undefined ? undefined : decisionWaiters.get(output.ticket)
+          if (waiter === undefined) return Effect.void
+          decisionWaiters.delete(output.ticket!)
+          return Deferred.succeed(waiter, output.answer).pipe(Effect.asVoid)
+        }
+        case "DecisionRefused": {
+          const waiter = decisionWaiters.get(output.ticket)
+          if (waiter === undefined) return Effect.void
+          decisionWaiters.delete(output.ticket)
+          return Deferred.fail(waiter, new DecisionRefusedError(output.reason, core.primary(now()))).pipe(
+            Effect.asVoid,
+          )
+        }
       }
     }
 
@@ -423,6 +457,24 @@ export const startNode = (
               answer?.reason ?? "not-acknowledged",
               answer?.detail ?? "the write was not acknowledged",
             ),
+          )
+        }),
+      decide: (command, timeoutMs) =>
+        Effect.gen(function* () {
+          const mine = ++ticket
+          const waiter = yield* Deferred.make<DecisionAnswer, DecisionRefusedError>()
+          decisionWaiters.set(mine, waiter)
+          yield* step({ _tag: "Propose", command, ticket: mine })
+          return yield* Deferred.await(waiter).pipe(
+            Effect.timeoutOrElse({
+              duration: timeoutMs,
+              orElse: () =>
+                Effect.sync(() => decisionWaiters.delete(mine)).pipe(
+                  Effect.andThen(
+                    Effect.fail(new DecisionRefusedError("not-committed-in-time", core.primary(now()))),
+                  ),
+                ),
+            }),
           )
         }),
       setStats: (values) => step({ _tag: "SetStats", values }),

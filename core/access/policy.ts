@@ -32,6 +32,7 @@ const endpointPermissions: Readonly<Record<string, Permission>> = {
   "node.metrics": "read",
   "node.domains": "read",
   "node.decisions": "read",
+  "node.decide": "write",
 }
 
 /** Kinds whose objects only an admin may touch at all. */

@@ -25,6 +25,7 @@ export interface Mutant {
     | "slot expiry"
     | "hypervisor"
     | "alarms"
+    | "decisions"
   readonly file: string
   readonly find: string
   readonly replace: string
@@ -321,6 +322,31 @@ export const catalogue: ReadonlyArray<Mutant> = [
     find: "  if (writesSpec && !request.inSync)",
     replace: "  if (writesSpec && false)",
     why: "an operation through a node cut off writes back the whole spec it holds, undoing a migration it has not seen",
+  },
+  // ---- the decision log -----------------------------------------------------------------------
+  {
+    name: "vote-ignores-log",
+    covers: "decisions",
+    file: "core/monitor/election.ts",
+    find: "    if (own === undefined) return true\n",
+    replace: "    if (own !== null) return true\n",
+    why: "a voter grants a candidate whose decision log is behind its own: a primary without a committed decision overwrites it",
+  },
+  {
+    name: "log-keeps-conflicting-suffix",
+    covers: "decisions",
+    file: "core/decision/log.ts",
+    find: "        this.entries.length = Math.max(0, entry.index - first)\n",
+    replace: "",
+    why: "a follower appends a new primary's entries after a conflicting suffix instead of replacing it: its log no longer matches at those indexes",
+  },
+  {
+    name: "log-commits-older-terms-by-count",
+    covers: "decisions",
+    file: "core/decision/log.ts",
+    find: "    if (candidate > this.commitIndex && this.termAt(candidate) === this.term) this.commit(candidate)",
+    replace: "    if (candidate > this.commitIndex) this.commit(candidate)",
+    why: "a primary commits an older term's entry by counting replicas (Raft's figure 8): a later primary may overwrite it",
   },
 ]
 
