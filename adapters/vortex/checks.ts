@@ -382,7 +382,7 @@ const checkSilence = (history: History, bounds: Bounds, violations: Array<Violat
 /**
  * A wall-clock step changes nothing: leases, windows and fences run on the monotonic clock. In
  * the quiet after a step (nothing else faulty from `leadMs` before it to the end of its record),
- * no node reports another term or a fence, and the primary stays.
+ * no node reports a later term or a new fence, and the primary keeps its lease.
  */
 const checkClockSteps = (history: History, leadMs: number, violations: Array<Violation>) => {
   for (const step of history.faults) {
@@ -400,10 +400,12 @@ const checkClockSteps = (history: History, leadMs: number, violations: Array<Vio
     // A change is the node's own: its term, its primary, or a fence it did not have before.
     const changed = history.statuses.find((sample) => {
       if (sample.sentMs <= step.startMs || sample.recvMs >= step.endMs) return false
+      // An election (a later term), the primary losing its lease or fencing, or a node fencing
+      // that had not. (A node behind before the step, just restarted say, may catch up after.)
       const was = before.get(sample.node)
       return (
-        sample.term !== primary.term ||
-        sample.primary !== primary.node ||
+        sample.term > primary.term ||
+        (sample.node === primary.node && (!sample.isPrimary || sample.fenced)) ||
         (sample.fenced && was !== undefined && !was.fenced)
       )
     })

@@ -352,6 +352,11 @@ export class CdbNode {
     this.statsCounter = Math.max(this.statsCounter, previous.statsCounter)
     this.digestSeq = Math.max(this.digestSeq, previous.digestSeq)
     this.snapshotCounter = Math.max(this.snapshotCounter, previous.snapshotCounter)
+    // And what it knew of its members: when it last heard each and what it made of that. A core
+    // rebuilt after a refused commit that started over with every member alive called a dead
+    // node alive for as long as the disk stayed full (found by acp vortex, seed 2011).
+    for (const [node, heardMs] of previous.lastHeard) this.lastHeard.set(node, heardMs)
+    for (const [node, state] of previous.memberStates) this.memberStates.set(node, state)
   }
 
   // ---- getters -----------------------------------------------------------------------------

@@ -537,12 +537,11 @@ export class NodeCore {
     this.cdb = this.cdbFrom(durable.image)
     this.cdb.continueNumberingFrom(previous)
     if (this.storeStatsAtMs > this.nowMs + this.config.timings.storeProbeMs) this.publishStore()
-    // The new core's failure detector starts over (every member alive), so the view does too;
-    // its timers start over with it: the next try comes after a short wait, not at once.
-    this.resetMemberView()
-    // What the services read is what is durable again, with every member alive: they read it
-    // again (they kept a view of the refused step's changes, or of a member's death; found by
-    // the simulator's view checker).
+    // The new core's failure detector goes on from the old one's (`continueNumberingFrom`), so
+    // the member view stays as it was; the core's timers start over: the next try comes after a
+    // short wait, not at once.
+    // What the services read is what is durable again: they read it again (they kept a view of
+    // the refused step's changes; found by the simulator's view checker).
     this.changed(undefined)
     this.cdbAtMs = this.nowMs + this.config.timings.storeRetryMs
     // What the election did in the refused step still holds (a lease renewed by acknowledgements,

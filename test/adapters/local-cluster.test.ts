@@ -103,6 +103,50 @@ describe("local cluster (3 real nodes on loopback)", () => {
     }
   })
 
+  it("decides through the log on the primary: committed, applied on every node, survives a restart; elsewhere a 409 names the primary", async () => {
+    const primary = await eventually(async () => {
+      const view = (await api(1, "GET", "/v1/decisions")).body as unknown as { leader: string | null }
+      return view.leader ?? undefined
+    }, 10_000)
+    const on = Number(primary.slice(1))
+    const follower = on === 1 ? 2 : 1
+    const grant = { _tag: "Grant", pool: "vlan", holder: "project-a", range: { from: 100, to: 199 } }
+    const decided = await eventually(async () => {
+      const answer = await api(on, "POST", "/v1/decisions", grant)
+      return answer.status === 200 ? answer : undefined
+    }, 10_000)
+    expect(decided.body).toMatchObject({ _tag: "Granted", pool: "vlan", value: 100 })
+    const second = await api(on, "POST", "/v1/decisions", { ...grant, holder: "project-b" })
+    expect(second.body).toMatchObject({ _tag: "Granted", value: 101 })
+    const refused = await api(follower, "POST", "/v1/decisions", grant)
+    expect(refused.status).toBe(409)
+    expect(refused.body).toMatchObject({ _tag: "NotDecided", reason: "not-primary", primary })
+    for (const node of [1, 2, 3])
+      await eventually(async () => {
+        const view = (await api(node, "GET", "/v1/decisions")).body as unknown as {
+          decided: { pools: Record<string, Record<string, { holder: string }>> }
+        }
+        return view.decided.pools.vlan?.["101"]?.holder === "project-b"
+      }, 10_000)
+    // The log is durable: a follower restarted holds the decisions again, from its own disk.
+    process.kill(pidOf(follower), "SIGKILL")
+    await eventually(
+      async () => (await api(follower, "GET", "/v1/status").catch(() => undefined)) === undefined,
+    )
+    restart(follower)
+    const again = await eventually(async () => {
+      const answer = await api(follower, "GET", "/v1/decisions").catch(() => undefined)
+      return answer?.status === 200
+        ? (answer.body as unknown as { last: number; decided: { epoch: number } })
+        : undefined
+    }, 20_000)
+    expect(again.last).toBeGreaterThanOrEqual(3)
+    const text = acp("monitor", "log", "--node", `n${on}`)
+    expect(text.status, text.stderr).toBe(0)
+    expect(text.stdout).toContain(`primary ${primary} (deciding)`)
+    expect(text.stdout).toContain('{"_tag":"Grant","pool":"vlan","holder":"project-b"')
+  }, 60_000)
+
   it("a bad spec is a 400 naming every bad field, and nothing is written", async () => {
     const bad = await api(1, "PUT", "/v1/objects/system/bad-1", { name: "", cpus: 0 })
     expect(bad.status).toBe(400)

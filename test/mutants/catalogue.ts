@@ -332,22 +332,6 @@ export const catalogue: ReadonlyArray<Mutant> = [
     replace: "    if (own !== null) return true\n",
     why: "a voter grants a candidate whose decision log is behind its own: a primary without a committed decision overwrites it",
   },
-  {
-    name: "log-keeps-conflicting-suffix",
-    covers: "decisions",
-    file: "core/decision/log.ts",
-    find: "        this.entries.length = Math.max(0, entry.index - first)\n",
-    replace: "",
-    why: "a follower appends a new primary's entries after a conflicting suffix instead of replacing it: its log no longer matches at those indexes",
-  },
-  {
-    name: "log-commits-older-terms-by-count",
-    covers: "decisions",
-    file: "core/decision/log.ts",
-    find: "    if (candidate > this.commitIndex && this.termAt(candidate) === this.term) this.commit(candidate)",
-    replace: "    if (candidate > this.commitIndex) this.commit(candidate)",
-    why: "a primary commits an older term's entry by counting replicas (Raft's figure 8): a later primary may overwrite it",
-  },
 ]
 
 /** The source of `mutant.file` with its bug planted; throws if its text is not there exactly once. */

@@ -118,6 +118,15 @@ class Cluster {
 
   logMatching(): void {
     const logs = this.members.filter((member) => member.up).map((member) => member.log.held())
+    // Each log is consecutive from just after its snapshot: one entry per index, in order.
+    for (const member of this.members.filter((candidate) => candidate.up)) {
+      let expected = member.log.snapshotNow().index + 1
+      for (const entry of member.log.held()) {
+        if (entry.index !== expected)
+          this.violations.push(`${member.id}'s log holds index ${entry.index} where ${expected} belongs`)
+        expected = entry.index + 1
+      }
+    }
     for (const [index, left] of logs.entries())
       for (const right of logs.slice(index + 1)) {
         const byIndex = new Map(right.map((entry) => [entry.index, entry]))
