@@ -186,8 +186,8 @@ export const catalogue: ReadonlyArray<Mutant> = [
     name: "vote-granted-twice",
     covers: "votes",
     file: "core/monitor/election.ts",
-    find: "    const granted = this.votedFor === null || this.votedFor === message.from\n",
-    replace: "    const granted = true\n",
+    find: "    const granted = (this.votedFor === null || this.votedFor === message.from) && this.logUpToDate(message)\n",
+    replace: "    const granted = this.logUpToDate(message)\n",
     why: "a voter grants every candidate of a term: two primaries in one term",
   },
   {
@@ -311,8 +311,8 @@ export const catalogue: ReadonlyArray<Mutant> = [
     name: "refused-commit-no-reread",
     covers: "hypervisor",
     file: "core/node/node.ts",
-    find: "    // the simulator's view checker).\n    this.changed(undefined)\n",
-    replace: "    // the simulator's view checker).\n",
+    find: "    // the refused step's changes; found by the simulator's view checker).\n    this.changed(undefined)\n",
+    replace: "    // the refused step's changes; found by the simulator's view checker).\n",
     why: "after a refused commit the services keep the view they had: of changes that are gone, of members dead whom the rebuilt core counts alive",
   },
   {

@@ -36,6 +36,7 @@ describe("the mutation catalogue", () => {
         "slot expiry",
         "hypervisor",
         "alarms",
+        "decisions",
       ]),
     )
   })
