@@ -10,7 +10,7 @@
  * of the next only when both say so in one unbroken run; two nodes overlap only where such
  * stretches do.
  */
-import { later, show, type Version } from "../../sim/checkers/model.ts"
+import { later, show, type Version } from "../../core/oracle/versions.ts"
 import { clockLeadMs, type FaultKind } from "./schedule.ts"
 
 export type Outcome = "ok" | "refused" | "unknown"

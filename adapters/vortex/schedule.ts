@@ -7,7 +7,7 @@
  * choice ("the primary", or the k-th of the nodes it may hit) that the harness resolves when the
  * fault starts.
  */
-import { Prng } from "../../sim/prng.ts"
+import { Prng } from "../../core/random.ts"
 
 export const faultKinds = [
   "partition",

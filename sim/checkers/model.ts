@@ -15,37 +15,16 @@
  * holds (LWW by version, tombstones included); a mismatch names the key, the version expected
  * and the one found. A run that did not converge gets the first mismatches as its reasons.
  *
- * The order of versions (milliseconds, then the logical counter, then the writer's id) is
- * written out here on purpose, not imported from `core/cdb/hlc.ts`: an oracle that shared the
+ * The order of versions (milliseconds, then the logical counter, then the writer's id) is the
+ * oracle's own (`core/oracle/versions.ts`), not `core/cdb/hlc.ts`'s: an oracle that shared the
  * code it judges would be blind to a bug in it (the mutation harness plants some there).
  */
 import type { Change } from "../../core/cdb/codec.ts"
+import { later, show, type Version } from "../../core/oracle/versions.ts"
 import type { Sim } from "../events.ts"
 import type { SimNode } from "../host.ts"
 
-export interface Version {
-  readonly ms: number
-  readonly counter: number
-  readonly origin: string
-}
-
-/** The order of versions, as the oracle writes it (positive: `left` is the later). */
-export const later = (left: Version, right: Version): number =>
-  left.ms !== right.ms
-    ? left.ms - right.ms
-    : left.counter !== right.counter
-      ? left.counter - right.counter
-      : left.origin === right.origin
-        ? 0
-        : left.origin < right.origin
-          ? -1
-          : 1
-
-/** A version as the checkers print it (`origin@ms.counter`), or "nothing". */
-export const show = (version: Version | undefined, tomb?: boolean): string =>
-  version === undefined
-    ? "nothing"
-    : `${version.origin}@${version.ms}.${version.counter}${tomb === true ? " (deleted)" : ""}`
+export { later, show, type Version }
 
 interface Acknowledged {
   readonly version: Version
