@@ -354,16 +354,19 @@ const checkWoken = (history: History, violations: Array<Violation>) => {
  * silent until it speaks again, no other node says it is alive, or primary. Whatever the network
  * does, nobody can speak for it — only a replay of what it once said could.
  */
+/** When a node killed or paused by `event` ran again (restarted, resumed), or never. */
+const backAt = (history: History, event: ProcessEvent): number =>
+  history.processes.find(
+    (later) =>
+      later.node === event.node &&
+      later.atMs > event.atMs &&
+      (later.kind === "restart" || later.kind === "resume"),
+  )?.atMs ?? Number.POSITIVE_INFINITY
+
 const checkSilence = (history: History, bounds: Bounds, violations: Array<Violation>) => {
   for (const event of history.processes) {
     if (event.kind !== "kill" && event.kind !== "pause") continue
-    const back =
-      history.processes.find(
-        (later) =>
-          later.node === event.node &&
-          later.atMs > event.atMs &&
-          (later.kind === "restart" || later.kind === "resume"),
-      )?.atMs ?? Number.POSITIVE_INFINITY
+    const back = backAt(history, event)
     const heard = history.statuses.find(
       (sample) =>
         sample.node !== event.node &&
@@ -448,13 +451,7 @@ const checkRecovery = (
 ): { failovers: Figures["failovers"]; elections: Figures["elections"] } => {
   const failovers: Array<{ system: string; node: string; ms: number }> = []
   const elections: Array<{ node: string; ms: number }> = []
-  const downAt = (event: ProcessEvent) =>
-    history.processes.find(
-      (later) =>
-        later.node === event.node &&
-        later.atMs > event.atMs &&
-        (later.kind === "restart" || later.kind === "resume"),
-    )?.atMs ?? Number.POSITIVE_INFINITY
+  const downAt = (event: ProcessEvent) => backAt(history, event)
   const ownFault = (event: ProcessEvent) => (fault: FaultRecord) =>
     fault.startMs <= event.atMs + 50 && fault.startMs >= event.atMs - 50 && fault.detail.includes(event.node)
   for (const event of history.processes) {
