@@ -12,7 +12,7 @@ import {
   HttpApiSecurity,
   OpenApi,
 } from "effect/http-api"
-import { DecisionCommand } from "../../core/decision/state.ts"
+import { DecidedStateSchema, DecisionCommand, DecisionEntry } from "../../core/decision/state.ts"
 import { kinds, objectKinds } from "../../core/model/kinds.ts"
 
 export const Version = Schema.Struct({ ms: Schema.Int, counter: Schema.Int, origin: Schema.String })
@@ -218,12 +218,6 @@ export const NodeStatusView = Schema.Struct({
 })
 export type NodeStatusView = typeof NodeStatusView.Type
 
-const Membership = Schema.Struct({
-  voters: Schema.Array(Schema.String),
-  learners: Schema.Array(Schema.String),
-})
-
-/** The decision log as one node holds it. */
 export const DecisionLogView = Schema.Struct({
   term: Schema.Int,
   leader: Schema.NullOr(Schema.String),
@@ -235,29 +229,8 @@ export const DecisionLogView = Schema.Struct({
   snapshot: Schema.Int,
   voters: Schema.Array(Schema.String),
   learners: Schema.Array(Schema.String),
-  decided: Schema.Struct({
-    placements: Schema.Record(Schema.String, Schema.Struct({ node: Schema.String, epoch: Schema.Int })),
-    pools: Schema.Record(
-      Schema.String,
-      Schema.Record(Schema.String, Schema.Struct({ holder: Schema.String, epoch: Schema.Int })),
-    ),
-    epoch: Schema.Int,
-  }),
-  recent: Schema.Array(
-    Schema.Struct({
-      index: Schema.Int,
-      term: Schema.Int,
-      body: Schema.Union([
-        Schema.TaggedStruct("Noop", {}),
-        Schema.TaggedStruct("Command", {
-          command: Schema.Unknown,
-          origin: Schema.String,
-          ticket: Schema.Int,
-        }),
-        Schema.TaggedStruct("Membership", { membership: Membership }),
-      ]),
-    }),
-  ),
+  decided: DecidedStateSchema,
+  recent: Schema.Array(DecisionEntry),
 })
 
 /** A decision not taken: this node is not the primary that decides (it names the one it knows), or it did not commit in time. */

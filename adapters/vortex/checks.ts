@@ -451,7 +451,6 @@ const checkRecovery = (
 ): { failovers: Figures["failovers"]; elections: Figures["elections"] } => {
   const failovers: Array<{ system: string; node: string; ms: number }> = []
   const elections: Array<{ node: string; ms: number }> = []
-  const downAt = (event: ProcessEvent) => backAt(history, event)
   const ownFault = (event: ProcessEvent) => (fault: FaultRecord) =>
     fault.startMs <= event.atMs + 50 && fault.startMs >= event.atMs - 50 && fault.detail.includes(event.node)
   for (const event of history.processes) {
@@ -467,7 +466,7 @@ const checkRecovery = (
           (sample) =>
             sample.sentMs > event.atMs &&
             sample.running.includes(system) &&
-            (sample.node !== event.node || sample.sentMs > downAt(event)),
+            (sample.node !== event.node || sample.sentMs > backAt(history, event)),
         )
         const ms = back === undefined ? undefined : back.recvMs - event.atMs
         if (ms !== undefined) failovers.push({ system, node: event.node, ms })
@@ -490,7 +489,7 @@ const checkRecovery = (
     const quietElection = !disturbed(history, event.atMs, event.atMs + bounds.electionMs, ownFault(event))
     if (
       quietElection &&
-      downAt(event) > event.atMs + bounds.electionMs &&
+      backAt(history, event) > event.atMs + bounds.electionMs &&
       event.atMs + bounds.electionMs < history.faultsStopMs &&
       (ms ?? Infinity) > bounds.electionMs
     )

@@ -30,6 +30,32 @@ export const DecisionCommand = Schema.Union([
 ])
 export type DecisionCommand = typeof DecisionCommand.Type
 
+const Index = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+/** Who votes and who only follows, as a log entry and a snapshot hold it. */
+export const MembershipSchema = Schema.Struct({ voters: Schema.Array(Name), learners: Schema.Array(Name) })
+
+/** A decision-log entry with this state machine's commands (the wire and the API). */
+export const DecisionEntry = Schema.Struct({
+  index: Index,
+  term: Index,
+  body: Schema.Union([
+    Schema.TaggedStruct("Noop", {}),
+    Schema.TaggedStruct("Command", { command: DecisionCommand, origin: Name, ticket: Schema.Int }),
+    Schema.TaggedStruct("Membership", { membership: MembershipSchema }),
+  ]),
+})
+
+/** `DecidedState` as a schema (JSON turns the pools' numeric keys into strings). */
+export const DecidedStateSchema = Schema.Struct({
+  placements: Schema.Record(Schema.String, Schema.Struct({ node: Name, epoch: Index })),
+  pools: Schema.Record(
+    Schema.String,
+    Schema.Record(Schema.String, Schema.Struct({ holder: Name, epoch: Index })),
+  ),
+  epoch: Index,
+})
+
 export interface Placement {
   readonly node: string
   readonly epoch: number

@@ -5,7 +5,13 @@
  */
 import { Result, Schema } from "effect"
 import type { Message as DecisionLogMessage } from "../decision/log.ts"
-import { type DecidedState, DecisionCommand } from "../decision/state.ts"
+import {
+  type DecidedState,
+  DecidedStateSchema,
+  type DecisionCommand,
+  DecisionEntry,
+  MembershipSchema,
+} from "../decision/state.ts"
 import type { Message as ElectionMessage } from "./election.ts"
 
 /** The decision log's messages, as they ride the monitor's channel. */
@@ -17,22 +23,6 @@ const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))
 const Term = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
 const Index = Term
-const Membership = Schema.Struct({ voters: Schema.Array(Name), learners: Schema.Array(Name) })
-const Entry = Schema.Struct({
-  index: Index,
-  term: Term,
-  body: Schema.Union([
-    Schema.TaggedStruct("Noop", {}),
-    Schema.TaggedStruct("Command", { command: DecisionCommand, origin: Name, ticket: Schema.Int }),
-    Schema.TaggedStruct("Membership", { membership: Membership }),
-  ]),
-})
-const Held = Schema.Struct({ holder: Name, epoch: Index })
-const Decided = Schema.Struct({
-  placements: Schema.Record(Schema.String, Schema.Struct({ node: Name, epoch: Index })),
-  pools: Schema.Record(Schema.String, Schema.Record(Schema.String, Held)),
-  epoch: Index,
-})
 
 const MessageSchema = Schema.Union([
   Schema.TaggedStruct("Append", {
@@ -40,14 +30,19 @@ const MessageSchema = Schema.Union([
     from: Name,
     prevIndex: Index,
     prevTerm: Term,
-    entries: Schema.Array(Entry),
+    entries: Schema.Array(DecisionEntry),
     commit: Index,
   }),
   Schema.TaggedStruct("AppendReply", { term: Term, from: Name, success: Schema.Boolean, index: Index }),
   Schema.TaggedStruct("Snapshot", {
     term: Term,
     from: Name,
-    snapshot: Schema.Struct({ index: Index, term: Term, state: Decided, membership: Membership }),
+    snapshot: Schema.Struct({
+      index: Index,
+      term: Term,
+      state: DecidedStateSchema,
+      membership: MembershipSchema,
+    }),
   }),
   Schema.TaggedStruct("Ping", {
     from: Name,

@@ -9,18 +9,14 @@ import { readFileSync } from "node:fs"
 import { resolve } from "node:path"
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import { percentiles } from "../../../core/percentile.ts"
 import { checkHistory, type Figures, type History, type Violation } from "../../vortex/checks.ts"
 import { defaultBounds, runVortex } from "../../vortex/harness.ts"
 import { type FaultKind, faultKinds } from "../../vortex/schedule.ts"
 import { CliError } from "../client.ts"
 import { jsonFlag } from "../target.ts"
 
-const percentile = (values: ReadonlyArray<number>, fraction: number) => {
-  if (values.length === 0) return undefined
-  const sorted = [...values].sort((left, right) => left - right)
-  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]
-}
-const seconds = (ms: number | undefined) => (ms === undefined ? "-" : `${(ms / 1000).toFixed(1)} s`)
+const seconds = (ms: number | null) => (ms === null ? "-" : `${(ms / 1000).toFixed(1)} s`)
 
 /** The figures and the violations of a run, as lines. */
 const report = (
@@ -28,8 +24,8 @@ const report = (
   say: (line: string) => void,
 ) => {
   const figures = result.figures
-  const failovers = figures.failovers.map((failover) => failover.ms)
-  const elections = figures.elections.map((election) => election.ms)
+  const failovers = percentiles(figures.failovers.map((failover) => failover.ms))
+  const elections = percentiles(figures.elections.map((election) => election.ms))
   say(
     `writes: ${figures.writes.ok} acknowledged, ${figures.writes.refused} refused, ${figures.writes.unknown} unknown`,
   )
@@ -41,7 +37,7 @@ const report = (
     }`,
   )
   say(
-    `HA failovers: ${failovers.length} (p50 ${seconds(percentile(failovers, 0.5))}, max ${seconds(percentile(failovers, 1))}); new primaries: ${elections.length} (p50 ${seconds(percentile(elections, 0.5))}, max ${seconds(percentile(elections, 1))}); converged ${seconds(figures.convergenceMs ?? undefined)} after the heal`,
+    `HA failovers: ${failovers.samples} (p50 ${seconds(failovers.p50)}, max ${seconds(failovers.max)}); new primaries: ${elections.samples} (p50 ${seconds(elections.p50)}, max ${seconds(elections.max)}); converged ${seconds(figures.convergenceMs)} after the heal`,
   )
   say(`violations: ${result.violations.length === 0 ? "none" : result.violations.length}`)
   for (const violation of result.violations) say(`  ${violation.check}: ${violation.message}`)
