@@ -13,6 +13,8 @@ export interface Seal {
   readonly sender: string
   readonly incarnation: number
   readonly counter: number
+  /** Bookkeeping, not on the wire: when (global µs) its sender last took a peer's datagram. */
+  readonly senderHeardUs: number
 }
 
 export type Delivery =

@@ -46,6 +46,7 @@ export class Faults {
         case "disk-full":
         case "replay":
         case "service-failure":
+        case "clock-step":
           break
       }
     }

@@ -22,7 +22,7 @@ import {
   type Step,
 } from "../core/node/node.ts"
 import type { ServiceFactory } from "../core/node/service.ts"
-import { ReplayWindow } from "../core/transport/replay.ts"
+import { ReplayWindow, SealClock } from "../core/transport/replay.ts"
 import type { AlarmChecker } from "./checkers/alarms.ts"
 import type { DecisionChecker } from "./checkers/decisions.ts"
 import type { DigestChecker } from "./checkers/digest.ts"
@@ -93,7 +93,17 @@ export class SimNode {
   /** When (global µs) this node was last up and connected both ways with each node, by index. */
   readonly lastConnectedUs: Array<number>
   /** Numbers the datagrams this node seals (with its incarnation: never confusable across runs). */
-  sealCounter = 0
+  sealClock = new SealClock(0)
+  /** When (global µs) its transport last took a peer's datagram, and when that made its seal clock jump. */
+  heardUs = 0
+  jumpedUs = -1
+  /**
+   * How far its wall clock is stepped from its own (drifting) time, in ms (fault "clock-step"):
+   * what the hybrid clocks and the seal read, never the monotonic clock leases run on.
+   */
+  wallStepMs = 0
+  /** Its wall clock's step when its process started (the receiver's side of the freshness rule). */
+  startedWallStepMs = 0
   /** The anti-replay window of this node's transport (a process's: new at every start), and when it started (global µs). */
   replayWindow = new ReplayWindow()
   startedUs = 0
@@ -129,6 +139,11 @@ export class SimNode {
       (this.anchorLocalUs + Math.floor(((nowUs - this.anchorUs) * (1_000_000 + this.driftPpm)) / 1_000_000)) /
         1000,
     )
+  }
+
+  /** This host's wall clock at global time `nowUs`: its clock, stepped (fault "clock-step"). */
+  wallMs(nowUs: number): number {
+    return this.localMs(nowUs) + this.wallStepMs
   }
 
   /** The global µs at which this host's clock reads `localMs` (from its current rate on). */
@@ -190,12 +205,16 @@ export class Hosts {
     return node.localMs(this.sim.nowUs)
   }
 
+  private wallMs(node: SimNode): number {
+    return node.wallMs(this.sim.nowUs)
+  }
+
   /** A new process on the host, from what its store holds. */
   start(node: SimNode): void {
     const sim = this.sim
     // A new process: its quorum window (and so the fence checker's clock) starts over.
     node.cutOffSinceUs = null
-    this.network.started(node, this.localMs(node))
+    this.network.started(node, this.wallMs(node))
     node.lastApplied = new Map(node.image.vector)
     this.checkers.model.started(node)
     this.checkers.decisions.started(node)
@@ -225,6 +244,7 @@ export class Hosts {
       },
       { image: node.image, vote: node.vote, decisions: node.decisions },
       this.localMs(node),
+      this.wallMs(node),
     )
     sim.trace.number(2)
     sim.trace.number(sim.nowUs)
@@ -358,13 +378,13 @@ export class Hosts {
   step(node: SimNode, input: Parameters<NodeCore["handle"]>[0]): void {
     // A crash inside an earlier step of the same instant may have taken the node down.
     if (node.core === null) return
-    this.carry(node, node.core.handle(input, this.localMs(node)))
+    this.carry(node, node.core.handle(input, this.localMs(node), this.wallMs(node)))
   }
 
   /** Datagrams that queued up, taken in one step (one commit), as the real driver drains its socket. */
   stepAll(node: SimNode, inputs: Parameters<NodeCore["handleAll"]>[0]): void {
     if (node.core === null || inputs.length === 0) return
-    this.carry(node, node.core.handleAll(inputs, this.localMs(node)))
+    this.carry(node, node.core.handleAll(inputs, this.localMs(node), this.wallMs(node)))
   }
 
   /**
@@ -398,6 +418,7 @@ export class Hosts {
               durable: { image: node.image, vote: node.vote, decisions: node.decisions },
             },
             this.localMs(node),
+            this.wallMs(node),
           )
           node.lastApplied = new Map(node.image.vector)
           for (const effect of step.effects) this.execute(node, effect)

@@ -7,7 +7,12 @@
 
 import type { Message } from "../core/monitor/wire.ts"
 import type { Output } from "../core/node/node.ts"
-import { clockOffsetToleratedMs, ReplayWindow, reorderToleratedUs } from "../core/transport/replay.ts"
+import {
+  clockOffsetToleratedMs,
+  ReplayWindow,
+  reorderToleratedUs,
+  SealClock,
+} from "../core/transport/replay.ts"
 import type { Delivery, Seal, Sim } from "./events.ts"
 import type { Faults } from "./faults.ts"
 import type { SimNode } from "./host.ts"
@@ -42,14 +47,20 @@ export class Network {
     this.captured = Array.from({ length: sim.options.nodes }, () => ({ events: [], next: 0 }))
   }
 
-  /** A new process's transport: a new replay window, taking datagrams sealed from its start on. */
-  started(node: SimNode, localMs: number): void {
+  /**
+   * A new process's transport: a new replay window, taking datagrams sealed from its start on
+   * (its wall clock's, `wallMs`), and a seal clock started from that clock.
+   */
+  started(node: SimNode, wallMs: number): void {
     node.replayWindow = new ReplayWindow(
       reorderToleratedUs,
-      BigInt((localMs - clockOffsetToleratedMs) * 1000),
+      BigInt((wallMs - clockOffsetToleratedMs) * 1000),
       clockOffsetToleratedMs * 1000,
     )
+    node.sealClock = new SealClock(wallMs * 1000)
+    node.heardUs = Number.NEGATIVE_INFINITY
     node.startedUs = this.sim.nowUs
+    node.startedWallStepMs = node.wallStepMs
   }
 
   /** A CDB datagram, to its node's domain, a node of its domain, or a relay in another. */
@@ -144,10 +155,17 @@ export class Network {
     this.sim.queue.push(this.sim.nowUs + delayUs, event)
   }
 
-  /** As the envelope seals: the counter is a hybrid clock, never below the sender's local µs. */
+  /**
+   * As the envelope seals: the counter is a hybrid clock, never below the sender's wall clock in
+   * µs nor below a counter it took from a peer.
+   */
   private seal(from: SimNode): Seal {
-    from.sealCounter = Math.max(from.sealCounter + 1, from.localMs(this.sim.nowUs) * 1000)
-    return { sender: from.id, incarnation: from.incarnation, counter: from.sealCounter }
+    return {
+      sender: from.id,
+      incarnation: from.incarnation,
+      counter: from.sealClock.next(from.wallMs(this.sim.nowUs) * 1000),
+      senderHeardUs: from.heardUs,
+    }
   }
 
   /** The adversary keeps, per sender, the last `capturedMax` datagrams it saw on the wire (fault "replay"). */
@@ -185,6 +203,11 @@ export class Network {
    * since the receiver started, less than half the tolerated reordering after it was sent (the
    * network here delays by at most 41 ms). The replay window once spanned a millisecond of the
    * sender's clock, and dropped reordered datagrams as replays: HA liveness noticed, after 35 s.
+   * Three drops are what the design accepts (core/transport/replay.ts): a receiver whose wall
+   * clock was stepped ahead when it started hears a peer only once the peer has heard it; a
+   * sender whose wall clock is behind seals at the cluster's time only as long as it hears the
+   * cluster (its counter lags by the time since); and what a sender sealed just before its
+   * clock jumped forward (to a peer's counter) is too late once a later one has arrived.
    */
   unsealed(node: SimNode, delivery: Delivery): boolean {
     const seal = delivery.seal
@@ -195,10 +218,20 @@ export class Network {
       this.sim.nowUs - node.startedUs,
     )
     const first = this.firstArrival(seal)
-    if (verdict === "new") return true
+    if (verdict === "new") {
+      this.took(node, seal)
+      return true
+    }
+    const sender = this.sim.byId.get(seal.sender)!
+    const excused =
+      (verdict === "before-start" &&
+        (node.startedWallStepMs > 0 ||
+          delivery.sentUs - seal.senderHeardUs > clockOffsetToleratedMs * 500)) ||
+      (verdict === "too-late" && sender.jumpedUs >= delivery.sentUs)
     if (
       first &&
-      seal.incarnation === this.sim.byId.get(seal.sender)!.incarnation &&
+      !excused &&
+      seal.incarnation === sender.incarnation &&
       delivery.sentUs >= node.startedUs &&
       this.sim.nowUs - delivery.sentUs < reorderToleratedUs / 2
     )
@@ -206,9 +239,18 @@ export class Network {
         "transport",
         `${node.id} dropped a datagram of ${seal.sender} as a replay (${verdict}) at its first arrival, ${Math.round((this.sim.nowUs - delivery.sentUs) / 1000)} ms after it was sent; reordering up to ${reorderToleratedUs / 1000} ms is tolerated`,
       )
-    if (this.sim.options.faults.includes("no-replay-window")) return true
+    if (this.sim.options.faults.includes("no-replay-window")) {
+      this.took(node, seal)
+      return true
+    }
     this.replaysDropped++
     return false
+  }
+
+  /** A datagram the transport took: the receiver's seal clock keeps up with its sender's. */
+  private took(node: SimNode, seal: Seal): void {
+    if (node.sealClock.observe(seal.counter) > reorderToleratedUs / 2) node.jumpedUs = this.sim.nowUs
+    node.heardUs = this.sim.nowUs
   }
 
   /** Whether a seal arrives for the first time anywhere (a sender seals each datagram for one receiver). */

@@ -24,6 +24,7 @@ export const faultNames = [
   "replay",
   "service-failure",
   "stay-down",
+  "clock-step",
 ] as const
 /** Faults the design does not promise to survive: never in "all", only asked for by name, to show the checkers catch them. */
 /** "no-fence": hosts keep running HA systems without a primary's contact, like a host without a watchdog. */
@@ -156,6 +157,18 @@ export type FaultEvent =
    * and the primary is cut off from them for the window (fault "drift-beyond-bound").
    */
   | { readonly kind: "drift-beyond-bound"; readonly atMs: number; readonly durationMs: number }
+  /**
+   * The node's wall clock is stepped by `stepMs` (forwards or backwards, 1–30 s) for the window,
+   * then stepped back (as NTP or an operator would): its hybrid clocks and its seals read the
+   * stepped clock; the monotonic clock its leases and timeouts run on does not move.
+   */
+  | {
+      readonly kind: "clock-step"
+      readonly atMs: number
+      readonly durationMs: number
+      readonly node: number
+      readonly stepMs: number
+    }
   /** The node's store refuses every commit (ENOSPC, EIO) for the window: its driver must refuse too. */
   | { readonly kind: "disk-full"; readonly atMs: number; readonly durationMs: number; readonly node: number }
   | {
@@ -367,6 +380,13 @@ export const drawScenario = (options: SimOptions): Scenario => {
       atMs: lost.between(0, Math.max(0, duration - 1000)),
       durationMs: 0,
       node: relays + lost.below(options.nodes - relays),
+    })
+  const step = root.fork("clock-step")
+  for (const window of windows("clock-step", "clock-step", "clock-step", 1_000, 2, true))
+    events.push({
+      kind: "clock-step",
+      ...window,
+      stepMs: (step.chance(500) ? -1 : 1) * step.between(1_000, 30_000),
     })
   if ((options.systems ?? 0) > 0)
     for (const window of windows("service", "service-failure", "service-failure", 2_000, 3, true))

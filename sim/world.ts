@@ -333,6 +333,10 @@ export class World implements Sim {
       return
     }
     this.faults.active.add(fault)
+    if (fault.kind === "clock-step") {
+      this.stepWall(this.nodes[fault.node]!, fault.stepMs)
+      return
+    }
     if (fault.kind === "drift-beyond-bound") {
       // The primary of the moment runs 30% slow, every other node 30% fast, and the primary is
       // cut off: its lease outlasts, in true time, the promises its voters made.
@@ -359,6 +363,10 @@ export class World implements Sim {
   private faultEnd(fault: FaultEvent): void {
     if (this.healed) return
     this.faults.active.delete(fault)
+    if (fault.kind === "clock-step") {
+      this.stepWall(this.nodes[fault.node]!, -fault.stepMs)
+      return
+    }
     if (fault.kind === "drift-beyond-bound") {
       if (this.faults.slewed.delete(fault)) this.restoreDrift()
       return
@@ -387,6 +395,12 @@ export class World implements Sim {
     }
   }
 
+  /** A node's wall clock stepped (its monotonic clock does not move); a step forwards is a jump of its seals. */
+  private stepWall(node: SimNode, stepMs: number): void {
+    node.wallStepMs += stepMs
+    if (stepMs > 0) node.jumpedUs = this.nowUs
+  }
+
   /** Every clock back at the rate the schedule drew for it. */
   private restoreDrift(): void {
     for (const node of this.nodes)
@@ -400,6 +414,8 @@ export class World implements Sim {
       this.restoreDrift()
     }
     const serviceDown = this.nodes.filter((node) => node.core !== null && this.faults.serviceDown(node))
+    // Every wall clock set right again.
+    for (const node of this.nodes) this.stepWall(node, -node.wallStepMs)
     this.faults.active.clear()
     for (const node of serviceDown) this.hosts.serviceRuns(node)
     this.election.healed()

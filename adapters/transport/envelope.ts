@@ -23,8 +23,10 @@
  * 200 ms of the counter (an anti-replay window as IPsec keeps one, spanning time rather than a
  * count, since the counter is a clock). A higher incarnation (the sender restarted; it is its durable restart
  * count) starts a new window; anything from an older one is a replay. The counter never falls
- * below the sender's wall clock in microseconds (a hybrid clock: max(last + 1, now)), so a
- * receiver that restarted takes nothing sealed well before its own start (core/transport/replay.ts).
+ * below the sender's wall clock in microseconds, nor below a counter it took from a peer (a
+ * hybrid logical clock: max(last + 1, now, observed)), so a receiver that restarted takes nothing
+ * sealed well before its own start, and a sender whose wall clock is behind still seals at the
+ * cluster's time (core/transport/replay.ts).
  */
 import {
   createCipheriv,
@@ -38,7 +40,7 @@ import {
 } from "node:crypto"
 import { fnv1a32 } from "../../core/hash.ts"
 import type { Channel, DropReason } from "../../core/ports/transport.ts"
-import { ReplayWindow, reorderToleratedUs } from "../../core/transport/replay.ts"
+import { ReplayWindow, reorderToleratedUs, SealClock } from "../../core/transport/replay.ts"
 
 const maxSenderBytes = 63
 /** The largest overhead either form adds to a payload (a sender id of the longest, 63 bytes). */
@@ -56,7 +58,8 @@ const channelCodes: Record<Channel, number> = { cdb: 1, monitor: 2 }
 const tagLength = 16
 
 export class Sealer {
-  private counter: bigint
+  private readonly clock: SealClock
+  private counter = 0n
   private readonly key: KeyObject
   private readonly encryptionKey: Buffer | undefined
   private readonly salt: Buffer
@@ -79,7 +82,7 @@ export class Sealer {
     this.key = createSecretKey(deriveKey(key, "datagram authentication"))
     this.encryptionKey = encrypt ? deriveKey(key, "datagram encryption") : undefined
     this.salt = randomBytes(4)
-    this.counter = BigInt(startMicros)
+    this.clock = new SealClock(startMicros)
     const id = Buffer.from(sender, "utf8")
     if (id.length === 0 || id.length > maxSenderBytes)
       throw new Error(`envelope: a sender id has 1-${maxSenderBytes} bytes, not ${id.length}`)
@@ -108,10 +111,14 @@ export class Sealer {
     return out
   }
 
-  /** The next counter: one more than the last, and never below the wall clock. */
+  /** A counter a peer sealed with, taken (authenticated, not a replay): ours stays above it. */
+  observe(counter: number): void {
+    this.clock.observe(counter)
+  }
+
+  /** The next counter: one more than the last, never below the wall clock nor what was observed. */
   private tick(): void {
-    const now = BigInt(Math.floor(this.clockMicros()))
-    this.counter = now > this.counter ? now : this.counter + 1n
+    this.counter = BigInt(this.clock.next(this.clockMicros()))
   }
 
   private sealEncrypted(channel: Channel, payload: Uint8Array, key: Buffer, destination: string): Buffer {
@@ -137,6 +144,8 @@ export type Opened =
       /** Who sealed it, as the seal proves (not where it came from). */
       readonly sender: string
       readonly incarnation: number
+      /** The counter it was sealed with (µs of its sender's hybrid clock). */
+      readonly counter: number
     }
   | { readonly ok: false; readonly reason: DropReason }
 
@@ -209,7 +218,14 @@ export class Opener {
     const sinceStartUs = (performance.now() - this.startedMonotonicMs) * 1000
     if (!this.window.accept(header.sender, header.incarnation, header.counter, sinceStartUs))
       return { ok: false, reason: "replayed" }
-    return { ok: true, channel, payload, sender: header.sender, incarnation: header.incarnation }
+    return {
+      ok: true,
+      channel,
+      payload,
+      sender: header.sender,
+      incarnation: header.incarnation,
+      counter: Number(header.counter),
+    }
   }
 
   private verify(bytes: Buffer, headerLength: number): Uint8Array | undefined {

@@ -98,8 +98,9 @@ export const layerUdp = (options: UdpOptions) =>
         oversized: 0,
         misdirected: 0,
       }
-      // The envelope's counter is a hybrid clock (never below the wall clock in µs), and a sender's
-      // first datagram must be sealed after this process started, less the offset clocks may have.
+      // The envelope's counter is a hybrid clock (never below the wall clock in µs, nor below what
+      // it took from a peer), and a sender's first datagram must be sealed after this process
+      // started, less the offset clocks may have.
       const wallMicros = () => Date.now() * 1000
       const sealer = new Sealer(
         options.key,
@@ -129,6 +130,8 @@ export const layerUdp = (options: UdpOptions) =>
         }
         // Who sent it is what the seal says, never the socket address (which anyone can choose).
         if (opened.sender === options.self) return
+        // Our counter keeps up with the cluster's, whatever our wall clock says.
+        sealer.observe(opened.counter)
         const peer = byId.get(opened.sender)
         const relayed = isRelay && peer?.relay === true && peer.domain !== options.domain
         Queue.offerUnsafe(queue, {

@@ -352,6 +352,10 @@ export class CdbNode {
     this.statsCounter = Math.max(this.statsCounter, previous.statsCounter)
     this.digestSeq = Math.max(this.digestSeq, previous.digestSeq)
     this.snapshotCounter = Math.max(this.snapshotCounter, previous.snapshotCounter)
+    // Its hybrid clock never goes back: a write redone after the refused commit gets a new
+    // version, not the refused one's again (a wall clock stepped back made them equal; found by
+    // the simulator's clock steps, seed 1000087).
+    observe(this.clock, previous.clock)
     // And what it knew of its members: when it last heard each and what it made of that. A core
     // rebuilt after a refused commit that started over with every member alive called a dead
     // node alive for as long as the disk stayed full (found by acp vortex, seed 2011).

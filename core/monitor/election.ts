@@ -19,6 +19,14 @@
  * no majority: the others will elect a primary and restart its systems). A node without such a
  * majority for longer than `leaseMs` emits `Fence` (stop its highly available systems), and
  * `Unfence` once it has one again.
+ *
+ * Each ping names its sender's process (`epoch`, its durable restart count) and says which
+ * process of each voter it hears: a node counts a peer as hearing it, and takes a primary's ping
+ * as contact (a promise, an acknowledgement), only from a ping that names the process it is. A
+ * ping sealed before this process started — played back by an adversary, whatever the clocks
+ * say — cannot make it believe it is heard, or that a primary it can no longer reach is alive.
+ * (The simulator's clock steps found it: a restarted node whose clock was behind took replayed
+ * pings as fresh, and did not fence.)
  */
 import { fnv1a32 } from "../hash.ts"
 
@@ -32,6 +40,8 @@ export interface ElectionConfig {
   readonly electionJitterMs: number
   readonly maxDriftPpm: number
   readonly quorumWindowMs: number
+  /** This process: the node's durable restart count (0 where there is no store). */
+  readonly epoch?: number
   /**
    * The decision log's last entry (`core/decision/log.ts`), when there is one: a candidate sends
    * its own with every (pre-)vote request, and a voter refuses one whose log is behind its own
@@ -67,8 +77,13 @@ export type Message =
       /** The sender is primary with a valid lease now: the only pings that keep HA systems running. */
       readonly leased: boolean
       readonly seq: number
-      /** The voters the sender heard within its quorum window: how a receiver learns it is heard. */
-      readonly hears: ReadonlyArray<string>
+      /** The sender's process: its durable restart count. */
+      readonly epoch: number
+      /**
+       * The voters the sender heard within its quorum window, each with the process it heard:
+       * how a receiver learns it is heard (it, not an earlier run of it).
+       */
+      readonly hears: ReadonlyArray<readonly [string, number]>
     }
   | { readonly _tag: "PingAck"; readonly from: string; readonly term: number; readonly seq: number }
   | {
@@ -136,6 +151,8 @@ export class ElectionNode {
   private readonly pingAcks = new Map<number, Set<string>>()
   private readonly votes = new Set<string>()
   private readonly lastHeardMs = new Map<string, number>()
+  /** The process of each peer, as its latest ping named it. */
+  private readonly epochOf = new Map<string, number>()
   /** When each peer last said (in a ping) that it hears this node. */
   private readonly heardByMs = new Map<string, number>()
   private lastMajorityMs: number
@@ -303,21 +320,26 @@ export class ElectionNode {
     if (message.from === this.config.self) return
     this.lastHeardMs.set(message.from, nowMs)
     switch (message._tag) {
-      case "Ping":
-        if (message.hears.includes(this.config.self)) {
-          this.heardByMs.set(message.from, nowMs)
-          if (message.leased) this.leaderContactMs = nowMs
-        }
+      case "Ping": {
+        this.epochOf.set(message.from, message.epoch)
+        const epoch = this.config.epoch ?? 0
+        const hearsThis = message.hears.some(([node, heard]) => node === this.config.self && heard === epoch)
+        if (!hearsThis) return
+        this.heardByMs.set(message.from, nowMs)
+        if (message.leased) this.leaderContactMs = nowMs
         if (message.leader) this.onLeaderPing(message, nowMs)
         return
+      }
       case "PingAck":
         this.onPingAck(message, nowMs)
         return
       case "PreVote": {
-        // Granted only if this node could vote for a new term now: it has heard no live leader.
+        // Granted only if this node could vote for a new term now: it has heard no live leader,
+        // and is none (a node back from a minority asks before the primary's pings name it).
         const granted =
           message.term > this.term &&
           nowMs >= this.promiseUntilMs &&
+          !this.isPrimary(nowMs) &&
           this.isVoter(message.from) &&
           this.logUpToDate(message)
         this.send(message.from, { _tag: "PreVoteReply", from: this.config.self, term: message.term, granted })
@@ -514,9 +536,20 @@ export class ElectionNode {
       if (this.majority() === 1)
         this.onPingAck({ _tag: "PingAck", from: this.config.self, term: this.term, seq }, nowMs)
     }
-    const hears = this.config.voters.filter((node) => node !== this.config.self && this.hears(node, nowMs))
+    const hears = this.config.voters
+      .filter((node) => node !== this.config.self && this.hears(node, nowMs) && this.epochOf.has(node))
+      .map((node) => [node, this.epochOf.get(node)!] as const)
     const leased = this.isPrimary(nowMs)
-    this.broadcast({ _tag: "Ping", from: this.config.self, term: this.term, leader, leased, seq, hears })
+    this.broadcast({
+      _tag: "Ping",
+      from: this.config.self,
+      term: this.term,
+      leader,
+      leased,
+      seq,
+      epoch: this.config.epoch ?? 0,
+      hears,
+    })
   }
 
   private checkQuorum(nowMs: number): void {

@@ -50,7 +50,8 @@ const MessageSchema = Schema.Union([
     leader: Schema.Boolean,
     leased: Schema.Boolean,
     seq: Term,
-    hears: Schema.Array(Name),
+    epoch: Term,
+    hears: Schema.Array(Schema.Tuple([Name, Term])),
   }),
   Schema.TaggedStruct("PingAck", { from: Name, term: Term, seq: Term }),
   Schema.TaggedStruct("PreVote", {

@@ -192,7 +192,7 @@ export class NodeCore {
     )
     // Leader completeness: a voter refuses a candidate whose decision log is behind its own.
     this.election = new ElectionNode(
-      { ...config.election, logPosition: () => this.decisions.position() },
+      { ...config.election, epoch: config.incarnation, logPosition: () => this.decisions.position() },
       nowMs,
       durable.vote,
     )

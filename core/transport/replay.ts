@@ -13,9 +13,12 @@
  * on its way: such a counter is a replay, even the first of its sender. (The simulator found the
  * gap: an adversary replayed, 1.5 s after a node restarted, pings a dead node had sent just
  * before; the restarted node heard a majority that was not there and fenced late.) A sender
- * whose clock is more than the offset behind loses its datagrams until its counter passes the
- * receiver's start, as it did before until it passed `freshFrom`.
- * The real transport (adapters/transport/envelope.ts) and the simulated network share it.
+ * whose clock is more than the offset behind would lose its datagrams until its counter passed
+ * the receiver's start — so the counter is a hybrid logical clock (`SealClock`): never below the
+ * sender's wall clock, nor below any counter it has taken from a peer. A sender whose wall clock
+ * was stepped back keeps sealing at the cluster's time, as it hears it. (The fault harness found
+ * the gap: a node 92 s behind was deaf to a restarted one, and the cluster took 15 s to elect.)
+ * The real transport (adapters/transport/envelope.ts) and the simulated network share both.
  */
 
 /**
@@ -39,6 +42,46 @@ export const clockOffsetToleratedMs = 100
  */
 export const reorderToleratedUs = 200_000
 
+/**
+ * How many counters a window keeps below its highest: a sender whose counter advances by one a
+ * datagram (its wall clock stepped back, or far behind the cluster's) would otherwise fill the
+ * span with 200,000 of them. Anything at or below the last one let go is `too-late`.
+ */
+export const windowCountersKept = 65_536
+
+/**
+ * The counter a node seals its datagrams with: a hybrid logical clock in microseconds (Kulkarni
+ * et al.), one more than the last, never below the node's wall clock and never below a counter
+ * it took from a peer (`observe`). It starts from the wall clock when the process starts.
+ */
+export class SealClock {
+  private last: number
+
+  constructor(startUs: number) {
+    this.last = Math.floor(startUs)
+  }
+
+  /** The next counter, at wall clock `nowUs`. */
+  next(nowUs: number): number {
+    const now = Math.floor(nowUs)
+    this.last = now > this.last ? now : this.last + 1
+    return this.last
+  }
+
+  /**
+   * A counter taken from a peer (authenticated, not a replay): ours never falls below it. Says
+   * how far ours jumped (0 if it did not). A jump of more than the reordering tolerated drops,
+   * as too late, what this node sealed just before it and is still on its way: once, repaired
+   * as a loss.
+   */
+  observe(counter: number): number {
+    if (counter <= this.last) return 0
+    const jump = counter - this.last
+    this.last = counter
+    return jump
+  }
+}
+
 /** What the window says of a datagram: taken, or why not. */
 export type Verdict = "new" | "seen" | "too-late" | "before-start" | "old-incarnation"
 
@@ -47,6 +90,8 @@ interface Window {
   highest: number
   /** The counters seen within the span below `highest`, ascending. */
   seen: Array<number>
+  /** The highest counter let go of to keep `seen` within `windowCountersKept`. */
+  floor: number
 }
 
 export class ReplayWindow {
@@ -87,7 +132,7 @@ export class ReplayWindow {
     const window = this.windows.get(sender)
     if (window === undefined || incarnation > window.incarnation) {
       if (counter < this.freshFrom) return "before-start"
-      this.windows.set(sender, { incarnation, highest: value, seen: [value] })
+      this.windows.set(sender, { incarnation, highest: value, seen: [value], floor: -1 })
       return "new"
     }
     if (incarnation < window.incarnation) return "old-incarnation"
@@ -98,10 +143,14 @@ export class ReplayWindow {
       const floor = value - this.spanUs
       let drop = 0
       while (drop < seen.length && seen[drop]! <= floor) drop++
-      if (drop > 0) seen.splice(0, drop)
+      if (seen.length - drop > windowCountersKept) drop = seen.length - windowCountersKept
+      if (drop > 0) {
+        window.floor = Math.max(window.floor, seen[drop - 1]!)
+        seen.splice(0, drop)
+      }
       return "new"
     }
-    if (value <= window.highest - this.spanUs) return "too-late"
+    if (value <= window.highest - this.spanUs || value <= window.floor) return "too-late"
     // Binary search for the first counter not below this one.
     let low = 0
     let high = seen.length
@@ -112,6 +161,7 @@ export class ReplayWindow {
     }
     if (seen[low] === value) return "seen"
     seen.splice(low, 0, value)
+    if (seen.length > windowCountersKept) window.floor = Math.max(window.floor, seen.shift()!)
     return "new"
   }
 }

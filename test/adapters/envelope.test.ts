@@ -171,7 +171,7 @@ describe("envelope, encrypted", () => {
 describe("monitor wire", () => {
   it("round-trips every message", () => {
     for (const message of [
-      { _tag: "Ping", from: "n1", term: 3, leader: true, leased: true, seq: 9, hears: ["n2"] },
+      { _tag: "Ping", from: "n1", term: 3, leader: true, leased: true, seq: 9, epoch: 2, hears: [["n2", 4]] },
       { _tag: "VoteReply", from: "n2", term: 3, granted: false },
     ] as const) {
       expect(decodeMessage(encodeMessage(message))).toMatchObject({ _tag: "Success", success: message })

@@ -89,3 +89,14 @@ describe("regressions: a restarted relay's digests dropped by the other relays a
   sweep(1101, 1101, { nodes: 9, domains: 3, durationMs: 30_000, systems: 20 })
   sweep(1092, 1092, { nodes: 9, domains: 3, durationMs: 30_000, systems: 20 })
 })
+
+describe("regressions with wall clocks stepped (fault clock-step)", () => {
+  // A write redone after a refused commit got the refused one's version again: the rebuilt CDB
+  // started its hybrid clock over from the store, and the wall clock was behind. It goes on now.
+  sweep(1000087, 1000087, { drawn: ["domains", "systems"] })
+  // A restarted node took pings played back from before its start as fresh — its clock was
+  // behind (1000230), or the others' seals ran ahead after one node's clock stepped forward
+  // (1000207) — and did not fence. A ping now names the process of each node it hears.
+  sweep(1000207, 1000207, { drawn: ["domains", "systems"] })
+  sweep(1000230, 1000230, { drawn: ["domains", "systems"] })
+})
