@@ -287,8 +287,8 @@ export const catalogue: ReadonlyArray<Mutant> = [
     name: "seal-clock-no-observe",
     covers: "relays",
     file: "core/transport/replay.ts",
-    find: "    if (counter > this.last) this.last = counter\n",
-    replace: "",
+    find: "    this.last = counter\n    return jump\n",
+    replace: "    return jump\n",
     why: "the seal's counter follows only the sender's wall clock: a node whose clock was stepped back is deaf to every node that restarts until its clock catches up (found by the fault harness, seed 3012)",
   },
   {
