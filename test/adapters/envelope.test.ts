@@ -86,6 +86,20 @@ describe("envelope", () => {
     expect(restarted.open(sealer.seal("monitor", payload)).ok).toBe(true)
   })
 
+  it("a sender whose clock was stepped back seals at the time it hears from its peers (the counter opened)", () => {
+    // n1's wall clock reads 1.0 s, n2's 9.0 s; n1 takes a datagram of n2's and follows its counter.
+    const n1 = new Sealer(key, "n1", 1, 1_000_000, false, () => 1_000_000)
+    const n2 = new Sealer(key, "n2", 1, 9_000_000, false, () => 9_000_000)
+    const opened = new Opener(key, 1400).open(n2.seal("monitor", payload))
+    expect(opened).toMatchObject({ ok: true, sender: "n2", counter: 9_000_001 })
+    if (opened.ok) n1.observe(opened.counter)
+    // A receiver started at 9.0 s (0.1 s tolerated) takes n1's next datagram; before, it would not.
+    const restarted = new Opener(key, 1400, false, 9_000_000, 100_000)
+    expect(restarted.open(n1.seal("monitor", payload))).toMatchObject({ ok: true, counter: 9_000_002 })
+    const unheard = new Sealer(key, "n3", 1, 1_000_000, false, () => 1_000_000)
+    expect(restarted.open(unheard.seal("monitor", payload))).toEqual({ ok: false, reason: "replayed" })
+  })
+
   it("drops a datagram sealed for another node or another domain as misdirected, encrypted or not", () => {
     for (const encrypt of [false, true]) {
       const sealer = new Sealer(key, "n1", 1, 1_000, encrypt)

@@ -23,6 +23,9 @@ class Cluster {
   /** Each node's decision-log position, when the test gives them logs. */
   readonly positions = new Map<string, { term: number; index: number }>()
   readonly fences: Array<{ node: string; atMs: number; fenced: boolean }> = []
+  /** Each node's process (its restart count), and the messages an adversary recorded, by receiver. */
+  readonly epochs = new Map<string, number>()
+  readonly recorded: Array<{ to: string; message: Message }> = []
   private inFlight: Array<{ atMs: number; to: string; message: Message }> = []
   nowMs = 0
 
@@ -34,11 +37,14 @@ class Cluster {
   }
 
   start(id: string): void {
+    const epoch = (this.epochs.get(id) ?? -1) + 1
+    this.epochs.set(id, epoch)
     const node = new ElectionNode(
       {
         ...defaultElectionTimings,
         self: id,
         voters: this.ids,
+        epoch,
         logPosition: () => this.positions.get(id) ?? { term: 0, index: 0 },
       },
       this.nowMs,
@@ -131,7 +137,14 @@ class Cluster {
     }
   }
 
+  /** Plays back to `to`, as it arrives now, a message the adversary recorded. */
+  playBack(to: string, message: Message): void {
+    this.inFlight.push({ atMs: this.nowMs + 1, to, message })
+  }
+
   private deliver(from: string, to: string, message: Message): void {
+    this.recorded.push({ to, message })
+    if (this.recorded.length > 10_000) this.recorded.splice(0, 5_000)
     if (!this.cut.has(`${from}>${to}`)) this.inFlight.push({ atMs: this.nowMs + 1, to, message })
   }
 }
@@ -203,6 +216,35 @@ describe("election", () => {
     cluster.heal()
     cluster.run(cluster.nowMs + 2_000)
     expect(cluster.nodes.get("n2")!.isFenced()).toBe(false)
+  })
+
+  it("a restarted node cut off fences though an adversary plays back the pings it was sent before its restart", () => {
+    const cluster = new Cluster(["n1", "n2", "n3"])
+    cluster.run(3_000)
+    const victim = cluster.ids.find((id) => id !== cluster.primaryAt())!
+    const pings = cluster.recorded.filter(
+      (item) => item.to === victim && item.message._tag === "Ping" && item.message.hears.length > 0,
+    )
+    expect(pings.length).toBeGreaterThan(20)
+    cluster.crash(victim)
+    cluster.run(cluster.nowMs + 100)
+    cluster.isolate(victim)
+    cluster.start(victim)
+    const restartedAt = cluster.nowMs
+    // Every 20 ms, the next of the pings its peers sent it in its last run (as the clocks go,
+    // they might pass as fresh: a receiver whose clock is behind), in order.
+    for (let at = 0, next = 0; at < 5_000; at += 20, next++) {
+      const item = pings[next % pings.length]!
+      cluster.playBack(victim, item.message)
+      cluster.run(restartedAt + at + 20)
+    }
+    const fence = cluster.fences.find(
+      (event) => event.node === victim && event.fenced && event.atMs >= restartedAt,
+    )
+    expect(fence, "the restarted node never fenced").toBeDefined()
+    expect(fence!.atMs - restartedAt).toBeLessThanOrEqual(fenceBoundMs(defaultElectionTimings))
+    // And it promised no primary on the strength of them: it would grant a pre-vote now.
+    expect(cluster.nodes.get(victim)!.knownLeader).toBeNull()
   })
 
   it("a restarted voter keeps its vote for the term (durable) and waits out a lease before standing", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { ReplayWindow } from "../../../core/transport/replay.ts"
+import { ReplayWindow, SealClock, windowCountersKept } from "../../../core/transport/replay.ts"
 
 describe("the replay window", () => {
   it("takes each counter once per sender and incarnation, and nothing of an older incarnation", () => {
@@ -51,5 +51,46 @@ describe("the replay window", () => {
     expect(window.judge("n1", 1, 10_400_000n, 0)).toBe("old-incarnation")
     expect(window.judge("n2", 1, 9_400_000n, 0)).toBe("before-start")
     expect(window.judge("n2", 1, 9_900_000n, 600_000)).toBe("before-start")
+  })
+
+  it("keeps at most windowCountersKept counters per sender: one that old is too late, not taken twice", () => {
+    // A sender whose counter rises by one a datagram (its clock behind the cluster's).
+    const window = new ReplayWindow(200_000)
+    const total = windowCountersKept + 100
+    for (let counter = 1; counter <= total; counter++)
+      expect(window.accept("n1", 1, BigInt(counter))).toBe(true)
+    expect(window.judge("n1", 1, 50n)).toBe("too-late")
+    expect(window.judge("n1", 1, BigInt(total - 10))).toBe("seen")
+  })
+})
+
+describe("the seal clock", () => {
+  it("rises by one a datagram, never below the wall clock, nor below a counter taken from a peer", () => {
+    const clock = new SealClock(1_000)
+    expect(clock.next(500)).toBe(1_001)
+    expect(clock.next(2_000)).toBe(2_000)
+    // A peer 30 s ahead: ours jumps to it, and says by how much.
+    expect(clock.observe(30_002_000)).toBe(30_000_000)
+    expect(clock.next(2_100)).toBe(30_002_001)
+    // Nothing lower moves it.
+    expect(clock.observe(2_500)).toBe(0)
+    expect(clock.next(2_200)).toBe(30_002_002)
+  })
+
+  it("a node whose wall clock was stepped back stays audible to a receiver that restarts, while it hears the cluster", () => {
+    const secondUs = 1_000_000
+    // n1's wall clock is 92 s behind; n2's is right. n1 hears n2's datagrams.
+    const n1 = new SealClock(1_000 * secondUs - 92 * secondUs)
+    const n2 = new SealClock(1_000 * secondUs)
+    for (let tick = 0; tick < 10; tick++) n1.observe(n2.next(1_000 * secondUs + tick * 100_000))
+    // n3 restarts at 1,001 s (its clock right), tolerating 100 ms of offset.
+    const restarted = new ReplayWindow(200_000, BigInt(1_001 * secondUs - 100_000), 100_000)
+    n1.observe(n2.next(1_001 * secondUs - 20_000))
+    expect(restarted.judge("n1", 3, BigInt(n1.next(1_001 * secondUs - 92 * secondUs)), 0)).toBe("new")
+    // Without what it heard, its counter would be 92 s before the start: refused as a replay.
+    const deaf = new SealClock(1_001 * secondUs - 92 * secondUs)
+    expect(restarted.judge("n4", 1, BigInt(deaf.next(1_001 * secondUs - 92 * secondUs)), 0)).toBe(
+      "before-start",
+    )
   })
 })
