@@ -9,6 +9,7 @@
 import { applyPersist, type DurableImage, emptyImage } from "../core/cdb/durable.ts"
 import type { CdbConfig, WriteOp } from "../core/cdb/node.ts"
 import { applyLogPersist } from "../core/decision/log.ts"
+import type { DecisionCommand } from "../core/decision/state.ts"
 import { hypervisorService } from "../core/hypervisor/service.ts"
 import { encodeValue } from "../core/hypervisor/values.ts"
 import { type StoreReader, viewIn } from "../core/hypervisor/view.ts"
@@ -374,6 +375,11 @@ export class Hosts {
 
   private readonly staleView = new Set<string>()
 
+  /** A client's proposal, for the linearizability check of the decisions' history. */
+  decisionProposed(node: SimNode, ticket: number, command: DecisionCommand): void {
+    this.checkers.decisions.proposed(node, ticket, command)
+  }
+
   /** One input into the node's composition, and its step carried out as the real driver does. */
   step(node: SimNode, input: Parameters<NodeCore["handle"]>[0]): void {
     // A crash inside an earlier step of the same instant may have taken the node down.
@@ -507,6 +513,10 @@ export class Hosts {
         return
       case "DecisionApplied":
         this.checkers.decisions.decision(node, output.index, output.command, output.answer)
+        if (output.ticket !== undefined) this.checkers.decisions.answered(node, output.ticket, output.answer)
+        return
+      case "DecisionRefused":
+        this.checkers.decisions.refused(node, output.ticket)
         return
       case "LeaseRenewed":
         election.leaseRenewed(node, output.term, node.globalUs(output.leaseUntilMs))

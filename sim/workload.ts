@@ -58,7 +58,9 @@ export class Workload {
               node: this.decisions.pick(this.sim.nodes).id,
             }
     this.proposed++
-    this.hosts.step(node, { _tag: "Propose", command, ticket: ++node.ticket })
+    const ticket = ++node.ticket
+    this.hosts.decisionProposed(node, ticket, command)
+    this.hosts.step(node, { _tag: "Propose", command, ticket })
   }
 
   schedule(node: SimNode): void {

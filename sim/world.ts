@@ -91,6 +91,7 @@ export class World implements Sim {
   private readonly stream: StreamChecker
   private readonly durability: DurabilityChecker
   private readonly model: ModelChecker
+  private readonly decisionChecker = new DecisionChecker(this)
   /** Where inside a step a crash comes (its own generator: the seed's other draws stay as they were). */
   private readonly crashPoints: Prng
   private readonly digests: DigestChecker
@@ -159,7 +160,7 @@ export class World implements Sim {
       election: this.election,
       alarms: this.alarms,
       vm: this.vm,
-      decisions: new DecisionChecker(this),
+      decisions: this.decisionChecker,
     }
     this.hosts = new Hosts(this, this.network, this.faults, checkers, config, this.electionTimings)
     this.workload = new Workload(
@@ -451,6 +452,7 @@ export class World implements Sim {
   }
 
   private result(): SimResult {
+    this.decisionChecker.final()
     const convergedAtUs = this.convergence.convergedAtUs
     const converged =
       convergedAtUs !== null && !this.violations.some((violation) => violation.checker === "crash")

@@ -3,9 +3,16 @@
  * different decisions at one index, whatever the faults) and in-order application (each run of a
  * node applies indexes in increasing order, each once). The log's own rules (log matching, leader
  * completeness) are checked against a scripted adversary in `test/core/decision/log.test.ts`;
- * here it is the composition under every fault of the simulator.
+ * here it is the composition under every fault of the simulator. And from the clients' side: the
+ * history of every proposal (when it was made, when and how its node answered it) must be
+ * linearizable against a sequential model of the allocations (`core/oracle/decisions.ts`),
+ * checked at the end of the run — an answer given for a decision later lost, or given twice
+ * different, has no legal order. A proposal refused (not the primary) took no effect and is left
+ * out; one never answered (its node crashed, its entry was cut) may have taken effect, or not.
  */
 import type { DecisionAnswer, DecisionCommand } from "../../core/decision/state.ts"
+import { allocationModel } from "../../core/oracle/decisions.ts"
+import { checkLinearizable, type Operation } from "../../core/oracle/linearizability.ts"
 import type { Sim } from "../events.ts"
 import type { SimNode } from "../host.ts"
 
@@ -16,9 +23,53 @@ export class DecisionChecker {
   /** Per node, the last index its current run applied. */
   private readonly last = new Map<string, number>()
   applied = 0
+  /** The clients' history, by "node ticket". */
+  private readonly history = new Map<string, Operation<DecisionCommand, DecisionAnswer>>()
+  /** What the linearizability check said at the end of the run. */
+  linearizability: "linearizable" | "not linearizable" | "inconclusive" | "not checked" = "not checked"
 
   constructor(sim: Sim) {
     this.sim = sim
+  }
+
+  /** A client proposed `command` on `node` now, as its ticket `ticket`. */
+  proposed(node: SimNode, ticket: number, command: DecisionCommand): void {
+    this.history.set(`${node.id} ${ticket}`, { invokedUs: this.sim.nowUs, op: command })
+  }
+
+  /** The node answered the proposal: applied, with this answer. */
+  answered(node: SimNode, ticket: number, answer: DecisionAnswer): void {
+    const key = `${node.id} ${ticket}`
+    const operation = this.history.get(key)
+    if (operation === undefined || operation.returnedUs !== undefined) return
+    this.history.set(key, { ...operation, returnedUs: this.sim.nowUs, result: answer })
+  }
+
+  /** The node refused the proposal before it reached the log: it took no effect. */
+  refused(node: SimNode, ticket: number): void {
+    const key = `${node.id} ${ticket}`
+    if (this.history.get(key)?.returnedUs === undefined) this.history.delete(key)
+  }
+
+  /** At the end of the run: is the clients' history linearizable? */
+  final(): void {
+    const history = [...this.history.values()].sort((left, right) => left.invokedUs - right.invokedUs)
+    if (history.length === 0) return
+    const verdict = checkLinearizable(allocationModel, history, 200_000)
+    if (verdict._tag === "Linearizable") this.linearizability = "linearizable"
+    else if (verdict._tag === "Inconclusive") this.linearizability = "inconclusive"
+    else {
+      this.linearizability = "not linearizable"
+      const show = (index: number) => {
+        const operation = history[index]!
+        return `${JSON.stringify(operation.op)} at ${Math.floor(operation.invokedUs / 1000)} ms → ${operation.result === undefined ? "no answer" : `${JSON.stringify(operation.result)} at ${Math.floor(operation.returnedUs! / 1000)} ms`}`
+      }
+      const last = verdict.longest.slice(-3).map(show)
+      this.sim.violate(
+        "linearizability",
+        `the clients' decisions have no legal order: after ${verdict.longest.length} of ${history.length} (the last: ${last.join("; ") || "none"}), none of ${verdict.next.map(show).join("; ")} fits`,
+      )
+    }
   }
 
   /** A node (re)started: its composition applies from its snapshot on. */

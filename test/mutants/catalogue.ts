@@ -356,6 +356,14 @@ export const catalogue: ReadonlyArray<Mutant> = [
     replace: "    if (own !== null) return true\n",
     why: "a voter grants a candidate whose decision log is behind its own: a primary without a committed decision overwrites it",
   },
+  {
+    name: "decision-commits-alone",
+    covers: "decisions",
+    file: "core/decision/log.ts",
+    find: "    const majority = Math.floor(voters.length / 2) + 1\n    // A primary that no longer votes",
+    replace: "    const majority = 1\n    // A primary that no longer votes",
+    why: "the primary commits (and answers) a decision its own disk holds, before a majority does: a new primary without it grants the same value again",
+  },
 ]
 
 /** The source of `mutant.file` with its bug planted; throws if its text is not there exactly once. */
