@@ -3,13 +3,17 @@
  * request with its real start and end, what each node said of itself (status, its driver's
  * domains) when it was asked, the process faults, and every node's objects after the heal. They
  * judge what clients and operators can see, as Jepsen's checkers do, sharing the simulator's
- * order of versions (`sim/checkers/model.ts`).
+ * order of versions (`sim/checkers/model.ts`) and its linearizability check of the decision
+ * log's allocations (`core/oracle/linearizability.ts`).
  *
  * Evidence, not guesses: a sample holds at some instant between its request and its answer, so
  * a node held a lease (or ran a domain) throughout from the answer of one sample to the request
  * of the next only when both say so in one unbroken run; two nodes overlap only where such
  * stretches do.
  */
+import type { DecisionAnswer, DecisionCommand } from "../../core/decision/state.ts"
+import { allocationModel } from "../../core/oracle/decisions.ts"
+import { checkLinearizable } from "../../core/oracle/linearizability.ts"
 import { later, show, type Version } from "../../core/oracle/versions.ts"
 import { clockLeadMs, type FaultKind } from "./schedule.ts"
 
@@ -80,6 +84,20 @@ export interface FaultRecord {
   readonly detail: string
 }
 
+/**
+ * A proposal to the decision log as its client saw it: when it asked, and when and how it was
+ * answered — absent when the answer never came or said nothing of the outcome (a timeout, a 5xx,
+ * "not committed in time"): it may have taken effect, or not. Proposals refused before the log
+ * (not the primary, connection refused) took no effect and are not recorded.
+ */
+export interface DecisionRecord {
+  readonly node: string
+  readonly invokedMs: number
+  readonly returnedMs?: number
+  readonly command: DecisionCommand
+  readonly answer?: DecisionAnswer
+}
+
 export interface FinalObject {
   readonly token: string | null
   readonly version: Version
@@ -96,6 +114,8 @@ export interface History {
   readonly faults: ReadonlyArray<FaultRecord>
   /** The HA systems the workload created (acknowledged), which must run somewhere at the end. */
   readonly haSystems: ReadonlyArray<string>
+  /** The decision log's proposals, as the clients saw them. */
+  readonly decisions: ReadonlyArray<DecisionRecord>
   /** Attempts of a non-admin key to write api-key objects: kind/id of each. */
   readonly forbidden: ReadonlyArray<{ readonly key: string; readonly path: string; readonly status: number }>
   /** When the faults stopped (everything healed, restarted, resumed, freed). */
@@ -138,6 +158,12 @@ export interface Figures {
   /** Primaries lost (killed or paused): how long until another node was primary (ms). */
   readonly elections: ReadonlyArray<{ readonly node: string; readonly ms: number }>
   readonly convergenceMs: number | null
+  /** The decision log's proposals: answered, without a known outcome, and what the linearizability check said. */
+  readonly decisions: {
+    readonly answered: number
+    readonly unknown: number
+    readonly verdict: "Linearizable" | "NotLinearizable" | "Inconclusive"
+  }
 }
 
 interface Stretch {
@@ -552,6 +578,30 @@ const checkEnd = (history: History, bounds: Bounds, violations: Array<Violation>
   }
 }
 
+/** The clients' decisions must have a legal sequential order (core/oracle/linearizability.ts). */
+const checkDecisions = (history: History, violations: Array<Violation>): Figures["decisions"]["verdict"] => {
+  const operations = [...history.decisions]
+    .sort((left, right) => left.invokedMs - right.invokedMs)
+    .map((record) => ({
+      invokedUs: record.invokedMs * 1000,
+      ...(record.returnedMs === undefined ? {} : { returnedUs: record.returnedMs * 1000 }),
+      op: record.command,
+      ...(record.answer === undefined ? {} : { result: record.answer }),
+    }))
+  const verdict = checkLinearizable(allocationModel, operations)
+  if (verdict._tag === "NotLinearizable") {
+    const show = (index: number) => {
+      const record = [...history.decisions].sort((left, right) => left.invokedMs - right.invokedMs)[index]!
+      return `${record.node} ${JSON.stringify(record.command)} at ${record.invokedMs} ms → ${record.answer === undefined ? "no answer" : `${JSON.stringify(record.answer)} at ${record.returnedMs} ms`}`
+    }
+    violations.push({
+      check: "linearizable",
+      message: `the clients' decisions have no legal order: after ${verdict.longest.length} of ${operations.length} (the last: ${verdict.longest.slice(-2).map(show).join("; ") || "none"}), none of ${verdict.next.map(show).join("; ")} fits`,
+    })
+  }
+  return verdict._tag
+}
+
 export const checkHistory = (
   history: History,
   bounds: Bounds = defaultBounds,
@@ -565,6 +615,7 @@ export const checkHistory = (
   checkDomains(history, violations)
   const recovery = checkRecovery(history, bounds, violations)
   checkEnd(history, bounds, violations)
+  const linearizable = checkDecisions(history, violations)
   const writes = { ok: 0, refused: 0, unknown: 0 }
   for (const write of history.writes) writes[write.outcome]++
   const faults: Partial<Record<FaultKind, number>> = {}
@@ -576,6 +627,11 @@ export const checkHistory = (
       faults,
       ...recovery,
       convergenceMs: history.convergedMs === null ? null : history.convergedMs - history.faultsStopMs,
+      decisions: {
+        answered: history.decisions.filter((record) => record.answer !== undefined).length,
+        unknown: history.decisions.filter((record) => record.answer === undefined).length,
+        verdict: linearizable,
+      },
     },
   }
 }

@@ -29,6 +29,7 @@ import {
 import { request as httpRequest } from "node:http"
 import { join } from "node:path"
 import { Effect } from "effect"
+import type { DecisionAnswer, DecisionCommand } from "../../core/decision/state.ts"
 import { domainNameOf } from "../../core/hypervisor/hypervisor.ts"
 import { Prng } from "../../core/random.ts"
 import { newApiKey } from "../agent/keys.ts"
@@ -37,6 +38,7 @@ import type { NodeConfig } from "../node/config.ts"
 import {
   type Bounds,
   checkHistory,
+  type DecisionRecord,
   type DomainSample,
   defaultBounds,
   type FaultRecord,
@@ -390,6 +392,7 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
   }
 
   const writes: Array<WriteRecord> = []
+  const decisions: Array<DecisionRecord> = []
   const reads: Array<ReadRecord> = []
   const statuses: Array<StatusSample> = []
   const domains: Array<DomainSample> = []
@@ -599,6 +602,58 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
         })
       }
       await sleep(random.between(20, 120))
+    }
+  }
+
+  /**
+   * A client of the decision log, with draws of its own (the other clients' stay as they were):
+   * grants and releases of a small VLAN pool and placements, asked of the primary the last
+   * sample named (as a client follows a refusal that names it), else of any node.
+   */
+  const decisionDraws = Prng.labelled(options.seed, "vortex-decisions")
+  const decider = async () => {
+    while (running) {
+      const primary = latestPrimary()
+      const member =
+        primary !== undefined && primary.state !== "killed" && decisionDraws.chance(900)
+          ? primary
+          : decisionDraws.pick(live().length > 0 ? live() : members)
+      const roll = decisionDraws.below(10)
+      const holder = `p${decisionDraws.below(6)}`
+      const command: DecisionCommand =
+        roll < 5
+          ? { _tag: "Grant", pool: "vlan", holder, range: { from: 100, to: 103 } }
+          : roll < 8
+            ? { _tag: "Release", pool: "vlan", holder, value: 100 + decisionDraws.below(4) }
+            : { _tag: "Place", system: `s${decisionDraws.below(4)}`, node: decisionDraws.pick(members).id }
+      const invokedMs = now()
+      const answer = await request(member, "POST", "/v1/decisions", { body: command, timeoutMs: 6_000 })
+      const returnedMs = now()
+      const body = ("body" in answer ? answer.body : null) as { reason?: string } | null
+      if (answer.status === 200)
+        decisions.push({
+          node: member.id,
+          invokedMs,
+          returnedMs,
+          command,
+          answer: answer.body as DecisionAnswer,
+        })
+      // Refused before the log: no effect. Anything else may have had one.
+      else if (
+        answer.status !== "unreachable" &&
+        !(
+          answer.status === 409 &&
+          (body?.reason === "not-primary" || body?.reason === "change-in-progress")
+        ) &&
+        !(
+          typeof answer.status === "number" &&
+          answer.status >= 400 &&
+          answer.status < 500 &&
+          answer.status !== 409
+        )
+      )
+        decisions.push({ node: member.id, invokedMs, command })
+      await sleep(decisionDraws.between(50, 250))
     }
   }
 
@@ -891,7 +946,7 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
       `seed ${options.seed}: ${schedule.length} faults over ${options.durationMs / 1000} s (${kinds.join(", ")})`,
     )
     const samplers = members.map((member) => sampler(member))
-    const clients = Array.from({ length: 3 }, () => client())
+    const clients = [...Array.from({ length: 3 }, () => client()), decider()]
     const faultRuns = schedule.map((fault) =>
       faultsEnd.wait(Math.max(0, fault.atMs - (now() - startedAt))).then(() => {
         if (faultsEnd.stopped) return
@@ -991,6 +1046,7 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
     processes,
     faults: faultRecords,
     haSystems,
+    decisions,
     forbidden,
     faultsStopMs,
     convergedMs,

@@ -72,6 +72,20 @@ const clean = (): History => {
     processes: [],
     faults: [],
     haSystems: ["ha-1"],
+    decisions: [
+      {
+        node: "n1",
+        invokedMs: 10,
+        returnedMs: 20,
+        command: { _tag: "Grant", pool: "vlan", holder: "p1", range: { from: 100, to: 103 } },
+        answer: { _tag: "Granted", pool: "vlan", value: 100, epoch: 1 },
+      },
+      {
+        node: "n1",
+        invokedMs: 30,
+        command: { _tag: "Release", pool: "vlan", holder: "p1", value: 100 },
+      },
+    ],
     forbidden: [{ key: "api-key/k-00000001", path: "/v1/objects/API-KEY/k-00000001", status: 400 }],
     faultsStopMs: 1_000,
     convergedMs: 1_200,
@@ -314,5 +328,38 @@ describe("the fault harness's checkers", () => {
       expect.arrayContaining(["privilege", "privilege", "diverged"]),
     )
     expect(defaultBounds.electionMs).toBeLessThan(defaultBounds.failoverMs)
+  })
+
+  it("name a decision whose answer no order of the clients' decisions explains (an acknowledged grant lost)", () => {
+    const history = clean()
+    expect(checkHistory(history).figures.decisions).toEqual({
+      answered: 1,
+      unknown: 1,
+      verdict: "Linearizable",
+    })
+    const lost = {
+      ...history,
+      decisions: [
+        ...history.decisions,
+        {
+          node: "n2",
+          invokedMs: 40,
+          returnedMs: 50,
+          command: { _tag: "Grant", pool: "vlan", holder: "p2", range: { from: 100, to: 103 } },
+          // p1 still holds 100 unless the unanswered release took effect: then 100 is right, at epoch 2.
+          answer: { _tag: "Granted", pool: "vlan", value: 100, epoch: 1 },
+        },
+      ] as History["decisions"],
+    }
+    expect(checks(lost)).toContain("linearizable")
+    const released = {
+      ...lost,
+      decisions: lost.decisions.map((record) =>
+        record.node === "n2"
+          ? { ...record, answer: { _tag: "Granted", pool: "vlan", value: 100, epoch: 2 } }
+          : record,
+      ) as History["decisions"],
+    }
+    expect(checks(released)).not.toContain("linearizable")
   })
 })

@@ -39,6 +39,9 @@ const report = (
   say(
     `HA failovers: ${failovers.samples} (p50 ${seconds(failovers.p50)}, max ${seconds(failovers.max)}); new primaries: ${elections.samples} (p50 ${seconds(elections.p50)}, max ${seconds(elections.max)}); converged ${seconds(figures.convergenceMs)} after the heal`,
   )
+  say(
+    `decisions: ${figures.decisions.answered} answered, ${figures.decisions.unknown} without a known outcome; ${figures.decisions.verdict === "Linearizable" ? "linearizable" : figures.decisions.verdict === "Inconclusive" ? "linearizability inconclusive (the search bound was spent)" : "not linearizable"}`,
+  )
   say(`violations: ${result.violations.length === 0 ? "none" : result.violations.length}`)
   for (const violation of result.violations) say(`  ${violation.check}: ${violation.message}`)
 }
@@ -52,7 +55,8 @@ const recheck = (dir: string, json: boolean) =>
       catch: (error) =>
         new CliError({ message: `--check: cannot read ${path}: ${(error as Error).message}` }),
     })
-    const result = checkHistory(history, defaultBounds)
+    // A run recorded before the harness had a decision client has no decisions: none to judge.
+    const result = checkHistory({ ...history, decisions: history.decisions ?? [] }, defaultBounds)
     if (json) yield* Console.log(JSON.stringify({ seed: history.seed, ...result }))
     else report(result, (line) => console.log(line))
     if (result.violations.length > 0)
