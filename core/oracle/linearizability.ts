@@ -41,56 +41,112 @@ export type Verdict =
     }
   | { readonly _tag: "Inconclusive"; readonly steps: number }
 
+/** A 32-bit mix of an integer (splitmix32's finaliser): the memo's hash of each operation. */
+const mix = (value: number): number => {
+  let x = (value + 0x9e3779b9) | 0
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b)
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35)
+  return (x ^ (x >>> 16)) >>> 0
+}
+
+/**
+ * The search. Two prunings keep it near linear on the histories clusters make (mostly one call
+ * at a time, some never answered): an operation without an answer whose effect leaves the
+ * model's state as it was is never placed (leaving it out explains the same answers); and the
+ * memo keys a set of placed operations by two 32-bit hashes (Zobrist's), not by the set — a
+ * collision, about one in 10^13 for a million states, could only hide an order, never invent one.
+ */
 export const checkLinearizable = <S, Op, Res>(
   model: Model<S, Op, Res>,
   history: ReadonlyArray<Operation<Op, Res>>,
   maxSteps = 1_000_000,
 ): Verdict => {
   const count = history.length
-  const returned = history.map((operation) => operation.returnedUs ?? Number.POSITIVE_INFINITY)
-  const answered = history.filter((operation) => operation.returnedUs !== undefined).length
+  const byInvoke = (indexes: Array<number>) =>
+    indexes.sort((left, right) => history[left]!.invokedUs - history[right]!.invokedUs || left - right)
+  const all = Array.from({ length: count }, (_, index) => index)
+  /** Answered operations in order of their calls, and in order of their answers; the unanswered ones. */
+  const answered = byInvoke(all.filter((index) => history[index]!.returnedUs !== undefined))
+  const byAnswer = [...answered].sort(
+    (left, right) => history[left]!.returnedUs! - history[right]!.returnedUs! || left - right,
+  )
+  const answerRank = new Map(byAnswer.map((index, rank) => [index, rank]))
+  const callRank = new Map(answered.map((index, rank) => [index, rank]))
+  const open = byInvoke(all.filter((index) => history[index]!.returnedUs === undefined))
+  const placed = new Uint8Array(count)
+  const hashA = all.map((index) => mix(index * 2))
+  const hashB = all.map((index) => mix(index * 2 + 1))
+  let setA = 0
+  let setB = 0
+  /** How many of `byAnswer` and of `answered`, from the start, are all placed. */
+  let answeredPrefix = 0
+  let calledPrefix = 0
+  let answeredDone = 0
   const tried = new Set<string>()
   const order: Array<number> = []
   let longest: Array<number> = []
   let longestNext: Array<number> = []
   let steps = 0
-  let linearized = 0n
-  let answeredDone = 0
 
-  /** The operations that may take effect next: called before every open operation's answer. */
+  const place = (index: number) => {
+    placed[index] = 1
+    setA ^= hashA[index]!
+    setB ^= hashB[index]!
+    order.push(index)
+    if (history[index]!.returnedUs === undefined) return
+    answeredDone++
+    while (answeredPrefix < byAnswer.length && placed[byAnswer[answeredPrefix]!] === 1) answeredPrefix++
+    while (calledPrefix < answered.length && placed[answered[calledPrefix]!] === 1) calledPrefix++
+  }
+  const unplace = (index: number) => {
+    placed[index] = 0
+    setA ^= hashA[index]!
+    setB ^= hashB[index]!
+    order.pop()
+    if (history[index]!.returnedUs === undefined) return
+    answeredDone--
+    answeredPrefix = Math.min(answeredPrefix, answerRank.get(index)!)
+    calledPrefix = Math.min(calledPrefix, callRank.get(index)!)
+  }
+
+  /** The operations that may take effect next: called no later than every open operation's answer. */
   const candidates = (): Array<number> => {
-    let firstAnswer = Number.POSITIVE_INFINITY
-    for (let index = 0; index < count; index++)
-      if ((linearized & (1n << BigInt(index))) === 0n && returned[index]! < firstAnswer)
-        firstAnswer = returned[index]!
+    const firstAnswer =
+      answeredPrefix < byAnswer.length
+        ? history[byAnswer[answeredPrefix]!]!.returnedUs!
+        : Number.POSITIVE_INFINITY
     const next: Array<number> = []
-    for (let index = 0; index < count; index++)
-      if ((linearized & (1n << BigInt(index))) === 0n && history[index]!.invokedUs <= firstAnswer)
-        next.push(index)
+    for (let rank = calledPrefix; rank < answered.length; rank++) {
+      const index = answered[rank]!
+      if (history[index]!.invokedUs > firstAnswer) break
+      if (placed[index] === 0) next.push(index)
+    }
+    for (const index of open) {
+      if (history[index]!.invokedUs > firstAnswer) break
+      if (placed[index] === 0) next.push(index)
+    }
     return next
   }
 
   const search = (state: S): boolean | undefined => {
-    if (answeredDone === answered) return true
+    if (answeredDone === answered.length) return true
     if (++steps > maxSteps) return undefined
     const next = candidates()
+    const before = model.key(state)
     for (const index of next) {
       const operation = history[index]!
       const { state: after, result } = model.step(state, operation.op)
       if (operation.result !== undefined && !model.same(result, operation.result)) continue
-      const bit = 1n << BigInt(index)
-      const memo = `${(linearized | bit).toString(36)}|${model.key(after)}`
+      const key = model.key(after)
+      if (operation.returnedUs === undefined && key === before) continue
+      const memo = `${(setA ^ hashA[index]!).toString(36)}.${(setB ^ hashB[index]!).toString(36)}|${key}`
       if (tried.has(memo)) continue
       tried.add(memo)
-      linearized |= bit
-      order.push(index)
-      if (operation.returnedUs !== undefined) answeredDone++
+      place(index)
       if (order.length > longest.length) longest = [...order]
       const found = search(after)
       if (found !== false) return found
-      if (operation.returnedUs !== undefined) answeredDone--
-      order.pop()
-      linearized &= ~bit
+      unplace(index)
     }
     if (order.length === longest.length && order.every((index, at) => longest[at] === index))
       longestNext = next
