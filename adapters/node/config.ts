@@ -2,8 +2,10 @@
  * A node's configuration file (JSON), validated before anything starts: a bad config is a
  * `ConfigError` that names the file and every offending field, and nothing is touched.
  */
+
 import { readFileSync } from "node:fs"
 import { Effect, Result, Schema, SchemaIssue } from "effect"
+import { defaultHypervisorTimings } from "../../core/hypervisor/hypervisor.ts"
 import { ApiKeySpec } from "../../core/model/access.ts"
 import { NodeId } from "../../core/model/ids.ts"
 import { IpAddress, Name, Port } from "../../core/model/quantities.ts"
@@ -78,6 +80,12 @@ export const NodeConfig = Schema.Struct({
       }),
     ),
   ),
+  /**
+   * The node's watchdog (`adapters/node/watchdog.ts`): a process that kills this one once it has
+   * not been fed for this long — shorter than the hypervisor's `haFenceMs`, so a stalled node
+   * never wakes up with HA systems the primary has moved. Absent: no watchdog.
+   */
+  watchdogMs: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 500, maximum: 600_000 }))),
   /** The hypervisor service: which libvirt to drive. Absent: libvirt's built-in test driver. */
   hypervisor: Schema.optionalKey(
     Schema.Struct({
@@ -122,6 +130,14 @@ export const parseConfig = (text: string, path: string): Result.Result<NodeConfi
       new ConfigError({ path, message: `${path}: members: this node (${config.id}) is not among them` }),
     )
   }
+  const haFenceMs = config.hypervisor?.haFenceMs ?? defaultHypervisorTimings.haFenceMs
+  if (config.watchdogMs !== undefined && config.watchdogMs + 300 > haFenceMs)
+    return Result.fail(
+      new ConfigError({
+        path,
+        message: `${path}: watchdogMs: ${config.watchdogMs} ms must be at least 300 ms under the hypervisor's haFenceMs (${haFenceMs} ms): a stalled node must be gone before the primary moves its HA systems`,
+      }),
+    )
   return Result.succeed(config)
 }
 

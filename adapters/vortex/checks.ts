@@ -68,8 +68,12 @@ export interface DomainSample {
 
 export interface ProcessEvent {
   readonly node: string
-  /** "exited": the process ended by itself (the harness restarts it a second later, as systemd would). */
-  readonly kind: "kill" | "restart" | "pause" | "resume" | "exited"
+  /**
+   * "exited": the process ended by itself (the harness restarts it a second later, as systemd
+   * would); "watchdog": killed by its watchdog while the harness held it stopped (it is started
+   * again when the pause ends).
+   */
+  readonly kind: "kill" | "restart" | "pause" | "resume" | "exited" | "watchdog"
   readonly atMs: number
   /** Whether the node was primary (by its last answered status) when it was killed or paused. */
   readonly wasPrimary?: boolean
@@ -344,10 +348,11 @@ const checkPrimaries = (history: History, violations: Array<Violation>) => {
 const checkWoken = (history: History, violations: Array<Violation>) => {
   for (const pause of history.processes) {
     if (pause.kind !== "pause" || pause.wasPrimary !== true) continue
+    // What ended the pause: it woke, or its watchdog killed it (then it never woke as primary).
     const resume = history.processes.find(
-      (event) => event.node === pause.node && event.kind === "resume" && event.atMs > pause.atMs,
+      (event) => event.node === pause.node && event.atMs > pause.atMs && event.kind !== "pause",
     )
-    if (resume === undefined) continue
+    if (resume === undefined || resume.kind !== "resume") continue
     const before = history.statuses
       .filter((sample) => sample.node === pause.node && sample.recvMs <= pause.atMs)
       .at(-1)

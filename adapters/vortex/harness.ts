@@ -111,6 +111,9 @@ interface Member {
   mounted: boolean
 }
 
+/** The nodes' watchdog (`adapters/node/watchdog.ts`): under the hypervisor's 4 s haFenceMs. */
+export const vortexWatchdogMs = 3_500
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** A wait that ends early when `stop` is called: the end of the run cuts every fault short. */
@@ -244,6 +247,9 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
       ],
       mtu: 1400,
       synchronous: "FULL",
+      // As an HA deployment runs: a node stalled longer than this is killed by its watchdog,
+      // before the primary (after haFenceMs, 4 s) moves its systems.
+      watchdogMs: vortexWatchdogMs,
       members: members.map((peer) => {
         const ports = peer.id === member.id ? undefined : links.ports(member.id, peer.id)
         return {
@@ -295,9 +301,10 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
       if (member.child !== child || member.state === "killed") return
       const lines = readFileSync(member.logPath, "utf8").trimEnd().split("\n")
       const last = lines.filter((line) => !line.startsWith("    at ")).at(-1) ?? ""
+      // Killed while the harness held it stopped: its watchdog did its job.
       processes.push({
         node: member.id,
-        kind: "exited",
+        kind: member.state === "paused" ? "watchdog" : "exited",
         atMs: now(),
         detail: `${signalName ?? `code ${code}`}: ${last.slice(0, 300)}`,
       })
@@ -866,9 +873,15 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
           start(target)
           processes.push({ node: target.id, kind: "restart", atMs: now() })
         } else if (fault.kind === "pause") {
-          signal(target, "SIGCONT")
-          target.state = "up"
-          processes.push({ node: target.id, kind: "resume", atMs: now() })
+          if (target.state === "killed") {
+            // Its watchdog killed it during the pause: it comes back as a supervisor would start it.
+            start(target)
+            processes.push({ node: target.id, kind: "restart", atMs: now() })
+          } else {
+            signal(target, "SIGCONT")
+            target.state = "up"
+            processes.push({ node: target.id, kind: "resume", atMs: now() })
+          }
         } else free(target)
         processBusy.delete(target.id)
         record(

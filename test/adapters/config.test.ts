@@ -31,6 +31,16 @@ describe("node config", () => {
     expect(message(good)).toBe("ok")
   })
 
+  it("takes a watchdog only well under the hypervisor's haFenceMs", () => {
+    expect(message({ ...good, watchdogMs: 3_500 })).toBe("ok")
+    expect(message({ ...good, watchdogMs: 3_900 })).toContain(
+      "watchdogMs: 3900 ms must be at least 300 ms under",
+    )
+    expect(
+      message({ ...good, watchdogMs: 3_900, hypervisor: { uri: "test:///default", haFenceMs: 8_000 } }),
+    ).toBe("ok")
+  })
+
   it("names the file and every bad field", () => {
     const text = message({ ...good, port: 70000, keyHex: "short", group: "10.0.0.1", extra: true })
     expect(text).toContain("n1.json")

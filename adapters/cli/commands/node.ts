@@ -19,6 +19,7 @@ import { ConfigError, loadConfig } from "../../node/config.ts"
 import { runFramework, type ServiceDefinition } from "../../node/framework.ts"
 import { runHypervisor } from "../../node/hypervisor.ts"
 import { realNodeRetainChanges, startNode } from "../../node/node.ts"
+import { watchdog } from "../../node/watchdog.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
 import { envelopeOverhead } from "../../transport/envelope.ts"
 import { layerUdp } from "../../transport/udp.ts"
@@ -108,6 +109,9 @@ export const runNode = (configPath: string, bench = false) =>
             }),
         ),
       )
+      // First of all, the watchdog: from here on a stalled node is killed before the primary
+      // moves its HA systems.
+      if (config.watchdogMs !== undefined) yield* watchdog(config.watchdogMs)
       yield* Effect.scoped(
         Effect.gen(function* () {
           const hypervisorSettings = config.hypervisor
