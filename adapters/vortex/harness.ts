@@ -111,8 +111,8 @@ interface Member {
   mounted: boolean
 }
 
-/** The nodes' watchdog (`adapters/node/watchdog.ts`): under the hypervisor's 4 s haFenceMs. */
-export const vortexWatchdogMs = 3_500
+/** The nodes' watchdog (`adapters/node/watchdog.ts`): as long as the config allows under the hypervisor's 4 s haFenceMs. */
+export const vortexWatchdogMs = 3_700
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 

@@ -107,9 +107,9 @@ const drawFault = (random: Prng, kind: FaultKind, atMs: number, nodes: number): 
       return {
         atMs,
         kind,
-        // Some shorter than the nodes' watchdog (3.5 s), longer than a lease: the node wakes and
-        // must find itself deposed; the others longer: its watchdog kills it first.
-        durationMs: random.between(2_000, 10_000),
+        // Longer than a lease. Those under the nodes' watchdog (3.7 s: one in ten) wake, and a
+        // primary must find itself deposed; the others are killed by their watchdog first.
+        durationMs: random.between(3_000, 10_000),
         target: targetOf(random, 500),
         replayVictim: random.chance(500),
       }
