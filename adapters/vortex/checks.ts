@@ -532,10 +532,25 @@ const checkRecovery = (
   return { failovers, elections }
 }
 
+/**
+ * An exit that is the watchdog's answer to the harness's pause: its watchdog killed it, within a
+ * second of the pause's end (the node had not fed it yet when it woke: the pause and the time
+ * since its last heartbeat together passed the timeout).
+ */
+const killedForItsPause = (history: History, event: ProcessEvent): boolean =>
+  event.detail?.includes('"watchdog: no heartbeat') === true &&
+  history.processes.some(
+    (resume) =>
+      resume.node === event.node &&
+      resume.kind === "resume" &&
+      resume.atMs <= event.atMs &&
+      event.atMs - resume.atMs <= 1_000,
+  )
+
 /** After the heal: converged within the bound, every HA system running on exactly one node; no node ever exited by itself. */
 const checkEnd = (history: History, bounds: Bounds, violations: Array<Violation>) => {
   for (const event of history.processes)
-    if (event.kind === "exited")
+    if (event.kind === "exited" && !killedForItsPause(history, event))
       violations.push({
         check: "exited",
         message: `${event.node} exited by itself at ${at(event.atMs)} (${event.detail ?? "?"})`,

@@ -362,4 +362,25 @@ describe("the fault harness's checkers", () => {
     }
     expect(checks(released)).not.toContain("linearizable")
   })
+
+  it("take a watchdog's kill just after a pause ended as the pause's, and any other exit as a finding", () => {
+    const watchdogLine =
+      'SIGKILL: {"message":"watchdog: no heartbeat from the node for 3727 ms (timeout 3700 ms): killed it"}'
+    const history = clean()
+    const paused = {
+      ...history,
+      processes: [
+        { node: "n2", kind: "pause", atMs: 100, wasPrimary: false },
+        { node: "n2", kind: "resume", atMs: 3_738 },
+        { node: "n2", kind: "exited", atMs: 3_741, detail: watchdogLine },
+        { node: "n2", kind: "restart", atMs: 4_741 },
+      ] as History["processes"],
+    }
+    expect(checks(paused)).not.toContain("exited")
+    const stalled = {
+      ...paused,
+      processes: [{ node: "n2", kind: "exited", atMs: 3_741, detail: watchdogLine }] as History["processes"],
+    }
+    expect(checks(stalled)).toContain("exited")
+  })
 })
