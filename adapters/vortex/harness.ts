@@ -1030,10 +1030,14 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
       }
       await sleep(500)
     }
-    // Every HA system running on exactly one node, as the drivers say, within the failover bound.
+    // Every HA system running on exactly one node, as the drivers say, within the failover bound
+    // — by samples taken since the faults stopped, as the checker judges (seed 4016: a sample of
+    // the primary from just before its last kill said it still ran ha-2, and the wait ended).
     const haBy = now() + options.bounds.failoverMs
     while (now() < haBy) {
-      const last = members.map((member) => domains.filter((sample) => sample.node === member.id).at(-1))
+      const last = members.map((member) =>
+        domains.filter((sample) => sample.node === member.id && sample.sentMs >= faultsStopMs).at(-1),
+      )
       if (
         haSystems.every(
           (system) => last.filter((sample) => sample?.running.includes(system) === true).length === 1,
