@@ -26,6 +26,11 @@ export interface NodeDecisionsConfig {
 }
 
 const never = Number.POSITIVE_INFINITY
+/**
+ * Bytes of entries in one `Append` at most: with the message around them, well inside a
+ * datagram of the smallest MTU a cluster runs (1,280 bytes of payload and more).
+ */
+export const maxAppendBytes = 900
 const decisionTags: ReadonlySet<string> = new Set(["Append", "AppendReply", "Snapshot"])
 
 export const isDecisionMessage = (message: { readonly _tag: string }): message is DecisionMessage =>
@@ -56,7 +61,13 @@ export class NodeDecisions {
       learners: this.config.members.filter((member) => !this.config.voters.includes(member)),
     }
     return new DecisionLog(
-      { self: this.config.self, initial, compactAfter: this.config.compactAfter, maxBatch: 64 },
+      {
+        self: this.config.self,
+        initial,
+        compactAfter: this.config.compactAfter,
+        maxBatch: 64,
+        maxAppendBytes,
+      },
       decisionMachine,
       durable,
     )

@@ -387,4 +387,36 @@ describe("the decision log", () => {
       }),
     ).toEqual([{ _tag: "Refused", ticket: 3, reason: "change-in-progress" }])
   })
+
+  it("keeps every Append within its byte budget (one entry at least), so it fits a datagram", () => {
+    const single: Log = new DecisionLog(
+      {
+        self: "a",
+        initial: { voters: ["a"], learners: [] },
+        compactAfter: 1_000,
+        maxBatch: 64,
+        maxAppendBytes: 300,
+      },
+      history,
+    )
+    single.handle({ _tag: "Lead", term: 1 })
+    for (let ticket = 1; ticket <= 40; ticket++)
+      single.handle({ _tag: "Propose", command: `command-${"x".repeat(40)}-${ticket}`, ticket })
+    // A second voter: the primary catches it up, an Append at a time, each within 300 bytes.
+    const outputs = single.handle({
+      _tag: "ChangeMembership",
+      membership: { voters: ["a", "b"], learners: [] },
+      ticket: 99,
+    })
+    const appends = outputs.flatMap((output) =>
+      output._tag === "Send" && output.message._tag === "Append" ? [output.message] : [],
+    )
+    expect(appends.length).toBeGreaterThan(0)
+    for (const append of appends) {
+      expect(append.entries.length).toBeGreaterThan(0)
+      if (append.entries.length > 1)
+        expect(JSON.stringify(append.entries).length).toBeLessThanOrEqual(300 + append.entries.length)
+    }
+    expect(appends[0]!.entries.length).toBeLessThan(40)
+  })
 })
