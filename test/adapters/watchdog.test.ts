@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterEach, describe, expect, it } from "vitest"
+import { alive } from "../../adapters/cli/commands/cluster.ts"
 import { eventually } from "../eventually.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -33,15 +34,6 @@ const fed = (timeoutMs: number) => {
     child.stdout.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim()))),
   )
   return { child, watchdogPid }
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 const started: Array<ChildProcess> = []

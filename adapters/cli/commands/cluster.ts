@@ -50,7 +50,8 @@ const pidOf = (node: ClusterNode): number => {
   }
 }
 
-const alive = (pid: number) => {
+/** Whether a process with this id exists (signal 0). */
+export const alive = (pid: number) => {
   try {
     process.kill(pid, 0)
     return true
