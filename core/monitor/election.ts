@@ -321,7 +321,8 @@ export class ElectionNode {
     this.lastHeardMs.set(message.from, nowMs)
     switch (message._tag) {
       case "Ping": {
-        this.epochOf.set(message.from, message.epoch)
+        // Runs only grow: a ping played back from an older run of its sender changes nothing.
+        this.epochOf.set(message.from, Math.max(this.epochOf.get(message.from) ?? 0, message.epoch))
         const epoch = this.config.epoch ?? 0
         const hearsThis = message.hears.some(([node, heard]) => node === this.config.self && heard === epoch)
         if (!hearsThis) return
