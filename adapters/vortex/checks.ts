@@ -13,7 +13,7 @@
  */
 import type { DecisionAnswer, DecisionCommand } from "../../core/decision/state.ts"
 import { allocationModel } from "../../core/oracle/decisions.ts"
-import { checkLinearizable } from "../../core/oracle/linearizability.ts"
+import { checkLinearizable, explainNoOrder } from "../../core/oracle/linearizability.ts"
 import { later, show, type Version } from "../../core/oracle/versions.ts"
 import { clockLeadMs, type FaultKind } from "./schedule.ts"
 
@@ -70,10 +70,10 @@ export interface ProcessEvent {
   readonly node: string
   /**
    * "exited": the process ended by itself (the harness restarts it a second later, as systemd
-   * would); "watchdog": killed by its watchdog while the harness held it stopped (it is started
-   * again when the pause ends).
+   * would, or when a pause it ended in is over); whether its watchdog killed it for a pause is
+   * the checkers' to say (`killedForItsPause`).
    */
-  readonly kind: "kill" | "restart" | "pause" | "resume" | "exited" | "watchdog"
+  readonly kind: "kill" | "restart" | "pause" | "resume" | "exited"
   readonly atMs: number
   /** Whether the node was primary (by its last answered status) when it was killed or paused. */
   readonly wasPrimary?: boolean
@@ -533,19 +533,21 @@ const checkRecovery = (
 }
 
 /**
- * An exit that is the watchdog's answer to the harness's pause: its watchdog killed it, within a
- * second of the pause's end (the node had not fed it yet when it woke: the pause and the time
- * since its last heartbeat together passed the timeout).
+ * An exit that is the watchdog's answer to the harness's pause: its watchdog killed it during
+ * the pause, or within a second of its end (the node had not fed it yet when it woke: the pause
+ * and the time since its last heartbeat together passed the timeout).
  */
-const killedForItsPause = (history: History, event: ProcessEvent): boolean =>
-  event.detail?.includes('"watchdog: no heartbeat') === true &&
-  history.processes.some(
-    (resume) =>
-      resume.node === event.node &&
-      resume.kind === "resume" &&
-      resume.atMs <= event.atMs &&
-      event.atMs - resume.atMs <= 1_000,
+const killedForItsPause = (history: History, event: ProcessEvent): boolean => {
+  if (event.detail?.includes('"watchdog: no heartbeat') !== true) return false
+  const own = history.processes.filter((other) => other.node === event.node && other.atMs <= event.atMs)
+  const pause = own.filter((other) => other.kind === "pause").at(-1)
+  if (pause === undefined) return false
+  const between = own.filter((other) => other !== pause && other !== event && other.atMs >= pause.atMs)
+  return (
+    between.length === 0 ||
+    (between.length === 1 && between[0]!.kind === "resume" && event.atMs - between[0]!.atMs <= 1_000)
   )
+}
 
 /** After the heal: converged within the bound, every HA system running on exactly one node; no node ever exited by itself. */
 const checkEnd = (history: History, bounds: Bounds, violations: Array<Violation>) => {
@@ -600,23 +602,21 @@ const checkEnd = (history: History, bounds: Bounds, violations: Array<Violation>
 
 /** The clients' decisions must have a legal sequential order (core/oracle/linearizability.ts). */
 const checkDecisions = (history: History, violations: Array<Violation>): Figures["decisions"]["verdict"] => {
-  const operations = [...history.decisions]
-    .sort((left, right) => left.invokedMs - right.invokedMs)
-    .map((record) => ({
-      invokedUs: record.invokedMs * 1000,
-      ...(record.returnedMs === undefined ? {} : { returnedUs: record.returnedMs * 1000 }),
-      op: record.command,
-      ...(record.answer === undefined ? {} : { result: record.answer }),
-    }))
+  const operations = history.decisions.map((record) => ({
+    invokedUs: record.invokedMs * 1000,
+    ...(record.returnedMs === undefined ? {} : { returnedUs: record.returnedMs * 1000 }),
+    op: record.command,
+    ...(record.answer === undefined ? {} : { result: record.answer }),
+  }))
   const verdict = checkLinearizable(allocationModel, operations)
   if (verdict._tag === "NotLinearizable") {
     const show = (index: number) => {
-      const record = [...history.decisions].sort((left, right) => left.invokedMs - right.invokedMs)[index]!
+      const record = history.decisions[index]!
       return `${record.node} ${JSON.stringify(record.command)} at ${record.invokedMs} ms → ${record.answer === undefined ? "no answer" : `${JSON.stringify(record.answer)} at ${record.returnedMs} ms`}`
     }
     violations.push({
       check: "linearizable",
-      message: `the clients' decisions have no legal order: after ${verdict.longest.length} of ${operations.length} (the last: ${verdict.longest.slice(-2).map(show).join("; ") || "none"}), none of ${verdict.next.map(show).join("; ")} fits`,
+      message: `the clients' decisions have ${explainNoOrder(verdict, operations.length, show)}`,
     })
   }
   return verdict._tag

@@ -301,10 +301,9 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
       if (member.child !== child || member.state === "killed") return
       const lines = readFileSync(member.logPath, "utf8").trimEnd().split("\n")
       const last = lines.filter((line) => !line.startsWith("    at ")).at(-1) ?? ""
-      // Killed while the harness held it stopped: its watchdog did its job.
       processes.push({
         node: member.id,
-        kind: member.state === "paused" ? "watchdog" : "exited",
+        kind: "exited",
         atMs: now(),
         detail: `${signalName ?? `code ${code}`}: ${last.slice(0, 300)}`,
       })
@@ -637,29 +636,16 @@ export const runVortex = async (options: VortexOptions): Promise<VortexResult> =
       const answer = await request(member, "POST", "/v1/decisions", { body: command, timeoutMs: 6_000 })
       const returnedMs = now()
       const body = ("body" in answer ? answer.body : null) as { reason?: string } | null
-      if (answer.status === 200)
-        decisions.push({
-          node: member.id,
-          invokedMs,
-          returnedMs,
-          command,
-          answer: answer.body as DecisionAnswer,
-        })
-      // Refused before the log: no effect. Anything else may have had one.
-      else if (
-        answer.status !== "unreachable" &&
-        !(
-          answer.status === 409 &&
-          (body?.reason === "not-primary" || body?.reason === "change-in-progress")
-        ) &&
-        !(
-          typeof answer.status === "number" &&
-          answer.status >= 400 &&
-          answer.status < 500 &&
-          answer.status !== 409
-        )
-      )
-        decisions.push({ node: member.id, invokedMs, command })
+      // As the writes' outcomes, except that a 409 "not committed in time" and any 5xx say
+      // nothing of the effect: the decision may still be in the log.
+      const outcome =
+        (answer.status === 409 && body?.reason === "not-committed-in-time") ||
+        (typeof answer.status === "number" && answer.status >= 500)
+          ? "unknown"
+          : outcomeOf(answer.status)
+      if (outcome === "ok")
+        decisions.push({ node: member.id, invokedMs, returnedMs, command, answer: body as DecisionAnswer })
+      else if (outcome === "unknown") decisions.push({ node: member.id, invokedMs, command })
       await sleep(decisionDraws.between(50, 250))
     }
   }

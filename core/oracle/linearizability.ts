@@ -41,6 +41,17 @@ export type Verdict =
     }
   | { readonly _tag: "Inconclusive"; readonly steps: number }
 
+/**
+ * A verdict of no legal order in words: how far the longest order got, its last steps, and the
+ * operations none of which fits next (`show` names an operation by its index in the history).
+ */
+export const explainNoOrder = (
+  verdict: Extract<Verdict, { readonly _tag: "NotLinearizable" }>,
+  count: number,
+  show: (index: number) => string,
+): string =>
+  `no legal order: after ${verdict.longest.length} of ${count} (the last: ${verdict.longest.slice(-3).map(show).join("; ") || "none"}), none of ${verdict.next.map(show).join("; ")} fits`
+
 /** A 32-bit mix of an integer (splitmix32's finaliser): the memo's hash of each operation. */
 const mix = (value: number): number => {
   let x = (value + 0x9e3779b9) | 0

@@ -12,7 +12,7 @@
  */
 import type { DecisionAnswer, DecisionCommand } from "../../core/decision/state.ts"
 import { allocationModel } from "../../core/oracle/decisions.ts"
-import { checkLinearizable, type Operation } from "../../core/oracle/linearizability.ts"
+import { checkLinearizable, explainNoOrder, type Operation } from "../../core/oracle/linearizability.ts"
 import type { Sim } from "../events.ts"
 import type { SimNode } from "../host.ts"
 
@@ -25,8 +25,6 @@ export class DecisionChecker {
   applied = 0
   /** The clients' history, by "node ticket". */
   private readonly history = new Map<string, Operation<DecisionCommand, DecisionAnswer>>()
-  /** What the linearizability check said at the end of the run. */
-  linearizability: "linearizable" | "not linearizable" | "inconclusive" | "not checked" = "not checked"
 
   constructor(sim: Sim) {
     this.sim = sim
@@ -53,23 +51,18 @@ export class DecisionChecker {
 
   /** At the end of the run: is the clients' history linearizable? */
   final(): void {
-    const history = [...this.history.values()].sort((left, right) => left.invokedUs - right.invokedUs)
+    const history = [...this.history.values()]
     if (history.length === 0) return
     const verdict = checkLinearizable(allocationModel, history, 200_000)
-    if (verdict._tag === "Linearizable") this.linearizability = "linearizable"
-    else if (verdict._tag === "Inconclusive") this.linearizability = "inconclusive"
-    else {
-      this.linearizability = "not linearizable"
-      const show = (index: number) => {
-        const operation = history[index]!
-        return `${JSON.stringify(operation.op)} at ${Math.floor(operation.invokedUs / 1000)} ms → ${operation.result === undefined ? "no answer" : `${JSON.stringify(operation.result)} at ${Math.floor(operation.returnedUs! / 1000)} ms`}`
-      }
-      const last = verdict.longest.slice(-3).map(show)
-      this.sim.violate(
-        "linearizability",
-        `the clients' decisions have no legal order: after ${verdict.longest.length} of ${history.length} (the last: ${last.join("; ") || "none"}), none of ${verdict.next.map(show).join("; ")} fits`,
-      )
+    if (verdict._tag !== "NotLinearizable") return
+    const show = (index: number) => {
+      const operation = history[index]!
+      return `${JSON.stringify(operation.op)} at ${Math.floor(operation.invokedUs / 1000)} ms → ${operation.result === undefined ? "no answer" : `${JSON.stringify(operation.result)} at ${Math.floor(operation.returnedUs! / 1000)} ms`}`
     }
+    this.sim.violate(
+      "linearizability",
+      `the clients' decisions have ${explainNoOrder(verdict, history.length, show)}`,
+    )
   }
 
   /** A node (re)started: its composition applies from its snapshot on. */

@@ -377,6 +377,15 @@ describe("the fault harness's checkers", () => {
       ] as History["processes"],
     }
     expect(checks(paused)).not.toContain("exited")
+    const killedWhilePaused = {
+      ...history,
+      processes: [
+        { node: "n2", kind: "pause", atMs: 100, wasPrimary: false },
+        { node: "n2", kind: "exited", atMs: 3_900, detail: watchdogLine },
+        { node: "n2", kind: "restart", atMs: 6_000 },
+      ] as History["processes"],
+    }
+    expect(checks(killedWhilePaused)).not.toContain("exited")
     const stalled = {
       ...paused,
       processes: [{ node: "n2", kind: "exited", atMs: 3_741, detail: watchdogLine }] as History["processes"],

@@ -15,6 +15,13 @@ const granted = (value: number, epoch: number): DecisionAnswer => ({
   value,
   epoch,
 })
+const release = (holder: string, value: number): DecisionCommand => ({
+  _tag: "Release",
+  pool: "vlan",
+  holder,
+  value,
+})
+const released = (value: number): DecisionAnswer => ({ _tag: "Released", pool: "vlan", value })
 const op = (
   invokedUs: number,
   returnedUs: number | undefined,
@@ -72,16 +79,7 @@ describe("the linearizability check (decision log allocations)", () => {
     const both = checkLinearizable(allocationModel, [
       op(0, undefined, grant("a")),
       op(20, 30, grant("b"), granted(100, 1)),
-      op(
-        40,
-        50,
-        { _tag: "Release", pool: "vlan", holder: "a", value: 100 },
-        {
-          _tag: "Released",
-          pool: "vlan",
-          value: 100,
-        },
-      ),
+      op(40, 50, release("a", 100), released(100)),
     ])
     expect(both._tag).toBe("NotLinearizable")
   })
@@ -89,22 +87,8 @@ describe("the linearizability check (decision log allocations)", () => {
   it("releases only by the holder; refusals compare by kind", () => {
     const verdict = checkLinearizable(allocationModel, [
       op(0, 10, grant("a"), granted(100, 1)),
-      op(
-        20,
-        30,
-        { _tag: "Release", pool: "vlan", holder: "b", value: 100 },
-        { _tag: "Refused", reason: "x" },
-      ),
-      op(
-        40,
-        50,
-        { _tag: "Release", pool: "vlan", holder: "a", value: 100 },
-        {
-          _tag: "Released",
-          pool: "vlan",
-          value: 100,
-        },
-      ),
+      op(20, 30, release("b", 100), { _tag: "Refused", reason: "x" }),
+      op(40, 50, release("a", 100), released(100)),
       op(60, 70, grant("b"), granted(100, 2)),
     ])
     expect(verdict._tag).toBe("Linearizable")
