@@ -9,7 +9,7 @@
 import { applyPersist, type DurableImage, emptyImage } from "../core/cdb/durable.ts"
 import type { CdbConfig, WriteOp } from "../core/cdb/node.ts"
 import { applyLogPersist } from "../core/decision/log.ts"
-import type { DecisionCommand } from "../core/decision/state.ts"
+import type { DecidedState, DecisionCommand } from "../core/decision/state.ts"
 import { hypervisorService } from "../core/hypervisor/service.ts"
 import { encodeValue } from "../core/hypervisor/values.ts"
 import { type StoreReader, viewIn } from "../core/hypervisor/view.ts"
@@ -35,6 +35,7 @@ import type { VmChecker } from "./checkers/vm.ts"
 import type { Event, Sim } from "./events.ts"
 import type { Faults } from "./faults.ts"
 import type { Network } from "./network.ts"
+import type { SimResult } from "./result.ts"
 import type { ElectionTimings } from "./scenario.ts"
 import { callDone, type SimVmm } from "./vmm.ts"
 
@@ -50,9 +51,9 @@ export const relayOf = (
 ): SimNode | undefined =>
   sim.nodes.find((peer) => peer.domain === node.domain && isRelay(peer.index, sim.options.domains))
 
-/** The hypervisor's view of a store, serialised: two are equal when it would act the same on both. */
-const viewKey = (self: string, store: StoreReader): string =>
-  JSON.stringify(viewIn(self, { list: store.list, metaOf: store.metaOf }))
+/** The hypervisor's view of a store and of the placements decided, serialised: two are equal when it would act the same on both. */
+const viewKey = (self: string, store: StoreReader, decided: DecidedState): string =>
+  JSON.stringify([viewIn(self, { list: store.list, metaOf: store.metaOf }), decided.placements])
 
 /** Each simulated host's capacity, as its statistics report it (published at every start and every 2 s). */
 const hostCpus = 16
@@ -183,6 +184,7 @@ export class Hosts {
   private readonly electionTimings: ElectionTimings
   driverCalls = 0
   haMoves = 0
+  readonly moves: Array<SimResult["hypervisor"]["moves"][number]> = []
   /** Crashes that came inside a step (fault "crash", half of them). */
   crashesInStep = 0
 
@@ -346,7 +348,8 @@ export class Hosts {
       return {
         ...core,
         step: (input, context) => {
-          if (input._tag === "ViewChanged") node.hypervisorView = viewKey(self, context.store)
+          if (input._tag === "ViewChanged")
+            node.hypervisorView = viewKey(self, context.store, context.decided)
           return core.step(input, context)
         },
       }
@@ -364,7 +367,7 @@ export class Hosts {
       if (core === null || node.hypervisorView === undefined || core.serviceRun("hypervisor") === undefined)
         continue
       if (core.readPending("hypervisor") || this.staleView.has(node.id)) continue
-      if (viewKey(node.id, core.store) === node.hypervisorView) continue
+      if (viewKey(node.id, core.store, core.decided()) === node.hypervisorView) continue
       this.staleView.add(node.id)
       this.sim.violate(
         "view",
@@ -518,6 +521,9 @@ export class Hosts {
       case "DecisionRefused":
         this.checkers.decisions.refused(node, output.ticket)
         return
+      case "DecisionProposed":
+        this.checkers.decisions.proposed(node, output.ticket, output.command)
+        return
       case "LeaseRenewed":
         election.leaseRenewed(node, output.term, node.globalUs(output.leaseUntilMs))
         return
@@ -537,6 +543,14 @@ export class Hosts {
       case "ServiceEvent":
         if (output.event.kind !== "ha-move") return
         this.haMoves++
+        if (output.event.detail.to !== undefined)
+          this.moves.push({
+            atMs: Math.floor(this.sim.nowUs / 1000),
+            by: node.id,
+            system: String(output.event.detail.system),
+            from: String(output.event.detail.from),
+            to: String(output.event.detail.to),
+          })
         this.sim.trace.number(10)
         this.sim.trace.number(this.sim.nowUs)
         this.sim.trace.text(String(output.event.detail.system))

@@ -85,6 +85,22 @@ export interface SimResult {
     readonly driverCalls: number
     /** HA systems the primary placed again (moved off a lost node, or released from a hold). */
     readonly haActions: number
+    /** The HA round's moves as their primary proposed them (virtual ms), committed or not. */
+    readonly moves: ReadonlyArray<{
+      readonly atMs: number
+      readonly by: string
+      readonly system: string
+      readonly from: string
+      readonly to: string
+    }>
+    /** Placements the decision log committed, in index order, where they were first applied (virtual ms). */
+    readonly placements: ReadonlyArray<{
+      readonly atMs: number
+      readonly index: number
+      readonly system: string
+      readonly node: string
+      readonly epoch: number
+    }>
     /** From the crash of a node to each of its HA systems running on another node (virtual ms). */
     readonly failoverSamplesMs: ReadonlyArray<number>
     readonly failoverMs: Percentiles

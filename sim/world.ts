@@ -480,6 +480,8 @@ export class World implements Sim {
         created: this.operator.created,
         driverCalls: this.hosts.driverCalls,
         haActions: this.hosts.haMoves,
+        moves: this.hosts.moves,
+        placements: this.decisionChecker.placements,
         failoverSamplesMs: this.vm.failovers,
         failoverMs: percentiles(this.vm.failovers),
         restartedInPlace: this.vm.restartedInPlace,

@@ -327,6 +327,8 @@ export const startNode = (
           decisionWaiters.delete(output.ticket!)
           return Deferred.succeed(waiter, output.answer).pipe(Effect.asVoid)
         }
+        case "DecisionProposed":
+          return Effect.logDebug("a service proposed a decision", { command: output.command })
         case "DecisionRefused": {
           const waiter = decisionWaiters.get(output.ticket)
           if (waiter === undefined) return Effect.void

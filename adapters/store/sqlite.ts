@@ -9,7 +9,7 @@ import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { crc32 } from "node:zlib"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schedule } from "effect"
 import type { Change } from "../../core/cdb/codec.ts"
 import { emptyImage, entryKey, metaKey, type Persist } from "../../core/cdb/durable.ts"
 import type { DurableLog, Entry, LogPersist, Snapshot } from "../../core/decision/log.ts"
@@ -123,29 +123,54 @@ export const openSqlite = (options: SqliteOptions) =>
     try: () => {
       mkdirSync(dirname(options.path), { recursive: true })
       const db = new DatabaseSync(options.path)
-      db.exec(
-        `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous}; PRAGMA busy_timeout = 5000;`,
-      )
-      db.exec(ddl)
-      const version = db.prepare("SELECT number FROM node_state WHERE key = 'schema'").get() as
-        | { number: number }
-        | undefined
-      if (version === undefined)
-        db.prepare("INSERT INTO node_state (key, number) VALUES ('schema', ?)").run(schemaVersion)
-      else if (version.number === 1) migrateToChecksums(db)
-      else if (version.number !== schemaVersion)
-        throw new Error(`schema version ${version.number}, this build reads ${schemaVersion}`)
-      const self = db.prepare("SELECT text FROM node_state WHERE key = 'self'").get() as
-        | { text: string }
-        | undefined
-      if (self === undefined)
-        db.prepare("INSERT INTO node_state (key, text) VALUES ('self', ?)").run(options.self)
-      else if (self.text !== options.self)
-        throw new Error(`this data directory belongs to node ${self.text}, not ${options.self}`)
-      return db
+      // Closed again where it cannot be made ready: each try again opens it afresh.
+      try {
+        db.exec(
+          `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous}; PRAGMA busy_timeout = 5000;`,
+        )
+        db.exec(ddl)
+        const version = db.prepare("SELECT number FROM node_state WHERE key = 'schema'").get() as
+          | { number: number }
+          | undefined
+        if (version === undefined)
+          db.prepare("INSERT INTO node_state (key, number) VALUES ('schema', ?)").run(schemaVersion)
+        else if (version.number === 1) migrateToChecksums(db)
+        else if (version.number !== schemaVersion)
+          throw new Error(`schema version ${version.number}, this build reads ${schemaVersion}`)
+        const self = db.prepare("SELECT text FROM node_state WHERE key = 'self'").get() as
+          | { text: string }
+          | undefined
+        if (self === undefined)
+          db.prepare("INSERT INTO node_state (key, text) VALUES ('self', ?)").run(options.self)
+        else if (self.text !== options.self)
+          throw new Error(`this data directory belongs to node ${self.text}, not ${options.self}`)
+        return db
+      } catch (error) {
+        db.close()
+        throw error
+      }
     },
-    catch: fail("open-failed"),
-  })
+    // A full disk or a failing device is the storage's refusal, not a store that cannot be read.
+    catch: (error) => {
+      const failure = writeFailure(options.path)(error)
+      return failure.reason === "write-failed" ? fail("open-failed")(error) : failure
+    },
+  }).pipe(
+    // Opened again once space returns: a node restarted onto a full disk waits, saying why each
+    // time, as a running one writes again (found by the fault harness, seed 5005: the disk filled
+    // in the second between counting a restart and opening the store for the node, which died).
+    Effect.tapError((error) =>
+      error.reason === "disk-full" || error.reason === "io-error"
+        ? Effect.logError(
+            `cannot open ${options.path} (${error.reason}): ${error.detail}; trying again every second`,
+          )
+        : Effect.void,
+    ),
+    Effect.retry({
+      schedule: Schedule.spaced("1 second"),
+      while: (error) => error.reason === "disk-full" || error.reason === "io-error",
+    }),
+  )
 
 /** The statements of one open database, prepared once. */
 const statements = (db: DatabaseSync) => ({

@@ -12,12 +12,18 @@
 import { Schema } from "effect"
 
 const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))
+const Index = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
 export const DecisionCommand = Schema.Union([
-  /** Run `system` on `node` (a new placement: its epoch is one more than any before). */
-  Schema.TaggedStruct("Place", { system: Name, node: Name }),
-  /** No node runs `system` any more (deleted, or stopped for good). */
-  Schema.TaggedStruct("Unplace", { system: Name }),
+  /**
+   * Run `system` on `node` (a new placement: its epoch is one more than any before). With
+   * `expect`, only if the system's placement still has that epoch (0: it has none) — a
+   * compare-and-set, so that a decision made on what a proposer saw is refused once that changed
+   * (a second proposal of the same move, or one from a primary that had not seen the last).
+   */
+  Schema.TaggedStruct("Place", { system: Name, node: Name, expect: Schema.optionalKey(Index) }),
+  /** No node runs `system` any more (deleted, or stopped for good); with `expect`, as `Place`'s. */
+  Schema.TaggedStruct("Unplace", { system: Name, expect: Schema.optionalKey(Index) }),
   /** Grant `value` of `pool` (or, without a value, the lowest free one of `range`) to `holder`. */
   Schema.TaggedStruct("Grant", {
     pool: Name,
@@ -29,8 +35,6 @@ export const DecisionCommand = Schema.Union([
   Schema.TaggedStruct("Release", { pool: Name, holder: Name, value: Schema.Int }),
 ])
 export type DecisionCommand = typeof DecisionCommand.Type
-
-const Index = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
 /** Who votes and who only follows, as a log entry and a snapshot hold it. */
 export const MembershipSchema = Schema.Struct({ voters: Schema.Array(Name), learners: Schema.Array(Name) })
@@ -83,12 +87,26 @@ export type DecisionAnswer =
 
 export const emptyDecided: DecidedState = { placements: {}, pools: {}, epoch: 0 }
 
+/** Why a conditional placement is refused: the system's placement is not at the epoch expected. */
+const staleExpectation = (
+  state: DecidedState,
+  command: { readonly system: string; readonly expect?: number },
+): string | undefined => {
+  if (command.expect === undefined) return undefined
+  const epoch = state.placements[command.system]?.epoch ?? 0
+  return epoch === command.expect
+    ? undefined
+    : `${command.system} is placed at epoch ${epoch}, not ${command.expect}`
+}
+
 export const applyDecision = (
   state: DecidedState,
   command: DecisionCommand,
 ): { readonly state: DecidedState; readonly answer: DecisionAnswer } => {
   switch (command._tag) {
     case "Place": {
+      const stale = staleExpectation(state, command)
+      if (stale !== undefined) return { state, answer: { _tag: "Refused", reason: stale } }
       const epoch = state.epoch + 1
       return {
         state: {
@@ -100,6 +118,8 @@ export const applyDecision = (
       }
     }
     case "Unplace": {
+      const stale = staleExpectation(state, command)
+      if (stale !== undefined) return { state, answer: { _tag: "Refused", reason: stale } }
       const { [command.system]: _gone, ...placements } = state.placements
       return { state: { ...state, placements }, answer: { _tag: "Unplaced", system: command.system } }
     }

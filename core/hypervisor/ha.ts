@@ -1,7 +1,16 @@
 /**
  * High availability, as the primary decides it: a pure function from what the primary knows
- * (systems, their nodes' meta, when it last heard each node, since when it is primary) to new
- * placements. Only a primary with a valid lease calls it.
+ * (systems, their placements in the decision log, their nodes' meta, when it last heard each
+ * node, since when it is primary) to decisions for the log. Only a primary with a valid lease
+ * and a caught-up decision log calls it.
+ *
+ * Where an HA system runs is decided by the decision log (`core/decision/state.ts`): a placement
+ * is a node and an epoch, the fencing token, committed by a majority before its node acts on it
+ * (the CDB's `spec.node` and `spec.epoch` only mirror it). Every decision here is conditional on
+ * the epoch the primary saw (`expect`): one made on a stale view, or proposed twice, is refused.
+ * The window that claims and waits once only narrowed — a placement written by a primary that only
+ * its target saw, that primary lost, and a new one deciding without it — is closed: a placement
+ * not committed is acted on by no one, and a committed one is in every later primary's log.
  *
  * When is a lost node certainly no longer running its HA systems? A node stops them once no
  * leased primary that hears it has pinged it for `haFenceMs` (`hypervisor.ts`). This primary's
@@ -9,11 +18,13 @@
  * primary's leased pings all left before this primary was elected. So after
  * `max(lastHeard + quorumWindowMs, primarySince) + haFenceMs + marginMs` (this primary's clock;
  * the margin covers message delay, clock drift and one tick) the node has stopped them, and they
- * may start elsewhere.
+ * may be placed elsewhere. The log cannot replace this wait: a node cut off from every primary
+ * cannot learn of a decision, only run out of authority.
  *
- * The primary also releases systems a live node holds (after a fence, or at its boot) by
- * raising their epoch: the node starts them again only for an epoch newer than its hold.
+ * The primary also releases systems a live node holds (after a fence, or at its boot) by placing
+ * them again on that node: the node starts them again only for an epoch newer than its hold.
  */
+import type { Placement } from "../decision/state.ts"
 import type { SystemMetaValue, SystemSpecValue } from "./hypervisor.ts"
 import { type NodeCapacity, place, placedSystems, requestFor, type SchedulerPolicy } from "./scheduler.ts"
 
@@ -27,7 +38,12 @@ export interface HaInput {
   readonly nowMs: number
   readonly self: string
   readonly primarySinceMs: number
+  /** The systems as the store holds them (`spec.node` of an HA system: where it is to be placed first). */
   readonly systems: ReadonlyArray<{ readonly id: string; readonly spec: SystemSpecValue }>
+  /** The decision log's placements. */
+  readonly placements: Readonly<Record<string, Placement>>
+  /** Systems with a placement whose spec is deleted or no longer HA: their placements go. */
+  readonly retired: ReadonlyArray<string>
   /** The meta slot the node a system is placed on wrote for it, if any. */
   readonly metaOf: (system: string, node: string) => SystemMetaValue | undefined
   readonly lastHeardMs: (node: string) => number
@@ -36,24 +52,48 @@ export interface HaInput {
   readonly policy: SchedulerPolicy
 }
 
+/** What the primary proposes; each is conditional on the placement's epoch it saw (`expect`, 0: none). */
 export type HaAction =
+  | {
+      readonly _tag: "Place"
+      readonly system: string
+      readonly node: string
+      readonly expect: 0
+      readonly reason: string
+    }
   | {
       readonly _tag: "Move"
       readonly system: string
       readonly from: string
       readonly to: string
-      readonly spec: SystemSpecValue
+      readonly expect: number
       readonly reason: string
     }
   | {
       readonly _tag: "Release"
       readonly system: string
       readonly node: string
-      readonly spec: SystemSpecValue
+      readonly expect: number
       /** Why, where it is not the plain release of a held system. */
       readonly reason?: string
     }
+  | { readonly _tag: "Unplace"; readonly system: string; readonly expect: number }
   | { readonly _tag: "Stranded"; readonly system: string; readonly from: string; readonly reason: string }
+
+/** The systems as the decision log places them: an HA system's node and epoch are its placement's. */
+export const withPlacements = <System extends { readonly id: string; readonly spec: SystemSpecValue }>(
+  systems: ReadonlyArray<System>,
+  placements: Readonly<Record<string, Placement>>,
+): Array<System> =>
+  systems.map((system) => {
+    if (!system.spec.ha) return system
+    const placement = placements[system.id]
+    const { node: _node, epoch: _epoch, ...spec } = system.spec
+    return {
+      ...system,
+      spec: placement === undefined ? spec : { ...spec, node: placement.node, epoch: placement.epoch },
+    } as System
+  })
 
 /** When the primary may restart a lost node's HA systems elsewhere (its own clock). */
 export const certainlyStoppedAtMs = (
@@ -64,52 +104,25 @@ export const certainlyStoppedAtMs = (
   input.timings.haFenceMs +
   input.timings.marginMs
 
-/**
- * Whether a node's store is recent enough to act on placements: it knows of no gap, and it has
- * received a digest from a majority (itself included) since `sinceMs`, so it has applied every
- * change those nodes had when they sent it. Two uses, both found by the simulator:
- * - the primary places systems only with digests from a majority since it took office (a
- *   primary elected with a stale store, its L2 domain's relay flapping, released a system
- *   another node already ran; seed 1105);
- * - a node starts an HA system only with digests from a majority within the last few
- *   heartbeats (a node back from a partition applied a release of a system to itself, started
- *   it, and only then applied the move of that system elsewhere; seed 5138).
- */
-export const storeInSync = (input: {
-  readonly self: string
-  readonly members: ReadonlyArray<string>
-  readonly sinceMs: number
-  readonly gaps: number
-  readonly digestHeardMs: (node: string) => number
-}): boolean =>
-  input.gaps === 0 &&
-  input.members.filter((member) => member === input.self || input.digestHeardMs(member) >= input.sinceMs)
-    .length >=
-    Math.floor(input.members.length / 2) + 1
-
 export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
-  // A new primary places nothing until every node's authority from the previous primary has run
-  // out: that primary may have placed a system, on its side of a partition, in a write this one
-  // has never seen (its lease ended before this one began, so by primarySince + haFenceMs every
-  // node it gave authority to has stopped its HA systems). Found by the simulator, seed 5178: a
-  // new primary released a system to its own node while the old one's target still ran it.
-  if (input.nowMs < input.primarySinceMs + input.timings.haFenceMs + input.timings.marginMs) return []
   const actions: Array<HaAction> = []
-  const placed = placedSystems(input.systems)
+  for (const system of input.retired) {
+    const placement = input.placements[system]
+    if (placement !== undefined) actions.push({ _tag: "Unplace", system, expect: placement.epoch })
+  }
+  // An HA system the log has not placed yet goes where the store says (the scheduler chose it).
+  for (const { id, spec } of input.systems)
+    if (spec.ha && spec.node !== undefined && input.placements[id] === undefined)
+      actions.push({ _tag: "Place", system: id, node: spec.node, expect: 0, reason: "a new HA system" })
+  const systems = withPlacements(input.systems, input.placements)
+  const placed = placedSystems(systems)
   /** A move, which later placements in the same round see. */
-  const move = (id: string, spec: SystemSpecValue, to: string, reason: string) => {
-    actions.push({
-      _tag: "Move",
-      system: id,
-      from: spec.node!,
-      to,
-      spec: { ...spec, node: to as NonNullable<SystemSpecValue["node"]>, epoch: (spec.epoch ?? 0) + 1 },
-      reason,
-    })
+  const move = (id: string, from: string, epoch: number, to: string, reason: string) => {
+    actions.push({ _tag: "Move", system: id, from, to, expect: epoch, reason })
     const index = placed.findIndex((system) => system.id === id)
     if (index >= 0) placed[index] = { ...placed[index]!, node: to }
   }
-  const sorted = [...input.systems].sort((left, right) => (left.id < right.id ? -1 : 1))
+  const sorted = [...systems].sort((left, right) => (left.id < right.id ? -1 : 1))
   for (const { id, spec } of sorted) {
     if (!spec.ha || spec.desired === "stopped" || spec.node === undefined) continue
     const node = spec.node
@@ -126,7 +139,7 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
           ? ({ _tag: "Unplaceable", reason: `${to} is no member` } as const)
           : place(requestFor(id, spec), [target], others, input.policy)
       if (decision._tag === "Placed") {
-        move(id, spec, to, `migration: ${node} has stopped it`)
+        move(id, node, epoch, to, `migration: ${node} has stopped it`)
         continue
       }
       // The target cannot take it (it died after the migration was asked for, say): the system
@@ -137,7 +150,7 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
           _tag: "Release",
           system: id,
           node,
-          spec: { ...spec, epoch: epoch + 1 },
+          expect: epoch,
           reason: `migration to ${to} failed: ${decision.reason}`,
         })
         continue
@@ -145,7 +158,7 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
     }
     if (heard) {
       if (meta?.held === true && (meta.epoch ?? 0) === epoch)
-        actions.push({ _tag: "Release", system: id, node, spec: { ...spec, epoch: epoch + 1 } })
+        actions.push({ _tag: "Release", system: id, node, expect: epoch })
       continue
     }
     if (input.nowMs < certainlyStoppedAtMs(input, node)) continue
@@ -167,7 +180,8 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
     }
     move(
       id,
-      spec,
+      node,
+      epoch,
       decision.node,
       `${node} not heard for ${input.nowMs - input.lastHeardMs(node)} ms: it has certainly stopped its HA systems`,
     )

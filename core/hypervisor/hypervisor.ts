@@ -77,10 +77,10 @@ export interface Authority {
   /** The monitor's majority-based fence. */
   readonly fenced: boolean
   /**
-   * Whether this node's store is caught up (no known gap, recent digests from a majority). An HA
-   * system starts only then: a node back from a partition would otherwise act on the first of
-   * the placements it missed (a release) before it has applied the next (a move elsewhere).
-   * Absent: caught up.
+   * Whether this node has applied the decision log as far as the primary's pings that give it
+   * authority had committed it (`NodeDecisions.caughtUp`). An HA system starts only then: a node
+   * back from a partition would otherwise act on a placement of its own (a release) that a later
+   * decision it has not yet applied (a move elsewhere) undid. Absent: caught up.
    */
   readonly caughtUp?: boolean
 }

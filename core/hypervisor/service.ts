@@ -1,19 +1,22 @@
 /**
  * The hypervisor as a service of its node (`core/node/service.ts`): the hypervisor core fed the
- * view its node's store holds and the authority its monitor gives, its driver calls handed to
- * the VMM port, and, on the primary, the HA round. The real node and the simulator plug in this
- * one object; only the VMM behind the port differs.
+ * view its node's store holds (an HA system where the decision log places it) and the authority
+ * its monitor gives, its driver calls handed to the VMM port, and, on the primary, the HA round,
+ * whose decisions go to the log. The real node and the simulator plug in this one object; only
+ * the VMM behind the port differs.
  */
 
+import type { DecisionCommand } from "../decision/state.ts"
 import type { ServiceWrite } from "../node/pending.ts"
 import type { ServiceContext, ServiceCore, ServicePorts, ServiceStep } from "../node/service.ts"
-import { haActions } from "./ha.ts"
+import { haActions, withPlacements } from "./ha.ts"
 import {
   defaultHypervisorTimings,
   type HypervisorConfig,
   HypervisorNode,
   type Output,
   type SystemMetaValue,
+  type SystemSpecValue,
 } from "./hypervisor.ts"
 import { defaultSchedulerPolicy } from "./scheduler.ts"
 import { decodeValue, encodeValue } from "./values.ts"
@@ -38,11 +41,19 @@ export interface HypervisorServiceConfig {
 }
 
 const reads: ReadonlySet<string> = new Set(["system", "task"])
+/** How long the primary waits for a decision it proposed before it proposes the same one again. */
+const proposalPatienceMs = 2_000
 
 const storeReader = (context: ServiceContext) => ({
   list: context.store.list,
   metaOf: context.store.metaOf,
 })
+
+/** The store's view with every HA system where the decision log places it (nowhere, unplaced). */
+const placedView = (context: ServiceContext) => {
+  const view = viewIn(context.self, storeReader(context))
+  return { ...view, systems: withPlacements(view.systems, context.decided.placements) }
+}
 
 export const hypervisorService =
   (settings: HypervisorServiceConfig) =>
@@ -56,6 +67,8 @@ export const hypervisorService =
       ...(settings.stopTimeoutMs === undefined ? {} : { stopTimeoutMs: settings.stopTimeoutMs }),
     }
     const core = new HypervisorNode(config, startMs)
+    /** The decisions this primary proposed and has not seen decided: "system@expect" → when. */
+    const proposed = new Map<string, number>()
     const split = (outputs: ReadonlyArray<Output>): ServiceStep<Effect> => {
       const writes: Array<ServiceWrite> = []
       const effects: Array<Effect> = []
@@ -98,23 +111,35 @@ export const hypervisorService =
           : {
               leaderContactMs: context.authority.leaderContactMs,
               fenced: context.authority.fenced,
-              caughtUp: context.authority.caughtUp,
+              caughtUp: context.authority.decisionsCaughtUp,
             }
         const coreInput =
-          input._tag === "ViewChanged"
-            ? { _tag: "ViewChanged" as const, view: viewIn(self, storeReader(context)) }
-            : input
+          input._tag === "ViewChanged" ? { _tag: "ViewChanged" as const, view: placedView(context) } : input
         return split(core.handle(coreInput, context.nowMs, authority))
       },
-      /** On the primary: move the HA systems of nodes that have certainly stopped them, release holds. */
+      /**
+       * On the primary: place new HA systems, move those of nodes that have certainly stopped
+       * them, release holds, retire placements of systems gone — each a decision for the log —
+       * and mirror what is decided into the systems' specs.
+       */
       primaryRound: (context) => {
         const none = { writes: [], effects: [], events: [], deadlineMs: Number.POSITIVE_INFINITY }
-        if (!context.authority.isPrimary || !context.authority.inSyncSincePrimary) return none
+        if (!context.authority.isPrimary || !context.authority.decisionsCaughtUp) return none
+        const placements = context.decided.placements
+        const systems = systemsIn(storeReader(context))
+        const stored = new Map(context.store.list("system").map((entry) => [entry.id, entry.value]))
+        const retired = Object.keys(placements).filter((id) => {
+          if (!stored.has(id)) return false
+          const spec = decodeValue<SystemSpecValue>(stored.get(id) ?? undefined)
+          return spec === undefined || !spec.ha
+        })
         const actions = haActions({
           nowMs: context.nowMs,
           self,
           primarySinceMs: context.authority.primarySinceMs,
-          systems: systemsIn(storeReader(context)),
+          systems,
+          placements,
+          retired,
           metaOf: (system, node) =>
             decodeValue<SystemMetaValue>(
               context.store.metaOf("system", system).find((slot) => slot.node === node)?.value,
@@ -130,7 +155,23 @@ export const hypervisorService =
         })
         const writes: Array<ServiceWrite> = []
         const events: Array<ServiceStep<Effect>["events"][number]> = []
+        const proposals: Array<DecisionCommand> = []
+        for (const [key, atMs] of proposed)
+          if (context.nowMs - atMs >= proposalPatienceMs) proposed.delete(key)
         for (const action of actions) {
+          if (action._tag !== "Stranded") {
+            const key = `${action.system}@${action.expect}`
+            if (proposed.has(key)) continue
+            proposed.set(key, context.nowMs)
+          }
+          if (action._tag === "Place" || action._tag === "Unplace") {
+            proposals.push(
+              action._tag === "Place"
+                ? { _tag: "Place", system: action.system, node: action.node, expect: 0 }
+                : { _tag: "Unplace", system: action.system, expect: action.expect },
+            )
+            continue
+          }
           if (action._tag === "Stranded") {
             events.push({
               level: "warning",
@@ -153,9 +194,26 @@ export const hypervisorService =
                     ...(action.reason === undefined ? {} : { reason: action.reason }),
                   },
           })
-          writes.push({ op: "put", kind: "system", id: action.system, value: encodeValue(action.spec) })
+          proposals.push({
+            _tag: "Place",
+            system: action.system,
+            node: action._tag === "Move" ? action.to : action.node,
+            expect: action.expect,
+          })
         }
-        return { writes, effects: [], events, deadlineMs: Number.POSITIVE_INFINITY }
+        // The specs mirror what is decided (for the API and CLI, and a system no longer HA).
+        for (const { id, spec } of systems) {
+          const placement = placements[id]
+          if (!spec.ha || placement === undefined) continue
+          if (spec.node === placement.node && (spec.epoch ?? 0) === placement.epoch) continue
+          const mirrored = {
+            ...spec,
+            node: placement.node as SystemSpecValue["node"] & string,
+            epoch: placement.epoch,
+          }
+          writes.push({ op: "put", kind: "system", id, value: encodeValue(mirrored) })
+        }
+        return { writes, effects: [], events, deadlineMs: Number.POSITIVE_INFINITY, proposals }
       },
     }
   }

@@ -48,6 +48,12 @@ export interface ElectionConfig {
    * (Raft's leader completeness: a primary holds every committed decision).
    */
   readonly logPosition?: () => { readonly term: number; readonly index: number }
+  /**
+   * The decision log's commit index, which a primary's pings carry: a node that takes authority
+   * from a ping acts on decisions (starts an HA system) only once it has applied that far, so it
+   * never acts on a placement that a decision the primary had committed before the ping undid.
+   */
+  readonly logCommit?: () => number
 }
 
 export const defaultElectionTimings = {
@@ -84,6 +90,8 @@ export type Message =
        * how a receiver learns it is heard (it, not an earlier run of it).
        */
       readonly hears: ReadonlyArray<readonly [string, number]>
+      /** The sender's decision-log commit index (`ElectionConfig.logCommit`). */
+      readonly commit?: number
     }
   | { readonly _tag: "PingAck"; readonly from: string; readonly term: number; readonly seq: number }
   | {
@@ -158,6 +166,8 @@ export class ElectionNode {
   private lastMajorityMs: number
   /** When a leased primary that hears this node last pinged it (local clock). */
   private leaderContactMs = -neverMs
+  /** The highest decision-log commit index a leased primary's ping that hears this node carried. */
+  private contactCommit = 0
   private leaderSinceMs = -neverMs
   private fenced = false
   /** Whether this node may run for primary: not while its store refuses commits (it could not vote for itself). */
@@ -208,6 +218,11 @@ export class ElectionNode {
    * When this node last knew a primary with a valid lease that hears it: now, if it is that
    * primary. A node with no such contact for a while must assume the majority has moved on.
    */
+  /** How far this node must have applied the decision log to act on the authority its primary gives. */
+  commitToApply(): number {
+    return this.contactCommit
+  }
+
   leaderContact(nowMs: number): number {
     return this.isPrimary(nowMs) ? nowMs : this.leaderContactMs
   }
@@ -327,7 +342,10 @@ export class ElectionNode {
         const hearsThis = message.hears.some(([node, heard]) => node === this.config.self && heard === epoch)
         if (!hearsThis) return
         this.heardByMs.set(message.from, nowMs)
-        if (message.leased) this.leaderContactMs = nowMs
+        if (message.leased) {
+          this.leaderContactMs = nowMs
+          this.contactCommit = Math.max(this.contactCommit, message.commit ?? 0)
+        }
         if (message.leader) this.onLeaderPing(message, nowMs)
         return
       }
@@ -541,6 +559,7 @@ export class ElectionNode {
       .filter((node) => node !== this.config.self && this.hears(node, nowMs) && this.epochOf.has(node))
       .map((node) => [node, this.epochOf.get(node)!] as const)
     const leased = this.isPrimary(nowMs)
+    const commit = this.config.logCommit?.()
     this.broadcast({
       _tag: "Ping",
       from: this.config.self,
@@ -550,6 +569,7 @@ export class ElectionNode {
       seq,
       epoch: this.config.epoch ?? 0,
       hears,
+      ...(commit === undefined ? {} : { commit }),
     })
   }
 

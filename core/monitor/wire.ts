@@ -52,6 +52,7 @@ const MessageSchema = Schema.Union([
     seq: Term,
     epoch: Term,
     hears: Schema.Array(Schema.Tuple([Name, Term])),
+    commit: Schema.optionalKey(Term),
   }),
   Schema.TaggedStruct("PingAck", { from: Name, term: Term, seq: Term }),
   Schema.TaggedStruct("PreVote", {

@@ -101,7 +101,31 @@ export class NodeDecisions {
     this.carry(this.log.handle({ _tag: "Follow", term, leader }), emit)
   }
 
-  /** A decision, proposed here: taken only while this node leads and is ready. */
+  /** The log's commit index (a primary's pings carry it). */
+  commitIndex(): number {
+    return this.log.commitIndexNow()
+  }
+
+  /** What the applied decisions have granted (placements and pools, with their epochs). */
+  decided(): DecidedState {
+    return this.log.decided()
+  }
+
+  /**
+   * Whether this node may act on what it has applied: as leader, once an entry of its own term
+   * is committed (it then knows every earlier one committed) and all of it applied; as follower,
+   * once it has applied as far as `commitToApply`, the commit index the primary's pings that give
+   * it authority carried.
+   */
+  caughtUp(leading: boolean, commitToApply: number): boolean {
+    const applied = this.log.appliedIndex()
+    return leading ? this.log.ready() && applied >= this.log.commitIndexNow() : applied >= commitToApply
+  }
+
+  /**
+   * A decision, proposed here: taken only while this node leads and is ready. A client's ticket
+   * is positive; a service's proposals (the HA round's) are numbered below zero.
+   */
   propose(command: DecisionCommand, ticket: number, emit: (output: Output) => void): void {
     this.carry(this.log.handle({ _tag: "Propose", command, ticket }), emit)
   }

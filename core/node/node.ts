@@ -20,7 +20,7 @@
 import type { Change } from "../cdb/codec.ts"
 import type { DurableImage, Persist } from "../cdb/durable.ts"
 import { CdbNode, type Output as CdbOutput, type MemberState, type WriteOp } from "../cdb/node.ts"
-import { storeInSync } from "../hypervisor/ha.ts"
+import type { DecidedState } from "../decision/state.ts"
 import type { NodeCapacity } from "../hypervisor/scheduler.ts"
 import { encodeValue } from "../hypervisor/values.ts"
 import {
@@ -106,9 +106,9 @@ interface RunningService {
   /** When to read the store again (a change it reads came in), or Infinity. */
   viewAtMs: number
   primaryAtMs: number
-  /** Whether its last step saw a caught-up store (`Authority.caughtUp`). */
+  /** Whether its last step saw the decision log caught up (`Authority.decisionsCaughtUp`). */
   steppedCaughtUp: boolean
-  /** Whether its last primary round came while this primary's store was not in sync (and did nothing). */
+  /** Whether its last primary round came while this primary's decision log was not (and did nothing). */
   roundMissed: boolean
 }
 
@@ -121,6 +121,25 @@ const electionFacts: ReadonlySet<string> = new Set([
 ])
 
 const never = Number.POSITIVE_INFINITY
+
+/**
+ * Whether a node's store is recent: it knows of no gap, and it has received a digest from a
+ * majority (itself included) since `sinceMs`, so it has applied every change those nodes had
+ * when they sent it (`Authority.caughtUp`: the API says whether a read is in sync). HA once
+ * waited on it too (seeds 1105 and 5138); placements now come from the decision log, which says
+ * itself how far it is applied.
+ */
+const storeInSync = (input: {
+  readonly self: string
+  readonly members: ReadonlyArray<string>
+  readonly sinceMs: number
+  readonly gaps: number
+  readonly digestHeardMs: (node: string) => number
+}): boolean =>
+  input.gaps === 0 &&
+  input.members.filter((member) => member === input.self || input.digestHeardMs(member) >= input.sinceMs)
+    .length >=
+    Math.floor(input.members.length / 2) + 1
 
 /** What one write batch of the step was, to answer it once the step's fate is known. */
 interface StepWrite {
@@ -137,7 +156,11 @@ export class NodeCore {
   private readonly decisions: NodeDecisions
   private readonly emit = (output: Output): void => {
     this.outputs.push(output)
+    // What is decided is part of what services read (the hypervisor's placements).
+    if (output._tag === "DecisionApplied") this.changed(undefined)
   }
+  /** The tickets of services' proposals, below zero (a client's are above). */
+  private serviceTicket = 0
   private readonly memberView = new Map<string, { state: MemberState; sinceMs: number }>()
   private readonly startedMs: number
   private storeFailure: { readonly sinceMs: number; readonly error: StoreFailure } | undefined
@@ -192,7 +215,12 @@ export class NodeCore {
     )
     // Leader completeness: a voter refuses a candidate whose decision log is behind its own.
     this.election = new ElectionNode(
-      { ...config.election, epoch: config.incarnation, logPosition: () => this.decisions.position() },
+      {
+        ...config.election,
+        epoch: config.incarnation,
+        logPosition: () => this.decisions.position(),
+        logCommit: () => this.decisions.commitIndex(),
+      },
       nowMs,
       durable.vote,
     )
@@ -763,16 +791,15 @@ export class NodeCore {
   }
 
   /**
-   * The input that closes the store's last known gap (a datagram, mostly; a dead holder's gap
-   * forgotten at a deadline too) wakes, within its step, every service whose last step saw a store
-   * not caught up, and runs the primary round a primary skipped for a store not in sync: a
-   * service that may act only on a caught-up store (the hypervisor starts an HA system only then;
-   * the primary moves and releases them only then) gets its chance in the very step the store is
-   * caught up. Under steady reordering the store has no gap only for moments (4% of the time at
-   * 40 ms of jitter and 200 writes/s), which a view read 10 ms later, or the next round 250 ms
-   * later, missed: an HA system of a restarted node stayed down for 35 s (found by counting HA
-   * liveness under reordering too, seed 1000083). The simulator checks, after every step, that
-   * no service is left waiting (`servicesNotWoken`).
+   * The input that brings the decision log up to date (an Append, mostly; on a new primary the
+   * commit of its first entry) wakes, within its step, every service whose last step saw it not
+   * caught up, and runs the primary round a primary skipped for it: a service that may act only
+   * on what is decided up to date (the hypervisor starts an HA system only then; the primary
+   * moves and releases them only then) gets its chance in the very step it is. When this waited
+   * on the store's sync instead (no gap, digests from a majority), a view read 10 ms later, or
+   * the next round 250 ms later, missed the moments of sync under steady reordering: an HA system
+   * of a restarted node stayed down for 35 s (seed 1000083). The simulator checks, after every
+   * step, that no service is left waiting (`servicesNotWoken`).
    */
   private wakeOnCaughtUp(): void {
     for (const due of this.dueOnCaughtUp()) {
@@ -785,7 +812,7 @@ export class NodeCore {
     }
   }
 
-  /** The services waiting for a caught-up store (or an in-sync primary's) although it is one now. */
+  /** The services waiting for the decision log to be caught up (or a ready primary's) although it is now. */
   private dueOnCaughtUp(): ReadonlyArray<{
     readonly name: ServiceName
     readonly service: RunningService
@@ -793,14 +820,13 @@ export class NodeCore {
     readonly round: boolean
   }> {
     // After every step: the cheap tests first, the authority only when a service waits for it.
-    if (this.cdb.gapCount > 0) return []
     let authority: Authority | undefined
     const due = []
     for (const [name, service] of this.services) {
       if (service.steppedCaughtUp && !service.roundMissed) continue
       authority ??= this.authority()
-      const view = !service.steppedCaughtUp && authority.caughtUp
-      const round = service.roundMissed && authority.isPrimary && authority.inSyncSincePrimary
+      const view = !service.steppedCaughtUp && authority.decisionsCaughtUp
+      const round = service.roundMissed && authority.isPrimary && authority.decisionsCaughtUp
       if (view || round) due.push({ name, service, view, round })
     }
     return due
@@ -818,7 +844,7 @@ export class NodeCore {
     const round = service.core.primaryRound
     if (round === undefined) return
     const context = this.context()
-    service.roundMissed = !context.authority.inSyncSincePrimary
+    service.roundMissed = !context.authority.decisionsCaughtUp
     this.serviceStepped(name, service, round(context), "round")
   }
 
@@ -828,7 +854,7 @@ export class NodeCore {
     input: Parameters<ServiceCore<ServiceName>["step"]>[0],
   ): void {
     const context = this.context()
-    service.steppedCaughtUp = context.authority.caughtUp !== false
+    service.steppedCaughtUp = context.authority.decisionsCaughtUp
     this.serviceStepped(name, service, service.core.step(input, context))
   }
 
@@ -841,6 +867,11 @@ export class NodeCore {
     if (kind === "step") service.deadlineMs = step.deadlineMs
     for (const event of step.events) this.outputs.push({ _tag: "ServiceEvent", service: name, event })
     for (const effect of step.effects) this.effects.push({ service: name, run: service.run, effect })
+    for (const command of step.proposals ?? []) {
+      const ticket = --this.serviceTicket
+      this.outputs.push({ _tag: "DecisionProposed", ticket, command })
+      this.decisions.propose(command, ticket, this.emit)
+    }
     // What it held goes first: a newer write of the same object in this step must win over it
     // (a retried "crashed" meta written after the new "held" one hid the hold; seed 256).
     const retry = service.pending.due(this.nowMs, this.basis)
@@ -858,6 +889,7 @@ export class NodeCore {
       nowMs: this.nowMs,
       store: this.storeView,
       authority: this.authority(),
+      decided: this.decisions.decided(),
       nodes: () => this.capacities(),
     }
   }
@@ -897,6 +929,11 @@ export class NodeCore {
     return this.decisions.view()
   }
 
+  /** What the decision log has granted, as this node has applied it. */
+  decided(): DecidedState {
+    return this.decisions.decided()
+  }
+
   readPending(name: ServiceName): boolean {
     const service = this.services.get(name)
     return service !== undefined && service.viewAtMs !== never
@@ -930,12 +967,10 @@ export class NodeCore {
         sinceMs: nowMs - this.config.cdb.heartbeatMs * 3,
         ...sync,
       }),
-      inSyncSincePrimary: storeInSync({
-        self: this.config.self,
-        members: voters,
-        sinceMs: this.election.primarySince,
-        ...sync,
-      }),
+      decisionsCaughtUp: this.decisions.caughtUp(
+        this.election.isPrimary(nowMs),
+        this.election.commitToApply(),
+      ),
     }
   }
 

@@ -5,12 +5,14 @@
  * (which its node makes, holds and retries when refused), effects for its driver port (a VMM
  * call; the port's answer comes back as the service's next input), events for logs and
  * checkers, and its next deadline. On the primary it may also run a periodic round of
- * cluster-wide decisions (the hypervisor's HA moves).
+ * cluster-wide decisions (the hypervisor's HA moves), which it proposes to the decision log and
+ * reads back, once committed, in what is decided.
  *
  * Adding a service touches `ServicePorts` below, its core, one real adapter (the port's
  * executor) and one simulated port: never the node's drivers.
  */
 import type { SpecEntry } from "../cdb/durable.ts"
+import type { DecidedState, DecisionCommand } from "../decision/state.ts"
 import type { Input as HypervisorInput, Output as HypervisorOutput } from "../hypervisor/hypervisor.ts"
 import type { NodeCapacity } from "../hypervisor/scheduler.ts"
 import type { ServiceWrite } from "./pending.ts"
@@ -44,10 +46,14 @@ export interface Authority {
   readonly primarySinceMs: number
   readonly quorumWindowMs: number
   readonly lastHeardMs: (node: string) => number
-  /** No known gap, and digests from a majority within the caught-up window. */
+  /** The store: no known gap, and digests from a majority within the caught-up window. */
   readonly caughtUp: boolean
-  /** Since the primary took office: no gap, and digests from a majority since then (its HA waits for it). */
-  readonly inSyncSincePrimary: boolean
+  /**
+   * The decision log: applied as far as the primary's pings had committed it (on the primary:
+   * an entry of its term committed, and everything committed applied). What is decided may be
+   * acted on only then (`NodeDecisions.caughtUp`).
+   */
+  readonly decisionsCaughtUp: boolean
 }
 
 export interface ServiceContext {
@@ -55,6 +61,8 @@ export interface ServiceContext {
   readonly nowMs: number
   readonly store: StoreView
   readonly authority: Authority
+  /** What the decision log has granted, as this node has applied it. */
+  readonly decided: DecidedState
   /** The nodes as the scheduler sees them (membership from the monitor, capacity from stats). */
   readonly nodes: () => ReadonlyArray<NodeCapacity>
 }
@@ -74,6 +82,8 @@ export interface ServiceStep<Effect> {
   readonly events: ReadonlyArray<ServiceEvent>
   /** The next time it wants a `DeadlineReached` (monotonic ms; Infinity for none). */
   readonly deadlineMs: number
+  /** Decisions for the log (on the primary, from its round): what comes of them is read in `decided`. */
+  readonly proposals?: ReadonlyArray<DecisionCommand>
 }
 
 export type ServiceInput<Name extends ServiceName> =

@@ -142,6 +142,8 @@ export type Output =
       readonly ticket?: number
     }
   | { readonly _tag: "DecisionRefused"; readonly ticket: number; readonly reason: string }
+  /** A service proposed a decision (the HA round's, on the primary), under a ticket below zero. */
+  | { readonly _tag: "DecisionProposed"; readonly ticket: number; readonly command: DecisionCommand }
   | { readonly _tag: "StoreFailing"; readonly error: StoreFailure }
   | { readonly _tag: "StoreRecovered"; readonly failingForMs: number }
 

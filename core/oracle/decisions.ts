@@ -4,7 +4,8 @@
  * the code it judges would be blind to a bug in it): one epoch counter for the whole state, which
  * every placement and every grant raises; a grant of a range gives a holder the value it already
  * holds there, else the lowest free one; a value held by another is refused; only its holder
- * releases a value. Refusals compare by kind only (their reasons are prose).
+ * releases a value; a conditional placement (`expect`) takes effect only at the epoch it names.
+ * Refusals compare by kind only (their reasons are prose).
  */
 import type { DecisionAnswer, DecisionCommand } from "../decision/state.ts"
 import type { Model } from "./linearizability.ts"
@@ -13,11 +14,17 @@ export interface AllocationState {
   readonly epoch: number
   /** `pool value` → holder. */
   readonly held: ReadonlyMap<string, string>
-  /** system → node. */
+  /** system → `node@epoch`. */
   readonly placed: ReadonlyMap<string, string>
 }
 
 const slot = (pool: string, value: number) => `${pool} ${value}`
+
+/** The epoch of a system's placement (0: none). */
+const epochOf = (state: AllocationState, system: string): number => {
+  const placed = state.placed.get(system)
+  return placed === undefined ? 0 : Number(placed.slice(placed.lastIndexOf("@") + 1))
+}
 
 const step = (
   state: AllocationState,
@@ -26,13 +33,19 @@ const step = (
   const refused = { state, result: { _tag: "Refused", reason: "" } as const }
   switch (command._tag) {
     case "Place": {
+      if (command.expect !== undefined && epochOf(state, command.system) !== command.expect) return refused
       const epoch = state.epoch + 1
       return {
-        state: { ...state, epoch, placed: new Map(state.placed).set(command.system, command.node) },
+        state: {
+          ...state,
+          epoch,
+          placed: new Map(state.placed).set(command.system, `${command.node}@${epoch}`),
+        },
         result: { _tag: "Placed", system: command.system, node: command.node, epoch },
       }
     }
     case "Unplace": {
+      if (command.expect !== undefined && epochOf(state, command.system) !== command.expect) return refused
       const placed = new Map(state.placed)
       placed.delete(command.system)
       return { state: { ...state, placed }, result: { _tag: "Unplaced", system: command.system } }

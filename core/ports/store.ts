@@ -14,7 +14,12 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   /** `disk-full` and `io-error` are the storage's own refusals (ENOSPC, EIO); `write-failed` any other. */
   reason: Schema.Literals(["open-failed", "corrupt", "write-failed", "disk-full", "io-error"]),
   detail: Schema.String,
-}) {}
+}) {
+  /** What a log line or an exit shows of it (a bare `StoreError:` said nothing). */
+  override get message(): string {
+    return `${this.reason}: ${this.detail}`
+  }
+}
 
 /** A stored value that failed its checksum, and what became of it. */
 export interface CorruptedValue {

@@ -9,6 +9,8 @@
  * checked at the end of the run — an answer given for a decision later lost, or given twice
  * different, has no legal order. A proposal refused (not the primary) took no effect and is left
  * out; one never answered (its node crashed, its entry was cut) may have taken effect, or not.
+ * The primary's own proposals (the HA round's placements, tickets below zero) are in the history
+ * too: they raise the epochs the clients' answers carry.
  */
 import type { DecisionAnswer, DecisionCommand } from "../../core/decision/state.ts"
 import { allocationModel } from "../../core/oracle/decisions.ts"
@@ -23,8 +25,18 @@ export class DecisionChecker {
   /** Per node, the last index its current run applied. */
   private readonly last = new Map<string, number>()
   applied = 0
-  /** The clients' history, by "node ticket". */
+  /** Placements committed, where first applied (`SimResult.hypervisor.placements`). */
+  readonly placements: Array<{
+    readonly atMs: number
+    readonly index: number
+    readonly system: string
+    readonly node: string
+    readonly epoch: number
+  }> = []
+  /** The clients' history, by "node ticket" (a service's: "node#run ticket"). */
   private readonly history = new Map<string, Operation<DecisionCommand, DecisionAnswer>>()
+  /** Per node, its runs so far: a service's tickets start again with each. */
+  private readonly runs = new Map<string, number>()
 
   constructor(sim: Sim) {
     this.sim = sim
@@ -32,12 +44,16 @@ export class DecisionChecker {
 
   /** A client proposed `command` on `node` now, as its ticket `ticket`. */
   proposed(node: SimNode, ticket: number, command: DecisionCommand): void {
-    this.history.set(`${node.id} ${ticket}`, { invokedUs: this.sim.nowUs, op: command })
+    this.history.set(this.keyOf(node, ticket), { invokedUs: this.sim.nowUs, op: command })
+  }
+
+  private keyOf(node: SimNode, ticket: number): string {
+    return ticket > 0 ? `${node.id} ${ticket}` : `${node.id}#${this.runs.get(node.id) ?? 0} ${ticket}`
   }
 
   /** The node answered the proposal: applied, with this answer. */
   answered(node: SimNode, ticket: number, answer: DecisionAnswer): void {
-    const key = `${node.id} ${ticket}`
+    const key = this.keyOf(node, ticket)
     const operation = this.history.get(key)
     if (operation === undefined || operation.returnedUs !== undefined) return
     this.history.set(key, { ...operation, returnedUs: this.sim.nowUs, result: answer })
@@ -45,7 +61,7 @@ export class DecisionChecker {
 
   /** The node refused the proposal before it reached the log: it took no effect. */
   refused(node: SimNode, ticket: number): void {
-    const key = `${node.id} ${ticket}`
+    const key = this.keyOf(node, ticket)
     if (this.history.get(key)?.returnedUs === undefined) this.history.delete(key)
   }
 
@@ -68,6 +84,7 @@ export class DecisionChecker {
   /** A node (re)started: its composition applies from its snapshot on. */
   started(node: SimNode): void {
     this.last.delete(node.id)
+    this.runs.set(node.id, (this.runs.get(node.id) ?? 0) + 1)
   }
 
   /** The oracle of the pools: who holds which value, from the decisions in index order (its own model, not the state machine's code). */
@@ -82,6 +99,14 @@ export class DecisionChecker {
       // Every node applies in index order, so the first sight of an index comes after every lower one.
       this.decided.set(index, { command: text, node: node.id })
       this.judge(index, command, answer)
+      if (answer._tag === "Placed")
+        this.placements.push({
+          atMs: Math.floor(this.sim.nowUs / 1000),
+          index,
+          system: answer.system,
+          node: answer.node,
+          epoch: answer.epoch,
+        })
     } else if (earlier.command !== text)
       this.sim.violate(
         "decisions",

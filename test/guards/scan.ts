@@ -67,7 +67,7 @@ const ownedByComposition: Readonly<Record<string, ReadonlyArray<string>>> = {
   "core/monitor/alarms.ts": ["evaluateAlarms", "nodeConditions", "nodeUnreachableRule"],
   "core/monitor/health.ts": ["computeHealth"],
   "core/hypervisor/hypervisor.ts": ["HypervisorNode"],
-  "core/hypervisor/ha.ts": ["haActions", "storeInSync"],
+  "core/hypervisor/ha.ts": ["haActions", "withPlacements"],
   "core/node/pending.ts": ["PendingWrites"],
 }
 /** The hypervisor core's own harness (one service core against the simulated VMM, no node) is no driver. */

@@ -364,6 +364,14 @@ export const catalogue: ReadonlyArray<Mutant> = [
     replace: "    const majority = 1\n    // A primary that no longer votes",
     why: "the primary commits (and answers) a decision its own disk holds, before a majority does: a new primary without it grants the same value again",
   },
+  {
+    name: "follower-applies-uncommitted",
+    covers: "decisions",
+    file: "core/decision/log.ts",
+    find: "    if (message.commit > this.commitIndex) this.commit(Math.min(message.commit, lastNew))\n",
+    replace: "    if (lastNew > this.commitIndex) this.commit(lastNew)\n",
+    why: "a follower applies the entries it holds before the primary says a majority does: the target of a placement only it heard starts the system, which the other side, not having seen it, places elsewhere",
+  },
 ]
 
 /** The source of `mutant.file` with its bug planted; throws if its text is not there exactly once. */

@@ -24,6 +24,31 @@ const apply = (commands: ReadonlyArray<DecisionCommand>) => {
 }
 
 describe("the decided state", () => {
+  it("a conditional placement takes effect only at the epoch its proposer saw: the same move twice is one move", () => {
+    const { state, answers } = apply([
+      { _tag: "Place", system: "web", node: "n1", expect: 0 },
+      { _tag: "Place", system: "web", node: "n2", expect: 1 },
+      // Proposed again before the first was seen decided, and by a primary that saw epoch 1.
+      { _tag: "Place", system: "web", node: "n2", expect: 1 },
+      { _tag: "Place", system: "web", node: "n3", expect: 1 },
+      { _tag: "Unplace", system: "web", expect: 1 },
+      { _tag: "Unplace", system: "web", expect: 2 },
+      { _tag: "Place", system: "web", node: "n3", expect: 0 },
+    ])
+    expect(answers.map((answer) => answer._tag)).toEqual([
+      "Placed",
+      "Placed",
+      "Refused",
+      "Refused",
+      "Refused",
+      "Unplaced",
+      "Placed",
+    ])
+    expect(answers[2]).toEqual({ _tag: "Refused", reason: "web is placed at epoch 2, not 1" })
+    // Epochs never repeat, even after the placement was gone.
+    expect(state.placements.web).toEqual({ node: "n3", epoch: 3 })
+  })
+
   it("places with growing epochs, and only the current placement may run", () => {
     const { state, answers } = apply([
       { _tag: "Place", system: "web", node: "n1" },

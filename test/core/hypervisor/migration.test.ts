@@ -32,6 +32,8 @@ const round = (target: { readonly id: string; readonly alive: boolean }) =>
     self: "n2",
     primarySinceMs: 0,
     systems: [{ id: "vm1", spec }],
+    placements: { vm1: { node: "n1", epoch: 3 } },
+    retired: [],
     // n1 stopped vm1 for a cold migration to the target, in the system's current epoch.
     metaOf: (_, of) =>
       of === "n1"
@@ -52,13 +54,13 @@ const round = (target: { readonly id: string; readonly alive: boolean }) =>
 describe("HA: a cold migration", () => {
   it("moves the system to its target once its node has stopped it", () => {
     expect(round({ id: "n3", alive: true })).toMatchObject([
-      { _tag: "Move", system: "vm1", from: "n1", to: "n3" },
+      { _tag: "Move", system: "vm1", from: "n1", to: "n3", expect: 3 },
     ])
   })
 
   it("gives the system back to its node when the target cannot take it (it died meanwhile)", () => {
     expect(round({ id: "n3", alive: false })).toMatchObject([
-      { _tag: "Release", system: "vm1", node: "n1", spec: { node: "n1", epoch: 4 } },
+      { _tag: "Release", system: "vm1", node: "n1", expect: 3 },
     ])
     const [release] = round({ id: "n3", alive: false })
     expect(release?._tag === "Release" ? release.reason : undefined).toMatch(/^migration to n3 failed: /)

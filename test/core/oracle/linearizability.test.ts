@@ -64,6 +64,32 @@ describe("the linearizability check (decision log allocations)", () => {
     expect(verdict._tag).toBe("NotLinearizable")
   })
 
+  it("two moves of one system conditional on the same epoch: one order allows both answered only if one is refused", () => {
+    const move = (node: string): DecisionCommand => ({ _tag: "Place", system: "vm1", node, expect: 1 })
+    const placedOn = (node: string, epoch: number): DecisionAnswer => ({
+      _tag: "Placed",
+      system: "vm1",
+      node,
+      epoch,
+    })
+    const first = op(0, 5, { _tag: "Place", system: "vm1", node: "n1", expect: 0 }, placedOn("n1", 1))
+    // Concurrent, both said placed (a primary and its stale predecessor, each granting a move).
+    expect(
+      checkLinearizable(allocationModel, [
+        first,
+        op(10, 20, move("n2"), placedOn("n2", 2)),
+        op(12, 22, move("n3"), placedOn("n3", 3)),
+      ])._tag,
+    ).toBe("NotLinearizable")
+    expect(
+      checkLinearizable(allocationModel, [
+        first,
+        op(10, 20, move("n2"), placedOn("n2", 2)),
+        op(12, 22, move("n3"), { _tag: "Refused", reason: "vm1 is placed at epoch 2, not 1" }),
+      ])._tag,
+    ).toBe("Linearizable")
+  })
+
   it("an operation without an answer may have taken effect, or not", () => {
     const took = checkLinearizable(allocationModel, [
       op(0, undefined, grant("a")),
