@@ -367,11 +367,18 @@ export class Hosts {
       if (core === null || node.hypervisorView === undefined || core.serviceRun("hypervisor") === undefined)
         continue
       if (core.readPending("hypervisor") || this.staleView.has(node.id)) continue
-      if (viewKey(node.id, core.store, core.decided()) === node.hypervisorView) continue
+      const now = viewKey(node.id, core.store, core.decided())
+      if (now === node.hypervisorView) continue
       this.staleView.add(node.id)
+      const [heldStore, heldPlacements] = JSON.parse(node.hypervisorView) as [unknown, unknown]
+      const [nowStore, nowPlacements] = JSON.parse(now) as [unknown, unknown]
+      const what = [
+        ...(JSON.stringify(heldStore) === JSON.stringify(nowStore) ? [] : ["the store's"]),
+        ...(JSON.stringify(heldPlacements) === JSON.stringify(nowPlacements) ? [] : ["the decided placements'"]),
+      ].join(" and ")
       this.sim.violate(
         "view",
-        `${node.id}: its hypervisor holds a view of the store that is no longer the store's, and no read is due`,
+        `${node.id}: its hypervisor holds a view of ${what} that is no longer so, and no read is due`,
       )
     }
   }

@@ -134,6 +134,13 @@ export interface DurableLog<C, S> {
 interface Progress {
   next: number
   match: number
+  /**
+   * An Append (or the snapshot) is on its way and not yet answered: the next waits for its
+   * answer, or for the heartbeat, and then carries everything appended meanwhile. Sending the
+   * whole unanswered window again with every proposal had each follower write every entry once
+   * per proposal after it (bench/decisions.ts: 51 decisions/s with 256 in flight).
+   */
+  inflight: boolean
 }
 
 export class DecisionLog<C, S, A> {
@@ -249,7 +256,7 @@ export class DecisionLog<C, S, A> {
         this.changeMembership(input.membership, input.ticket)
         break
       case "Tick":
-        if (this.role === "leader") for (const peer of this.peers()) this.replicate(peer)
+        if (this.role === "leader") for (const peer of this.peers()) this.replicate(peer, true)
         break
       case "Message":
         this.receive(input.message)
@@ -269,7 +276,7 @@ export class DecisionLog<C, S, A> {
     this.leader = this.config.self
     this.progress.clear()
     const last = this.position().index
-    for (const peer of this.peers()) this.progress.set(peer, { next: last + 1, match: 0 })
+    for (const peer of this.peers()) this.progress.set(peer, { next: last + 1, match: 0, inflight: false })
     this.readyAt = last + 1
     this.append({ _tag: "Noop" })
     for (const peer of this.peers()) this.replicate(peer)
@@ -336,16 +343,20 @@ export class DecisionLog<C, S, A> {
     this.outputs.push({ _tag: "MembershipChanged", membership })
     const last = this.position().index
     for (const peer of this.peers())
-      if (!before.includes(peer)) this.progress.set(peer, { next: last, match: 0 })
+      if (!before.includes(peer)) this.progress.set(peer, { next: last, match: 0, inflight: false })
     for (const peer of before) if (!this.peers().includes(peer)) this.progress.delete(peer)
     for (const peer of this.peers()) this.replicate(peer)
     this.advanceCommit()
   }
 
-  /** What `peer` lacks: entries from its next index, or the snapshot if the log no longer has them. */
-  private replicate(peer: string): void {
+  /**
+   * What `peer` lacks: entries from its next index, or the snapshot if the log no longer has them;
+   * only once the last sent is answered, unless `again` (the heartbeat: it may have been lost).
+   */
+  private replicate(peer: string, again = false): void {
     const progress = this.progress.get(peer)
-    if (progress === undefined) return
+    if (progress === undefined || (progress.inflight && !again)) return
+    progress.inflight = true
     if (progress.next <= this.snapshot.index) {
       this.outputs.push({
         _tag: "Send",
@@ -400,6 +411,7 @@ export class DecisionLog<C, S, A> {
     if (this.role !== "leader" || message.term !== this.term) return
     const progress = this.progress.get(message.from)
     if (progress === undefined) return
+    progress.inflight = false
     if (message.success) {
       progress.match = Math.max(progress.match, message.index)
       progress.next = Math.max(progress.next, message.index + 1)
@@ -433,7 +445,11 @@ export class DecisionLog<C, S, A> {
     this.leader = message.from
     if (message._tag === "Snapshot") {
       this.installSnapshot(message.snapshot)
-      this.reply(message.from, true, this.position().index)
+      // Known to match the primary's log: up to the snapshot, and what this log has committed
+      // (every later primary holds it). Not the entries kept past the snapshot: they may be an
+      // old term's, and counted as held they made the primary count this member for entries it
+      // lacked (found once Appends waited for their answers; the log test's seed 464893).
+      this.reply(message.from, true, Math.max(message.snapshot.index, this.commitIndex))
       return
     }
     const prevTerm = this.termAt(message.prevIndex)

@@ -156,9 +156,9 @@ export class NodeCore {
   private readonly decisions: NodeDecisions
   private readonly emit = (output: Output): void => {
     this.outputs.push(output)
-    // What is decided is part of what services read (the hypervisor's placements).
-    if (output._tag === "DecisionApplied") this.changed(undefined)
   }
+  /** What is decided as services last saw it: any other (an entry applied, a snapshot installed, a log rebuilt) is a change they read. */
+  private decidedSeen: DecidedState | undefined
   /** The tickets of services' proposals, below zero (a client's are above). */
   private serviceTicket = 0
   private readonly memberView = new Map<string, { state: MemberState; sinceMs: number }>()
@@ -243,6 +243,14 @@ export class NodeCore {
     this.begin(nowMs, wallMs)
     for (const input of inputs) {
       this.apply(input)
+      // What is decided is part of what services read (the hypervisor's placements); it changes
+      // by entries applied, and without any, by a snapshot installed or a log rebuilt from disk
+      // (found by the simulator's view checker, seed 6000000).
+      const decided = this.decisions.decided()
+      if (decided !== this.decidedSeen) {
+        this.decidedSeen = decided
+        this.changed(undefined)
+      }
       this.wakeOnCaughtUp()
     }
     return this.finish()

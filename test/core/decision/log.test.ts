@@ -307,6 +307,13 @@ describe("the decision log", () => {
     expect(sample.acknowledged).toBeGreaterThan(10)
   })
 
+  it("a member that installs a snapshot is counted as holding only what it knows matches (seed 464893)", () => {
+    // It kept entries past the snapshot from an old term and answered with its last index: the
+    // primary counted it for entries it lacked, and, once Appends waited for answers, never sent
+    // it the ones it did lack.
+    expect(run(464_893, 3_000).violations).toEqual([])
+  })
+
   it("catches up a member from a snapshot once the log it lacks is compacted", () => {
     const result = run(11, 3_000, { compactAfter: 4 })
     expect(result.violations).toEqual([])
