@@ -150,6 +150,18 @@ describe("hypervisor on the local cluster (3 nodes, libvirt test driver)", () =>
       `HA failover on the local cluster: ${seconds.toFixed(1)} s from kill -9 of ${victim} to running on ${after.node}`,
     )
     expect(after.epoch).toBeGreaterThan(before!.epoch)
+    // Decided by the decision log: the witness's log places it there, under the epoch the spec mirrors.
+    const placed = await eventually(() => {
+      const log = JSON.parse(acp("monitor", "log", "--json", "--node", witness).stdout) as {
+        decided: { placements: Record<string, { node: string; epoch: number }> }
+      }
+      const placement = log.decided.placements["web-1"]
+      return placement?.epoch === after.epoch ? placement : undefined
+    }, 5_000)
+    expect(placed).toEqual({ node: after.node, epoch: after.epoch })
+    expect(acp("monitor", "log", "--node", witness).stdout).toMatch(
+      new RegExp(`web-1\\s+${after.node}\\s+${after.epoch}`),
+    )
     // The dead node takes nothing new, and the refusal names it at once.
     const onDead = acp("system", "create", "web-4", "--on", victim, "--node", witness)
     expect(onDead.status).toBe(1)

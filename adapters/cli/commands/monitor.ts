@@ -72,6 +72,17 @@ export const monitorCommand = Command.make("monitor").pipe(
                   ["INDEX", "TERM", "ENTRY"],
                   view.recent.map((entry) => [String(entry.index), String(entry.term), describe(entry.body)]),
                 ),
+                // Where each HA system runs, as decided, with its fencing epoch.
+                ...(Object.keys(view.decided.placements).length === 0
+                  ? []
+                  : [
+                      renderTable(
+                        ["SYSTEM", "NODE", "EPOCH"],
+                        Object.entries(view.decided.placements)
+                          .sort(([left], [right]) => (left < right ? -1 : 1))
+                          .map(([system, placement]) => [system, placement.node, String(placement.epoch)]),
+                      ),
+                    ]),
               ].join("\n"),
             )
           }),
