@@ -99,3 +99,28 @@ export const allocationModel: Model<AllocationState, DecisionCommand, DecisionAn
         ),
   key: (state) => `${state.epoch};${sorted(state.held)};${sorted(state.placed)}`,
 }
+
+/**
+ * The same model for a history that holds only the clients' calls, not the primary's own
+ * decisions (its HA placements, which a harness of real processes does not see): those raise
+ * the one epoch counter too, so an answer's epoch may be above the model's — never at or below
+ * the last one in the order — and the model goes on from the epoch answered. Everything else
+ * is as strict as `allocationModel`.
+ */
+export const allocationModelWithOthers: Model<AllocationState, DecisionCommand, DecisionAnswer> = {
+  ...allocationModel,
+  same: (model, observed) =>
+    "epoch" in model && "epoch" in observed
+      ? observed.epoch >= model.epoch && allocationModel.same(model, { ...observed, epoch: model.epoch })
+      : allocationModel.same(model, observed),
+  adopt: (state, observed) => {
+    if (!("epoch" in observed) || observed.epoch === state.epoch) return state
+    // A placement's epoch is named in the state: it is the epoch answered.
+    if (observed._tag !== "Placed") return { ...state, epoch: observed.epoch }
+    return {
+      ...state,
+      epoch: observed.epoch,
+      placed: new Map(state.placed).set(observed.system, `${observed.node}@${observed.epoch}`),
+    }
+  },
+}

@@ -19,6 +19,11 @@ export interface Model<S, Op, Res> {
   readonly same: (model: Res, observed: Res) => boolean
   /** A state as a string: two states with one key are one (the memo). */
   readonly key: (state: S) => string
+  /**
+   * What an answer says of the state beyond the model, where the history holds only some of the
+   * callers (a counter that others' operations also raise): the state after an answered operation.
+   */
+  readonly adopt?: (state: S, observed: Res) => S
 }
 
 export interface Operation<Op, Res> {
@@ -146,8 +151,12 @@ export const checkLinearizable = <S, Op, Res>(
     const before = model.key(state)
     for (const index of next) {
       const operation = history[index]!
-      const { state: after, result } = model.step(state, operation.op)
+      const { state: stepped, result } = model.step(state, operation.op)
       if (operation.result !== undefined && !model.same(result, operation.result)) continue
+      const after =
+        operation.result === undefined || model.adopt === undefined
+          ? stepped
+          : model.adopt(stepped, operation.result)
       const key = model.key(after)
       if (operation.returnedUs === undefined && key === before) continue
       const memo = `${(setA ^ hashA[index]!).toString(36)}.${(setB ^ hashB[index]!).toString(36)}|${key}`

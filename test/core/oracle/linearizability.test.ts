@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { DecisionAnswer, DecisionCommand } from "../../../core/decision/state.ts"
-import { allocationModel } from "../../../core/oracle/decisions.ts"
+import { allocationModel, allocationModelWithOthers } from "../../../core/oracle/decisions.ts"
 import { checkLinearizable, type Operation } from "../../../core/oracle/linearizability.ts"
 
 const grant = (holder: string): DecisionCommand => ({
@@ -88,6 +88,35 @@ describe("the linearizability check (decision log allocations)", () => {
         op(12, 22, move("n3"), { _tag: "Refused", reason: "vm1 is placed at epoch 2, not 1" }),
       ])._tag,
     ).toBe("Linearizable")
+  })
+
+  it("with others' decisions unseen, epochs may jump forward but never back, and a vanished grant is still caught", () => {
+    // The primary's own placements came between: epochs 2 and 3 are theirs.
+    expect(
+      checkLinearizable(allocationModelWithOthers, [
+        op(0, 10, grant("a"), granted(100, 1)),
+        op(20, 30, grant("b"), granted(101, 4)),
+      ])._tag,
+    ).toBe("Linearizable")
+    expect(
+      checkLinearizable(allocationModel, [
+        op(0, 10, grant("a"), granted(100, 1)),
+        op(20, 30, grant("b"), granted(101, 4)),
+      ])._tag,
+    ).toBe("NotLinearizable")
+    // b was called after a's answer with epoch 4: its epoch cannot be below it.
+    expect(
+      checkLinearizable(allocationModelWithOthers, [
+        op(0, 10, grant("a"), granted(100, 4)),
+        op(20, 30, grant("b"), granted(101, 3)),
+      ])._tag,
+    ).toBe("NotLinearizable")
+    expect(
+      checkLinearizable(allocationModelWithOthers, [
+        op(0, 10, grant("a"), granted(100, 1)),
+        op(20, 30, grant("b"), granted(100, 5)),
+      ])._tag,
+    ).toBe("NotLinearizable")
   })
 
   it("an operation without an answer may have taken effect, or not", () => {
