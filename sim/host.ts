@@ -374,7 +374,9 @@ export class Hosts {
       const [nowStore, nowPlacements] = JSON.parse(now) as [unknown, unknown]
       const what = [
         ...(JSON.stringify(heldStore) === JSON.stringify(nowStore) ? [] : ["the store's"]),
-        ...(JSON.stringify(heldPlacements) === JSON.stringify(nowPlacements) ? [] : ["the decided placements'"]),
+        ...(JSON.stringify(heldPlacements) === JSON.stringify(nowPlacements)
+          ? []
+          : ["the decided placements'"]),
       ].join(" and ")
       this.sim.violate(
         "view",
