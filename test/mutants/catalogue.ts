@@ -319,9 +319,9 @@ export const catalogue: ReadonlyArray<Mutant> = [
     name: "no-wake-on-caught-up",
     covers: "hypervisor",
     file: "core/node/node.ts",
-    find: "      this.apply(input)\n      this.wakeOnCaughtUp()\n",
-    replace: "      this.apply(input)\n",
-    why: "a service that waits for a caught-up store is not woken when it is: under reordering the moment passes before it looks",
+    find: "      this.wakeOnCaughtUp()\n    }\n    return this.finish()",
+    replace: "    }\n    return this.finish()",
+    why: "a service that waits for the decision log to be caught up is not woken when it is: under reordering the moment passes before it looks",
   },
   {
     name: "member-change-no-reread",
