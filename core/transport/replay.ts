@@ -132,7 +132,14 @@ export class ReplayWindow {
     const window = this.windows.get(sender)
     if (window === undefined || incarnation > window.incarnation) {
       if (counter < this.freshFrom) return "before-start"
-      this.windows.set(sender, { incarnation, highest: value, seen: [value], floor: -1 })
+      // No floor yet: counters may be below zero (a wall clock stepped back to before the epoch,
+      // as the simulator's clock steps do; seed 152 took a reordered datagram for a late one).
+      this.windows.set(sender, {
+        incarnation,
+        highest: value,
+        seen: [value],
+        floor: Number.NEGATIVE_INFINITY,
+      })
       return "new"
     }
     if (incarnation < window.incarnation) return "old-incarnation"

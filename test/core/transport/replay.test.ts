@@ -26,6 +26,15 @@ describe("the replay window", () => {
     expect(window.accept("n1", 1, BigInt(start + 3))).toBe(true)
   })
 
+  it("takes a reordered datagram whose counter is below zero (a wall clock stepped back before the epoch)", () => {
+    // Sim seed 152: the window's floor started at -1, so a reordered -1,948,997 after -1,948,993 was "too late".
+    const window = new ReplayWindow(200_000, -10_000_000n)
+    expect(window.judge("n1", 2, -1_948_993n)).toBe("new")
+    expect(window.judge("n1", 2, -1_948_997n)).toBe("new")
+    expect(window.judge("n1", 2, -1_948_997n)).toBe("seen")
+    expect(window.judge("n1", 2, -2_200_000n)).toBe("too-late")
+  })
+
   it("a restarted receiver takes what was sealed just before its start only while that may still be on its way", () => {
     // Started at 10 s (wall µs), tolerating clocks 0.5 s apart.
     const window = new ReplayWindow(200_000, 9_500_000n, 500_000)
