@@ -9,7 +9,7 @@
 import type { DecisionCommand } from "../decision/state.ts"
 import type { ServiceWrite } from "../node/pending.ts"
 import type { ServiceContext, ServiceCore, ServicePorts, ServiceStep } from "../node/service.ts"
-import { haActions, withPlacements } from "./ha.ts"
+import { type HaAction, haActions, withPlacements } from "./ha.ts"
 import {
   defaultHypervisorTimings,
   type HypervisorConfig,
@@ -48,6 +48,17 @@ const storeReader = (context: ServiceContext) => ({
   list: context.store.list,
   metaOf: context.store.metaOf,
 })
+
+/** The decision an HA action asks of the log, conditional on the epoch the primary saw. */
+const commandOf = (action: Exclude<HaAction, { readonly _tag: "Stranded" }>): DecisionCommand =>
+  action._tag === "Unplace"
+    ? { _tag: "Unplace", system: action.system, expect: action.expect }
+    : {
+        _tag: "Place",
+        system: action.system,
+        node: action._tag === "Move" ? action.to : action.node,
+        expect: action.expect,
+      }
 
 /** The store's view with every HA system where the decision log places it (nowhere, unplaced). */
 const placedView = (context: ServiceContext) => {
@@ -159,19 +170,6 @@ export const hypervisorService =
         for (const [key, atMs] of proposed)
           if (context.nowMs - atMs >= proposalPatienceMs) proposed.delete(key)
         for (const action of actions) {
-          if (action._tag !== "Stranded") {
-            const key = `${action.system}@${action.expect}`
-            if (proposed.has(key)) continue
-            proposed.set(key, context.nowMs)
-          }
-          if (action._tag === "Place" || action._tag === "Unplace") {
-            proposals.push(
-              action._tag === "Place"
-                ? { _tag: "Place", system: action.system, node: action.node, expect: 0 }
-                : { _tag: "Unplace", system: action.system, expect: action.expect },
-            )
-            continue
-          }
           if (action._tag === "Stranded") {
             events.push({
               level: "warning",
@@ -181,6 +179,11 @@ export const hypervisorService =
             })
             continue
           }
+          const key = `${action.system}@${action.expect}`
+          if (proposed.has(key)) continue
+          proposed.set(key, context.nowMs)
+          proposals.push(commandOf(action))
+          if (action._tag === "Place" || action._tag === "Unplace") continue
           events.push({
             level: "warning",
             kind: "ha-move",
@@ -193,12 +196,6 @@ export const hypervisorService =
                     node: action.node,
                     ...(action.reason === undefined ? {} : { reason: action.reason }),
                   },
-          })
-          proposals.push({
-            _tag: "Place",
-            system: action.system,
-            node: action._tag === "Move" ? action.to : action.node,
-            expect: action.expect,
           })
         }
         // The specs mirror what is decided (for the API and CLI, and a system no longer HA).
