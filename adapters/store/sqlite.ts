@@ -325,7 +325,7 @@ const loadDecisions = (db: DatabaseSync): { decisions: Decisions; dropped: numbe
  * The durable image, every value checked against its checksum. A value that fails is left out;
  * another origin's stream is rewound to just before it, so the node asks its peers for it again
  * (by repair, or a snapshot); one of this node's own is restored from its own log where that
- * still holds it (checked too), else reported lost.
+ * still holds it (checked too), else reported lost (the node then asks a peer for a snapshot).
  */
 const loadImage = (db: DatabaseSync, self: string) => {
   const image = emptyImage()
@@ -350,6 +350,10 @@ const loadImage = (db: DatabaseSync, self: string) => {
       value: row.value,
     }
     own.set(row.seq, change)
+    // The log answers peers' repairs by position, so it must be consecutive: a row missing or
+    // failing its checksum ends what is kept before it (peers asking for more get a snapshot).
+    const last = image.ownLog[image.ownLog.length - 1]
+    if (last !== undefined && last.seq + 1 !== row.seq) image.ownLog.length = 0
     image.ownLog.push(change)
   }
   const rewind = new Map<string, number>()

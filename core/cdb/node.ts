@@ -309,6 +309,12 @@ export class CdbNode {
   private statsCounter = 0
   private digestSeq = 0
   private snapshotCounter = 0
+  /**
+   * Set while this node's own stream lacks values its store lost (a checksum failure its own log
+   * could not restore): its peers hold them, so it asks one of them for a snapshot every snapshot
+   * interval, each time the next alive peer, until one is installed.
+   */
+  private ownAsk: { nextMs: number; turn: number } | undefined
   private nextHeartbeatMs: number
   private specFingerprint = 0
   private metaFingerprint = 0
@@ -361,6 +367,19 @@ export class CdbNode {
     // node alive for as long as the disk stayed full (found by acp vortex, seed 2011).
     for (const [node, heardMs] of previous.lastHeard) this.lastHeard.set(node, heardMs)
     for (const [node, state] of previous.memberStates) this.memberStates.set(node, state)
+  }
+
+  /**
+   * This node's store lost values of its own stream that its own log no longer held: it asks its
+   * peers for them (a snapshot) until one answers. A node with no peer waits for one.
+   */
+  askPeersForOwn(nowMs: number): void {
+    this.ownAsk = { nextMs: nowMs, turn: 0 }
+  }
+
+  /** Whether it is still waiting for a peer's snapshot to give back its own lost values. */
+  get askingForOwn(): boolean {
+    return this.ownAsk !== undefined
   }
 
   // ---- getters -----------------------------------------------------------------------------
@@ -656,6 +675,7 @@ export class CdbNode {
       for (const [key, kept] of this.snapshotsKept)
         if (nowMs - kept.builtMs >= this.config.snapshotIntervalMs * snapshotKeptIntervals)
           this.snapshotsKept.delete(key)
+      this.askForOwn(nowMs)
     }
     this.pumpSnapshots(nowMs)
   }
@@ -864,6 +884,27 @@ export class CdbNode {
     }
   }
 
+  /** The next alive peer is asked for a snapshot (a request from the stream's start), for this node's own lost values. */
+  private askForOwn(nowMs: number): void {
+    const ask = this.ownAsk
+    if (ask === undefined || nowMs < ask.nextMs) return
+    const peers = [...this.membership.byId.keys()].filter(
+      (id) => id !== this.config.self && this.memberState(id) === "alive",
+    )
+    if (peers.length === 0) return
+    const peer = peers[ask.turn % peers.length]!
+    ask.turn++
+    ask.nextMs = nowMs + this.config.snapshotIntervalMs
+    const route = this.routeTo(peer)
+    if (route === undefined || route.target === this.config.self) return
+    this.counters.nacksSent++
+    this.send(route.via === "relay" ? "Relay" : "Unicast", route.target, {
+      type: "nack",
+      target: route.target,
+      ranges: [{ origin: this.config.self, from: 0, to: 0 }],
+    })
+  }
+
   private chunkRanges(
     ranges: ReadonlyArray<{ origin: string; from: number; to: number }>,
     target: string,
@@ -903,11 +944,13 @@ export class CdbNode {
       const log = this.logs.get(range.origin)
       const have = this.contiguous.get(range.origin) ?? 0
       if (have < range.from) continue
-      if (log === undefined || range.from < log.start) {
+      const end = log === undefined ? 0 : log.start + log.changes.length - 1
+      // Before what the log keeps, or past it (a store that lost the end of its own log): a snapshot.
+      if (log === undefined || range.from < log.start || range.from > end) {
         snapshot = true
         continue
       }
-      const last = Math.min(range.to, have, log.start + log.changes.length - 1)
+      const last = Math.min(range.to, have, end)
       for (let seq = range.from; seq <= last && changes.length < this.config.maxRepairChanges; seq++) {
         changes.push(log.changes[seq - log.start]!)
       }
@@ -1031,7 +1074,10 @@ export class CdbNode {
     const advanced = vector.filter(
       ([origin, seq]) => origin !== this.config.self && seq > (this.contiguous.get(origin) ?? 0),
     )
-    if (advanced.length === 0 && entries.every((entry) => entry.tag === "spec")) return
+    if (advanced.length === 0 && this.ownAsk === undefined && entries.every((entry) => entry.tag === "spec"))
+      return
+    // Any peer's snapshot holds the latest of every key it knows, this node's own keys included.
+    this.ownAsk = undefined
     for (const entry of entries) {
       if (entry.tag === "spec") {
         observe(this.clock, entry)

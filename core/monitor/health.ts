@@ -40,8 +40,27 @@ export interface HealthInput {
   /** Since when this node's store has refused commits, and what it said (a full disk, say). */
   readonly storeFailing?: { readonly sinceMs: number; readonly detail: string }
   /** Values this node's store held with a wrong checksum at its start (never served): how many, and what became of them. */
-  readonly storeCorrupted?: { readonly count: number; readonly lost: number }
+  readonly storeCorrupted?: Corrupted
 }
+
+/**
+ * What a node's store held corrupted at its start (never served): how many values, and of its own
+ * ones that its own log no longer held, how many are still missing (`lost`: asked of the peers,
+ * or no peer to ask) and how many a peer's snapshot gave back (`repaired`).
+ */
+export interface Corrupted {
+  readonly count: number
+  readonly lost: number
+  readonly repaired?: number
+}
+
+/** What became of a store's corrupted values, as health and the alarm say it. */
+export const corruptedOutcome = (corrupted: Corrupted): string =>
+  corrupted.lost > 0
+    ? `${corrupted.lost} of its own not yet back from a peer, the rest asked of peers again or restored from its own log`
+    : (corrupted.repaired ?? 0) > 0
+      ? `${corrupted.repaired} of its own given back by a peer, the rest asked of peers again or restored from its own log`
+      : "all asked of peers again or restored from its own log"
 
 export interface Health {
   readonly cluster: Score
@@ -94,7 +113,7 @@ export const computeHealth = (input: HealthInput): Health => {
   if (input.storeCorrupted !== undefined && input.storeCorrupted.count > 0)
     cluster.push({
       points: input.storeCorrupted.lost > 0 ? 30 : 5,
-      reason: `this node's store held ${input.storeCorrupted.count} corrupted value(s) at start, not served: ${input.storeCorrupted.lost > 0 ? `${input.storeCorrupted.lost} lost, the rest asked of peers again` : "all asked of peers again or restored from its own log"}`,
+      reason: `this node's store held ${input.storeCorrupted.count} corrupted value(s) at start, not served: ${corruptedOutcome(input.storeCorrupted)}`,
     })
   for (const service of input.services ?? []) {
     const reason = `${service.name} on ${service.node} ${service.state}${service.reason === undefined ? "" : `: ${service.reason}`}`

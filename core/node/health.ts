@@ -8,6 +8,7 @@ import type { CdbNode, MemberState } from "../cdb/node.ts"
 import type { NodeCapacity } from "../hypervisor/scheduler.ts"
 import { decodeValue } from "../hypervisor/values.ts"
 import type { AlarmRule, Condition } from "../monitor/alarms.ts"
+import { type Corrupted, corruptedOutcome } from "../monitor/health.ts"
 import type { StoreFailure } from "./steps.ts"
 
 /** A service that is failing or backing off, alarmed by the primary once it has been for this long. */
@@ -158,12 +159,6 @@ export const storeConditions = (
     return book.observe(`${member}.store`, active, message, nowMs)
   })
 
-/** What a node's store held corrupted at its start, as its statistics say (this node's as it knows it). */
-export interface Corrupted {
-  readonly count: number
-  readonly lost: number
-}
-
 /** The store-corrupted conditions: every member whose store held corrupted values at its start. */
 export const corruptionConditions = (
   cdb: CdbNode,
@@ -178,7 +173,7 @@ export const corruptionConditions = (
     const said = member === self ? own : storeSaid(cdb, member)?.corrupted
     const active = said !== undefined && said.count > 0 && memberState(member) === "alive"
     const message = active
-      ? `the store of ${member} held ${said.count} corrupted value(s) at its start, not served: ${said.lost > 0 ? `${said.lost} lost, the rest asked of peers again` : "all asked of peers again or restored from its own log"}`
+      ? `the store of ${member} held ${said.count} corrupted value(s) at its start, not served: ${corruptedOutcome(said)}`
       : `the store of ${member} held no corrupted value at its start`
     return book.observe(`${member}.store`, active, message, nowMs, "corrupted")
   })

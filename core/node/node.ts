@@ -34,7 +34,7 @@ import {
   storedAlarm,
 } from "../monitor/alarms.ts"
 import { type DurableVote, ElectionNode, type Output as ElectionOutput } from "../monitor/election.ts"
-import { computeHealth, type Health } from "../monitor/health.ts"
+import { type Corrupted, computeHealth, type Health } from "../monitor/health.ts"
 import { isDecisionMessage, NodeDecisions } from "./decisions.ts"
 import {
   ConditionBook,
@@ -178,6 +178,11 @@ export class NodeCore {
   /** Service writes held while no run of the service takes them (its meta, say): retried on deadlines. */
   private readonly nodeWrites: PendingWrites
   readonly counters = { droppedWhileStoreFails: 0, commitsRefused: 0 }
+  /**
+   * Its store lost values of its own stream at start (`storeCorrupted.lost`) and no peer's
+   * snapshot has given them back durably yet: the CDB core asks for one, again after a rebuild.
+   */
+  private ownLost: boolean
   private readonly memberIds: ReadonlySet<string>
   private readonly memberList: ReadonlyArray<string>
 
@@ -203,6 +208,8 @@ export class NodeCore {
     this.memberList = config.cdb.members.map((member) => member.id)
     this.memberIds = new Set(this.memberList)
     this.cdb = this.cdbFrom(durable.image)
+    this.ownLost = (config.storeCorrupted?.lost ?? 0) > 0
+    if (this.ownLost) this.cdb.askPeersForOwn(nowMs)
     this.decisions = new NodeDecisions(
       {
         self: config.self,
@@ -535,11 +542,19 @@ export class NodeCore {
 
   // ---- the store refusing -------------------------------------------------------------------
 
+  /** What its store held corrupted at start, and of its own lost values whether a peer has given them back. */
+  private corrupted(): Corrupted | undefined {
+    const held = this.config.storeCorrupted
+    if (held === undefined || held.count === 0) return undefined
+    if (this.ownLost || held.lost === 0) return held
+    return { count: held.count, lost: 0, repaired: held.lost }
+  }
+
   /** This node's store as its statistics say it to the others: failing (and why) or not. */
   private publishStore(): void {
     this.storeStatsAtMs = this.nowMs + storeStatsEveryMs
     const failing = this.storeFailure === undefined ? null : describeStoreError(this.storeFailure.error)
-    const corrupted = this.config.storeCorrupted
+    const corrupted = this.corrupted()
     const value = encodeValue({
       failing,
       ...(corrupted === undefined || corrupted.count === 0 ? {} : { corrupted }),
@@ -572,6 +587,8 @@ export class NodeCore {
     const previous = this.cdb
     this.cdb = this.cdbFrom(durable.image)
     this.cdb.continueNumberingFrom(previous)
+    // A snapshot that gave back its own lost values in the refused step is not durable: ask again.
+    if (this.ownLost) this.cdb.askPeersForOwn(this.nowMs)
     if (this.storeStatsAtMs > this.nowMs + this.config.timings.storeProbeMs) this.publishStore()
     // The new core's failure detector goes on from the old one's (`continueNumberingFrom`), so
     // the member view stays as it was; the core's timers start over: the next try comes after a
@@ -626,6 +643,7 @@ export class NodeCore {
   committed(): ReadonlyArray<Output> {
     this.decisions.confirm()
     this.lastStepWrites = []
+    if (this.ownLost && !this.cdb.askingForOwn) this.ownLost = false
     if (this.storeFailure === undefined) return []
     const failingForMs = this.nowMs - this.storeFailure.sinceMs
     this.storeFailure = undefined
@@ -715,7 +733,7 @@ export class NodeCore {
           this.cdb,
           this.memberList,
           this.config.self,
-          this.config.storeCorrupted,
+          this.corrupted(),
           (node) => this.memberState(node),
           this.conditions,
           now,
@@ -1020,9 +1038,7 @@ export class NodeCore {
           ...(service.lastError === undefined ? {} : { reason: service.lastError }),
           points: serviceFailingPoints,
         })),
-      ...(this.config.storeCorrupted === undefined || this.config.storeCorrupted.count === 0
-        ? {}
-        : { storeCorrupted: this.config.storeCorrupted }),
+      ...(this.corrupted() === undefined ? {} : { storeCorrupted: this.corrupted()! }),
       ...(this.storeFailure === undefined
         ? {}
         : {

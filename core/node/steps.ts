@@ -40,7 +40,10 @@ export interface NodeCoreConfig {
   readonly incarnation: number
   readonly timings: NodeTimings
   readonly services: ServiceFactories
-  /** Values the store held with a wrong checksum at start (never served), for health. */
+  /**
+   * Values the store held with a wrong checksum at start (never served), for health; `lost`: its
+   * own values that its own log no longer held, which it asks its peers for.
+   */
   readonly storeCorrupted?: { readonly count: number; readonly lost: number }
   /**
    * A planted bug for the simulator (never set by a real node): the services' states count

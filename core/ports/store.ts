@@ -27,7 +27,11 @@ export interface CorruptedValue {
   readonly id: string
   readonly origin: string
   readonly seq: number
-  /** "asked-again": left out, its origin's stream rewound so peers send it again; "restored": from this node's own log; "lost": neither was possible. */
+  /**
+   * "asked-again": left out, its origin's stream rewound so peers send it again; "restored": from
+   * this node's own log; "lost": one of its own that its own log no longer held — the node asks a
+   * peer for a snapshot, which gives it back (`CdbNode.askPeersForOwn`).
+   */
   readonly outcome: "asked-again" | "restored" | "lost"
 }
 

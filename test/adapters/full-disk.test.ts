@@ -190,9 +190,11 @@ describe.skipIf(canMount !== true)(
       rmSync(outside, { force: true })
     }, 120_000)
 
-    it("serves no stored value that fails its checksum, and gets it back from its peers", async () => {
+    it("serves no stored value that fails its checksum, and gets it back from its peers, its own ones too", async () => {
       expect((await api(3, "PUT", "/v1/objects/project/checked", project("checked"))).status).toBe(200)
+      expect((await api(1, "PUT", "/v1/objects/project/own", project("own"))).status).toBe(200)
       await eventually(() => visible(1, "checked"))
+      await eventually(() => visible(2, "own"))
       const n1 = join(home, "n1")
       process.kill(Number(readFileSync(join(n1, "node.pid"), "utf8")), "SIGKILL")
       await eventually(async () => (await api(1, "GET", "/v1/status").catch(() => undefined)) === undefined)
@@ -201,6 +203,11 @@ describe.skipIf(canMount !== true)(
       db.prepare("UPDATE entries SET value = ? WHERE kind = 'project' AND id = 'checked'").run(
         new TextEncoder().encode(JSON.stringify(project("tampered"))),
       )
+      // And one n1 wrote itself, which its own log no longer holds: only a peer can give it back.
+      db.prepare("UPDATE entries SET value = ? WHERE kind = 'project' AND id = 'own'").run(
+        new TextEncoder().encode(JSON.stringify(project("tampered"))),
+      )
+      expect(db.prepare("DELETE FROM own_log WHERE kind = 'project' AND id = 'own'").run().changes).toBe(1)
       db.close()
       spawnSync(
         "sh",
@@ -217,8 +224,16 @@ describe.skipIf(canMount !== true)(
         return answer?.status === 200 ? answer : undefined
       }, 20_000)
       expect(repaired.body.spec.name).toBe("checked")
-      const status = (await api(1, "GET", "/v1/status")).body as { health: unknown }
-      expect(JSON.stringify(status.health)).toContain("1 corrupted value(s) at start, not served")
+      const own = await eventually(async () => {
+        const answer = await api(1, "GET", "/v1/objects/project/own").catch(() => undefined)
+        return answer?.status === 200 ? answer : undefined
+      }, 20_000)
+      expect(own.body.spec.name).toBe("own")
+      const health = await eventually(async () => {
+        const text = JSON.stringify(((await api(1, "GET", "/v1/status")).body as { health: unknown }).health)
+        return text.includes("1 of its own given back by a peer") ? text : undefined
+      }, 10_000)
+      expect(health).toContain("2 corrupted value(s) at start, not served")
       // The cluster knows too: the primary alarms it.
       const alarm = await eventually(async () => {
         for (const node of [1, 2, 3]) {
@@ -231,7 +246,7 @@ describe.skipIf(canMount !== true)(
         }
         return undefined
       }, 20_000)
-      expect(alarm.message).toContain("the store of n1 held 1 corrupted value(s) at its start")
+      expect(alarm.message).toContain("the store of n1 held 2 corrupted value(s) at its start")
       const log = readFileSync(join(n1, "node.log"), "utf8")
       expect(log.includes("stored value failed its checksum"), log.slice(-3000)).toBe(true)
     }, 60_000)

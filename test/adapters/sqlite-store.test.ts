@@ -84,6 +84,7 @@ describe("sqlite store", () => {
         change("a", 3, "a3"),
         change("self", 1, "s1"),
         change("self", 2, "s2"),
+        change("self", 3, "s3"),
       ],
     }
     await withStore(path, "self", (store) => store.persist([persist]))
@@ -112,7 +113,9 @@ describe("sqlite store", () => {
     expect(loaded.image.vector.get("a")).toBe(1)
     expect(text("s1")).toBe("self-s1")
     expect(text("s2")).toBeUndefined()
-    expect(loaded.image.vector.get("self")).toBe(2)
+    expect(loaded.image.vector.get("self")).toBe(3)
+    // The own log answers repairs by position: it keeps what follows the bad row, consecutive.
+    expect(loaded.image.ownLog.map((kept) => kept.seq)).toEqual([3])
   })
 
   it("keeps the decision log as applyLogPersist does in memory; an entry that fails its checksum ends the log there", async () => {
