@@ -329,31 +329,105 @@ export class RequestErrors extends HttpApiMiddleware.Service<RequestErrors>()("a
  * What the generated document cannot say by itself: the spec a PUT takes for each kind (the
  * handler validates against the kind named in the path), and the forwarding route.
  */
+interface JsonContent {
+  content?: { "application/json"?: { schema?: object } }
+}
 interface DocumentedOperation {
-  requestBody?: unknown
+  requestBody?: JsonContent & { required?: boolean; description?: string }
   parameters?: Array<{ readonly name: string; schema?: unknown }>
+  responses?: Record<string, JsonContent>
 }
 type DocumentedPaths = Record<string, Record<string, DocumentedOperation | object>>
 
+/** `storage-pool` → `StoragePool`: the name of its schemas in the document's components. */
+const componentName = (kind: string): string =>
+  kind.replace(/(^|-)([a-z])/g, (_, _dash: string, letter: string) => letter.toUpperCase())
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` })
+const jsonSchema = (schema: Schema.Codec<unknown, unknown>) => Schema.toJsonSchemaDocument(schema).schema as object
+
+/**
+ * Each kind's spec and the object as it is served (spec, meta and stats of that kind), as
+ * components: `SystemSpec`, `SystemObject`, …; an object of any kind is one of them, told apart by
+ * its `kind`.
+ */
+const kindComponents = () => {
+  const components: Record<string, object> = {}
+  for (const kind of objectKinds) {
+    const name = componentName(kind)
+    const perNode = (schema: Schema.Codec<unknown, unknown>) => ({
+      type: "array",
+      items: {
+        type: "object",
+        properties: { node: { type: "string" }, value: jsonSchema(schema) },
+        required: ["node", "value"],
+      },
+    })
+    components[`${name}Spec`] = { title: `${kind} spec`, ...jsonSchema(kinds[kind].spec) }
+    components[`${name}Object`] = {
+      title: `${kind} object`,
+      description: kinds[kind].description,
+      type: "object",
+      properties: {
+        kind: { type: "string", const: kind },
+        id: { type: "string" },
+        spec: ref(`${name}Spec`),
+        version: jsonSchema(Version),
+        meta: { description: "Each node's state of it", ...perNode(kinds[kind].meta) },
+        stats: { description: "Each node's figures for it", ...perNode(kinds[kind].stats) },
+      },
+      required: ["kind", "id", "spec", "version", "meta", "stats"],
+    }
+  }
+  return components
+}
+
+const anyObject = {
+  oneOf: objectKinds.map((kind) => ref(`${componentName(kind)}Object`)),
+  discriminator: {
+    propertyName: "kind",
+    mapping: Object.fromEntries(
+      objectKinds.map((kind) => [kind, `#/components/schemas/${componentName(kind)}Object`]),
+    ),
+  },
+}
+
 const documentSpecsAndForwarding = <Spec extends object>(document: Spec): Spec => {
-  const spec = document as unknown as { paths: DocumentedPaths }
-  const put = spec.paths["/v1/objects/{kind}/{id}"]?.put as DocumentedOperation | undefined
+  const spec = document as unknown as {
+    paths: DocumentedPaths
+    components: { schemas: Record<string, object> }
+  }
+  Object.assign(spec.components.schemas, kindComponents())
+  const operation = (path: string, method: string) =>
+    spec.paths[path]?.[method] as DocumentedOperation | undefined
+  const success = (path: string, method: string) =>
+    operation(path, method)?.responses?.["200"]?.content?.["application/json"]
+  const put = operation("/v1/objects/{kind}/{id}", "put")
   if (put !== undefined) {
     put.requestBody = {
       required: true,
       description: "The object's spec: the schema of the kind named in the path",
       content: {
         "application/json": {
-          schema: {
-            oneOf: objectKinds.map((kind) => ({
-              title: `${kind} spec`,
-              ...(Schema.toJsonSchemaDocument(kinds[kind].spec).schema as object),
-            })),
-          },
+          schema: { oneOf: objectKinds.map((kind) => ref(`${componentName(kind)}Spec`)) },
         },
       },
     }
   }
+  // What is served: an object of the kind named in the path (its spec, meta and stats).
+  for (const method of ["get", "put"]) {
+    const content = success("/v1/objects/{kind}/{id}", method)
+    if (content !== undefined) content.schema = anyObject
+  }
+  const listed = success("/v1/objects/{kind}", "get")
+  if (listed !== undefined) listed.schema = { type: "array", items: anyObject }
+  const acknowledged = success("/v1/alarms/{id}/acknowledge", "post")
+  if (acknowledged !== undefined) acknowledged.schema = ref("AlarmObject")
+  const properties = (schema: object | undefined) =>
+    (schema as { properties?: Record<string, unknown> } | undefined)?.properties
+  const created = properties(success("/v1/systems/{id}", "post")?.schema)
+  if (created !== undefined) created.system = ref("SystemObject")
+  const creating = properties(operation("/v1/systems/{id}", "post")?.requestBody?.content?.["application/json"]?.schema)
+  if (creating !== undefined) creating.spec = ref("SystemSpec")
   for (const path of ["/v1/objects/{kind}", "/v1/objects/{kind}/{id}"])
     for (const operation of Object.values(spec.paths[path] ?? {}) as Array<DocumentedOperation>)
       for (const parameter of operation.parameters ?? [])

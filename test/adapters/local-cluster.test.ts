@@ -12,9 +12,11 @@ import { connect, createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { Ajv2020 } from "ajv/dist/2020.js"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { newApiKey } from "../../adapters/agent/keys.ts"
+import { objectKinds } from "../../core/model/kinds.ts"
 import { eventually } from "../eventually.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -289,6 +291,46 @@ describe("local cluster (3 real nodes on loopback)", () => {
     )
     expect(lint.status, lint.stdout + lint.stderr).toBe(0)
     expect(Object.keys(openapi.body.paths as object)).toContain("/v1/nodes/{node}/{route}")
+    // And it says what is served: every object of every kind, as listed and as read one by one,
+    // and the node's status, validate against the schemas it documents (an independent validator).
+    const document = openapi.body as unknown as {
+      paths: Record<
+        string,
+        Record<string, { responses: Record<string, { content: Record<string, { schema: object }> }> }>
+      >
+      components: object
+    }
+    const ajv = new Ajv2020({ strict: false, allErrors: true })
+    const served = (path: string, method: string) =>
+      ajv.compile({
+        ...document.paths[path]![method]!.responses["200"]!.content["application/json"]!.schema,
+        components: document.components,
+      })
+    expect((await api(1, "PUT", "/v1/objects/system/described", system("described"))).status).toBe(200)
+    const listed = served("/v1/objects/{kind}", "get")
+    const one = served("/v1/objects/{kind}/{id}", "get")
+    const seen = new Map<string, number>()
+    for (const kind of objectKinds) {
+      const answer = await api(1, "GET", `/v1/objects/${kind}`)
+      expect(answer.status).toBe(200)
+      expect(listed(answer.body), `${kind}: ${JSON.stringify(listed.errors)}`).toBe(true)
+      const objects = answer.body as ReadonlyArray<{ id: string }>
+      seen.set(kind, objects.length)
+      for (const object of objects.slice(0, 3)) {
+        const read = await api(1, "GET", `/v1/objects/${kind}/${encodeURIComponent(object.id)}`)
+        expect(one(read.body), `${kind}/${object.id}: ${JSON.stringify(one.errors)}`).toBe(true)
+      }
+    }
+    for (const kind of ["system", "service", "api-key"])
+      expect(seen.get(kind), `${kind}: ${JSON.stringify([...seen])}`).toBeGreaterThan(0)
+    const status = served("/v1/status", "get")
+    expect(status((await api(1, "GET", "/v1/status")).body), JSON.stringify(status.errors)).toBe(true)
+    // The schemas tell: an object of one kind with another kind's spec does not validate.
+    const first = async (kind: string) =>
+      ((await api(1, "GET", `/v1/objects/${kind}`)).body as unknown as Array<Record<string, unknown>>)[0]!
+    const aSystem = await first("system")
+    expect(one(aSystem)).toBe(true)
+    expect(one({ ...(await first("service")), spec: aSystem.spec })).toBe(false)
     const metrics = String((await api(1, "GET", "/metrics")).body)
     expect(metrics).toMatch(/acp_objects\{node="n1"\} \d+/)
     expect(metrics).toMatch(
