@@ -448,7 +448,9 @@ const documentSpecsAndForwarding = <Spec extends object>(document: Spec): Spec =
     ],
     responses: {
       "200": { description: "That node's answer, as it gave it" },
+      "400": { description: "The node's name is not valid percent-encoding, or the route is forwarded again" },
       "401": { description: "No valid API key" },
+      "404": { description: "No member of that name" },
       "502": { description: "That node could not be reached" },
     },
   })

@@ -95,6 +95,14 @@ const send = (
     outgoing.end(body === "" ? undefined : body)
   })
 
+const decoded = (text: string): string | undefined => {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * The route to other nodes. The request goes on as its caller's: a TCP caller's own API key
  * (checked here first, so only an authenticated caller is forwarded; the target node authorises
@@ -115,10 +123,18 @@ export const layerForward = (forwarding: Forwarding, callers: "key" | "socket") 
       const [, node, path] = match as unknown as [string, string, string]
       if (path.startsWith("/v1/nodes/"))
         return json(400, "InvalidRequest", "a forwarded request may not be forwarded again")
+      const target = decoded(node)
+      if (target === undefined)
+        return json(400, "InvalidRequest", `the node in the path is not valid percent-encoding: ${node}`)
+      // A name that is no member is nowhere to go (404); 502 is for a member that does not answer.
+      if (target !== forwarding.self && !forwarding.peers.has(target))
+        return json(
+          404,
+          "UnknownNode",
+          `no member ${target}; members: ${[...new Set([forwarding.self, ...forwarding.peers.keys()])].sort().join(", ")}`,
+        )
       const body = yield* Effect.orElseSucceed(request.text, () => "")
-      const answer = yield* Effect.result(
-        send(forwarding, decodeURIComponent(node), request.method, path, body, credential),
-      )
+      const answer = yield* Effect.result(send(forwarding, target, request.method, path, body, credential))
       if (answer._tag === "Failure") return json(502, "NodeUnreachable", answer.failure)
       return HttpServerResponse.text(answer.success.body, {
         status: answer.success.status,

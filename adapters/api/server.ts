@@ -7,7 +7,13 @@ import { chmodSync, rmSync } from "node:fs"
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
 import { ByteSize, Effect, Layer, Result, Schema } from "effect"
-import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import {
+  HttpIncomingMessage,
+  HttpRouter,
+  HttpServerError,
+  HttpServerRequest,
+  HttpServerResponse,
+} from "effect/http"
 import { HttpApiBuilder, HttpApiMiddleware } from "effect/http-api"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
 import { isObjectKind, objectKinds } from "../../core/model/kinds.ts"
@@ -249,6 +255,23 @@ const routes = (forwarding: Forwarding, callers: Callers) =>
                 handler,
                 HttpIncomingMessage.MaxBodySize,
                 ByteSize.bytes(maxRequestBodyBytes),
+              ).pipe(
+                // A path the router cannot even match against (bad percent-encoding, a segment
+                // over its length limit) fails before any route, the catch-all too: answered
+                // with a body here (it was an empty 404; found by the agent's path fuzz).
+                Effect.catch((error) =>
+                  HttpServerError.isHttpServerError(error) && error.reason._tag === "RouteNotFound"
+                    ? Effect.succeed(
+                        HttpServerResponse.jsonUnsafe(
+                          {
+                            _tag: "RouteNotFound",
+                            message: `no route ${request.method} ${request.url}${error.reason.description === undefined ? "" : ` (${error.reason.description})`}; see /openapi.json`,
+                          },
+                          { status: 404 },
+                        ),
+                      )
+                    : Effect.fail(error),
+                ),
               ),
         ),
       { global: true },
