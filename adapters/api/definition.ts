@@ -12,7 +12,13 @@ import {
   HttpApiSecurity,
   OpenApi,
 } from "effect/http-api"
-import { DecidedStateSchema, DecisionCommand, DecisionEntry } from "../../core/decision/state.ts"
+import {
+  DecidedStateSchema,
+  DecisionCommand,
+  DecisionEntry,
+  MembershipChange,
+  MembershipSchema,
+} from "../../core/decision/state.ts"
 import { kinds, objectKinds } from "../../core/model/kinds.ts"
 
 export const Version = Schema.Struct({ ms: Schema.Int, counter: Schema.Int, origin: Schema.String })
@@ -237,7 +243,7 @@ export const DecisionLogView = Schema.Struct({
 export class NotDecided extends Schema.TaggedError<NotDecided>()(
   "NotDecided",
   {
-    reason: Schema.Literals(["not-primary", "change-in-progress", "not-committed-in-time"]),
+    reason: Schema.Literals(["not-primary", "change-in-progress", "not-committed-in-time", "invalid"]),
     primary: Schema.NullOr(Schema.String),
     message: Schema.String,
   },
@@ -270,6 +276,14 @@ export class NodeApi extends HttpApiGroup.make("node", { topLevel: true })
     }).annotate(
       OpenApi.Summary,
       "Propose a decision to the log, on the primary: answered once a majority of the voters holds it and it is applied",
+    ),
+    HttpApiEndpoint.post("members", "/v1/members", {
+      payload: MembershipChange,
+      success: MembershipSchema,
+      error: NotDecided,
+    }).annotate(
+      OpenApi.Summary,
+      "Change who is a member, one at a time, through the log on the primary: add a learner (it follows, votes in nothing), promote a learner to voter, remove a member; answered once committed",
     ),
     HttpApiEndpoint.get("domains", "/v1/host/domains", {
       success: Schema.Array(Schema.Struct({ name: Schema.String, state: Schema.String })),
@@ -343,7 +357,8 @@ type DocumentedPaths = Record<string, Record<string, DocumentedOperation | objec
 const componentName = (kind: string): string =>
   kind.replace(/(^|-)([a-z])/g, (_, _dash: string, letter: string) => letter.toUpperCase())
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` })
-const jsonSchema = (schema: Schema.Codec<unknown, unknown>) => Schema.toJsonSchemaDocument(schema).schema as object
+const jsonSchema = (schema: Schema.Codec<unknown, unknown>) =>
+  Schema.toJsonSchemaDocument(schema).schema as object
 
 /**
  * Each kind's spec and the object as it is served (spec, meta and stats of that kind), as
@@ -426,7 +441,9 @@ const documentSpecsAndForwarding = <Spec extends object>(document: Spec): Spec =
     (schema as { properties?: Record<string, unknown> } | undefined)?.properties
   const created = properties(success("/v1/systems/{id}", "post")?.schema)
   if (created !== undefined) created.system = ref("SystemObject")
-  const creating = properties(operation("/v1/systems/{id}", "post")?.requestBody?.content?.["application/json"]?.schema)
+  const creating = properties(
+    operation("/v1/systems/{id}", "post")?.requestBody?.content?.["application/json"]?.schema,
+  )
   if (creating !== undefined) creating.spec = ref("SystemSpec")
   for (const path of ["/v1/objects/{kind}", "/v1/objects/{kind}/{id}"])
     for (const operation of Object.values(spec.paths[path] ?? {}) as Array<DocumentedOperation>)
@@ -448,7 +465,9 @@ const documentSpecsAndForwarding = <Spec extends object>(document: Spec): Spec =
     ],
     responses: {
       "200": { description: "That node's answer, as it gave it" },
-      "400": { description: "The node's name is not valid percent-encoding, or the route is forwarded again" },
+      "400": {
+        description: "The node's name is not valid percent-encoding, or the route is forwarded again",
+      },
       "401": { description: "No valid API key" },
       "404": { description: "No member of that name" },
       "502": { description: "That node could not be reached" },

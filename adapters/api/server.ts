@@ -19,7 +19,7 @@ import type { SpecEntry } from "../../core/cdb/durable.ts"
 import { isObjectKind, objectKinds } from "../../core/model/kinds.ts"
 import { decodeObjectPart, notFoundMessage } from "../../core/model/validate.ts"
 import { acknowledgeAlarm, decodeAlarm, encodeAlarm } from "../../core/monitor/alarms.ts"
-import type { RunningNode } from "../node/node.ts"
+import type { DecisionRefusedError, RunningNode } from "../node/node.ts"
 import { layerKeyAuthorization, layerSocketAuthorization } from "./authorization.ts"
 import {
   AcpApi,
@@ -186,26 +186,27 @@ const AlarmsHandlers = HttpApiBuilder.group(AcpApi, "alarms", (handlers) =>
   }),
 )
 
+const notDecided = (refused: DecisionRefusedError) =>
+  new NotDecided({
+    reason:
+      refused.reason === "change-in-progress" || refused.reason === "not-committed-in-time"
+        ? refused.reason
+        : refused.reason.startsWith("invalid: ")
+          ? "invalid"
+          : "not-primary",
+    primary: refused.primary,
+    message: refused.message,
+  })
+
 const NodeHandlers = HttpApiBuilder.group(AcpApi, "node", (handlers) =>
   Effect.gen(function* () {
     const node = yield* Node
     return handlers
       .handle("status", () => Effect.sync(() => node.status()))
       .handle("decisions", () => Effect.sync(() => node.decisions()))
-      .handle("decide", ({ payload }) =>
-        node.decide(payload, 5_000).pipe(
-          Effect.mapError(
-            (refused) =>
-              new NotDecided({
-                reason:
-                  refused.reason === "change-in-progress" || refused.reason === "not-committed-in-time"
-                    ? refused.reason
-                    : "not-primary",
-                primary: refused.primary,
-                message: refused.message,
-              }),
-          ),
-        ),
+      .handle("decide", ({ payload }) => node.decide(payload, 5_000).pipe(Effect.mapError(notDecided)))
+      .handle("members", ({ payload }) =>
+        node.changeMembership(payload, 10_000).pipe(Effect.mapError(notDecided)),
       )
       .handle("domains", () => {
         const list = node.domains

@@ -20,6 +20,11 @@ const Member = Schema.Struct({
   agentPort: Schema.optionalKey(Port),
   /** For a relay: the port of its TLS relay link. */
   relayPort: Schema.optionalKey(Port),
+  /**
+   * false: it joined as a learner (it follows the decision log and votes in nothing until the
+   * log promotes it). Absent: it votes, as the cluster's first members do.
+   */
+  voting: Schema.optionalKey(Schema.Boolean),
 })
 
 export const NodeConfig = Schema.Struct({

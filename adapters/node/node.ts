@@ -13,7 +13,8 @@ import { Deferred, Effect, type Fiber, Result, Semaphore, Stream } from "effect"
 import type { Change, StatsValue } from "../../core/cdb/codec.ts"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
 import { defaultCdbConfig, type WriteOp } from "../../core/cdb/node.ts"
-import type { DecisionAnswer, DecisionCommand } from "../../core/decision/state.ts"
+import type { Membership } from "../../core/decision/log.ts"
+import type { DecisionAnswer, DecisionCommand, MembershipChange } from "../../core/decision/state.ts"
 import type { NodeCapacity } from "../../core/hypervisor/scheduler.ts"
 import type { ServiceState } from "../../core/lifecycle/tables.ts"
 import type { AlarmRecord } from "../../core/monitor/alarms.ts"
@@ -35,6 +36,16 @@ import { type DropReason, type Received, Transport } from "../../core/ports/tran
 import type { NodeConfig } from "./config.ts"
 
 /** A decision not taken: this node is not the ready primary (`primary` names the one it knows), or it did not commit in time (its outcome unknown). */
+/** Where a member is reached: its unicast address and port, its domain, its agent. */
+export interface ReachedAt {
+  readonly id: string
+  readonly address: string
+  readonly port: number
+  readonly domain: string
+  readonly relay: boolean
+  readonly agentPort?: number
+}
+
 export class DecisionRefusedError extends Error {
   readonly _tag = "DecisionRefused"
   readonly reason: string
@@ -43,7 +54,11 @@ export class DecisionRefusedError extends Error {
     super(
       reason === "not-committed-in-time"
         ? "the decision was not committed in time: it may still be"
-        : `this node is not the primary that decides${primary === null ? " (none is known)" : `; ${primary} is`}`,
+        : reason === "change-in-progress"
+          ? "another membership change is not committed yet: one at a time"
+          : reason.startsWith("invalid: ")
+            ? reason.slice("invalid: ".length)
+            : `this node is not the primary that decides${primary === null ? " (none is known)" : `; ${primary} is`}`,
     )
     this.reason = reason
     this.primary = primary
@@ -97,6 +112,16 @@ export interface RunningNode {
   readonly id: string
   readonly write: (writes: ReadonlyArray<Omit<WriteOp, "requestId">>) => Effect.Effect<void, WriteRefused>
   readonly setStats: (values: ReadonlyArray<StatsValue>) => Effect.Effect<void>
+  /** A change of membership, proposed here: the membership once it is committed, or why not. */
+  readonly changeMembership: (
+    change: MembershipChange,
+    timeoutMs: number,
+  ) => Effect.Effect<Membership, DecisionRefusedError>
+  /**
+   * Called with the members as the decision log says them, and where each is reached, now and at
+   * every change (the API's forwarding follows it).
+   */
+  readonly watchMembers: (listener: (members: ReadonlyMap<string, ReachedAt>) => void) => void
   /** A decision for the log, proposed here: its answer once applied, or why not. */
   readonly decide: (
     command: DecisionCommand,
@@ -180,7 +205,7 @@ export const startNode = (
       domain: member.domain,
       relay: member.relay,
     }))
-    const voters = config.members.map((member) => member.id)
+    const voters = config.members.filter((member) => member.voting !== false).map((member) => member.id)
     const core = new NodeCore(
       {
         self: config.id,
@@ -213,6 +238,45 @@ export const startNode = (
     const answers = new Map<number, Extract<Output, { _tag: "Written" | "WriteRefused" }>>()
     /** Decisions proposed here, waiting to be applied (or refused). */
     const decisionWaiters = new Map<number, Deferred.Deferred<DecisionAnswer, DecisionRefusedError>>()
+    /** Membership changes proposed here, waiting to be committed (or refused). */
+    const membershipWaiters = new Map<number, Deferred.Deferred<Membership, DecisionRefusedError>>()
+    /** The members and where they are reached: the config's, then the decision log's. */
+    let reached: ReadonlyMap<string, ReachedAt> = new Map(
+      config.members.map((member) => [
+        member.id,
+        {
+          id: member.id,
+          address: member.address,
+          port: member.port,
+          domain: member.domain,
+          relay: member.relay,
+          ...(member.agentPort === undefined ? {} : { agentPort: member.agentPort }),
+        },
+      ]),
+    )
+    const memberWatchers: Array<(members: ReadonlyMap<string, ReachedAt>) => void> = []
+    const membersChanged = (membership: Membership) => {
+      const configured = new Map<string, (typeof config.members)[number]>(
+        config.members.map((member) => [member.id, member]),
+      )
+      const next = new Map<string, ReachedAt>()
+      for (const id of new Set([config.id, ...membership.voters, ...membership.learners])) {
+        const joined = membership.addresses?.[id]
+        const known = joined === undefined ? configured.get(id) : { id, ...joined }
+        if (known === undefined) continue
+        next.set(id, {
+          id,
+          address: known.address,
+          port: known.port,
+          domain: known.domain,
+          relay: known.relay,
+          ...(known.agentPort === undefined ? {} : { agentPort: known.agentPort }),
+        })
+      }
+      reached = next
+      transport.setPeers([...next.values()])
+      for (const watcher of memberWatchers) watcher(next)
+    }
     const executors = new Map<ServiceName, ServiceExecutor<ServiceName>>()
     const counters = {
       datagramsIn: 0,
@@ -222,7 +286,6 @@ export const startNode = (
       writesAcknowledged: 0,
       deadlineSteps: 0,
     }
-    const otherDomainVoters = config.members.filter((member) => member.domain !== config.domain)
     let appliedObserver: ((changes: ReadonlyArray<Change>) => void) | undefined
     /** The one timer: when it is armed for, and the signal that wakes it to re-arm earlier. */
     let armedAtMs = Number.POSITIVE_INFINITY
@@ -253,7 +316,7 @@ export const startNode = (
           return Effect.andThen(
             send({ _tag: "Domain" }, "monitor", bytes),
             Effect.forEach(
-              otherDomainVoters,
+              [...reached.values()].filter((member) => member.domain !== config.domain),
               (voter) => send({ _tag: "Node", node: voter.id }, "monitor", bytes),
               {
                 discard: true,
@@ -330,13 +393,29 @@ export const startNode = (
         case "DecisionProposed":
           return Effect.logDebug("a service proposed a decision", { command: output.command })
         case "DecisionRefused": {
-          const waiter = decisionWaiters.get(output.ticket)
-          if (waiter === undefined) return Effect.void
+          const refused = new DecisionRefusedError(output.reason, core.primary(now()))
+          const decision = decisionWaiters.get(output.ticket)
+          const change = membershipWaiters.get(output.ticket)
           decisionWaiters.delete(output.ticket)
-          return Deferred.fail(waiter, new DecisionRefusedError(output.reason, core.primary(now()))).pipe(
-            Effect.asVoid,
-          )
+          membershipWaiters.delete(output.ticket)
+          if (decision !== undefined) return Deferred.fail(decision, refused).pipe(Effect.asVoid)
+          if (change !== undefined) return Deferred.fail(change, refused).pipe(Effect.asVoid)
+          return Effect.void
         }
+        case "MembershipDecided": {
+          const waiter = membershipWaiters.get(output.ticket)
+          if (waiter === undefined) return Effect.void
+          membershipWaiters.delete(output.ticket)
+          return Deferred.succeed(waiter, output.membership).pipe(Effect.asVoid)
+        }
+        case "MembersChanged":
+          return Effect.andThen(
+            Effect.sync(() => membersChanged(output.membership)),
+            Effect.logInfo("members changed", {
+              voters: output.membership.voters,
+              learners: output.membership.learners,
+            }),
+          )
       }
     }
 
@@ -479,6 +558,28 @@ export const startNode = (
             }),
           )
         }),
+      changeMembership: (change, timeoutMs) =>
+        Effect.gen(function* () {
+          const mine = ++ticket
+          const waiter = yield* Deferred.make<Membership, DecisionRefusedError>()
+          membershipWaiters.set(mine, waiter)
+          yield* step({ _tag: "ChangeMembership", change, ticket: mine })
+          return yield* Deferred.await(waiter).pipe(
+            Effect.timeoutOrElse({
+              duration: timeoutMs,
+              orElse: () =>
+                Effect.sync(() => membershipWaiters.delete(mine)).pipe(
+                  Effect.andThen(
+                    Effect.fail(new DecisionRefusedError("not-committed-in-time", core.primary(now()))),
+                  ),
+                ),
+            }),
+          )
+        }),
+      watchMembers: (listener) => {
+        memberWatchers.push(listener)
+        listener(reached)
+      },
       setStats: (values) => step({ _tag: "SetStats", values }),
       get: (kind, id) => core.store.get(kind, id),
       list: (kind) =>
@@ -512,9 +613,9 @@ export const startNode = (
       counters: () => ({ ...counters, ...core.counters, cdb: core.cdbCore.counters }),
       dropped: transport.dropped,
       statsOf: (kind, id) =>
-        config.members.flatMap((member) => {
-          const value = core.store.statsOf(kind, id, member.id)
-          return value === undefined ? [] : [{ node: member.id, value }]
+        [...reached.keys()].flatMap((member) => {
+          const value = core.store.statsOf(kind, id, member)
+          return value === undefined ? [] : [{ node: member, value }]
         }),
       capacities: () => core.capacities(),
       inSync: () => core.authority().caughtUp,

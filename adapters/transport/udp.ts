@@ -118,7 +118,9 @@ export const layerUdp = (options: UdpOptions) =>
         clockOffsetToleratedMs * 1000,
         [toNode(options.self), toDomain(options.domain)],
       )
-      const byId = new Map(options.peers.map((peer) => [peer.id, peer]))
+      // The peers as the decision log's membership says them now (`setPeers`): the config's at first.
+      let peers = options.peers
+      let byId = new Map(peers.map((peer) => [peer.id, peer]))
       const self = options.peers.find((peer) => peer.id === options.self)
       const isRelay = self?.relay === true
 
@@ -216,7 +218,7 @@ export const layerUdp = (options: UdpOptions) =>
         })
 
       const peerOf = (id: string) => {
-        const peer = options.peers.find((candidate) => candidate.id === id)
+        const peer = byId.get(id)
         return peer === undefined
           ? Effect.fail(new TransportError({ reason: "unknown-peer", detail: id }))
           : Effect.succeed(peer)
@@ -232,7 +234,7 @@ export const layerUdp = (options: UdpOptions) =>
           case "Domain":
             if (options.group !== null) return sendTo(options.group, options.groupPort, datagram)
             return Effect.forEach(
-              options.peers.filter((peer) => peer.domain === options.domain && peer.id !== options.self),
+              peers.filter((peer) => peer.domain === options.domain && peer.id !== options.self),
               (peer) => sendTo(peer.address, peer.port, datagram),
               { discard: true },
             )
@@ -253,6 +255,10 @@ export const layerUdp = (options: UdpOptions) =>
 
       return Transport.of({
         send,
+        setPeers: (next) => {
+          peers = next
+          byId = new Map(peers.map((peer) => [peer.id, peer]))
+        },
         incoming: Stream.fromQueue(queue),
         dropped: Effect.sync(() => ({ ...dropped })),
       })

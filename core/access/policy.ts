@@ -33,6 +33,7 @@ const endpointPermissions: Readonly<Record<string, Permission>> = {
   "node.domains": "read",
   "node.decisions": "read",
   "node.decide": "write",
+  "node.members": "admin",
 }
 
 /** Kinds whose objects only an admin may touch at all. */

@@ -505,6 +505,12 @@ export class CdbNode {
         break
       case "MembersChanged":
         this.membership = indexMembers(input.members, this.config.self, this.membership.domain)
+        // A member that is gone is watched no more (its state is no one's concern now).
+        for (const node of [...this.memberStates.keys()])
+          if (!this.membership.byId.has(node)) {
+            this.memberStates.delete(node)
+            this.lastHeard.delete(node)
+          }
         for (const member of input.members) {
           if (member.id !== this.config.self && !this.lastHeard.has(member.id)) {
             this.lastHeard.set(member.id, nowMs)

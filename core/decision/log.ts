@@ -24,13 +24,34 @@
 export interface Membership {
   readonly voters: ReadonlyArray<string>
   readonly learners: ReadonlyArray<string>
+  /**
+   * Where the members that joined through the log are reached (the first members are in every
+   * node's config): each membership entry carries them whole, so the latest one says it all.
+   */
+  readonly addresses?: Readonly<Record<string, MemberAddress>>
+}
+
+export interface MemberAddress {
+  readonly address: string
+  /** Its unicast port. */
+  readonly port: number
+  readonly domain: string
+  readonly relay: boolean
+  readonly agentPort?: number
+  readonly relayPort?: number
 }
 
 export type EntryBody<C> =
   | { readonly _tag: "Noop" }
   /** `origin` and `ticket`: who proposed it, and its number there (to answer that caller once applied). */
   | { readonly _tag: "Command"; readonly command: C; readonly origin: string; readonly ticket: number }
-  | { readonly _tag: "Membership"; readonly membership: Membership }
+  /** `origin` and `ticket` as a command's, for a change proposed through `ChangeMembership`. */
+  | {
+      readonly _tag: "Membership"
+      readonly membership: Membership
+      readonly origin?: string
+      readonly ticket?: number
+    }
 
 export interface Entry<C> {
   readonly index: number
@@ -107,6 +128,13 @@ export type Output<C, S, A> =
       readonly reason: "not-primary" | "change-in-progress"
     }
   | { readonly _tag: "MembershipChanged"; readonly membership: Membership }
+  /** A membership change proposed here (`ticket`) is committed: the membership in force from `index`. */
+  | {
+      readonly _tag: "MembershipApplied"
+      readonly index: number
+      readonly membership: Membership
+      readonly ticket: number
+    }
 
 export interface LogConfig {
   readonly self: string
@@ -199,6 +227,15 @@ export class DecisionLog<C, S, A> {
       if (body._tag === "Membership") return body.membership
     }
     return this.snapshot.membership
+  }
+
+  /** Whether the membership in force is committed (no change is under way). */
+  membershipCommitted(): boolean {
+    for (let position = this.entries.length - 1; position >= 0; position--) {
+      const entry = this.entries[position]!
+      if (entry.body._tag === "Membership") return entry.index <= this.commitIndex
+    }
+    return true
   }
 
   /** Whether this node is the primary and everything before its term is committed: it may decide. */
@@ -339,7 +376,7 @@ export class DecisionLog<C, S, A> {
       return
     }
     const before = this.peers()
-    this.append({ _tag: "Membership", membership })
+    this.append({ _tag: "Membership", membership, origin: this.config.self, ticket })
     this.outputs.push({ _tag: "MembershipChanged", membership })
     const last = this.position().index
     for (const peer of this.peers())
@@ -517,6 +554,17 @@ export class DecisionLog<C, S, A> {
     while (this.applied < this.commitIndex) {
       const entry = this.entries[this.applied + 1 - (this.entries[0]?.index ?? this.applied + 1)]!
       this.applied = entry.index
+      if (
+        entry.body._tag === "Membership" &&
+        entry.body.origin === this.config.self &&
+        entry.body.ticket !== undefined
+      )
+        this.outputs.push({
+          _tag: "MembershipApplied",
+          index: entry.index,
+          membership: entry.body.membership,
+          ticket: entry.body.ticket,
+        })
       if (entry.body._tag !== "Command") continue
       const result = this.machine.apply(this.state, entry.body.command, entry.index)
       this.state = result.state

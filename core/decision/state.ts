@@ -36,8 +36,84 @@ export const DecisionCommand = Schema.Union([
 ])
 export type DecisionCommand = typeof DecisionCommand.Type
 
+const Port = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1), Schema.isLessThanOrEqualTo(65_535))
+
+/** Where a member that joined through the log is reached. */
+export const MemberAddressSchema = Schema.Struct({
+  address: Name,
+  port: Port,
+  domain: Name,
+  relay: Schema.Boolean,
+  agentPort: Schema.optionalKey(Port),
+  relayPort: Schema.optionalKey(Port),
+})
+
 /** Who votes and who only follows, as a log entry and a snapshot hold it. */
-export const MembershipSchema = Schema.Struct({ voters: Schema.Array(Name), learners: Schema.Array(Name) })
+export const MembershipSchema = Schema.Struct({
+  voters: Schema.Array(Name),
+  learners: Schema.Array(Name),
+  addresses: Schema.optionalKey(Schema.Record(Schema.String, MemberAddressSchema)),
+})
+
+/**
+ * A change of who is a member, one at a time (Raft's single-server change): a new member joins
+ * as a learner (it follows the log, votes in nothing), a learner becomes a voter, a member goes.
+ */
+export const MembershipChange = Schema.Union([
+  Schema.TaggedStruct("AddLearner", { node: Name, address: MemberAddressSchema }),
+  Schema.TaggedStruct("Promote", { node: Name }),
+  Schema.TaggedStruct("Remove", { node: Name }),
+])
+export type MembershipChange = typeof MembershipChange.Type
+
+type MembershipValue = typeof MembershipSchema.Type
+
+/** The membership after `change`, or why the change cannot be made to `current`. */
+export const changeMembership = (
+  current: MembershipValue,
+  change: MembershipChange,
+): { readonly membership: MembershipValue } | { readonly refused: string } => {
+  const member = current.voters.includes(change.node) || current.learners.includes(change.node)
+  const addresses = current.addresses ?? {}
+  switch (change._tag) {
+    case "AddLearner":
+      if (member) return { refused: `${change.node} is already a member` }
+      return {
+        membership: {
+          voters: current.voters,
+          learners: [...current.learners, change.node],
+          addresses: { ...addresses, [change.node]: change.address },
+        },
+      }
+    case "Promote":
+      if (!current.learners.includes(change.node))
+        return {
+          refused: current.voters.includes(change.node)
+            ? `${change.node} already votes`
+            : `${change.node} is no member: add it as a learner first`,
+        }
+      return {
+        membership: {
+          ...current,
+          voters: [...current.voters, change.node],
+          learners: current.learners.filter((node) => node !== change.node),
+        },
+      }
+    case "Remove": {
+      if (!member) return { refused: `${change.node} is no member` }
+      if (current.voters.length === 1 && current.voters[0] === change.node)
+        return { refused: `${change.node} is the last voter` }
+      const { [change.node]: _gone, ...rest } = addresses
+      return {
+        membership: {
+          voters: current.voters.filter((node) => node !== change.node),
+          learners: current.learners.filter((node) => node !== change.node),
+          ...(Object.keys(rest).length === 0 ? {} : { addresses: rest }),
+        },
+      }
+    }
+  }
+}
 
 /** A decision-log entry with this state machine's commands (the wire and the API). */
 export const DecisionEntry = Schema.Struct({
@@ -46,7 +122,11 @@ export const DecisionEntry = Schema.Struct({
   body: Schema.Union([
     Schema.TaggedStruct("Noop", {}),
     Schema.TaggedStruct("Command", { command: DecisionCommand, origin: Name, ticket: Schema.Int }),
-    Schema.TaggedStruct("Membership", { membership: MembershipSchema }),
+    Schema.TaggedStruct("Membership", {
+      membership: MembershipSchema,
+      origin: Schema.optionalKey(Name),
+      ticket: Schema.optionalKey(Schema.Int),
+    }),
   ]),
 })
 

@@ -173,10 +173,13 @@ export class ElectionNode {
   /** Whether this node may run for primary: not while its store refuses commits (it could not vote for itself). */
   private candidacy = true
   private outputs: Array<Output> = []
+  /** Who votes now: the config's at first, then the decision log's (`setVoters`). */
+  private voters: ReadonlyArray<string>
 
   constructor(config: ElectionConfig, nowMs: number, vote: DurableVote = { term: 0, votedFor: null }) {
     if (config.voters.length === 0) throw new Error("election: no voters configured")
     this.config = config
+    this.voters = config.voters
     this.term = vote.term
     this.votedFor = vote.votedFor
     this.nextPingMs = nowMs
@@ -272,6 +275,15 @@ export class ElectionNode {
     return outputs
   }
 
+  /**
+   * The voters are now `voters` (the decision log's latest membership, committed or not: Raft's
+   * rule, so that any two majorities in use at once intersect, one voter changing at a time).
+   * A primary no longer among them goes on until its node says the change is committed.
+   */
+  setVoters(voters: ReadonlyArray<string>): void {
+    if (voters.length > 0) this.voters = voters
+  }
+
   /** Its node can act again: it may run for primary. */
   resume(): void {
     this.candidacy = true
@@ -295,11 +307,11 @@ export class ElectionNode {
   }
 
   private majority(): number {
-    return Math.floor(this.config.voters.length / 2) + 1
+    return Math.floor(this.voters.length / 2) + 1
   }
 
   private isVoter(node: string): boolean {
-    return this.config.voters.includes(node)
+    return this.voters.includes(node)
   }
 
   private electionDeadline(nowMs: number): number {
@@ -555,7 +567,13 @@ export class ElectionNode {
       if (this.majority() === 1)
         this.onPingAck({ _tag: "PingAck", from: this.config.self, term: this.term, seq }, nowMs)
     }
-    const hears = this.config.voters
+    // Every node it hears, learners too: a learner takes the primary's pings (its term, its
+    // authority to run what is placed on it) only from one that names it.
+    // (Voters first, in their order, then the others sorted: the same bytes as before for a
+    // cluster of voters only.)
+    const voters = new Set(this.voters)
+    const others = [...this.epochOf.keys()].filter((node) => !voters.has(node)).sort()
+    const hears = [...this.voters, ...others]
       .filter((node) => node !== this.config.self && this.hears(node, nowMs) && this.epochOf.has(node))
       .map((node) => [node, this.epochOf.get(node)!] as const)
     const leased = this.isPrimary(nowMs)
@@ -584,7 +602,7 @@ export class ElectionNode {
       this.fenced = true
       this.outputs.push({
         _tag: "Fence",
-        reason: `no majority of ${this.config.voters.length} voters seen for ${nowMs - this.lastMajorityMs} ms`,
+        reason: `no majority of ${this.voters.length} voters seen for ${nowMs - this.lastMajorityMs} ms`,
       })
     }
   }

@@ -7,10 +7,12 @@
  */
 import { DecisionLog, type Membership } from "../decision/log.ts"
 import {
+  changeMembership,
   type DecidedState,
   type DecisionAnswer,
   type DecisionCommand,
   decisionMachine,
+  type MembershipChange,
 } from "../decision/state.ts"
 import type { DecisionMessage } from "../monitor/wire.ts"
 import type { DecisionPersist, DurableDecisions, Output } from "./steps.ts"
@@ -130,6 +132,29 @@ export class NodeDecisions {
     this.carry(this.log.handle({ _tag: "Propose", command, ticket }), emit)
   }
 
+  /**
+   * A change of membership, proposed here: taken only while this node leads and is ready, and
+   * no other change is still uncommitted; answered by `MembershipDecided` once committed.
+   */
+  changeMembership(change: MembershipChange, ticket: number, emit: (output: Output) => void): void {
+    const next = changeMembership(this.log.membership(), change)
+    if ("refused" in next) {
+      emit({ _tag: "DecisionRefused", ticket, reason: `invalid: ${next.refused}` })
+      return
+    }
+    this.carry(this.log.handle({ _tag: "ChangeMembership", membership: next.membership, ticket }), emit)
+  }
+
+  /** Who votes and who follows: the latest membership in the log, committed or not. */
+  membership(): Membership {
+    return this.log.membership()
+  }
+
+  /** Whether that membership is committed. */
+  membershipCommitted(): boolean {
+    return this.log.membershipCommitted()
+  }
+
   receive(message: DecisionMessage, emit: (output: Output) => void): void {
     this.carry(this.log.handle({ _tag: "Message", message }), emit)
   }
@@ -212,6 +237,10 @@ export class NodeDecisions {
           emit({ _tag: "DecisionRefused", ticket: output.ticket, reason: output.reason })
           break
         case "MembershipChanged":
+          break
+        case "MembershipApplied":
+          if (output.index <= this.said) break
+          emit({ _tag: "MembershipDecided", ticket: output.ticket, membership: output.membership })
           break
       }
   }

@@ -19,7 +19,14 @@
  */
 import type { Change } from "../cdb/codec.ts"
 import type { DurableImage, Persist } from "../cdb/durable.ts"
-import { CdbNode, type Output as CdbOutput, type MemberState, type WriteOp } from "../cdb/node.ts"
+import {
+  CdbNode,
+  type Output as CdbOutput,
+  type Member,
+  type MemberState,
+  type WriteOp,
+} from "../cdb/node.ts"
+import type { Membership } from "../decision/log.ts"
 import type { DecidedState } from "../decision/state.ts"
 import type { NodeCapacity } from "../hypervisor/scheduler.ts"
 import { encodeValue } from "../hypervisor/values.ts"
@@ -149,6 +156,10 @@ interface StepWrite {
   readonly serviceWrites?: ReadonlyArray<ServiceWrite>
 }
 
+/** A membership's identity: who votes, who follows, where the joined ones are. */
+const membershipKey = (membership: Membership): string =>
+  JSON.stringify([[...membership.voters].sort(), [...membership.learners].sort(), membership.addresses ?? {}])
+
 export class NodeCore {
   readonly config: NodeCoreConfig
   private cdb: CdbNode
@@ -183,8 +194,14 @@ export class NodeCore {
    * snapshot has given them back durably yet: the CDB core asks for one, again after a rebuild.
    */
   private ownLost: boolean
-  private readonly memberIds: ReadonlySet<string>
-  private readonly memberList: ReadonlyArray<string>
+  private memberIds: ReadonlySet<string>
+  private memberList: ReadonlyArray<string>
+  /** The members (the decision log's voters and learners) as the CDB knows them. */
+  private cdbMembers: ReadonlyArray<Member>
+  /** Who votes: the decision log's latest membership (the config's until it has one). */
+  private voters: ReadonlyArray<string>
+  /** That membership as this node last took it in (`adoptMembership`). */
+  private membershipKey = ""
 
   // The step being built.
   private persists: Array<Persist> = []
@@ -207,6 +224,8 @@ export class NodeCore {
     this.startedMs = nowMs
     this.memberList = config.cdb.members.map((member) => member.id)
     this.memberIds = new Set(this.memberList)
+    this.cdbMembers = config.cdb.members
+    this.voters = config.election.voters
     this.cdb = this.cdbFrom(durable.image)
     this.ownLost = (config.storeCorrupted?.lost ?? 0) > 0
     if (this.ownLost) this.cdb.askPeersForOwn(nowMs)
@@ -233,6 +252,57 @@ export class NodeCore {
     )
     this.resetMemberView()
     this.nodeWrites = new PendingWrites(config.timings.serviceRetryMs)
+    this.membershipKey = membershipKey({
+      voters: config.election.voters,
+      learners: this.memberList.filter((member) => !config.election.voters.includes(member)),
+    })
+    this.adoptMembership()
+  }
+
+  /**
+   * The decision log's membership changed (a change appended or rolled back, a snapshot, a log
+   * read from disk): the election counts its voters, the CDB and the member views know its
+   * members, and the driver is told where the new ones are. A primary removed from the voters
+   * steps down once the change is committed (Raft's rule: until then it leads the change).
+   */
+  private adoptMembership(): void {
+    const membership = this.decisions.membership()
+    const key = membershipKey(membership)
+    if (key !== this.membershipKey) {
+      this.membershipKey = key
+      this.voters = membership.voters
+      this.election.setVoters(membership.voters)
+      const ids = [...new Set([this.config.self, ...membership.voters, ...membership.learners])]
+      const configured = new Map(this.config.cdb.members.map((member) => [member.id, member]))
+      const domain = configured.get(this.config.self)?.domain ?? "default"
+      this.cdbMembers = ids.map((id) => {
+        const address = membership.addresses?.[id]
+        return (
+          configured.get(id) ?? {
+            id,
+            domain: address?.domain ?? domain,
+            relay: address?.relay ?? false,
+          }
+        )
+      })
+      this.memberList = ids
+      this.memberIds = new Set(ids)
+      this.absorbCdb(
+        this.cdb.handle({ _tag: "MembersChanged", members: this.cdbMembers }, this.nowMs, this.wallMs),
+      )
+      for (const id of ids)
+        if (id !== this.config.self && !this.memberView.has(id))
+          this.memberView.set(id, { state: "alive", sinceMs: this.nowMs })
+      for (const id of [...this.memberView.keys()]) if (!this.memberIds.has(id)) this.memberView.delete(id)
+      if (this.voters.includes(this.config.self) && this.storeFailure === undefined) this.election.resume()
+      this.outputs.push({ _tag: "MembersChanged", membership })
+    }
+    if (
+      this.election.currentRole === "leader" &&
+      !this.voters.includes(this.config.self) &&
+      this.decisions.membershipCommitted()
+    )
+      this.absorbElection(this.election.withdraw(this.nowMs, "removed from the voters"))
   }
 
   get self(): string {
@@ -250,6 +320,7 @@ export class NodeCore {
     this.begin(nowMs, wallMs)
     for (const input of inputs) {
       this.apply(input)
+      this.adoptMembership()
       // What is decided is part of what services read (the hypervisor's placements); it changes
       // by entries applied, and without any, by a snapshot installed or a log rebuilt from disk
       // (found by the simulator's view checker, seed 6000000).
@@ -306,6 +377,9 @@ export class NodeCore {
         return
       case "Propose":
         this.decisions.propose(input.command, input.ticket, this.emit)
+        return
+      case "ChangeMembership":
+        this.decisions.changeMembership(input.change, input.ticket, this.emit)
         return
       case "SetStats":
         this.absorbCdb(this.cdb.handle({ _tag: "SetStats", values: input.values }, this.nowMs, this.wallMs))
@@ -407,7 +481,7 @@ export class NodeCore {
   private cdbFrom(image: DurableImage): CdbNode {
     const fresh = image.vector.size === 0 && image.entries.size === 0
     return new CdbNode(
-      this.config.cdb,
+      { ...this.config.cdb, members: this.cdbMembers },
       this.nowMs,
       this.config.incarnation,
       fresh ? undefined : image,
@@ -417,7 +491,7 @@ export class NodeCore {
 
   private resetMemberView(): void {
     this.memberView.clear()
-    for (const member of this.config.cdb.members)
+    for (const member of this.cdbMembers)
       if (member.id !== this.config.self)
         this.memberView.set(member.id, { state: "alive", sinceMs: this.nowMs })
   }
@@ -465,7 +539,8 @@ export class NodeCore {
           this.outputs.push(output)
           break
         case "MemberChanged":
-          this.memberView.set(output.node, { state: output.state, sinceMs: this.nowMs })
+          if (this.memberIds.has(output.node))
+            this.memberView.set(output.node, { state: output.state, sinceMs: this.nowMs })
           this.outputs.push(output)
           // What a service reads depends on who is alive (a dead node's meta slots no longer
           // count, its claim on a system included): every service reads the store again. A
@@ -979,7 +1054,7 @@ export class NodeCore {
 
   authority(nowMs = this.nowMs): Authority {
     const sync = this.cdb.syncState()
-    const voters = this.config.election.voters
+    const voters = this.voters
     return {
       leaderContactMs: this.election.leaderContact(nowMs),
       fenced: this.election.isFenced(),
@@ -1024,8 +1099,8 @@ export class NodeCore {
     return computeHealth({
       nowMs,
       members,
-      voters: this.config.election.voters.length,
-      votersSeen: this.config.election.voters.filter((id) => this.memberState(id) === "alive").length,
+      voters: this.voters.length,
+      votersSeen: this.voters.filter((id) => this.memberState(id) === "alive").length,
       primary: this.primary(nowMs),
       openAlarms: alarms.map((alarm) => ({ id: alarm.id, severity: alarm.severity })),
       fenced: this.election.isFenced(),

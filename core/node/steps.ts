@@ -5,8 +5,8 @@
 import type { Change, StatsValue } from "../cdb/codec.ts"
 import type { DurableImage, Persist } from "../cdb/durable.ts"
 import type { CdbConfig, Output as CdbOutput, WriteOp } from "../cdb/node.ts"
-import type { DurableLog, LogPersist } from "../decision/log.ts"
-import type { DecidedState, DecisionAnswer, DecisionCommand } from "../decision/state.ts"
+import type { DurableLog, LogPersist, Membership } from "../decision/log.ts"
+import type { DecidedState, DecisionAnswer, DecisionCommand, MembershipChange } from "../decision/state.ts"
 import type { ServiceState } from "../lifecycle/tables.ts"
 import type { AlarmChange } from "../monitor/alarms.ts"
 import type { DurableVote, ElectionConfig, Output as ElectionOutput } from "../monitor/election.ts"
@@ -74,6 +74,8 @@ export type Input =
   | { readonly _tag: "SetStats"; readonly values: ReadonlyArray<StatsValue> }
   /** A decision for the log, on the primary; answered by `DecisionApplied` (with the ticket) or `DecisionRefused`. */
   | { readonly _tag: "Propose"; readonly command: DecisionCommand; readonly ticket: number }
+  /** A change of membership, on the primary; answered by `MembershipDecided` (its ticket) or `DecisionRefused`. */
+  | { readonly _tag: "ChangeMembership"; readonly change: MembershipChange; readonly ticket: number }
   | { readonly _tag: "DeadlineReached" }
   | {
       readonly _tag: "CommitRefused"
@@ -145,6 +147,14 @@ export type Output =
       readonly ticket?: number
     }
   | { readonly _tag: "DecisionRefused"; readonly ticket: number; readonly reason: string }
+  /** A membership change proposed here is committed. */
+  | { readonly _tag: "MembershipDecided"; readonly ticket: number; readonly membership: Membership }
+  /**
+   * Who the members are changed (the log's latest membership): the driver reaches the new ones
+   * where their addresses say (its transport's peers, its forwarding), and the first ones as its
+   * config says.
+   */
+  | { readonly _tag: "MembersChanged"; readonly membership: Membership }
   /** A service proposed a decision (the HA round's, on the primary), under a ticket below zero. */
   | { readonly _tag: "DecisionProposed"; readonly ticket: number; readonly command: DecisionCommand }
   | { readonly _tag: "StoreFailing"; readonly error: StoreFailure }

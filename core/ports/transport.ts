@@ -46,6 +46,16 @@ export class Transport extends Context.Service<
       bytes: Uint8Array,
     ) => Effect.Effect<void, TransportError>
     readonly incoming: Stream.Stream<Received>
+    /** The members to reach now (a change of membership): each with where it listens. */
+    readonly setPeers: (
+      peers: ReadonlyArray<{
+        readonly id: string
+        readonly address: string
+        readonly port: number
+        readonly domain: string
+        readonly relay: boolean
+      }>,
+    ) => void
     /** Datagrams dropped by the authentication layer, by reason (for metrics and tests). */
     readonly dropped: Effect.Effect<Readonly<Record<DropReason, number>>>
   }

@@ -52,6 +52,9 @@ const pidOf = (node: ClusterNode): number => {
 
 /** Whether a process with this id exists (signal 0). */
 export const alive = (pid: number) => {
+  // 0 and below name a process group, not a node: a node never started (a joined one whose pid
+  // is not known yet) is not alive, and is never signalled (kill(0) would stop this CLI's group).
+  if (!Number.isInteger(pid) || pid <= 0) return false
   try {
     process.kill(pid, 0)
     return true
@@ -462,103 +465,6 @@ const init = Command.make(
   Command.withDescription("Make a cluster for real hosts: its CA, node certificates and one config per node"),
 )
 
-// ---- join ----------------------------------------------------------------------------------------
-
-export const nodeJoin = Command.make(
-  "join",
-  {
-    dir: Flag.String("dir").pipe(
-      Flag.withDescription("The directory `acp cluster init` wrote (it holds the CA)"),
-      Flag.withDefault("acp-cluster"),
-    ),
-    id: Flag.String("id").pipe(Flag.withDescription("The new node's id")),
-    address: Flag.String("address").pipe(Flag.withDescription("The new node's IPv4 address")),
-    domain: Flag.String("domain").pipe(
-      Flag.withDescription("Its L2 domain (default: the first node's)"),
-      Flag.optional,
-    ),
-    relay: Flag.Boolean("relay").pipe(
-      Flag.withDescription("It relays for its domain"),
-      Flag.withDefault(false),
-    ),
-    dataDir: Flag.String("data-dir").pipe(
-      Flag.withDescription("Its data directory on its host ({id} becomes its id)"),
-      Flag.withDefault("/var/lib/acp"),
-    ),
-  },
-  ({ dir, id, address, domain, relay, dataDir }) =>
-    Effect.gen(function* () {
-      const home = resolve(dir)
-      if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(id))
-        return yield* new CliError({ message: `--id ${id}: expected 1-63 of a-z, 0-9, '.', '_', '-'` })
-      if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address))
-        return yield* new CliError({ message: `--address ${address}: expected an IPv4 address` })
-      if (!existsSync(join(home, "pki", "ca.key")))
-        return yield* new CliError({
-          message: `${home} holds no cluster CA: give the directory \`acp cluster init\` wrote`,
-        })
-      const existing = readdirSync(home, { withFileTypes: true })
-        .filter((entry) => entry.isDirectory() && existsSync(join(home, entry.name, "config.json")))
-        .map((entry) => join(home, entry.name, "config.json"))
-      const configs = existing.map((path) => ({
-        path,
-        config: JSON.parse(readFileSync(path, "utf8")) as NodeConfigFile,
-      }))
-      const first = configs[0]?.config
-      if (first === undefined) return yield* new CliError({ message: `${home} has no node configs` })
-      if (first.members.some((member) => member.id === id))
-        return yield* new CliError({ message: `${id} is already a member` })
-      const pkiFailed = (error: PkiError) => new CliError({ message: `${error.step}: ${error.message}` })
-      yield* issue(join(home, "pki"), id, { kind: "node", address }).pipe(Effect.mapError(pkiFailed))
-      const template = first.members[0]!
-      const agent = first.agent!
-      const member = {
-        id,
-        address,
-        port: first.port,
-        domain: Option.getOrElse(domain, () => first.domain),
-        relay,
-        ...(template.agentPort === undefined ? {} : { agentPort: template.agentPort }),
-        ...(relay ? { relayPort: agent.port + 100 } : {}),
-      }
-      const members = [...first.members, member]
-      // Every existing node learns the new member (the operator restarts them one at a time).
-      for (const { path, config } of configs)
-        writeFileSync(path, `${JSON.stringify({ ...config, members }, null, 2)}\n`, { mode: 0o600 })
-      const hostDir = dataDir.replaceAll("{id}", id)
-      const local = join(home, id)
-      mkdirSync(join(local, "pki"), { recursive: true, mode: 0o700 })
-      for (const file of ["ca.crt", `${id}.crt`, `${id}.key`])
-        copyFileSync(join(home, "pki", file), join(local, "pki", file))
-      chmodSync(join(local, "pki", `${id}.key`), 0o600)
-      const config: NodeConfigFile = {
-        ...first,
-        id,
-        address,
-        domain: member.domain,
-        relay,
-        apiPort: first.apiPort,
-        dataDir: hostDir,
-        members,
-        agent: {
-          ...agent,
-          certFile: join(hostDir, "pki", `${id}.crt`),
-          keyFile: join(hostDir, "pki", `${id}.key`),
-          caFile: join(hostDir, "pki", "ca.crt"),
-        },
-      }
-      writeFileSync(join(local, "config.json"), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
-      yield* Console.log(
-        `${id} (${address}) enrolled: copy ${local}/ to ${hostDir}/ on its host and start it with acp node run --config ${join(hostDir, "config.json")}`,
-      )
-      yield* Console.log(
-        `then copy the updated config.json to each of ${configs.map(({ config }) => config.id).join(", ")} and restart them one at a time`,
-      )
-    }),
-).pipe(
-  Command.withDescription("Enrol a new node: its certificate and config, and every existing config updated"),
-)
-
 // ---- down ----------------------------------------------------------------------------------------
 
 const down = Command.make(
@@ -574,12 +480,13 @@ const down = Command.make(
     Effect.gen(function* () {
       const home = dirOf(dir)
       const state = yield* readState(home)
-      for (const node of state.nodes) if (alive(pidOf(node))) process.kill(pidOf(node), "SIGTERM")
+      // Each pid read once: the file may go between two reads (a node removes it as it exits).
+      for (const pid of state.nodes.map(pidOf)) if (alive(pid)) process.kill(pid, "SIGTERM")
       const stopped = yield* Effect.sync(() => state.nodes.every((node) => !alive(pidOf(node)))).pipe(
         Effect.repeat({ schedule: Schedule.spaced("100 millis"), until: (done) => done, times: 50 }),
       )
       if (!stopped) {
-        for (const node of state.nodes) if (alive(pidOf(node))) process.kill(pidOf(node), "SIGKILL")
+        for (const pid of state.nodes.map(pidOf)) if (alive(pid)) process.kill(pid, "SIGKILL")
         yield* Console.log("some nodes ignored SIGTERM for 5 s and were killed")
       }
       // The cluster's identity (CA, configs, keys) and data stay: `up` restarts this same cluster.

@@ -25,7 +25,7 @@ import { envelopeOverhead } from "../../transport/envelope.ts"
 import { layerUdp } from "../../transport/udp.ts"
 import { renderTable } from "../render.ts"
 import { dirFlag, jsonFlag, nodeFlag, withApi } from "../target.ts"
-import { nodeJoin } from "./cluster.ts"
+import { nodeJoin, nodePromote, nodeRemove } from "./members.ts"
 
 export const runNode = (configPath: string, bench = false) =>
   Effect.scoped(
@@ -170,15 +170,18 @@ export const runNode = (configPath: string, bench = false) =>
               value: bytes,
             })
           }
+          // Every member's agent, as the decision log's membership says them (a node that joins is
+          // reached once its membership is decided, without a restart here).
+          const agents = new Map<string, { address: string; agentPort: number | undefined }>()
+          running.watchMembers((members) => {
+            agents.clear()
+            for (const member of members.values())
+              agents.set(member.id, { address: member.address, agentPort: member.agentPort })
+          })
           const forwarding: Forwarding = {
             self: config.id,
             apiPort: config.apiPort,
-            peers: new Map(
-              config.members.map((member) => [
-                member.id,
-                { address: member.address, agentPort: member.agentPort },
-              ]),
-            ),
+            peers: agents,
             tls,
             apiKey: agent?.internalKey,
           }
@@ -339,6 +342,8 @@ export const nodeCommand = Command.make("node").pipe(
     nodeList,
     nodeShow,
     nodeJoin,
+    nodePromote,
+    nodeRemove,
     Command.make(
       "run",
       {

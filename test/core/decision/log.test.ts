@@ -395,6 +395,51 @@ describe("the decision log", () => {
     ).toEqual([{ _tag: "Refused", ticket: 3, reason: "change-in-progress" }])
   })
 
+  it("answers a membership change proposed here once it is committed, with its ticket", () => {
+    const pair: Log = new DecisionLog(
+      { self: "a", initial: { voters: ["a", "b"], learners: [] }, compactAfter: 16, maxBatch: 8 },
+      history,
+    )
+    const follower: Log = new DecisionLog(
+      { self: "b", initial: { voters: ["a", "b"], learners: [] }, compactAfter: 16, maxBatch: 8 },
+      history,
+    )
+    /** Delivers what each sends to the other until nothing is sent; returns a's outputs. */
+    const exchange = (first: ReadonlyArray<Out>) => {
+      const seen = [...first]
+      let toB = first
+      for (let round = 0; round < 20; round++) {
+        const toA = toB.flatMap((output) =>
+          output._tag === "Send" && output.to === "b"
+            ? follower.handle({ _tag: "Message", message: output.message })
+            : [],
+        )
+        toB = toA.flatMap((output) =>
+          output._tag === "Send" && output.to === "a"
+            ? pair.handle({ _tag: "Message", message: output.message })
+            : [],
+        )
+        seen.push(...toB)
+        if (toB.length === 0) break
+      }
+      return seen
+    }
+    follower.handle({ _tag: "Follow", term: 1, leader: "a" })
+    exchange(pair.handle({ _tag: "Lead", term: 1 }))
+    expect(pair.ready()).toBe(true)
+    const learner = { voters: ["a", "b"], learners: ["c"] }
+    const appended = pair.handle({ _tag: "ChangeMembership", membership: learner, ticket: 7 })
+    // Appended: in force at once (Raft's rule), answered only once b holds it too.
+    expect(pair.membership()).toEqual(learner)
+    expect(appended.some((output) => output._tag === "MembershipApplied")).toBe(false)
+    expect(pair.membershipCommitted()).toBe(false)
+    const answered = exchange(appended).filter((output) => output._tag === "MembershipApplied")
+    expect(answered).toEqual([{ _tag: "MembershipApplied", index: 2, membership: learner, ticket: 7 }])
+    expect(pair.membershipCommitted()).toBe(true)
+    // The follower applies it too, without an answer (it did not propose it).
+    expect(follower.membership()).toEqual(learner)
+  })
+
   it("keeps every Append within its byte budget (one entry at least), so it fits a datagram", () => {
     const single: Log = new DecisionLog(
       {

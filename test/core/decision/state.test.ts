@@ -6,6 +6,7 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import {
   applyDecision,
+  changeMembership,
   type DecidedState,
   type DecisionCommand,
   emptyDecided,
@@ -135,5 +136,43 @@ describe("the decided state", () => {
         }
       }),
     )
+  })
+})
+
+describe("a change of membership, one at a time", () => {
+  const address = { address: "198.18.0.14", port: 7401, domain: "d1", relay: false }
+  const three = { voters: ["n1", "n2", "n3"], learners: [] }
+
+  it("adds a learner with its address, promotes it, and removes a member with its address", () => {
+    const added = changeMembership(three, { _tag: "AddLearner", node: "n4", address })
+    expect(added).toEqual({
+      membership: { voters: ["n1", "n2", "n3"], learners: ["n4"], addresses: { n4: address } },
+    })
+    const promoted = changeMembership((added as { membership: typeof three }).membership, {
+      _tag: "Promote",
+      node: "n4",
+    })
+    expect(promoted).toEqual({
+      membership: { voters: ["n1", "n2", "n3", "n4"], learners: [], addresses: { n4: address } },
+    })
+    const removed = changeMembership((promoted as { membership: typeof three }).membership, {
+      _tag: "Remove",
+      node: "n4",
+    })
+    expect(removed).toEqual({ membership: { voters: ["n1", "n2", "n3"], learners: [] } })
+  })
+
+  it("refuses what makes no sense, saying why", () => {
+    expect(changeMembership(three, { _tag: "AddLearner", node: "n2", address })).toEqual({
+      refused: "n2 is already a member",
+    })
+    expect(changeMembership(three, { _tag: "Promote", node: "n9" })).toEqual({
+      refused: "n9 is no member: add it as a learner first",
+    })
+    expect(changeMembership(three, { _tag: "Promote", node: "n1" })).toEqual({ refused: "n1 already votes" })
+    expect(changeMembership(three, { _tag: "Remove", node: "n9" })).toEqual({ refused: "n9 is no member" })
+    expect(changeMembership({ voters: ["n1"], learners: [] }, { _tag: "Remove", node: "n1" })).toEqual({
+      refused: "n1 is the last voter",
+    })
   })
 })
