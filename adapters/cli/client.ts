@@ -103,6 +103,8 @@ export const withClient = <A, E>(
     readonly apiPort: number
     readonly remote?: Remote | undefined
     readonly apiKey?: string | undefined
+    /** Another node to reach through this one (its `/v1/nodes/{node}/…` route), as the same caller. */
+    readonly via?: string | undefined
   },
   use: (client: AcpClient) => Effect.Effect<A, E>,
 ): Effect.Effect<A, CliError> => {
@@ -118,7 +120,7 @@ export const withClient = <A, E>(
           minVersion: "TLSv1.3",
         })
   return HttpApiClient.make(AcpApi, {
-    baseUrl: remote === undefined ? `http://127.0.0.1:${node.apiPort}` : remote.url.origin,
+    baseUrl: `${remote === undefined ? `http://127.0.0.1:${node.apiPort}` : remote.url.origin}${node.via === undefined ? "" : `/v1/nodes/${encodeURIComponent(node.via)}`}`,
     transformClient: (client) =>
       bearer === undefined ? client : HttpClient.mapRequest(client, HttpClientRequest.bearerToken(bearer)),
   }).pipe(

@@ -20,8 +20,8 @@ import { Argument, Command, Flag } from "effect/cli"
 import type { MembershipChange } from "../../../core/decision/state.ts"
 import { issue, type PkiError } from "../../agent/pki.ts"
 import type { NodeConfig } from "../../node/config.ts"
-import { CliError, type ClusterState, statePath } from "../client.ts"
-import { dirFlag, jsonFlag, nodeFlag, withApi } from "../target.ts"
+import { CliError, type ClusterState, statePath, withClient } from "../client.ts"
+import { dirFlag, jsonFlag, nodeFlag, withNode } from "../target.ts"
 
 type NodeConfigFile = (typeof NodeConfig)["Encoded"]
 
@@ -36,12 +36,17 @@ const changeMembers = (
   json: boolean,
 ) =>
   Effect.gen(function* () {
-    const primary = yield* withApi(dir, node, (client) =>
-      client.status().pipe(Effect.map((view) => view.primary)),
-    )
-    // The primary decides: asked directly (a remote agent, ACP_REMOTE, is the one node there is).
-    const membership = yield* withApi(dir, primary === null ? node : Option.some(primary), (client) =>
-      client.members({ payload: change }),
+    // The primary decides: asked through the node named (or the first, or the remote agent that
+    // ACP_REMOTE names), which forwards it there as the same caller.
+    const membership = yield* withNode(dir, node, (asked) =>
+      Effect.gen(function* () {
+        const primary = yield* withClient(asked, (client) =>
+          client.status().pipe(Effect.map((view) => view.primary)),
+        )
+        return yield* withClient({ ...asked, ...(primary === null ? {} : { via: primary }) }, (client) =>
+          client.members({ payload: change }),
+        )
+      }),
     )
     if (json) return yield* Console.log(JSON.stringify(membership))
     yield* Console.log(
@@ -205,7 +210,7 @@ export const nodeJoin = Command.make(
       const self = config.members.find((member) => member.id === id)!
       // The running cluster learns it through the log: no member restarts.
       yield* changeMembers(
-        local ? Option.some(home) : Option.none(),
+        Option.some(home),
         node,
         {
           _tag: "AddLearner",
