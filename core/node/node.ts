@@ -202,6 +202,7 @@ export class NodeCore {
   private voters: ReadonlyArray<string>
   /** That membership as this node last took it in (`adoptMembership`). */
   private membershipKey = ""
+  private membershipSeen: Membership | undefined
 
   // The step being built.
   private persists: Array<Persist> = []
@@ -267,7 +268,10 @@ export class NodeCore {
    */
   private adoptMembership(): void {
     const membership = this.decisions.membership()
-    const key = membershipKey(membership)
+    // The log hands out the same object until its membership changes: compared by identity
+    // first, the key (a string) only for a new one.
+    const key = membership === this.membershipSeen ? this.membershipKey : membershipKey(membership)
+    this.membershipSeen = membership
     if (key !== this.membershipKey) {
       this.membershipKey = key
       this.voters = membership.voters

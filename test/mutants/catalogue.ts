@@ -88,8 +88,8 @@ export const catalogue: ReadonlyArray<Mutant> = [
     name: "repair-from-log-start",
     covers: "repair ranges",
     file: "core/cdb/node.ts",
-    find: "      if (log === undefined || range.from < log.start) {",
-    replace: "      if (log === undefined) {",
+    find: "      if (log === undefined || range.from < log.start || range.from > end) {",
+    replace: "      if (log === undefined || range.from > end) {",
     why: "a request older than the retained log is answered from the log's start (a hole) instead of with a snapshot",
   },
   {
