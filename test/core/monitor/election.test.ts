@@ -30,9 +30,12 @@ class Cluster {
   nowMs = 0
 
   readonly ids: ReadonlyArray<string>
+  /** Who votes (every node unless the test says otherwise; the others are learners). */
+  readonly voters: ReadonlyArray<string>
 
-  constructor(ids: ReadonlyArray<string>) {
+  constructor(ids: ReadonlyArray<string>, voters: ReadonlyArray<string> = ids) {
     this.ids = ids
+    this.voters = voters
     for (const id of ids) this.start(id)
   }
 
@@ -43,7 +46,7 @@ class Cluster {
       {
         ...defaultElectionTimings,
         self: id,
-        voters: this.ids,
+        voters: this.voters,
         epoch,
         logPosition: () => this.positions.get(id) ?? { term: 0, index: 0 },
       },
@@ -300,6 +303,23 @@ describe("election", () => {
     cluster.crash(first)
     cluster.run(15_000)
     expect(cluster.primaryAt()).toBe(first === "n1" ? "n2" : "n1")
+  })
+
+  it("learners follow the primary without voting or fencing; voters changed on every node count from then on", () => {
+    const cluster = new Cluster(["a", "b", "c", "d", "e"], ["a", "b", "c"])
+    cluster.run(5_000)
+    const primary = cluster.primaryAt()!
+    expect(["a", "b", "c"]).toContain(primary)
+    // The learners know the primary (its pings name them) and are never fenced.
+    for (const learner of ["d", "e"]) expect(cluster.nodes.get(learner)!.knownLeader).toBe(primary)
+    expect(cluster.fences.filter((fence) => fence.fenced)).toEqual([])
+    // The voters become b, c, d (as the log's membership would say it on every node): a and e
+    // die, and the three of the new voters that live elect among themselves.
+    for (const node of cluster.nodes.values()) node.setVoters(["b", "c", "d"])
+    cluster.crash("a")
+    cluster.crash("e")
+    cluster.run(15_000)
+    expect(["b", "c", "d"]).toContain(cluster.primaryAt())
   })
 
   it("a single voter is its own majority", () => {
