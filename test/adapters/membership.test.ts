@@ -110,6 +110,13 @@ describe("membership on a running cluster (real nodes on loopback)", () => {
       return seen !== null && seen === (await primaryOf("n1"))
     }, 10_000)
     expect((await log("n4"))!.voters).toEqual(["n1", "n2", "n3"])
+    const roles = () =>
+      Object.fromEntries(
+        (JSON.parse(acp("node", "list", "--json").stdout) as Array<{ id: string; role: string }>).map(
+          (row) => [row.id, row.role],
+        ),
+      )
+    expect(roles()).toEqual({ n1: "voter", n2: "voter", n3: "voter", n4: "learner" })
     // Refused, saying why: a change that makes no sense, and one by a key that is not admin.
     const nonsense = await api("n1", "POST", "/v1/members", { _tag: "Promote", node: "n9" })
     const onPrimary = nonsense.body.reason === "not-primary" ? nonsense.body.primary : "n1"
@@ -135,6 +142,7 @@ describe("membership on a running cluster (real nodes on loopback)", () => {
       for (const node of ["n1", "n2", "n3", "n4"]) if ((await log(node))?.voters.length !== 4) return false
       return true
     }, 10_000)
+    expect(roles()).toEqual({ n1: "voter", n2: "voter", n3: "voter", n4: "voter" })
     // The primary removed: it steps down once that is committed, and another leads.
     const primary = await eventually(async () => (await primaryOf("n4")) ?? undefined, 10_000)
     const removed = acp("node", "remove", primary)

@@ -266,22 +266,29 @@ const nodeList = Command.make(
   { dir: dirFlag, node: nodeFlag, json: jsonFlag },
   ({ dir, node, json }) =>
     withApi(dir, node, (client) =>
-      client.status().pipe(
-        Effect.flatMap((view) => {
+      Effect.all([client.status(), client.decisions()]).pipe(
+        Effect.flatMap(([view, log]) => {
           const rows = view.members.map((member) => ({
             id: member.id,
             state: member.state,
             primary: member.id === view.primary,
+            // As the decision log's latest membership says: a voter, or a learner (follows, votes in nothing).
+            role: log.voters.includes(member.id)
+              ? "voter"
+              : log.learners.includes(member.id)
+                ? "learner"
+                : "-",
             health: view.health.nodes[member.id]?.score ?? null,
           }))
           if (json) return Console.log(JSON.stringify(rows))
           return Console.log(
             `as ${view.node} sees them:\n${renderTable(
-              ["NODE", "STATE", "PRIMARY", "HEALTH"],
+              ["NODE", "STATE", "PRIMARY", "ROLE", "HEALTH"],
               rows.map((row) => [
                 row.id,
                 row.state,
                 row.primary ? "yes" : "",
+                row.role,
                 row.health === null ? "-" : String(row.health),
               ]),
             )}`,
