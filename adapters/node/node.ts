@@ -35,7 +35,6 @@ import { DurableStore } from "../../core/ports/store.ts"
 import { type DropReason, type Received, Transport } from "../../core/ports/transport.ts"
 import type { NodeConfig } from "./config.ts"
 
-/** A decision not taken: this node is not the ready primary (`primary` names the one it knows), or it did not commit in time (its outcome unknown). */
 /** Where a member is reached: its unicast address and port, its domain, its agent. */
 export interface ReachedAt {
   readonly id: string
@@ -46,6 +45,16 @@ export interface ReachedAt {
   readonly agentPort?: number
 }
 
+const reachedAt = (id: string, at: Omit<ReachedAt, "id">): ReachedAt => ({
+  id,
+  address: at.address,
+  port: at.port,
+  domain: at.domain,
+  relay: at.relay,
+  ...(at.agentPort === undefined ? {} : { agentPort: at.agentPort }),
+})
+
+/** A decision not taken: this node is not the ready primary (`primary` names the one it knows), or it did not commit in time (its outcome unknown). */
 export class DecisionRefusedError extends Error {
   readonly _tag = "DecisionRefused"
   readonly reason: string
@@ -242,18 +251,34 @@ export const startNode = (
     const membershipWaiters = new Map<number, Deferred.Deferred<Membership, DecisionRefusedError>>()
     /** The members and where they are reached: the config's, then the decision log's. */
     let reached: ReadonlyMap<string, ReachedAt> = new Map(
-      config.members.map((member) => [
-        member.id,
-        {
-          id: member.id,
-          address: member.address,
-          port: member.port,
-          domain: member.domain,
-          relay: member.relay,
-          ...(member.agentPort === undefined ? {} : { agentPort: member.agentPort }),
-        },
-      ]),
+      config.members.map((member) => [member.id, reachedAt(member.id, member)]),
     )
+    /**
+     * Proposes `input` under a new ticket and waits for its answer (applied or committed), or why
+     * not; past `timeoutMs` the outcome is unknown (it may still be committed).
+     */
+    const proposed = <A>(
+      waiters: Map<number, Deferred.Deferred<A, DecisionRefusedError>>,
+      input: (ticket: number) => Input,
+      timeoutMs: number,
+    ) =>
+      Effect.gen(function* () {
+        const mine = ++ticket
+        const waiter = yield* Deferred.make<A, DecisionRefusedError>()
+        waiters.set(mine, waiter)
+        yield* step(input(mine))
+        return yield* Deferred.await(waiter).pipe(
+          Effect.timeoutOrElse({
+            duration: timeoutMs,
+            orElse: () =>
+              Effect.sync(() => waiters.delete(mine)).pipe(
+                Effect.andThen(
+                  Effect.fail(new DecisionRefusedError("not-committed-in-time", core.primary(now()))),
+                ),
+              ),
+          }),
+        )
+      })
     const memberWatchers: Array<(members: ReadonlyMap<string, ReachedAt>) => void> = []
     const membersChanged = (membership: Membership) => {
       const configured = new Map<string, (typeof config.members)[number]>(
@@ -261,17 +286,8 @@ export const startNode = (
       )
       const next = new Map<string, ReachedAt>()
       for (const id of new Set([config.id, ...membership.voters, ...membership.learners])) {
-        const joined = membership.addresses?.[id]
-        const known = joined === undefined ? configured.get(id) : { id, ...joined }
-        if (known === undefined) continue
-        next.set(id, {
-          id,
-          address: known.address,
-          port: known.port,
-          domain: known.domain,
-          relay: known.relay,
-          ...(known.agentPort === undefined ? {} : { agentPort: known.agentPort }),
-        })
+        const known = membership.addresses?.[id] ?? configured.get(id)
+        if (known !== undefined) next.set(id, reachedAt(id, known))
       }
       reached = next
       transport.setPeers([...next.values()])
@@ -541,41 +557,13 @@ export const startNode = (
           )
         }),
       decide: (command, timeoutMs) =>
-        Effect.gen(function* () {
-          const mine = ++ticket
-          const waiter = yield* Deferred.make<DecisionAnswer, DecisionRefusedError>()
-          decisionWaiters.set(mine, waiter)
-          yield* step({ _tag: "Propose", command, ticket: mine })
-          return yield* Deferred.await(waiter).pipe(
-            Effect.timeoutOrElse({
-              duration: timeoutMs,
-              orElse: () =>
-                Effect.sync(() => decisionWaiters.delete(mine)).pipe(
-                  Effect.andThen(
-                    Effect.fail(new DecisionRefusedError("not-committed-in-time", core.primary(now()))),
-                  ),
-                ),
-            }),
-          )
-        }),
+        proposed(decisionWaiters, (mine) => ({ _tag: "Propose", command, ticket: mine }), timeoutMs),
       changeMembership: (change, timeoutMs) =>
-        Effect.gen(function* () {
-          const mine = ++ticket
-          const waiter = yield* Deferred.make<Membership, DecisionRefusedError>()
-          membershipWaiters.set(mine, waiter)
-          yield* step({ _tag: "ChangeMembership", change, ticket: mine })
-          return yield* Deferred.await(waiter).pipe(
-            Effect.timeoutOrElse({
-              duration: timeoutMs,
-              orElse: () =>
-                Effect.sync(() => membershipWaiters.delete(mine)).pipe(
-                  Effect.andThen(
-                    Effect.fail(new DecisionRefusedError("not-committed-in-time", core.primary(now()))),
-                  ),
-                ),
-            }),
-          )
-        }),
+        proposed(
+          membershipWaiters,
+          (mine) => ({ _tag: "ChangeMembership", change, ticket: mine }),
+          timeoutMs,
+        ),
       watchMembers: (listener) => {
         memberWatchers.push(listener)
         listener(reached)
