@@ -400,39 +400,36 @@ describe("a store that held corrupted values at its start, as the others see it"
     expect(JSON.stringify(alone.core.health(4_000))).toContain("1 of its own not yet back from a peer")
   })
 
-  it("its own values that its own log no longer held come back from a peer's snapshot, durably", () => {
+  /**
+   * n1 writes r1, which n2 takes; n1 restarts with its store having lost it (a failed checksum)
+   * and its own log no longer holding it.
+   */
+  const ownValueLost = () => {
     const n1 = node("n1", ["n1", "n2"])
     const n2 = node("n2", ["n1", "n2"])
-    const first = pairOf(n1, n2)
     n1.handle({ _tag: "Write", ticket: 1, writes: [record("mine")] }, 0)
-    first.runUntil(2_000)
+    pairOf(n1, n2).runUntil(2_000)
     expect(n2.core.store.get("record", "r1")).toBeDefined()
-    // n1 restarts; its store lost the value (a failed checksum) and its own log no longer holds it.
-    const image = n1.durable.image
-    expect(image.entries.delete("record\u0000r1")).toBe(true)
-    image.ownLog.length = 0
+    expect(n1.durable.image.entries.delete("record\u0000r1")).toBe(true)
+    n1.durable.image.ownLog.length = 0
     const restarted = node("n1", ["n1", "n2"], { count: 1, lost: 1 }, {}, n1.durable)
     expect(restarted.core.store.get("record", "r1")).toBeUndefined()
-    const second = pairOf(restarted, n2)
-    second.runUntil(4_000)
+    return { restarted, pair: pairOf(restarted, n2) }
+  }
+
+  it("its own values that its own log no longer held come back from a peer's snapshot, durably", () => {
+    const { restarted, pair } = ownValueLost()
+    pair.runUntil(4_000)
     expect(restarted.core.store.get("record", "r1")?.value).toEqual(encoder.encode("mine"))
     // Durable, as it came: its store holds it again.
     expect(restarted.durable.image.entries.get("record\u0000r1")?.version.origin).toBe("n1")
-    const reasons = JSON.stringify(restarted.core.health(second.nowMs()))
+    const reasons = JSON.stringify(restarted.core.health(pair.nowMs()))
     expect(reasons).toContain("1 of its own given back by a peer")
   })
 
   it("a snapshot that gave back its own values in a refused commit is asked for again", () => {
-    const n1 = node("n1", ["n1", "n2"])
-    const n2 = node("n2", ["n1", "n2"])
-    const first = pairOf(n1, n2)
-    n1.handle({ _tag: "Write", ticket: 1, writes: [record("mine")] }, 0)
-    first.runUntil(2_000)
-    n1.durable.image.entries.delete("record\u0000r1")
-    n1.durable.image.ownLog.length = 0
-    const restarted = node("n1", ["n1", "n2"], { count: 1, lost: 1 }, {}, n1.durable)
+    const { restarted, pair: second } = ownValueLost()
     restarted.state.full = true
-    const second = pairOf(restarted, n2)
     second.runUntil(1_500)
     expect(restarted.core.counters.commitsRefused).toBeGreaterThan(0)
     expect(restarted.durable.image.entries.has("record\u0000r1")).toBe(false)
