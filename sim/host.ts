@@ -96,9 +96,33 @@ export class SimNode {
   readonly lastConnectedUs: Array<number>
   /** Numbers the datagrams this node seals (with its incarnation: never confusable across runs). */
   sealClock = new SealClock(0)
-  /** When (global µs) its transport last took a peer's datagram, and when that made its seal clock jump. */
+  /** When (global µs) its transport last took a peer's datagram. */
   heardUs = 0
-  jumpedUs = -1
+  /**
+   * Its seal clock's recent jumps forward (a peer's counter taken, its wall clock stepped ahead):
+   * when (global µs) and by how much (µs), the last second's.
+   */
+  readonly jumps: Array<{ readonly atUs: number; us: number }> = []
+
+  /** Its seal clock jumped forward by `us` at `atUs` (jumps within a millisecond are added up). */
+  jumped(atUs: number, us: number): void {
+    const last = this.jumps.at(-1)
+    if (last !== undefined && atUs - last.atUs < 1_000) last.us += us
+    else this.jumps.push({ atUs, us })
+    let old = 0
+    while (old < this.jumps.length && this.jumps[old]!.atUs < atUs - 1_000_000) old++
+    if (old > 0) this.jumps.splice(0, old)
+  }
+
+  /**
+   * How far its seal clock jumped forward, in all, since `sinceUs` (within the last second; a
+   * millisecond's jumps that began just before it count too).
+   */
+  jumpedSince(sinceUs: number): number {
+    let total = 0
+    for (const jump of this.jumps) if (jump.atUs >= sinceUs - 1_000) total += jump.us
+    return total
+  }
   /**
    * How far its wall clock is stepped from its own (drifting) time, in ms (fault "clock-step"):
    * what the hybrid clocks and the seal read, never the monotonic clock leases run on.

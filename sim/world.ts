@@ -399,7 +399,7 @@ export class World implements Sim {
   /** A node's wall clock stepped (its monotonic clock does not move); a step forwards is a jump of its seals. */
   private stepWall(node: SimNode, stepMs: number): void {
     node.wallStepMs += stepMs
-    if (stepMs > 0) node.jumpedUs = this.nowUs
+    if (stepMs > 0) node.jumped(this.nowUs, stepMs * 1000)
   }
 
   /** Every clock back at the rate the schedule drew for it. */
