@@ -98,6 +98,8 @@ export class SimNode {
   sealClock = new SealClock(0)
   /** When (global µs) its transport last took a peer's datagram. */
   heardUs = 0
+  /** While a client's write is stepped: whether its store was caught up when the operation was checked. */
+  writeInSync: boolean | undefined
   /**
    * Its seal clock's recent jumps forward (a peer's counter taken, its wall clock stepped ahead):
    * when (global µs) and by how much (µs), the last second's.
@@ -347,8 +349,11 @@ export class Hosts {
   }
 
   /** A client's writes through a node (the operator's, the workload's), as the API makes them. */
-  clientWrite(node: SimNode, writes: ReadonlyArray<Omit<WriteOp, "requestId">>): void {
+  /** A client's writes; `inSync`: what the operation found of the node's store when it was checked. */
+  clientWrite(node: SimNode, writes: ReadonlyArray<Omit<WriteOp, "requestId">>, inSync?: boolean): void {
+    node.writeInSync = inSync
     this.step(node, { _tag: "Write", ticket: ++node.ticket, writes })
+    node.writeInSync = undefined
   }
 
   /** A VMM's answer (or the time to list its domains) for the run of the service it was for. */

@@ -135,6 +135,7 @@ export class Operator {
       "migrate",
     ])
     const to = this.operator.pick(sim.nodes).id
+    const inSync = node.core!.authority().caughtUp
     const plan = planOperation({
       system,
       spec: decodeValue<SystemSpecValue>(node.core!.store.get("system", system)?.value),
@@ -143,16 +144,20 @@ export class Operator {
       nowMs: node.localMs(sim.nowUs),
       nodes: sim.nodes.map((member) => member.id),
       live: liveNodes(node.core!.capacities()),
-      inSync: node.core!.authority().caughtUp,
+      inSync,
     })
     if (!("task" in plan)) return
     this.operations++
     const id = `op-${this.operations}`
-    this.hosts.clientWrite(node, [
-      ...(plan.system === undefined || plan.system === null
-        ? []
-        : [{ op: "put" as const, kind: "system", id: system, value: encodeValue(plan.system) }]),
-      { op: "put", kind: "task", id, value: encodeValue(plan.task) },
-    ])
+    this.hosts.clientWrite(
+      node,
+      [
+        ...(plan.system === undefined || plan.system === null
+          ? []
+          : [{ op: "put" as const, kind: "system", id: system, value: encodeValue(plan.system) }]),
+        { op: "put", kind: "task", id, value: encodeValue(plan.task) },
+      ],
+      inSync,
+    )
   }
 }

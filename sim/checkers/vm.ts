@@ -62,22 +62,15 @@ export class VmChecker {
   private readonly excused = new Set<string>()
 
   /**
-   * An operation's writes (a client's), through a node whose store believes itself caught up or
-   * not. Where an HA system runs is decided in the log; its spec's node and epoch only mirror the
-   * decision, and a client's write from a stale read carries an older mirror until the primary
-   * mirrors again (seed 8001046: 180 ms later; the placement itself never went back, which the
-   * placement checkers hold). A system that is not HA keeps what its spec says.
+   * An operation's writes (a client's), through a node whose store believed itself caught up or
+   * not — when the operation was checked (`SimNode.writeInSync`, as the API checks it before it
+   * writes), not after the write: a node's own new change can make its store not caught up at
+   * once (seed 8001046 read it after, and took a checked operation for one that was not).
    */
   written(node: SimNode, changes: ReadonlyArray<Change>, source: string): void {
-    if (source !== "client") return
-    const caughtUp = node.core?.authority().caughtUp === true
+    if (source !== "client" || (node.writeInSync ?? node.core?.authority().caughtUp) !== true) return
     for (const change of changes)
-      if (
-        change.kind === "system" &&
-        change.op === "put" &&
-        (caughtUp || decodeValue<SystemSpecValue>(change.value ?? undefined)?.ha === true)
-      )
-        this.excused.add(show(change))
+      if (change.kind === "system" && change.op === "put") this.excused.add(show(change))
   }
 
   /**
