@@ -43,10 +43,12 @@ describe("regressions with clock steps: a sender's counter that ran ahead in sev
   sweep(8000582, 8000582, { domains: 2, durationMs: 20_000, systems: 12 })
 })
 
-describe("regressions with the decision log: an operation from a stale store carries an older mirror of an HA placement", () => {
-  // An operator's write through a node not caught up carried vm10's spec with epoch 23 after the
-  // primary had mirrored 43 there; the primary mirrored 43 again 180 ms later, and the decided
-  // placement never went back. The epoch checker now holds that promise for systems not HA only.
+describe("regressions with the decision log: an operation checked on a caught-up store, judged after its write", () => {
+  // An operator's write through n3, whose store was caught up when the operation was checked,
+  // carried vm10's spec with epoch 23 after the primary had mirrored 43 (the primary mirrored 43
+  // again 180 ms later; the decided placement never went back). The epoch checker read "caught
+  // up" after the write, which itself had made the store not caught up; it now reads it when the
+  // operation was checked, as the API does.
   sweep(8001046, 8001046, { domains: 3, durationMs: 20_000, systems: 12 })
 })
 
