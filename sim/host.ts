@@ -348,8 +348,10 @@ export class Hosts {
     })
   }
 
-  /** A client's writes through a node (the operator's, the workload's), as the API makes them. */
-  /** A client's writes; `inSync`: what the operation found of the node's store when it was checked. */
+  /**
+   * A client's writes through a node (the operator's, the workload's), as the API makes them;
+   * `inSync`: what the operation found of the node's store when it was checked.
+   */
   clientWrite(node: SimNode, writes: ReadonlyArray<Omit<WriteOp, "requestId">>, inSync?: boolean): void {
     node.writeInSync = inSync
     this.step(node, { _tag: "Write", ticket: ++node.ticket, writes })
