@@ -13,7 +13,7 @@ import { Deferred, Effect, type Fiber, Result, Semaphore, Stream } from "effect"
 import type { Change, StatsValue } from "../../core/cdb/codec.ts"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
 import { defaultCdbConfig, type WriteOp } from "../../core/cdb/node.ts"
-import type { Membership } from "../../core/decision/log.ts"
+import type { MemberAddress, Membership } from "../../core/decision/log.ts"
 import type { DecisionAnswer, DecisionCommand, MembershipChange } from "../../core/decision/state.ts"
 import type { NodeCapacity } from "../../core/hypervisor/scheduler.ts"
 import type { ServiceState } from "../../core/lifecycle/tables.ts"
@@ -36,14 +36,7 @@ import { type DropReason, type Received, Transport } from "../../core/ports/tran
 import type { NodeConfig } from "./config.ts"
 
 /** Where a member is reached: its unicast address and port, its domain, its agent. */
-export interface ReachedAt {
-  readonly id: string
-  readonly address: string
-  readonly port: number
-  readonly domain: string
-  readonly relay: boolean
-  readonly agentPort?: number
-}
+export type ReachedAt = Omit<MemberAddress, "relayPort"> & { readonly id: string }
 
 const reachedAt = (id: string, at: Omit<ReachedAt, "id">): ReachedAt => ({
   id,

@@ -12,6 +12,7 @@ import {
   type Channel,
   type Destination,
   type DropReason,
+  type Peer,
   type Received,
   Transport,
   TransportError,
@@ -19,14 +20,6 @@ import {
 import { clockOffsetToleratedMs } from "../../core/transport/replay.ts"
 import { Opener, Sealer, toDomain, toNode } from "./envelope.ts"
 import { RelayLinks, type RelayOptions } from "./relay.ts"
-
-export interface Peer {
-  readonly id: string
-  readonly address: string
-  readonly port: number
-  readonly domain: string
-  readonly relay: boolean
-}
 
 export interface UdpOptions {
   readonly self: string

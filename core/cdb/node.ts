@@ -1107,7 +1107,9 @@ export class CdbNode {
 
   // ---- membership and failure detection ----------------------------------------------------
 
+  /** A member was heard (a sender that is no member, one removed say, is watched by no one). */
   private heard(node: string, nowMs: number): void {
+    if (!this.membership.byId.has(node)) return
     this.lastHeard.set(node, nowMs)
     if (this.memberStates.has(node) && this.memberStates.get(node) !== "alive") {
       this.memberStates.set(node, "alive")

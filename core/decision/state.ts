@@ -10,6 +10,7 @@
  * Pure: `applyDecision` is the state machine the log drives, the same on every member.
  */
 import { Schema } from "effect"
+import type { Membership } from "./log.ts"
 
 const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))
 const Index = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -66,13 +67,11 @@ export const MembershipChange = Schema.Union([
 ])
 export type MembershipChange = typeof MembershipChange.Type
 
-type MembershipValue = typeof MembershipSchema.Type
-
 /** The membership after `change`, or why the change cannot be made to `current`. */
 export const changeMembership = (
-  current: MembershipValue,
+  current: Membership,
   change: MembershipChange,
-): { readonly membership: MembershipValue } | { readonly refused: string } => {
+): { readonly membership: Membership } | { readonly refused: string } => {
   const member = current.voters.includes(change.node) || current.learners.includes(change.node)
   const addresses = current.addresses ?? {}
   switch (change._tag) {

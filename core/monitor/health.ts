@@ -55,12 +55,16 @@ export interface Corrupted {
 }
 
 /** What became of a store's corrupted values, as health and the alarm say it. */
-export const corruptedOutcome = (corrupted: Corrupted): string =>
-  corrupted.lost > 0
-    ? `${corrupted.lost} of its own not yet back from a peer, the rest asked of peers again or restored from its own log`
-    : (corrupted.repaired ?? 0) > 0
-      ? `${corrupted.repaired} of its own given back by a peer, the rest asked of peers again or restored from its own log`
-      : "all asked of peers again or restored from its own log"
+export const corruptedOutcome = (corrupted: Corrupted): string => {
+  const own =
+    corrupted.lost > 0
+      ? `${corrupted.lost} of its own not yet back from a peer`
+      : (corrupted.repaired ?? 0) > 0
+        ? `${corrupted.repaired} of its own given back by a peer`
+        : undefined
+  const rest = "asked of peers again or restored from its own log"
+  return own === undefined ? `all ${rest}` : `${own}, the rest ${rest}`
+}
 
 export interface Health {
   readonly cluster: Score

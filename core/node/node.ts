@@ -543,8 +543,7 @@ export class NodeCore {
           this.outputs.push(output)
           break
         case "MemberChanged":
-          if (this.memberIds.has(output.node))
-            this.memberView.set(output.node, { state: output.state, sinceMs: this.nowMs })
+          this.memberView.set(output.node, { state: output.state, sinceMs: this.nowMs })
           this.outputs.push(output)
           // What a service reads depends on who is alive (a dead node's meta slots no longer
           // count, its claim on a system included): every service reads the store again. A

@@ -37,6 +37,15 @@ export type DropReason =
   /** Sealed for another node or another domain (bridged across a partition, say). */
   | "misdirected"
 
+/** A member as the transport reaches it: its unicast address and port, its domain, whether it relays. */
+export interface Peer {
+  readonly id: string
+  readonly address: string
+  readonly port: number
+  readonly domain: string
+  readonly relay: boolean
+}
+
 export class Transport extends Context.Service<
   Transport,
   {
@@ -47,15 +56,7 @@ export class Transport extends Context.Service<
     ) => Effect.Effect<void, TransportError>
     readonly incoming: Stream.Stream<Received>
     /** The members to reach now (a change of membership): each with where it listens. */
-    readonly setPeers: (
-      peers: ReadonlyArray<{
-        readonly id: string
-        readonly address: string
-        readonly port: number
-        readonly domain: string
-        readonly relay: boolean
-      }>,
-    ) => void
+    readonly setPeers: (peers: ReadonlyArray<Peer>) => void
     /** Datagrams dropped by the authentication layer, by reason (for metrics and tests). */
     readonly dropped: Effect.Effect<Readonly<Record<DropReason, number>>>
   }
