@@ -15,6 +15,8 @@ export interface Seal {
   readonly counter: number
   /** Bookkeeping, not on the wire: when (global µs) its sender last took a peer's datagram. */
   readonly senderHeardUs: number
+  /** Bookkeeping, not on the wire: its sender's seal-clock lead over its wall clock when it sealed (µs). */
+  readonly senderLeadUs: number
 }
 
 export type Delivery =

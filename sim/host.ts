@@ -79,6 +79,11 @@ export class SimNode {
   /** And its decision log: snapshot and entries. */
   decisions: DurableDecisions = { snapshot: undefined, entries: [] }
   incarnation = 0
+  /**
+   * The lead of its seal clock over its wall clock as its store last took it (µs): a new process
+   * seals, and takes datagrams, from its wall clock plus this on (as `recordStart` gives it).
+   */
+  sealLeadUs = 0
   /** The one timer, armed at the composition's next deadline (global µs). */
   armedUs = Number.MAX_SAFE_INTEGER
   /** Tickets of the workload's and the operator's writes. */
@@ -132,6 +137,8 @@ export class SimNode {
   wallStepMs = 0
   /** Its wall clock's step when its process started (the receiver's side of the freshness rule). */
   startedWallStepMs = 0
+  /** The seal-clock lead its process started with (µs): its window takes datagrams from wall clock plus this on. */
+  startedLeadUs = 0
   /** The anti-replay window of this node's transport (a process's: new at every start), and when it started (global µs). */
   replayWindow = new ReplayWindow()
   startedUs = 0

@@ -12,6 +12,7 @@ import {
   ReplayWindow,
   reorderToleratedUs,
   SealClock,
+  sealLeadPersistedUs,
 } from "../core/transport/replay.ts"
 import type { Delivery, Seal, Sim } from "./events.ts"
 import type { Faults } from "./faults.ts"
@@ -56,18 +57,21 @@ export class Network {
 
   /**
    * A new process's transport: a new replay window, taking datagrams sealed from its start on
-   * (its wall clock's, `wallMs`), and a seal clock started from that clock.
+   * in the cluster's time (its wall clock, `wallMs`, plus the seal clock's lead its store kept),
+   * and a seal clock started from there.
    */
   started(node: SimNode, wallMs: number): void {
+    const startUs = wallMs * 1000 + node.sealLeadUs
     node.replayWindow = new ReplayWindow(
       reorderToleratedUs,
-      BigInt((wallMs - clockOffsetToleratedMs) * 1000),
+      BigInt(startUs - clockOffsetToleratedMs * 1000),
       clockOffsetToleratedMs * 1000,
     )
-    node.sealClock = new SealClock(wallMs * 1000)
+    node.sealClock = new SealClock(wallMs * 1000, node.sealLeadUs)
     node.heardUs = Number.NEGATIVE_INFINITY
     node.startedUs = this.sim.nowUs
     node.startedWallStepMs = node.wallStepMs
+    node.startedLeadUs = node.sealLeadUs
   }
 
   /** A CDB datagram, to its node's domain, a node of its domain, or a relay in another. */
@@ -172,6 +176,7 @@ export class Network {
       incarnation: from.incarnation,
       counter: from.sealClock.next(from.wallMs(this.sim.nowUs) * 1000),
       senderHeardUs: from.heardUs,
+      senderLeadUs: from.sealClock.leadUs,
     }
   }
 
@@ -210,11 +215,14 @@ export class Network {
    * since the receiver started, less than half the tolerated reordering after it was sent (the
    * network here delays by at most 41 ms). The replay window once spanned a millisecond of the
    * sender's clock, and dropped reordered datagrams as replays: HA liveness noticed, after 35 s.
-   * Three drops are what the design accepts (core/transport/replay.ts): a receiver whose wall
+   * Four drops are what the design accepts (core/transport/replay.ts): a receiver whose wall
    * clock was stepped ahead when it started hears a peer only once the peer has heard it; a
    * sender whose wall clock is behind seals at the cluster's time only as long as it hears the
-   * cluster (its counter lags by the time since); and what a sender sealed just before its
-   * clock jumped forward (to a peer's counter) is too late once a later one has arrived.
+   * cluster (its counter lags by the time since); a receiver that restarted with a seal-clock
+   * lead its sender has not learnt yet (taken on the other side of a partition, from a stepped
+   * clock) hears it only once the sender has heard the receiver (seed 2029); and what a sender
+   * sealed just before its clock jumped forward (to a peer's counter) is too late once a later
+   * one has arrived.
    */
   unsealed(node: SimNode, delivery: Delivery): boolean {
     const seal = delivery.seal
@@ -233,7 +241,8 @@ export class Network {
     const excused =
       (verdict === "before-start" &&
         (node.startedWallStepMs > 0 ||
-          delivery.sentUs - seal.senderHeardUs > clockOffsetToleratedMs * 500)) ||
+          delivery.sentUs - seal.senderHeardUs > clockOffsetToleratedMs * 500 ||
+          node.startedLeadUs - seal.senderLeadUs > clockOffsetToleratedMs * 1000)) ||
       // Too late because its sender's counter ran ahead of time since it sealed this one: by
       // at least what the window spans beyond the delay checked below, in one jump or in several
       // (several small ones, each a peer's counter taken, added up to 228 ms: seed 8000582).
@@ -257,11 +266,17 @@ export class Network {
     return false
   }
 
-  /** A datagram the transport took: the receiver's seal clock keeps up with its sender's. */
+  /**
+   * A datagram the transport took: the receiver's seal clock keeps up with its sender's, and
+   * its store takes the lead once it has grown by `sealLeadPersistedUs` (as the real node's
+   * does, unless its disk is full).
+   */
   private took(node: SimNode, seal: Seal): void {
-    const jump = node.sealClock.observe(seal.counter)
+    const jump = node.sealClock.observe(seal.counter, node.wallMs(this.sim.nowUs) * 1000)
     if (jump > 0) node.jumped(this.sim.nowUs, jump)
     node.heardUs = this.sim.nowUs
+    const lead = node.sealClock.leadUs
+    if (lead >= node.sealLeadUs + sealLeadPersistedUs && !this.faults.diskFull(node)) node.sealLeadUs = lead
   }
 
   /** Whether a seal arrives for the first time anywhere (a sender seals each datagram for one receiver). */

@@ -9,7 +9,7 @@
  * Two clocks, named as such: `monotonicMs` (every lease, quorum window, fence deadline, back-off
  * and timeout) and `wallMs` (read by the hybrid logical clock only, to stamp versions).
  */
-import { Deferred, Effect, type Fiber, Result, Semaphore, Stream } from "effect"
+import { Deferred, Effect, type Fiber, Result, Schedule, Semaphore, Stream } from "effect"
 import type { Change, StatsValue } from "../../core/cdb/codec.ts"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
 import { defaultCdbConfig, type WriteOp } from "../../core/cdb/node.ts"
@@ -33,6 +33,7 @@ import {
 import type { ServiceFactories, ServiceName, ServicePorts } from "../../core/node/service.ts"
 import { DurableStore } from "../../core/ports/store.ts"
 import { type DropReason, type Received, Transport } from "../../core/ports/transport.ts"
+import { sealLeadPersistedUs } from "../../core/transport/replay.ts"
 import type { NodeConfig } from "./config.ts"
 
 /** Where a member is reached: its unicast address and port, its domain, its agent. */
@@ -532,6 +533,20 @@ export const startNode = (
     yield* step({ _tag: "DeadlineReached" })
     const incomingFiber = yield* Stream.runForEachArray(transport.incoming, receive).pipe(Effect.forkScoped)
     const timerFiber = yield* timer.pipe(Effect.forkScoped)
+    // The seal clock's lead over the wall clock, kept in the store as it grows, so the next run
+    // takes nothing sealed before its start in the cluster's time (core/transport/replay.ts). A
+    // store that refuses (a full disk) is tried again at the next look.
+    let keptLeadUs = yield* transport.sealLead
+    yield* Effect.gen(function* () {
+      const leadUs = yield* transport.sealLead
+      if (leadUs < keptLeadUs + sealLeadPersistedUs) return
+      yield* store.persistSealLead(leadUs)
+      keptLeadUs = leadUs
+    }).pipe(
+      Effect.catch((error) => Effect.logDebug(`seal clock's lead not kept yet: ${error.message}`)),
+      Effect.repeat(Schedule.spaced("100 millis")),
+      Effect.forkScoped,
+    )
 
     const running: RunningNode = {
       id: config.id,

@@ -194,6 +194,9 @@ const statements = (db: DatabaseSync) => ({
   putDecisionSnapshot: db.prepare(
     "INSERT OR REPLACE INTO decision_snapshot (id, idx, term, body, checksum) VALUES (0, ?, ?, ?, ?)",
   ),
+  raiseSealLead: db.prepare(
+    "INSERT INTO node_state (key, number) VALUES ('seal-lead', ?) ON CONFLICT (key) DO UPDATE SET number = max(number, excluded.number)",
+  ),
   setNumber: db.prepare(
     "INSERT INTO node_state (key, number, text) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET number = excluded.number, text = excluded.text",
   ),
@@ -520,14 +523,18 @@ export const layerSqlite = (options: SqliteOptions) =>
           ),
         persistVote: (vote: DurableVote) =>
           transaction(() => sql.setNumber.run("vote", vote.term, vote.votedFor)),
-        nextIncarnation: transaction(() => {
-          const row = db.prepare("SELECT number FROM node_state WHERE key = 'incarnation'").get() as
-            | { number: number }
-            | undefined
-          const next = (row?.number ?? 0) + 1
-          sql.setNumber.run("incarnation", next, null)
-          return next
+        recordStart: transaction(() => {
+          const number = (key: string) =>
+            (
+              db.prepare("SELECT number FROM node_state WHERE key = ?").get(key) as
+                | { number: number }
+                | undefined
+            )?.number ?? 0
+          const incarnation = number("incarnation") + 1
+          sql.setNumber.run("incarnation", incarnation, null)
+          return { incarnation, sealLeadUs: number("seal-lead") }
         }),
+        persistSealLead: (leadUs) => transaction(() => sql.raiseSealLead.run(Math.floor(leadUs))),
       })
     }),
   )

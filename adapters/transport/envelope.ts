@@ -22,11 +22,12 @@
  * incarnation, the highest counter seen in it and which counters below it arrived, over the last
  * 200 ms of the counter (an anti-replay window as IPsec keeps one, spanning time rather than a
  * count, since the counter is a clock). A higher incarnation (the sender restarted; it is its durable restart
- * count) starts a new window; anything from an older one is a replay. The counter never falls
- * below the sender's wall clock in microseconds, nor below a counter it took from a peer (a
- * hybrid logical clock: max(last + 1, now, observed)), so a receiver that restarted takes nothing
- * sealed well before its own start, and a sender whose wall clock is behind still seals at the
- * cluster's time (core/transport/replay.ts).
+ * count) starts a new window; anything from an older one is a replay. The counter is the
+ * sender's wall clock in microseconds plus the largest lead it took from a peer, and never below
+ * a counter it took (a hybrid logical clock that runs with time), so a receiver that restarted —
+ * starting from its wall clock plus the lead it kept — takes nothing sealed well before its own
+ * start, and a sender whose wall clock is behind still seals at the cluster's time
+ * (core/transport/replay.ts).
  */
 import {
   createCipheriv,
@@ -75,6 +76,8 @@ export class Sealer {
     startMicros: number,
     encrypt = false,
     clockMicros: () => number = () => 0,
+    /** The lead over the wall clock this node's seal clock had (its store kept it): 0 for a new node. */
+    leadMicros = 0,
   ) {
     this.clockMicros = clockMicros
     // A KeyObject made once: given a Buffer, createHmac imports the key again on every datagram
@@ -82,7 +85,7 @@ export class Sealer {
     this.key = createSecretKey(deriveKey(key, "datagram authentication"))
     this.encryptionKey = encrypt ? deriveKey(key, "datagram encryption") : undefined
     this.salt = randomBytes(4)
-    this.clock = new SealClock(startMicros)
+    this.clock = new SealClock(startMicros, leadMicros)
     const id = Buffer.from(sender, "utf8")
     if (id.length === 0 || id.length > maxSenderBytes)
       throw new Error(`envelope: a sender id has 1-${maxSenderBytes} bytes, not ${id.length}`)
@@ -113,7 +116,12 @@ export class Sealer {
 
   /** A counter a peer sealed with, taken (authenticated, not a replay): ours stays above it. */
   observe(counter: number): void {
-    this.clock.observe(counter)
+    this.clock.observe(counter, this.clockMicros())
+  }
+
+  /** How far the seal clock runs ahead of the wall clock (µs), for the store to keep across restarts. */
+  get leadMicros(): number {
+    return this.clock.leadUs
   }
 
   /** The next counter: one more than the last, never below the wall clock nor what was observed. */

@@ -25,6 +25,11 @@ export interface UdpOptions {
   readonly self: string
   /** This run's durable restart count, sealed into every datagram. */
   readonly incarnation: number
+  /**
+   * The lead over the wall clock this node's seal clock had when it last ran (µs; its store keeps
+   * it, `recordStart`): this run seals, and takes datagrams sealed, from its wall clock plus it.
+   */
+  readonly sealLeadUs?: number
   readonly address: string
   readonly port: number
   /** The domain's multicast group, or null to send to each peer of the domain by unicast. */
@@ -91,10 +96,11 @@ export const layerUdp = (options: UdpOptions) =>
         oversized: 0,
         misdirected: 0,
       }
-      // The envelope's counter is a hybrid clock (never below the wall clock in µs, nor below what
-      // it took from a peer), and a sender's first datagram must be sealed after this process
-      // started, less the offset clocks may have.
+      // The envelope's counter is a hybrid clock (the wall clock in µs plus the lead taken from
+      // peers, never below what it took), and a sender's first datagram must be sealed after this
+      // process started in the cluster's time, less the offset clocks may have.
       const wallMicros = () => Date.now() * 1000
+      const leadUs = options.sealLeadUs ?? 0
       const sealer = new Sealer(
         options.key,
         options.self,
@@ -102,12 +108,13 @@ export const layerUdp = (options: UdpOptions) =>
         wallMicros(),
         options.encrypt,
         wallMicros,
+        leadUs,
       )
       const opener = new Opener(
         options.key,
         options.maxPayloadBytes,
         options.encrypt,
-        wallMicros(),
+        wallMicros() + leadUs,
         clockOffsetToleratedMs * 1000,
         [toNode(options.self), toDomain(options.domain)],
       )
@@ -254,6 +261,7 @@ export const layerUdp = (options: UdpOptions) =>
         },
         incoming: Stream.fromQueue(queue),
         dropped: Effect.sync(() => ({ ...dropped })),
+        sealLead: Effect.sync(() => sealer.leadMicros),
       })
     }),
   )

@@ -61,7 +61,16 @@ export class DurableStore extends Context.Service<
       readonly decisions?: ReadonlyArray<LogPersist<DecisionCommand, DecidedState>>
     }) => Effect.Effect<void, StoreError>
     readonly persistVote: (vote: DurableVote) => Effect.Effect<void, StoreError>
-    /** Counts a restart; the new incarnation tells peers this node started afresh. */
-    readonly nextIncarnation: Effect.Effect<number, StoreError>
+    /**
+     * Counts a restart, and says what this run starts from: the new incarnation (it tells peers
+     * this node started afresh) and the lead its seal clock last had over its wall clock (µs),
+     * so it takes nothing sealed before its start in the cluster's time.
+     */
+    readonly recordStart: Effect.Effect<
+      { readonly incarnation: number; readonly sealLeadUs: number },
+      StoreError
+    >
+    /** Keeps the seal clock's lead (it only grows: a lower one is ignored). */
+    readonly persistSealLead: (leadUs: number) => Effect.Effect<void, StoreError>
   }
 >()("acp/core/ports/DurableStore") {}

@@ -59,5 +59,10 @@ export class Transport extends Context.Service<
     readonly setPeers: (peers: ReadonlyArray<Peer>) => void
     /** Datagrams dropped by the authentication layer, by reason (for metrics and tests). */
     readonly dropped: Effect.Effect<Readonly<Record<DropReason, number>>>
+    /**
+     * How far this node's seal clock runs ahead of its wall clock (µs): the largest lead taken
+     * from a peer. Its store keeps it, so a restart takes nothing sealed while it was down.
+     */
+    readonly sealLead: Effect.Effect<number>
   }
 >()("acp/core/ports/Transport") {}

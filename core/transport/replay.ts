@@ -7,17 +7,21 @@
  *
  * A receiver that restarted has no windows, so anything sealed before it started would pass: a
  * sender's counter is therefore also a clock (never below its wall clock in microseconds), and a
- * new window takes only counters from `freshFrom` on — the receiver's own start, less the clock
- * offset the cluster tolerates. And once that offset has passed since the receiver started (its
+ * new window takes only counters from `freshFrom` on — the receiver's own start in the cluster's
+ * time (its wall clock plus the lead its seal clock kept), less the clock offset the cluster
+ * tolerates. And once that offset has passed since the receiver started (its
  * own monotonic time, `sinceStartUs`), nothing sealed before its start (`startedAt`) can still be
  * on its way: such a counter is a replay, even the first of its sender. (The simulator found the
  * gap: an adversary replayed, 1.5 s after a node restarted, pings a dead node had sent just
  * before; the restarted node heard a majority that was not there and fenced late.) A sender
  * whose clock is more than the offset behind would lose its datagrams until its counter passed
  * the receiver's start — so the counter is a hybrid logical clock (`SealClock`): never below the
- * sender's wall clock, nor below any counter it has taken from a peer. A sender whose wall clock
+ * sender's wall clock plus the lead it took from peers, nor below any counter it has taken. A sender whose wall clock
  * was stepped back keeps sealing at the cluster's time, as it hears it. (The fault harness found
  * the gap: a node 92 s behind was deaf to a restarted one, and the cluster took 15 s to elect.)
+ * Leads differ while a partition lasts: a receiver that restarted with a lead its sender has not
+ * learnt (taken on its side from a stepped clock) drops that sender's datagrams as before-start
+ * until the sender hears it, one ping later (seed 2029).
  * The real transport (adapters/transport/envelope.ts) and the simulated network share both.
  */
 
@@ -50,31 +54,60 @@ export const reorderToleratedUs = 200_000
 export const windowCountersKept = 65_536
 
 /**
- * The counter a node seals its datagrams with: a hybrid logical clock in microseconds (Kulkarni
- * et al.), one more than the last, never below the node's wall clock and never below a counter
- * it took from a peer (`observe`). It starts from the wall clock when the process starts.
+ * How much a seal clock's lead grows before its node's store takes it again: a restarted receiver
+ * starts at most this much (plus the clock offset tolerated) before the cluster's time, and a
+ * drifting clock does not write the store at every datagram.
+ */
+export const sealLeadPersistedUs = 10_000
+
+/**
+ * The counter a node seals its datagrams with, in microseconds: its wall clock plus the largest
+ * lead it has taken from a peer (`observe`: how far a peer's counter was ahead of this node's
+ * wall clock), and always one more than the last. A hybrid logical clock (Kulkarni et al.) that
+ * keeps running with time when it is ahead of the wall clock: a plain one (max(last + 1, now,
+ * observed)) stood still once a peer's clock was stepped ahead — for as long as the step, every
+ * node sealed with nearly the same counter, so a receiver that restarted could not tell a
+ * datagram sealed a second before its start from one sealed now. The simulator found it (seed
+ * 8001586): a node's clock stepped 27 s ahead for a second and back; for the rest of the run the
+ * cluster's counters stood 27 s ahead of its wall clocks, and a node restarted at 15 s took the
+ * adversary's replays of pings sealed while it was down, so a primary cut off did not fence.
+ *
+ * The lead only grows (every node's ends at the cluster's largest), and a node keeps it across
+ * restarts (the store's `recordStart`), so a restarted receiver's start, in the cluster's time,
+ * is its wall clock plus the lead it had: what was sealed before that is known to be old. A
+ * node whose wall clock was stepped back seals at the cluster's time as soon as it hears a peer.
  */
 export class SealClock {
   private last: number
+  private lead: number
 
-  constructor(startUs: number) {
-    this.last = Math.floor(startUs)
+  /** Started at wall clock `nowUs`, with the lead this node had (0 for a new one). */
+  constructor(nowUs: number, leadUs = 0) {
+    this.lead = Math.max(0, Math.floor(leadUs))
+    this.last = Math.floor(nowUs) + this.lead
+  }
+
+  /** How far this clock runs ahead of its node's wall clock (µs): the largest lead taken. */
+  get leadUs(): number {
+    return this.lead
   }
 
   /** The next counter, at wall clock `nowUs`. */
   next(nowUs: number): number {
-    const now = Math.floor(nowUs)
+    const now = Math.floor(nowUs) + this.lead
     this.last = now > this.last ? now : this.last + 1
     return this.last
   }
 
   /**
-   * A counter taken from a peer (authenticated, not a replay): ours never falls below it. Says
-   * how far ours jumped (0 if it did not). A jump of more than the reordering tolerated drops,
-   * as too late, what this node sealed just before it and is still on its way: once, repaired
-   * as a loss.
+   * A counter taken from a peer (authenticated, not a replay) at wall clock `nowUs`: ours never
+   * falls below it, and keeps its lead over our wall clock from then on. Says how far ours jumped
+   * (0 if it did not). A jump of more than the reordering tolerated drops, as too late, what this
+   * node sealed just before it and is still on its way: once, repaired as a loss.
    */
-  observe(counter: number): number {
+  observe(counter: number, nowUs: number): number {
+    const lead = counter - Math.floor(nowUs)
+    if (lead > this.lead) this.lead = lead
     if (counter <= this.last) return 0
     const jump = counter - this.last
     this.last = counter

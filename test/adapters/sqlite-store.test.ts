@@ -165,15 +165,20 @@ describe("sqlite store", () => {
     expect(corrupted.decisions.entries.map((held) => held.index)).toEqual([3, 4])
   })
 
-  it("keeps the vote and counts incarnations across reopening", async () => {
+  it("keeps the vote, counts incarnations and keeps the seal clock's largest lead across reopening", async () => {
     const path = freshPath()
-    await withStore(path, "n1", (store) =>
-      Effect.andThen(store.persistVote({ term: 7, votedFor: "n2" }), store.nextIncarnation),
+    const first = await withStore(path, "n1", (store) =>
+      Effect.andThen(store.persistVote({ term: 7, votedFor: "n2" }), store.recordStart),
     )
-    const second = await withStore(path, "n1", (store) => store.nextIncarnation)
+    expect(first).toEqual({ incarnation: 1, sealLeadUs: 0 })
+    await withStore(path, "n1", (store) =>
+      Effect.andThen(store.persistSealLead(26_893_000), store.persistSealLead(5_000)),
+    )
+    const second = await withStore(path, "n1", (store) => store.recordStart)
     const loaded = await withStore(path, "n1", (store) => store.load)
     expect(loaded.vote).toEqual({ term: 7, votedFor: "n2" })
-    expect(second).toBe(2)
+    // The lead only grows: the lower one written after it is ignored.
+    expect(second).toEqual({ incarnation: 2, sealLeadUs: 26_893_000 })
     expect(loaded.incarnation).toBe(2)
   })
 

@@ -292,6 +292,14 @@ export const catalogue: ReadonlyArray<Mutant> = [
     why: "the seal's counter follows only the sender's wall clock: a node whose clock was stepped back is deaf to every node that restarts until its clock catches up (found by the fault harness, seed 3012)",
   },
   {
+    name: "seal-clock-stands-still",
+    covers: "relays",
+    file: "core/transport/replay.ts",
+    find: "    const now = Math.floor(nowUs) + this.lead\n",
+    replace: "    const now = Math.floor(nowUs)\n",
+    why: "the seal clock is a plain hybrid clock: once a peer's clock was stepped ahead it stands still at that peer's counter, and a node restarted takes replays of what was sealed while it was down (seed 8001586)",
+  },
+  {
     name: "ping-hears-any-process",
     covers: "fencing",
     file: "core/monitor/election.ts",

@@ -52,6 +52,14 @@ describe("regressions with the decision log: an operation checked on a caught-up
   sweep(8001046, 8001046, { domains: 3, durationMs: 20_000, systems: 12 })
 })
 
+describe("regressions with replays after a clock step", () => {
+  // n2's clock was stepped 27 s ahead for a second; the plain hybrid seal clock then stood still
+  // 27 s ahead of every wall clock, so n5, restarted at 15 s, took replayed pings sealed while it
+  // was down, and n1, cut off, did not fence. The seal clock now runs with time ahead of the wall
+  // clock, and a restarted node starts from the lead its store kept.
+  sweep(8001586, 8001586, { domains: 1, durationMs: 20_000, systems: 12 })
+})
+
 describe("regressions with a node down for good (fault stay-down)", () => {
   // The survivors asked the dead origin, forever, for the changes of its stream another
   // survivor held: a gap keeps its holder, and the holder was the dead node. A gap whose holder

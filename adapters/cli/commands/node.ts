@@ -70,10 +70,11 @@ export const runNode = (configPath: string, bench = false) =>
       })
       // This start's incarnation, counted once: the node announces it, and the envelope seals it
       // into every datagram, so a receiver tells this run's counters from an earlier run's.
-      const transport = (incarnation: number) =>
+      const transport = (start: { incarnation: number; sealLeadUs: number }) =>
         layerUdp({
           self: config.id,
-          incarnation,
+          incarnation: start.incarnation,
+          sealLeadUs: start.sealLeadUs,
           address: config.address,
           port: config.port,
           group: config.group,
@@ -90,7 +91,7 @@ export const runNode = (configPath: string, bench = false) =>
       // every time it is tried again: the node starts once space returns, as a running one
       // writes again (found by the fault harness: a restart on a full disk died with a bare
       // `StoreError`). One that cannot be opened or read stops the node with the reason.
-      const incarnation = yield* Effect.flatMap(DurableStore, (durable) => durable.nextIncarnation).pipe(
+      const start = yield* Effect.flatMap(DurableStore, (durable) => durable.recordStart).pipe(
         Effect.provide(store),
         Effect.tapError((error) =>
           Effect.logError(
@@ -115,7 +116,7 @@ export const runNode = (configPath: string, bench = false) =>
       yield* Effect.scoped(
         Effect.gen(function* () {
           const hypervisorSettings = config.hypervisor
-          const { running } = yield* startNode(config, incarnation, {
+          const { running } = yield* startNode(config, start.incarnation, {
             hypervisor: hypervisorService({
               volumeDir: join(config.dataDir, "volumes"),
               consoleDir: join(config.dataDir, "console"),
@@ -257,7 +258,7 @@ export const runNode = (configPath: string, bench = false) =>
             ),
           )
         }),
-      ).pipe(Effect.provide(Layer.merge(store, transport(incarnation))))
+      ).pipe(Effect.provide(Layer.merge(store, transport(start))))
     }),
   )
 

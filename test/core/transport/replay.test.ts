@@ -74,32 +74,58 @@ describe("the replay window", () => {
 })
 
 describe("the seal clock", () => {
-  it("rises by one a datagram, never below the wall clock, nor below a counter taken from a peer", () => {
+  it("rises by one a datagram, never below the wall clock plus the lead taken, nor below a counter taken", () => {
     const clock = new SealClock(1_000)
     expect(clock.next(500)).toBe(1_001)
     expect(clock.next(2_000)).toBe(2_000)
-    // A peer 30 s ahead: ours jumps to it, and says by how much.
-    expect(clock.observe(30_002_000)).toBe(30_000_000)
-    expect(clock.next(2_100)).toBe(30_002_001)
-    // Nothing lower moves it.
-    expect(clock.observe(2_500)).toBe(0)
-    expect(clock.next(2_200)).toBe(30_002_002)
+    // A peer 30 s ahead, heard at 2,000: ours jumps to it, and says by how much.
+    expect(clock.observe(30_002_000, 2_000)).toBe(30_000_000)
+    expect(clock.leadUs).toBe(30_000_000)
+    // From then on it runs with the wall clock, 30 s ahead of it — not one counter a datagram.
+    expect(clock.next(2_100)).toBe(30_002_100)
+    expect(clock.next(1_002_100)).toBe(31_002_100)
+    // Nothing lower moves it, nor its lead.
+    expect(clock.observe(2_500, 1_002_200)).toBe(0)
+    expect(clock.leadUs).toBe(30_000_000)
+    expect(clock.next(1_002_200)).toBe(31_002_200)
+  })
+
+  it("a restarted receiver that kept its lead refuses what was sealed while it was down, after a peer's clock was stepped ahead and back", () => {
+    const secondUs = 1_000_000
+    // n2's wall clock is stepped 27 s ahead at 2 s, for a second; n1 and n5 hear it.
+    const n1 = new SealClock(0)
+    const n5 = new SealClock(0)
+    const stepped = new SealClock(2 * secondUs).next(29 * secondUs)
+    n1.observe(stepped, 2 * secondUs)
+    n5.observe(stepped, 2 * secondUs)
+    // n5 goes down at 12 s; n1 seals a ping at 13 s, which an adversary records.
+    const recorded = n1.next(13 * secondUs)
+    // n5 restarts at 15 s with the lead its store kept (as the simulator and the real node start it).
+    const lead = n5.leadUs
+    const restarted = new ReplayWindow(200_000, BigInt(15 * secondUs + lead - 100_000), 100_000)
+    expect(restarted.judge("n1", 1, BigInt(recorded), 0)).toBe("before-start")
+    // n1's pings sealed now are taken.
+    expect(restarted.judge("n1", 1, BigInt(n1.next(15 * secondUs)), 0)).toBe("new")
+    // A clock that stood still when ahead (the plain hybrid clock) sealed the two 2 s apart with
+    // counters 1 µs apart: the restarted receiver could not have told them apart.
+    expect(n1.next(15 * secondUs) - recorded).toBeGreaterThan(1_900_000)
   })
 
   it("a node whose wall clock was stepped back stays audible to a receiver that restarts, while it hears the cluster", () => {
     const secondUs = 1_000_000
     // n1's wall clock is 92 s behind; n2's is right. n1 hears n2's datagrams.
-    const n1 = new SealClock(1_000 * secondUs - 92 * secondUs)
+    const n1Wall = (us: number) => us - 92 * secondUs
+    const n1 = new SealClock(n1Wall(1_000 * secondUs))
     const n2 = new SealClock(1_000 * secondUs)
-    for (let tick = 0; tick < 10; tick++) n1.observe(n2.next(1_000 * secondUs + tick * 100_000))
+    for (let tick = 0; tick < 10; tick++) {
+      const nowUs = 1_000 * secondUs + tick * 100_000
+      n1.observe(n2.next(nowUs), n1Wall(nowUs))
+    }
     // n3 restarts at 1,001 s (its clock right), tolerating 100 ms of offset.
     const restarted = new ReplayWindow(200_000, BigInt(1_001 * secondUs - 100_000), 100_000)
-    n1.observe(n2.next(1_001 * secondUs - 20_000))
-    expect(restarted.judge("n1", 3, BigInt(n1.next(1_001 * secondUs - 92 * secondUs)), 0)).toBe("new")
+    expect(restarted.judge("n1", 3, BigInt(n1.next(n1Wall(1_001 * secondUs))), 0)).toBe("new")
     // Without what it heard, its counter would be 92 s before the start: refused as a replay.
-    const deaf = new SealClock(1_001 * secondUs - 92 * secondUs)
-    expect(restarted.judge("n4", 1, BigInt(deaf.next(1_001 * secondUs - 92 * secondUs)), 0)).toBe(
-      "before-start",
-    )
+    const deaf = new SealClock(n1Wall(1_001 * secondUs))
+    expect(restarted.judge("n4", 1, BigInt(deaf.next(n1Wall(1_001 * secondUs))), 0)).toBe("before-start")
   })
 })
