@@ -4,7 +4,8 @@
  * step's commit goes to the store (one transaction) before its outputs go to the transport and
  * the API; a service's effects go to that service's port, whose answer comes back as an input;
  * one timer is armed at the composition's next deadline. One lock serialises every input, so the
- * composition sees one input at a time, as in the simulator.
+ * composition sees one input at a time, as in the simulator; what queues up meanwhile is taken
+ * as one step (group commit: one transaction for many inputs).
  *
  * Two clocks, named as such: `monotonicMs` (every lease, quorum window, fence deadline, back-off
  * and timeout) and `wallMs` (read by the hybrid logical clock only, to stamp versions).
@@ -76,6 +77,9 @@ export class WriteRefused extends Error {
     this.reason = reason
   }
 }
+
+/** The most inputs one step takes (one SQLite transaction for all of them). */
+const inputsPerStep = 256
 
 /** How many of its own changes a real node keeps for repairs (in memory and in SQLite). */
 export const realNodeRetainChanges = 16_384
@@ -466,47 +470,64 @@ export const startNode = (
         }
       })
 
-    const step = (input: Input) =>
-      lock.withPermits(1)(Effect.suspend(() => carry(core.handle(input, now(), clocks.wallMs()))))
-
     /**
-     * The datagrams that queued up while the node was busy, taken together: one step, so what they
-     * leave to persist is one SQLite transaction, not one per datagram.
+     * Group commit: the inputs that queued up while the node was busy — datagrams, API writes,
+     * proposals, service answers — are taken together, at most `inputsPerStep` at a time, as one
+     * step, so what they leave to persist is one SQLite transaction (one fsync), not one each.
+     * Whoever holds the lock steps everything queued; a caller returns once the step that took
+     * its inputs is carried out (committed, then its outputs sent).
      */
-    const receiveBatch = (batch: ReadonlyArray<Received>) =>
-      lock.withPermits(1)(
-        Effect.gen(function* () {
-          const inputs: Array<Input> = []
-          for (const received of batch) {
-            counters.datagramsIn++
-            if (received.channel === "cdb") {
-              inputs.push({
-                _tag: "Datagram",
-                bytes: received.bytes,
-                via: received.via,
-                ...(received.from === undefined ? {} : { from: received.from }),
-              })
-              continue
-            }
-            const message = decodeMessage(received.bytes)
-            if (Result.isFailure(message)) {
-              counters.rejectedMessages++
-              yield* Effect.logWarning("monitor message rejected", { detail: message.failure.detail })
-              continue
-            }
-            inputs.push({ _tag: "MonitorMessage", message: message.success })
-          }
-          if (inputs.length > 0) yield* carry(core.handleAll(inputs, now(), clocks.wallMs()))
-        }),
-      )
-    const receive = (chunk: ReadonlyArray<Received>) =>
-      Effect.forEach(
-        Array.from({ length: Math.ceil(chunk.length / 256) }, (_, index) =>
-          chunk.slice(index * 256, (index + 1) * 256),
+    const queued: Array<{ readonly input: Input; readonly done: Deferred.Deferred<void> }> = []
+    const drain = Effect.suspend(() => {
+      if (queued.length === 0) return Effect.void
+      const batch = queued.splice(0, inputsPerStep)
+      return carry(
+        core.handleAll(
+          batch.map((entry) => entry.input),
+          now(),
+          clocks.wallMs(),
         ),
-        receiveBatch,
-        { discard: true },
-      )
+      ).pipe(Effect.ensuring(Effect.forEach(batch, (entry) => Deferred.succeed(entry.done, undefined))))
+    })
+    const stepAll = (inputs: ReadonlyArray<Input>) =>
+      Effect.gen(function* () {
+        if (inputs.length === 0) return
+        const waits: Array<Deferred.Deferred<void>> = []
+        for (const input of inputs) {
+          const done = yield* Deferred.make<void>()
+          queued.push({ input, done })
+          waits.push(done)
+        }
+        const last = waits[waits.length - 1]!
+        while (!Deferred.isDoneUnsafe(last)) yield* lock.withPermits(1)(drain)
+      })
+    const step = (input: Input) => stepAll([input])
+
+    /** The datagrams that arrived together, decoded, into the queue of the next step. */
+    const receive = (chunk: ReadonlyArray<Received>) =>
+      Effect.gen(function* () {
+        const inputs: Array<Input> = []
+        for (const received of chunk) {
+          counters.datagramsIn++
+          if (received.channel === "cdb") {
+            inputs.push({
+              _tag: "Datagram",
+              bytes: received.bytes,
+              via: received.via,
+              ...(received.from === undefined ? {} : { from: received.from }),
+            })
+            continue
+          }
+          const message = decodeMessage(received.bytes)
+          if (Result.isFailure(message)) {
+            counters.rejectedMessages++
+            yield* Effect.logWarning("monitor message rejected", { detail: message.failure.detail })
+            continue
+          }
+          inputs.push({ _tag: "MonitorMessage", message: message.success })
+        }
+        yield* stepAll(inputs)
+      })
 
     /** The one timer: sleeps until the composition's next deadline, or until a step asks for an earlier one. */
     const timer = Effect.gen(function* () {

@@ -222,21 +222,46 @@ export class DecisionLog<C, S, A> {
 
   /** The membership in force: the latest configuration in the log, committed or not. */
   membership(): Membership {
-    for (let position = this.entries.length - 1; position >= 0; position--) {
-      const body = this.entries[position]!.body
-      if (body._tag === "Membership") return body.membership
-    }
-    return this.snapshot.membership
+    const entry = this.lastMembershipEntry()
+    return entry?.body._tag === "Membership" ? entry.body.membership : this.snapshot.membership
   }
 
   /** Whether the membership in force is committed (no change is under way). */
   membershipCommitted(): boolean {
-    for (let position = this.entries.length - 1; position >= 0; position--) {
-      const entry = this.entries[position]!
-      if (entry.body._tag === "Membership") return entry.index <= this.commitIndex
-    }
-    return true
+    const entry = this.lastMembershipEntry()
+    return entry === undefined || entry.index <= this.commitIndex
   }
+
+  /**
+   * The last membership entry held, found by scanning only what was appended since the last
+   * look: the log asks for its membership at every step and every proposal, and a scan of the
+   * whole log (up to `compactAfter` entries) each time was most of a busy primary's work.
+   * Entries are only appended, truncated and compacted; a look that finds the entries it last
+   * saw unchanged (the same array, its last entry still in place) scans the rest only.
+   */
+  private lastMembershipEntry(): Entry<C> | undefined {
+    const entries = this.entries
+    const seen = this.membershipScan
+    const unchanged =
+      seen !== undefined &&
+      seen.entries === entries &&
+      seen.length <= entries.length &&
+      (seen.length === 0 || entries[seen.length - 1] === seen.last)
+    let found = unchanged ? seen.found : undefined
+    for (let position = unchanged ? seen.length : 0; position < entries.length; position++)
+      if (entries[position]!.body._tag === "Membership") found = entries[position]
+    this.membershipScan = { entries, length: entries.length, last: entries.at(-1), found }
+    return found
+  }
+
+  private membershipScan:
+    | {
+        readonly entries: ReadonlyArray<Entry<C>>
+        readonly length: number
+        readonly last: Entry<C> | undefined
+        readonly found: Entry<C> | undefined
+      }
+    | undefined
 
   /** Whether this node is the primary and everything before its term is committed: it may decide. */
   ready(): boolean {
@@ -331,12 +356,19 @@ export class DecisionLog<C, S, A> {
     this.leader = leader
   }
 
-  private peers(): Array<string> {
+  private peers(): ReadonlyArray<string> {
     const membership = this.membership()
-    return [...new Set([...membership.voters, ...membership.learners])].filter(
-      (peer) => peer !== this.config.self,
-    )
+    if (this.peersOf?.membership !== membership)
+      this.peersOf = {
+        membership,
+        peers: [...new Set([...membership.voters, ...membership.learners])].filter(
+          (peer) => peer !== this.config.self,
+        ),
+      }
+    return this.peersOf.peers
   }
+
+  private peersOf: { readonly membership: Membership; readonly peers: ReadonlyArray<string> } | undefined
 
   // ---- the primary ------------------------------------------------------------------------------
 
@@ -407,10 +439,11 @@ export class DecisionLog<C, S, A> {
     const entries: Array<Entry<C>> = []
     let bytes = 0
     const budget = this.config.maxAppendBytes ?? Number.POSITIVE_INFINITY
-    for (const entry of this.entries) {
-      if (entry.index < progress.next) continue
+    const first = this.entries[0]?.index ?? this.snapshot.index + 1
+    for (let position = Math.max(0, progress.next - first); position < this.entries.length; position++) {
+      const entry = this.entries[position]!
       if (entries.length >= this.config.maxBatch) break
-      bytes += JSON.stringify(entry).length
+      bytes += entryBytes(entry)
       if (entries.length > 0 && bytes > budget) break
       entries.push(entry)
     }
@@ -601,6 +634,17 @@ export class DecisionLog<C, S, A> {
     return membership
   }
 }
+
+/** An entry's size as JSON, counted once per entry (an Append's byte budget counts it at every send). */
+const entryBytes = (entry: Entry<unknown>): number => {
+  let bytes = entrySizes.get(entry)
+  if (bytes === undefined) {
+    bytes = JSON.stringify(entry).length
+    entrySizes.set(entry, bytes)
+  }
+  return bytes
+}
+const entrySizes = new WeakMap<Entry<unknown>, number>()
 
 /** What a step of the log asks to make durable. */
 export type LogPersist<C, S> =
