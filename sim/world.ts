@@ -137,7 +137,7 @@ export class World implements Sim {
     )
     this.byId = new Map(this.nodes.map((node) => [node.id, node]))
     this.faults = new Faults(this)
-    this.network = new Network(this, this.faults, net, replays)
+    this.network = new Network(this, this.faults, net, replays, config.mtu)
     this.stream = new StreamChecker(this)
     this.durability = new DurabilityChecker(this)
     this.model = new ModelChecker(this)

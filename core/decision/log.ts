@@ -15,7 +15,8 @@
  *   its own (`position`, sent with every vote request).
  * - Bounded: once more than `compactAfter` entries are applied, the decided state is kept as a
  *   snapshot and the entries before it dropped; a follower further behind than the log gets the
- *   snapshot (`Snapshot`) instead of the entries.
+ *   snapshot instead of the entries, in chunks that each fit a datagram (`Snapshot`, answered by
+ *   `SnapshotReply` with how much has arrived), as Raft's InstallSnapshot sends it.
  * - Membership: the latest configuration entry in the log (committed or not) says who votes and
  *   who only follows (learners). The primary takes one change at a time: a new one only once the
  *   previous is committed (Raft's single-server change, so old and new majorities intersect).
@@ -73,7 +74,7 @@ export interface StateMachine<C, S, A> {
   readonly apply: (state: S, command: C, index: number) => { readonly state: S; readonly answer: A }
 }
 
-export type Message<C, S> =
+export type Message<C> =
   | {
       readonly _tag: "Append"
       readonly term: number
@@ -92,14 +93,31 @@ export type Message<C, S> =
       readonly index: number
     }
   | {
+      /**
+       * A chunk of the snapshot at `index` (of `snapshotTerm`), as text (`LogConfig.snapshotText`):
+       * `data` from `offset` of `total` characters. Chunks go one at a time, each once the last is
+       * answered: a decided state of any size reaches a follower in datagrams of one MTU.
+       */
       readonly _tag: "Snapshot"
       readonly term: number
       readonly from: string
-      readonly snapshot: Snapshot<S>
+      readonly index: number
+      readonly snapshotTerm: number
+      readonly offset: number
+      readonly total: number
+      readonly data: string
+    }
+  | {
+      /** How much of the snapshot at `index` a follower holds (`offset` characters): the next chunk from there. */
+      readonly _tag: "SnapshotReply"
+      readonly term: number
+      readonly from: string
+      readonly index: number
+      readonly offset: number
     }
 
-export type Input<C, S> =
-  | { readonly _tag: "Message"; readonly message: Message<C, S> }
+export type Input<C> =
+  | { readonly _tag: "Message"; readonly message: Message<C> }
   /** The election made this node primary of `term`. */
   | { readonly _tag: "Lead"; readonly term: number }
   /** The election knows `term` (and, if any, its primary); this node follows. */
@@ -110,7 +128,7 @@ export type Input<C, S> =
   | { readonly _tag: "Tick" }
 
 export type Output<C, S, A> =
-  | { readonly _tag: "Send"; readonly to: string; readonly message: Message<C, S> }
+  | { readonly _tag: "Send"; readonly to: string; readonly message: Message<C> }
   /** Made durable before anything else of the step is sent: entries from `from` on replace what was there. */
   | { readonly _tag: "PersistEntries"; readonly from: number; readonly entries: ReadonlyArray<Entry<C>> }
   /** Made durable: the snapshot, and every entry up to its index dropped. */
@@ -151,6 +169,44 @@ export interface LogConfig {
    * committed again.) Absent: no limit.
    */
   readonly maxAppendBytes?: number
+  /**
+   * A snapshot as text and back (`decode` answers undefined for text that is no snapshot): what
+   * its chunks carry. Absent: JSON.
+   */
+  readonly snapshotText?: {
+    readonly encode: (snapshot: Snapshot<unknown>) => string
+    readonly decode: (text: string) => Snapshot<unknown> | undefined
+  }
+}
+
+const jsonSnapshotText = {
+  encode: (snapshot: Snapshot<unknown>) => JSON.stringify(snapshot),
+  decode: (text: string): Snapshot<unknown> | undefined => {
+    try {
+      return JSON.parse(text) as Snapshot<unknown>
+    } catch {
+      return undefined
+    }
+  },
+}
+
+const utf8 = new TextEncoder()
+
+/**
+ * The longest slice of `text` from `offset` whose JSON (as a string in a message) stays within
+ * `budget` bytes of UTF-8, and at least one character; never splits a surrogate pair.
+ */
+const chunkOf = (text: string, offset: number, budget: number): string => {
+  if (!Number.isFinite(budget)) return text.slice(offset)
+  let length = Math.max(1, Math.min(text.length - offset, Math.floor(budget / 2)))
+  for (;;) {
+    let end = offset + length
+    const last = text.charCodeAt(end - 1)
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end = length > 1 ? end - 1 : end + 1
+    const slice = text.slice(offset, end)
+    if (slice.length <= 2 || utf8.encode(JSON.stringify(slice)).length <= budget) return slice
+    length = Math.floor(length / 2)
+  }
 }
 
 /** What a member keeps on disk: its snapshot and the entries after it. */
@@ -169,6 +225,17 @@ interface Progress {
    * per proposal after it (bench/decisions.ts: 51 decisions/s with 256 in flight).
    */
   inflight: boolean
+  /** Of the snapshot being sent: its index, and how much of its text the follower holds. */
+  snapshotSent?: { index: number; offset: number }
+}
+
+/** A snapshot arriving in chunks: which one (index, term, from which primary's term), and its text so far. */
+interface Arriving {
+  readonly index: number
+  readonly snapshotTerm: number
+  readonly term: number
+  readonly total: number
+  text: string
 }
 
 export class DecisionLog<C, S, A> {
@@ -300,7 +367,7 @@ export class DecisionLog<C, S, A> {
 
   // ---- inputs -----------------------------------------------------------------------------------
 
-  handle(input: Input<C, S>): ReadonlyArray<Output<C, S, A>> {
+  handle(input: Input<C>): ReadonlyArray<Output<C, S, A>> {
     switch (input._tag) {
       case "Lead":
         this.lead(input.term)
@@ -427,10 +494,23 @@ export class DecisionLog<C, S, A> {
     if (progress === undefined || (progress.inflight && !again)) return
     progress.inflight = true
     if (progress.next <= this.snapshot.index) {
+      if (progress.snapshotSent?.index !== this.snapshot.index)
+        progress.snapshotSent = { index: this.snapshot.index, offset: 0 }
+      const text = this.snapshotText()
+      const offset = Math.min(progress.snapshotSent.offset, text.length)
       this.outputs.push({
         _tag: "Send",
         to: peer,
-        message: { _tag: "Snapshot", term: this.term, from: this.config.self, snapshot: this.snapshot },
+        message: {
+          _tag: "Snapshot",
+          term: this.term,
+          from: this.config.self,
+          index: this.snapshot.index,
+          snapshotTerm: this.snapshot.term,
+          offset,
+          total: text.length,
+          data: chunkOf(text, offset, this.config.maxAppendBytes ?? Number.POSITIVE_INFINITY),
+        },
       })
       return
     }
@@ -477,7 +557,36 @@ export class DecisionLog<C, S, A> {
     if (candidate > this.commitIndex && this.termAt(candidate) === this.term) this.commit(candidate)
   }
 
-  private onReply(message: Message<C, S> & { _tag: "AppendReply" }): void {
+  /** The snapshot as its chunks carry it, encoded once per snapshot. */
+  private snapshotText(): string {
+    if (this.encoded?.snapshot !== this.snapshot)
+      this.encoded = {
+        snapshot: this.snapshot,
+        text: (this.config.snapshotText ?? jsonSnapshotText).encode(this.snapshot),
+      }
+    return this.encoded.text
+  }
+
+  private encoded: { readonly snapshot: Snapshot<S>; readonly text: string } | undefined
+  /** The snapshot arriving here in chunks, if one is. */
+  private arriving: Arriving | undefined
+
+  private onSnapshotReply(message: Message<C> & { _tag: "SnapshotReply" }): void {
+    if (this.role !== "leader" || message.term !== this.term) return
+    const progress = this.progress.get(message.from)
+    if (progress === undefined) return
+    // The follower holds `offset` of it: the next chunk goes from there — back to where it is, if
+    // it lost what it had (restarted mid-way). An answer that says nothing new (a duplicate) or
+    // is about a snapshot no longer sent is dropped: answering each with a chunk would keep
+    // every duplicate alive; a lost chunk goes again at the heartbeat.
+    const sent = progress.snapshotSent
+    if (sent === undefined || sent.index !== message.index || sent.offset === message.offset) return
+    sent.offset = message.offset
+    progress.inflight = false
+    this.replicate(message.from)
+  }
+
+  private onReply(message: Message<C> & { _tag: "AppendReply" }): void {
     if (this.role !== "leader" || message.term !== this.term) return
     const progress = this.progress.get(message.from)
     if (progress === undefined) return
@@ -502,9 +611,13 @@ export class DecisionLog<C, S, A> {
     return this.entries[index - first]?.term
   }
 
-  private receive(message: Message<C, S>): void {
+  private receive(message: Message<C>): void {
     if (message._tag === "AppendReply") {
       this.onReply(message)
+      return
+    }
+    if (message._tag === "SnapshotReply") {
+      this.onSnapshotReply(message)
       return
     }
     if (message.term < this.term) {
@@ -514,12 +627,14 @@ export class DecisionLog<C, S, A> {
     if (message.term > this.term || this.role === "leader") this.follow(message.term, message.from)
     this.leader = message.from
     if (message._tag === "Snapshot") {
-      this.installSnapshot(message.snapshot)
+      const snapshot = this.snapshotChunk(message)
+      if (snapshot === undefined) return
+      this.installSnapshot(snapshot)
       // Known to match the primary's log: up to the snapshot, and what this log has committed
       // (every later primary holds it). Not the entries kept past the snapshot: they may be an
       // old term's, and counted as held they made the primary count this member for entries it
       // lacked (found once Appends waited for their answers; the log test's seed 464893).
-      this.reply(message.from, true, Math.max(message.snapshot.index, this.commitIndex))
+      this.reply(message.from, true, Math.max(snapshot.index, this.commitIndex))
       return
     }
     const prevTerm = this.termAt(message.prevIndex)
@@ -554,6 +669,53 @@ export class DecisionLog<C, S, A> {
     const lastNew = message.prevIndex + message.entries.length
     if (message.commit > this.commitIndex) this.commit(Math.min(message.commit, lastNew))
     this.reply(message.from, true, lastNew)
+  }
+
+  /**
+   * A chunk of a snapshot: taken if it continues the one arriving (or starts one, at offset 0),
+   * and answered with how much has arrived; the snapshot once it is whole. A chunk of another
+   * snapshot than the one arriving starts over (the primary compacted again, or a new one leads).
+   * A whole text that is no snapshot is dropped, as a datagram that fails to decode.
+   */
+  private snapshotChunk(message: Message<C> & { _tag: "Snapshot" }): Snapshot<S> | undefined {
+    let arriving = this.arriving
+    const same =
+      arriving !== undefined &&
+      arriving.index === message.index &&
+      arriving.snapshotTerm === message.snapshotTerm &&
+      arriving.term === message.term &&
+      arriving.total === message.total
+    if (!same && message.offset === 0)
+      arriving = this.arriving = {
+        index: message.index,
+        snapshotTerm: message.snapshotTerm,
+        term: message.term,
+        total: message.total,
+        text: "",
+      }
+    else if (!same) arriving = undefined
+    if (arriving !== undefined && message.offset === arriving.text.length && message.data.length > 0)
+      arriving.text += message.data.slice(0, arriving.total - arriving.text.length)
+    if (arriving !== undefined && arriving.text.length >= arriving.total) {
+      this.arriving = undefined
+      const decoded = (this.config.snapshotText ?? jsonSnapshotText).decode(arriving.text) as
+        | Snapshot<S>
+        | undefined
+      if (decoded !== undefined && decoded.index === message.index && decoded.term === message.snapshotTerm)
+        return decoded
+    }
+    this.outputs.push({
+      _tag: "Send",
+      to: message.from,
+      message: {
+        _tag: "SnapshotReply",
+        term: this.term,
+        from: this.config.self,
+        index: message.index,
+        offset: arriving?.text.length ?? 0,
+      },
+    })
+    return undefined
   }
 
   private reply(to: string, success: boolean, index: number): void {

@@ -9,8 +9,8 @@
  *
  * Pure: `applyDecision` is the state machine the log drives, the same on every member.
  */
-import { Schema } from "effect"
-import type { Membership } from "./log.ts"
+import { Result, Schema } from "effect"
+import type { Membership, Snapshot } from "./log.ts"
 
 const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))
 const Index = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -138,6 +138,31 @@ export const DecidedStateSchema = Schema.Struct({
   ),
   epoch: Index,
 })
+
+const SnapshotSchema = Schema.Struct({
+  index: Index,
+  term: Index,
+  state: DecidedStateSchema,
+  membership: MembershipSchema,
+})
+
+/**
+ * A snapshot of the decided state as the log's snapshot chunks carry it (JSON), and back: the
+ * whole text checked against the schema before a follower installs it (undefined if it is none).
+ */
+export const decidedSnapshotText = {
+  encode: (snapshot: Snapshot<unknown>): string => JSON.stringify(snapshot),
+  decode: (text: string): Snapshot<unknown> | undefined => {
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch {
+      return undefined
+    }
+    const decoded = Schema.decodeUnknownResult(SnapshotSchema)(json, { onExcessProperty: "error" })
+    return Result.isSuccess(decoded) ? (decoded.success as Snapshot<unknown>) : undefined
+  },
+}
 
 export interface Placement {
   readonly node: string

@@ -5,17 +5,12 @@
  */
 import { Result, Schema } from "effect"
 import type { Message as DecisionLogMessage } from "../decision/log.ts"
-import {
-  type DecidedState,
-  DecidedStateSchema,
-  type DecisionCommand,
-  DecisionEntry,
-  MembershipSchema,
-} from "../decision/state.ts"
+import type { DecisionCommand } from "../decision/state.ts"
+import { DecisionEntry } from "../decision/state.ts"
 import type { Message as ElectionMessage } from "./election.ts"
 
 /** The decision log's messages, as they ride the monitor's channel. */
-export type DecisionMessage = DecisionLogMessage<DecisionCommand, DecidedState>
+export type DecisionMessage = DecisionLogMessage<DecisionCommand>
 /** Everything on the monitor's channel: the election's messages and the decision log's. */
 export type Message = ElectionMessage | DecisionMessage
 
@@ -37,13 +32,13 @@ const MessageSchema = Schema.Union([
   Schema.TaggedStruct("Snapshot", {
     term: Term,
     from: Name,
-    snapshot: Schema.Struct({
-      index: Index,
-      term: Term,
-      state: DecidedStateSchema,
-      membership: MembershipSchema,
-    }),
+    index: Index,
+    snapshotTerm: Term,
+    offset: Index,
+    total: Index,
+    data: Schema.String,
   }),
+  Schema.TaggedStruct("SnapshotReply", { term: Term, from: Name, index: Index, offset: Index }),
   Schema.TaggedStruct("Ping", {
     from: Name,
     term: Term,

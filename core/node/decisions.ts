@@ -11,6 +11,7 @@ import {
   type DecidedState,
   type DecisionAnswer,
   type DecisionCommand,
+  decidedSnapshotText,
   decisionMachine,
   type MembershipChange,
 } from "../decision/state.ts"
@@ -33,7 +34,7 @@ const never = Number.POSITIVE_INFINITY
  * datagram of the smallest MTU a cluster runs (1,280 bytes of payload and more).
  */
 export const maxAppendBytes = 900
-const decisionTags: ReadonlySet<string> = new Set(["Append", "AppendReply", "Snapshot"])
+const decisionTags: ReadonlySet<string> = new Set(["Append", "AppendReply", "Snapshot", "SnapshotReply"])
 
 export const isDecisionMessage = (message: { readonly _tag: string }): message is DecisionMessage =>
   decisionTags.has(message._tag)
@@ -69,6 +70,7 @@ export class NodeDecisions {
         compactAfter: this.config.compactAfter,
         maxBatch: 64,
         maxAppendBytes,
+        snapshotText: decidedSnapshotText,
       },
       decisionMachine,
       durable,
