@@ -22,6 +22,8 @@
  *   previous is committed (Raft's single-server change, so old and new majorities intersect).
  */
 
+import { chunkOf, jsonSnapshotText } from "./chunks.ts"
+
 export interface Membership {
   readonly voters: ReadonlyArray<string>
   readonly learners: ReadonlyArray<string>
@@ -176,36 +178,6 @@ export interface LogConfig {
   readonly snapshotText?: {
     readonly encode: (snapshot: Snapshot<unknown>) => string
     readonly decode: (text: string) => Snapshot<unknown> | undefined
-  }
-}
-
-const jsonSnapshotText = {
-  encode: (snapshot: Snapshot<unknown>) => JSON.stringify(snapshot),
-  decode: (text: string): Snapshot<unknown> | undefined => {
-    try {
-      return JSON.parse(text) as Snapshot<unknown>
-    } catch {
-      return undefined
-    }
-  },
-}
-
-const utf8 = new TextEncoder()
-
-/**
- * The longest slice of `text` from `offset` whose JSON (as a string in a message) stays within
- * `budget` bytes of UTF-8, and at least one character; never splits a surrogate pair.
- */
-const chunkOf = (text: string, offset: number, budget: number): string => {
-  if (!Number.isFinite(budget)) return text.slice(offset)
-  let length = Math.max(1, Math.min(text.length - offset, Math.floor(budget / 2)))
-  for (;;) {
-    let end = offset + length
-    const last = text.charCodeAt(end - 1)
-    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end = length > 1 ? end - 1 : end + 1
-    const slice = text.slice(offset, end)
-    if (slice.length <= 2 || utf8.encode(JSON.stringify(slice)).length <= budget) return slice
-    length = Math.floor(length / 2)
   }
 }
 
@@ -462,9 +434,7 @@ export class DecisionLog<C, S, A> {
       return
     }
     // One change at a time, and only one voter in or out: old and new majorities intersect.
-    const pending = this.entries.some(
-      (entry) => entry.index > this.commitIndex && entry.body._tag === "Membership",
-    )
+    const pending = !this.membershipCommitted()
     const current = new Set(this.membership().voters)
     const next = new Set(membership.voters)
     const changed =
@@ -562,12 +532,16 @@ export class DecisionLog<C, S, A> {
     if (this.encoded?.snapshot !== this.snapshot)
       this.encoded = {
         snapshot: this.snapshot,
-        text: (this.config.snapshotText ?? jsonSnapshotText).encode(this.snapshot),
+        text: this.snapshotCodec().encode(this.snapshot),
       }
     return this.encoded.text
   }
 
   private encoded: { readonly snapshot: Snapshot<S>; readonly text: string } | undefined
+
+  private snapshotCodec() {
+    return this.config.snapshotText ?? jsonSnapshotText
+  }
   /** The snapshot arriving here in chunks, if one is. */
   private arriving: Arriving | undefined
 
@@ -698,9 +672,7 @@ export class DecisionLog<C, S, A> {
       arriving.text += message.data.slice(0, arriving.total - arriving.text.length)
     if (arriving !== undefined && arriving.text.length >= arriving.total) {
       this.arriving = undefined
-      const decoded = (this.config.snapshotText ?? jsonSnapshotText).decode(arriving.text) as
-        | Snapshot<S>
-        | undefined
+      const decoded = this.snapshotCodec().decode(arriving.text) as Snapshot<S> | undefined
       if (decoded !== undefined && decoded.index === message.index && decoded.term === message.snapshotTerm)
         return decoded
     }
