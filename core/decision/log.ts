@@ -171,6 +171,8 @@ export interface LogConfig {
    * committed again.) Absent: no limit.
    */
   readonly maxAppendBytes?: number
+  /** Appends sent to a follower before the first is answered, at most (absent: 1). */
+  readonly maxInflight?: number
   /**
    * A snapshot as text and back (`decode` answers undefined for text that is no snapshot): what
    * its chunks carry. Absent: JSON.
@@ -191,12 +193,21 @@ interface Progress {
   next: number
   match: number
   /**
-   * An Append (or the snapshot) is on its way and not yet answered: the next waits for its
-   * answer, or for the heartbeat, and then carries everything appended meanwhile. Sending the
-   * whole unanswered window again with every proposal had each follower write every entry once
-   * per proposal after it (bench/decisions.ts: 51 decisions/s with 256 in flight).
+   * Appends (or a snapshot chunk) on their way and not yet answered: at most `maxInflight`, each
+   * with entries the last did not carry (`next` moves on as they are sent); what is appended
+   * while the window is full waits for an answer, or for the heartbeat, and then goes together.
+   * Sending the whole unanswered window again with every proposal had each follower write every
+   * entry once per proposal after it (bench/decisions.ts: 51 decisions/s with 256 in flight);
+   * one Append at a time of at most a datagram's entries held a busy primary to a few entries
+   * per round trip.
    */
-  inflight: boolean
+  inflight: number
+  /**
+   * Where the follower's log ends is not known (after a rejection, at the heartbeat): one Append
+   * at a time until one succeeds, as etcd's probe state. Pipelining into a gap had every Append
+   * after it rejected, and each rejection start the window over again.
+   */
+  probing: boolean
   /** Of the snapshot being sent: its index, and how much of its text the follower holds. */
   snapshotSent?: { index: number; offset: number }
 }
@@ -377,7 +388,8 @@ export class DecisionLog<C, S, A> {
     this.leader = this.config.self
     this.progress.clear()
     const last = this.position().index
-    for (const peer of this.peers()) this.progress.set(peer, { next: last + 1, match: 0, inflight: false })
+    for (const peer of this.peers())
+      this.progress.set(peer, { next: last + 1, match: 0, inflight: 0, probing: true })
     this.readyAt = last + 1
     this.append({ _tag: "Noop" })
     for (const peer of this.peers()) this.replicate(peer)
@@ -449,41 +461,71 @@ export class DecisionLog<C, S, A> {
     this.outputs.push({ _tag: "MembershipChanged", membership })
     const last = this.position().index
     for (const peer of this.peers())
-      if (!before.includes(peer)) this.progress.set(peer, { next: last, match: 0, inflight: false })
+      if (!before.includes(peer))
+        this.progress.set(peer, { next: last, match: 0, inflight: 0, probing: true })
     for (const peer of before) if (!this.peers().includes(peer)) this.progress.delete(peer)
     for (const peer of this.peers()) this.replicate(peer)
     this.advanceCommit()
   }
 
   /**
-   * What `peer` lacks: entries from its next index, or the snapshot if the log no longer has them;
-   * only once the last sent is answered, unless `again` (the heartbeat: it may have been lost).
+   * What `peer` lacks: entries from its next index, in Appends while fewer than `maxInflight` are
+   * unanswered; or a chunk of the snapshot if the log no longer has them, once nothing is. With
+   * `again` (the heartbeat: what is unanswered may have been lost) it starts over from what the
+   * follower is known to hold, and sends an Append even with nothing new (it carries the commit).
    */
   private replicate(peer: string, again = false): void {
     const progress = this.progress.get(peer)
-    if (progress === undefined || (progress.inflight && !again)) return
-    progress.inflight = true
+    if (progress === undefined) return
+    if (again) {
+      // What is unanswered may have been lost: from what the follower is known to hold (a probe
+      // did not move `next`), one at a time.
+      progress.inflight = 0
+      if (!progress.probing) {
+        progress.next = progress.match + 1
+        progress.probing = true
+      }
+    }
     if (progress.next <= this.snapshot.index) {
-      if (progress.snapshotSent?.index !== this.snapshot.index)
-        progress.snapshotSent = { index: this.snapshot.index, offset: 0 }
-      const text = this.snapshotText()
-      const offset = Math.min(progress.snapshotSent.offset, text.length)
-      this.outputs.push({
-        _tag: "Send",
-        to: peer,
-        message: {
-          _tag: "Snapshot",
-          term: this.term,
-          from: this.config.self,
-          index: this.snapshot.index,
-          snapshotTerm: this.snapshot.term,
-          offset,
-          total: text.length,
-          data: chunkOf(text, offset, this.config.maxAppendBytes ?? Number.POSITIVE_INFINITY),
-        },
-      })
+      if (progress.inflight === 0) this.sendChunk(peer, progress)
       return
     }
+    const last = this.position().index
+    if (progress.next > last) {
+      // Nothing new: an empty Append at the heartbeat, or to learn where a follower stands.
+      if (progress.inflight === 0) this.sendAppend(peer, progress)
+      return
+    }
+    const window = progress.probing ? 1 : (this.config.maxInflight ?? 1)
+    while (progress.inflight < window && progress.next <= last) this.sendAppend(peer, progress)
+  }
+
+  /** The next chunk of the snapshot, from what the follower holds of it (stop-and-wait: one at a time). */
+  private sendChunk(peer: string, progress: Progress): void {
+    progress.inflight = 1
+    if (progress.snapshotSent?.index !== this.snapshot.index)
+      progress.snapshotSent = { index: this.snapshot.index, offset: 0 }
+    const text = this.snapshotText()
+    const offset = Math.min(progress.snapshotSent.offset, text.length)
+    this.outputs.push({
+      _tag: "Send",
+      to: peer,
+      message: {
+        _tag: "Snapshot",
+        term: this.term,
+        from: this.config.self,
+        index: this.snapshot.index,
+        snapshotTerm: this.snapshot.term,
+        offset,
+        total: text.length,
+        data: chunkOf(text, offset, this.config.maxAppendBytes ?? Number.POSITIVE_INFINITY),
+      },
+    })
+  }
+
+  /** An Append of what follows the follower's next index (as much as the budget allows); its next moves past it. */
+  private sendAppend(peer: string, progress: Progress): void {
+    progress.inflight++
     const prevIndex = progress.next - 1
     const prevTerm = this.termAt(prevIndex)!
     const entries: Array<Entry<C>> = []
@@ -510,6 +552,8 @@ export class DecisionLog<C, S, A> {
         commit: this.commitIndex,
       },
     })
+    // Pipelined, the next Append carries what follows; a probe goes again from where it went.
+    if (!progress.probing) progress.next = prevIndex + entries.length + 1
   }
 
   /** The highest index a majority of the voters hold, if it is of this term: committed. */
@@ -556,7 +600,7 @@ export class DecisionLog<C, S, A> {
     const sent = progress.snapshotSent
     if (sent === undefined || sent.index !== message.index || sent.offset === message.offset) return
     sent.offset = message.offset
-    progress.inflight = false
+    progress.inflight = 0
     this.replicate(message.from)
   }
 
@@ -564,15 +608,19 @@ export class DecisionLog<C, S, A> {
     if (this.role !== "leader" || message.term !== this.term) return
     const progress = this.progress.get(message.from)
     if (progress === undefined) return
-    progress.inflight = false
+    progress.inflight = Math.max(0, progress.inflight - 1)
     if (message.success) {
+      progress.probing = false
       progress.match = Math.max(progress.match, message.index)
       progress.next = Math.max(progress.next, message.index + 1)
       this.advanceCommit()
       if (progress.next <= this.position().index) this.replicate(message.from)
       return
     }
-    progress.next = Math.max(1, Math.min(progress.next - 1, message.index))
+    // Whatever else is on its way follows the same gap: the window starts over from the hint.
+    progress.inflight = 0
+    progress.probing = true
+    progress.next = Math.max(progress.match + 1, Math.min(progress.next - 1, message.index))
     this.replicate(message.from)
   }
 

@@ -34,6 +34,11 @@ const never = Number.POSITIVE_INFINITY
  * datagram of the smallest MTU a cluster runs (1,280 bytes of payload and more).
  */
 export const maxAppendBytes = 900
+/**
+ * Appends to one follower unanswered at most: a busy primary sends what it appends as it
+ * appends it, not a datagram's worth per round trip (bench/decisions.ts).
+ */
+const maxInflight = 8
 const decisionTags: ReadonlySet<string> = new Set(["Append", "AppendReply", "Snapshot", "SnapshotReply"])
 
 export const isDecisionMessage = (message: { readonly _tag: string }): message is DecisionMessage =>
@@ -70,6 +75,7 @@ export class NodeDecisions {
         compactAfter: this.config.compactAfter,
         maxBatch: 64,
         maxAppendBytes,
+        maxInflight,
         snapshotText: decidedSnapshotText,
       },
       decisionMachine,

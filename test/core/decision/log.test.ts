@@ -62,13 +62,17 @@ class Cluster {
   /** The planted bug: this member answers an `Append` without making its entries durable. */
   private readonly unsafe: string | undefined
 
-  /** Bytes of entries per Append, and of snapshot text per chunk (absent: no limit). */
-  private readonly maxAppendBytes: number | undefined
+  /** Bytes of entries per Append and of snapshot text per chunk, and Appends unanswered (absent: no limit, one). */
+  private readonly limits: { readonly maxAppendBytes?: number; readonly maxInflight?: number }
 
-  constructor(compactAfter: number, unsafe?: string, maxAppendBytes?: number) {
+  constructor(
+    compactAfter: number,
+    unsafe?: string,
+    limits: { readonly maxAppendBytes?: number; readonly maxInflight?: number } = {},
+  ) {
     this.compactAfter = compactAfter
     this.unsafe = unsafe
-    this.maxAppendBytes = maxAppendBytes
+    this.limits = limits
     this.members = membership.voters.map((id) => ({
       id,
       log: new DecisionLog(this.config(id), history),
@@ -85,7 +89,8 @@ class Cluster {
       initial: membership,
       compactAfter: this.compactAfter,
       maxBatch: 8,
-      ...(this.maxAppendBytes === undefined ? {} : { maxAppendBytes: this.maxAppendBytes }),
+      ...(this.limits.maxAppendBytes === undefined ? {} : { maxAppendBytes: this.limits.maxAppendBytes }),
+      ...(this.limits.maxInflight === undefined ? {} : { maxInflight: this.limits.maxInflight }),
     }
   }
 
@@ -241,10 +246,10 @@ class Cluster {
 const run = (
   seed: number,
   steps: number,
-  options: { compactAfter?: number; unsafe?: string; maxAppendBytes?: number } = {},
+  options: { compactAfter?: number; unsafe?: string; maxAppendBytes?: number; maxInflight?: number } = {},
 ) => {
   const random = new Prng(seed)
-  const cluster = new Cluster(options.compactAfter ?? 16, options.unsafe, options.maxAppendBytes)
+  const cluster = new Cluster(options.compactAfter ?? 16, options.unsafe, options)
   let cutUntil = 0
   for (let step = 0; step < steps; step++) {
     const faulty = step < steps - 400
@@ -310,7 +315,11 @@ describe("the decision log", () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 1_000_000 }), (seed) => {
         // Half the runs send within a small byte budget: snapshots (the applied history) go in chunks.
-        const result = run(seed, 3_000, seed % 2 === 0 ? { maxAppendBytes: 120 } : {})
+        // And a third with Appends pipelined (4 unanswered at most).
+        const result = run(seed, 3_000, {
+          ...(seed % 2 === 0 ? { maxAppendBytes: 120 } : {}),
+          ...(seed % 3 === 0 ? { maxInflight: 4 } : {}),
+        })
         expect(result.violations).toEqual([])
         expect(result.decided).toBeGreaterThanOrEqual(result.acknowledged)
       }),
@@ -548,5 +557,58 @@ describe("the decision log", () => {
         expect(JSON.stringify(append.entries).length).toBeLessThanOrEqual(300 + append.entries.length)
     }
     expect(appends[0]!.entries.length).toBeLessThan(40)
+  })
+  it("pipelines up to maxInflight Appends to a follower that answers, and probes one at a time after a rejection", () => {
+    const config = { compactAfter: 1_000, maxBatch: 1, maxInflight: 4 }
+    const primary: Log = new DecisionLog(
+      { ...config, self: "a", initial: { voters: ["a", "b"], learners: [] } },
+      history,
+    )
+    const follower: Log = new DecisionLog(
+      { ...config, self: "b", initial: { voters: ["a", "b"], learners: [] } },
+      history,
+    )
+    const appendsTo = (outputs: ReadonlyArray<Out>) =>
+      outputs.flatMap((output) =>
+        output._tag === "Send" && output.to === "b" && output.message._tag === "Append"
+          ? [output.message]
+          : [],
+      )
+    const deliver = (outputs: ReadonlyArray<Out>) =>
+      outputs.flatMap((output) =>
+        output._tag === "Send" && output.to === "b"
+          ? follower.handle({ _tag: "Message", message: output.message })
+          : [],
+      )
+    const answer = (outputs: ReadonlyArray<Out>) =>
+      outputs.flatMap((output) =>
+        output._tag === "Send" && output.to === "a"
+          ? primary.handle({ _tag: "Message", message: output.message })
+          : [],
+      )
+    // A new primary probes: one Append (its no-op), until the follower answers.
+    const probe = primary.handle({ _tag: "Lead", term: 1 })
+    expect(appendsTo(probe)).toHaveLength(1)
+    expect(appendsTo(answer(deliver(probe)))).toHaveLength(0)
+    // Answered: the window is open; each Append carries what the last did not (one entry each here).
+    const window = [1, 2, 3, 4, 5, 6].flatMap((ticket) =>
+      primary.handle({ _tag: "Propose", command: `c${ticket}`, ticket }),
+    )
+    const sent = appendsTo(window)
+    expect(sent.map((append) => append.entries[0]!.index)).toEqual([2, 3, 4, 5])
+    // The first is lost: the three after it are rejected, the window starts over from the gap,
+    // and one probe goes per rejection, not a window each.
+    const toFollower = window.filter((output) => output._tag === "Send" && output.to === "b")
+    expect(toFollower).toHaveLength(4)
+    const afterLoss = answer(deliver(toFollower.slice(1)))
+    const probes = appendsTo(afterLoss)
+    expect(probes.length).toBeGreaterThan(0)
+    expect(probes.length).toBeLessThanOrEqual(3)
+    for (const append of probes) expect(append.prevIndex).toBe(1)
+    // Delivered, everything follows and commits on both.
+    let inFlight: Array<Out> = [...afterLoss]
+    for (let round = 0; round < 20 && inFlight.length > 0; round++) inFlight = answer(deliver(inFlight))
+    expect(primary.decided()).toHaveLength(6)
+    expect(follower.position()).toEqual(primary.position())
   })
 })
