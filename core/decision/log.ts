@@ -523,7 +523,7 @@ export class DecisionLog<C, S, A> {
     })
   }
 
-  /** An Append of what follows the follower's next index (as much as the budget allows); its next moves past it. */
+  /** An Append of what follows the follower's next index (as much as the budget allows); pipelined, its next moves past it. */
   private sendAppend(peer: string, progress: Progress): void {
     progress.inflight++
     const prevIndex = progress.next - 1
