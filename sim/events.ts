@@ -15,8 +15,11 @@ export interface Seal {
   readonly counter: number
   /** Bookkeeping, not on the wire: when (global µs) its sender last took a peer's datagram. */
   readonly senderHeardUs: number
-  /** Bookkeeping, not on the wire: its sender's seal-clock lead over its wall clock when it sealed (µs). */
-  readonly senderLeadUs: number
+  /**
+   * Bookkeeping, not on the wire: when (global µs) its sender last took a datagram of its
+   * receiver (since the sender's process started).
+   */
+  readonly senderHeardReceiverUs: number
 }
 
 export type Delivery =

@@ -103,6 +103,8 @@ export class SimNode {
   sealClock = new SealClock(0)
   /** When (global µs) its transport last took a peer's datagram. */
   heardUs = 0
+  /** When (global µs) its transport last took a datagram of each peer (since its process started). */
+  readonly heardFromUs = new Map<string, number>()
   /** While a client's write is stepped: whether its store was caught up when the operation was checked. */
   writeInSync: boolean | undefined
   /**

@@ -73,6 +73,7 @@ export class Network {
     )
     node.sealClock = new SealClock(wallMs * 1000, node.sealLeadUs)
     node.heardUs = Number.NEGATIVE_INFINITY
+    node.heardFromUs.clear()
     node.startedUs = this.sim.nowUs
     node.startedWallStepMs = node.wallStepMs
     node.startedLeadUs = node.sealLeadUs
@@ -146,7 +147,7 @@ export class Network {
       this.dropped++
       return
     }
-    const seal = this.seal(from)
+    const seal = this.seal(from, to)
     const copies = rates.duplicatePermille > 0 && this.net.chance(rates.duplicatePermille) ? 2 : 1
     for (let copy = 0; copy < copies; copy++) {
       const delayUs = baseUs + (rates.jitterUs > 0 ? this.net.below(rates.jitterUs) : this.net.below(50))
@@ -177,7 +178,7 @@ export class Network {
       type: "monitor-deliver" as const,
       to: to.index,
       message,
-      seal: this.seal(from),
+      seal: this.seal(from, to),
       sentUs: this.sim.nowUs,
     }
     this.capture(event)
@@ -188,13 +189,13 @@ export class Network {
    * As the envelope seals: the counter is a hybrid clock, never below the sender's wall clock in
    * µs nor below a counter it took from a peer.
    */
-  private seal(from: SimNode): Seal {
+  private seal(from: SimNode, to: SimNode): Seal {
     return {
       sender: from.id,
       incarnation: from.incarnation,
       counter: from.sealClock.next(from.wallMs(this.sim.nowUs) * 1000),
       senderHeardUs: from.heardUs,
-      senderLeadUs: from.sealClock.leadUs,
+      senderHeardReceiverUs: from.heardFromUs.get(to.id) ?? Number.NEGATIVE_INFINITY,
     }
   }
 
@@ -237,8 +238,11 @@ export class Network {
    * clock was stepped ahead when it started hears a peer only once the peer has heard it; a
    * sender whose wall clock is behind seals at the cluster's time only as long as it hears the
    * cluster (its counter lags by the time since); a receiver that restarted with a seal-clock
-   * lead its sender has not learnt yet (taken on the other side of a partition, from a stepped
-   * clock) hears it only once the sender has heard the receiver (seed 2029); and what a sender
+   * lead its sender has not learnt yet (taken on the other side of a partition, or with its own
+   * wall clock stepped back and since set right) hears it only once the sender has heard the
+   * receiver (seeds 2029 and 47). Leads are not compared: each is over its own node's wall
+   * clock (a sender stepped back 21.5 s holds a larger lead than a receiver 12.5 s ahead of
+   * the cluster, and has still not learnt the receiver's time); and what a sender
    * sealed just before its clock jumped forward (to a peer's counter) is too late once a later
    * one has arrived.
    */
@@ -260,7 +264,8 @@ export class Network {
       (verdict === "before-start" &&
         (node.startedWallStepMs > 0 ||
           delivery.sentUs - seal.senderHeardUs > clockOffsetToleratedMs * 500 ||
-          node.startedLeadUs - seal.senderLeadUs > clockOffsetToleratedMs * 1000)) ||
+          (node.startedLeadUs > clockOffsetToleratedMs * 1000 &&
+            seal.senderHeardReceiverUs < node.startedUs))) ||
       // Too late because its sender's counter ran ahead of time since it sealed this one: by
       // at least what the window spans beyond the delay checked below, in one jump or in several
       // (several small ones, each a peer's counter taken, added up to 228 ms: seed 8000582).
@@ -293,6 +298,7 @@ export class Network {
     const jump = node.sealClock.observe(seal.counter, node.wallMs(this.sim.nowUs) * 1000)
     if (jump > 0) node.jumped(this.sim.nowUs, jump)
     node.heardUs = this.sim.nowUs
+    node.heardFromUs.set(seal.sender, this.sim.nowUs)
     const lead = node.sealClock.leadUs
     if (lead >= node.sealLeadUs + sealLeadPersistedUs && !this.faults.diskFull(node)) node.sealLeadUs = lead
   }

@@ -19,9 +19,11 @@
  * sender's wall clock plus the lead it took from peers, nor below any counter it has taken. A sender whose wall clock
  * was stepped back keeps sealing at the cluster's time, as it hears it. (The fault harness found
  * the gap: a node 92 s behind was deaf to a restarted one, and the cluster took 15 s to elect.)
- * Leads differ while a partition lasts: a receiver that restarted with a lead its sender has not
- * learnt (taken on its side from a stepped clock) drops that sender's datagrams as before-start
- * until the sender hears it, one ping later (seed 2029).
+ * Leads differ while a partition lasts, and a lead outlives the step it made up for: a receiver
+ * that restarted with a lead its sender has not learnt (taken on its side from a stepped clock,
+ * or taken while its own clock was stepped back and set right since, so its start is ahead of
+ * the cluster's time) drops that sender's datagrams as before-start until the sender hears it,
+ * one ping later (seeds 2029 and 47).
  * The real transport (adapters/transport/envelope.ts) and the simulated network share both.
  */
 
