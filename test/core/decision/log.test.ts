@@ -15,6 +15,7 @@ import {
   DecisionLog,
   type DurableLog,
   type Entry,
+  type LogConfig,
   type Membership,
   type Message,
   type Output,
@@ -43,6 +44,9 @@ interface Member {
 
 const membership: Membership = { voters: ["a", "b", "c", "d", "e"], learners: [] }
 
+/** Bytes of entries per Append and of snapshot text per chunk, and Appends unanswered (absent: no limit, one). */
+type Limits = Pick<LogConfig, "maxAppendBytes" | "maxInflight">
+
 /** Five members, a network the test drives, and the checkers on every step. */
 class Cluster {
   readonly members: Array<Member>
@@ -62,14 +66,9 @@ class Cluster {
   /** The planted bug: this member answers an `Append` without making its entries durable. */
   private readonly unsafe: string | undefined
 
-  /** Bytes of entries per Append and of snapshot text per chunk, and Appends unanswered (absent: no limit, one). */
-  private readonly limits: { readonly maxAppendBytes?: number; readonly maxInflight?: number }
+  private readonly limits: Limits
 
-  constructor(
-    compactAfter: number,
-    unsafe?: string,
-    limits: { readonly maxAppendBytes?: number; readonly maxInflight?: number } = {},
-  ) {
+  constructor(compactAfter: number, unsafe?: string, limits: Limits = {}) {
     this.compactAfter = compactAfter
     this.unsafe = unsafe
     this.limits = limits
@@ -246,7 +245,7 @@ class Cluster {
 const run = (
   seed: number,
   steps: number,
-  options: { compactAfter?: number; unsafe?: string; maxAppendBytes?: number; maxInflight?: number } = {},
+  options: Limits & { compactAfter?: number; unsafe?: string } = {},
 ) => {
   const random = new Prng(seed)
   const cluster = new Cluster(options.compactAfter ?? 16, options.unsafe, options)
