@@ -101,7 +101,19 @@ export type Message =
       readonly lastTerm?: number
       readonly lastIndex?: number
     }
-  | { readonly _tag: "PreVoteReply"; readonly from: string; readonly term: number; readonly granted: boolean }
+  | {
+      readonly _tag: "PreVoteReply"
+      readonly from: string
+      /** The term asked about. */
+      readonly term: number
+      readonly granted: boolean
+      /**
+       * The voter's own term, on a refusal from a voter already past the candidate's term: the
+       * candidate takes it (etcd does the same), or it could ask forever for a term no voter in it
+       * would grant, while the voters in it refuse its log.
+       */
+      readonly voterTerm?: number
+    }
   | {
       readonly _tag: "Vote"
       readonly from: string
@@ -373,10 +385,25 @@ export class ElectionNode {
           !this.isPrimary(nowMs) &&
           this.isVoter(message.from) &&
           this.logUpToDate(message)
-        this.send(message.from, { _tag: "PreVoteReply", from: this.config.self, term: message.term, granted })
+        this.send(message.from, {
+          _tag: "PreVoteReply",
+          from: this.config.self,
+          term: message.term,
+          granted,
+          ...(!granted && this.term >= message.term ? { voterTerm: this.term } : {}),
+        })
         return
       }
       case "PreVoteReply":
+        if (
+          this.role === "pre-candidate" &&
+          !message.granted &&
+          message.voterTerm !== undefined &&
+          message.voterTerm > this.term
+        ) {
+          this.adoptTerm(message.voterTerm, nowMs, `${message.from} is in term ${message.voterTerm}`)
+          return
+        }
         if (this.role === "pre-candidate" && message.term === this.term + 1 && message.granted) {
           this.votes.add(message.from)
           if (this.votes.size >= this.majority()) this.startElection(nowMs)

@@ -56,7 +56,12 @@ const MessageSchema = Schema.Union([
     lastTerm: Schema.optionalKey(Term),
     lastIndex: Schema.optionalKey(Term),
   }),
-  Schema.TaggedStruct("PreVoteReply", { from: Name, term: Term, granted: Schema.Boolean }),
+  Schema.TaggedStruct("PreVoteReply", {
+    from: Name,
+    term: Term,
+    granted: Schema.Boolean,
+    voterTerm: Schema.optionalKey(Term),
+  }),
   Schema.TaggedStruct("Vote", {
     from: Name,
     term: Term,

@@ -343,6 +343,21 @@ describe("regressions: seeds that once failed", () => {
     expect(result.violations).toEqual([])
   })
 
+  // Seed 9300225 of the 2,000-seed sweep (5 nodes, 1 domain, 12 systems, all faults): the primary
+  // of term 2 stayed down; the voters that had elected it were in term 2 with the shortest logs,
+  // the others in term 1 with the longest, and each side refused the other's pre-votes for a
+  // minute (fixed: a pre-candidate takes the term of a voter that refuses it from a later term).
+  it("seed 9300225, 20 s, 12 systems: a primary is elected after the primary of the last term stays down", () => {
+    const result = simulate({
+      ...defaultSimOptions,
+      seed: 9_300_225,
+      durationMs: 20_000,
+      systems: 12,
+    })
+    expect(result.violations).toEqual([])
+    expect(result.converged).toBe(true)
+  })
+
   // Seed 42, 20 s, all faults: a restarted node forgot meta that its stream vector counted, and
   // served snapshots that spread the hole (fixed by keeping meta in the durable image).
   for (const seed of [5, 42, 99]) {

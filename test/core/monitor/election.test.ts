@@ -305,6 +305,29 @@ describe("election", () => {
     expect(cluster.primaryAt()).toBe(first === "n1" ? "n2" : "n1")
   })
 
+  // Sim seed 9300225: the primary of term 2 died for good; the two voters that had elected it were
+  // in term 2 with the shortest logs, the two with the longest still in term 1. Each side refused
+  // the other's pre-votes (a term not past its own; a log behind), and no one was elected for a minute.
+  it("a candidate ahead in its log but behind in its term takes the term from the refusals, and is elected", () => {
+    const cluster = new Cluster(["n1", "n2", "n3", "n4", "n5"])
+    for (const id of cluster.ids) cluster.crash(id)
+    const logs: Record<string, { term: number; index: number }> = {
+      n1: { term: 1, index: 32 },
+      n2: { term: 1, index: 31 },
+      n3: { term: 1, index: 33 },
+      n4: { term: 1, index: 30 },
+    }
+    for (const [id, position] of Object.entries(logs)) cluster.positions.set(id, position)
+    cluster.votes.set("n1", { term: 1, votedFor: "n3" })
+    cluster.votes.set("n2", { term: 2, votedFor: "n5" })
+    cluster.votes.set("n3", { term: 1, votedFor: "n3" })
+    cluster.votes.set("n4", { term: 2, votedFor: "n5" })
+    for (const id of ["n1", "n2", "n3", "n4"]) cluster.start(id)
+    cluster.run(10_000)
+    expect(["n1", "n3"]).toContain(cluster.primaryAt())
+    expect(cluster.primaries.every((primary) => primary.term > 2)).toBe(true)
+  })
+
   it("learners follow the primary without voting or fencing; voters changed on every node count from then on", () => {
     const cluster = new Cluster(["a", "b", "c", "d", "e"], ["a", "b", "c"])
     cluster.run(5_000)
