@@ -198,8 +198,11 @@ export const hypervisorService =
                   },
           })
         }
-        // The specs mirror what is decided (for the API and CLI, and a system no longer HA).
-        for (const { id, spec } of systems) {
+        // The specs mirror what is decided (for the API and CLI, and a system no longer HA),
+        // from a caught-up store only, as a client writes: a mirror written before this store has
+        // an earlier primary's can carry the older version (a clock stepped back) and lose to
+        // that stale mirror (sim seed 9300830: epochs 11-16 undone by epochs 1-8 for 250 ms).
+        for (const { id, spec } of context.authority.caughtUp ? systems : []) {
           const placement = placements[id]
           if (!spec.ha || placement === undefined) continue
           if (spec.node === placement.node && (spec.epoch ?? 0) === placement.epoch) continue

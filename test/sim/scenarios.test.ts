@@ -358,6 +358,21 @@ describe("regressions: seeds that once failed", () => {
     expect(result.converged).toBe(true)
   })
 
+  // Seed 9300830 of the same sweep (5 nodes, 2 domains): a new primary, its store not caught up
+  // and its clock stepped back, mirrored the log's placements (epochs 11-16) into the specs with
+  // versions older than the last primary's mirrors (epochs 1-8), which it had not yet received
+  // and which then won (fixed: the primary mirrors from a caught-up store only).
+  it("seed 9300830, 20 s, 12 systems, 2 domains: no placement's mirror goes back to an earlier epoch", () => {
+    const result = simulate({
+      ...defaultSimOptions,
+      seed: 9_300_830,
+      domains: 2,
+      durationMs: 20_000,
+      systems: 12,
+    })
+    expect(result.violations).toEqual([])
+  })
+
   // Seed 42, 20 s, all faults: a restarted node forgot meta that its stream vector counted, and
   // served snapshots that spread the hole (fixed by keeping meta in the durable image).
   for (const seed of [5, 42, 99]) {
