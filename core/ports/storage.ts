@@ -1,0 +1,153 @@
+/**
+ * The storage driver port: what the storage service asks of one host's storage — pools, the
+ * volumes carved from them, and their snapshots. Adapters: a directory pool on the host's
+ * filesystem with `qemu-img` (`adapters/storage/dir.ts`), and the simulator's deterministic
+ * driver with faults (`sim/storage.ts`). Every failure is a `StorageError` whose `reason` says
+ * what kind it was, so the core decides without reading messages.
+ *
+ * What each pool type can do is data (`poolCapabilities`), not code paths: the API, the CLI and
+ * the scheduler read the same table the drivers were written against.
+ */
+import { Context, type Effect, Schema } from "effect"
+
+export const PoolDrivers = ["dir", "btrfs", "fs", "netfs"] as const
+export type PoolDriver = (typeof PoolDrivers)[number]
+
+export const VolumeFormats = ["raw", "qcow2"] as const
+export type VolumeFormat = (typeof VolumeFormats)[number]
+
+export interface PoolCapabilities {
+  /** Point-in-time copies of a volume that can be reverted to. */
+  readonly snapshot: boolean
+  /** A new volume from an existing one without copying all of it first. */
+  readonly clone: boolean
+  /** Volumes take space as they are written, not when they are made. */
+  readonly thin: boolean
+  /** One pool reachable from every node: its systems can fail over with their disks. */
+  readonly shared: boolean
+  /** A volume can grow while a system uses it. */
+  readonly onlineResize: boolean
+}
+
+/** What each pool type can do (qcow2 volumes in a dir pool snapshot and clone through backing files). */
+export const poolCapabilities: Readonly<Record<PoolDriver, PoolCapabilities>> = {
+  dir: { snapshot: true, clone: true, thin: true, shared: false, onlineResize: true },
+  fs: { snapshot: true, clone: true, thin: true, shared: false, onlineResize: true },
+  netfs: { snapshot: true, clone: true, thin: true, shared: true, onlineResize: true },
+  btrfs: { snapshot: true, clone: true, thin: true, shared: false, onlineResize: true },
+}
+
+/** A pool as a driver needs it. */
+export interface PoolDefinition {
+  /** The pool's id in the CDB. */
+  readonly id: string
+  readonly driver: PoolDriver
+  /** Where its volumes live on this host. */
+  readonly path: string
+}
+
+export interface PoolInfo {
+  readonly capacityBytes: number
+  /** Space its volumes take now. */
+  readonly allocationBytes: number
+  readonly availableBytes: number
+}
+
+export interface VolumeDefinition {
+  /** The volume's id in the CDB; its file in the pool is named after it. */
+  readonly id: string
+  readonly sizeBytes: number
+  readonly format: VolumeFormat
+  /** Clone this volume (of the same pool) instead of making an empty one. */
+  readonly cloneOf?: string
+}
+
+export interface VolumeInfo {
+  readonly id: string
+  /** The path a hypervisor opens. */
+  readonly path: string
+  readonly format: VolumeFormat
+  /** The size the guest sees. */
+  readonly capacityBytes: number
+  /** The space it takes in its pool. */
+  readonly allocationBytes: number
+}
+
+export interface SnapshotInfo {
+  readonly name: string
+  /** The guest-visible size the volume had when the snapshot was taken. */
+  readonly sizeBytes: number
+}
+
+export const StorageErrorReasons = [
+  /** The pool is not there (or not built) on this host. */
+  "no-such-pool",
+  "no-such-volume",
+  "no-such-snapshot",
+  /** Not enough free space in the pool. */
+  "no-space",
+  /** A volume or snapshot of that name is there already. */
+  "exists",
+  /** This pool type cannot do this (see `poolCapabilities`), or the host lacks the tool. */
+  "unsupported",
+  /** The request makes no sense (shrinking a volume, a bad path). */
+  "invalid",
+  /** The driver failed to carry out a valid request. */
+  "failed",
+] as const
+export type StorageErrorReason = (typeof StorageErrorReasons)[number]
+
+export class StorageError extends Schema.TaggedError<StorageError>()("StorageError", {
+  reason: Schema.Literals(StorageErrorReasons),
+  operation: Schema.String,
+  /** The pool, volume or snapshot it was about. */
+  target: Schema.String,
+  detail: Schema.String,
+}) {
+  override get message(): string {
+    return `${this.operation} ${this.target}: ${this.reason}: ${this.detail}`
+  }
+}
+
+export class Storage extends Context.Service<
+  Storage,
+  {
+    /** Makes the pool ready on this host (a directory, a mounted filesystem); nothing if it is. */
+    readonly ensurePool: (pool: PoolDefinition) => Effect.Effect<PoolInfo, StorageError>
+    readonly poolInfo: (pool: PoolDefinition) => Effect.Effect<PoolInfo, StorageError>
+    /** Removes the pool from this host; refused while it holds volumes. */
+    readonly removePool: (pool: PoolDefinition) => Effect.Effect<void, StorageError>
+    readonly listVolumes: (pool: PoolDefinition) => Effect.Effect<ReadonlyArray<VolumeInfo>, StorageError>
+    readonly createVolume: (
+      pool: PoolDefinition,
+      volume: VolumeDefinition,
+    ) => Effect.Effect<VolumeInfo, StorageError>
+    /** Grows a volume to `sizeBytes` (never shrinks it). */
+    readonly resizeVolume: (
+      pool: PoolDefinition,
+      volume: string,
+      sizeBytes: number,
+    ) => Effect.Effect<VolumeInfo, StorageError>
+    readonly deleteVolume: (pool: PoolDefinition, volume: string) => Effect.Effect<void, StorageError>
+    readonly createSnapshot: (
+      pool: PoolDefinition,
+      volume: string,
+      snapshot: string,
+    ) => Effect.Effect<void, StorageError>
+    readonly listSnapshots: (
+      pool: PoolDefinition,
+      volume: string,
+    ) => Effect.Effect<ReadonlyArray<SnapshotInfo>, StorageError>
+    /** Sets the volume's content back to the snapshot's (the volume must not be in use). */
+    readonly revertSnapshot: (
+      pool: PoolDefinition,
+      volume: string,
+      snapshot: string,
+    ) => Effect.Effect<void, StorageError>
+    readonly deleteSnapshot: (
+      pool: PoolDefinition,
+      volume: string,
+      snapshot: string,
+    ) => Effect.Effect<void, StorageError>
+  }
+>()("acp/core/ports/Storage") {}
