@@ -615,7 +615,10 @@ export class Hosts {
   }
 
   /** Carries out a service's effect through the simulated VMM; its answer comes back as an event. */
-  private execute(node: SimNode, { run, effect }: ServiceEffect): void {
+  private execute(node: SimNode, carried: ServiceEffect): void {
+    // Only the hypervisor runs in the simulator yet; the storage service has no simulated driver.
+    if (carried.service !== "hypervisor") return
+    const { run, effect } = carried
     const sim = this.sim
     if (effect._tag === "Observe") {
       sim.queue.push(sim.nowUs + 1_000, {

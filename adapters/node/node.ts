@@ -437,7 +437,8 @@ export const startNode = (
       const executor = executors.get(effect.service)
       if (executor === undefined) return Effect.void
       const answer = (input: ServicePorts[ServiceName]["input"]) =>
-        step({ _tag: "ServiceInput", service: effect.service, run: effect.run, input })
+        // (`input` answers this effect's service: the executor is that service's.)
+        step({ _tag: "ServiceInput", service: effect.service, run: effect.run, input } as Input)
       // Each on its own fiber: a slow QEMU start never stalls the node.
       return Effect.forkDetach(executor(effect.effect, answer)).pipe(Effect.asVoid)
     }

@@ -1,6 +1,7 @@
 /** Storage devices, pools, volumes and shares (seed 000's Storage object with its sub-types). */
 import { Schema } from "effect"
 import { storagePoolLifecycle, storageVolumeLifecycle } from "../lifecycle/tables.ts"
+import { PoolDrivers, VolumeFormats } from "../ports/storage.ts"
 import { NodeId, StorageDeviceId, StoragePoolId, StorageVolumeId } from "./ids.ts"
 import { Bytes, Count, Name } from "./quantities.ts"
 
@@ -13,16 +14,39 @@ export const StorageDeviceSpec = Schema.Struct({
 export const StorageDeviceMeta = Schema.Struct({ state: Schema.Literals(["online", "offline", "failed"]) })
 export const StorageDeviceStats = Schema.Struct({ sizeBytes: Bytes, readBytes: Bytes, writeBytes: Bytes })
 
+export const PoolCapabilitiesSchema = Schema.Struct({
+  snapshot: Schema.Boolean,
+  clone: Schema.Boolean,
+  thin: Schema.Boolean,
+  shared: Schema.Boolean,
+  onlineResize: Schema.Boolean,
+})
+
 export const StoragePoolSpec = Schema.Struct({
   name: Name,
-  driver: Schema.Literals(["dir", "lvm", "zfs", "nfs", "ceph"]),
+  driver: Schema.Literals(PoolDrivers),
   /** A local pool lives on one node; a shared pool is reachable from every node. */
   node: Schema.optionalKey(NodeId),
   shared: Schema.Boolean,
   devices: Schema.Array(StorageDeviceId),
-  path: Schema.optionalKey(Schema.String),
+  /** Where its volumes live on the node (default: the pool's id under the node's pool directory). */
+  path: Schema.optionalKey(
+    Schema.String.check(Schema.isPattern(/^\/[^\0]*$/, { message: "Expected an absolute path" })),
+  ),
+  /** How far the volumes' sizes may add up beyond the pool's capacity (1: not at all). */
+  overcommit: Schema.optionalKey(Schema.Number.check(Schema.isBetween({ minimum: 1, maximum: 100 }))),
 })
-export const StoragePoolMeta = Schema.Struct({ state: Schema.Literals(storagePoolLifecycle.states) })
+export const StoragePoolMeta = Schema.Struct({
+  state: Schema.Literals(storagePoolLifecycle.states),
+  /** What the pool can do (from its type: `core/ports/storage.ts`). */
+  capabilities: Schema.optionalKey(PoolCapabilitiesSchema),
+  /** Where it is on the node. */
+  path: Schema.optionalKey(Schema.String),
+  /** Image files in it that no volume in the store names (left alone, for the operator). */
+  orphans: Schema.optionalKey(Schema.Array(Schema.String)),
+  /** Why it is not active, when it is not. */
+  detail: Schema.optionalKey(Schema.String),
+})
 export const StoragePoolStats = Schema.Struct({
   capacityBytes: Bytes,
   allocationBytes: Bytes,
@@ -33,11 +57,19 @@ export const StorageVolumeSpec = Schema.Struct({
   name: Name,
   pool: StoragePoolId,
   sizeBytes: Bytes.check(Schema.isGreaterThan(0)),
-  format: Schema.Literals(["raw", "qcow2"]),
-  /** A volume cloned from a snapshot of another keeps a reference to it. */
+  format: Schema.Literals(VolumeFormats),
+  /** A volume cloned from another (of the same pool) keeps a reference to it. */
   source: Schema.optionalKey(StorageVolumeId),
 })
-export const StorageVolumeMeta = Schema.Struct({ state: Schema.Literals(storageVolumeLifecycle.states) })
+export const StorageVolumeMeta = Schema.Struct({
+  state: Schema.Literals(storageVolumeLifecycle.states),
+  /** The path a hypervisor on the pool's node opens. */
+  path: Schema.optionalKey(Schema.String),
+  /** The size the guest sees now. */
+  capacityBytes: Schema.optionalKey(Bytes),
+  /** Why it is not available, when it is not. */
+  detail: Schema.optionalKey(Schema.String),
+})
 export const StorageVolumeStats = Schema.Struct({ allocationBytes: Bytes, snapshots: Count })
 
 export const StorageShareSpec = Schema.Struct({

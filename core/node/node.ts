@@ -970,7 +970,8 @@ export class NodeCore {
   ): void {
     if (kind === "step") service.deadlineMs = step.deadlineMs
     for (const event of step.events) this.outputs.push({ _tag: "ServiceEvent", service: name, event })
-    for (const effect of step.effects) this.effects.push({ service: name, run: service.run, effect })
+    // (`name` and `effect` belong together: the step is this service's.)
+    for (const effect of step.effects) this.effects.push({ service: name, run: service.run, effect } as ServiceEffect)
     for (const command of step.proposals ?? []) {
       const ticket = --this.serviceTicket
       this.outputs.push({ _tag: "DecisionProposed", ticket, command })

@@ -15,6 +15,7 @@ import type { SpecEntry } from "../cdb/durable.ts"
 import type { DecidedState, DecisionCommand } from "../decision/state.ts"
 import type { Input as HypervisorInput, Output as HypervisorOutput } from "../hypervisor/hypervisor.ts"
 import type { NodeCapacity } from "../hypervisor/scheduler.ts"
+import type { Input as StorageInput, Output as StorageOutput } from "../storage/storage.ts"
 import type { ServiceWrite } from "./pending.ts"
 
 /** Per service: the inputs its port answers with and the effects it asks of its port. */
@@ -22,6 +23,10 @@ export interface ServicePorts {
   readonly hypervisor: {
     readonly input: Extract<HypervisorInput, { readonly _tag: "Observed" | "CallDone" }>
     readonly effect: Extract<HypervisorOutput, { readonly _tag: "Call" | "Observe" }>
+  }
+  readonly storage: {
+    readonly input: Extract<StorageInput, { readonly _tag: "Observed" | "CallDone" }>
+    readonly effect: Extract<StorageOutput, { readonly _tag: "Call" | "Observe" }>
   }
 }
 

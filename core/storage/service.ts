@@ -1,0 +1,106 @@
+/**
+ * Storage as a service of its node (`core/node/service.ts`): the storage core fed the pools and
+ * volumes its node's store holds, its driver calls handed to the storage port, its meta written
+ * by the node. The real node and the simulator plug in this one object; only the driver behind
+ * the port differs.
+ */
+import type { SystemSpecValue } from "../hypervisor/hypervisor.ts"
+import { decodeValue, encodeValue } from "../hypervisor/values.ts"
+import type { ServiceWrite } from "../node/pending.ts"
+import type { ServiceContext, ServiceCore, ServicePorts, ServiceStep } from "../node/service.ts"
+import {
+  defaultStorageTimings,
+  type Output,
+  type StorageConfig,
+  StorageNode,
+  type StoragePoolSpecValue,
+  type StorageVolumeSpecValue,
+  type View,
+} from "./storage.ts"
+
+type Effect = ServicePorts["storage"]["effect"]
+
+export interface StorageServiceConfig {
+  /** Where a pool with no path of its own lives on this node. */
+  readonly poolRoot: string
+  readonly observeEveryMs?: number
+  readonly retryMs?: number
+}
+
+const reads: ReadonlySet<string> = new Set(["storage-pool", "storage-volume", "system"])
+
+/** What the store holds of storage, as the core reads it. */
+export const storageViewOf = (store: ServiceContext["store"]): View => {
+  const decoded = <A>(kind: string) =>
+    store.list(kind).flatMap((entry) => {
+      const spec = decodeValue<A>(entry.value)
+      return spec === undefined ? [] : [{ id: entry.id, spec }]
+    })
+  const inUse = new Set<string>()
+  for (const { spec } of decoded<SystemSpecValue>("system"))
+    for (const disk of spec.disks ?? []) inUse.add(disk.volume)
+  return {
+    pools: decoded<StoragePoolSpecValue>("storage-pool"),
+    volumes: decoded<StorageVolumeSpecValue>("storage-volume"),
+    deleted: (volume) => store.get("storage-volume", volume)?.value === null,
+    inUse,
+  }
+}
+
+export const storageService =
+  (settings: StorageServiceConfig) =>
+  (self: string, startMs: number): ServiceCore<"storage"> => {
+    const config: StorageConfig = {
+      ...defaultStorageTimings,
+      self,
+      poolRoot: settings.poolRoot,
+      ...(settings.observeEveryMs === undefined ? {} : { observeEveryMs: settings.observeEveryMs }),
+      ...(settings.retryMs === undefined ? {} : { retryMs: settings.retryMs }),
+    }
+    const core = new StorageNode(config, startMs)
+    const split = (outputs: ReadonlyArray<Output>): ServiceStep<Effect> => {
+      const writes: Array<ServiceWrite> = []
+      const effects: Array<Effect> = []
+      let deadlineMs = Number.POSITIVE_INFINITY
+      for (const output of outputs) {
+        switch (output._tag) {
+          case "Call":
+          case "Observe":
+            effects.push(output)
+            break
+          case "WritePoolMeta":
+            writes.push({
+              op: "meta",
+              kind: "storage-pool",
+              id: output.pool,
+              value: encodeValue(output.meta),
+            })
+            break
+          case "WriteVolumeMeta":
+            writes.push({
+              op: "meta",
+              kind: "storage-volume",
+              id: output.volume,
+              value: encodeValue(output.meta),
+            })
+            break
+          case "ArmDeadline":
+            deadlineMs = output.atMs
+            break
+        }
+      }
+      return { writes, effects, events: [], deadlineMs }
+    }
+    return {
+      reads,
+      step: (input, context) =>
+        split(
+          core.handle(
+            input._tag === "ViewChanged"
+              ? { _tag: "ViewChanged", view: storageViewOf(context.store) }
+              : input,
+            context.nowMs,
+          ),
+        ),
+    }
+  }

@@ -1,0 +1,426 @@
+/**
+ * The storage service of one node as a sans-I/O state machine, as the hypervisor's is: it reads
+ * what the CDB wants (the pools that live on this node, the volumes in them, the volumes deleted)
+ * and what its driver last reported (each pool's figures and image files), and answers with
+ * driver calls and meta writes. The node carries the calls out through the storage port, the
+ * simulator through its simulated driver. Same core, same decisions.
+ *
+ * Reconciliation is level-triggered, one driver call per pool or volume at a time: a pool is
+ * built where it is missing; a volume is made where its pool has no file for it, grown where its
+ * file is smaller than its spec; a file whose volume the store holds a tombstone for is deleted.
+ * A file the store knows nothing of is never deleted (a store that lost objects must not take
+ * their disks with it): the pool's meta lists it as an orphan.
+ *
+ * The pool's node is the one authority on its space: a volume is made only if the sizes of the
+ * volumes in the pool, this one's included, stay within the pool's capacity times its
+ * over-commit; one that does not fit fails with the pool and both figures named, and is not
+ * tried again until its spec changes or space is freed. The API refuses early on the same rule
+ * (from the pool's figures); this is what holds when two clients race.
+ */
+import {
+  type PoolDefinition,
+  type PoolDriver,
+  type PoolInfo,
+  poolCapabilities,
+  type StorageErrorReason,
+  type VolumeDefinition,
+  type VolumeFormat,
+  type VolumeInfo,
+} from "../ports/storage.ts"
+
+export interface StoragePoolSpecValue {
+  readonly name: string
+  readonly driver: PoolDriver
+  readonly node?: string
+  readonly shared: boolean
+  readonly path?: string
+  readonly overcommit?: number
+}
+
+export interface StorageVolumeSpecValue {
+  readonly name: string
+  readonly pool: string
+  readonly sizeBytes: number
+  readonly format: VolumeFormat
+  readonly source?: string
+}
+
+export type PoolState = "building" | "active" | "failed" | "deleting"
+export type VolumeState = "creating" | "available" | "attached" | "resizing" | "failed" | "deleting"
+
+export interface PoolMetaValue {
+  readonly state: PoolState
+  readonly capabilities?: (typeof poolCapabilities)[PoolDriver]
+  readonly path?: string
+  readonly orphans?: ReadonlyArray<string>
+  readonly detail?: string
+}
+
+export interface VolumeMetaValue {
+  readonly state: VolumeState
+  readonly path?: string
+  readonly capacityBytes?: number
+  readonly detail?: string
+}
+
+export interface StorageConfig {
+  readonly self: string
+  /** Where a pool with no path of its own lives on this node: `${poolRoot}/${pool id}`. */
+  readonly poolRoot: string
+  /** How often the driver is asked for every pool's figures and files. */
+  readonly observeEveryMs: number
+  /** Wait after a driver failure before the same pool or volume is tried again. */
+  readonly retryMs: number
+}
+
+export const defaultStorageTimings = { observeEveryMs: 2_000, retryMs: 5_000 } as const
+
+export interface View {
+  /** Every pool in the store. */
+  readonly pools: ReadonlyArray<{ readonly id: string; readonly spec: StoragePoolSpecValue }>
+  /** Every volume in the store. */
+  readonly volumes: ReadonlyArray<{ readonly id: string; readonly spec: StorageVolumeSpecValue }>
+  /** Whether the store holds a tombstone for this volume (it was deleted). */
+  readonly deleted: (volume: string) => boolean
+  /** Volumes a system's spec names as a disk. */
+  readonly inUse: ReadonlySet<string>
+}
+
+export type StorageCall =
+  | { readonly _tag: "ensurePool"; readonly pool: PoolDefinition }
+  | { readonly _tag: "createVolume"; readonly pool: PoolDefinition; readonly volume: VolumeDefinition }
+  | {
+      readonly _tag: "resizeVolume"
+      readonly pool: PoolDefinition
+      readonly volume: string
+      readonly sizeBytes: number
+    }
+  | { readonly _tag: "deleteVolume"; readonly pool: PoolDefinition; readonly volume: string }
+
+export interface Observed {
+  readonly pool: string
+  readonly info?: PoolInfo
+  readonly volumes?: ReadonlyArray<VolumeInfo>
+  readonly error?: { readonly reason: StorageErrorReason; readonly detail: string }
+}
+
+export type Input =
+  | { readonly _tag: "ViewChanged"; readonly view: View }
+  | { readonly _tag: "Observed"; readonly pools: ReadonlyArray<Observed> }
+  | {
+      readonly _tag: "CallDone"
+      readonly requestId: number
+      /** What the call made: the pool's figures, or the volume as it is now. */
+      readonly pool?: PoolInfo
+      readonly volume?: VolumeInfo
+      readonly error?: { readonly reason: StorageErrorReason; readonly detail: string }
+    }
+  | { readonly _tag: "DeadlineReached" }
+
+export type Output =
+  | { readonly _tag: "Call"; readonly requestId: number; readonly target: string; readonly call: StorageCall }
+  /** Ask the driver for these pools' figures and files (answered with `Observed`). */
+  | { readonly _tag: "Observe"; readonly pools: ReadonlyArray<PoolDefinition> }
+  | { readonly _tag: "WritePoolMeta"; readonly pool: string; readonly meta: PoolMetaValue }
+  | { readonly _tag: "WriteVolumeMeta"; readonly volume: string; readonly meta: VolumeMetaValue }
+  | { readonly _tag: "ArmDeadline"; readonly atMs: number }
+
+/** A pool's definition on this node, or undefined for a pool that lives on another. */
+export const poolOn = (
+  config: Pick<StorageConfig, "self" | "poolRoot">,
+  id: string,
+  spec: StoragePoolSpecValue,
+): PoolDefinition | undefined =>
+  spec.node === config.self && !spec.shared
+    ? { id, driver: spec.driver, path: spec.path ?? `${config.poolRoot}/${id}` }
+    : undefined
+
+const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(2)} GiB`
+
+/** Why a volume does not fit its pool, or undefined if it does (`sizes`: the others' sizes). */
+export const doesNotFit = (
+  pool: { readonly id: string; readonly capacityBytes: number; readonly overcommit: number },
+  othersBytes: number,
+  volume: { readonly id: string; readonly sizeBytes: number },
+): string | undefined => {
+  const limit = Math.floor(pool.capacityBytes * pool.overcommit)
+  const free = Math.max(0, limit - othersBytes)
+  return volume.sizeBytes <= free
+    ? undefined
+    : `volume ${volume.id} needs ${volume.sizeBytes} bytes (${gib(volume.sizeBytes)}); pool ${pool.id} has ${free} of ${limit} bytes (${gib(free)} of ${gib(limit)}) left to give`
+}
+
+interface Failure {
+  /** The spec (or pool) it failed for: a changed spec is tried again at once. */
+  readonly key: string
+  readonly reason: StorageErrorReason
+  readonly detail: string
+  readonly atMs: number
+}
+
+export class StorageNode {
+  readonly config: StorageConfig
+  private view: View = { pools: [], volumes: [], deleted: () => false, inUse: new Set() }
+  private readonly observed = new Map<string, Observed>()
+  /** Target (pool or volume id) → the request in flight for it. */
+  private readonly inFlight = new Map<string, number>()
+  private readonly requests = new Map<number, { readonly target: string; readonly call: StorageCall }>()
+  private readonly failures = new Map<string, Failure>()
+  private readonly published = new Map<string, string>()
+  private requestId = 0
+  private nextObserveMs: number
+  private observing = false
+  private outputs: Array<Output> = []
+
+  constructor(config: StorageConfig, nowMs: number) {
+    this.config = config
+    this.nextObserveMs = nowMs
+  }
+
+  handle(input: Input, nowMs: number): ReadonlyArray<Output> {
+    switch (input._tag) {
+      case "ViewChanged":
+        this.view = input.view
+        break
+      case "Observed":
+        this.observing = false
+        for (const pool of input.pools) this.observed.set(pool.pool, pool)
+        break
+      case "CallDone":
+        this.onCallDone(input, nowMs)
+        break
+      case "DeadlineReached":
+        break
+    }
+    const pools = this.localPools()
+    if (nowMs >= this.nextObserveMs && !this.observing && pools.length > 0) {
+      this.observing = true
+      this.nextObserveMs = nowMs + this.config.observeEveryMs
+      this.outputs.push({ _tag: "Observe", pools: pools.map((pool) => pool.definition) })
+    }
+    this.reconcile(pools, nowMs)
+    this.outputs.push({ _tag: "ArmDeadline", atMs: this.nextDeadline(nowMs) })
+    const outputs = this.outputs
+    this.outputs = []
+    return outputs
+  }
+
+  private localPools() {
+    return this.view.pools.flatMap(({ id, spec }) => {
+      const definition = poolOn(this.config, id, spec)
+      return definition === undefined ? [] : [{ id, spec, definition }]
+    })
+  }
+
+  private onCallDone(input: Extract<Input, { readonly _tag: "CallDone" }>, nowMs: number): void {
+    const request = this.requests.get(input.requestId)
+    if (request === undefined) return
+    this.requests.delete(input.requestId)
+    this.inFlight.delete(request.target)
+    const { call } = request
+    const pool = this.observed.get(call.pool.id)
+    if (input.error !== undefined) {
+      this.failures.set(request.target, {
+        key: this.keyOf(request.target),
+        reason: input.error.reason,
+        detail: input.error.detail,
+        atMs: nowMs,
+      })
+      // What failed may have changed what is there: look again soon.
+      this.nextObserveMs = Math.min(this.nextObserveMs, nowMs + this.config.retryMs)
+      return
+    }
+    this.failures.delete(request.target)
+    const volumes = new Map((pool?.volumes ?? []).map((volume) => [volume.id, volume]))
+    switch (call._tag) {
+      case "ensurePool":
+        this.observed.set(call.pool.id, {
+          pool: call.pool.id,
+          ...(input.pool === undefined ? {} : { info: input.pool }),
+          volumes: [...volumes.values()],
+        })
+        return
+      case "createVolume":
+      case "resizeVolume":
+        if (input.volume !== undefined) volumes.set(input.volume.id, input.volume)
+        break
+      case "deleteVolume":
+        volumes.delete(call.volume)
+        break
+    }
+    if (pool !== undefined) this.observed.set(pool.pool, { ...pool, volumes: [...volumes.values()] })
+  }
+
+  /** What a failure was for: the volume's spec or the pool's, as JSON. */
+  private keyOf(target: string): string {
+    const volume = this.view.volumes.find((each) => each.id === target)
+    if (volume !== undefined) return JSON.stringify(volume.spec)
+    const pool = this.view.pools.find((each) => each.id === target)
+    return pool === undefined ? "" : JSON.stringify(pool.spec)
+  }
+
+  /**
+   * A failure that still holds: for the same spec, and either one that trying again cannot
+   * mend (a request the driver calls invalid or cannot do) or one whose wait is not over.
+   */
+  private failureOf(target: string, nowMs: number): Failure | undefined {
+    const failure = this.failures.get(target)
+    if (failure === undefined || failure.key !== this.keyOf(target)) return undefined
+    const lasting = failure.reason === "invalid" || failure.reason === "unsupported"
+    return lasting || nowMs < failure.atMs + this.config.retryMs ? failure : undefined
+  }
+
+  private call(target: string, call: StorageCall): void {
+    const requestId = ++this.requestId
+    this.inFlight.set(target, requestId)
+    this.requests.set(requestId, { target, call })
+    this.outputs.push({ _tag: "Call", requestId, target, call })
+  }
+
+  private reconcile(pools: ReturnType<StorageNode["localPools"]>, nowMs: number): void {
+    for (const { id, spec, definition } of pools) {
+      const observed = this.observed.get(id)
+      const capabilities = poolCapabilities[spec.driver]
+      const failure = this.failureOf(id, nowMs)
+      if (observed === undefined) continue // the first observation tells whether it is there
+      if (observed.info === undefined && !this.inFlight.has(id)) {
+        if (failure === undefined) this.call(id, { _tag: "ensurePool", pool: definition })
+      }
+      const state: PoolState =
+        observed.info !== undefined ? "active" : failure !== undefined ? "failed" : "building"
+      const known = new Set(this.view.volumes.map((volume) => volume.id))
+      const orphans = (observed.volumes ?? [])
+        .map((volume) => volume.id)
+        .filter((volume) => !known.has(volume) && !this.view.deleted(volume))
+      this.publishPool(id, {
+        state,
+        capabilities,
+        path: definition.path,
+        ...(orphans.length === 0 ? {} : { orphans }),
+        ...(state === "failed" && failure !== undefined
+          ? { detail: `${failure.reason}: ${failure.detail}` }
+          : {}),
+      })
+      if (observed.info !== undefined) this.reconcileVolumes(id, spec, definition, observed, nowMs)
+    }
+  }
+
+  private reconcileVolumes(
+    poolId: string,
+    spec: StoragePoolSpecValue,
+    pool: PoolDefinition,
+    observed: Observed,
+    nowMs: number,
+  ): void {
+    const files = new Map((observed.volumes ?? []).map((volume) => [volume.id, volume]))
+    // Files of deleted volumes go (a volume still named by a system waits).
+    for (const file of files.values()) {
+      if (!this.view.deleted(file.id) || this.inFlight.has(file.id) || this.view.inUse.has(file.id)) continue
+      if (this.failureOf(file.id, nowMs) === undefined)
+        this.call(file.id, { _tag: "deleteVolume", pool, volume: file.id })
+    }
+    // Space already given: every file's size, and every volume being made.
+    let givenBytes = 0
+    for (const file of files.values()) if (!this.view.deleted(file.id)) givenBytes += file.capacityBytes
+    const info = observed.info!
+    const limits = { id: poolId, capacityBytes: info.capacityBytes, overcommit: spec.overcommit ?? 1 }
+    const wanted = this.view.volumes
+      .filter((volume) => volume.spec.pool === poolId)
+      .sort((left, right) => (left.id < right.id ? -1 : 1))
+    for (const { id, spec: volume } of wanted) {
+      const file = files.get(id)
+      const failure = this.failureOf(id, nowMs)
+      if (this.inFlight.has(id)) {
+        const request = this.requests.get(this.inFlight.get(id)!)
+        if (request?.call._tag === "createVolume") givenBytes += volume.sizeBytes
+        this.publishVolume(id, {
+          state:
+            request?.call._tag === "resizeVolume"
+              ? "resizing"
+              : file === undefined
+                ? "creating"
+                : "available",
+          ...(file === undefined ? {} : { path: file.path, capacityBytes: file.capacityBytes }),
+        })
+        continue
+      }
+      if (file === undefined) {
+        const fits = doesNotFit(limits, givenBytes, { id, sizeBytes: volume.sizeBytes })
+        const source = volume.source === undefined ? undefined : files.get(volume.source)
+        const missingSource =
+          volume.source !== undefined && source === undefined
+            ? `the volume ${volume.source} to clone is not in pool ${poolId}`
+            : undefined
+        const holding = failure ?? (fits === undefined ? undefined : { reason: "no-space", detail: fits })
+        if (holding !== undefined || missingSource !== undefined) {
+          this.publishVolume(id, {
+            state: "failed",
+            detail: holding === undefined ? missingSource! : `${holding.reason}: ${holding.detail}`,
+          })
+          continue
+        }
+        givenBytes += volume.sizeBytes
+        this.call(id, {
+          _tag: "createVolume",
+          pool,
+          volume: {
+            id,
+            sizeBytes: volume.sizeBytes,
+            format: volume.format,
+            ...(volume.source === undefined ? {} : { cloneOf: volume.source }),
+          },
+        })
+        this.publishVolume(id, { state: "creating" })
+        continue
+      }
+      if (file.capacityBytes < volume.sizeBytes) {
+        const growth = volume.sizeBytes - file.capacityBytes
+        const fits = doesNotFit(limits, givenBytes, { id, sizeBytes: growth })
+        if (failure === undefined && fits === undefined) {
+          givenBytes += growth
+          this.call(id, { _tag: "resizeVolume", pool, volume: id, sizeBytes: volume.sizeBytes })
+          this.publishVolume(id, { state: "resizing", path: file.path, capacityBytes: file.capacityBytes })
+          continue
+        }
+        const why = failure === undefined ? `no-space: ${fits}` : `${failure.reason}: ${failure.detail}`
+        this.publishVolume(id, {
+          state: this.view.inUse.has(id) ? "attached" : "available",
+          path: file.path,
+          capacityBytes: file.capacityBytes,
+          detail: `cannot grow to ${volume.sizeBytes} bytes: ${why}`,
+        })
+        continue
+      }
+      this.publishVolume(id, {
+        state: this.view.inUse.has(id) ? "attached" : "available",
+        path: file.path,
+        capacityBytes: file.capacityBytes,
+      })
+    }
+  }
+
+  private publishPool(id: string, meta: PoolMetaValue): void {
+    if (this.changed(`pool\u0000${id}`, meta)) this.outputs.push({ _tag: "WritePoolMeta", pool: id, meta })
+  }
+
+  private publishVolume(id: string, meta: VolumeMetaValue): void {
+    if (this.changed(`volume\u0000${id}`, meta))
+      this.outputs.push({ _tag: "WriteVolumeMeta", volume: id, meta })
+  }
+
+  private changed(key: string, value: unknown): boolean {
+    const text = JSON.stringify(value)
+    if (this.published.get(key) === text) return false
+    this.published.set(key, text)
+    return true
+  }
+
+  private nextDeadline(nowMs: number): number {
+    let next = this.localPools().length > 0 ? this.nextObserveMs : Number.POSITIVE_INFINITY
+    for (const failure of this.failures.values()) {
+      const retryAt = failure.atMs + this.config.retryMs
+      if (retryAt > nowMs) next = Math.min(next, retryAt)
+    }
+    return Math.max(next, nowMs + 1)
+  }
+}

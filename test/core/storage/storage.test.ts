@@ -1,0 +1,293 @@
+import { describe, expect, it } from "vitest"
+import type { PoolInfo, StorageErrorReason, VolumeInfo } from "../../../core/ports/storage.ts"
+import {
+  defaultStorageTimings,
+  type Input,
+  type Output,
+  type PoolMetaValue,
+  StorageNode,
+  type StoragePoolSpecValue,
+  type StorageVolumeSpecValue,
+  type View,
+  type VolumeMetaValue,
+} from "../../../core/storage/storage.ts"
+
+const mib = 1024 * 1024
+
+/**
+ * The storage core against a driver that answers at once from a map of pools and their files,
+ * and can be told to fail the next call for a target. Time moves only when the test says so.
+ */
+class Harness {
+  readonly core: StorageNode
+  nowMs = 0
+  readonly pools = new Map<string, { capacityBytes: number; files: Map<string, VolumeInfo> }>()
+  readonly poolMeta = new Map<string, PoolMetaValue>()
+  readonly volumeMeta = new Map<string, VolumeMetaValue>()
+  readonly calls: Array<string> = []
+  readonly failNext = new Map<string, StorageErrorReason>()
+  poolSpecs: Array<{ id: string; spec: StoragePoolSpecValue }> = []
+  volumeSpecs: Array<{ id: string; spec: StorageVolumeSpecValue }> = []
+  tombstones = new Set<string>()
+  inUse = new Set<string>()
+  capacityOfNewPools = 100 * mib
+  private deadlineMs = Number.POSITIVE_INFINITY
+
+  constructor() {
+    this.core = new StorageNode({ ...defaultStorageTimings, self: "n1", poolRoot: "/pools" }, 0)
+  }
+
+  pool(id: string, spec: Partial<StoragePoolSpecValue> = {}): void {
+    this.poolSpecs.push({ id, spec: { name: id, driver: "dir", node: "n1", shared: false, ...spec } })
+  }
+
+  volume(id: string, sizeBytes: number, spec: Partial<StorageVolumeSpecValue> = {}): void {
+    this.volumeSpecs = this.volumeSpecs.filter((volume) => volume.id !== id)
+    this.volumeSpecs.push({ id, spec: { name: id, pool: "p1", sizeBytes, format: "qcow2", ...spec } })
+  }
+
+  view(): View {
+    return {
+      pools: this.poolSpecs,
+      volumes: this.volumeSpecs,
+      deleted: (volume) => this.tombstones.has(volume),
+      inUse: this.inUse,
+    }
+  }
+
+  info(pool: string): PoolInfo {
+    const { capacityBytes, files } = this.pools.get(pool)!
+    const allocationBytes = [...files.values()].reduce((sum, file) => sum + file.allocationBytes, 0)
+    return { capacityBytes, allocationBytes, availableBytes: capacityBytes - allocationBytes }
+  }
+
+  /** Feeds one input, then carries out every call and observation until nothing is left. */
+  feed(input: Input): void {
+    const queue: Array<Input> = [input]
+    while (queue.length > 0) {
+      for (const output of this.core.handle(queue.shift()!, this.nowMs)) queue.push(...this.carry(output))
+    }
+  }
+
+  changed(): void {
+    this.feed({ _tag: "ViewChanged", view: this.view() })
+  }
+
+  /** Moves time on, stepping the core at each deadline it asked for. */
+  advance(ms: number): void {
+    const until = this.nowMs + ms
+    while (this.deadlineMs <= until) {
+      this.nowMs = this.deadlineMs
+      this.deadlineMs = Number.POSITIVE_INFINITY
+      this.feed({ _tag: "DeadlineReached" })
+    }
+    this.nowMs = until
+  }
+
+  private carry(output: Output): ReadonlyArray<Input> {
+    switch (output._tag) {
+      case "WritePoolMeta":
+        this.poolMeta.set(output.pool, output.meta)
+        return []
+      case "WriteVolumeMeta":
+        this.volumeMeta.set(output.volume, output.meta)
+        return []
+      case "ArmDeadline":
+        this.deadlineMs = Math.min(this.deadlineMs, output.atMs)
+        return []
+      case "Observe":
+        return [
+          {
+            _tag: "Observed",
+            pools: output.pools.map((pool) =>
+              this.pools.has(pool.id)
+                ? {
+                    pool: pool.id,
+                    info: this.info(pool.id),
+                    volumes: [...this.pools.get(pool.id)!.files.values()],
+                  }
+                : { pool: pool.id, error: { reason: "no-such-pool", detail: "not built" } },
+            ),
+          },
+        ]
+      case "Call": {
+        const { call, requestId, target } = output
+        this.calls.push(`${call._tag} ${target}`)
+        const failure = this.failNext.get(target)
+        if (failure !== undefined) {
+          this.failNext.delete(target)
+          return [{ _tag: "CallDone", requestId, error: { reason: failure, detail: `planted ${failure}` } }]
+        }
+        switch (call._tag) {
+          case "ensurePool":
+            this.pools.set(call.pool.id, { capacityBytes: this.capacityOfNewPools, files: new Map() })
+            return [{ _tag: "CallDone", requestId, pool: this.info(call.pool.id) }]
+          case "createVolume": {
+            const volume: VolumeInfo = {
+              id: call.volume.id,
+              path: `${call.pool.path}/${call.volume.id}.${call.volume.format}`,
+              format: call.volume.format,
+              capacityBytes: call.volume.sizeBytes,
+              allocationBytes: mib,
+            }
+            this.pools.get(call.pool.id)!.files.set(volume.id, volume)
+            return [{ _tag: "CallDone", requestId, volume }]
+          }
+          case "resizeVolume": {
+            const files = this.pools.get(call.pool.id)!.files
+            const volume = { ...files.get(call.volume)!, capacityBytes: call.sizeBytes }
+            files.set(call.volume, volume)
+            return [{ _tag: "CallDone", requestId, volume }]
+          }
+          case "deleteVolume":
+            this.pools.get(call.pool.id)!.files.delete(call.volume)
+            return [{ _tag: "CallDone", requestId }]
+        }
+      }
+    }
+  }
+}
+
+describe("storage core", () => {
+  it("builds the pools that live on this node, and only those, and says what each can do", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.pool("p2", { node: "n2" })
+    h.pool("p3", { path: "/srv/fast" })
+    h.changed()
+    expect(h.calls).toEqual(["ensurePool p1", "ensurePool p3"])
+    expect(h.poolMeta.get("p1")).toEqual({
+      state: "active",
+      path: "/pools/p1",
+      capabilities: { snapshot: true, clone: true, thin: true, shared: false, onlineResize: true },
+    })
+    expect(h.poolMeta.get("p3")?.path).toBe("/srv/fast")
+    expect(h.poolMeta.has("p2")).toBe(false)
+    // Built once: the next observations find it there.
+    h.advance(10_000)
+    expect(h.calls).toEqual(["ensurePool p1", "ensurePool p3"])
+  })
+
+  it("makes a volume, grows it when its spec grows, and marks it attached while a system names it", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.volume("v1", 10 * mib)
+    h.changed()
+    expect(h.calls).toEqual(["ensurePool p1", "createVolume v1"])
+    expect(h.volumeMeta.get("v1")).toEqual({
+      state: "available",
+      path: "/pools/p1/v1.qcow2",
+      capacityBytes: 10 * mib,
+    })
+    h.volume("v1", 20 * mib)
+    h.changed()
+    expect(h.calls.at(-1)).toBe("resizeVolume v1")
+    expect(h.volumeMeta.get("v1")?.capacityBytes).toBe(20 * mib)
+    h.inUse.add("v1")
+    h.changed()
+    expect(h.volumeMeta.get("v1")?.state).toBe("attached")
+    expect(h.calls).toHaveLength(3)
+  })
+
+  it("refuses a volume that does not fit, naming the pool and both figures, and makes it once space is freed", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.volume("big", 60 * mib)
+    h.volume("huge", 50 * mib)
+    h.changed()
+    // Each fits alone; together they exceed the 100 MiB: the first in order is made, not both.
+    expect(h.calls).toEqual(["ensurePool p1", "createVolume big"])
+    expect(h.volumeMeta.get("huge")).toEqual({
+      state: "failed",
+      detail:
+        "no-space: volume huge needs 52428800 bytes (0.05 GiB); pool p1 has 41943040 of 104857600 bytes (0.04 GiB of 0.10 GiB) left to give",
+    })
+    expect(h.pools.get("p1")!.files.has("huge")).toBe(false)
+    // The first goes (deleted: a tombstone); then the second fits.
+    h.volumeSpecs = h.volumeSpecs.filter((volume) => volume.id !== "big")
+    h.tombstones.add("big")
+    h.changed()
+    // (the delete answers at once here: the space it frees is given at that step)
+    expect(h.calls.slice(2)).toEqual(["deleteVolume big", "createVolume huge"])
+    expect(h.volumeMeta.get("huge")?.state).toBe("available")
+  })
+
+  it("over-commit lets a thin pool give more than its capacity, up to the factor", () => {
+    const h = new Harness()
+    h.pool("p1", { overcommit: 2 })
+    h.volume("a", 90 * mib)
+    h.volume("b", 90 * mib)
+    h.volume("c", 90 * mib)
+    h.changed()
+    expect(h.calls).toEqual(["ensurePool p1", "createVolume a", "createVolume b"])
+    expect(h.volumeMeta.get("c")?.state).toBe("failed")
+  })
+
+  it("deletes only files whose volume was deleted; a file the store does not know is an orphan, left alone", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.changed()
+    const stray = (id: string): VolumeInfo => ({
+      id,
+      path: `/pools/p1/${id}.qcow2`,
+      format: "qcow2",
+      capacityBytes: mib,
+      allocationBytes: mib,
+    })
+    h.pools.get("p1")!.files.set("gone", stray("gone"))
+    h.pools.get("p1")!.files.set("unknown", stray("unknown"))
+    h.tombstones.add("gone")
+    h.advance(defaultStorageTimings.observeEveryMs)
+    expect(h.calls).toEqual(["ensurePool p1", "deleteVolume gone"])
+    expect([...h.pools.get("p1")!.files.keys()]).toEqual(["unknown"])
+    h.advance(defaultStorageTimings.observeEveryMs)
+    expect(h.poolMeta.get("p1")?.orphans).toEqual(["unknown"])
+    // A deleted volume that a system still names waits.
+    h.pools.get("p1")!.files.set("busy", stray("busy"))
+    h.tombstones.add("busy")
+    h.inUse.add("busy")
+    h.advance(defaultStorageTimings.observeEveryMs)
+    expect(h.calls).toHaveLength(2)
+  })
+
+  it("tries a failed call again after the retry wait; one the driver cannot do only once its spec changes", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.changed()
+    h.failNext.set("v1", "failed")
+    h.volume("v1", mib)
+    h.changed()
+    expect(h.volumeMeta.get("v1")).toEqual({ state: "failed", detail: "failed: planted failed" })
+    h.advance(defaultStorageTimings.retryMs - 1)
+    expect(h.calls.filter((call) => call === "createVolume v1")).toHaveLength(1)
+    h.advance(1)
+    expect(h.calls.filter((call) => call === "createVolume v1")).toHaveLength(2)
+    expect(h.volumeMeta.get("v1")?.state).toBe("available")
+
+    h.failNext.set("v2", "unsupported")
+    h.volume("v2", mib, { format: "raw" })
+    h.changed()
+    h.advance(10 * defaultStorageTimings.retryMs)
+    expect(h.calls.filter((call) => call === "createVolume v2")).toHaveLength(1)
+    expect(h.volumeMeta.get("v2")?.detail).toBe("unsupported: planted unsupported")
+    h.volume("v2", mib, { format: "qcow2" })
+    h.changed()
+    expect(h.calls.filter((call) => call === "createVolume v2")).toHaveLength(2)
+    expect(h.volumeMeta.get("v2")?.state).toBe("available")
+  })
+
+  it("a clone waits for its source to be in the pool", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.volume("copy", mib, { source: "base" })
+    h.changed()
+    expect(h.volumeMeta.get("copy")).toEqual({
+      state: "failed",
+      detail: "the volume base to clone is not in pool p1",
+    })
+    h.volume("base", mib)
+    h.changed()
+    h.changed()
+    expect(h.calls).toEqual(["ensurePool p1", "createVolume base", "createVolume copy"])
+  })
+})
