@@ -61,6 +61,13 @@ export class StorageRefused extends Schema.TaggedError<StorageRefused>()(
   { httpApiStatus: 507 },
 ) {}
 
+/** The request is well formed but cannot be done now (a pool that holds volumes, a pool that is full). */
+export class OperationRefused extends Schema.TaggedError<OperationRefused>()(
+  "OperationRefused",
+  { reason: Schema.String, message: Schema.String },
+  { httpApiStatus: 409 },
+) {}
+
 const objectPath = { kind: Schema.String, id: Schema.String }
 
 export class ObjectsApi extends HttpApiGroup.make("objects")
@@ -80,12 +87,12 @@ export class ObjectsApi extends HttpApiGroup.make("objects")
       params: objectPath,
       payload: Schema.Unknown,
       success: ObjectView,
-      error: [InvalidObject, WriteFailed, StorageRefused],
+      error: [InvalidObject, OperationRefused, WriteFailed, StorageRefused],
     }).annotate(OpenApi.Summary, "Write an object’s spec, validated against its kind’s schema"),
     HttpApiEndpoint.delete("remove", "/v1/objects/:kind/:id", {
       params: objectPath,
       success: HttpApiSchema.NoContent,
-      error: [ObjectNotFound, InvalidObject, WriteFailed, StorageRefused],
+      error: [ObjectNotFound, InvalidObject, OperationRefused, WriteFailed, StorageRefused],
     }).annotate(OpenApi.Summary, "Delete an object (a tombstone every node applies)"),
   ) {}
 
@@ -122,12 +129,6 @@ export const Decision = Schema.Union([
 export class Unplaceable extends Schema.TaggedError<Unplaceable>()(
   "Unplaceable",
   { message: Schema.String, decision: Decision },
-  { httpApiStatus: 409 },
-) {}
-
-export class OperationRefused extends Schema.TaggedError<OperationRefused>()(
-  "OperationRefused",
-  { reason: Schema.String, message: Schema.String },
   { httpApiStatus: 409 },
 ) {}
 

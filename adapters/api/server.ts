@@ -19,6 +19,7 @@ import type { SpecEntry } from "../../core/cdb/durable.ts"
 import { isObjectKind, objectKinds } from "../../core/model/kinds.ts"
 import { decodeObjectPart, notFoundMessage } from "../../core/model/validate.ts"
 import { acknowledgeAlarm, decodeAlarm, encodeAlarm } from "../../core/monitor/alarms.ts"
+import { admitDelete, admitPool, admitVolume, type StorageReader } from "../../core/storage/admission.ts"
 import type { DecisionRefusedError, RunningNode } from "../node/node.ts"
 import { layerKeyAuthorization, layerSocketAuthorization } from "./authorization.ts"
 import {
@@ -31,6 +32,7 @@ import {
   NotDecided,
   ObjectNotFound,
   type ObjectView,
+  OperationRefused,
   RequestErrors,
   StorageRefused,
   WriteFailed,
@@ -89,6 +91,48 @@ const requireKind = (kind: string) =>
         }),
       )
 
+/** What the storage admission rules read of this node's store. */
+const storageReader = (node: RunningNode): StorageReader => {
+  const spec = <A>(kind: string, id: string): A | undefined => {
+    const value = node.get(kind, id)?.value
+    return value == null ? undefined : (jsonOrBase64(value) as A)
+  }
+  const all = <A>(kind: string) =>
+    node
+      .list(kind)
+      .flatMap((entry) =>
+        entry.value === null ? [] : [{ id: entry.id, spec: jsonOrBase64(entry.value) as A }],
+      )
+  return {
+    pool: (id) => spec("storage-pool", id),
+    volume: (id) => spec("storage-volume", id),
+    volumes: () => all("storage-volume"),
+    systems: () => all("system"),
+    poolStats: (id) => {
+      const slot = node.statsOf("storage-pool", id)[0]
+      return slot === undefined
+        ? undefined
+        : (jsonOrBase64(slot.value) as ReturnType<StorageReader["poolStats"]>)
+    },
+  }
+}
+
+/** A storage rule's refusal of a valid spec (or of a delete), if one applies. */
+const storageRefusal = (node: RunningNode, kind: string, id: string, spec: unknown | undefined) => {
+  const store = storageReader(node)
+  const refusal =
+    spec === undefined
+      ? admitDelete(store, kind, id)
+      : kind === "storage-volume"
+        ? admitVolume(store, id, spec as Parameters<typeof admitVolume>[2])
+        : kind === "storage-pool"
+          ? admitPool(store, id, spec as Parameters<typeof admitPool>[2])
+          : undefined
+  return refusal === undefined
+    ? Effect.void
+    : Effect.fail(new OperationRefused({ reason: refusal.reason, message: refusal.message }))
+}
+
 const ObjectsHandlers = HttpApiBuilder.group(AcpApi, "objects", (handlers) =>
   Effect.gen(function* () {
     const node = yield* Node
@@ -129,6 +173,7 @@ const ObjectsHandlers = HttpApiBuilder.group(AcpApi, "objects", (handlers) =>
               issues: [{ path: "id", message: "Expected 1-63 characters of a-z, 0-9, '.', '_' or '-'" }],
             })
           }
+          yield* storageRefusal(node, params.kind, params.id, payload)
           yield* node
             .write([
               { op: "put", kind: params.kind, id: params.id, value: encoder.encode(JSON.stringify(payload)) },
@@ -147,6 +192,7 @@ const ObjectsHandlers = HttpApiBuilder.group(AcpApi, "objects", (handlers) =>
               message: notFoundMessage(params.kind, params.id),
             })
           }
+          yield* storageRefusal(node, params.kind, params.id, undefined)
           yield* node
             .write([{ op: "delete", kind: params.kind, id: params.id, value: null }])
             .pipe(Effect.mapError(writeFailed))

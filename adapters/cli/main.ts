@@ -16,6 +16,7 @@ import { nodeCommand } from "./commands/node.ts"
 import { objectCommand } from "./commands/object.ts"
 import { setupCommand } from "./commands/setup.ts"
 import { simCommand } from "./commands/sim.ts"
+import { storageCommand } from "./commands/storage.ts"
 import { systemCommand, taskCommand } from "./commands/system.ts"
 import { vortexCommand } from "./commands/vortex.ts"
 
@@ -27,6 +28,7 @@ export const acp = Command.make("acp").pipe(
     clusterCommand,
     nodeCommand,
     systemCommand,
+    storageCommand,
     taskCommand,
     objectCommand,
     monitorCommand,

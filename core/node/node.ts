@@ -971,7 +971,8 @@ export class NodeCore {
     if (kind === "step") service.deadlineMs = step.deadlineMs
     for (const event of step.events) this.outputs.push({ _tag: "ServiceEvent", service: name, event })
     // (`name` and `effect` belong together: the step is this service's.)
-    for (const effect of step.effects) this.effects.push({ service: name, run: service.run, effect } as ServiceEffect)
+    for (const effect of step.effects)
+      this.effects.push({ service: name, run: service.run, effect } as ServiceEffect)
     for (const command of step.proposals ?? []) {
       const ticket = --this.serviceTicket
       this.outputs.push({ _tag: "DecisionProposed", ticket, command })
@@ -1010,6 +1011,7 @@ export class NodeCore {
     list: (kind) => this.cdb.entriesOf(kind),
     metaOf: (kind, id) => this.cdb.metaOf(kind, id),
     statsOf: (kind, id, node) => this.cdb.statsOf(kind, id, node),
+    deleted: (kind, id) => this.cdb.entry(kind, id)?.value === null,
   }
 
   // ---- what the node knows (for the drivers, the API and the checkers) -----------------------

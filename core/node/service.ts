@@ -41,6 +41,8 @@ export interface StoreView {
     id: string,
   ) => ReadonlyArray<{ readonly node: string; readonly value: Uint8Array }>
   readonly statsOf: (kind: string, id: string, node: string) => Uint8Array | undefined
+  /** Whether the store holds a tombstone for the object: it was deleted (`get` and `list` skip those). */
+  readonly deleted: (kind: string, id: string) => boolean
 }
 
 /** What the monitor says, at the step's time (the node's monotonic clock). */

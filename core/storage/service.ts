@@ -42,7 +42,7 @@ export const storageViewOf = (store: ServiceContext["store"]): View => {
   return {
     pools: decoded<StoragePoolSpecValue>("storage-pool"),
     volumes: decoded<StorageVolumeSpecValue>("storage-volume"),
-    deleted: (volume) => store.get("storage-volume", volume)?.value === null,
+    deleted: (volume) => store.deleted("storage-volume", volume),
     inUse,
   }
 }

@@ -9,6 +9,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import type { WriteOp } from "../../../core/cdb/node.ts"
 import { hypervisorService } from "../../../core/hypervisor/service.ts"
 import { DurableStore } from "../../../core/ports/store.ts"
+import { storageService } from "../../../core/storage/service.ts"
 import { startAgent } from "../../agent/agent.ts"
 import { recordFor } from "../../agent/keys.ts"
 import type { Forwarding } from "../../api/forward.ts"
@@ -19,7 +20,9 @@ import { ConfigError, loadConfig } from "../../node/config.ts"
 import { runFramework, type ServiceDefinition } from "../../node/framework.ts"
 import { runHypervisor } from "../../node/hypervisor.ts"
 import { realNodeRetainChanges, startNode } from "../../node/node.ts"
+import { runStorage } from "../../node/storage.ts"
 import { watchdog } from "../../node/watchdog.ts"
+import { DirStorageLayer } from "../../storage/dir.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
 import { envelopeOverhead } from "../../transport/envelope.ts"
 import { layerUdp } from "../../transport/udp.ts"
@@ -117,6 +120,7 @@ export const runNode = (configPath: string, bench = false) =>
         Effect.gen(function* () {
           const hypervisorSettings = config.hypervisor
           const { running } = yield* startNode(config, start.incarnation, {
+            storage: storageService({ poolRoot: join(config.dataDir, "pools") }),
             hypervisor: hypervisorService({
               volumeDir: join(config.dataDir, "volumes"),
               consoleDir: join(config.dataDir, "console"),
@@ -208,6 +212,10 @@ export const runNode = (configPath: string, bench = false) =>
                   Effect.provide(LibvirtVmmLayer({ uri: config.hypervisor?.uri ?? "test:///default" })),
                   Effect.andThen(Effect.never),
                 ),
+            },
+            storage: {
+              after: ["api"],
+              run: (ready) => runStorage(running, ready).pipe(Effect.provide(DirStorageLayer())),
             },
             ...(agent === null
               ? {}

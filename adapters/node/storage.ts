@@ -1,0 +1,83 @@
+/**
+ * The storage service on a real node. Its core runs inside the node's composition
+ * (`core/storage/service.ts`, the same object the simulator plugs in); here is its port: the
+ * executor that carries the core's driver calls out through the storage driver, each on its own
+ * fiber, and answers with what the call made. Each observation (every 2 s) also publishes the
+ * pools' figures and the volumes' allocation as statistics: what `acp storage pool list` shows.
+ */
+import { Effect } from "effect"
+import { encodeValue as json } from "../../core/hypervisor/values.ts"
+import { Storage, type StorageError } from "../../core/ports/storage.ts"
+import type { Observed, StorageCall } from "../../core/storage/storage.ts"
+import type { RunningNode, ServiceExecutor } from "./node.ts"
+
+const asFailure = (error: StorageError) => ({ reason: error.reason, detail: error.detail })
+
+const executor = (running: RunningNode, storage: Storage["Service"]): ServiceExecutor<"storage"> => {
+  const execute = (call: StorageCall) => {
+    switch (call._tag) {
+      case "ensurePool":
+        return storage.ensurePool(call.pool).pipe(Effect.map((pool) => ({ pool })))
+      case "createVolume":
+        return storage.createVolume(call.pool, call.volume).pipe(Effect.map((volume) => ({ volume })))
+      case "resizeVolume":
+        return storage
+          .resizeVolume(call.pool, call.volume, call.sizeBytes)
+          .pipe(Effect.map((volume) => ({ volume })))
+      case "deleteVolume":
+        return storage.deleteVolume(call.pool, call.volume).pipe(Effect.as({}))
+    }
+  }
+  return (effect, answer) => {
+    if (effect._tag === "Observe")
+      return Effect.gen(function* () {
+        const pools: Array<Observed> = []
+        const stats: Array<{ kind: string; id: string; value: Uint8Array }> = []
+        for (const pool of effect.pools) {
+          const seen = yield* Effect.all([storage.poolInfo(pool), storage.listVolumes(pool)]).pipe(
+            Effect.map(([info, volumes]): Observed => ({ pool: pool.id, info, volumes })),
+            Effect.catch((error: StorageError) =>
+              Effect.succeed<Observed>({ pool: pool.id, error: asFailure(error) }),
+            ),
+          )
+          pools.push(seen)
+          if (seen.info !== undefined)
+            stats.push({ kind: "storage-pool", id: pool.id, value: json(seen.info) })
+          for (const volume of seen.volumes ?? [])
+            stats.push({
+              kind: "storage-volume",
+              id: volume.id,
+              value: json({ allocationBytes: volume.allocationBytes, snapshots: 0 }),
+            })
+        }
+        if (stats.length > 0) yield* running.setStats(stats)
+        yield* answer({ _tag: "Observed", pools })
+      })
+    return execute(effect.call).pipe(
+      Effect.map((made) => ({ _tag: "CallDone" as const, requestId: effect.requestId, ...made })),
+      Effect.catch((error: StorageError) =>
+        Effect.logWarning("storage call failed", {
+          target: effect.target,
+          call: effect.call._tag,
+          reason: error.reason,
+          detail: error.detail,
+        }).pipe(
+          Effect.as({ _tag: "CallDone" as const, requestId: effect.requestId, error: asFailure(error) }),
+        ),
+      ),
+      Effect.flatMap(answer),
+    )
+  }
+}
+
+/** The storage service's run: plugs its executor into the node until it is stopped. */
+export const runStorage = (running: RunningNode, ready: Effect.Effect<void>) =>
+  Effect.gen(function* () {
+    const storage = yield* Storage
+    yield* Effect.acquireRelease(
+      Effect.sync(() => running.attach("storage", executor(running, storage))),
+      () => Effect.sync(() => running.attach("storage", undefined)),
+    )
+    yield* ready
+    return yield* Effect.never
+  })

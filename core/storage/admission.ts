@@ -1,0 +1,120 @@
+/**
+ * What the API refuses about pools and volumes before it writes anything, from what its node's
+ * store holds: a volume larger than its pool has left to give (the pool and both figures named),
+ * a volume that shrinks or moves to another pool, a clone of a volume in another pool, a pool
+ * moved or retyped under its volumes, a pool deleted while it holds volumes (listed), a volume
+ * deleted while a system names it as a disk (listed). A refusal changes nothing.
+ *
+ * The space check uses the pool's last figures, which its node publishes; a pool with none yet
+ * is admitted, and its node (`storage.ts`), the one authority on its space, decides. Two clients
+ * racing through two nodes can both pass here: the node then makes one and fails the other.
+ */
+import type { SystemSpecValue } from "../hypervisor/hypervisor.ts"
+import type { PoolInfo } from "../ports/storage.ts"
+import { doesNotFit, type StoragePoolSpecValue, type StorageVolumeSpecValue } from "./storage.ts"
+
+export interface StorageRefusal {
+  readonly reason: "no-such-pool" | "no-space" | "invalid" | "in-use"
+  readonly message: string
+}
+
+export interface StorageReader {
+  readonly pool: (id: string) => StoragePoolSpecValue | undefined
+  readonly volume: (id: string) => StorageVolumeSpecValue | undefined
+  readonly volumes: () => ReadonlyArray<{ readonly id: string; readonly spec: StorageVolumeSpecValue }>
+  readonly systems: () => ReadonlyArray<{ readonly id: string; readonly spec: SystemSpecValue }>
+  /** The pool's figures as its node last published them. */
+  readonly poolStats: (id: string) => PoolInfo | undefined
+}
+
+const refuse = (reason: StorageRefusal["reason"], message: string): StorageRefusal => ({ reason, message })
+
+export const admitVolume = (
+  store: StorageReader,
+  id: string,
+  spec: StorageVolumeSpecValue,
+): StorageRefusal | undefined => {
+  const pool = store.pool(spec.pool)
+  if (pool === undefined) return refuse("no-such-pool", `storage-volume ${id}: there is no pool ${spec.pool}`)
+  const before = store.volume(id)
+  if (before !== undefined && before.pool !== spec.pool)
+    return refuse(
+      "invalid",
+      `storage-volume ${id} is in pool ${before.pool}: a volume cannot move to ${spec.pool}`,
+    )
+  if (before !== undefined && spec.sizeBytes < before.sizeBytes)
+    return refuse(
+      "invalid",
+      `storage-volume ${id} is ${before.sizeBytes} bytes: it can grow, not shrink to ${spec.sizeBytes}`,
+    )
+  if (before !== undefined && before.format !== spec.format)
+    return refuse(
+      "invalid",
+      `storage-volume ${id} is ${before.format}: its format cannot change to ${spec.format}`,
+    )
+  if (spec.source !== undefined && before === undefined) {
+    const source = store.volume(spec.source)
+    if (source === undefined)
+      return refuse("invalid", `storage-volume ${id}: there is no volume ${spec.source} to clone`)
+    if (source.pool !== spec.pool)
+      return refuse(
+        "invalid",
+        `storage-volume ${id}: ${spec.source} is in pool ${source.pool}; a clone is made in its source's pool`,
+      )
+  }
+  const stats = store.poolStats(spec.pool)
+  if (stats === undefined) return undefined
+  const others = store
+    .volumes()
+    .filter((volume) => volume.spec.pool === spec.pool && volume.id !== id)
+    .reduce((sum, volume) => sum + volume.spec.sizeBytes, 0)
+  const why = doesNotFit(
+    { id: spec.pool, capacityBytes: stats.capacityBytes, overcommit: pool.overcommit ?? 1 },
+    others,
+    { id, sizeBytes: spec.sizeBytes },
+  )
+  return why === undefined ? undefined : refuse("no-space", why)
+}
+
+export const admitPool = (
+  store: StorageReader,
+  id: string,
+  spec: StoragePoolSpecValue,
+): StorageRefusal | undefined => {
+  const before = store.pool(id)
+  const held = store.volumes().filter((volume) => volume.spec.pool === id)
+  if (before === undefined || held.length === 0) return undefined
+  const moved =
+    before.driver !== spec.driver ||
+    before.node !== spec.node ||
+    before.path !== spec.path ||
+    before.shared !== spec.shared
+  return moved
+    ? refuse(
+        "in-use",
+        `storage-pool ${id} holds ${held.map((volume) => volume.id).join(", ")}: its driver, node, path and sharing cannot change under them`,
+      )
+    : undefined
+}
+
+export const admitDelete = (store: StorageReader, kind: string, id: string): StorageRefusal | undefined => {
+  if (kind === "storage-pool") {
+    const held = store.volumes().filter((volume) => volume.spec.pool === id)
+    return held.length === 0
+      ? undefined
+      : refuse(
+          "in-use",
+          `storage-pool ${id} holds ${held.length} volume(s): ${held.map((volume) => volume.id).join(", ")}; delete them first`,
+        )
+  }
+  if (kind === "storage-volume") {
+    const users = store.systems().filter((system) => system.spec.disks.some((disk) => disk.volume === id))
+    return users.length === 0
+      ? undefined
+      : refuse(
+          "in-use",
+          `storage-volume ${id} is a disk of ${users.map((system) => system.id).join(", ")}; detach it first`,
+        )
+  }
+  return undefined
+}

@@ -1,0 +1,175 @@
+/**
+ * Storage on a real local cluster (three node processes, `acp cluster up`): a pool made on n2
+ * through n1's API and CLI, volumes made, cloned and grown there by n2's storage service (real
+ * qemu-img files under n2's data directory), the pools' figures in `acp storage pool list`, and
+ * every refusal the API owes as a 409 naming what was wrong, with nothing written. Needs
+ * qemu-utils (`acp setup --for test` installs it); skips, saying so, without.
+ */
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { eventually } from "../eventually.ts"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+const bundle = join(root, "dist/acp.mjs")
+const home = mkdtempSync(join(tmpdir(), "acp-storage-cluster-"))
+const basePort = 47_000 + (process.pid % 1_000) * 10
+const env = { ...process.env, ACP_HOME: home }
+const acp = (...args: ReadonlyArray<string>) =>
+  spawnSync(process.execPath, [bundle, ...args], { cwd: root, env, encoding: "utf8", timeout: 60_000 })
+const hasQemuUtils =
+  spawnSync("sh", ["-c", "command -v qemu-img"]).status === 0 ? true : "qemu-utils is not installed"
+if (hasQemuUtils !== true) console.warn(`storage-cluster: skipped: ${hasQemuUtils}`)
+
+const api = async (node: number, method: string, path: string, body?: unknown) => {
+  const response = await fetch(`http://127.0.0.1:${basePort + 100 + node}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${readFileSync(join(home, "admin.key"), "utf8").trim()}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: AbortSignal.timeout(5_000),
+  })
+  const text = await response.text()
+  return { status: response.status, body: JSON.parse(text === "" ? "null" : text) }
+}
+const mib = 1024 * 1024
+const poolDir = join(home, "n2", "pools", "fast")
+
+describe.skipIf(hasQemuUtils !== true)("storage on a local cluster", () => {
+  beforeAll(() => {
+    const up = acp("cluster", "up", "--base-port", String(basePort), "--skip-setup")
+    expect(up.status, up.stderr + up.stdout).toBe(0)
+  }, 90_000)
+
+  afterAll(() => {
+    acp("cluster", "down")
+    rmSync(home, { recursive: true, force: true })
+  })
+
+  it("a pool and volumes made on n2 through n1, with the pool's figures", async () => {
+    const pool = acp("storage", "pool", "create", "fast", "--on", "n2")
+    expect(pool.stdout + pool.stderr).toContain(`storage-pool fast active on n2 at ${poolDir}`)
+    const volume = acp("storage", "volume", "create", "v1", "--pool", "fast", "--size", "64MiB")
+    expect(volume.stdout + volume.stderr).toContain(
+      `storage-volume v1 made on n2: ${join(poolDir, "v1.qcow2")}`,
+    )
+    expect(
+      acp("storage", "volume", "create", "v2", "--pool", "fast", "--size", "8MiB", "--format", "raw").status,
+    ).toBe(0)
+    const clone = acp(
+      "storage",
+      "volume",
+      "create",
+      "c1",
+      "--pool",
+      "fast",
+      "--size",
+      "128MiB",
+      "--clone",
+      "v1",
+    )
+    expect(clone.status, clone.stderr).toBe(0)
+    const info = spawnSync("qemu-img", ["info", "--output=json", "-U", join(poolDir, "c1.qcow2")], {
+      encoding: "utf8",
+    })
+    expect(JSON.parse(info.stdout)["virtual-size"]).toBe(128 * mib)
+
+    await eventually(() => {
+      const listed = JSON.parse(acp("storage", "pool", "list", "--json").stdout)
+      expect(listed).toHaveLength(1)
+      expect(listed[0]).toMatchObject({
+        id: "fast",
+        driver: "dir",
+        node: "n2",
+        state: "active",
+        givenBytes: 200 * mib,
+      })
+      expect(listed[0].capacityBytes).toBeGreaterThan(0)
+      expect(listed[0].capabilities).toEqual(["snapshot", "clone", "thin", "onlineResize"])
+      return true
+    })
+    const table = acp("storage", "pool", "list").stdout
+    expect(table).toMatch(/POOL +DRIVER +NODE +STATE +CAPACITY +USED +FREE +GIVEN +CAN/)
+    expect(table).toMatch(/fast +dir +n2 +active .* 200 MiB +snapshot,clone,thin,onlineResize/)
+
+    expect(acp("storage", "volume", "resize", "v1", "--size", "96MiB").status).toBe(0)
+    await eventually(() => {
+      const grown = spawnSync("qemu-img", ["info", "--output=json", "-U", join(poolDir, "v1.qcow2")], {
+        encoding: "utf8",
+      })
+      expect(JSON.parse(grown.stdout)["virtual-size"]).toBe(96 * mib)
+      return true
+    })
+  })
+
+  it("refuses, with a 409 that names what is wrong, what cannot be done, and writes nothing", async () => {
+    const tooBig = await api(1, "PUT", "/v1/objects/storage-volume/huge", {
+      name: "huge",
+      pool: "fast",
+      sizeBytes: 1024 ** 5,
+      format: "qcow2",
+    })
+    expect(tooBig.status).toBe(409)
+    expect(tooBig.body).toMatchObject({ _tag: "OperationRefused", reason: "no-space" })
+    expect(tooBig.body.message).toMatch(
+      /^volume huge needs 1125899906842624 bytes .*; pool fast has \d+ of \d+ bytes/,
+    )
+    expect((await api(1, "GET", "/v1/objects/storage-volume/huge")).status).toBe(404)
+
+    const noPool = await api(1, "PUT", "/v1/objects/storage-volume/x", {
+      name: "x",
+      pool: "nope",
+      sizeBytes: mib,
+      format: "raw",
+    })
+    expect(noPool.status).toBe(409)
+    expect(noPool.body.message).toBe("storage-volume x: there is no pool nope")
+
+    const shrink = await api(1, "PUT", "/v1/objects/storage-volume/v2", {
+      name: "v2",
+      pool: "fast",
+      sizeBytes: mib,
+      format: "raw",
+    })
+    expect(shrink.status).toBe(409)
+    expect(shrink.body.message).toBe(
+      `storage-volume v2 is ${8 * mib} bytes: it can grow, not shrink to ${mib}`,
+    )
+
+    const poolInUse = await api(1, "DELETE", "/v1/objects/storage-pool/fast")
+    expect(poolInUse.status).toBe(409)
+    expect(poolInUse.body.message).toBe("storage-pool fast holds 3 volume(s): c1, v1, v2; delete them first")
+    expect((await api(1, "GET", "/v1/objects/storage-pool/fast")).status).toBe(200)
+
+    const badSize = acp("storage", "volume", "create", "v9", "--pool", "fast", "--size", "lots")
+    expect(badSize.status).not.toBe(0)
+    expect(badSize.stderr + badSize.stdout).toContain('"lots" is not a size')
+  })
+
+  it("a deleted volume's file goes from its pool; a volume a system names is not deleted", async () => {
+    expect(acp("storage", "volume", "delete", "c1").status).toBe(0)
+    await eventually(() => !existsSync(join(poolDir, "c1.qcow2")))
+    expect(existsSync(join(poolDir, "v1.qcow2"))).toBe(true)
+
+    const system = await api(1, "PUT", "/v1/objects/system/db-1", {
+      name: "db-1",
+      cpus: 1,
+      memoryMiB: 64,
+      disks: [{ volume: "v2", bus: "virtio", boot: true }],
+      nics: [],
+      ha: false,
+      desired: "stopped",
+      placement: { affinity: [], antiAffinity: [] },
+    })
+    expect(system.status, JSON.stringify(system.body)).toBe(200)
+    const inUse = await api(1, "DELETE", "/v1/objects/storage-volume/v2")
+    expect(inUse.status).toBe(409)
+    expect(inUse.body.message).toBe("storage-volume v2 is a disk of db-1; detach it first")
+    expect(existsSync(join(poolDir, "v2.raw"))).toBe(true)
+  })
+})
