@@ -2,8 +2,10 @@
  * The simulator's events, and what every part of it shares: the clock, the queue, the trace, the
  * nodes and the checkers' sink for violations. `World` (world.ts) owns them and runs the loop.
  */
+
 import type { Message } from "../core/monitor/wire.ts"
 import type { ServicePorts } from "../core/node/service.ts"
+import type { PoolDefinition } from "../core/ports/storage.ts"
 import type { SimNode } from "./host.ts"
 import type { EventQueue, TraceHash } from "./prng.ts"
 import type { FaultEvent, Scenario, SimOptions } from "./scenario.ts"
@@ -56,6 +58,7 @@ export type Event =
   | { readonly type: "replay" }
   | {
       readonly type: "service-input"
+      readonly service?: undefined
       readonly node: number
       readonly incarnation: number
       /** The service run the answer is for (the composition drops one for an earlier run). */
@@ -63,10 +66,21 @@ export type Event =
       /** A driver call's answer, or "observe": the VMM's list of domains, read when this fires. */
       readonly input: ServicePorts["hypervisor"]["input"] | "observe"
     }
+  | {
+      readonly type: "service-input"
+      readonly service: "storage"
+      readonly node: number
+      readonly incarnation: number
+      readonly run: number
+      /** A storage call's answer, or "observe": these pools' figures and files, read when this fires. */
+      readonly input: ServicePorts["storage"]["input"] | "observe"
+      readonly pools: ReadonlyArray<PoolDefinition>
+    }
   | { readonly type: "stats"; readonly node: number; readonly incarnation: number }
   | { readonly type: "service-alarm-check"; readonly fault: Extract<FaultEvent, { kind: "service-failure" }> }
   | { readonly type: "create-systems" }
   | { readonly type: "operate" }
+  | { readonly type: "operate-storage" }
 
 /** What every part of the simulator sees of the run. */
 export interface Sim {

@@ -23,6 +23,7 @@ import {
   type Step,
 } from "../core/node/node.ts"
 import type { ServiceFactory } from "../core/node/service.ts"
+import { storageService } from "../core/storage/service.ts"
 import { ReplayWindow, SealClock } from "../core/transport/replay.ts"
 import type { AlarmChecker } from "./checkers/alarms.ts"
 import type { DecisionChecker } from "./checkers/decisions.ts"
@@ -30,6 +31,7 @@ import type { DigestChecker } from "./checkers/digest.ts"
 import type { DurabilityChecker } from "./checkers/durability.ts"
 import type { ElectionChecker } from "./checkers/election.ts"
 import type { ModelChecker } from "./checkers/model.ts"
+import type { StorageChecker } from "./checkers/storage.ts"
 import type { StreamChecker } from "./checkers/stream.ts"
 import type { VmChecker } from "./checkers/vm.ts"
 import type { Event, Sim } from "./events.ts"
@@ -37,6 +39,7 @@ import type { Faults } from "./faults.ts"
 import type { Network } from "./network.ts"
 import type { SimResult } from "./result.ts"
 import type { ElectionTimings } from "./scenario.ts"
+import type { SimStorage } from "./storage.ts"
 import { callDone, type SimVmm } from "./vmm.ts"
 
 export const nodeName = (index: number) => `n${index + 1}`
@@ -71,6 +74,8 @@ export class SimNode {
   private anchorLocalUs = 0
   /** The host's hypervisor (outlives the node process: a crash takes its domains, though). */
   readonly vmm: SimVmm
+  /** The host's disk (outlives the node process, what it holds included). */
+  readonly storage: SimStorage
   /** The node's composition; null while the node is down. */
   core: NodeCore | null = null
   /** What its store holds: the CDB's durable image and the election's vote. */
@@ -97,7 +102,7 @@ export class SimNode {
   fenced = false
   /** Since when (global µs) the network has cut this node off from a majority, if it has. */
   cutOffSinceUs: number | null = null
-  /** When (global µs) this node was last up and connected both ways with each node, by index. */
+  /** When (global µs) each node, by index, could last deliver to this one while both were up. */
   readonly lastConnectedUs: Array<number>
   /** Numbers the datagrams this node seals (with its incarnation: never confusable across runs). */
   sealClock = new SealClock(0)
@@ -160,6 +165,7 @@ export class SimNode {
     index: number,
     driftPpm: number,
     vmm: SimVmm,
+    storage: SimStorage,
     nodes: number,
   ) {
     this.id = member.id
@@ -167,6 +173,7 @@ export class SimNode {
     this.domain = member.domain
     this.driftPpm = driftPpm
     this.vmm = vmm
+    this.storage = storage
     this.lastConnectedUs = Array.from({ length: nodes }, () => 0)
   }
 
@@ -208,6 +215,7 @@ export interface Checkers {
   readonly alarms: AlarmChecker
   readonly vm: VmChecker
   readonly decisions: DecisionChecker
+  readonly storage: StorageChecker
 }
 
 export class Hosts {
@@ -278,6 +286,7 @@ export class Hosts {
                     withoutFence: sim.options.faults.includes("no-fence"),
                   }),
                 ),
+                storage: storageService({ poolRoot: "/var/lib/acp/pools" }),
               },
       },
       { image: node.image, vote: node.vote, decisions: node.decisions },
@@ -300,6 +309,7 @@ export class Hosts {
           lastError: "cannot load libvirt.so.0 (simulated)",
         })
       else this.serviceRuns(node)
+      this.storageRuns(node)
       this.publishStats(node)
     }
   }
@@ -346,6 +356,11 @@ export class Hosts {
     this.step(node, { _tag: "ServiceState", name: "hypervisor", state: "running", restarts: 0 })
   }
 
+  /** The storage service runs from the node's start (its driver is the host's disk). */
+  storageRuns(node: SimNode): void {
+    this.step(node, { _tag: "ServiceState", name: "storage", state: "running", restarts: 0 })
+  }
+
   /** The host's statistics, every 2 s as a real node's hypervisor service publishes them. */
   publishStats(node: SimNode): void {
     const stats = { cpuCount: hostCpus, memoryTotalBytes: hostMemoryMiB * 1024 * 1024, cpuUsage: 0 }
@@ -371,6 +386,15 @@ export class Hosts {
   serviceInput(event: Extract<Event, { type: "service-input" }>): void {
     const node = this.sim.nodes[event.node]!
     if (node.core === null || node.incarnation !== event.incarnation) return
+    if (event.service === "storage") {
+      if (node.core.serviceRun("storage") !== event.run) return
+      const input =
+        event.input === "observe"
+          ? { _tag: "Observed" as const, pools: node.storage.observe(event.pools) }
+          : event.input
+      this.step(node, { _tag: "ServiceInput", service: "storage", run: event.run, input })
+      return
+    }
     if (node.core.serviceRun("hypervisor") !== event.run) return
     let input = event.input
     if (input === "observe") {
@@ -616,8 +640,10 @@ export class Hosts {
 
   /** Carries out a service's effect through the simulated VMM; its answer comes back as an event. */
   private execute(node: SimNode, carried: ServiceEffect): void {
-    // Only the hypervisor runs in the simulator yet; the storage service has no simulated driver.
-    if (carried.service !== "hypervisor") return
+    if (carried.service === "storage") {
+      this.executeStorage(node, carried)
+      return
+    }
     const { run, effect } = carried
     const sim = this.sim
     if (effect._tag === "Observe") {
@@ -646,6 +672,44 @@ export class Hosts {
       incarnation: node.incarnation,
       run,
       input: callDone(effect.requestId, result),
+    })
+  }
+
+  /** Carries out a storage effect on the host's disk; its answer comes back as an event. */
+  private executeStorage(
+    node: SimNode,
+    { run, effect }: Extract<ServiceEffect, { readonly service: "storage" }>,
+  ): void {
+    const sim = this.sim
+    const base = {
+      type: "service-input" as const,
+      service: "storage" as const,
+      node: node.index,
+      incarnation: node.incarnation,
+      run,
+    }
+    if (effect._tag === "Observe") {
+      sim.queue.push(sim.nowUs + 1_000, { ...base, input: "observe", pools: effect.pools })
+      return
+    }
+    const result = node.storage.execute(effect.call)
+    this.checkers.storage.executed(node, effect.call, result.error !== undefined)
+    sim.trace.number(10)
+    sim.trace.number(sim.nowUs)
+    sim.trace.number(node.index)
+    sim.trace.text(effect.target)
+    sim.trace.text(effect.call._tag)
+    sim.trace.text(result.error?.reason ?? "ok")
+    sim.queue.push(sim.nowUs + Math.max(1_000, result.latencyUs), {
+      ...base,
+      pools: [],
+      input: {
+        _tag: "CallDone",
+        requestId: effect.requestId,
+        ...(result.pool === undefined ? {} : { pool: result.pool }),
+        ...(result.volume === undefined ? {} : { volume: result.volume }),
+        ...(result.error === undefined ? {} : { error: result.error }),
+      },
     })
   }
 

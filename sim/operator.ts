@@ -18,11 +18,30 @@ import {
 } from "../core/hypervisor/scheduler.ts"
 import { decodeValue, encodeValue } from "../core/hypervisor/values.ts"
 import { systemsIn } from "../core/hypervisor/view.ts"
+import { admitDelete, admitVolume, type StorageReader } from "../core/storage/admission.ts"
+import type { StoragePoolSpecValue, StorageVolumeSpecValue } from "../core/storage/storage.ts"
 import type { ElectionChecker } from "./checkers/election.ts"
+import type { StorageChecker } from "./checkers/storage.ts"
 import type { Sim } from "./events.ts"
 import type { Faults } from "./faults.ts"
 import type { Hosts, SimNode } from "./host.ts"
 import { Prng } from "./prng.ts"
+
+/** What the API's storage rules read, from a simulated node's store (no statistics: its node decides on space). */
+const storageReaderOf = (store: NonNullable<SimNode["core"]>["store"]): StorageReader => {
+  const all = <A>(kind: string) =>
+    store.list(kind).flatMap((entry) => {
+      const spec = decodeValue<A>(entry.value)
+      return spec === undefined ? [] : [{ id: entry.id, spec }]
+    })
+  return {
+    pool: (id) => decodeValue<StoragePoolSpecValue>(store.get("storage-pool", id)?.value),
+    volume: (id) => decodeValue<StorageVolumeSpecValue>(store.get("storage-volume", id)?.value),
+    volumes: () => all<StorageVolumeSpecValue>("storage-volume"),
+    systems: () => all<SystemSpecValue>("system"),
+    poolStats: () => undefined,
+  }
+}
 
 export class Operator {
   private readonly sim: Sim
@@ -36,13 +55,27 @@ export class Operator {
   /** Where the scheduler first placed each system. */
   readonly created: Array<{ system: string; node: string; ha: boolean }> = []
 
-  constructor(sim: Sim, hosts: Hosts, election: ElectionChecker, faults: Faults, operator: Prng) {
+  /** Storage operations: their own generator (the systems' draws stay as they were), and checker. */
+  private readonly disks: Prng
+  private readonly storage: StorageChecker
+  private volumes = 0
+
+  constructor(
+    sim: Sim,
+    hosts: Hosts,
+    election: ElectionChecker,
+    faults: Faults,
+    operator: Prng,
+    storage: StorageChecker,
+  ) {
     this.sim = sim
     this.hosts = hosts
     this.election = election
     this.faults = faults
     this.operator = operator
     this.side = Prng.labelled(sim.options.seed, "operator-side")
+    this.disks = Prng.labelled(sim.options.seed, "operator-storage")
+    this.storage = storage
   }
 
   /** Creates the systems through a live node (the primary if there is one). */
@@ -81,8 +114,92 @@ export class Operator {
         },
       )
     }
+    // A local pool on every node, some thin ones over-committed.
+    for (const member of sim.nodes) {
+      const overcommit = this.disks.pick([1, 1, 1.5])
+      const pool: StoragePoolSpecValue = {
+        name: `pool-${member.id}`,
+        driver: "dir",
+        node: member.id,
+        shared: false,
+        overcommit,
+      }
+      this.storage.poolCreated(`pool-${member.id}`, overcommit)
+      writes.push({
+        op: "put",
+        kind: "storage-pool",
+        id: `pool-${member.id}`,
+        value: encodeValue({ ...pool, devices: [] }),
+      })
+    }
     this.hosts.clientWrite(node, writes)
     sim.queue.push(sim.nowUs + 1_000_000 + this.operator.below(3_000_000), { type: "operate" })
+    sim.queue.push(sim.nowUs + 500_000 + this.disks.below(1_000_000), { type: "operate-storage" })
+  }
+
+  /**
+   * Three times a second or so in the faulty phase, a storage operation through a random live node, with
+   * the API's rules checked on that node's store first: a volume made (or cloned) in a random
+   * pool, one grown, one deleted. Sizes are large beside the pools' capacities, so clients race
+   * for the space and the pools' nodes must refuse some.
+   */
+  operateStorage(): void {
+    const sim = this.sim
+    if (sim.healed) return
+    sim.queue.push(sim.nowUs + 100_000 + this.disks.below(500_000), { type: "operate-storage" })
+    const live = sim.nodes.filter((node) => node.core !== null)
+    if (live.length === 0) return
+    const node = this.disks.pick(live)
+    const store = node.core!.store
+    const reader = storageReaderOf(store)
+    const volumes = reader.volumes()
+    const gib = 1024 ** 3
+    const operation = this.disks.pick([
+      "create",
+      "create",
+      "create",
+      "clone",
+      "grow",
+      "delete",
+      "delete",
+    ] as const)
+    if (operation === "delete" || operation === "grow" || operation === "clone") {
+      if (volumes.length === 0) return
+      const { id, spec } = this.disks.pick(volumes)
+      if (operation === "delete") {
+        if (admitDelete(reader, "storage-volume", id) !== undefined) return
+        this.storage.clientDeleted(id)
+        this.hosts.clientWrite(node, [{ op: "delete", kind: "storage-volume", id, value: null }])
+        return
+      }
+      const next: StorageVolumeSpecValue =
+        operation === "grow"
+          ? { ...spec, sizeBytes: spec.sizeBytes + gib }
+          : {
+              name: `vol${++this.volumes}`,
+              pool: spec.pool,
+              sizeBytes: spec.sizeBytes,
+              format: spec.format,
+              source: id,
+            }
+      const target = operation === "grow" ? id : `vol${this.volumes}`
+      if (admitVolume(reader, target, next) !== undefined) return
+      this.hosts.clientWrite(node, [
+        { op: "put", kind: "storage-volume", id: target, value: encodeValue(next) },
+      ])
+      return
+    }
+    const pools = store.list("storage-pool")
+    if (pools.length === 0) return
+    const id = `vol${++this.volumes}`
+    const spec: StorageVolumeSpecValue = {
+      name: id,
+      pool: this.disks.pick(pools).id,
+      sizeBytes: this.disks.pick([1, 2, 4, 8]) * gib,
+      format: this.disks.pick(["qcow2", "raw"] as const),
+    }
+    if (admitVolume(reader, id, spec) !== undefined) return
+    this.hosts.clientWrite(node, [{ op: "put", kind: "storage-volume", id, value: encodeValue(spec) }])
   }
 
   /** The systems whose spec `node` holds at an older version than a node of the majority does. */

@@ -21,6 +21,7 @@ import { ElectionChecker } from "./checkers/election.ts"
 import { checkFencing } from "./checkers/fencing.ts"
 import { ModelChecker } from "./checkers/model.ts"
 import { ServiceAlarmChecker } from "./checkers/service-alarm.ts"
+import { StorageChecker } from "./checkers/storage.ts"
 import { StreamChecker } from "./checkers/stream.ts"
 import { VmChecker } from "./checkers/vm.ts"
 import type { Event, Sim } from "./events.ts"
@@ -39,6 +40,7 @@ import {
   type Scenario,
   type SimOptions,
 } from "./scenario.ts"
+import { SimStorage } from "./storage.ts"
 import { SimVmm } from "./vmm.ts"
 import { Workload } from "./workload.ts"
 
@@ -92,6 +94,7 @@ export class World implements Sim {
   private readonly durability: DurabilityChecker
   private readonly model: ModelChecker
   private readonly decisionChecker = new DecisionChecker(this)
+  private readonly storageChecker = new StorageChecker(this)
   /** Where inside a step a crash comes (its own generator: the seed's other draws stay as they were). */
   private readonly crashPoints: Prng
   private readonly digests: DigestChecker
@@ -112,6 +115,11 @@ export class World implements Sim {
     const guests = root.fork("guests")
     this.systems = options.systems ?? 0
     this.healAtUs = options.durationMs * 1000
+    // Each host's disk: its capacity and faults from a generator of their own (the seed's other draws stay as they were).
+    const disks = Prng.labelled(options.seed, "storage")
+    const diskFaults = options.faults.includes("guest")
+      ? { failurePermille: 20, slowPermille: 100, slowUs: 2_000_000 }
+      : { failurePermille: 0, slowPermille: 0, slowUs: 0 }
     const members = Array.from({ length: options.nodes }, (_, index) => {
       const domain = `d${(index % options.domains) + 1}`
       return { id: nodeName(index), domain, relay: isRelay(index, options.domains) }
@@ -132,6 +140,7 @@ export class World implements Sim {
           index,
           this.scenario.schedule.driftPpm[index] ?? 0,
           new SimVmm(guests.fork(member.id), this.scenario.guests),
+          new SimStorage(disks.fork(member.id), diskFaults, disks.pick([8, 16, 32]) * 1024 ** 3),
           options.nodes,
         ),
     )
@@ -161,6 +170,7 @@ export class World implements Sim {
       alarms: this.alarms,
       vm: this.vm,
       decisions: this.decisionChecker,
+      storage: this.storageChecker,
     }
     this.hosts = new Hosts(this, this.network, this.faults, checkers, config, this.electionTimings)
     this.workload = new Workload(
@@ -170,7 +180,7 @@ export class World implements Sim {
       this.healAtUs,
       Prng.labelled(options.seed, "decisions"),
     )
-    this.operator = new Operator(this, this.hosts, this.election, this.faults, operator)
+    this.operator = new Operator(this, this.hosts, this.election, this.faults, operator, this.storageChecker)
   }
 
   violate(checker: string, message: string): void {
@@ -310,6 +320,9 @@ export class World implements Sim {
         return
       case "operate":
         this.operator.operate()
+        return
+      case "operate-storage":
+        this.operator.operateStorage()
         return
     }
   }
@@ -475,6 +488,14 @@ export class World implements Sim {
       primaryChanges: this.election.primaryChanges,
       failoverSamplesMs: this.election.failovers,
       failoverMs: percentiles(this.election.failovers),
+      storage: {
+        calls: this.storageChecker.calls,
+        volumes: this.nodes.reduce(
+          (sum, node) =>
+            sum + [...node.storage.pools.values()].reduce((count, pool) => count + pool.files.size, 0),
+          0,
+        ),
+      },
       hypervisor: {
         systems: this.systems,
         created: this.operator.created,

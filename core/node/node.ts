@@ -876,15 +876,17 @@ export class NodeCore {
     if (factory === undefined) return
     const running = this.services.get(name)
     if (input.state === "running" && running === undefined) {
+      const core = factory(this.config.self, this.nowMs) as ServiceCore<ServiceName>
       const service: RunningService = {
-        core: factory(this.config.self, this.nowMs) as ServiceCore<ServiceName>,
+        core,
         run: ++this.serviceRuns,
         pending: new PendingWrites(this.config.timings.serviceRetryMs),
         deadlineMs: never,
         viewAtMs: never,
         steppedCaughtUp: false,
         roundMissed: false,
-        primaryAtMs: this.nowMs,
+        // A service without a primary round asks for none (a deadline at its start, never moved, woke the node at every step).
+        primaryAtMs: core.primaryRound === undefined ? never : this.nowMs,
       }
       this.services.set(name, service)
       this.stepService(name, service, { _tag: "ViewChanged" })

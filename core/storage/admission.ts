@@ -61,6 +61,11 @@ export const admitVolume = (
         "invalid",
         `storage-volume ${id}: ${spec.source} is in pool ${source.pool}; a clone is made in its source's pool`,
       )
+    if (source.sizeBytes > spec.sizeBytes)
+      return refuse(
+        "invalid",
+        `storage-volume ${id}: a clone is at least as large as its source (${spec.source}: ${source.sizeBytes} bytes), not ${spec.sizeBytes}`,
+      )
   }
   const stats = store.poolStats(spec.pool)
   if (stats === undefined) return undefined

@@ -150,6 +150,13 @@ export const doesNotFit = (
     : `volume ${volume.id} needs ${volume.sizeBytes} bytes (${gib(volume.sizeBytes)}); pool ${pool.id} has ${free} of ${limit} bytes (${gib(free)} of ${gib(limit)}) left to give`
 }
 
+/** The size a create makes: its own, or its source's if that is larger (a clone copies it whole). */
+const sizeMade = (volume: VolumeDefinition, files: ReadonlyMap<string, VolumeInfo>): number =>
+  Math.max(
+    volume.sizeBytes,
+    volume.cloneOf === undefined ? 0 : (files.get(volume.cloneOf)?.capacityBytes ?? 0),
+  )
+
 interface Failure {
   /** The spec (or pool) it failed for: a changed spec is tried again at once. */
   readonly key: string
@@ -319,9 +326,17 @@ export class StorageNode {
       if (this.failureOf(file.id, nowMs) === undefined)
         this.call(file.id, { _tag: "deleteVolume", pool, volume: file.id })
     }
-    // Space already given: every file's size, and every volume being made.
+    // Space already given: every file's size (a deleted volume's too, until its file is gone),
+    // and what the calls in flight will add (a volume being made, one being grown).
     let givenBytes = 0
-    for (const file of files.values()) if (!this.view.deleted(file.id)) givenBytes += file.capacityBytes
+    for (const file of files.values()) givenBytes += file.capacityBytes
+    for (const { call } of this.requests.values()) {
+      if (call.pool.id !== poolId) continue
+      if (call._tag === "createVolume" && !files.has(call.volume.id))
+        givenBytes += sizeMade(call.volume, files)
+      if (call._tag === "resizeVolume")
+        givenBytes += Math.max(0, call.sizeBytes - (files.get(call.volume)?.capacityBytes ?? 0))
+    }
     const info = observed.info!
     const limits = { id: poolId, capacityBytes: info.capacityBytes, overcommit: spec.overcommit ?? 1 }
     const wanted = this.view.volumes
@@ -332,7 +347,6 @@ export class StorageNode {
       const failure = this.failureOf(id, nowMs)
       if (this.inFlight.has(id)) {
         const request = this.requests.get(this.inFlight.get(id)!)
-        if (request?.call._tag === "createVolume") givenBytes += volume.sizeBytes
         this.publishVolume(id, {
           state:
             request?.call._tag === "resizeVolume"
@@ -345,8 +359,15 @@ export class StorageNode {
         continue
       }
       if (file === undefined) {
-        const fits = doesNotFit(limits, givenBytes, { id, sizeBytes: volume.sizeBytes })
+        // A clone waits while its source changes (it would copy it half-grown).
+        if (volume.source !== undefined && this.inFlight.has(volume.source)) {
+          this.publishVolume(id, { state: "creating" })
+          continue
+        }
         const source = volume.source === undefined ? undefined : files.get(volume.source)
+        // A clone is as large as its source at least, whatever its spec says (grown since).
+        const sizeBytes = Math.max(volume.sizeBytes, source?.capacityBytes ?? 0)
+        const fits = doesNotFit(limits, givenBytes, { id, sizeBytes })
         const missingSource =
           volume.source !== undefined && source === undefined
             ? `the volume ${volume.source} to clone is not in pool ${poolId}`
@@ -359,7 +380,7 @@ export class StorageNode {
           })
           continue
         }
-        givenBytes += volume.sizeBytes
+        givenBytes += sizeBytes
         this.call(id, {
           _tag: "createVolume",
           pool,
@@ -376,6 +397,11 @@ export class StorageNode {
       if (file.capacityBytes < volume.sizeBytes) {
         const growth = volume.sizeBytes - file.capacityBytes
         const fits = doesNotFit(limits, givenBytes, { id, sizeBytes: growth })
+        // Not while it is being copied (a clone of it in flight): it waits for the copy.
+        const copying = [...this.requests.values()].some(
+          ({ call }) => call._tag === "createVolume" && call.volume.cloneOf === id,
+        )
+        if (copying) continue
         if (failure === undefined && fits === undefined) {
           givenBytes += growth
           this.call(id, { _tag: "resizeVolume", pool, volume: id, sizeBytes: volume.sizeBytes })

@@ -1,12 +1,18 @@
 /**
  * Fencing: every node cut off from a majority for longer than the fence bound must have fenced
  * itself. "Cut off" is ground truth seen through the node's own quorum window: no majority
- * (itself included) has been up and connected to it both ways within the last window.
+ * (itself included) has been up and connected to it both ways within the last window — each way
+ * open at some moment of the window, as the node counts a peer (it heard the peer, and the peer
+ * says it heard it, each within the window). Both ways open at one instant was stricter than
+ * that rule: a node whose peer's outgoing cut ended just as its own began (seed 9311446) heard
+ * the peer's pings say it was heard a moment before, counted it for 400 ms, and unfenced — as
+ * the rule it implements says, while the checker had it cut off since long before.
  */
 import { fenceBoundMs } from "../../core/monitor/election.ts"
 import { clockOffsetToleratedMs } from "../../core/transport/replay.ts"
 import type { Sim } from "../events.ts"
 import type { Faults } from "../faults.ts"
+import type { SimNode } from "../host.ts"
 import { l3DelayUs } from "../network.ts"
 import type { ElectionTimings } from "../scenario.ts"
 
@@ -25,18 +31,15 @@ export const checkFencing = (sim: Sim, faults: Faults, timings: ElectionTimings)
   for (const node of sim.nodes) {
     if (node.core === null) continue
     for (const peer of sim.nodes)
-      if (
-        peer !== node &&
-        peer.core !== null &&
-        !faults.blocked(node.index, peer.index) &&
-        !faults.blocked(peer.index, node.index)
-      )
+      if (peer !== node && peer.core !== null && !faults.blocked(peer.index, node.index))
         node.lastConnectedUs[peer.index] = nowUs
   }
+  const open = (from: SimNode, to: SimNode) => {
+    const atUs = to.lastConnectedUs[from.index] ?? 0
+    return atUs > 0 && nowUs - atUs <= windowUs
+  }
   for (const node of sim.nodes) {
-    const recent = node.lastConnectedUs.filter(
-      (atUs, index) => index !== node.index && atUs > 0 && nowUs - atUs <= windowUs,
-    ).length
+    const recent = sim.nodes.filter((peer) => peer !== node && open(peer, node) && open(node, peer)).length
     if (node.core === null || recent + 1 >= majority) {
       node.cutOffSinceUs = null
       continue

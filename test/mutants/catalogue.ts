@@ -26,6 +26,7 @@ export interface Mutant {
     | "hypervisor"
     | "alarms"
     | "decisions"
+    | "storage"
   readonly file: string
   readonly find: string
   readonly replace: string
@@ -379,6 +380,32 @@ export const catalogue: ReadonlyArray<Mutant> = [
     find: "    if (message.commit > this.commitIndex) this.commit(Math.min(message.commit, lastNew))\n",
     replace: "    if (lastNew > this.commitIndex) this.commit(lastNew)\n",
     why: "a follower applies the entries it holds before the primary says a majority does: the target of a placement only it heard starts the system, which the other side, not having seen it, places elsewhere",
+  },
+  // ---- storage ----------------------------------------------------------------------------------
+  {
+    name: "storage-fit-ignores-others",
+    covers: "storage",
+    file: "core/storage/storage.ts",
+    find: "  const free = Math.max(0, limit - othersBytes)\n",
+    replace: "  const free = limit\n",
+    why: "a pool's node checks a new volume against the pool's whole capacity, not what its other volumes left: the pool gives more than it has",
+  },
+  {
+    name: "storage-fit-forgets-inflight",
+    covers: "storage",
+    file: "core/storage/storage.ts",
+    find: '      if (call._tag === "createVolume" && !files.has(call.volume.id))\n        givenBytes += sizeMade(call.volume, files)\n',
+    replace: "",
+    why: "a volume being made does not count until its file is there: a second create admitted while the first is still copying overfills the pool",
+  },
+  {
+    name: "storage-deletes-live",
+    covers: "storage",
+    file: "core/storage/storage.ts",
+    find: "      if (!this.view.deleted(file.id) || this.inFlight.has(file.id)",
+    replace:
+      "      if (this.view.volumes.some((volume) => volume.id !== file.id) || this.inFlight.has(file.id)",
+    why: "a file goes when its pool holds no other volume the store names, deleted or not: a node takes a live volume's disk",
   },
 ]
 

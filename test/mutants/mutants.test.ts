@@ -37,6 +37,7 @@ describe("the mutation catalogue", () => {
         "hypervisor",
         "alarms",
         "decisions",
+        "storage",
       ]),
     )
   })

@@ -275,6 +275,9 @@ const runCommand = Command.make(
           yield* Console.log(
             `  hypervisor: ${hypervisor.systems} systems, ${hypervisor.driverCalls} driver calls, ${hypervisor.haActions} HA placement(s); HA failover after a node crash ${moved.samples === 0 ? "not measured (no HA system was on a crashed node)" : `p50 ${moved.p50} ms, p99 ${moved.p99} ms, max ${moved.max} ms over ${moved.samples}`}${hypervisor.restartedInPlace > 0 ? `; ${hypervisor.restartedInPlace} restarted in place` : ""}`,
           )
+          yield* Console.log(
+            `  storage: ${result.storage.calls} driver calls, ${result.storage.volumes} volume(s) on the hosts' disks at the end`,
+          )
         }
         if (result.health !== null) {
           const reasons = result.health.cluster.reasons.map((reason) => `-${reason.points}: ${reason.reason}`)

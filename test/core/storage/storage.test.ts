@@ -26,6 +26,9 @@ class Harness {
   readonly volumeMeta = new Map<string, VolumeMetaValue>()
   readonly calls: Array<string> = []
   readonly failNext = new Map<string, StorageErrorReason>()
+  /** Targets whose calls the driver has carried out but not yet answered (a slow copy). */
+  readonly slow = new Set<string>()
+  readonly unanswered: Array<{ target: string; answer: Input }> = []
   poolSpecs: Array<{ id: string; spec: StoragePoolSpecValue }> = []
   volumeSpecs: Array<{ id: string; spec: StorageVolumeSpecValue }> = []
   tombstones = new Set<string>()
@@ -84,7 +87,25 @@ class Harness {
     this.nowMs = until
   }
 
+  /** Answers the calls held for `target`. */
+  answer(target: string): void {
+    this.slow.delete(target)
+    for (const held of this.unanswered.filter((each) => each.target === target)) {
+      this.unanswered.splice(this.unanswered.indexOf(held), 1)
+      this.feed(held.answer)
+    }
+  }
+
   private carry(output: Output): ReadonlyArray<Input> {
+    if (output._tag === "Call" && this.slow.has(output.target)) {
+      const [answer] = this.carryNow(output)
+      this.unanswered.push({ target: output.target, answer: answer! })
+      return []
+    }
+    return this.carryNow(output)
+  }
+
+  private carryNow(output: Output): ReadonlyArray<Input> {
     switch (output._tag) {
       case "WritePoolMeta":
         this.poolMeta.set(output.pool, output.meta)
@@ -123,11 +144,13 @@ class Harness {
             this.pools.set(call.pool.id, { capacityBytes: this.capacityOfNewPools, files: new Map() })
             return [{ _tag: "CallDone", requestId, pool: this.info(call.pool.id) }]
           case "createVolume": {
+            const files = this.pools.get(call.pool.id)!.files
+            const source = call.volume.cloneOf === undefined ? undefined : files.get(call.volume.cloneOf)
             const volume: VolumeInfo = {
               id: call.volume.id,
               path: `${call.pool.path}/${call.volume.id}.${call.volume.format}`,
               format: call.volume.format,
-              capacityBytes: call.volume.sizeBytes,
+              capacityBytes: Math.max(call.volume.sizeBytes, source?.capacityBytes ?? 0),
               allocationBytes: mib,
             }
             this.pools.get(call.pool.id)!.files.set(volume.id, volume)
@@ -210,6 +233,60 @@ describe("storage core", () => {
     // (the delete answers at once here: the space it frees is given at that step)
     expect(h.calls.slice(2)).toEqual(["deleteVolume big", "createVolume huge"])
     expect(h.volumeMeta.get("huge")?.state).toBe("available")
+  })
+
+  // Found by the simulator's storage-space checker (seeds 2003 and 3000397): each of these let a
+  // pool give more than it has.
+  it("counts what calls in flight will take, whatever the order of the volumes' ids", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.changed()
+    h.slow.add("z")
+    h.volume("z", 60 * mib)
+    h.changed()
+    // z is being made (its answer not back): a, before it in order, must not take its space.
+    h.volume("a", 50 * mib)
+    h.changed()
+    expect(h.calls).toEqual(["ensurePool p1", "createVolume z"])
+    expect(h.volumeMeta.get("a")?.state).toBe("failed")
+    h.answer("z")
+    expect(h.volumeMeta.get("z")?.state).toBe("available")
+  })
+
+  it("a deleted volume's file takes its space until it is gone", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.volume("old", 80 * mib)
+    h.changed()
+    h.slow.add("old")
+    h.volumeSpecs = []
+    h.tombstones.add("old")
+    h.volume("new", 40 * mib)
+    h.changed()
+    expect(h.calls).toEqual(["ensurePool p1", "createVolume old", "deleteVolume old"])
+    expect(h.volumeMeta.get("new")?.state).toBe("failed")
+    h.answer("old")
+    expect(h.calls.at(-1)).toBe("createVolume new")
+  })
+
+  it("a clone is as large as its source, and waits while its source grows", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.volume("base", 30 * mib)
+    h.changed()
+    h.slow.add("base")
+    h.volume("base", 40 * mib)
+    h.volume("copy", 30 * mib, { source: "base" })
+    h.changed()
+    expect(h.calls.slice(2)).toEqual(["resizeVolume base"])
+    expect(h.volumeMeta.get("copy")).toEqual({ state: "creating" })
+    h.answer("base")
+    expect(h.calls.at(-1)).toBe("createVolume copy")
+    expect(h.pools.get("p1")!.files.get("copy")?.capacityBytes).toBe(40 * mib)
+    // Counted at its source's size: 40 + 40 given, 20 left.
+    h.volume("last", 30 * mib)
+    h.changed()
+    expect(h.volumeMeta.get("last")?.state).toBe("failed")
   })
 
   it("over-commit lets a thin pool give more than its capacity, up to the factor", () => {

@@ -1,0 +1,56 @@
+/**
+ * The storage checkers, on what each simulated host's disk holds (not on what any node
+ * believes):
+ * - `storage-space` (safety): a pool never gives more than its capacity times its over-commit —
+ *   the sizes of the volumes in it add up to no more, after every call its node made. Clients
+ *   race through different nodes; the pool's node is the one authority on its space.
+ * - `storage-delete` (safety): a volume's image is deleted only once a client deleted the
+ *   volume: a node never takes a disk with it that the cluster still holds (a store behind, a
+ *   view that lost an object, a file it did not make).
+ */
+import type { StorageCall } from "../../core/storage/storage.ts"
+import type { Sim } from "../events.ts"
+import type { SimNode } from "../host.ts"
+
+export class StorageChecker {
+  private readonly sim: Sim
+  /** The volumes a client deleted (through the API's rules). */
+  private readonly deletedByClients = new Set<string>()
+  /** Each pool's over-commit, as the client that made it wrote it. */
+  private readonly overcommit = new Map<string, number>()
+  calls = 0
+
+  constructor(sim: Sim) {
+    this.sim = sim
+  }
+
+  poolCreated(pool: string, overcommit: number): void {
+    this.overcommit.set(pool, overcommit)
+  }
+
+  clientDeleted(volume: string): void {
+    this.deletedByClients.add(volume)
+  }
+
+  /** A call the node on `node`'s host just carried out (`failed`: the driver refused it). */
+  executed(node: SimNode, call: StorageCall, failed: boolean): void {
+    this.calls++
+    if (failed) return
+    if (call._tag === "deleteVolume" && !this.deletedByClients.has(call.volume))
+      this.sim.violate(
+        "storage-delete",
+        `${node.id} deleted volume ${call.volume} from pool ${call.pool.id}, which no client deleted`,
+      )
+    if (call._tag !== "createVolume" && call._tag !== "resizeVolume") return
+    const pool = node.storage.pools.get(call.pool.id)
+    if (pool === undefined) return
+    let given = 0
+    for (const file of pool.files.values()) given += file.capacityBytes
+    const limit = Math.floor(pool.capacityBytes * (this.overcommit.get(call.pool.id) ?? 1))
+    if (given > limit)
+      this.sim.violate(
+        "storage-space",
+        `pool ${call.pool.id} on ${node.id} gives ${given} bytes after ${call._tag} of ${call._tag === "createVolume" ? call.volume.id : call.volume}: more than its ${limit}`,
+      )
+  }
+}

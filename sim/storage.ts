@@ -1,0 +1,131 @@
+/**
+ * The simulator's storage driver: one per simulated host, deterministic (all chance from the
+ * PRNG it is given), answering the storage core's calls as the dir driver does (the same
+ * `StorageError` reasons). Its faults are a real disk's: an operation that fails (a clone that
+ * breaks off half-way leaves nothing, as the dir driver's partial files), a slow one (a clone's
+ * time grows with what it copies), and no space. A host crash does not touch it: what a call had
+ * done is on disk, and the node's next run observes it.
+ */
+import type { PoolDefinition, StorageErrorReason, VolumeInfo } from "../core/ports/storage.ts"
+import type { Observed, StorageCall } from "../core/storage/storage.ts"
+import type { Prng } from "./prng.ts"
+
+export interface SimStorageFaults {
+  /** Chance that a call fails (`failed`) and changes nothing. */
+  readonly failurePermille: number
+  /** Chance that a call takes up to `slowUs` longer. */
+  readonly slowPermille: number
+  readonly slowUs: number
+}
+
+export interface StorageCallResult {
+  readonly latencyUs: number
+  readonly pool?: {
+    readonly capacityBytes: number
+    readonly allocationBytes: number
+    readonly availableBytes: number
+  }
+  readonly volume?: VolumeInfo
+  readonly error?: { readonly reason: StorageErrorReason; readonly detail: string }
+}
+
+/** What a volume's image holds, for the allocation it takes (a fresh one takes 1 MiB). */
+const freshAllocation = 1024 * 1024
+
+export class SimStorage {
+  /** Pools built on this host: their capacity and files. */
+  readonly pools = new Map<
+    string,
+    { readonly capacityBytes: number; readonly files: Map<string, VolumeInfo> }
+  >()
+  private readonly prng: Prng
+  private readonly faults: SimStorageFaults
+  private readonly capacityBytes: number
+
+  constructor(prng: Prng, faults: SimStorageFaults, capacityBytes: number) {
+    this.prng = prng
+    this.faults = faults
+    this.capacityBytes = capacityBytes
+  }
+
+  private info(pool: string) {
+    const { capacityBytes, files } = this.pools.get(pool)!
+    let allocationBytes = 0
+    for (const file of files.values()) allocationBytes += file.allocationBytes
+    return { capacityBytes, allocationBytes, availableBytes: Math.max(0, capacityBytes - allocationBytes) }
+  }
+
+  observe(pools: ReadonlyArray<PoolDefinition>): ReadonlyArray<Observed> {
+    return pools.map((pool) =>
+      this.pools.has(pool.id)
+        ? { pool: pool.id, info: this.info(pool.id), volumes: [...this.pools.get(pool.id)!.files.values()] }
+        : {
+            pool: pool.id,
+            error: { reason: "no-such-pool", detail: `pool ${pool.id} has no directory ${pool.path}` },
+          },
+    )
+  }
+
+  /** Carries a call out at once; its answer is due after `latencyUs`. */
+  execute(call: StorageCall): StorageCallResult {
+    const slow = this.prng.chance(this.faults.slowPermille) ? this.prng.below(this.faults.slowUs) : 0
+    const base = 2_000 + slow
+    if (this.prng.chance(this.faults.failurePermille))
+      return { latencyUs: base, error: { reason: "failed", detail: `${call._tag}: I/O error (simulated)` } }
+    if (call._tag === "ensurePool") {
+      if (!this.pools.has(call.pool.id))
+        this.pools.set(call.pool.id, { capacityBytes: this.capacityBytes, files: new Map() })
+      return { latencyUs: base, pool: this.info(call.pool.id) }
+    }
+    const pool = this.pools.get(call.pool.id)
+    if (pool === undefined)
+      return {
+        latencyUs: base,
+        error: { reason: "no-such-pool", detail: `no pool ${call.pool.id} on this host` },
+      }
+    const missing = (volume: string) => ({
+      latencyUs: base,
+      error: { reason: "no-such-volume" as const, detail: `no volume ${volume} in pool ${call.pool.id}` },
+    })
+    switch (call._tag) {
+      case "createVolume": {
+        const { volume } = call
+        if (pool.files.has(volume.id))
+          return {
+            latencyUs: base,
+            error: { reason: "exists", detail: `pool ${call.pool.id} already holds ${volume.id}` },
+          }
+        const source = volume.cloneOf === undefined ? undefined : pool.files.get(volume.cloneOf)
+        if (volume.cloneOf !== undefined && source === undefined) return missing(volume.cloneOf)
+        const allocationBytes = source?.allocationBytes ?? freshAllocation
+        if (allocationBytes > this.info(call.pool.id).availableBytes)
+          return {
+            latencyUs: base,
+            error: { reason: "no-space", detail: `No space left on device (pool ${call.pool.id})` },
+          }
+        const made: VolumeInfo = {
+          id: volume.id,
+          path: `${call.pool.path}/${volume.id}.${volume.format}`,
+          format: volume.format,
+          capacityBytes: Math.max(volume.sizeBytes, source?.capacityBytes ?? 0),
+          allocationBytes,
+        }
+        pool.files.set(volume.id, made)
+        // A copy takes time with what it copies (1 ms a MiB).
+        return { latencyUs: base + Math.floor(allocationBytes / 1024), volume: made }
+      }
+      case "resizeVolume": {
+        const file = pool.files.get(call.volume)
+        if (file === undefined) return missing(call.volume)
+        if (call.sizeBytes < file.capacityBytes)
+          return { latencyUs: base, error: { reason: "invalid", detail: `${call.volume} cannot shrink` } }
+        const grown = { ...file, capacityBytes: call.sizeBytes }
+        pool.files.set(call.volume, grown)
+        return { latencyUs: base, volume: grown }
+      }
+      case "deleteVolume":
+        if (!pool.files.delete(call.volume)) return missing(call.volume)
+        return { latencyUs: base }
+    }
+  }
+}
