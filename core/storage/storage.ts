@@ -177,6 +177,9 @@ export class StorageNode {
   private requestId = 0
   private nextObserveMs: number
   private observing = false
+  /** Calls answered so far, and when the observation in flight was asked for. */
+  private callsDone = 0
+  private callsDoneAtObserve = 0
   private outputs: Array<Output> = []
 
   constructor(config: StorageConfig, nowMs: number) {
@@ -191,7 +194,9 @@ export class StorageNode {
         break
       case "Observed":
         this.observing = false
-        for (const pool of input.pools) this.observed.set(pool.pool, pool)
+        // Taken while a call finished, it may predate what the call made: look again at once.
+        if (this.callsDone !== this.callsDoneAtObserve) this.nextObserveMs = nowMs
+        else for (const pool of input.pools) this.observed.set(pool.pool, pool)
         break
       case "CallDone":
         this.onCallDone(input, nowMs)
@@ -202,6 +207,7 @@ export class StorageNode {
     const pools = this.localPools()
     if (nowMs >= this.nextObserveMs && !this.observing && pools.length > 0) {
       this.observing = true
+      this.callsDoneAtObserve = this.callsDone
       this.nextObserveMs = nowMs + this.config.observeEveryMs
       this.outputs.push({ _tag: "Observe", pools: pools.map((pool) => pool.definition) })
     }
@@ -224,6 +230,7 @@ export class StorageNode {
     if (request === undefined) return
     this.requests.delete(input.requestId)
     this.inFlight.delete(request.target)
+    this.callsDone++
     const { call } = request
     const pool = this.observed.get(call.pool.id)
     if (input.error !== undefined) {

@@ -353,6 +353,20 @@ describe("storage core", () => {
     expect(h.volumeMeta.get("v2")?.state).toBe("available")
   })
 
+  it("an observation taken before a call finished is not taken for what is there", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.changed()
+    const before = { pool: "p1", info: h.info("p1"), volumes: [] }
+    h.volume("v1", mib)
+    h.changed()
+    expect(h.calls).toEqual(["ensurePool p1", "createVolume v1"])
+    // The driver's answer to an observation asked for before v1 was made comes after it.
+    h.feed({ _tag: "Observed", pools: [before] })
+    expect(h.calls).toEqual(["ensurePool p1", "createVolume v1"])
+    expect(h.volumeMeta.get("v1")?.state).toBe("available")
+  })
+
   it("a clone waits for its source to be in the pool", () => {
     const h = new Harness()
     h.pool("p1")
