@@ -185,6 +185,7 @@ export const summarise = (result: SimResult, wallMs: number) => ({
   primaryChanges: result.primaryChanges,
   failoverMs: result.failoverMs,
   hypervisor: result.hypervisor,
+  storage: result.storage,
   alarmsRaised: result.alarmsRaised,
   falseAlarms: result.falseAlarms,
   fences: result.fences,
