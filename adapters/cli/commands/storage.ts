@@ -19,14 +19,7 @@ import type { ObjectView } from "../../api/definition.ts"
 import { type AcpClient, CliError } from "../client.ts"
 import { renderTable } from "../render.ts"
 import { dirFlag, jsonFlag, nodeFlag, withApi } from "../target.ts"
-
-const slots = <S extends Schema.ConstraintDecoder<unknown>>(schema: S, values: ObjectView["meta"]) =>
-  values.flatMap((slot) =>
-    Option.match(Schema.decodeUnknownOption(schema)(slot.value), {
-      onNone: () => [],
-      onSome: (value) => [{ node: slot.node, value: value as S["Type"] }],
-    }),
-  )
+import { decodeSlots } from "./system.ts"
 
 const sizeFlag = (name: string, description: string) =>
   Flag.String(name).pipe(
@@ -67,7 +60,9 @@ const follow = (
     while (performance.now() < deadline) {
       const object = yield* client.objects.get({ params: { kind, id } })
       const meta: ReadonlyArray<{ node: string; value: { state: string; path?: string; detail?: string } }> =
-        kind === "storage-pool" ? slots(StoragePoolMeta, object.meta) : slots(StorageVolumeMeta, object.meta)
+        kind === "storage-pool"
+          ? decodeSlots(StoragePoolMeta, object.meta)
+          : decodeSlots(StorageVolumeMeta, object.meta)
       const done = meta.find((slot) => ready.has(slot.value.state))
       if (done !== undefined) return { node: done.node, path: done.value.path }
       const failed = meta.find((slot) => slot.value.state === "failed")
@@ -131,8 +126,8 @@ const poolRows = (pools: ReadonlyArray<ObjectView>, volumes: ReadonlyArray<Objec
     Option.match(Schema.decodeUnknownOption(StoragePoolSpec)(object.spec), {
       onNone: () => [],
       onSome: (spec) => {
-        const meta = slots(StoragePoolMeta, object.meta)[0]
-        const stats = slots(StoragePoolStats, object.stats)[0]
+        const meta = decodeSlots(StoragePoolMeta, object.meta)[0]
+        const stats = decodeSlots(StoragePoolStats, object.stats)[0]
         const givenBytes = volumes.reduce((sum, volume) => {
           const decoded = Schema.decodeUnknownOption(StorageVolumeSpec)(volume.spec)
           return Option.isSome(decoded) && decoded.value.pool === object.id
@@ -280,7 +275,7 @@ const volumeList = Command.make(
           Option.match(Schema.decodeUnknownOption(StorageVolumeSpec)(object.spec), {
             onNone: () => [],
             onSome: (spec) => {
-              const meta = slots(StorageVolumeMeta, object.meta)[0]
+              const meta = decodeSlots(StorageVolumeMeta, object.meta)[0]
               return [
                 {
                   id: object.id,

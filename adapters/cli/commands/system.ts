@@ -21,7 +21,10 @@ const decodePart =
     ) as Effect.Effect<S["Type"], CliError>
 
 /** The slots of every node that decode (a node running another version may write others). */
-const decodeSlots = <S extends Schema.ConstraintDecoder<unknown>>(schema: S, slots: ObjectView["meta"]) =>
+export const decodeSlots = <S extends Schema.ConstraintDecoder<unknown>>(
+  schema: S,
+  slots: ObjectView["meta"],
+) =>
   slots.flatMap((slot) =>
     Option.match(Schema.decodeUnknownOption(schema)(slot.value), {
       onNone: () => [],
