@@ -20,6 +20,7 @@ import {
   MembershipSchema,
 } from "../../core/decision/state.ts"
 import { kinds, objectKinds } from "../../core/model/kinds.ts"
+import { SystemDiskRequest } from "../../core/model/storage.ts"
 
 export const Version = Schema.Struct({ ms: Schema.Int, counter: Schema.Int, origin: Schema.String })
 
@@ -158,12 +159,17 @@ export class SystemsApi extends HttpApiGroup.make("systems")
   .add(
     HttpApiEndpoint.post("create", "/v1/systems/:id", {
       params: { id: Schema.String },
-      payload: Schema.Struct({ spec: Schema.Unknown, dryRun: Schema.optionalKey(Schema.Boolean) }),
+      payload: Schema.Struct({
+        spec: Schema.Unknown,
+        dryRun: Schema.optionalKey(Schema.Boolean),
+        /** Disks to make with it: new volumes, clones, existing volumes (`--disk`). */
+        disks: Schema.optionalKey(Schema.Array(SystemDiskRequest)),
+      }),
       success: SystemCreated,
-      error: [InvalidObject, Unplaceable, WriteFailed, StorageRefused],
+      error: [InvalidObject, Unplaceable, OperationRefused, WriteFailed, StorageRefused],
     }).annotate(
       OpenApi.Summary,
-      "Create a system: placed by the scheduler (or on spec.node), defined and started; or only the decision, on a dry run",
+      "Create a system with its disks (new volumes made with it): placed by the scheduler (or on spec.node), defined and started once its volumes are available; or only the decision, on a dry run",
     ),
     HttpApiEndpoint.post("operate", "/v1/systems/:id/:operation", {
       params: { id: Schema.String, operation: Schema.String },

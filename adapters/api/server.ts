@@ -16,10 +16,12 @@ import {
 } from "effect/http"
 import { HttpApiBuilder, HttpApiMiddleware } from "effect/http-api"
 import type { SpecEntry } from "../../core/cdb/durable.ts"
+import type { SystemSpecValue } from "../../core/hypervisor/hypervisor.ts"
 import { isObjectKind, objectKinds } from "../../core/model/kinds.ts"
 import { decodeObjectPart, notFoundMessage } from "../../core/model/validate.ts"
 import { acknowledgeAlarm, decodeAlarm, encodeAlarm } from "../../core/monitor/alarms.ts"
 import { admitDelete, admitPool, admitVolume, type StorageReader } from "../../core/storage/admission.ts"
+import { admitSystemDisks } from "../../core/storage/disks.ts"
 import type { DecisionRefusedError, RunningNode } from "../node/node.ts"
 import { layerKeyAuthorization, layerSocketAuthorization } from "./authorization.ts"
 import {
@@ -92,7 +94,7 @@ const requireKind = (kind: string) =>
       )
 
 /** What the storage admission rules read of this node's store. */
-const storageReader = (node: RunningNode): StorageReader => {
+export const storageReader = (node: RunningNode): StorageReader => {
   const spec = <A>(kind: string, id: string): A | undefined => {
     const value = node.get(kind, id)?.value
     return value == null ? undefined : (jsonOrBase64(value) as A)
@@ -127,7 +129,9 @@ const storageRefusal = (node: RunningNode, kind: string, id: string, spec: unkno
         ? admitVolume(store, id, spec as Parameters<typeof admitVolume>[2])
         : kind === "storage-pool"
           ? admitPool(store, id, spec as Parameters<typeof admitPool>[2])
-          : undefined
+          : kind === "system"
+            ? admitSystemDisks(store, id, spec as SystemSpecValue)
+            : undefined
   return refusal === undefined
     ? Effect.void
     : Effect.fail(new OperationRefused({ reason: refusal.reason, message: refusal.message }))

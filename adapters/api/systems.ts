@@ -22,6 +22,8 @@ import {
   notFoundMessage,
   unknownNodeMessage,
 } from "../../core/model/validate.ts"
+import type { StorageReader, StorageRefusal } from "../../core/storage/admission.ts"
+import { admitSystemDisks, checkDisks, planDisks } from "../../core/storage/disks.ts"
 import { json, parse, systemsOf } from "../node/hypervisor.ts"
 import type { RunningNode } from "../node/node.ts"
 import {
@@ -33,7 +35,7 @@ import {
   Unplaceable,
 } from "./definition.ts"
 import { Node } from "./node.ts"
-import { view, writeFailed } from "./server.ts"
+import { storageReader, view, writeFailed } from "./server.ts"
 
 let taskSerial = 0
 /** A task id unique in the cluster: the node, the time and a counter. */
@@ -64,6 +66,35 @@ const unplaceableMessage = (id: string, decision: Extract<Decision, { _tag: "Unp
   return `no node can take ${id}: ${decision.reason}${reasons === "" ? "" : ` (${reasons})`}`
 }
 
+/** What storage refuses of an operation: attaching a volume the system may not have, migrating off its disks' node. */
+const diskRule = (
+  store: StorageReader,
+  system: string,
+  spec: SystemSpecValue | undefined,
+  operation: string,
+  parameters: Readonly<Record<string, string>>,
+): StorageRefusal | undefined => {
+  if (spec === undefined) return undefined
+  const volume = parameters.volume
+  if (operation === "attach" && volume !== undefined && !spec.disks.some((disk) => disk.volume === volume))
+    return admitSystemDisks(store, system, {
+      ...spec,
+      disks: [
+        ...spec.disks,
+        { volume: volume as SystemSpecValue["disks"][number]["volume"], bus: "virtio", boot: false },
+      ],
+    })
+  if (operation === "migrate" && parameters.to !== undefined) {
+    const checked = checkDisks(store, system, spec.disks)
+    if ("pin" in checked && checked.pin !== undefined && checked.pin.node !== parameters.to)
+      return {
+        reason: "invalid",
+        message: `system ${system} cannot leave ${checked.pin.node}: its ${checked.pin.reason}`,
+      }
+  }
+  return undefined
+}
+
 const specOf = (node: RunningNode, id: string) => parse<SystemSpecValue>(node.get("system", id)?.value)
 
 export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers) =>
@@ -89,7 +120,16 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
               message: `system ${params.id} exists`,
               issues: [{ path: "id", message: "already taken" }],
             })
-          const spec = decoded.success as SystemSpecValue
+          const requested = decoded.success as SystemSpecValue
+          // Its disks: new volumes and clones planned, every disk checked, the node they pin it to.
+          const store = storageReader(node)
+          const plan = planDisks(store, params.id, requested.disks, payload.disks ?? [])
+          if ("reason" in plan) return yield* new OperationRefused(plan)
+          const spec: SystemSpecValue = { ...requested, disks: plan.disks }
+          const refusal = admitSystemDisks(store, params.id, spec, plan.volumes)
+          if (refusal !== undefined) return yield* new OperationRefused(refusal)
+          const disks = checkDisks(store, params.id, spec.disks, plan.volumes)
+          const pin = "pin" in disks ? disks.pin : undefined
           const nodes = node.capacities()
           if (spec.node !== undefined && !nodes.some((candidate) => candidate.id === spec.node))
             return yield* new InvalidObject({
@@ -101,7 +141,7 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
             })
           // A node the operator chose is held to the same rules as the scheduler's choice.
           const decision = place(
-            requestFor(params.id, spec),
+            requestFor(params.id, spec, pin),
             spec.node === undefined ? nodes : nodes.filter((candidate) => candidate.id === spec.node),
             placedSystems(systemsOf(node)),
             defaultSchedulerPolicy,
@@ -118,6 +158,12 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
           const task = newTask("create", params.id, decision.node, { desired: spec.desired }, nowMs)
           yield* node
             .write([
+              ...plan.volumes.map((volume) => ({
+                op: "put" as const,
+                kind: "storage-volume",
+                id: volume.id,
+                value: json(volume.spec),
+              })),
               { op: "put", kind: "system", id: params.id, value: json(placedSpec) },
               { op: "put", kind: "task", id, value: json(task) },
             ])
@@ -139,6 +185,15 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
             live: liveNodes(node.capacities()),
             inSync: node.inSync(),
           })
+          const storageRule = diskRule(
+            storageReader(node),
+            params.id,
+            specOf(node, params.id),
+            params.operation,
+            payload,
+          )
+          if (storageRule !== undefined && !("reason" in plan && plan.reason === "no-such-system"))
+            return yield* new OperationRefused(storageRule)
           if ("reason" in plan) {
             if (plan.reason === "no-such-system")
               return yield* new ObjectNotFound({ kind: "system", id: params.id, message: plan.message })

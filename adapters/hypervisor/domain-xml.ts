@@ -28,15 +28,18 @@ export const diskXml = (disk: DomainDisk): string =>
     `<source file='${escapeXml(disk.path)}'/>`,
     `<target dev='${escapeXml(disk.target)}' bus='${disk.bus}'/>`,
     disk.readonly ? "<readonly/>" : "",
+    disk.boot === true ? "<boot order='1'/>" : "",
     `</disk>`,
   ].join("")
 
 export const domainXml = (definition: DomainDefinition, type: DomainType): string => {
+  // libvirt takes either per-device boot order or <os><boot dev>, not both.
+  const bootDev = definition.disks.some((disk) => disk.boot === true) ? "" : "<boot dev='hd'/>"
   const os =
     type === "test"
       ? "<os><type>hvm</type></os>"
       : // SeaBIOS writes to the serial port, so even a guest with no disk leaves console output.
-        "<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/><bios useserial='yes'/></os><features><acpi/><apic/></features>"
+        `<os><type arch='x86_64' machine='pc'>hvm</type>${bootDev}<bios useserial='yes'/></os><features><acpi/><apic/></features>`
   const nics = definition.nics.map((nic) =>
     nic.bridge === undefined
       ? `<interface type='user'><mac address='${escapeXml(nic.mac)}'/><model type='${nic.model}'/></interface>`

@@ -26,7 +26,14 @@
  */
 import type { Placement } from "../decision/state.ts"
 import type { SystemMetaValue, SystemSpecValue } from "./hypervisor.ts"
-import { type NodeCapacity, place, placedSystems, requestFor, type SchedulerPolicy } from "./scheduler.ts"
+import {
+  type NodeCapacity,
+  type Pin,
+  place,
+  placedSystems,
+  requestFor,
+  type SchedulerPolicy,
+} from "./scheduler.ts"
 
 export interface HaTimings {
   readonly haFenceMs: number
@@ -50,6 +57,8 @@ export interface HaInput {
   readonly nodes: ReadonlyArray<NodeCapacity>
   readonly timings: HaTimings
   readonly policy: SchedulerPolicy
+  /** The node a system's disks pin it to (a local storage pool's), if any. */
+  readonly pins?: (system: string) => Pin | undefined
 }
 
 /** What the primary proposes; each is conditional on the placement's epoch it saw (`expect`, 0: none). */
@@ -137,7 +146,7 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
       const decision =
         target === undefined
           ? ({ _tag: "Unplaceable", reason: `${to} is no member` } as const)
-          : place(requestFor(id, spec), [target], others, input.policy)
+          : place(requestFor(id, spec, input.pins?.(id)), [target], others, input.policy)
       if (decision._tag === "Placed") {
         move(id, node, epoch, to, `migration: ${node} has stopped it`)
         continue
@@ -173,7 +182,7 @@ export const haActions = (input: HaInput): ReadonlyArray<HaAction> => {
         ? { ...candidate, alive: false }
         : candidate,
     )
-    const decision = place(requestFor(id, spec), candidates, placed, input.policy)
+    const decision = place(requestFor(id, spec, input.pins?.(id)), candidates, placed, input.policy)
     if (decision._tag === "Unplaceable") {
       actions.push({ _tag: "Stranded", system: id, from: node, reason: decision.reason })
       continue

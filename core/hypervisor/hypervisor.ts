@@ -30,7 +30,11 @@ export type TaskSpecValue = typeof TaskSpec.Type
 
 export interface HypervisorConfig {
   readonly self: string
-  /** Where volumes live on this node: a disk of volume `v` is `${volumeDir}/v.qcow2`. */
+  /**
+   * Where a disk whose volume the store does not describe (no `storage-volume` object) is looked
+   * for: `${volumeDir}/v.qcow2`. A volume the store describes is opened at the path its pool's
+   * node published, once it is available there.
+   */
   readonly volumeDir: string
   /** Where serial console logs are written, if the driver writes them. */
   readonly consoleDir?: string
@@ -118,6 +122,18 @@ export interface View {
   }>
   /** Tasks this node owns that are queued or running. */
   readonly tasks: ReadonlyArray<{ readonly id: string; readonly spec: TaskSpecValue }>
+  /** The storage volumes the store describes, as this node can open them (`view.ts`). */
+  readonly volumes?: ReadonlyArray<VolumeLocation>
+}
+
+/** Where a node finds a volume, and whether it may open it now. */
+export interface VolumeLocation {
+  readonly id: string
+  readonly format: "qcow2" | "raw"
+  /** Set once the volume is available where this node can reach it (its pool's node, or a shared pool). */
+  readonly path?: string
+  /** Why it is not ready ("creating on n2", "its pool p1 is on n2"), when it is not. */
+  readonly waiting?: string
 }
 
 export type Input =
@@ -168,29 +184,51 @@ export const macOf = (system: string, index: number): string => {
   return `52:54:00:${hex((value >>> 16) & 0xff, 2)}:${hex((value >>> 8) & 0xff, 2)}:${hex(value & 0xff, 2)}`
 }
 
+type Volumes = ReadonlyMap<string, VolumeLocation>
+const noVolumes: Volumes = new Map()
+
 const diskTargets = "bcdefghijklmnopqrstuvwxyz"
 export const diskOf = (
   config: Pick<HypervisorConfig, "volumeDir">,
   volume: string,
   index: number,
-): DomainDisk => ({
-  target: `vd${index === 0 ? "a" : (diskTargets[index - 1] ?? "z")}`,
-  path: `${config.volumeDir}/${volume}.qcow2`,
-  bus: "virtio",
-  format: "qcow2",
-  readonly: false,
-})
+  volumes: Volumes = noVolumes,
+): DomainDisk => {
+  const known = volumes.get(volume)
+  return {
+    target: `vd${index === 0 ? "a" : (diskTargets[index - 1] ?? "z")}`,
+    path: known?.path ?? `${config.volumeDir}/${volume}.qcow2`,
+    bus: "virtio",
+    format: known?.format ?? "qcow2",
+    readonly: false,
+  }
+}
+
+/** Why a system's disks cannot be opened yet (the first volume not ready), or undefined when they can. */
+export const disksWaiting = (spec: SystemSpecValue, volumes: Volumes): string | undefined => {
+  for (const disk of spec.disks) {
+    const known = volumes.get(disk.volume)
+    if (known !== undefined && known.path === undefined)
+      return `waiting: volume ${disk.volume} ${known.waiting ?? "is not available"}`
+  }
+  return undefined
+}
 
 export const definitionOf = (
   config: Pick<HypervisorConfig, "volumeDir" | "consoleDir">,
   system: string,
   spec: SystemSpecValue,
+  volumes: Volumes = noVolumes,
 ): DomainDefinition => ({
   name: domainNameOf(system),
   uuid: uuidOf(system),
   cpus: spec.cpus,
   memoryMiB: spec.memoryMiB,
-  disks: spec.disks.map((disk, index) => ({ ...diskOf(config, disk.volume, index), bus: disk.bus })),
+  disks: spec.disks.map((disk, index) => ({
+    ...diskOf(config, disk.volume, index, volumes),
+    bus: disk.bus,
+    ...(disk.boot ? { boot: true } : {}),
+  })),
   nics: spec.nics.map((nic, index) => ({ mac: nic.mac ?? macOf(system, index), model: nic.model })),
   ...(config.consoleDir === undefined
     ? {}
@@ -257,8 +295,15 @@ interface Local {
   state: SystemState
   sinceMs: number
   inflight:
-    | { readonly requestId: number; readonly call: DriverCall["_tag"]; readonly task?: string }
+    | {
+        readonly requestId: number
+        readonly call: DriverCall["_tag"]
+        readonly task?: string
+        readonly disks?: ReadonlyArray<DomainDisk>
+      }
     | undefined
+  /** The disks the driver was last given (defined, attached, detached): published in meta. */
+  disks: ReadonlyArray<DomainDisk> | undefined
   stopDeadlineMs: number | undefined
   retryAtMs: number
   startFailures: number
@@ -281,6 +326,7 @@ export class HypervisorNode {
   readonly config: HypervisorConfig
   private systems = new Map<string, SystemSpecValue>()
   private claims = new Map<string, ReadonlyArray<Claim>>()
+  private volumes: Volumes = noVolumes
   private readonly locals = new Map<string, Local>()
   private readonly tasks = new Map<string, ActiveTask>()
   private readonly requests = new Map<number, string>()
@@ -335,6 +381,7 @@ export class HypervisorNode {
   private onView(view: View, nowMs: number): void {
     this.systems = new Map(view.systems.map((system) => [system.id, system.spec]))
     this.claims = new Map(view.systems.map((system) => [system.id, system.claims ?? []]))
+    this.volumes = new Map((view.volumes ?? []).map((volume) => [volume.id, volume]))
     for (const [id, spec] of this.systems) {
       // Ours, or ours once (this node's own meta still claims it, from before a restart, say).
       const claimed = this.claims.get(id)!.some((claim) => claim.node === this.config.self)
@@ -381,6 +428,7 @@ export class HypervisorNode {
       handedOverAtEpoch: undefined,
       detail: undefined,
       lastMeta: undefined,
+      disks: undefined,
     }
     this.locals.set(id, local)
     return local
@@ -410,13 +458,24 @@ export class HypervisorNode {
     this.requests.delete(input.requestId)
     const local = id === undefined ? undefined : this.locals.get(id)
     if (local === undefined || local.inflight?.requestId !== input.requestId) return
-    const { call, task: taskId } = local.inflight
+    const { call, task: taskId, disks } = local.inflight
     local.inflight = undefined
     const task = taskId === undefined ? undefined : this.tasks.get(taskId)
     if (input.error === undefined) {
       if (call === "start") local.startFailures = 0
-      if (call === "define") local.defined = this.definitionKey(local)
-      if (call === "undefine") local.defined = undefined
+      if (call === "define") {
+        local.defined = this.definitionKey(local)
+        local.disks = disks
+      }
+      if (call === "undefine") {
+        local.defined = undefined
+        local.disks = undefined
+      }
+      if (call === "attach") local.disks = [...(local.disks ?? []), ...(disks ?? [])]
+      if (call === "detach")
+        local.disks = (local.disks ?? []).filter(
+          (disk) => !(disks ?? []).some((gone) => gone.target === disk.target),
+        )
       if (task !== undefined) this.log(task, nowMs, `${call}: ok`)
       if (call === "detach" && task !== undefined) this.dropDisk(local.id, task.spec.parameters.volume)
       if (task !== undefined && task.goal === "once" && task.issued)
@@ -506,7 +565,9 @@ export class HypervisorNode {
 
   private definitionKey(local: Local): string | undefined {
     const spec = this.systems.get(local.id)
-    return spec === undefined ? undefined : JSON.stringify(definitionOf(this.config, local.id, spec))
+    return spec === undefined
+      ? undefined
+      : JSON.stringify(definitionOf(this.config, local.id, spec, this.volumes))
   }
 
   private activeTaskFor(system: string): ActiveTask | undefined {
@@ -517,7 +578,18 @@ export class HypervisorNode {
   private call(local: Local, call: DriverCall, nowMs: number, event?: SystemEvent): undefined {
     const requestId = ++this.requestId
     const task = this.activeTaskFor(local.id)
-    local.inflight = { requestId, call: call._tag, ...(task === undefined ? {} : { task: task.id }) }
+    const disks =
+      call._tag === "define"
+        ? call.definition.disks
+        : call._tag === "attach" || call._tag === "detach"
+          ? [call.disk]
+          : undefined
+    local.inflight = {
+      requestId,
+      call: call._tag,
+      ...(task === undefined ? {} : { task: task.id }),
+      ...(disks === undefined ? {} : { disks }),
+    }
     this.requests.set(requestId, local.id)
     if (event !== undefined) {
       const moved = transition(systemLifecycle, local.id, local.state, event)
@@ -601,15 +673,23 @@ export class HypervisorNode {
       return
     }
     // The definition is compared (serialised) only when it could be rewritten: the domain is off.
+    // It is written once every volume it names is available here (one being made waits).
     if (
       observed === "absent" ||
       ((observed === "shutoff" || observed === "crashed") && local.defined !== this.definitionKey(local))
-    )
+    ) {
+      const waiting = disksWaiting(spec!, this.volumes)
+      if (waiting !== undefined) {
+        local.detail = waiting
+        return
+      }
+      if (local.detail?.startsWith("waiting: volume") === true) local.detail = undefined
       return this.call(
         local,
-        { _tag: "define", definition: definitionOf(this.config, local.id, spec!) },
+        { _tag: "define", definition: definitionOf(this.config, local.id, spec!, this.volumes) },
         nowMs,
       )
+    }
     const desired = held ? "stopped" : spec!.desired
     const claimedElsewhere = (this.claims.get(local.id) ?? []).find(
       (claim) => claim.node !== this.config.self,
@@ -630,8 +710,13 @@ export class HypervisorNode {
         return this.call(local, { _tag: "reboot" }, nowMs, "reboot")
       }
       if (operation === "hypervisor.attach" || operation === "hypervisor.detach") {
-        task.issued = true
         const volume = task.spec.parameters.volume ?? ""
+        const known = this.volumes.get(volume)
+        if (operation === "hypervisor.attach" && active && known !== undefined && known.path === undefined) {
+          local.detail = `waiting: volume ${volume} ${known.waiting ?? "is not available"}`
+          return
+        }
+        task.issued = true
         if (!active) {
           // A stopped domain's disks follow its definition, which the reconciliation above
           // has already rewritten from the spec (attach); detach takes the disk out of the spec.
@@ -645,7 +730,7 @@ export class HypervisorNode {
           )
         }
         const index = spec!.disks.findIndex((disk) => disk.volume === volume)
-        const disk = diskOf(this.config, volume, index < 0 ? spec!.disks.length : index)
+        const disk = diskOf(this.config, volume, index < 0 ? spec!.disks.length : index, this.volumes)
         const target = task.spec.parameters.target
         const call = operation === "hypervisor.attach" ? "attach" : "detach"
         return this.call(
@@ -773,6 +858,9 @@ export class HypervisorNode {
         ? {}
         : { handoverTo: local.migratingTo as NonNullable<SystemMetaValue["handoverTo"]> }),
       ...(local.detail === undefined ? {} : { detail: local.detail }),
+      ...(local.disks === undefined
+        ? {}
+        : { disks: local.disks.map((disk) => ({ target: disk.target, path: disk.path })) }),
     }
     const key = JSON.stringify(meta)
     if (key === local.lastMeta) return

@@ -8,7 +8,8 @@
  * service up) and a compute node; memory committed to
  * systems may not exceed `memoryOvercommitPercent` of the node's memory, nor virtual CPUs
  * `cpuOvercommitPercent` of its CPUs; anti-affinity (either way round) excludes a node;
- * affinity requires the node its partners run on. Among the eligible, the most free memory
+ * affinity requires the node its partners run on; a disk in a node-local storage pool pins the
+ * system to that pool's node. Among the eligible, the most free memory
  * after placement wins, then the lower CPU usage, then fewer systems.
  */
 
@@ -44,6 +45,13 @@ export interface SystemRequest {
   readonly memoryMiB: number
   readonly affinity: ReadonlyArray<string>
   readonly antiAffinity: ReadonlyArray<string>
+  /** The one node the system can run on (its disks are local to it), with why. */
+  readonly pinned?: Pin
+}
+
+export interface Pin {
+  readonly node: string
+  readonly reason: string
 }
 
 /** What the scheduler reads of a system's spec. */
@@ -75,12 +83,13 @@ export const placedSystems = (
         ],
   )
 
-export const requestFor = (id: string, spec: Placeable): SystemRequest => ({
+export const requestFor = (id: string, spec: Placeable, pinned?: Pin): SystemRequest => ({
   id,
   cpus: spec.cpus,
   memoryMiB: spec.memoryMiB,
   affinity: spec.placement.affinity,
   antiAffinity: spec.placement.antiAffinity,
+  ...(pinned === undefined ? {} : { pinned }),
 })
 
 export interface SchedulerPolicy {
@@ -131,6 +140,8 @@ export const place = (
     if (node.fenced) return excluded("fenced")
     if (node.unavailable !== undefined) return excluded(node.unavailable)
     if (node.roles.length > 0 && !node.roles.includes("compute")) return excluded("not a compute node")
+    if (request.pinned !== undefined && request.pinned.node !== node.id)
+      return excluded(request.pinned.reason)
     if (freeMemoryMiBAfter < 0)
       return excluded(
         `memory: ${memoryCommitted} + ${request.memoryMiB} MiB > ${memoryLimit} MiB (${policy.memoryOvercommitPercent}% of ${node.memoryMiB})`,

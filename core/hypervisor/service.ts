@@ -9,6 +9,7 @@
 import type { DecisionCommand } from "../decision/state.ts"
 import type { ServiceWrite } from "../node/pending.ts"
 import type { ServiceContext, ServiceCore, ServicePorts, ServiceStep } from "../node/service.ts"
+import { pinsOf, specReader } from "../storage/disks.ts"
 import { type HaAction, haActions, withPlacements } from "./ha.ts"
 import {
   defaultHypervisorTimings,
@@ -40,7 +41,7 @@ export interface HypervisorServiceConfig {
   readonly withoutFence?: boolean
 }
 
-const reads: ReadonlySet<string> = new Set(["system", "task"])
+const reads: ReadonlySet<string> = new Set(["system", "task", "storage-pool", "storage-volume"])
 /** How long the primary waits for a decision it proposed before it proposes the same one again. */
 const proposalPatienceMs = 2_000
 
@@ -144,6 +145,7 @@ export const hypervisorService =
           const spec = decodeValue<SystemSpecValue>(stored.get(id) ?? undefined)
           return spec === undefined || !spec.ha
         })
+        let pins: ReturnType<typeof pinsOf> | undefined
         const actions = haActions({
           nowMs: context.nowMs,
           self,
@@ -163,6 +165,10 @@ export const hypervisorService =
             marginMs: settings.haMarginMs ?? 500,
           },
           policy: defaultSchedulerPolicy,
+          pins: (system) => {
+            pins ??= pinsOf(specReader(context.store.list))
+            return pins.get(system)
+          },
         })
         const writes: Array<ServiceWrite> = []
         const events: Array<ServiceStep<Effect>["events"][number]> = []

@@ -85,6 +85,8 @@ export const SystemMeta = Schema.Struct({
   handoverTo: Schema.optionalKey(NodeId),
   /** Why the system is not in its desired state, when it is not. */
   detail: Schema.optionalKey(Schema.String),
+  /** The disks its domain has on this node (guest device and the file behind it). */
+  disks: Schema.optionalKey(Schema.Array(Schema.Struct({ target: Schema.String, path: Schema.String }))),
 })
 export const SystemStats = Schema.Struct({
   cpuUsage: PercentHundredths,

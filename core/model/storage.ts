@@ -2,6 +2,7 @@
 import { Schema } from "effect"
 import { storagePoolLifecycle, storageVolumeLifecycle } from "../lifecycle/tables.ts"
 import { PoolDrivers, VolumeFormats } from "../ports/storage.ts"
+import { DiskBus } from "./compute.ts"
 import { NodeId, StorageDeviceId, StoragePoolId, StorageVolumeId } from "./ids.ts"
 import { Bytes, Count, Name } from "./quantities.ts"
 
@@ -60,6 +61,8 @@ export const StorageVolumeSpec = Schema.Struct({
   format: Schema.Literals(VolumeFormats),
   /** A volume cloned from another (of the same pool) keeps a reference to it. */
   source: Schema.optionalKey(StorageVolumeId),
+  /** May be a disk of several systems at once (a cluster filesystem's volume); default: one. */
+  shareable: Schema.optionalKey(Schema.Boolean),
 })
 export const StorageVolumeMeta = Schema.Struct({
   state: Schema.Literals(storageVolumeLifecycle.states),
@@ -86,4 +89,15 @@ export const StorageShareStats = Schema.Struct({
   readBytes: Bytes,
   writeBytes: Bytes,
   clientsConnected: Count,
+})
+
+/** A disk asked for with a new system (`--disk`): a new volume in a pool, a volume, or a clone. */
+export const SystemDiskRequest = Schema.Struct({
+  pool: Schema.optionalKey(StoragePoolId),
+  volume: Schema.optionalKey(StorageVolumeId),
+  clone: Schema.optionalKey(StorageVolumeId),
+  sizeBytes: Schema.optionalKey(Bytes),
+  format: Schema.optionalKey(Schema.Literals(VolumeFormats)),
+  bus: Schema.optionalKey(DiskBus),
+  boot: Schema.optionalKey(Schema.Boolean),
 })

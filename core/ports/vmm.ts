@@ -17,6 +17,8 @@ export interface DomainDisk {
   readonly bus: "virtio" | "scsi" | "sata" | "ide"
   readonly format: "raw" | "qcow2"
   readonly readonly: boolean
+  /** The disk the guest boots from (first in the boot order); absent: the firmware's default. */
+  readonly boot?: boolean
 }
 
 export interface DomainNic {

@@ -43,6 +43,7 @@ export interface StorageVolumeSpecValue {
   readonly sizeBytes: number
   readonly format: VolumeFormat
   readonly source?: string
+  readonly shareable?: boolean
 }
 
 export type PoolState = "building" | "active" | "failed" | "deleting"

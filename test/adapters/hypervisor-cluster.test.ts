@@ -124,9 +124,10 @@ describe("hypervisor on the local cluster (3 nodes, libvirt test driver)", () =>
     const same = acp("system", "migrate", "web-1", "--to", where)
     expect(same.status).not.toBe(0)
     expect(same.stderr).toContain(`already on ${where}`)
-    const hotplug = acp("system", "attach", "web-1", "--volume", "data-1")
-    expect(hotplug.status).not.toBe(0)
-    expect(hotplug.stderr).toContain("cannot hot-plug")
+    // A disk names a volume the cluster knows (`storage-cluster.test.ts` attaches real ones).
+    const unknownVolume = acp("system", "attach", "web-1", "--volume", "data-1")
+    expect(unknownVolume.status).not.toBe(0)
+    expect(unknownVolume.stderr).toContain("system web-1: there is no storage-volume data-1")
     const console = acp("system", "console", "web-1")
     expect(console.status).not.toBe(0)
     expect(console.stderr).toContain("no serial console")

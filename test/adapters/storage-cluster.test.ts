@@ -172,4 +172,63 @@ describe.skipIf(hasQemuUtils !== true)("storage on a local cluster", () => {
     expect(inUse.body.message).toBe("storage-volume v2 is a disk of db-1; detach it first")
     expect(existsSync(join(poolDir, "v2.raw"))).toBe(true)
   })
+
+  it("a system created with --disk gets its volumes, runs on the pool's node and opens them there", async () => {
+    const created = acp(
+      "system",
+      "create",
+      "web-1",
+      "--disk",
+      "pool=fast,size=64MiB",
+      "--disk",
+      "clone=v1",
+      "--memory",
+      "64",
+    )
+    expect(created.status, created.stderr + created.stdout).toBe(0)
+    // The volumes pin it to n2, where pool fast is: the only node the scheduler could take.
+    expect(created.stdout).toContain("created web-1 on n2")
+    const system = await eventually(async () => {
+      const got = await api(1, "GET", "/v1/objects/system/web-1")
+      const meta = got.body.meta.find((slot: { node: string }) => slot.node === "n2")?.value
+      return meta?.state === "running" ? got.body : undefined
+    }, 30_000)
+    expect(system.spec.disks).toEqual([
+      { volume: "web-1-disk0", bus: "virtio", boot: true },
+      { volume: "web-1-disk1", bus: "virtio", boot: false },
+    ])
+    const meta = system.meta.find((slot: { node: string }) => slot.node === "n2").value
+    expect(meta.disks).toEqual([
+      { target: "vda", path: join(poolDir, "web-1-disk0.qcow2") },
+      { target: "vdb", path: join(poolDir, "web-1-disk1.qcow2") },
+    ])
+    const clone = spawnSync("qemu-img", ["info", "--output=json", "-U", join(poolDir, "web-1-disk1.qcow2")], {
+      encoding: "utf8",
+    })
+    expect(JSON.parse(clone.stdout)["virtual-size"]).toBe(96 * mib)
+    const pools = acp("storage", "pool", "list")
+    expect(pools.stdout).toMatch(/fast\s+dir\s+n2\s+active/)
+  }, 60_000)
+
+  it("refuses disks a system cannot have, and writes nothing", async () => {
+    const taken = acp("system", "create", "web-2", "--disk", "volume=web-1-disk0")
+    expect(taken.status).not.toBe(0)
+    expect(taken.stderr).toContain("storage-volume web-1-disk0 is a disk of web-1 and is not shareable")
+    const elsewhere = acp("system", "create", "web-3", "--on", "n1", "--disk", "pool=fast,size=8MiB")
+    expect(elsewhere.status).not.toBe(0)
+    expect(elsewhere.stderr).toContain(
+      "system web-3 is on n1, but its disks: volume web-3-disk0 is in pool fast, local to n2",
+    )
+    const badFlag = acp("system", "create", "web-4", "--disk", "pool=fast")
+    expect(badFlag.status).not.toBe(0)
+    expect(badFlag.stderr).toContain("a new volume needs size=<size>")
+    for (const id of ["web-2", "web-3", "web-4"])
+      expect((await api(1, "GET", `/v1/objects/system/${id}`)).status).toBe(404)
+    expect((await api(1, "GET", "/v1/objects/storage-volume/web-3-disk0")).status).toBe(404)
+    const migrate = acp("system", "migrate", "web-1", "--to", "n3")
+    expect(migrate.status).not.toBe(0)
+    expect(migrate.stderr).toContain(
+      "system web-1 cannot leave n2: its disks: volume web-1-disk0 is in pool fast",
+    )
+  })
 })

@@ -7,6 +7,8 @@ import { Console, Effect, Option, Schedule, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { SystemMeta, SystemSpec, SystemStats } from "../../../core/model/compute.ts"
 import { TaskSpec } from "../../../core/model/operations.ts"
+import { SystemDiskRequest } from "../../../core/model/storage.ts"
+import { parseDiskFlag } from "../../../core/storage/disks.ts"
 import type { ObjectView } from "../../api/definition.ts"
 import { type AcpClient, CliError } from "../client.ts"
 import { renderTable } from "../render.ts"
@@ -149,6 +151,12 @@ const create = Command.make(
       Flag.withDescription("Show the scheduler's decision and why; write nothing"),
       Flag.withDefault(false),
     ),
+    disk: Flag.String("disk").pipe(
+      Flag.withDescription(
+        "A disk, repeatable: pool=<pool>,size=<size> (a new volume), volume=<volume>, or clone=<volume>; with ,format=qcow2|raw ,bus=virtio|scsi|sata|ide ,boot",
+      ),
+      Flag.atLeast(0),
+    ),
     dir: dirFlag,
     node: nodeFlag,
     detach: detachFlag,
@@ -158,6 +166,16 @@ const create = Command.make(
   (args) =>
     withApi(args.dir, args.node, (client) =>
       Effect.gen(function* () {
+        const disks: Array<typeof SystemDiskRequest.Type> = []
+        for (const text of args.disk) {
+          const parsed = parseDiskFlag(text)
+          if ("error" in parsed) return yield* new CliError({ message: parsed.error })
+          disks.push(
+            yield* Schema.decodeUnknownEffect(SystemDiskRequest)(parsed).pipe(
+              Effect.mapError((error) => new CliError({ message: `--disk ${text}: ${error.message}` })),
+            ),
+          )
+        }
         const spec = {
           cpus: args.cpus,
           memoryMiB: args.memory,
@@ -174,7 +192,7 @@ const create = Command.make(
         }
         const answer = yield* client.systems.create({
           params: { id: args.system },
-          payload: { spec, dryRun: args.dryRun },
+          payload: { spec, dryRun: args.dryRun, ...(disks.length === 0 ? {} : { disks }) },
         })
         if (args.json) return yield* Console.log(JSON.stringify(answer))
         const decision = answer.decision
