@@ -38,6 +38,13 @@ export class SimStorage {
     string,
     { readonly capacityBytes: number; readonly files: Map<string, VolumeInfo> }
   >()
+  /**
+   * What each volume holds, as a version number a write raises (its content, modelled), and
+   * what each snapshot held when it was taken ("volume/snapshot" → version).
+   */
+  readonly contents = new Map<string, number>()
+  readonly snapshotContents = new Map<string, number>()
+  private writes = 0
   private readonly prng: Prng
   private readonly faults: SimStorageFaults
   private readonly capacityBytes: number
@@ -125,7 +132,48 @@ export class SimStorage {
       }
       case "deleteVolume":
         if (!pool.files.delete(call.volume)) return missing(call.volume)
+        this.contents.delete(call.volume)
+        for (const key of [...this.snapshotContents.keys()])
+          if (key.startsWith(`${call.volume}/`)) this.snapshotContents.delete(key)
         return { latencyUs: base }
+      case "createSnapshot":
+      case "deleteSnapshot":
+      case "revertSnapshot": {
+        const file = pool.files.get(call.volume)
+        if (file === undefined) return missing(call.volume)
+        const key = `${call.volume}/${call.snapshot}`
+        const has = (file.snapshots ?? []).includes(call.snapshot)
+        const noSnapshot = {
+          latencyUs: base,
+          error: {
+            reason: "no-such-snapshot" as const,
+            detail: `${call.volume} has no snapshot ${call.snapshot}`,
+          },
+        }
+        if (call._tag === "createSnapshot") {
+          if (file.format !== "qcow2")
+            return { latencyUs: base, error: { reason: "unsupported", detail: `${call.volume} is raw` } }
+          if (has) return { latencyUs: base, error: { reason: "exists", detail: `${call.snapshot} exists` } }
+          pool.files.set(call.volume, { ...file, snapshots: [...(file.snapshots ?? []), call.snapshot] })
+          this.snapshotContents.set(key, this.contents.get(call.volume) ?? 0)
+          return { latencyUs: base }
+        }
+        if (!has) return noSnapshot
+        if (call._tag === "deleteSnapshot") {
+          const snapshots = (file.snapshots ?? []).filter((name) => name !== call.snapshot)
+          pool.files.set(call.volume, { ...file, snapshots })
+          this.snapshotContents.delete(key)
+          return { latencyUs: base }
+        }
+        this.contents.set(call.volume, this.snapshotContents.get(key) ?? 0)
+        return { latencyUs: base }
+      }
     }
+  }
+
+  /** A guest's write to a volume: its content changes (a new version). */
+  write(volume: string): void {
+    if ([...this.pools.values()].some((pool) => pool.files.has(volume)))
+      this.contents.set(volume, ++this.writes)
   }
 }

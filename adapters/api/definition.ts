@@ -187,6 +187,19 @@ export class SystemsApi extends HttpApiGroup.make("systems")
     }).annotate(OpenApi.Summary, "Read a system’s serial console, on the node that runs it"),
   ) {}
 
+export class StorageApi extends HttpApiGroup.make("storage")
+  .annotate(OpenApi.Description, "Storage operations beyond writing objects")
+  .add(
+    HttpApiEndpoint.post("revert", "/v1/storage-snapshots/:id/revert", {
+      params: { id: Schema.String },
+      success: Schema.Struct({ task: Schema.String }),
+      error: [OperationRefused, WriteFailed, StorageRefused],
+    }).annotate(
+      OpenApi.Summary,
+      "Revert a snapshot's volume to it: a task for the node of the volume's pool (refused while a system that has the volume runs)",
+    ),
+  ) {}
+
 const HealthScore = Schema.Struct({
   score: Schema.Int,
   reasons: Schema.Array(Schema.Struct({ points: Schema.Int, reason: Schema.String })),
@@ -493,6 +506,7 @@ export class AcpApi extends HttpApi.make("acp")
   .add(ObjectsApi)
   .add(AlarmsApi)
   .add(SystemsApi)
+  .add(StorageApi)
   .add(NodeApi)
   .middleware(RequestErrors)
   .middleware(Authorization)

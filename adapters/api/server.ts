@@ -20,7 +20,13 @@ import type { SystemSpecValue } from "../../core/hypervisor/hypervisor.ts"
 import { isObjectKind, objectKinds } from "../../core/model/kinds.ts"
 import { decodeObjectPart, notFoundMessage } from "../../core/model/validate.ts"
 import { acknowledgeAlarm, decodeAlarm, encodeAlarm } from "../../core/monitor/alarms.ts"
-import { admitDelete, admitPool, admitVolume, type StorageReader } from "../../core/storage/admission.ts"
+import {
+  admitDelete,
+  admitPool,
+  admitSnapshot,
+  admitVolume,
+  type StorageReader,
+} from "../../core/storage/admission.ts"
 import { admitSystemDisks } from "../../core/storage/disks.ts"
 import type { DecisionRefusedError, RunningNode } from "../node/node.ts"
 import { layerKeyAuthorization, layerSocketAuthorization } from "./authorization.ts"
@@ -42,6 +48,7 @@ import {
 import { type Forwarding, layerForward } from "./forward.ts"
 import { metricsText } from "./metrics.ts"
 import { Node } from "./node.ts"
+import { StorageHandlers } from "./storage.ts"
 import { SystemsHandlers } from "./systems.ts"
 
 export { Node }
@@ -110,6 +117,7 @@ export const storageReader = (node: RunningNode): StorageReader => {
     volume: (id) => spec("storage-volume", id),
     volumes: () => all("storage-volume"),
     systems: () => all("system"),
+    snapshots: () => all("storage-snapshot"),
     poolStats: (id) => {
       const slot = node.statsOf("storage-pool", id)[0]
       return slot === undefined
@@ -131,7 +139,9 @@ const storageRefusal = (node: RunningNode, kind: string, id: string, spec: unkno
           ? admitPool(store, id, spec as Parameters<typeof admitPool>[2])
           : kind === "system"
             ? admitSystemDisks(store, id, spec as SystemSpecValue)
-            : undefined
+            : kind === "storage-snapshot"
+              ? admitSnapshot(store, id, spec as Parameters<typeof admitSnapshot>[2])
+              : undefined
   return refusal === undefined
     ? Effect.void
     : Effect.fail(new OperationRefused({ reason: refusal.reason, message: refusal.message }))
@@ -328,7 +338,7 @@ const routes = (forwarding: Forwarding, callers: Callers) =>
       { global: true },
     ),
     HttpApiBuilder.layer(AcpApi, { openapiPath: "/openapi.json" }).pipe(
-      Layer.provide([ObjectsHandlers, AlarmsHandlers, SystemsHandlers, NodeHandlers]),
+      Layer.provide([ObjectsHandlers, AlarmsHandlers, SystemsHandlers, StorageHandlers, NodeHandlers]),
       Layer.provide(callers === "key" ? layerKeyAuthorization : layerSocketAuthorization),
       Layer.provide(layerRequestErrors),
     ),

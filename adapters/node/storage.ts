@@ -26,6 +26,12 @@ const executor = (running: RunningNode, storage: Storage["Service"]): ServiceExe
           .pipe(Effect.map((volume) => ({ volume })))
       case "deleteVolume":
         return storage.deleteVolume(call.pool, call.volume).pipe(Effect.as({}))
+      case "createSnapshot":
+        return storage.createSnapshot(call.pool, call.volume, call.snapshot).pipe(Effect.as({}))
+      case "deleteSnapshot":
+        return storage.deleteSnapshot(call.pool, call.volume, call.snapshot).pipe(Effect.as({}))
+      case "revertSnapshot":
+        return storage.revertSnapshot(call.pool, call.volume, call.snapshot).pipe(Effect.as({}))
     }
   }
   return (effect, answer) => {
@@ -47,7 +53,10 @@ const executor = (running: RunningNode, storage: Storage["Service"]): ServiceExe
             stats.push({
               kind: "storage-volume",
               id: volume.id,
-              value: json({ allocationBytes: volume.allocationBytes, snapshots: 0 }),
+              value: json({
+                allocationBytes: volume.allocationBytes,
+                snapshots: volume.snapshots?.length ?? 0,
+              }),
             })
         }
         if (stats.length > 0) yield* running.setStats(stats)

@@ -122,8 +122,10 @@ export const makeDirStorage = (options: DirStorageOptions = {}) => {
       if (format === "raw") return { id: volume, path, format, capacityBytes: file.size, allocationBytes }
       const info = JSON.parse(yield* img(operation, volume, ["info", "--output=json", "-U", path])) as {
         readonly "virtual-size": number
+        readonly snapshots?: ReadonlyArray<{ readonly name: string }>
       }
-      return { id: volume, path, format, capacityBytes: info["virtual-size"], allocationBytes }
+      const snapshots = (info.snapshots ?? []).map((snapshot) => snapshot.name)
+      return { id: volume, path, format, capacityBytes: info["virtual-size"], allocationBytes, snapshots }
     })
 
   const listVolumes = (pool: PoolDefinition) =>

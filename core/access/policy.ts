@@ -28,6 +28,7 @@ const endpointPermissions: Readonly<Record<string, Permission>> = {
   "systems.create": "write",
   "systems.operate": "write",
   "systems.console": "read",
+  "storage.revert": "write",
   "node.status": "read",
   "node.metrics": "read",
   "node.domains": "read",

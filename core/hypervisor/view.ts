@@ -67,7 +67,11 @@ export const viewIn = (self: string, store: StoreReader): View => ({
   systems: systemsIn(store),
   tasks: store.list("task").flatMap((entry) => {
     const spec = decodeValue<TaskSpecValue>(entry.value)
-    return spec !== undefined && spec.owner === self && (spec.state === "queued" || spec.state === "running")
+    // Its own tasks only: a storage task of this node is the storage service's.
+    return spec !== undefined &&
+      spec.owner === self &&
+      spec.operation.startsWith("hypervisor.") &&
+      (spec.state === "queued" || spec.state === "running")
       ? [{ id: entry.id, spec }]
       : []
   }),

@@ -50,6 +50,9 @@ import {
   StorageShareMeta,
   StorageShareSpec,
   StorageShareStats,
+  StorageSnapshotMeta,
+  StorageSnapshotSpec,
+  StorageSnapshotStats,
   StorageVolumeMeta,
   StorageVolumeSpec,
   StorageVolumeStats,
@@ -106,6 +109,13 @@ const kindDefinitions = {
     stats: StorageVolumeStats,
     lifecycle: storageVolumeLifecycle,
     description: "a disk image in a pool",
+  }),
+  "storage-snapshot": kind({
+    id: Ids.StorageSnapshotId,
+    spec: StorageSnapshotSpec,
+    meta: StorageSnapshotMeta,
+    stats: StorageSnapshotStats,
+    description: "a snapshot of a volume's content, to revert to",
   }),
   "storage-share": kind({
     id: Ids.StorageShareId,

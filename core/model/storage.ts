@@ -75,6 +75,18 @@ export const StorageVolumeMeta = Schema.Struct({
 })
 export const StorageVolumeStats = Schema.Struct({ allocationBytes: Bytes, snapshots: Count })
 
+/** A point-in-time copy of a volume's content, named after its id inside the volume (qcow2). */
+export const StorageSnapshotSpec = Schema.Struct({
+  name: Name,
+  volume: StorageVolumeId,
+})
+export const StorageSnapshotMeta = Schema.Struct({
+  state: Schema.Literals(["creating", "available", "failed"]),
+  /** Why it is not available, when it is not. */
+  detail: Schema.optionalKey(Schema.String),
+})
+export const StorageSnapshotStats = Schema.Struct({ sizeBytes: Bytes })
+
 export const StorageShareSpec = Schema.Struct({
   name: Name,
   pool: StoragePoolId,

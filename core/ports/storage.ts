@@ -71,6 +71,8 @@ export interface VolumeInfo {
   readonly capacityBytes: number
   /** The space it takes in its pool. */
   readonly allocationBytes: number
+  /** The names of its snapshots (absent: a format without any). */
+  readonly snapshots?: ReadonlyArray<string>
 }
 
 export interface SnapshotInfo {

@@ -11,7 +11,14 @@
  */
 import type { SystemSpecValue } from "../hypervisor/hypervisor.ts"
 import type { PoolInfo } from "../ports/storage.ts"
-import { doesNotFit, type StoragePoolSpecValue, type StorageVolumeSpecValue } from "./storage.ts"
+import { poolCapabilities } from "../ports/storage.ts"
+import {
+  doesNotFit,
+  type SnapshotSpecValue,
+  type StoragePoolSpecValue,
+  type StorageTaskValue,
+  type StorageVolumeSpecValue,
+} from "./storage.ts"
 
 export interface StorageRefusal {
   readonly reason: "no-such-pool" | "no-space" | "invalid" | "in-use"
@@ -25,6 +32,8 @@ export interface StorageReader {
   readonly systems: () => ReadonlyArray<{ readonly id: string; readonly spec: SystemSpecValue }>
   /** The pool's figures as its node last published them. */
   readonly poolStats: (id: string) => PoolInfo | undefined
+  /** Every snapshot (absent: a reader that does not need them). */
+  readonly snapshots?: () => ReadonlyArray<{ readonly id: string; readonly spec: SnapshotSpecValue }>
 }
 
 const refuse = (reason: StorageRefusal["reason"], message: string): StorageRefusal => ({ reason, message })
@@ -114,12 +123,96 @@ export const admitDelete = (store: StorageReader, kind: string, id: string): Sto
   }
   if (kind === "storage-volume") {
     const users = store.systems().filter((system) => system.spec.disks.some((disk) => disk.volume === id))
-    return users.length === 0
+    if (users.length > 0)
+      return refuse(
+        "in-use",
+        `storage-volume ${id} is a disk of ${users.map((system) => system.id).join(", ")}; detach it first`,
+      )
+    const snapshots = (store.snapshots?.() ?? []).filter((snapshot) => snapshot.spec.volume === id)
+    return snapshots.length === 0
       ? undefined
       : refuse(
           "in-use",
-          `storage-volume ${id} is a disk of ${users.map((system) => system.id).join(", ")}; detach it first`,
+          `storage-volume ${id} has snapshot(s) ${snapshots.map((snapshot) => snapshot.id).join(", ")}; delete them first`,
         )
   }
   return undefined
+}
+
+/** A snapshot is of a qcow2 volume in a pool that can snapshot (its capabilities say so), and stays on it. */
+export const admitSnapshot = (
+  store: StorageReader,
+  id: string,
+  spec: SnapshotSpecValue,
+): StorageRefusal | undefined => {
+  const before = (store.snapshots?.() ?? []).find((snapshot) => snapshot.id === id)
+  if (before !== undefined && before.spec.volume !== spec.volume)
+    return refuse(
+      "invalid",
+      `storage-snapshot ${id} is of ${before.spec.volume}: it cannot move to ${spec.volume}`,
+    )
+  const volume = store.volume(spec.volume)
+  if (volume === undefined)
+    return refuse("invalid", `storage-snapshot ${id}: there is no volume ${spec.volume}`)
+  const pool = store.pool(volume.pool)
+  if (pool === undefined)
+    return refuse("no-such-pool", `storage-snapshot ${id}: there is no pool ${volume.pool}`)
+  if (!poolCapabilities[pool.driver].snapshot)
+    return refuse(
+      "invalid",
+      `storage-snapshot ${id}: pool ${volume.pool} (${pool.driver}) cannot snapshot: its capabilities say snapshot: false`,
+    )
+  if (volume.format !== "qcow2")
+    return refuse(
+      "invalid",
+      `storage-snapshot ${id}: volume ${spec.volume} is ${volume.format}; only qcow2 volumes have snapshots`,
+    )
+  return undefined
+}
+
+/**
+ * A revert of a volume to a snapshot, as a task for the node of the volume's pool, or why not:
+ * the snapshot and its volume exist, the pool lives on one node, and every system that has the
+ * volume as a disk is stopped (a revert under a running guest would corrupt what it sees).
+ */
+export const planRevert = (
+  store: StorageReader,
+  snapshot: string,
+  nowMs: number,
+): { readonly owner: string; readonly task: StorageTaskValue } | StorageRefusal => {
+  const found = (store.snapshots?.() ?? []).find((each) => each.id === snapshot)
+  if (found === undefined) return refuse("invalid", `there is no storage-snapshot ${snapshot}`)
+  const volume = store.volume(found.spec.volume)
+  if (volume === undefined)
+    return refuse("invalid", `storage-snapshot ${snapshot}: there is no volume ${found.spec.volume}`)
+  const pool = store.pool(volume.pool)
+  if (pool?.node === undefined || pool.shared)
+    return refuse(
+      "invalid",
+      `storage-snapshot ${snapshot}: pool ${volume.pool} has no node of its own to revert on`,
+    )
+  const running = store
+    .systems()
+    .filter(
+      (system) =>
+        system.spec.desired !== "stopped" &&
+        system.spec.disks.some((disk) => disk.volume === found.spec.volume),
+    )
+  if (running.length > 0)
+    return refuse(
+      "in-use",
+      `storage-volume ${found.spec.volume} is a disk of ${running.map((system) => system.id).join(", ")}, which is not stopped; stop it before reverting`,
+    )
+  return {
+    owner: pool.node,
+    task: {
+      operation: "storage.revert",
+      target: { kind: "storage-snapshot", id: snapshot },
+      owner: pool.node,
+      parameters: { volume: found.spec.volume },
+      state: "queued",
+      log: [{ atMs: nowMs, line: `revert ${found.spec.volume} to ${snapshot} requested` }],
+      createdMs: nowMs,
+    },
+  }
 }

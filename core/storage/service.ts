@@ -11,9 +11,11 @@ import type { ServiceContext, ServiceCore, ServicePorts, ServiceStep } from "../
 import {
   defaultStorageTimings,
   type Output,
+  type SnapshotSpecValue,
   type StorageConfig,
   StorageNode,
   type StoragePoolSpecValue,
+  type StorageTaskValue,
   type StorageVolumeSpecValue,
   type View,
 } from "./storage.ts"
@@ -27,23 +29,42 @@ export interface StorageServiceConfig {
   readonly retryMs?: number
 }
 
-const reads: ReadonlySet<string> = new Set(["storage-pool", "storage-volume", "system"])
+const reads: ReadonlySet<string> = new Set([
+  "storage-pool",
+  "storage-volume",
+  "storage-snapshot",
+  "system",
+  "task",
+])
 
-/** What the store holds of storage, as the core reads it. */
-export const storageViewOf = (store: ServiceContext["store"]): View => {
+/** What the store holds of storage, as the core reads it (`self`: the node whose tasks it runs). */
+export const storageViewOf = (store: ServiceContext["store"], self?: string): View => {
   const decoded = <A>(kind: string) =>
     store.list(kind).flatMap((entry) => {
       const spec = decodeValue<A>(entry.value)
       return spec === undefined ? [] : [{ id: entry.id, spec }]
     })
   const inUse = new Set<string>()
+  const active = new Set<string>()
   for (const { spec } of decoded<SystemSpecValue>("system"))
-    for (const disk of spec.disks ?? []) inUse.add(disk.volume)
+    for (const disk of spec.disks ?? []) {
+      inUse.add(disk.volume)
+      if (spec.desired !== "stopped") active.add(disk.volume)
+    }
   return {
     pools: decoded<StoragePoolSpecValue>("storage-pool"),
     volumes: decoded<StorageVolumeSpecValue>("storage-volume"),
     deleted: (volume) => store.deleted("storage-volume", volume),
     inUse,
+    active,
+    snapshots: decoded<SnapshotSpecValue>("storage-snapshot"),
+    snapshotDeleted: (snapshot) => store.deleted("storage-snapshot", snapshot),
+    tasks: decoded<StorageTaskValue>("task").filter(
+      ({ spec }) =>
+        spec.owner === self &&
+        spec.operation.startsWith("storage.") &&
+        (spec.state === "queued" || spec.state === "running"),
+    ),
   }
 }
 
@@ -84,6 +105,17 @@ export const storageService =
               value: encodeValue(output.meta),
             })
             break
+          case "WriteSnapshotMeta":
+            writes.push({
+              op: "meta",
+              kind: "storage-snapshot",
+              id: output.snapshot,
+              value: encodeValue(output.meta),
+            })
+            break
+          case "WriteTask":
+            writes.push({ op: "put", kind: "task", id: output.id, value: encodeValue(output.spec) })
+            break
           case "ArmDeadline":
             deadlineMs = output.atMs
             break
@@ -97,7 +129,7 @@ export const storageService =
         split(
           core.handle(
             input._tag === "ViewChanged"
-              ? { _tag: "ViewChanged", view: storageViewOf(context.store) }
+              ? { _tag: "ViewChanged", view: storageViewOf(context.store, self) }
               : input,
             context.nowMs,
           ),

@@ -57,6 +57,28 @@ export interface PoolMetaValue {
   readonly detail?: string
 }
 
+export interface SnapshotSpecValue {
+  readonly name: string
+  readonly volume: string
+}
+
+export interface SnapshotMetaValue {
+  readonly state: "creating" | "available" | "failed"
+  readonly detail?: string
+}
+
+/** A storage task this node owns (a revert), as the core reads and writes it. */
+export interface StorageTaskValue {
+  readonly operation: string
+  readonly target: { readonly kind: string; readonly id: string }
+  readonly owner: string
+  readonly parameters: Readonly<Record<string, string>>
+  readonly state: "queued" | "running" | "succeeded" | "failed" | "cancelled"
+  readonly log: ReadonlyArray<{ readonly atMs: number; readonly line: string }>
+  readonly error?: string
+  readonly createdMs: number
+}
+
 export interface VolumeMetaValue {
   readonly state: VolumeState
   readonly path?: string
@@ -85,6 +107,14 @@ export interface View {
   readonly deleted: (volume: string) => boolean
   /** Volumes a system's spec names as a disk. */
   readonly inUse: ReadonlySet<string>
+  /** Volumes that are disks of a system not wanted stopped (a revert would pull the disk from under it). */
+  readonly active?: ReadonlySet<string>
+  /** Every snapshot in the store. */
+  readonly snapshots?: ReadonlyArray<{ readonly id: string; readonly spec: SnapshotSpecValue }>
+  /** Whether the store holds a tombstone for this snapshot. */
+  readonly snapshotDeleted?: (snapshot: string) => boolean
+  /** Storage tasks (reverts) this node owns that are queued or running. */
+  readonly tasks?: ReadonlyArray<{ readonly id: string; readonly spec: StorageTaskValue }>
 }
 
 export type StorageCall =
@@ -97,6 +127,12 @@ export type StorageCall =
       readonly sizeBytes: number
     }
   | { readonly _tag: "deleteVolume"; readonly pool: PoolDefinition; readonly volume: string }
+  | {
+      readonly _tag: "createSnapshot" | "deleteSnapshot" | "revertSnapshot"
+      readonly pool: PoolDefinition
+      readonly volume: string
+      readonly snapshot: string
+    }
 
 export interface Observed {
   readonly pool: string
@@ -124,6 +160,8 @@ export type Output =
   | { readonly _tag: "Observe"; readonly pools: ReadonlyArray<PoolDefinition> }
   | { readonly _tag: "WritePoolMeta"; readonly pool: string; readonly meta: PoolMetaValue }
   | { readonly _tag: "WriteVolumeMeta"; readonly volume: string; readonly meta: VolumeMetaValue }
+  | { readonly _tag: "WriteSnapshotMeta"; readonly snapshot: string; readonly meta: SnapshotMetaValue }
+  | { readonly _tag: "WriteTask"; readonly id: string; readonly spec: StorageTaskValue }
   | { readonly _tag: "ArmDeadline"; readonly atMs: number }
 
 /** A pool's definition on this node, or undefined for a pool that lives on another. */
@@ -170,9 +208,14 @@ export class StorageNode {
   readonly config: StorageConfig
   private view: View = { pools: [], volumes: [], deleted: () => false, inUse: new Set() }
   private readonly observed = new Map<string, Observed>()
-  /** Target (pool or volume id) → the request in flight for it. */
+  /** Pool or volume id → the request in flight on it (a snapshot's call holds its volume). */
   private readonly inFlight = new Map<string, number>()
-  private readonly requests = new Map<number, { readonly target: string; readonly call: StorageCall }>()
+  private readonly requests = new Map<
+    number,
+    { readonly target: string; readonly lock: string; readonly call: StorageCall; readonly task?: string }
+  >()
+  /** Revert tasks this node has finished, until the store shows them finished. */
+  private readonly tasksDone = new Set<string>()
   private readonly failures = new Map<string, Failure>()
   private readonly published = new Map<string, string>()
   private requestId = 0
@@ -192,6 +235,9 @@ export class StorageNode {
     switch (input._tag) {
       case "ViewChanged":
         this.view = input.view
+        // A finished task is forgotten once the store no longer lists it open.
+        for (const id of [...this.tasksDone])
+          if (!(input.view.tasks ?? []).some((task) => task.id === id)) this.tasksDone.delete(id)
         break
       case "Observed":
         this.observing = false
@@ -230,10 +276,14 @@ export class StorageNode {
     const request = this.requests.get(input.requestId)
     if (request === undefined) return
     this.requests.delete(input.requestId)
-    this.inFlight.delete(request.target)
+    this.inFlight.delete(request.lock)
     this.callsDone++
     const { call } = request
     const pool = this.observed.get(call.pool.id)
+    if (call._tag === "createSnapshot" || call._tag === "deleteSnapshot" || call._tag === "revertSnapshot") {
+      this.onSnapshotDone(request, input, nowMs)
+      return
+    }
     if (input.error !== undefined) {
       this.failures.set(request.target, {
         key: this.keyOf(request.target),
@@ -266,10 +316,74 @@ export class StorageNode {
     if (pool !== undefined) this.observed.set(pool.pool, { ...pool, volumes: [...volumes.values()] })
   }
 
+  /**
+   * A snapshot call answered. A create that finds the snapshot there already, or a delete that
+   * finds it (or its volume) gone, did what was asked: after a restart the core asks again for
+   * what it cannot know it did. A revert finishes its task either way, saying which.
+   */
+  private onSnapshotDone(
+    request: { readonly target: string; readonly call: StorageCall; readonly task?: string },
+    input: Extract<Input, { readonly _tag: "CallDone" }>,
+    nowMs: number,
+  ): void {
+    const call = request.call as Extract<StorageCall, { readonly snapshot: string }>
+    const reason = input.error?.reason
+    const done =
+      reason === undefined ||
+      (call._tag === "createSnapshot" && reason === "exists") ||
+      (call._tag === "deleteSnapshot" && (reason === "no-such-snapshot" || reason === "no-such-volume"))
+    if (call._tag === "revertSnapshot") {
+      if (request.task !== undefined)
+        this.finishTask(
+          request.task,
+          nowMs,
+          input.error === undefined ? undefined : `${input.error.reason}: ${input.error.detail}`,
+          `volume ${call.volume} reverted to snapshot ${call.snapshot}`,
+        )
+      return
+    }
+    if (!done) {
+      this.failures.set(request.target, {
+        key: this.keyOf(request.target),
+        reason: input.error!.reason,
+        detail: input.error!.detail,
+        atMs: nowMs,
+      })
+      return
+    }
+    this.failures.delete(request.target)
+    const pool = this.observed.get(call.pool.id)
+    if (pool === undefined) return
+    const volumes = (pool.volumes ?? []).map((volume) => {
+      if (volume.id !== call.volume) return volume
+      const others = (volume.snapshots ?? []).filter((name) => name !== call.snapshot)
+      return { ...volume, snapshots: call._tag === "createSnapshot" ? [...others, call.snapshot] : others }
+    })
+    this.observed.set(pool.pool, { ...pool, volumes })
+  }
+
+  private finishTask(id: string, nowMs: number, error: string | undefined, note: string): void {
+    const task = this.view.tasks?.find((each) => each.id === id)
+    this.tasksDone.add(id)
+    if (task === undefined) return
+    this.outputs.push({
+      _tag: "WriteTask",
+      id,
+      spec: {
+        ...task.spec,
+        state: error === undefined ? "succeeded" : "failed",
+        log: [...task.spec.log, { atMs: nowMs, line: error ?? note }],
+        ...(error === undefined ? {} : { error }),
+      },
+    })
+  }
+
   /** What a failure was for: the volume's spec or the pool's, as JSON. */
   private keyOf(target: string): string {
     const volume = this.view.volumes.find((each) => each.id === target)
     if (volume !== undefined) return JSON.stringify(volume.spec)
+    const snapshot = this.view.snapshots?.find((each) => each.id === target)
+    if (snapshot !== undefined) return JSON.stringify(snapshot.spec)
     const pool = this.view.pools.find((each) => each.id === target)
     return pool === undefined ? "" : JSON.stringify(pool.spec)
   }
@@ -285,10 +399,10 @@ export class StorageNode {
     return lasting || nowMs < failure.atMs + this.config.retryMs ? failure : undefined
   }
 
-  private call(target: string, call: StorageCall): void {
+  private call(target: string, call: StorageCall, lock = target, task?: string): void {
     const requestId = ++this.requestId
-    this.inFlight.set(target, requestId)
-    this.requests.set(requestId, { target, call })
+    this.inFlight.set(lock, requestId)
+    this.requests.set(requestId, { target, lock, call, ...(task === undefined ? {} : { task }) })
     this.outputs.push({ _tag: "Call", requestId, target, call })
   }
 
@@ -431,10 +545,83 @@ export class StorageNode {
         capacityBytes: file.capacityBytes,
       })
     }
+    for (const file of files.values()) this.reconcileSnapshots(spec, pool, file, nowMs)
+  }
+
+  /**
+   * A volume's snapshots, one call at a time on the volume (after its own): a snapshot whose
+   * object is deleted goes; one the store wants is taken; a revert task this node owns runs
+   * when the volume is no running system's disk. A snapshot on a volume or pool that cannot have
+   * one fails, saying so from the pool's capabilities.
+   */
+  private reconcileSnapshots(
+    spec: StoragePoolSpecValue,
+    pool: PoolDefinition,
+    file: VolumeInfo,
+    nowMs: number,
+  ): void {
+    const wanted = (this.view.snapshots ?? []).filter((snapshot) => snapshot.spec.volume === file.id)
+    const onDisk = new Set(file.snapshots ?? [])
+    const capable = poolCapabilities[spec.driver].snapshot
+    const busy = () => this.inFlight.has(file.id)
+    for (const name of onDisk) {
+      if (busy()) break
+      if (this.view.snapshotDeleted?.(name) === true && this.failureOf(name, nowMs) === undefined)
+        this.call(name, { _tag: "deleteSnapshot", pool, volume: file.id, snapshot: name }, file.id)
+    }
+    for (const { id } of wanted) {
+      if (onDisk.has(id)) {
+        this.publishSnapshot(id, { state: "available" })
+        continue
+      }
+      const failure = this.failureOf(id, nowMs)
+      const unable = !capable
+        ? `unsupported: pool type ${spec.driver} cannot snapshot (its capabilities say snapshot: false)`
+        : file.format !== "qcow2"
+          ? `unsupported: volume ${file.id} is ${file.format}: only qcow2 volumes have snapshots`
+          : failure === undefined
+            ? undefined
+            : `${failure.reason}: ${failure.detail}`
+      if (unable !== undefined) {
+        this.publishSnapshot(id, { state: "failed", detail: unable })
+        continue
+      }
+      this.publishSnapshot(id, { state: "creating" })
+      if (!busy()) this.call(id, { _tag: "createSnapshot", pool, volume: file.id, snapshot: id }, file.id)
+    }
+    for (const { id, spec: task } of this.view.tasks ?? []) {
+      if (task.operation !== "storage.revert" || this.tasksDone.has(id) || busy()) continue
+      const snapshot = (this.view.snapshots ?? []).find((each) => each.id === task.target.id)
+      if (snapshot?.spec.volume !== file.id) continue
+      if (this.view.active?.has(file.id) === true) {
+        this.finishTask(
+          id,
+          nowMs,
+          `volume ${file.id} is a disk of a system that is not stopped; stop it first`,
+          "",
+        )
+        continue
+      }
+      if (!onDisk.has(snapshot.id)) {
+        this.finishTask(id, nowMs, `volume ${file.id} has no snapshot ${snapshot.id} (yet)`, "")
+        continue
+      }
+      this.call(
+        snapshot.id,
+        { _tag: "revertSnapshot", pool, volume: file.id, snapshot: snapshot.id },
+        file.id,
+        id,
+      )
+    }
   }
 
   private publishPool(id: string, meta: PoolMetaValue): void {
     if (this.changed(`pool\u0000${id}`, meta)) this.outputs.push({ _tag: "WritePoolMeta", pool: id, meta })
+  }
+
+  private publishSnapshot(id: string, meta: SnapshotMetaValue): void {
+    if (this.changed(`snapshot\u0000${id}`, meta))
+      this.outputs.push({ _tag: "WriteSnapshotMeta", snapshot: id, meta })
   }
 
   private publishVolume(id: string, meta: VolumeMetaValue): void {

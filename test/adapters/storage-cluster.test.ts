@@ -231,4 +231,38 @@ describe.skipIf(hasQemuUtils !== true)("storage on a local cluster", () => {
       "system web-1 cannot leave n2: its disks: volume web-1-disk0 is in pool fast",
     )
   })
+
+  it("a snapshot taken on the cluster brings a volume's bytes back on revert; what cannot be is refused", async () => {
+    const file = join(poolDir, "v1.qcow2")
+    const io = (command: string) =>
+      spawnSync("qemu-io", ["-f", "qcow2", "-c", command, file], { encoding: "utf8", timeout: 30_000 })
+    expect(io("write -P 0xab 0 64k").status).toBe(0)
+    const taken = acp("storage", "snapshot", "create", "s1", "--volume", "v1")
+    expect(taken.stdout + taken.stderr).toContain("storage-snapshot s1 of v1 taken on n2")
+    expect(io("write -P 0xcd 0 64k").status).toBe(0)
+    const reverted = acp("storage", "snapshot", "revert", "s1")
+    expect(reverted.status, reverted.stderr + reverted.stdout).toBe(0)
+    expect(reverted.stdout).toContain("volume v1 reverted to snapshot s1")
+    const read = io("read -P 0xab 0 64k")
+    expect(read.stdout + read.stderr).not.toContain("Pattern verification failed")
+    expect(read.status).toBe(0)
+    expect(acp("storage", "snapshot", "list", "--volume", "v1").stdout).toMatch(/s1\s+v1\s+n2\s+available/)
+
+    const raw = await api(1, "PUT", "/v1/objects/storage-snapshot/s2", { name: "s2", volume: "v2" })
+    expect(raw.status).toBe(409)
+    expect(raw.body.message).toBe("storage-snapshot s2: volume v2 is raw; only qcow2 volumes have snapshots")
+    expect(acp("storage", "snapshot", "create", "s3", "--volume", "web-1-disk0").status).toBe(0)
+    const underGuest = acp("storage", "snapshot", "revert", "s3")
+    expect(underGuest.status).not.toBe(0)
+    expect(underGuest.stderr).toContain("storage-volume web-1-disk0 is a disk of web-1, which is not stopped")
+    const withSnapshots = await api(1, "DELETE", "/v1/objects/storage-volume/v1")
+    expect(withSnapshots.status).toBe(409)
+    expect(withSnapshots.body.message).toBe("storage-volume v1 has snapshot(s) s1; delete them first")
+
+    expect(acp("storage", "snapshot", "delete", "s1").status).toBe(0)
+    await eventually(() => {
+      const listed = spawnSync("qemu-img", ["snapshot", "-U", "-l", file], { encoding: "utf8" })
+      return listed.status === 0 && !listed.stdout.includes("s1")
+    })
+  }, 60_000)
 })

@@ -141,6 +141,7 @@ describe("model", () => {
           "storage-device",
           "storage-pool",
           "storage-share",
+          "storage-snapshot",
           "storage-volume",
           "system",
           "task",

@@ -10,6 +10,8 @@ import {
   StoragePoolMeta,
   StoragePoolSpec,
   StoragePoolStats,
+  StorageSnapshotMeta,
+  StorageSnapshotSpec,
   StorageVolumeMeta,
   StorageVolumeSpec,
 } from "../../../core/model/storage.ts"
@@ -19,7 +21,7 @@ import type { ObjectView } from "../../api/definition.ts"
 import { type AcpClient, CliError } from "../client.ts"
 import { renderTable } from "../render.ts"
 import { dirFlag, jsonFlag, nodeFlag, withApi } from "../target.ts"
-import { decodeSlots } from "./system.ts"
+import { decodeSlots, followTask } from "./system.ts"
 
 const sizeFlag = (name: string, description: string) =>
   Flag.String(name).pipe(
@@ -50,7 +52,7 @@ interface Made {
 /** Waits until the object's node reports `ready` in its meta, or fails with the node's reason. */
 const follow = (
   client: AcpClient,
-  kind: "storage-pool" | "storage-volume",
+  kind: "storage-pool" | "storage-volume" | "storage-snapshot",
   id: string,
   timeoutS: number,
   ready: ReadonlySet<string>,
@@ -62,7 +64,9 @@ const follow = (
       const meta: ReadonlyArray<{ node: string; value: { state: string; path?: string; detail?: string } }> =
         kind === "storage-pool"
           ? decodeSlots(StoragePoolMeta, object.meta)
-          : decodeSlots(StorageVolumeMeta, object.meta)
+          : kind === "storage-snapshot"
+            ? decodeSlots(StorageSnapshotMeta, object.meta)
+            : decodeSlots(StorageVolumeMeta, object.meta)
       const done = meta.find((slot) => ready.has(slot.value.state))
       if (done !== undefined) return { node: done.node, path: done.value.path }
       const failed = meta.find((slot) => slot.value.state === "failed")
@@ -320,8 +324,99 @@ const volumeDelete = Command.make(
     ),
 ).pipe(Command.withDescription("Delete a volume (refused while a system names it as a disk)"))
 
+// ---- snapshots -------------------------------------------------------------------------------
+
+const snapshotId = Argument.String("snapshot").pipe(Argument.withDescription("The snapshot's id"))
+
+const snapshotCreate = Command.make(
+  "create",
+  {
+    id: snapshotId,
+    volume: Flag.String("volume").pipe(Flag.withDescription("The volume to snapshot (qcow2)")),
+    detach: detachFlag,
+    timeout: timeoutFlag,
+    dir: dirFlag,
+    node: nodeFlag,
+  },
+  ({ id, volume, detach, timeout, dir, node }) =>
+    withApi(dir, node, (client) =>
+      Effect.gen(function* () {
+        yield* client.objects.put({ params: { kind: "storage-snapshot", id }, payload: { name: id, volume } })
+        if (detach) return yield* Console.log(`storage-snapshot ${id} written`)
+        const made = yield* follow(client, "storage-snapshot", id, timeout, new Set(["available"]))
+        yield* Console.log(`storage-snapshot ${id} of ${volume} taken on ${made.node}`)
+      }),
+    ),
+).pipe(Command.withDescription("Snapshot a volume (taken by the node of its pool)"))
+
+const snapshotList = Command.make(
+  "list",
+  {
+    volume: Flag.String("volume").pipe(Flag.withDescription("Only this volume's"), Flag.optional),
+    dir: dirFlag,
+    node: nodeFlag,
+    json: jsonFlag,
+  },
+  ({ volume, dir, node, json }) =>
+    withApi(dir, node, (client) =>
+      Effect.gen(function* () {
+        const snapshots = yield* client.objects.list({ params: { kind: "storage-snapshot" } })
+        const rows = snapshots.flatMap((object) =>
+          Option.match(Schema.decodeUnknownOption(StorageSnapshotSpec)(object.spec), {
+            onNone: () => [],
+            onSome: (spec) => {
+              if (Option.isSome(volume) && spec.volume !== volume.value) return []
+              const meta = decodeSlots(StorageSnapshotMeta, object.meta)[0]
+              return [
+                {
+                  id: object.id,
+                  volume: spec.volume,
+                  node: meta?.node ?? "-",
+                  state: meta?.value.state ?? "creating",
+                  ...(meta?.value.detail === undefined ? {} : { detail: meta.value.detail }),
+                },
+              ]
+            },
+          }),
+        )
+        if (json) return yield* Console.log(JSON.stringify(rows))
+        yield* Console.log(
+          renderTable(
+            ["SNAPSHOT", "VOLUME", "NODE", "STATE"],
+            rows.map((row) => [row.id, row.volume, row.node, row.state]),
+          ),
+        )
+        for (const row of rows) if (row.detail !== undefined) yield* Console.log(`${row.id}: ${row.detail}`)
+      }),
+    ),
+).pipe(Command.withDescription("List snapshots with their volume and state"))
+
+const snapshotRevert = Command.make(
+  "revert",
+  { id: snapshotId, detach: detachFlag, timeout: timeoutFlag, dir: dirFlag, node: nodeFlag },
+  ({ id, detach, timeout, dir, node }) =>
+    withApi(dir, node, (client) =>
+      Effect.gen(function* () {
+        const { task } = yield* client.storage.revert({ params: { id } })
+        yield* Console.log(`revert to ${id}: task ${task}`)
+        if (!detach) yield* followTask(client, task, timeout)
+      }),
+    ),
+).pipe(Command.withDescription("Set a volume's content back to a snapshot (its systems stopped)"))
+
+const snapshotDelete = Command.make(
+  "delete",
+  { id: snapshotId, dir: dirFlag, node: nodeFlag },
+  ({ id, dir, node }) =>
+    withApi(dir, node, (client) =>
+      client.objects
+        .remove({ params: { kind: "storage-snapshot", id } })
+        .pipe(Effect.andThen(Console.log(`storage-snapshot ${id} deleted`))),
+    ),
+).pipe(Command.withDescription("Delete a snapshot (removed from its volume by its pool's node)"))
+
 export const storageCommand = Command.make("storage").pipe(
-  Command.withDescription("Storage pools and volumes"),
+  Command.withDescription("Storage pools, volumes and snapshots"),
   Command.withSubcommands([
     Command.make("pool").pipe(
       Command.withDescription("Pools: where volumes are carved from"),
@@ -330,6 +425,10 @@ export const storageCommand = Command.make("storage").pipe(
     Command.make("volume").pipe(
       Command.withDescription("Volumes: disks for systems"),
       Command.withSubcommands([volumeCreate, volumeResize, volumeList, volumeDelete]),
+    ),
+    Command.make("snapshot").pipe(
+      Command.withDescription("Snapshots: a volume's content at a point in time, to revert to"),
+      Command.withSubcommands([snapshotCreate, snapshotList, snapshotRevert, snapshotDelete]),
     ),
   ]),
 )

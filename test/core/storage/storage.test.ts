@@ -5,8 +5,10 @@ import {
   type Input,
   type Output,
   type PoolMetaValue,
+  type SnapshotMetaValue,
   StorageNode,
   type StoragePoolSpecValue,
+  type StorageTaskValue,
   type StorageVolumeSpecValue,
   type View,
   type VolumeMetaValue,
@@ -33,6 +35,12 @@ class Harness {
   volumeSpecs: Array<{ id: string; spec: StorageVolumeSpecValue }> = []
   tombstones = new Set<string>()
   inUse = new Set<string>()
+  active = new Set<string>()
+  snapshots: Array<{ id: string; spec: { name: string; volume: string } }> = []
+  snapshotTombstones = new Set<string>()
+  tasks: Array<{ id: string; spec: StorageTaskValue }> = []
+  readonly snapshotMeta = new Map<string, SnapshotMetaValue>()
+  readonly taskWrites = new Map<string, StorageTaskValue>()
   capacityOfNewPools = 100 * mib
   private deadlineMs = Number.POSITIVE_INFINITY
 
@@ -55,6 +63,10 @@ class Harness {
       volumes: this.volumeSpecs,
       deleted: (volume) => this.tombstones.has(volume),
       inUse: this.inUse,
+      active: this.active,
+      snapshots: this.snapshots,
+      snapshotDeleted: (snapshot) => this.snapshotTombstones.has(snapshot),
+      tasks: this.tasks,
     }
   }
 
@@ -113,6 +125,12 @@ class Harness {
       case "WriteVolumeMeta":
         this.volumeMeta.set(output.volume, output.meta)
         return []
+      case "WriteSnapshotMeta":
+        this.snapshotMeta.set(output.snapshot, output.meta)
+        return []
+      case "WriteTask":
+        this.taskWrites.set(output.id, output.spec)
+        return []
       case "ArmDeadline":
         this.deadlineMs = Math.min(this.deadlineMs, output.atMs)
         return []
@@ -165,6 +183,22 @@ class Harness {
           case "deleteVolume":
             this.pools.get(call.pool.id)!.files.delete(call.volume)
             return [{ _tag: "CallDone", requestId }]
+          case "createSnapshot":
+          case "deleteSnapshot":
+          case "revertSnapshot": {
+            const files = this.pools.get(call.pool.id)!.files
+            const file = files.get(call.volume)!
+            const has = (file.snapshots ?? []).includes(call.snapshot)
+            if (call._tag === "createSnapshot" && has)
+              return [{ _tag: "CallDone", requestId, error: { reason: "exists", detail: "there" } }]
+            if (call._tag !== "createSnapshot" && !has)
+              return [{ _tag: "CallDone", requestId, error: { reason: "no-such-snapshot", detail: "gone" } }]
+            const others = (file.snapshots ?? []).filter((name) => name !== call.snapshot)
+            if (call._tag === "createSnapshot")
+              files.set(call.volume, { ...file, snapshots: [...others, call.snapshot] })
+            if (call._tag === "deleteSnapshot") files.set(call.volume, { ...file, snapshots: others })
+            return [{ _tag: "CallDone", requestId }]
+          }
         }
       }
     }
@@ -380,5 +414,91 @@ describe("storage core", () => {
     h.changed()
     h.changed()
     expect(h.calls).toEqual(["ensurePool p1", "createVolume base", "createVolume copy"])
+  })
+
+  it("takes the snapshots the store wants, refuses them on raw volumes saying why, and removes deleted ones", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.volume("v1", 10 * mib)
+    h.volume("r1", 10 * mib, { format: "raw" })
+    h.snapshots = [
+      { id: "s1", spec: { name: "s1", volume: "v1" } },
+      { id: "s2", spec: { name: "s2", volume: "r1" } },
+    ]
+    h.changed()
+    h.advance(2_000)
+    expect(h.calls.filter((call) => call.includes("Snapshot"))).toEqual(["createSnapshot s1"])
+    expect(h.snapshotMeta.get("s1")).toEqual({ state: "available" })
+    expect(h.snapshotMeta.get("s2")).toEqual({
+      state: "failed",
+      detail: "unsupported: volume r1 is raw: only qcow2 volumes have snapshots",
+    })
+    expect(h.pools.get("p1")!.files.get("v1")!.snapshots).toEqual(["s1"])
+    h.snapshots = []
+    h.snapshotTombstones.add("s1")
+    h.changed()
+    h.advance(2_000)
+    expect(h.calls.filter((call) => call.includes("Snapshot"))).toEqual([
+      "createSnapshot s1",
+      "deleteSnapshot s1",
+    ])
+    expect(h.pools.get("p1")!.files.get("v1")!.snapshots).toEqual([])
+  })
+
+  it("after a restart, a snapshot already there is available without a call, and one answered 'exists' is too", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.volume("v1", 10 * mib)
+    h.snapshots = [{ id: "s1", spec: { name: "s1", volume: "v1" } }]
+    h.changed()
+    h.advance(2_000)
+    const again = new Harness()
+    for (const [id, pool] of h.pools) again.pools.set(id, pool)
+    again.poolSpecs = h.poolSpecs
+    again.volumeSpecs = h.volumeSpecs
+    again.snapshots = h.snapshots
+    again.changed()
+    again.advance(2_000)
+    expect(again.calls.filter((call) => call.includes("Snapshot"))).toEqual([])
+    expect(again.snapshotMeta.get("s1")).toEqual({ state: "available" })
+  })
+
+  it("runs a revert task on a stopped volume and finishes it; refuses it while a running system has the disk", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.volume("v1", 10 * mib)
+    h.snapshots = [{ id: "s1", spec: { name: "s1", volume: "v1" } }]
+    h.changed()
+    h.advance(2_000)
+    const task = (id: string): { id: string; spec: StorageTaskValue } => ({
+      id,
+      spec: {
+        operation: "storage.revert",
+        target: { kind: "storage-snapshot", id: "s1" },
+        owner: "n1",
+        parameters: {},
+        state: "queued",
+        log: [],
+        createdMs: 0,
+      },
+    })
+    h.active.add("v1")
+    h.tasks = [task("t1")]
+    h.changed()
+    expect(h.taskWrites.get("t1")).toMatchObject({
+      state: "failed",
+      error: "volume v1 is a disk of a system that is not stopped; stop it first",
+    })
+    expect(h.calls).not.toContain("revertSnapshot s1")
+    h.active.clear()
+    h.tasks = [task("t2")]
+    h.changed()
+    expect(h.calls.filter((call) => call === "revertSnapshot s1")).toHaveLength(1)
+    expect(h.taskWrites.get("t2")).toMatchObject({ state: "succeeded" })
+    expect(h.taskWrites.get("t2")!.log.at(-1)?.line).toBe("volume v1 reverted to snapshot s1")
+    // Done once: the view still showing it queued does not run it again.
+    h.changed()
+    h.advance(4_000)
+    expect(h.calls.filter((call) => call === "revertSnapshot s1")).toHaveLength(1)
   })
 })
