@@ -81,6 +81,7 @@ export type Event =
   | { readonly type: "create-systems" }
   | { readonly type: "operate" }
   | { readonly type: "operate-storage" }
+  | { readonly type: "operate-snapshots" }
 
 /** What every part of the simulator sees of the run. */
 export interface Sim {

@@ -18,8 +18,19 @@ import {
 } from "../core/hypervisor/scheduler.ts"
 import { decodeValue, encodeValue } from "../core/hypervisor/values.ts"
 import { systemsIn } from "../core/hypervisor/view.ts"
-import { admitDelete, admitVolume, type StorageReader } from "../core/storage/admission.ts"
-import type { StoragePoolSpecValue, StorageVolumeSpecValue } from "../core/storage/storage.ts"
+import {
+  admitDelete,
+  admitSnapshot,
+  admitVolume,
+  planRevert,
+  type StorageReader,
+} from "../core/storage/admission.ts"
+import type {
+  SnapshotSpecValue,
+  StoragePoolSpecValue,
+  StorageTaskValue,
+  StorageVolumeSpecValue,
+} from "../core/storage/storage.ts"
 import type { ElectionChecker } from "./checkers/election.ts"
 import type { StorageChecker } from "./checkers/storage.ts"
 import type { Sim } from "./events.ts"
@@ -40,6 +51,7 @@ const storageReaderOf = (store: NonNullable<SimNode["core"]>["store"]): StorageR
     volumes: () => all<StorageVolumeSpecValue>("storage-volume"),
     systems: () => all<SystemSpecValue>("system"),
     poolStats: () => undefined,
+    snapshots: () => all<SnapshotSpecValue>("storage-snapshot"),
   }
 }
 
@@ -57,8 +69,12 @@ export class Operator {
 
   /** Storage operations: their own generator (the systems' draws stay as they were), and checker. */
   private readonly disks: Prng
+  private readonly snapshotting: Prng
   private readonly storage: StorageChecker
   private volumes = 0
+  private snapshots = 0
+  /** Revert tasks asked for: task id → the volume and snapshot, until the checker has seen it end. */
+  private readonly reverts = new Map<string, { readonly volume: string; readonly snapshot: string }>()
 
   constructor(
     sim: Sim,
@@ -75,6 +91,7 @@ export class Operator {
     this.operator = operator
     this.side = Prng.labelled(sim.options.seed, "operator-side")
     this.disks = Prng.labelled(sim.options.seed, "operator-storage")
+    this.snapshotting = Prng.labelled(sim.options.seed, "operator-snapshots")
     this.storage = storage
   }
 
@@ -148,6 +165,78 @@ export class Operator {
     this.hosts.clientWrite(node, writes)
     sim.queue.push(sim.nowUs + 1_000_000 + this.operator.below(3_000_000), { type: "operate" })
     sim.queue.push(sim.nowUs + 500_000 + this.disks.below(1_000_000), { type: "operate-storage" })
+    sim.queue.push(sim.nowUs + 700_000 + this.snapshotting.below(1_000_000), { type: "operate-snapshots" })
+  }
+
+  /**
+   * Twice a second or so in the faulty phase, through a random live node with the API's rules
+   * checked on its store: a snapshot of a volume, a guest's write to one (its content changes,
+   * on the disk of the pool's host), a revert to a snapshot (a task for the pool's node), or a
+   * snapshot deleted. No write and no second revert while a revert of the volume is open, as
+   * seen from that node, so the `storage-snapshot` checker can compare what a finished revert
+   * left with what the snapshot held.
+   */
+  operateSnapshots(): void {
+    const sim = this.sim
+    if (sim.healed) return
+    sim.queue.push(sim.nowUs + 200_000 + this.snapshotting.below(600_000), { type: "operate-snapshots" })
+    const live = sim.nodes.filter((node) => node.core !== null)
+    if (live.length === 0) return
+    const node = this.snapshotting.pick(live)
+    const store = node.core!.store
+    const reader = storageReaderOf(store)
+    const open = new Set<string>()
+    for (const [id, revert] of this.reverts) {
+      const task = decodeValue<StorageTaskValue>(store.get("task", id)?.value)
+      if (task === undefined || task.state === "queued" || task.state === "running") open.add(revert.volume)
+      else {
+        if (task.state === "succeeded") this.storage.revertFinished(revert.volume, revert.snapshot, id)
+        this.reverts.delete(id)
+      }
+    }
+    // An operator snapshots what `acp storage volume list` shows available (a failed one has no image).
+    const available = (volume: string) =>
+      store
+        .metaOf("storage-volume", volume)
+        .some((slot) => decodeValue<{ state?: string }>(slot.value)?.state === "available")
+    const volumes = reader
+      .volumes()
+      .filter((volume) => volume.spec.format === "qcow2" && !open.has(volume.id) && available(volume.id))
+    const snapshots = (reader.snapshots?.() ?? []).filter((snapshot) => !open.has(snapshot.spec.volume))
+    const operation = this.snapshotting.pick([
+      "snapshot",
+      "snapshot",
+      "write",
+      "write",
+      "revert",
+      "revert",
+      "delete",
+    ] as const)
+    if (operation === "snapshot" || operation === "write") {
+      if (volumes.length === 0) return
+      const { id: volume } = this.snapshotting.pick(volumes)
+      if (operation === "write") {
+        // A guest's write lands on the host that has the pool (wherever the store is).
+        for (const host of sim.nodes) host.storage.write(volume)
+        return
+      }
+      const id = `snap${++this.snapshots}`
+      const spec = { name: id, volume }
+      if (admitSnapshot(reader, id, spec as SnapshotSpecValue) !== undefined) return
+      this.hosts.clientWrite(node, [{ op: "put", kind: "storage-snapshot", id, value: encodeValue(spec) }])
+      return
+    }
+    if (snapshots.length === 0) return
+    const { id: snapshot, spec } = this.snapshotting.pick(snapshots)
+    if (operation === "delete") {
+      this.hosts.clientWrite(node, [{ op: "delete", kind: "storage-snapshot", id: snapshot, value: null }])
+      return
+    }
+    const plan = planRevert(reader, snapshot, Math.floor(sim.nowUs / 1000))
+    if ("reason" in plan) return
+    const id = `revert-${++this.snapshots}`
+    this.reverts.set(id, { volume: spec.volume, snapshot })
+    this.hosts.clientWrite(node, [{ op: "put", kind: "task", id, value: encodeValue(plan.task) }])
   }
 
   /**

@@ -324,6 +324,9 @@ export class World implements Sim {
       case "operate-storage":
         this.operator.operateStorage()
         return
+      case "operate-snapshots":
+        this.operator.operateSnapshots()
+        return
     }
   }
 
@@ -490,6 +493,7 @@ export class World implements Sim {
       failoverMs: percentiles(this.election.failovers),
       storage: {
         calls: this.storageChecker.calls,
+        revertsChecked: this.storageChecker.revertsChecked,
         volumes: this.nodes.reduce(
           (sum, node) =>
             sum + [...node.storage.pools.values()].reduce((count, pool) => count + pool.files.size, 0),

@@ -546,6 +546,19 @@ export class StorageNode {
       })
     }
     for (const file of files.values()) this.reconcileSnapshots(spec, pool, file, nowMs)
+    // A revert with nothing to revert ends at once, saying why (it would wait forever).
+    for (const { id, spec: task } of this.view.tasks ?? []) {
+      if (task.operation !== "storage.revert" || this.tasksDone.has(id)) continue
+      const snapshot = (this.view.snapshots ?? []).find((each) => each.id === task.target.id)
+      const volume = this.view.volumes.find(
+        (each) => each.id === (snapshot?.spec.volume ?? task.parameters.volume),
+      )
+      if (volume !== undefined && volume.spec.pool !== poolId) continue
+      if (snapshot === undefined)
+        this.finishTask(id, nowMs, `there is no storage-snapshot ${task.target.id}`, "")
+      else if (volume === undefined || (!files.has(volume.id) && !this.inFlight.has(volume.id)))
+        this.finishTask(id, nowMs, `volume ${snapshot.spec.volume} has no image in pool ${poolId}`, "")
+    }
   }
 
   /**

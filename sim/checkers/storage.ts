@@ -7,6 +7,8 @@
  * - `storage-delete` (safety): a volume's image is deleted only once a client deleted the
  *   volume: a node never takes a disk with it that the cluster still holds (a store behind, a
  *   view that lost an object, a file it did not make).
+ * - `storage-snapshot` (safety): a revert task that says it succeeded left its volume holding
+ *   exactly what the snapshot held when its node took it (the content, as the disk's version).
  */
 import type { StorageCall } from "../../core/storage/storage.ts"
 import type { Sim } from "../events.ts"
@@ -19,6 +21,10 @@ export class StorageChecker {
   /** Each pool's over-commit, as the client that made it wrote it. */
   private readonly overcommit = new Map<string, number>()
   calls = 0
+  /** Reverts whose result was checked against what their snapshot held. */
+  revertsChecked = 0
+  /** What each snapshot held when its node took it ("volume/snapshot" → content version). */
+  private readonly taken = new Map<string, { readonly node: SimNode; readonly content: number }>()
 
   constructor(sim: Sim) {
     this.sim = sim
@@ -32,10 +38,34 @@ export class StorageChecker {
     this.deletedByClients.add(volume)
   }
 
+  /** A revert task the store shows succeeded (no write to the volume since it was asked for). */
+  revertFinished(volume: string, snapshot: string, task: string): void {
+    this.revertsChecked++
+    const taken = this.taken.get(`${volume}/${snapshot}`)
+    if (taken === undefined) {
+      this.sim.violate(
+        "storage-snapshot",
+        `task ${task} says ${volume} was reverted to ${snapshot}, which no node took`,
+      )
+      return
+    }
+    const now = taken.node.storage.contents.get(volume) ?? 0
+    if (now !== taken.content)
+      this.sim.violate(
+        "storage-snapshot",
+        `task ${task} says ${volume} was reverted to ${snapshot}, but it holds version ${now}, not the snapshot's ${taken.content}`,
+      )
+  }
+
   /** A call the node on `node`'s host just carried out (`failed`: the driver refused it). */
   executed(node: SimNode, call: StorageCall, failed: boolean): void {
     this.calls++
     if (failed) return
+    if (call._tag === "createSnapshot")
+      this.taken.set(`${call.volume}/${call.snapshot}`, {
+        node,
+        content: node.storage.contents.get(call.volume) ?? 0,
+      })
     if (call._tag === "deleteVolume" && !this.deletedByClients.has(call.volume))
       this.sim.violate(
         "storage-delete",

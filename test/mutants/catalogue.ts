@@ -407,6 +407,22 @@ export const catalogue: ReadonlyArray<Mutant> = [
       "      if (this.view.volumes.some((volume) => volume.id !== file.id) || this.inFlight.has(file.id)",
     why: "a file goes when its pool holds no other volume the store names, deleted or not: a node takes a live volume's disk",
   },
+  {
+    name: "storage-revert-only-says-so",
+    covers: "storage",
+    file: "core/storage/storage.ts",
+    find: '      this.call(\n        snapshot.id,\n        { _tag: "revertSnapshot", pool, volume: file.id, snapshot: snapshot.id },\n        file.id,\n        id,\n      )\n',
+    replace: '      this.finishTask(id, nowMs, undefined, "reverted")\n',
+    why: "a revert task is marked succeeded without the driver reverting anything: the volume keeps what was written after the snapshot",
+  },
+  {
+    name: "storage-revert-wrong-snapshot",
+    covers: "storage",
+    file: "core/storage/storage.ts",
+    find: '{ _tag: "revertSnapshot", pool, volume: file.id, snapshot: snapshot.id }',
+    replace: '{ _tag: "revertSnapshot", pool, volume: file.id, snapshot: [...onDisk][0] ?? snapshot.id }',
+    why: "a revert goes to the volume's oldest snapshot on disk, not the one asked for",
+  },
 ]
 
 /** The source of `mutant.file` with its bug planted; throws if its text is not there exactly once. */
