@@ -265,4 +265,22 @@ describe.skipIf(hasQemuUtils !== true)("storage on a local cluster", () => {
       return listed.status === 0 && !listed.stdout.includes("s1")
     })
   }, 60_000)
+
+  it("a second volume attached to the stopped system is in its domain once it starts again", async () => {
+    expect(acp("storage", "volume", "create", "data", "--pool", "fast", "--size", "16MiB").status).toBe(0)
+    // libvirt's test driver cannot hot-plug: attaching to the running system fails, saying so.
+    const hot = acp("system", "attach", "web-1", "--volume", "data")
+    expect(hot.status).not.toBe(0)
+    expect(hot.stdout + hot.stderr).toContain("cannot hot-plug")
+    expect(acp("system", "stop", "web-1").status).toBe(0)
+    const cold = acp("system", "attach", "web-1", "--volume", "data")
+    expect(cold.status, cold.stdout + cold.stderr).toBe(0)
+    expect(acp("system", "start", "web-1").status).toBe(0)
+    const disks = await eventually(async () => {
+      const got = await api(1, "GET", "/v1/objects/system/web-1")
+      const meta = got.body.meta.find((slot: { node: string }) => slot.node === "n2")?.value
+      return meta?.state === "running" && meta.disks?.length === 3 ? meta.disks : undefined
+    }, 30_000)
+    expect(disks.at(-1)).toEqual({ target: "vdc", path: join(poolDir, "data.qcow2") })
+  }, 90_000)
 })
