@@ -16,6 +16,7 @@ export interface Requirement {
 /** What a node needs to run every service it has today. */
 export const runRequirements: ReadonlyArray<Requirement> = [
   { package: "libvirt0", neededBy: "the hypervisor, libvirt through FFI" },
+  { package: "qemu-utils", neededBy: "the storage service: qemu-img" },
 ]
 
 /** What the test suite needs beyond that: real QEMU, namespaces, openssl, promtool. */
@@ -30,7 +31,7 @@ export const testRequirements: ReadonlyArray<Requirement> = [
   { package: "libvirt-daemon", neededBy: "the QEMU test: a session daemon" },
   { package: "libvirt-daemon-driver-qemu", neededBy: "the QEMU test" },
   { package: "qemu-system-x86", neededBy: "the QEMU test: TCG" },
-  { package: "qemu-utils", neededBy: "the QEMU test: qemu-img" },
+  { package: "btrfs-progs", neededBy: "the btrfs storage test" },
   { package: "prometheus", neededBy: "the metrics test: promtool check metrics" },
   { package: "faketime", neededBy: "the fault harness: stepped wall clocks (libfaketime)" },
 ]

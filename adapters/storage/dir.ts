@@ -18,11 +18,12 @@ import {
   type PoolInfo,
   type SnapshotInfo,
   Storage,
-  StorageError,
+  type StorageError,
   type StorageErrorReason,
   type VolumeFormat,
   type VolumeInfo,
 } from "../../core/ports/storage.ts"
+import { fail, io } from "./common.ts"
 
 const formatOfFile = (file: string): VolumeFormat | undefined =>
   file.endsWith(".qcow2") ? "qcow2" : file.endsWith(".raw") ? "raw" : undefined
@@ -46,21 +47,6 @@ export interface DirStorageOptions {
 
 export const makeDirStorage = (options: DirStorageOptions = {}) => {
   const qemuImg = options.qemuImg ?? "qemu-img"
-
-  const fail = (operation: string, target: string, reason: StorageErrorReason, detail: string) =>
-    new StorageError({ reason, operation, target, detail })
-
-  const io = <A>(operation: string, target: string, run: () => Promise<A>) =>
-    Effect.tryPromise({
-      try: run,
-      catch: (error) => {
-        const text = error instanceof Error ? error.message : String(error)
-        const code = (error as { code?: string }).code
-        const reason: StorageErrorReason =
-          code === "ENOSPC" ? "no-space" : code === "ENOENT" ? "no-such-pool" : "failed"
-        return fail(operation, target, reason, text)
-      },
-    })
 
   const img = (operation: string, target: string, args: ReadonlyArray<string>) =>
     Effect.callback<string, StorageError>((resume) => {

@@ -37,6 +37,31 @@ export const poolCapabilities: Readonly<Record<PoolDriver, PoolCapabilities>> = 
   btrfs: { snapshot: true, clone: true, thin: true, shared: false, onlineResize: true },
 }
 
+/** The formats each pool type holds, and those of them it can snapshot (btrfs: the filesystem does). */
+export const poolFormats: Readonly<
+  Record<
+    PoolDriver,
+    { readonly holds: ReadonlyArray<VolumeFormat>; readonly snapshots: ReadonlyArray<VolumeFormat> }
+  >
+> = {
+  dir: { holds: ["raw", "qcow2"], snapshots: ["qcow2"] },
+  fs: { holds: ["raw", "qcow2"], snapshots: ["qcow2"] },
+  netfs: { holds: ["raw", "qcow2"], snapshots: ["qcow2"] },
+  btrfs: { holds: ["raw"], snapshots: ["raw"] },
+}
+
+/** Why a volume of this format in a pool of this type cannot have snapshots, or undefined if it can. */
+export const whyNoSnapshots = (
+  driver: PoolDriver,
+  volume: string,
+  format: VolumeFormat,
+): string | undefined =>
+  !poolCapabilities[driver].snapshot
+    ? `pool type ${driver} cannot snapshot (its capabilities say snapshot: false)`
+    : poolFormats[driver].snapshots.includes(format)
+      ? undefined
+      : `volume ${volume} is ${format}: a ${driver} pool snapshots ${poolFormats[driver].snapshots.join(", ")} volumes only`
+
 /** A pool as a driver needs it. */
 export interface PoolDefinition {
   /** The pool's id in the CDB. */

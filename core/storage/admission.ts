@@ -11,7 +11,7 @@
  */
 import type { SystemSpecValue } from "../hypervisor/hypervisor.ts"
 import type { PoolInfo } from "../ports/storage.ts"
-import { poolCapabilities } from "../ports/storage.ts"
+import { poolFormats, whyNoSnapshots } from "../ports/storage.ts"
 import {
   doesNotFit,
   type SnapshotSpecValue,
@@ -45,6 +45,11 @@ export const admitVolume = (
 ): StorageRefusal | undefined => {
   const pool = store.pool(spec.pool)
   if (pool === undefined) return refuse("no-such-pool", `storage-volume ${id}: there is no pool ${spec.pool}`)
+  if (!poolFormats[pool.driver].holds.includes(spec.format))
+    return refuse(
+      "invalid",
+      `storage-volume ${id}: a ${pool.driver} pool holds ${poolFormats[pool.driver].holds.join(", ")} volumes, not ${spec.format}`,
+    )
   const before = store.volume(id)
   if (before !== undefined && before.pool !== spec.pool)
     return refuse(
@@ -157,17 +162,8 @@ export const admitSnapshot = (
   const pool = store.pool(volume.pool)
   if (pool === undefined)
     return refuse("no-such-pool", `storage-snapshot ${id}: there is no pool ${volume.pool}`)
-  if (!poolCapabilities[pool.driver].snapshot)
-    return refuse(
-      "invalid",
-      `storage-snapshot ${id}: pool ${volume.pool} (${pool.driver}) cannot snapshot: its capabilities say snapshot: false`,
-    )
-  if (volume.format !== "qcow2")
-    return refuse(
-      "invalid",
-      `storage-snapshot ${id}: volume ${spec.volume} is ${volume.format}; only qcow2 volumes have snapshots`,
-    )
-  return undefined
+  const cannot = whyNoSnapshots(pool.driver, spec.volume, volume.format)
+  return cannot === undefined ? undefined : refuse("invalid", `storage-snapshot ${id}: ${cannot}`)
 }
 
 /**

@@ -26,6 +26,7 @@ import {
   type VolumeDefinition,
   type VolumeFormat,
   type VolumeInfo,
+  whyNoSnapshots,
 } from "../ports/storage.ts"
 
 export interface StoragePoolSpecValue {
@@ -575,7 +576,7 @@ export class StorageNode {
   ): void {
     const wanted = (this.view.snapshots ?? []).filter((snapshot) => snapshot.spec.volume === file.id)
     const onDisk = new Set(file.snapshots ?? [])
-    const capable = poolCapabilities[spec.driver].snapshot
+    const cannot = whyNoSnapshots(spec.driver, file.id, file.format)
     const busy = () => this.inFlight.has(file.id)
     for (const name of onDisk) {
       if (busy()) break
@@ -588,10 +589,9 @@ export class StorageNode {
         continue
       }
       const failure = this.failureOf(id, nowMs)
-      const unable = !capable
-        ? `unsupported: pool type ${spec.driver} cannot snapshot (its capabilities say snapshot: false)`
-        : file.format !== "qcow2"
-          ? `unsupported: volume ${file.id} is ${file.format}: only qcow2 volumes have snapshots`
+      const unable =
+        cannot !== undefined
+          ? `unsupported: ${cannot}`
           : failure === undefined
             ? undefined
             : `${failure.reason}: ${failure.detail}`

@@ -250,7 +250,9 @@ describe.skipIf(hasQemuUtils !== true)("storage on a local cluster", () => {
 
     const raw = await api(1, "PUT", "/v1/objects/storage-snapshot/s2", { name: "s2", volume: "v2" })
     expect(raw.status).toBe(409)
-    expect(raw.body.message).toBe("storage-snapshot s2: volume v2 is raw; only qcow2 volumes have snapshots")
+    expect(raw.body.message).toBe(
+      "storage-snapshot s2: volume v2 is raw: a dir pool snapshots qcow2 volumes only",
+    )
     expect(acp("storage", "snapshot", "create", "s3", "--volume", "web-1-disk0").status).toBe(0)
     const underGuest = acp("storage", "snapshot", "revert", "s3")
     expect(underGuest.status).not.toBe(0)

@@ -208,7 +208,7 @@ const up = Command.make(
       Flag.withDefault(false),
     ),
     skipSetup: Flag.Boolean("skip-setup").pipe(
-      Flag.withDescription("Do not install missing Debian packages (libvirt0) first"),
+      Flag.withDescription("Do not install missing Debian packages (libvirt0, qemu-utils) first"),
       Flag.withDefault(false),
     ),
   },
@@ -222,7 +222,7 @@ const up = Command.make(
         })
       }
       if (!args.skipSetup) {
-        // A node without libvirt0 runs, but cannot run systems: install it now, or say so.
+        // A node without libvirt0 (or qemu-utils) runs, but cannot run systems (or make volumes): install them now, or say so.
         const setup = yield* Effect.result(ensurePackages(runRequirements))
         if (setup._tag === "Failure")
           yield* Console.error(`acp cluster up: ${setup.failure.message}; systems cannot run until then`)

@@ -22,7 +22,7 @@ import { runHypervisor } from "../../node/hypervisor.ts"
 import { realNodeRetainChanges, startNode } from "../../node/node.ts"
 import { runStorage } from "../../node/storage.ts"
 import { watchdog } from "../../node/watchdog.ts"
-import { DirStorageLayer } from "../../storage/dir.ts"
+import { NodeStorageLayer } from "../../storage/by-driver.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
 import { envelopeOverhead } from "../../transport/envelope.ts"
 import { layerUdp } from "../../transport/udp.ts"
@@ -215,7 +215,7 @@ export const runNode = (configPath: string, bench = false) =>
             },
             storage: {
               after: ["api"],
-              run: (ready) => runStorage(running, ready).pipe(Effect.provide(DirStorageLayer())),
+              run: (ready) => runStorage(running, ready).pipe(Effect.provide(NodeStorageLayer())),
             },
             ...(agent === null
               ? {}

@@ -431,7 +431,7 @@ describe("storage core", () => {
     expect(h.snapshotMeta.get("s1")).toEqual({ state: "available" })
     expect(h.snapshotMeta.get("s2")).toEqual({
       state: "failed",
-      detail: "unsupported: volume r1 is raw: only qcow2 volumes have snapshots",
+      detail: "unsupported: volume r1 is raw: a dir pool snapshots qcow2 volumes only",
     })
     expect(h.pools.get("p1")!.files.get("v1")!.snapshots).toEqual(["s1"])
     h.snapshots = []
