@@ -11,7 +11,7 @@
  * subvolume and renamed into place.
  */
 import { execFile } from "node:child_process"
-import { mkdir, readdir, rename, rm, stat, statfs, truncate, writeFile } from "node:fs/promises"
+import { readdir, rename, rm, stat, statfs, truncate, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { Effect, Layer } from "effect"
 import {
@@ -22,7 +22,7 @@ import {
   type StorageErrorReason,
   type VolumeInfo,
 } from "../../core/ports/storage.ts"
-import { fail, io } from "./common.ts"
+import { fail, io, makeDirectory } from "./common.ts"
 
 /** `statfs`'s f_type for btrfs (linux/magic.h). */
 const btrfsMagic = 0x9123683e
@@ -149,7 +149,7 @@ export const makeBtrfsStorage = () => {
 
   return Storage.of({
     ensurePool: (pool) =>
-      io("build", pool.id, () => mkdir(pool.path, { recursive: true })).pipe(Effect.andThen(poolInfo(pool))),
+      io("build", pool.id, () => makeDirectory(pool.path)).pipe(Effect.andThen(poolInfo(pool))),
     poolInfo,
     removePool: (pool) =>
       Effect.gen(function* () {
@@ -240,7 +240,7 @@ export const makeBtrfsStorage = () => {
           return yield* Effect.fail(
             fail("snapshot", snapshot, "exists", `volume ${volume} already has a snapshot ${snapshot}`),
           )
-        yield* io("snapshot", snapshot, () => mkdir(snapshotDir(pool, volume), { recursive: true }))
+        yield* io("snapshot", snapshot, () => makeDirectory(snapshotDir(pool, volume)))
         yield* btrfs("snapshot", snapshot, [
           "subvolume",
           "snapshot",

@@ -10,7 +10,7 @@
  * volume cannot have any (`unsupported`, naming qcow2).
  */
 import { execFile } from "node:child_process"
-import { mkdir, readdir, rename, rm, stat, statfs } from "node:fs/promises"
+import { readdir, rename, rm, stat, statfs } from "node:fs/promises"
 import { join } from "node:path"
 import { Effect, Layer } from "effect"
 import {
@@ -23,7 +23,7 @@ import {
   type VolumeFormat,
   type VolumeInfo,
 } from "../../core/ports/storage.ts"
-import { fail, io } from "./common.ts"
+import { fail, io, makeDirectory } from "./common.ts"
 
 const formatOfFile = (file: string): VolumeFormat | undefined =>
   file.endsWith(".qcow2") ? "qcow2" : file.endsWith(".raw") ? "raw" : undefined
@@ -169,7 +169,7 @@ export const makeDirStorage = (options: DirStorageOptions = {}) => {
 
   return Storage.of({
     ensurePool: (pool) =>
-      io("build", pool.id, () => mkdir(pool.path, { recursive: true })).pipe(Effect.andThen(poolInfo(pool))),
+      io("build", pool.id, () => makeDirectory(pool.path)).pipe(Effect.andThen(poolInfo(pool))),
     poolInfo,
     removePool: (pool) =>
       Effect.gen(function* () {

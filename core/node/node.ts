@@ -32,6 +32,7 @@ import type { NodeCapacity } from "../hypervisor/scheduler.ts"
 import { encodeValue } from "../hypervisor/values.ts"
 import {
   type AlarmRecord,
+  alarmId,
   type Condition,
   encodeAlarm,
   evaluateAlarms,
@@ -42,6 +43,12 @@ import {
 } from "../monitor/alarms.ts"
 import { type DurableVote, ElectionNode, type Output as ElectionOutput } from "../monitor/election.ts"
 import { type Corrupted, computeHealth, type Health } from "../monitor/health.ts"
+import {
+  poolFullConditions,
+  poolFullRule,
+  poolInactiveConditions,
+  poolInactiveRule,
+} from "../storage/alarms.ts"
 import { isDecisionMessage, NodeDecisions } from "./decisions.ts"
 import {
   ConditionBook,
@@ -818,6 +825,24 @@ export class NodeCore {
         ),
         existing,
         { ...context, subjectKind: "store" },
+      ),
+      ...evaluateAlarms(
+        poolFullRule,
+        poolFullConditions(
+          this.cdb,
+          (pool) => (existing(alarmId(poolFullRule.name, pool))?.state ?? "cleared") !== "cleared",
+          (node) => this.memberState(node),
+          this.conditions,
+          now,
+        ),
+        existing,
+        { ...context, subjectKind: "storage-pool" },
+      ),
+      ...evaluateAlarms(
+        poolInactiveRule,
+        poolInactiveConditions(this.cdb, (node) => this.memberState(node), this.conditions, now),
+        existing,
+        { ...context, subjectKind: "storage-pool" },
       ),
     ]
     if (changes.length === 0) return

@@ -416,8 +416,11 @@ export class StorageNode {
       if (observed.info === undefined && !this.inFlight.has(id)) {
         if (failure === undefined) this.call(id, { _tag: "ensurePool", pool: definition })
       }
+      // A pool that failed stays failed while it is tried again (not "building" between tries).
+      const lastFailure = this.failures.get(id)
+      const failed = failure ?? (lastFailure?.key === this.keyOf(id) ? lastFailure : undefined)
       const state: PoolState =
-        observed.info !== undefined ? "active" : failure !== undefined ? "failed" : "building"
+        observed.info !== undefined ? "active" : failed !== undefined ? "failed" : "building"
       const known = new Set(this.view.volumes.map((volume) => volume.id))
       const orphans = (observed.volumes ?? [])
         .map((volume) => volume.id)
@@ -427,8 +430,8 @@ export class StorageNode {
         capabilities,
         path: definition.path,
         ...(orphans.length === 0 ? {} : { orphans }),
-        ...(state === "failed" && failure !== undefined
-          ? { detail: `${failure.reason}: ${failure.detail}` }
+        ...(state === "failed" && failed !== undefined
+          ? { detail: `${failed.reason}: ${failed.detail}` }
           : {}),
       })
       if (observed.info !== undefined) this.reconcileVolumes(id, spec, definition, observed, nowMs)

@@ -285,4 +285,46 @@ describe.skipIf(hasQemuUtils !== true)("storage on a local cluster", () => {
     }, 30_000)
     expect(disks.at(-1)).toEqual({ target: "vdc", path: join(poolDir, "data.qcow2") })
   }, 90_000)
+
+  it("a pool above 85% full and a pool that cannot be built are alarmed, and lower health; freed, the alarm clears", async () => {
+    const tiny = join(home, "tiny")
+    const mounted = spawnSync("sh", ["-c", `mkdir -p ${tiny} && mount -t tmpfs -o size=8m tmpfs ${tiny}`])
+    const canMount = mounted.status === 0
+    try {
+      expect(
+        acp("storage", "pool", "create", "broken", "--on", "n3", "--path", "/proc/acp-cannot-be-here").status,
+      ).not.toBe(0)
+      const inactive = await eventually(async () => {
+        const status = (await api(1, "GET", "/v1/status")).body
+        return status.alarms.find((alarm: { id: string }) => alarm.id === "pool-inactive.broken")
+      }, 30_000)
+      expect(inactive.message).toContain("pool broken is failed on n3")
+      const health = (await api(1, "GET", "/v1/status")).body.health.cluster
+      expect(health.reasons.map((reason: { reason: string }) => reason.reason).join("; ")).toContain(
+        "pool-inactive.broken",
+      )
+      if (!canMount) return
+      expect(acp("storage", "pool", "create", "tiny", "--on", "n2", "--path", tiny).status).toBe(0)
+      expect(
+        acp("storage", "volume", "create", "filler", "--pool", "tiny", "--size", "7MiB", "--format", "raw")
+          .status,
+      ).toBe(0)
+      const filled = spawnSync("qemu-io", ["-f", "raw", "-c", "write -P 0x11 0 7M", join(tiny, "filler.raw")])
+      expect(filled.status).toBe(0)
+      const full = await eventually(async () => {
+        const status = (await api(1, "GET", "/v1/status")).body
+        return status.alarms.find((alarm: { id: string }) => alarm.id === "pool-full.tiny")
+      }, 30_000)
+      expect(full.message).toMatch(/^pool tiny on n2 is (8\d|9\d|100)\.\d% full/)
+      expect(acp("storage", "volume", "delete", "filler").status).toBe(0)
+      await eventually(async () => {
+        const status = (await api(1, "GET", "/v1/status")).body
+        return !status.alarms.some((alarm: { id: string }) => alarm.id === "pool-full.tiny")
+      }, 30_000)
+    } finally {
+      acp("storage", "pool", "delete", "tiny")
+      acp("storage", "pool", "delete", "broken")
+      if (canMount) spawnSync("sh", ["-c", `sleep 3; umount ${tiny}`])
+    }
+  }, 120_000)
 })

@@ -86,6 +86,13 @@ describe.skipIf(hasQemuUtils !== true)("dir storage driver (qemu-img in a direct
     expect((await failure(storage.poolInfo(pool))).reason).toBe("no-such-pool")
   })
 
+  it("a pool whose directory cannot be made fails at once, naming it (Node's recursive mkdir hangs under /proc)", async () => {
+    // Without the fix this call never returns and the test times out.
+    const refused = await failure(storage.ensurePool({ id: "bad", driver: "dir", path: "/proc/acp-no/pool" }))
+    expect(refused).toMatchObject({ reason: "no-such-pool" })
+    expect(refused.message).toContain("/proc/acp-no")
+  })
+
   it("a snapshot keeps the content it had: overwritten, then reverted, the original bytes read back", async () => {
     const snapPool: PoolDefinition = { id: "p2", driver: "dir", path: join(home, "p2") }
     await run(storage.ensurePool(snapPool))
