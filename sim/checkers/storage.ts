@@ -49,6 +49,9 @@ export class StorageChecker {
       )
       return
     }
+    // A volume deleted since (its snapshots first, then itself: the operator may do both before
+    // it sees the revert finished) holds nothing to compare.
+    if (![...taken.node.storage.pools.values()].some((pool) => pool.files.has(volume))) return
     const now = taken.node.storage.contents.get(volume) ?? 0
     if (now !== taken.content)
       this.sim.violate(
