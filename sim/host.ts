@@ -692,6 +692,14 @@ export class Hosts {
       sim.queue.push(sim.nowUs + 1_000, { ...base, input: "observe", pools: effect.pools })
       return
     }
+    if (effect._tag === "ObserveDevices") {
+      sim.queue.push(sim.nowUs + 1_000, {
+        ...base,
+        pools: [],
+        input: { _tag: "DevicesObserved", devices: node.storage.devices() },
+      })
+      return
+    }
     const result = node.storage.execute(effect.call)
     this.checkers.storage.executed(node, effect.call, result.error !== undefined)
     sim.trace.number(10)

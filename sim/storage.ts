@@ -6,7 +6,7 @@
  * time grows with what it copies), and no space. A host crash does not touch it: what a call had
  * done is on disk, and the node's next run observes it.
  */
-import type { PoolDefinition, StorageErrorReason, VolumeInfo } from "../core/ports/storage.ts"
+import type { DeviceInfo, PoolDefinition, StorageErrorReason, VolumeInfo } from "../core/ports/storage.ts"
 import type { Observed, StorageCall } from "../core/storage/storage.ts"
 import type { Prng } from "./prng.ts"
 
@@ -169,6 +169,20 @@ export class SimStorage {
         return { latencyUs: base }
       }
     }
+  }
+
+  /** The host's one disk, as discovery would list it. */
+  devices(): ReadonlyArray<DeviceInfo> {
+    return [
+      {
+        name: "vda",
+        path: "/dev/vda",
+        sizeBytes: this.capacityBytes,
+        type: "disk",
+        rotational: false,
+        smart: "unknown",
+      },
+    ]
   }
 
   /** A guest's write to a volume: its content changes (a new version). */

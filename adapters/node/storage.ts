@@ -8,7 +8,8 @@
 import { Effect } from "effect"
 import { encodeValue as json } from "../../core/hypervisor/values.ts"
 import { Storage, type StorageError } from "../../core/ports/storage.ts"
-import type { Observed, StorageCall } from "../../core/storage/storage.ts"
+import { deviceId, type Observed, type StorageCall } from "../../core/storage/storage.ts"
+import { listDevices } from "../storage/devices.ts"
 import type { RunningNode, ServiceExecutor } from "./node.ts"
 
 const asFailure = (error: StorageError) => ({ reason: error.reason, detail: error.detail })
@@ -35,6 +36,19 @@ const executor = (running: RunningNode, storage: Storage["Service"]): ServiceExe
     }
   }
   return (effect, answer) => {
+    if (effect._tag === "ObserveDevices")
+      return Effect.gen(function* () {
+        const devices = yield* listDevices
+        if (devices.length > 0)
+          yield* running.setStats(
+            devices.map((device) => ({
+              kind: "storage-device",
+              id: deviceId(running.id, device.name),
+              value: json({ sizeBytes: device.sizeBytes, readBytes: 0, writeBytes: 0 }),
+            })),
+          )
+        yield* answer({ _tag: "DevicesObserved", devices })
+      })
     if (effect._tag === "Observe")
       return Effect.gen(function* () {
         const pools: Array<Observed> = []

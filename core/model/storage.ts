@@ -12,7 +12,15 @@ export const StorageDeviceSpec = Schema.Struct({
   path: Schema.String.check(Schema.isPattern(/^\/dev\//, { message: "Expected a device path under /dev/" })),
   medium: Schema.Literals(["hdd", "ssd", "nvme", "partition", "loop"]),
 })
-export const StorageDeviceMeta = Schema.Struct({ state: Schema.Literals(["online", "offline", "failed"]) })
+export const StorageDeviceMeta = Schema.Struct({
+  state: Schema.Literals(["online", "offline", "failed"]),
+  model: Schema.optionalKey(Schema.String),
+  serial: Schema.optionalKey(Schema.String),
+  rotational: Schema.optionalKey(Schema.Boolean),
+  /** SMART's overall health, where the node can read it. */
+  smart: Schema.optionalKey(Schema.Literals(["passed", "failed", "unknown"])),
+  sizeBytes: Schema.optionalKey(Bytes),
+})
 export const StorageDeviceStats = Schema.Struct({ sizeBytes: Bytes, readBytes: Bytes, writeBytes: Bytes })
 
 export const PoolCapabilitiesSchema = Schema.Struct({

@@ -44,6 +44,8 @@ import {
 import { type DurableVote, ElectionNode, type Output as ElectionOutput } from "../monitor/election.ts"
 import { type Corrupted, computeHealth, type Health } from "../monitor/health.ts"
 import {
+  deviceConditions,
+  deviceFailingRule,
   poolFullConditions,
   poolFullRule,
   poolInactiveConditions,
@@ -837,6 +839,12 @@ export class NodeCore {
         ),
         existing,
         { ...context, subjectKind: "storage-pool" },
+      ),
+      ...evaluateAlarms(
+        deviceFailingRule,
+        deviceConditions(this.cdb, (node) => this.memberState(node), this.conditions, now),
+        existing,
+        { ...context, subjectKind: "storage-device" },
       ),
       ...evaluateAlarms(
         poolInactiveRule,

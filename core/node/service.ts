@@ -25,8 +25,8 @@ export interface ServicePorts {
     readonly effect: Extract<HypervisorOutput, { readonly _tag: "Call" | "Observe" }>
   }
   readonly storage: {
-    readonly input: Extract<StorageInput, { readonly _tag: "Observed" | "CallDone" }>
-    readonly effect: Extract<StorageOutput, { readonly _tag: "Call" | "Observe" }>
+    readonly input: Extract<StorageInput, { readonly _tag: "Observed" | "CallDone" | "DevicesObserved" }>
+    readonly effect: Extract<StorageOutput, { readonly _tag: "Call" | "Observe" | "ObserveDevices" }>
   }
 }
 

@@ -62,6 +62,20 @@ export const whyNoSnapshots = (
       ? undefined
       : `volume ${volume} is ${format}: a ${driver} pool snapshots ${poolFormats[driver].snapshots.join(", ")} volumes only`
 
+/** A block device of the host, as discovery reports it (`lsblk`, and `smartctl` where it can read one). */
+export interface DeviceInfo {
+  /** The kernel's name, e.g. `sda`, `nvme0n1`, `loop3`. */
+  readonly name: string
+  readonly path: string
+  readonly sizeBytes: number
+  readonly type: "disk" | "part" | "loop"
+  readonly rotational: boolean
+  readonly model?: string
+  readonly serial?: string
+  /** SMART's overall health: unknown where the device has none or smartctl cannot read it. */
+  readonly smart: "passed" | "failed" | "unknown"
+}
+
 /** A pool as a driver needs it. */
 export interface PoolDefinition {
   /** The pool's id in the CDB. */

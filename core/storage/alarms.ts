@@ -3,13 +3,14 @@
  * deduplication): a pool fuller than 85% of its capacity, cleared only once it is below 80%
  * again (hysteresis on the level as well as in time, so a pool at 85% does not flap), and a
  * pool that is not active on its node while that node is alive (failed to build, its directory
- * gone). Pure functions of the CDB's pools, their meta and statistics.
+ * gone), and a device whose SMART health says it is failing. Pure functions of the CDB's pools
+ * and devices, their meta and statistics.
  */
 import type { CdbNode, MemberState } from "../cdb/node.ts"
 import { decodeValue } from "../hypervisor/values.ts"
 import type { AlarmRule, Condition } from "../monitor/alarms.ts"
 import type { ConditionBook } from "../node/health.ts"
-import type { PoolMetaValue, StoragePoolSpecValue } from "./storage.ts"
+import type { DeviceMetaValue, DeviceSpecValue, PoolMetaValue, StoragePoolSpecValue } from "./storage.ts"
 
 export const poolFullRule: AlarmRule = {
   name: "pool-full",
@@ -82,4 +83,38 @@ export const poolInactiveConditions = (
       nowMs,
       poolInactiveRule.name,
     )
+  })
+
+export const deviceFailingRule: AlarmRule = {
+  name: "device-failing",
+  severity: "critical",
+  raiseAfterMs: 0,
+  clearAfterMs: 2_000,
+}
+
+export const deviceConditions = (
+  cdb: CdbNode,
+  memberState: (node: string) => MemberState,
+  book: ConditionBook,
+  nowMs: number,
+): ReadonlyArray<Condition> =>
+  cdb.entriesOf("storage-device").flatMap((entry) => {
+    const spec = decodeValue<DeviceSpecValue>(entry.value)
+    if (spec === undefined) return []
+    const meta = decodeValue<DeviceMetaValue>(
+      cdb.metaOf("storage-device", entry.id).find((slot) => slot.node === spec.node)?.value,
+    )
+    const active = memberState(spec.node) === "alive" && meta?.smart === "failed"
+    const what = [meta?.model, meta?.serial].filter((part) => part !== undefined).join(" ")
+    return [
+      book.observe(
+        entry.id,
+        active,
+        active
+          ? `device ${spec.path} on ${spec.node}${what === "" ? "" : ` (${what})`}: SMART health check failed`
+          : `device ${spec.path} on ${spec.node}: SMART ${meta?.smart ?? "unknown"}`,
+        nowMs,
+        deviceFailingRule.name,
+      ),
+    ]
   })

@@ -9,6 +9,7 @@ import { decodeValue, encodeValue } from "../hypervisor/values.ts"
 import type { ServiceWrite } from "../node/pending.ts"
 import type { ServiceContext, ServiceCore, ServicePorts, ServiceStep } from "../node/service.ts"
 import {
+  type DeviceSpecValue,
   defaultStorageTimings,
   type Output,
   type SnapshotSpecValue,
@@ -58,6 +59,7 @@ export const storageViewOf = (store: ServiceContext["store"], self?: string): Vi
     inUse,
     active,
     snapshots: decoded<SnapshotSpecValue>("storage-snapshot"),
+    devices: decoded<DeviceSpecValue>("storage-device"),
     snapshotDeleted: (snapshot) => store.deleted("storage-snapshot", snapshot),
     tasks: decoded<StorageTaskValue>("task").filter(
       ({ spec }) =>
@@ -87,7 +89,24 @@ export const storageService =
         switch (output._tag) {
           case "Call":
           case "Observe":
+          case "ObserveDevices":
             effects.push(output)
+            break
+          case "WriteDevice":
+            writes.push({
+              op: "put",
+              kind: "storage-device",
+              id: output.device,
+              value: encodeValue(output.spec),
+            })
+            break
+          case "WriteDeviceMeta":
+            writes.push({
+              op: "meta",
+              kind: "storage-device",
+              id: output.device,
+              value: encodeValue(output.meta),
+            })
             break
           case "WritePoolMeta":
             writes.push({

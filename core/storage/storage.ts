@@ -18,6 +18,7 @@
  * (from the pool's figures); this is what holds when two clients race.
  */
 import {
+  type DeviceInfo,
   type PoolDefinition,
   type PoolDriver,
   type PoolInfo,
@@ -80,6 +81,36 @@ export interface StorageTaskValue {
   readonly createdMs: number
 }
 
+export interface DeviceSpecValue {
+  readonly name: string
+  readonly node: string
+  readonly path: string
+  readonly medium: "hdd" | "ssd" | "nvme" | "partition" | "loop"
+}
+
+export interface DeviceMetaValue {
+  readonly state: "online" | "offline" | "failed"
+  readonly model?: string
+  readonly serial?: string
+  readonly rotational?: boolean
+  readonly smart?: DeviceInfo["smart"]
+  readonly sizeBytes?: number
+}
+
+/** The id of a node's device in the CDB: `<node>.<kernel name>`. */
+export const deviceId = (node: string, name: string) => `${node}.${name}`
+
+const mediumOf = (device: DeviceInfo): DeviceSpecValue["medium"] =>
+  device.type === "loop"
+    ? "loop"
+    : device.type === "part"
+      ? "partition"
+      : device.name.startsWith("nvme")
+        ? "nvme"
+        : device.rotational
+          ? "hdd"
+          : "ssd"
+
 export interface VolumeMetaValue {
   readonly state: VolumeState
   readonly path?: string
@@ -95,9 +126,15 @@ export interface StorageConfig {
   readonly observeEveryMs: number
   /** Wait after a driver failure before the same pool or volume is tried again. */
   readonly retryMs: number
+  /** How often the host's block devices are listed (and their SMART health read). */
+  readonly devicesEveryMs?: number
 }
 
-export const defaultStorageTimings = { observeEveryMs: 2_000, retryMs: 5_000 } as const
+export const defaultStorageTimings = {
+  observeEveryMs: 2_000,
+  retryMs: 5_000,
+  devicesEveryMs: 30_000,
+} as const
 
 export interface View {
   /** Every pool in the store. */
@@ -114,6 +151,8 @@ export interface View {
   readonly snapshots?: ReadonlyArray<{ readonly id: string; readonly spec: SnapshotSpecValue }>
   /** Whether the store holds a tombstone for this snapshot. */
   readonly snapshotDeleted?: (snapshot: string) => boolean
+  /** Every storage device in the store. */
+  readonly devices?: ReadonlyArray<{ readonly id: string; readonly spec: DeviceSpecValue }>
   /** Storage tasks (reverts) this node owns that are queued or running. */
   readonly tasks?: ReadonlyArray<{ readonly id: string; readonly spec: StorageTaskValue }>
 }
@@ -153,6 +192,7 @@ export type Input =
       readonly volume?: VolumeInfo
       readonly error?: { readonly reason: StorageErrorReason; readonly detail: string }
     }
+  | { readonly _tag: "DevicesObserved"; readonly devices: ReadonlyArray<DeviceInfo> }
   | { readonly _tag: "DeadlineReached" }
 
 export type Output =
@@ -162,6 +202,10 @@ export type Output =
   | { readonly _tag: "WritePoolMeta"; readonly pool: string; readonly meta: PoolMetaValue }
   | { readonly _tag: "WriteVolumeMeta"; readonly volume: string; readonly meta: VolumeMetaValue }
   | { readonly _tag: "WriteSnapshotMeta"; readonly snapshot: string; readonly meta: SnapshotMetaValue }
+  /** Ask for the host's block devices (answered with `DevicesObserved`). */
+  | { readonly _tag: "ObserveDevices" }
+  | { readonly _tag: "WriteDevice"; readonly device: string; readonly spec: DeviceSpecValue }
+  | { readonly _tag: "WriteDeviceMeta"; readonly device: string; readonly meta: DeviceMetaValue }
   | { readonly _tag: "WriteTask"; readonly id: string; readonly spec: StorageTaskValue }
   | { readonly _tag: "ArmDeadline"; readonly atMs: number }
 
@@ -222,6 +266,8 @@ export class StorageNode {
   private requestId = 0
   private nextObserveMs: number
   private observing = false
+  private nextDevicesMs: number
+  private observingDevices = false
   /** Calls answered so far, and when the observation in flight was asked for. */
   private callsDone = 0
   private callsDoneAtObserve = 0
@@ -230,6 +276,44 @@ export class StorageNode {
   constructor(config: StorageConfig, nowMs: number) {
     this.config = config
     this.nextObserveMs = nowMs
+    this.nextDevicesMs = nowMs
+  }
+
+  /**
+   * The host's devices as this node's `storage-device` objects: each one seen written (its spec
+   * when it changed, its meta: online, or failed when SMART says so); one of this node's that is
+   * no longer seen is offline (kept: a disk pulled is news, not a deletion).
+   */
+  private onDevices(devices: ReadonlyArray<DeviceInfo>): void {
+    const seen = new Set<string>()
+    const known = new Map((this.view.devices ?? []).map((device) => [device.id, device.spec]))
+    for (const device of devices) {
+      const id = deviceId(this.config.self, device.name)
+      seen.add(id)
+      const spec: DeviceSpecValue = {
+        name: device.name,
+        node: this.config.self,
+        path: device.path,
+        medium: mediumOf(device),
+      }
+      if (JSON.stringify(known.get(id)) !== JSON.stringify(spec))
+        this.outputs.push({ _tag: "WriteDevice", device: id, spec })
+      this.publishDevice(id, {
+        state: device.smart === "failed" ? "failed" : "online",
+        ...(device.model === undefined ? {} : { model: device.model }),
+        ...(device.serial === undefined ? {} : { serial: device.serial }),
+        rotational: device.rotational,
+        smart: device.smart,
+        sizeBytes: device.sizeBytes,
+      })
+    }
+    for (const [id, spec] of known)
+      if (spec.node === this.config.self && !seen.has(id)) this.publishDevice(id, { state: "offline" })
+  }
+
+  private publishDevice(id: string, meta: DeviceMetaValue): void {
+    if (this.changed(`device\u0000${id}`, meta))
+      this.outputs.push({ _tag: "WriteDeviceMeta", device: id, meta })
   }
 
   handle(input: Input, nowMs: number): ReadonlyArray<Output> {
@@ -249,8 +333,17 @@ export class StorageNode {
       case "CallDone":
         this.onCallDone(input, nowMs)
         break
+      case "DevicesObserved":
+        this.observingDevices = false
+        this.onDevices(input.devices)
+        break
       case "DeadlineReached":
         break
+    }
+    if (nowMs >= this.nextDevicesMs && !this.observingDevices) {
+      this.observingDevices = true
+      this.nextDevicesMs = nowMs + (this.config.devicesEveryMs ?? defaultStorageTimings.devicesEveryMs)
+      this.outputs.push({ _tag: "ObserveDevices" })
     }
     const pools = this.localPools()
     if (nowMs >= this.nextObserveMs && !this.observing && pools.length > 0) {
@@ -654,6 +747,7 @@ export class StorageNode {
 
   private nextDeadline(nowMs: number): number {
     let next = this.localPools().length > 0 ? this.nextObserveMs : Number.POSITIVE_INFINITY
+    if (!this.observingDevices) next = Math.min(next, this.nextDevicesMs)
     for (const failure of this.failures.values()) {
       const retryAt = failure.atMs + this.config.retryMs
       if (retryAt > nowMs) next = Math.min(next, retryAt)

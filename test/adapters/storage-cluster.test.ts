@@ -327,4 +327,33 @@ describe.skipIf(hasQemuUtils !== true)("storage on a local cluster", () => {
       if (canMount) spawnSync("sh", ["-c", `sleep 3; umount ${tiny}`])
     }
   }, 120_000)
+
+  it("lists every node's block devices as lsblk sees them, with their SMART health", async () => {
+    const listed = JSON.parse(
+      spawnSync("lsblk", ["-J", "-b", "-d", "-o", "NAME,SIZE,TYPE"], { encoding: "utf8" }).stdout,
+    ) as {
+      blockdevices: ReadonlyArray<{ name: string; size: number; type: string }>
+    }
+    const disk = listed.blockdevices.find((device) => device.type === "disk" && device.size > 0)!
+    const rows = await eventually(() => {
+      const out = acp("storage", "device", "list", "--json")
+      const parsed = JSON.parse(out.stdout) as ReadonlyArray<{
+        id: string
+        sizeBytes?: number
+        state: string
+        smart: string
+      }>
+      return ["n1", "n2", "n3"].every((node) => parsed.some((row) => row.id === `${node}.${disk.name}`))
+        ? parsed
+        : undefined
+    }, 40_000)
+    expect(rows.find((row) => row.id === `n2.${disk.name}`)).toMatchObject({
+      sizeBytes: disk.size,
+      state: "online",
+      smart: expect.stringMatching(/^(passed|failed|unknown)$/),
+    })
+    expect(acp("storage", "device", "list").stdout).toMatch(
+      new RegExp(`n1\\.${disk.name}\\s+n1\\s+/dev/${disk.name}`),
+    )
+  }, 60_000)
 })

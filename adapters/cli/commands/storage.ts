@@ -7,6 +7,8 @@
 import { Console, Effect, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import {
+  StorageDeviceMeta,
+  StorageDeviceSpec,
   StoragePoolMeta,
   StoragePoolSpec,
   StoragePoolStats,
@@ -324,6 +326,58 @@ const volumeDelete = Command.make(
     ),
 ).pipe(Command.withDescription("Delete a volume (refused while a system names it as a disk)"))
 
+// ---- devices ---------------------------------------------------------------------------------
+
+const deviceList = Command.make(
+  "list",
+  { dir: dirFlag, node: nodeFlag, json: jsonFlag },
+  ({ dir, node, json }) =>
+    withApi(dir, node, (client) =>
+      Effect.gen(function* () {
+        const devices = yield* client.objects.list({ params: { kind: "storage-device" } })
+        const rows = devices.flatMap((object) =>
+          Option.match(Schema.decodeUnknownOption(StorageDeviceSpec)(object.spec), {
+            onNone: () => [],
+            onSome: (spec) => {
+              const meta = decodeSlots(StorageDeviceMeta, object.meta).find(
+                (slot) => slot.node === spec.node,
+              )?.value
+              return [
+                {
+                  id: object.id,
+                  node: spec.node,
+                  path: spec.path,
+                  medium: spec.medium,
+                  state: meta?.state ?? "offline",
+                  ...(meta?.sizeBytes === undefined ? {} : { sizeBytes: meta.sizeBytes }),
+                  ...(meta?.model === undefined ? {} : { model: meta.model }),
+                  ...(meta?.serial === undefined ? {} : { serial: meta.serial }),
+                  smart: meta?.smart ?? "unknown",
+                },
+              ]
+            },
+          }),
+        )
+        if (json) return yield* Console.log(JSON.stringify(rows))
+        yield* Console.log(
+          renderTable(
+            ["DEVICE", "NODE", "PATH", "MEDIUM", "SIZE", "STATE", "SMART", "MODEL"],
+            rows.map((row) => [
+              row.id,
+              row.node,
+              row.path,
+              row.medium,
+              size(row.sizeBytes),
+              row.state,
+              row.smart,
+              row.model ?? "-",
+            ]),
+          ),
+        )
+      }),
+    ),
+).pipe(Command.withDescription("List every node's block devices with size, state and SMART health"))
+
 // ---- snapshots -------------------------------------------------------------------------------
 
 const snapshotId = Argument.String("snapshot").pipe(Argument.withDescription("The snapshot's id"))
@@ -416,8 +470,12 @@ const snapshotDelete = Command.make(
 ).pipe(Command.withDescription("Delete a snapshot (removed from its volume by its pool's node)"))
 
 export const storageCommand = Command.make("storage").pipe(
-  Command.withDescription("Storage pools, volumes and snapshots"),
+  Command.withDescription("Storage devices, pools, volumes and snapshots"),
   Command.withSubcommands([
+    Command.make("device").pipe(
+      Command.withDescription("Devices: the nodes' block devices, as each node discovers them"),
+      Command.withSubcommands([deviceList]),
+    ),
     Command.make("pool").pipe(
       Command.withDescription("Pools: where volumes are carved from"),
       Command.withSubcommands([poolCreate, poolList, poolDelete]),

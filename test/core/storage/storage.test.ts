@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest"
-import type { PoolInfo, StorageErrorReason, VolumeInfo } from "../../../core/ports/storage.ts"
+import type { DeviceInfo, PoolInfo, StorageErrorReason, VolumeInfo } from "../../../core/ports/storage.ts"
 import {
+  type DeviceMetaValue,
+  type DeviceSpecValue,
   defaultStorageTimings,
   type Input,
   type Output,
@@ -41,6 +43,9 @@ class Harness {
   tasks: Array<{ id: string; spec: StorageTaskValue }> = []
   readonly snapshotMeta = new Map<string, SnapshotMetaValue>()
   readonly taskWrites = new Map<string, StorageTaskValue>()
+  devices: Array<DeviceInfo> = []
+  readonly deviceSpecs = new Map<string, DeviceSpecValue>()
+  readonly deviceMeta = new Map<string, DeviceMetaValue>()
   capacityOfNewPools = 100 * mib
   private deadlineMs = Number.POSITIVE_INFINITY
 
@@ -67,6 +72,7 @@ class Harness {
       snapshots: this.snapshots,
       snapshotDeleted: (snapshot) => this.snapshotTombstones.has(snapshot),
       tasks: this.tasks,
+      devices: [...this.deviceSpecs].map(([id, spec]) => ({ id, spec })),
     }
   }
 
@@ -130,6 +136,14 @@ class Harness {
         return []
       case "WriteTask":
         this.taskWrites.set(output.id, output.spec)
+        return []
+      case "ObserveDevices":
+        return [{ _tag: "DevicesObserved", devices: this.devices }]
+      case "WriteDevice":
+        this.deviceSpecs.set(output.device, output.spec)
+        return []
+      case "WriteDeviceMeta":
+        this.deviceMeta.set(output.device, output.meta)
         return []
       case "ArmDeadline":
         this.deadlineMs = Math.min(this.deadlineMs, output.atMs)
@@ -500,5 +514,36 @@ describe("storage core", () => {
     h.changed()
     h.advance(4_000)
     expect(h.calls.filter((call) => call === "revertSnapshot s1")).toHaveLength(1)
+  })
+
+  it("publishes the host's block devices as this node's objects, a SMART failure as failed, a vanished one as offline", () => {
+    const h = new Harness()
+    const disk = {
+      name: "sda",
+      path: "/dev/sda",
+      sizeBytes: 100 * mib,
+      type: "disk",
+      rotational: true,
+      smart: "passed",
+    } as const
+    h.devices = [
+      disk,
+      { ...disk, name: "nvme0n1", path: "/dev/nvme0n1", rotational: false, smart: "unknown" },
+    ]
+    h.changed()
+    expect([...h.deviceSpecs]).toEqual([
+      ["n1.sda", { name: "sda", node: "n1", path: "/dev/sda", medium: "hdd" }],
+      ["n1.nvme0n1", { name: "nvme0n1", node: "n1", path: "/dev/nvme0n1", medium: "nvme" }],
+    ])
+    expect(h.deviceMeta.get("n1.sda")).toMatchObject({
+      state: "online",
+      smart: "passed",
+      sizeBytes: 100 * mib,
+    })
+    h.changed() // the store now holds them, as a real node's would tell its services
+    h.devices = [{ ...disk, smart: "failed" }]
+    h.advance(30_000)
+    expect(h.deviceMeta.get("n1.sda")).toMatchObject({ state: "failed", smart: "failed" })
+    expect(h.deviceMeta.get("n1.nvme0n1")).toEqual({ state: "offline" })
   })
 })
