@@ -16,13 +16,12 @@ import { join } from "node:path"
 import { Effect, Layer } from "effect"
 import {
   type PoolDefinition,
-  type PoolInfo,
   Storage,
   type StorageError,
   type StorageErrorReason,
   type VolumeInfo,
 } from "../../core/ports/storage.ts"
-import { fail, io, makeDirectory } from "./common.ts"
+import { directoryPool, fail, io, makeDirectory, refuseShrink } from "./common.ts"
 
 /** `statfs`'s f_type for btrfs (linux/magic.h). */
 const btrfsMagic = 0x9123683e
@@ -130,17 +129,9 @@ export const makeBtrfsStorage = () => {
       return volumes
     })
 
-  const poolInfo = (pool: PoolDefinition) =>
-    Effect.gen(function* () {
-      yield* requirePool("info", pool)
-      const fs = yield* io("info", pool.id, () => statfs(pool.path))
-      const volumes = yield* listVolumes(pool)
-      return {
-        capacityBytes: fs.blocks * fs.bsize,
-        allocationBytes: volumes.reduce((sum, volume) => sum + volume.allocationBytes, 0),
-        availableBytes: fs.bavail * fs.bsize,
-      } satisfies PoolInfo
-    })
+  const poolOps = directoryPool(requirePool, listVolumes, (pool) =>
+    rm(join(pool.path, ".snapshots"), { recursive: true, force: true }),
+  )
 
   const growTo = (operation: string, volume: string, path: string, sizeBytes: number) =>
     io(operation, volume, async () => {
@@ -148,25 +139,7 @@ export const makeBtrfsStorage = () => {
     })
 
   return Storage.of({
-    ensurePool: (pool) =>
-      io("build", pool.id, () => makeDirectory(pool.path)).pipe(Effect.andThen(poolInfo(pool))),
-    poolInfo,
-    removePool: (pool) =>
-      Effect.gen(function* () {
-        const volumes = yield* listVolumes(pool)
-        if (volumes.length > 0)
-          return yield* Effect.fail(
-            fail(
-              "remove",
-              pool.id,
-              "invalid",
-              `pool ${pool.id} still holds ${volumes.map((v) => v.id).join(", ")}`,
-            ),
-          )
-        yield* io("remove", pool.id, () =>
-          rm(join(pool.path, ".snapshots"), { recursive: true, force: true }),
-        )
-      }),
+    ...poolOps,
     listVolumes,
     createVolume: (pool, volume) =>
       Effect.gen(function* () {
@@ -213,15 +186,7 @@ export const makeBtrfsStorage = () => {
     resizeVolume: (pool, volume, sizeBytes) =>
       Effect.gen(function* () {
         const now = yield* requireVolume("resize", pool, volume)
-        if (sizeBytes < now.capacityBytes)
-          return yield* Effect.fail(
-            fail(
-              "resize",
-              volume,
-              "invalid",
-              `volume ${volume} is ${now.capacityBytes} bytes: it can grow, not shrink to ${sizeBytes}`,
-            ),
-          )
+        yield* refuseShrink(volume, now.capacityBytes, sizeBytes)
         yield* growTo("resize", volume, now.path, sizeBytes)
         return yield* describe("resize", pool, volume)
       }),

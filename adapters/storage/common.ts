@@ -2,10 +2,16 @@
  * What the storage adapters share: a failure in the port's words, and a filesystem call whose
  * errors become `StorageError`s (ENOSPC: no-space; ENOENT: the pool is not there).
  */
-import { mkdir, stat } from "node:fs/promises"
+import { mkdir, stat, statfs } from "node:fs/promises"
 import { dirname } from "node:path"
 import { Effect } from "effect"
-import { StorageError, type StorageErrorReason } from "../../core/ports/storage.ts"
+import {
+  type PoolDefinition,
+  type PoolInfo,
+  StorageError,
+  type StorageErrorReason,
+  type VolumeInfo,
+} from "../../core/ports/storage.ts"
 
 export const fail = (operation: string, target: string, reason: StorageErrorReason, detail: string) =>
   new StorageError({ reason, operation, target, detail })
@@ -44,3 +50,58 @@ export const makeDirectory = async (path: string): Promise<void> => {
     })
   }
 }
+
+/**
+ * The pool operations every directory-backed adapter does alike: build (the directory made, then
+ * its figures), figures (the filesystem's capacity and free space, the volumes' allocation), and
+ * removal (refused while it holds volumes, naming them; `clear` then takes what is left).
+ */
+export const directoryPool = (
+  requirePool: (operation: string, pool: PoolDefinition) => Effect.Effect<void, StorageError>,
+  listVolumes: (pool: PoolDefinition) => Effect.Effect<ReadonlyArray<VolumeInfo>, StorageError>,
+  clear: (pool: PoolDefinition) => Promise<void>,
+) => {
+  const poolInfo = (pool: PoolDefinition) =>
+    Effect.gen(function* () {
+      yield* requirePool("info", pool)
+      const fs = yield* io("info", pool.id, () => statfs(pool.path))
+      const volumes = yield* listVolumes(pool)
+      return {
+        capacityBytes: fs.blocks * fs.bsize,
+        allocationBytes: volumes.reduce((sum, volume) => sum + volume.allocationBytes, 0),
+        availableBytes: fs.bavail * fs.bsize,
+      } satisfies PoolInfo
+    })
+  return {
+    poolInfo,
+    ensurePool: (pool: PoolDefinition) =>
+      io("build", pool.id, () => makeDirectory(pool.path)).pipe(Effect.andThen(poolInfo(pool))),
+    removePool: (pool: PoolDefinition) =>
+      Effect.gen(function* () {
+        const volumes = yield* listVolumes(pool)
+        if (volumes.length > 0)
+          return yield* Effect.fail(
+            fail(
+              "remove",
+              pool.id,
+              "invalid",
+              `pool ${pool.id} still holds ${volumes.map((volume) => volume.id).join(", ")}`,
+            ),
+          )
+        yield* io("remove", pool.id, () => clear(pool))
+      }),
+  }
+}
+
+/** A resize that would shrink a volume, refused; none otherwise. */
+export const refuseShrink = (volume: string, capacityBytes: number, sizeBytes: number) =>
+  sizeBytes < capacityBytes
+    ? Effect.fail(
+        fail(
+          "resize",
+          volume,
+          "invalid",
+          `volume ${volume} is ${capacityBytes} bytes: it can grow, not shrink to ${sizeBytes}`,
+        ),
+      )
+    : Effect.void

@@ -10,12 +10,11 @@
  * volume cannot have any (`unsupported`, naming qcow2).
  */
 import { execFile } from "node:child_process"
-import { readdir, rename, rm, stat, statfs } from "node:fs/promises"
+import { readdir, rename, rm, stat } from "node:fs/promises"
 import { join } from "node:path"
 import { Effect, Layer } from "effect"
 import {
   type PoolDefinition,
-  type PoolInfo,
   type SnapshotInfo,
   Storage,
   type StorageError,
@@ -23,7 +22,7 @@ import {
   type VolumeFormat,
   type VolumeInfo,
 } from "../../core/ports/storage.ts"
-import { fail, io, makeDirectory } from "./common.ts"
+import { directoryPool, fail, io, refuseShrink } from "./common.ts"
 
 const formatOfFile = (file: string): VolumeFormat | undefined =>
   file.endsWith(".qcow2") ? "qcow2" : file.endsWith(".raw") ? "raw" : undefined
@@ -129,17 +128,9 @@ export const makeDirStorage = (options: DirStorageOptions = {}) => {
       return volumes
     })
 
-  const poolInfo = (pool: PoolDefinition) =>
-    Effect.gen(function* () {
-      yield* requirePool("info", pool)
-      const fs = yield* io("info", pool.id, () => statfs(pool.path))
-      const volumes = yield* listVolumes(pool)
-      return {
-        capacityBytes: fs.blocks * fs.bsize,
-        allocationBytes: volumes.reduce((sum, volume) => sum + volume.allocationBytes, 0),
-        availableBytes: fs.bavail * fs.bsize,
-      } satisfies PoolInfo
-    })
+  const poolOps = directoryPool(requirePool, listVolumes, (pool) =>
+    rm(pool.path, { recursive: true, force: true }),
+  )
 
   const snapshotsOf = (operation: string, volume: string, path: string) =>
     img(operation, volume, ["info", "--output=json", "-U", path]).pipe(
@@ -168,23 +159,7 @@ export const makeDirStorage = (options: DirStorageOptions = {}) => {
         )
 
   return Storage.of({
-    ensurePool: (pool) =>
-      io("build", pool.id, () => makeDirectory(pool.path)).pipe(Effect.andThen(poolInfo(pool))),
-    poolInfo,
-    removePool: (pool) =>
-      Effect.gen(function* () {
-        const volumes = yield* listVolumes(pool)
-        if (volumes.length > 0)
-          return yield* Effect.fail(
-            fail(
-              "remove",
-              pool.id,
-              "invalid",
-              `pool ${pool.id} still holds ${volumes.map((volume) => volume.id).join(", ")}`,
-            ),
-          )
-        yield* io("remove", pool.id, () => rm(pool.path, { recursive: true, force: true }))
-      }),
+    ...poolOps,
     listVolumes,
     createVolume: (pool, volume) =>
       Effect.gen(function* () {
@@ -239,15 +214,7 @@ export const makeDirStorage = (options: DirStorageOptions = {}) => {
       Effect.gen(function* () {
         const found = yield* requireVolume("resize", pool, volume)
         const now = yield* describe("resize", volume, found.path, found.format)
-        if (sizeBytes < now.capacityBytes)
-          return yield* Effect.fail(
-            fail(
-              "resize",
-              volume,
-              "invalid",
-              `volume ${volume} is ${now.capacityBytes} bytes: it can grow, not shrink to ${sizeBytes}`,
-            ),
-          )
+        yield* refuseShrink(volume, now.capacityBytes, sizeBytes)
         if (sizeBytes > now.capacityBytes)
           yield* img("resize", volume, ["resize", "-q", "-f", found.format, found.path, String(sizeBytes)])
         return yield* describe("resize", volume, found.path, found.format)
