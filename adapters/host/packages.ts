@@ -32,6 +32,9 @@ export const testRequirements: ReadonlyArray<Requirement> = [
   { package: "libvirt-daemon-driver-qemu", neededBy: "the QEMU test" },
   { package: "qemu-system-x86", neededBy: "the QEMU test: TCG" },
   { package: "btrfs-progs", neededBy: "the btrfs storage test" },
+  { package: "nfs-ganesha", neededBy: "the NFS share test: the server" },
+  { package: "nfs-ganesha-vfs", neededBy: "the NFS share test: its VFS backend" },
+  { package: "libnfs-utils", neededBy: "the NFS share test: a userspace client" },
   { package: "prometheus", neededBy: "the metrics test: promtool check metrics" },
   { package: "faketime", neededBy: "the fault harness: stepped wall clocks (libfaketime)" },
 ]

@@ -192,3 +192,25 @@ export class Storage extends Context.Service<
     ) => Effect.Effect<void, StorageError>
   }
 >()("acp/core/ports/Storage") {}
+
+/** A share as the share server needs it: a directory exported to the named clients. */
+export interface ShareDefinition {
+  /** The share's id in the CDB; clients mount it as `/<id>` (NFSv4's pseudo path). */
+  readonly id: string
+  /** The directory on this host. */
+  readonly path: string
+  /** Addresses or networks (CIDR) that may mount it; nobody else can. */
+  readonly clients: ReadonlyArray<string>
+  readonly access: "rw" | "ro"
+}
+
+/** The NFS server of a node: it serves exactly the shares it was last given. */
+export class ShareServer extends Context.Service<
+  ShareServer,
+  {
+    /** Serves these shares (and no others), starting or reloading the server as needed. */
+    readonly apply: (shares: ReadonlyArray<ShareDefinition>) => Effect.Effect<void, StorageError>
+    /** Stops serving every share (the server process is gone). */
+    readonly stop: Effect.Effect<void, StorageError>
+  }
+>()("acp/core/ports/ShareServer") {}
