@@ -692,6 +692,15 @@ export class Hosts {
       sim.queue.push(sim.nowUs + 1_000, { ...base, input: "observe", pools: effect.pools })
       return
     }
+    if (effect._tag === "ApplyShares") {
+      // The simulated host serves whatever it is given (no NFS in the simulator).
+      sim.queue.push(sim.nowUs + 1_000, {
+        ...base,
+        pools: [],
+        input: { _tag: "SharesApplied", requestId: effect.requestId },
+      })
+      return
+    }
     if (effect._tag === "ObserveDevices") {
       sim.queue.push(sim.nowUs + 1_000, {
         ...base,

@@ -23,6 +23,7 @@ import { acknowledgeAlarm, decodeAlarm, encodeAlarm } from "../../core/monitor/a
 import {
   admitDelete,
   admitPool,
+  admitShare,
   admitSnapshot,
   admitVolume,
   type StorageReader,
@@ -118,6 +119,7 @@ export const storageReader = (node: RunningNode): StorageReader => {
     volumes: () => all("storage-volume"),
     systems: () => all("system"),
     snapshots: () => all("storage-snapshot"),
+    shares: () => all("storage-share"),
     poolStats: (id) => {
       const slot = node.statsOf("storage-pool", id)[0]
       return slot === undefined
@@ -141,7 +143,9 @@ const storageRefusal = (node: RunningNode, kind: string, id: string, spec: unkno
             ? admitSystemDisks(store, id, spec as SystemSpecValue)
             : kind === "storage-snapshot"
               ? admitSnapshot(store, id, spec as Parameters<typeof admitSnapshot>[2])
-              : undefined
+              : kind === "storage-share"
+                ? admitShare(store, id, spec as Parameters<typeof admitShare>[2])
+                : undefined
   return refusal === undefined
     ? Effect.void
     : Effect.fail(new OperationRefused({ reason: refusal.reason, message: refusal.message }))

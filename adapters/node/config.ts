@@ -91,6 +91,13 @@ export const NodeConfig = Schema.Struct({
    * never wakes up with HA systems the primary has moved. Absent: no watchdog.
    */
   watchdogMs: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 500, maximum: 600_000 }))),
+  /** The storage service's NFS server (nfs-ganesha): where it listens. Absent: port 2049, every address. */
+  storage: Schema.optionalKey(
+    Schema.Struct({
+      nfsBind: Schema.optionalKey(Schema.String),
+      nfsPort: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65_535 }))),
+    }),
+  ),
   /** The hypervisor service: which libvirt to drive. Absent: libvirt's built-in test driver. */
   hypervisor: Schema.optionalKey(
     Schema.Struct({

@@ -7,14 +7,19 @@
  */
 import { Effect } from "effect"
 import { encodeValue as json } from "../../core/hypervisor/values.ts"
-import { Storage, type StorageError } from "../../core/ports/storage.ts"
+import { ShareServer, Storage, type StorageError } from "../../core/ports/storage.ts"
 import { deviceId, type Observed, type StorageCall } from "../../core/storage/storage.ts"
+import { io, makeDirectory } from "../storage/common.ts"
 import { listDevices } from "../storage/devices.ts"
 import type { RunningNode, ServiceExecutor } from "./node.ts"
 
 const asFailure = (error: StorageError) => ({ reason: error.reason, detail: error.detail })
 
-const executor = (running: RunningNode, storage: Storage["Service"]): ServiceExecutor<"storage"> => {
+const executor = (
+  running: RunningNode,
+  storage: Storage["Service"],
+  shares: ShareServer["Service"],
+): ServiceExecutor<"storage"> => {
   const execute = (call: StorageCall) => {
     switch (call._tag) {
       case "ensurePool":
@@ -36,6 +41,22 @@ const executor = (running: RunningNode, storage: Storage["Service"]): ServiceExe
     }
   }
   return (effect, answer) => {
+    if (effect._tag === "ApplyShares")
+      return Effect.gen(function* () {
+        // A share's directory is made inside its pool, then the server serves the whole set.
+        for (const share of effect.shares) yield* io("share", share.id, () => makeDirectory(share.path))
+        yield* shares.apply(effect.shares)
+      }).pipe(
+        Effect.as({ _tag: "SharesApplied" as const, requestId: effect.requestId }),
+        Effect.catch((error: StorageError) =>
+          Effect.succeed({
+            _tag: "SharesApplied" as const,
+            requestId: effect.requestId,
+            error: asFailure(error),
+          }),
+        ),
+        Effect.flatMap(answer),
+      )
     if (effect._tag === "ObserveDevices")
       return Effect.gen(function* () {
         const devices = yield* listDevices
@@ -97,8 +118,9 @@ const executor = (running: RunningNode, storage: Storage["Service"]): ServiceExe
 export const runStorage = (running: RunningNode, ready: Effect.Effect<void>) =>
   Effect.gen(function* () {
     const storage = yield* Storage
+    const shares = yield* ShareServer
     yield* Effect.acquireRelease(
-      Effect.sync(() => running.attach("storage", executor(running, storage))),
+      Effect.sync(() => running.attach("storage", executor(running, storage, shares))),
       () => Effect.sync(() => running.attach("storage", undefined)),
     )
     yield* ready

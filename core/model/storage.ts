@@ -99,11 +99,28 @@ export const StorageShareSpec = Schema.Struct({
   name: Name,
   pool: StoragePoolId,
   protocol: Schema.Literals(["nfs", "smb", "iscsi"]),
-  path: Schema.String,
-  clients: Schema.Array(Schema.String),
+  /** A directory inside the pool (made by its node); "" for the pool's own. */
+  path: Schema.String.check(
+    Schema.isPattern(/^(?!.*(^|\/)\.\.(\/|$))[^\0]*$/, {
+      message: "Expected a path inside the pool (no '..')",
+    }),
+  ),
+  /** Addresses, networks (CIDR) or host names that may mount it; nobody else can. */
+  clients: Schema.Array(
+    Schema.String.check(
+      Schema.isPattern(/^[A-Za-z0-9.:*/_-]+$/, {
+        message: "Expected an address, a network (CIDR) or a host name",
+      }),
+    ),
+  ).check(Schema.isMinLength(1, { message: "Expected at least one client" })),
+  access: Schema.optionalKey(Schema.Literals(["rw", "ro"])),
 })
 export const StorageShareMeta = Schema.Struct({
   state: Schema.Literals(["exported", "unexported", "failed"]),
+  path: Schema.optionalKey(Schema.String),
+  /** How a client names it: the NFSv4 path on the pool's node. */
+  export: Schema.optionalKey(Schema.String),
+  detail: Schema.optionalKey(Schema.String),
 })
 export const StorageShareStats = Schema.Struct({
   readBytes: Bytes,

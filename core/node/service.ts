@@ -25,8 +25,14 @@ export interface ServicePorts {
     readonly effect: Extract<HypervisorOutput, { readonly _tag: "Call" | "Observe" }>
   }
   readonly storage: {
-    readonly input: Extract<StorageInput, { readonly _tag: "Observed" | "CallDone" | "DevicesObserved" }>
-    readonly effect: Extract<StorageOutput, { readonly _tag: "Call" | "Observe" | "ObserveDevices" }>
+    readonly input: Extract<
+      StorageInput,
+      { readonly _tag: "Observed" | "CallDone" | "DevicesObserved" | "SharesApplied" }
+    >
+    readonly effect: Extract<
+      StorageOutput,
+      { readonly _tag: "Call" | "Observe" | "ObserveDevices" | "ApplyShares" }
+    >
   }
 }
 

@@ -14,6 +14,7 @@ import type { PoolInfo } from "../ports/storage.ts"
 import { poolFormats, whyNoSnapshots } from "../ports/storage.ts"
 import {
   doesNotFit,
+  type ShareSpecValue,
   type SnapshotSpecValue,
   type StoragePoolSpecValue,
   type StorageTaskValue,
@@ -32,6 +33,8 @@ export interface StorageReader {
   readonly systems: () => ReadonlyArray<{ readonly id: string; readonly spec: SystemSpecValue }>
   /** The pool's figures as its node last published them. */
   readonly poolStats: (id: string) => PoolInfo | undefined
+  /** Every share (absent: a reader that does not need them). */
+  readonly shares?: () => ReadonlyArray<{ readonly id: string; readonly spec: ShareSpecValue }>
   /** Every snapshot (absent: a reader that does not need them). */
   readonly snapshots?: () => ReadonlyArray<{ readonly id: string; readonly spec: SnapshotSpecValue }>
 }
@@ -118,6 +121,12 @@ export const admitPool = (
 
 export const admitDelete = (store: StorageReader, kind: string, id: string): StorageRefusal | undefined => {
   if (kind === "storage-pool") {
+    const shared = (store.shares?.() ?? []).filter((share) => share.spec.pool === id)
+    if (shared.length > 0)
+      return refuse(
+        "in-use",
+        `storage-pool ${id} is shared as ${shared.map((share) => share.id).join(", ")}; delete the share(s) first`,
+      )
     const held = store.volumes().filter((volume) => volume.spec.pool === id)
     return held.length === 0
       ? undefined
@@ -211,4 +220,19 @@ export const planRevert = (
       createdMs: nowMs,
     },
   }
+}
+
+/** A share is NFS (the one protocol served today) of a pool that lives on one node. */
+export const admitShare = (
+  store: StorageReader,
+  id: string,
+  spec: ShareSpecValue,
+): StorageRefusal | undefined => {
+  if (spec.protocol !== "nfs")
+    return refuse("invalid", `storage-share ${id}: ${spec.protocol} is not served yet; nfs is`)
+  const pool = store.pool(spec.pool)
+  if (pool === undefined) return refuse("no-such-pool", `storage-share ${id}: there is no pool ${spec.pool}`)
+  if (pool.node === undefined || pool.shared)
+    return refuse("invalid", `storage-share ${id}: pool ${spec.pool} has no node of its own to serve it`)
+  return undefined
 }

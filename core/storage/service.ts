@@ -12,6 +12,7 @@ import {
   type DeviceSpecValue,
   defaultStorageTimings,
   type Output,
+  type ShareSpecValue,
   type SnapshotSpecValue,
   type StorageConfig,
   StorageNode,
@@ -34,6 +35,8 @@ const reads: ReadonlySet<string> = new Set([
   "storage-pool",
   "storage-volume",
   "storage-snapshot",
+  "storage-device",
+  "storage-share",
   "system",
   "task",
 ])
@@ -60,6 +63,7 @@ export const storageViewOf = (store: ServiceContext["store"], self?: string): Vi
     active,
     snapshots: decoded<SnapshotSpecValue>("storage-snapshot"),
     devices: decoded<DeviceSpecValue>("storage-device"),
+    shares: decoded<ShareSpecValue>("storage-share"),
     snapshotDeleted: (snapshot) => store.deleted("storage-snapshot", snapshot),
     tasks: decoded<StorageTaskValue>("task").filter(
       ({ spec }) =>
@@ -90,7 +94,16 @@ export const storageService =
           case "Call":
           case "Observe":
           case "ObserveDevices":
+          case "ApplyShares":
             effects.push(output)
+            break
+          case "WriteShareMeta":
+            writes.push({
+              op: "meta",
+              kind: "storage-share",
+              id: output.share,
+              value: encodeValue(output.meta),
+            })
             break
           case "WriteDevice":
             writes.push({

@@ -23,6 +23,7 @@ import {
   type PoolDriver,
   type PoolInfo,
   poolCapabilities,
+  type ShareDefinition,
   type StorageErrorReason,
   type VolumeDefinition,
   type VolumeFormat,
@@ -79,6 +80,24 @@ export interface StorageTaskValue {
   readonly log: ReadonlyArray<{ readonly atMs: number; readonly line: string }>
   readonly error?: string
   readonly createdMs: number
+}
+
+export interface ShareSpecValue {
+  readonly name: string
+  readonly pool: string
+  readonly protocol: "nfs" | "smb" | "iscsi"
+  /** A directory inside the pool ("" or "." for the pool's own directory). */
+  readonly path: string
+  readonly clients: ReadonlyArray<string>
+  readonly access?: "rw" | "ro"
+}
+
+export interface ShareMetaValue {
+  readonly state: "exported" | "unexported" | "failed"
+  /** Where it is on the node, and how clients name it. */
+  readonly path?: string
+  readonly export?: string
+  readonly detail?: string
 }
 
 export interface DeviceSpecValue {
@@ -151,6 +170,8 @@ export interface View {
   readonly snapshots?: ReadonlyArray<{ readonly id: string; readonly spec: SnapshotSpecValue }>
   /** Whether the store holds a tombstone for this snapshot. */
   readonly snapshotDeleted?: (snapshot: string) => boolean
+  /** Every share in the store. */
+  readonly shares?: ReadonlyArray<{ readonly id: string; readonly spec: ShareSpecValue }>
   /** Every storage device in the store. */
   readonly devices?: ReadonlyArray<{ readonly id: string; readonly spec: DeviceSpecValue }>
   /** Storage tasks (reverts) this node owns that are queued or running. */
@@ -193,6 +214,11 @@ export type Input =
       readonly error?: { readonly reason: StorageErrorReason; readonly detail: string }
     }
   | { readonly _tag: "DevicesObserved"; readonly devices: ReadonlyArray<DeviceInfo> }
+  | {
+      readonly _tag: "SharesApplied"
+      readonly requestId: number
+      readonly error?: { readonly reason: StorageErrorReason; readonly detail: string }
+    }
   | { readonly _tag: "DeadlineReached" }
 
 export type Output =
@@ -202,6 +228,13 @@ export type Output =
   | { readonly _tag: "WritePoolMeta"; readonly pool: string; readonly meta: PoolMetaValue }
   | { readonly _tag: "WriteVolumeMeta"; readonly volume: string; readonly meta: VolumeMetaValue }
   | { readonly _tag: "WriteSnapshotMeta"; readonly snapshot: string; readonly meta: SnapshotMetaValue }
+  /** Serve exactly these shares (answered with `SharesApplied`). */
+  | {
+      readonly _tag: "ApplyShares"
+      readonly requestId: number
+      readonly shares: ReadonlyArray<ShareDefinition>
+    }
+  | { readonly _tag: "WriteShareMeta"; readonly share: string; readonly meta: ShareMetaValue }
   /** Ask for the host's block devices (answered with `DevicesObserved`). */
   | { readonly _tag: "ObserveDevices" }
   | { readonly _tag: "WriteDevice"; readonly device: string; readonly spec: DeviceSpecValue }
@@ -268,6 +301,17 @@ export class StorageNode {
   private observing = false
   private nextDevicesMs: number
   private observingDevices = false
+  /** The shares the server serves (as a key), the apply in flight, and the last that failed. */
+  private sharesApplied: string | undefined
+  private sharesInFlight: { readonly requestId: number; readonly key: string } | undefined
+  private sharesFailure:
+    | {
+        readonly reason: StorageErrorReason
+        readonly detail: string
+        readonly key: string
+        readonly atMs: number
+      }
+    | undefined
   /** Calls answered so far, and when the observation in flight was asked for. */
   private callsDone = 0
   private callsDoneAtObserve = 0
@@ -311,6 +355,49 @@ export class StorageNode {
       if (spec.node === this.config.self && !seen.has(id)) this.publishDevice(id, { state: "offline" })
   }
 
+  /**
+   * The shares of this node's active pools, served together by its one share server: when the
+   * set it should serve differs from what it serves, it is applied whole (one apply at a time; a
+   * failed one again after the retry wait, or at once when the set changes). Each share's meta
+   * says whether it is exported, and if not, why.
+   */
+  private reconcileShares(pools: ReturnType<StorageNode["localPools"]>, nowMs: number): void {
+    const wanted: Array<ShareDefinition> = []
+    for (const { id, spec } of this.view.shares ?? []) {
+      const pool = pools.find((each) => each.id === spec.pool)
+      if (pool === undefined) continue
+      if (this.observed.get(pool.id)?.info === undefined) {
+        this.publishShare(id, { state: "unexported", detail: `pool ${spec.pool} is not active` })
+        continue
+      }
+      const inside = spec.path.replace(/^\/+|\/+$/g, "")
+      const path =
+        inside === "" || inside === "." ? pool.definition.path : `${pool.definition.path}/${inside}`
+      wanted.push({ id, path, clients: spec.clients, access: spec.access ?? "rw" })
+    }
+    const key = JSON.stringify(wanted)
+    const failure = this.sharesFailure?.key === key ? this.sharesFailure : undefined
+    for (const share of wanted)
+      this.publishShare(
+        share.id,
+        this.sharesApplied === key
+          ? { state: "exported", path: share.path, export: `/${share.id}` }
+          : failure !== undefined
+            ? { state: "failed", path: share.path, detail: `${failure.reason}: ${failure.detail}` }
+            : { state: "unexported", path: share.path, detail: "being exported" },
+      )
+    if (this.sharesInFlight !== undefined || this.sharesApplied === key) return
+    if (this.sharesApplied === undefined && wanted.length === 0) return
+    if (failure !== undefined && nowMs < failure.atMs + this.config.retryMs) return
+    const requestId = ++this.requestId
+    this.sharesInFlight = { requestId, key }
+    this.outputs.push({ _tag: "ApplyShares", requestId, shares: wanted })
+  }
+
+  private publishShare(id: string, meta: ShareMetaValue): void {
+    if (this.changed(`share\u0000${id}`, meta)) this.outputs.push({ _tag: "WriteShareMeta", share: id, meta })
+  }
+
   private publishDevice(id: string, meta: DeviceMetaValue): void {
     if (this.changed(`device\u0000${id}`, meta))
       this.outputs.push({ _tag: "WriteDeviceMeta", device: id, meta })
@@ -337,6 +424,14 @@ export class StorageNode {
         this.observingDevices = false
         this.onDevices(input.devices)
         break
+      case "SharesApplied":
+        if (this.sharesInFlight?.requestId !== input.requestId) break
+        if (input.error === undefined) {
+          this.sharesApplied = this.sharesInFlight.key
+          this.sharesFailure = undefined
+        } else this.sharesFailure = { ...input.error, key: this.sharesInFlight.key, atMs: nowMs }
+        this.sharesInFlight = undefined
+        break
       case "DeadlineReached":
         break
     }
@@ -353,6 +448,7 @@ export class StorageNode {
       this.outputs.push({ _tag: "Observe", pools: pools.map((pool) => pool.definition) })
     }
     this.reconcile(pools, nowMs)
+    this.reconcileShares(pools, nowMs)
     this.outputs.push({ _tag: "ArmDeadline", atMs: this.nextDeadline(nowMs) })
     const outputs = this.outputs
     this.outputs = []
@@ -748,6 +844,8 @@ export class StorageNode {
   private nextDeadline(nowMs: number): number {
     let next = this.localPools().length > 0 ? this.nextObserveMs : Number.POSITIVE_INFINITY
     if (!this.observingDevices) next = Math.min(next, this.nextDevicesMs)
+    if (this.sharesFailure !== undefined && this.sharesFailure.atMs + this.config.retryMs > nowMs)
+      next = Math.min(next, this.sharesFailure.atMs + this.config.retryMs)
     for (const failure of this.failures.values()) {
       const retryAt = failure.atMs + this.config.retryMs
       if (retryAt > nowMs) next = Math.min(next, retryAt)

@@ -6,7 +6,7 @@
  * qemu-utils (`acp setup --for test` installs it); skips, saying so, without.
  */
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -23,6 +23,9 @@ const acp = (...args: ReadonlyArray<string>) =>
 const hasQemuUtils =
   spawnSync("sh", ["-c", "command -v qemu-img"]).status === 0 ? true : "qemu-utils is not installed"
 if (hasQemuUtils !== true) console.warn(`storage-cluster: skipped: ${hasQemuUtils}`)
+const hasNfs = spawnSync("sh", ["-c", "command -v ganesha.nfsd && command -v nfs-cat"]).status === 0
+if (!hasNfs)
+  console.warn("storage-cluster: the NFS share test is skipped: nfs-ganesha or libnfs-utils is not installed")
 
 const api = async (node: number, method: string, path: string, body?: unknown) => {
   const response = await fetch(`http://127.0.0.1:${basePort + 100 + node}${path}`, {
@@ -356,4 +359,57 @@ describe.skipIf(hasQemuUtils !== true)("storage on a local cluster", () => {
       new RegExp(`n1\\.${disk.name}\\s+n1\\s+/dev/${disk.name}`),
     )
   }, 60_000)
+
+  it.skipIf(!hasNfs)(
+    "a pool's directory shared over NFS by its node is read by a userspace client",
+    async () => {
+      const shared = acp(
+        "storage",
+        "share",
+        "create",
+        "media",
+        "--pool",
+        "fast",
+        "--path",
+        "media",
+        "--clients",
+        "127.0.0.1",
+      )
+      expect(shared.stdout + shared.stderr).toContain(
+        `storage-share media exported by n2 as /media (${join(poolDir, "media")})`,
+      )
+      writeFileSync(join(poolDir, "media", "hello.txt"), "served by n2\n")
+      const read = spawnSync(
+        "nfs-cat",
+        [`nfs://127.0.0.1/media/hello.txt?version=4&nfsport=${basePort + 402}`],
+        {
+          encoding: "utf8",
+          timeout: 20_000,
+        },
+      )
+      expect(read.stdout, read.stderr).toBe("served by n2\n")
+      const poolShared = await api(1, "DELETE", "/v1/objects/storage-pool/fast")
+      expect(poolShared.status).toBe(409)
+      expect(poolShared.body.message).toBe("storage-pool fast is shared as media; delete the share(s) first")
+      const smb = await api(1, "PUT", "/v1/objects/storage-share/win", {
+        name: "win",
+        pool: "fast",
+        protocol: "smb",
+        path: "",
+        clients: ["127.0.0.1"],
+      })
+      expect(smb.status).toBe(409)
+      expect(smb.body.message).toBe("storage-share win: smb is not served yet; nfs is")
+      expect(acp("storage", "share", "delete", "media").status).toBe(0)
+      await eventually(
+        () =>
+          spawnSync("nfs-cat", [`nfs://127.0.0.1/media/hello.txt?version=4&nfsport=${basePort + 402}`], {
+            encoding: "utf8",
+            timeout: 20_000,
+          }).status !== 0,
+      )
+      expect(existsSync(join(poolDir, "media", "hello.txt"))).toBe(true)
+    },
+    60_000,
+  )
 })

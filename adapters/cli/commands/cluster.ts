@@ -78,6 +78,8 @@ interface HostLayout {
   readonly port: number
   readonly apiPort: number
   readonly agentPort: number
+  /** Where its NFS server listens (absent: the default, 2049 on every address). */
+  readonly nfsPort?: number
   /** Where the node's files will be on its host (its config names paths there). */
   readonly dataDir: string
 }
@@ -143,6 +145,7 @@ const writeCluster = (layout: ClusterLayout) =>
         mtu: 1400,
         synchronous: "FULL",
         members,
+        ...(host.nfsPort === undefined ? {} : { storage: { nfsBind: host.address, nfsPort: host.nfsPort } }),
         agent: {
           port: host.agentPort,
           certFile: join(host.dataDir, "pki", `${host.id}.crt`),
@@ -347,6 +350,7 @@ const makeLocalCluster = (home: string, args: LayoutFlags) =>
           relayPort: basePort + 301 + index,
           apiPort: basePort + 101 + index,
           agentPort: basePort + 201 + index,
+          nfsPort: basePort + 401 + index,
           dataDir: join(home, id),
         }
       }),

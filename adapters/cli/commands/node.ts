@@ -23,6 +23,7 @@ import { realNodeRetainChanges, startNode } from "../../node/node.ts"
 import { runStorage } from "../../node/storage.ts"
 import { watchdog } from "../../node/watchdog.ts"
 import { NodeStorageLayer } from "../../storage/by-driver.ts"
+import { GaneshaSharesLayer } from "../../storage/ganesha.ts"
 import { layerSqlite } from "../../store/sqlite.ts"
 import { envelopeOverhead } from "../../transport/envelope.ts"
 import { layerUdp } from "../../transport/udp.ts"
@@ -215,7 +216,17 @@ export const runNode = (configPath: string, bench = false) =>
             },
             storage: {
               after: ["api"],
-              run: (ready) => runStorage(running, ready).pipe(Effect.provide(NodeStorageLayer())),
+              run: (ready) =>
+                runStorage(running, ready).pipe(
+                  Effect.provide(NodeStorageLayer()),
+                  Effect.provide(
+                    GaneshaSharesLayer({
+                      runDir: join(config.dataDir, "nfs"),
+                      ...(config.storage?.nfsBind === undefined ? {} : { bind: config.storage.nfsBind }),
+                      ...(config.storage?.nfsPort === undefined ? {} : { port: config.storage.nfsPort }),
+                    }),
+                  ),
+                ),
             },
             ...(agent === null
               ? {}

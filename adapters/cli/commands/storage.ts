@@ -12,6 +12,8 @@ import {
   StoragePoolMeta,
   StoragePoolSpec,
   StoragePoolStats,
+  StorageShareMeta,
+  StorageShareSpec,
   StorageSnapshotMeta,
   StorageSnapshotSpec,
   StorageVolumeMeta,
@@ -54,7 +56,7 @@ interface Made {
 /** Waits until the object's node reports `ready` in its meta, or fails with the node's reason. */
 const follow = (
   client: AcpClient,
-  kind: "storage-pool" | "storage-volume" | "storage-snapshot",
+  kind: "storage-pool" | "storage-volume" | "storage-snapshot" | "storage-share",
   id: string,
   timeoutS: number,
   ready: ReadonlySet<string>,
@@ -68,7 +70,9 @@ const follow = (
           ? decodeSlots(StoragePoolMeta, object.meta)
           : kind === "storage-snapshot"
             ? decodeSlots(StorageSnapshotMeta, object.meta)
-            : decodeSlots(StorageVolumeMeta, object.meta)
+            : kind === "storage-share"
+              ? decodeSlots(StorageShareMeta, object.meta)
+              : decodeSlots(StorageVolumeMeta, object.meta)
       const done = meta.find((slot) => ready.has(slot.value.state))
       if (done !== undefined) return { node: done.node, path: done.value.path }
       const failed = meta.find((slot) => slot.value.state === "failed")
@@ -378,6 +382,110 @@ const deviceList = Command.make(
     ),
 ).pipe(Command.withDescription("List every node's block devices with size, state and SMART health"))
 
+// ---- shares ----------------------------------------------------------------------------------
+
+const shareId = Argument.String("share").pipe(
+  Argument.withDescription("The share's id (clients mount /<id>)"),
+)
+
+const shareCreate = Command.make(
+  "create",
+  {
+    id: shareId,
+    pool: Flag.String("pool").pipe(Flag.withDescription("The pool whose directory it exports")),
+    path: Flag.String("path").pipe(
+      Flag.withDescription("A directory inside the pool (made if missing); default: the pool's own"),
+      Flag.withDefault(""),
+    ),
+    clients: Flag.String("clients").pipe(
+      Flag.withDescription("Comma-separated addresses, networks (CIDR) or host names that may mount it"),
+    ),
+    readOnly: Flag.Boolean("read-only").pipe(
+      Flag.withDescription("Clients may only read"),
+      Flag.withDefault(false),
+    ),
+    detach: detachFlag,
+    timeout: timeoutFlag,
+    dir: dirFlag,
+    node: nodeFlag,
+  },
+  ({ id, pool, path, clients, readOnly, detach, timeout, dir, node }) =>
+    withApi(dir, node, (client) =>
+      Effect.gen(function* () {
+        const spec = {
+          name: id,
+          pool,
+          protocol: "nfs",
+          path,
+          clients: clients.split(",").filter(Boolean),
+          access: readOnly ? "ro" : "rw",
+        }
+        yield* client.objects.put({ params: { kind: "storage-share", id }, payload: spec })
+        if (detach) return yield* Console.log(`storage-share ${id} written`)
+        const made = yield* follow(client, "storage-share", id, timeout, new Set(["exported"]))
+        yield* Console.log(`storage-share ${id} exported by ${made.node} as /${id} (${made.path ?? "?"})`)
+      }),
+    ),
+).pipe(Command.withDescription("Export a pool's directory over NFS (v4) to the named clients"))
+
+const shareList = Command.make(
+  "list",
+  { dir: dirFlag, node: nodeFlag, json: jsonFlag },
+  ({ dir, node, json }) =>
+    withApi(dir, node, (client) =>
+      Effect.gen(function* () {
+        const shares = yield* client.objects.list({ params: { kind: "storage-share" } })
+        const rows = shares.flatMap((object) =>
+          Option.match(Schema.decodeUnknownOption(StorageShareSpec)(object.spec), {
+            onNone: () => [],
+            onSome: (spec) => {
+              const meta = decodeSlots(StorageShareMeta, object.meta)[0]
+              return [
+                {
+                  id: object.id,
+                  pool: spec.pool,
+                  node: meta?.node ?? "-",
+                  access: spec.access ?? "rw",
+                  clients: spec.clients,
+                  state: meta?.value.state ?? "unexported",
+                  ...(meta?.value.path === undefined ? {} : { path: meta.value.path }),
+                  ...(meta?.value.detail === undefined ? {} : { detail: meta.value.detail }),
+                },
+              ]
+            },
+          }),
+        )
+        if (json) return yield* Console.log(JSON.stringify(rows))
+        yield* Console.log(
+          renderTable(
+            ["SHARE", "POOL", "NODE", "ACCESS", "CLIENTS", "STATE", "PATH"],
+            rows.map((row) => [
+              row.id,
+              row.pool,
+              row.node,
+              row.access,
+              row.clients.join(","),
+              row.state,
+              row.path ?? "-",
+            ]),
+          ),
+        )
+        for (const row of rows) if (row.detail !== undefined) yield* Console.log(`${row.id}: ${row.detail}`)
+      }),
+    ),
+).pipe(Command.withDescription("List shares with their pool, clients and state"))
+
+const shareDelete = Command.make(
+  "delete",
+  { id: shareId, dir: dirFlag, node: nodeFlag },
+  ({ id, dir, node }) =>
+    withApi(dir, node, (client) =>
+      client.objects
+        .remove({ params: { kind: "storage-share", id } })
+        .pipe(Effect.andThen(Console.log(`storage-share ${id} deleted (no longer served; its files stay)`))),
+    ),
+).pipe(Command.withDescription("Stop sharing (the directory and its files stay in the pool)"))
+
 // ---- snapshots -------------------------------------------------------------------------------
 
 const snapshotId = Argument.String("snapshot").pipe(Argument.withDescription("The snapshot's id"))
@@ -470,7 +578,7 @@ const snapshotDelete = Command.make(
 ).pipe(Command.withDescription("Delete a snapshot (removed from its volume by its pool's node)"))
 
 export const storageCommand = Command.make("storage").pipe(
-  Command.withDescription("Storage devices, pools, volumes and snapshots"),
+  Command.withDescription("Storage devices, pools, volumes, snapshots and shares"),
   Command.withSubcommands([
     Command.make("device").pipe(
       Command.withDescription("Devices: the nodes' block devices, as each node discovers them"),
@@ -483,6 +591,10 @@ export const storageCommand = Command.make("storage").pipe(
     Command.make("volume").pipe(
       Command.withDescription("Volumes: disks for systems"),
       Command.withSubcommands([volumeCreate, volumeResize, volumeList, volumeDelete]),
+    ),
+    Command.make("share").pipe(
+      Command.withDescription("Shares: a pool's directory served over NFS to named clients"),
+      Command.withSubcommands([shareCreate, shareList, shareDelete]),
     ),
     Command.make("snapshot").pipe(
       Command.withDescription("Snapshots: a volume's content at a point in time, to revert to"),

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest"
-import type { DeviceInfo, PoolInfo, StorageErrorReason, VolumeInfo } from "../../../core/ports/storage.ts"
+import type {
+  DeviceInfo,
+  PoolInfo,
+  ShareDefinition,
+  StorageErrorReason,
+  VolumeInfo,
+} from "../../../core/ports/storage.ts"
 import {
   type DeviceMetaValue,
   type DeviceSpecValue,
@@ -7,6 +13,8 @@ import {
   type Input,
   type Output,
   type PoolMetaValue,
+  type ShareMetaValue,
+  type ShareSpecValue,
   type SnapshotMetaValue,
   StorageNode,
   type StoragePoolSpecValue,
@@ -44,6 +52,10 @@ class Harness {
   readonly snapshotMeta = new Map<string, SnapshotMetaValue>()
   readonly taskWrites = new Map<string, StorageTaskValue>()
   devices: Array<DeviceInfo> = []
+  shares: Array<{ id: string; spec: ShareSpecValue }> = []
+  readonly applied: Array<ReadonlyArray<ShareDefinition>> = []
+  readonly shareMeta = new Map<string, ShareMetaValue>()
+  failShares: StorageErrorReason | undefined
   readonly deviceSpecs = new Map<string, DeviceSpecValue>()
   readonly deviceMeta = new Map<string, DeviceMetaValue>()
   capacityOfNewPools = 100 * mib
@@ -73,6 +85,7 @@ class Harness {
       snapshotDeleted: (snapshot) => this.snapshotTombstones.has(snapshot),
       tasks: this.tasks,
       devices: [...this.deviceSpecs].map(([id, spec]) => ({ id, spec })),
+      shares: this.shares,
     }
   }
 
@@ -139,6 +152,20 @@ class Harness {
         return []
       case "ObserveDevices":
         return [{ _tag: "DevicesObserved", devices: this.devices }]
+      case "ApplyShares":
+        this.applied.push(output.shares)
+        return [
+          this.failShares === undefined
+            ? { _tag: "SharesApplied", requestId: output.requestId }
+            : {
+                _tag: "SharesApplied",
+                requestId: output.requestId,
+                error: { reason: this.failShares, detail: "planted" },
+              },
+        ]
+      case "WriteShareMeta":
+        this.shareMeta.set(output.share, output.meta)
+        return []
       case "WriteDevice":
         this.deviceSpecs.set(output.device, output.spec)
         return []
@@ -545,5 +572,50 @@ describe("storage core", () => {
     h.advance(30_000)
     expect(h.deviceMeta.get("n1.sda")).toMatchObject({ state: "failed", smart: "failed" })
     expect(h.deviceMeta.get("n1.nvme0n1")).toEqual({ state: "offline" })
+  })
+
+  it("serves the shares of its active pools together, says which are exported, and applies again when the set changes", () => {
+    const h = new Harness()
+    h.pool("p1")
+    h.pool("p2", { node: "n2" })
+    h.shares = [
+      {
+        id: "media",
+        spec: { name: "media", pool: "p1", protocol: "nfs", path: "media", clients: ["198.18.0.0/15"] },
+      },
+      { id: "elsewhere", spec: { name: "x", pool: "p2", protocol: "nfs", path: "", clients: ["10.0.0.1"] } },
+    ]
+    h.changed()
+    expect(h.applied).toEqual([
+      [{ id: "media", path: "/pools/p1/media", clients: ["198.18.0.0/15"], access: "rw" }],
+    ])
+    expect(h.shareMeta.get("media")).toEqual({ state: "exported", path: "/pools/p1/media", export: "/media" })
+    expect(h.shareMeta.has("elsewhere")).toBe(false)
+    h.advance(10_000)
+    expect(h.applied).toHaveLength(1)
+    h.failShares = "unsupported"
+    h.shares = [
+      ...h.shares,
+      {
+        id: "docs",
+        spec: { name: "docs", pool: "p1", protocol: "nfs", path: "/docs/", clients: ["a"], access: "ro" },
+      },
+    ]
+    h.changed()
+    expect(h.applied.at(-1)?.map((share) => [share.id, share.path, share.access])).toEqual([
+      ["media", "/pools/p1/media", "rw"],
+      ["docs", "/pools/p1/docs", "ro"],
+    ])
+    expect(h.shareMeta.get("docs")).toEqual({
+      state: "failed",
+      path: "/pools/p1/docs",
+      detail: "unsupported: planted",
+    })
+    h.failShares = undefined
+    h.advance(defaultStorageTimings.retryMs)
+    expect(h.shareMeta.get("docs")).toEqual({ state: "exported", path: "/pools/p1/docs", export: "/docs" })
+    h.shares = []
+    h.changed()
+    expect(h.applied.at(-1)).toEqual([])
   })
 })
