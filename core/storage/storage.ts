@@ -30,6 +30,18 @@ import {
   type VolumeInfo,
   whyNoSnapshots,
 } from "../ports/storage.ts"
+import {
+  type DeviceMetaValue,
+  type DeviceSpecValue,
+  deviceRecords,
+  type ShareMetaValue,
+  type ShareSpecValue,
+  type SnapshotMetaValue,
+  type SnapshotSpecValue,
+  type StorageTaskValue,
+} from "./objects.ts"
+
+export * from "./objects.ts"
 
 export interface StoragePoolSpecValue {
   readonly name: string
@@ -59,76 +71,6 @@ export interface PoolMetaValue {
   readonly orphans?: ReadonlyArray<string>
   readonly detail?: string
 }
-
-export interface SnapshotSpecValue {
-  readonly name: string
-  readonly volume: string
-}
-
-export interface SnapshotMetaValue {
-  readonly state: "creating" | "available" | "failed"
-  readonly detail?: string
-}
-
-/** A storage task this node owns (a revert), as the core reads and writes it. */
-export interface StorageTaskValue {
-  readonly operation: string
-  readonly target: { readonly kind: string; readonly id: string }
-  readonly owner: string
-  readonly parameters: Readonly<Record<string, string>>
-  readonly state: "queued" | "running" | "succeeded" | "failed" | "cancelled"
-  readonly log: ReadonlyArray<{ readonly atMs: number; readonly line: string }>
-  readonly error?: string
-  readonly createdMs: number
-}
-
-export interface ShareSpecValue {
-  readonly name: string
-  readonly pool: string
-  readonly protocol: "nfs" | "smb" | "iscsi"
-  /** A directory inside the pool ("" or "." for the pool's own directory). */
-  readonly path: string
-  readonly clients: ReadonlyArray<string>
-  readonly access?: "rw" | "ro"
-}
-
-export interface ShareMetaValue {
-  readonly state: "exported" | "unexported" | "failed"
-  /** Where it is on the node, and how clients name it. */
-  readonly path?: string
-  readonly export?: string
-  readonly detail?: string
-}
-
-export interface DeviceSpecValue {
-  readonly name: string
-  readonly node: string
-  readonly path: string
-  readonly medium: "hdd" | "ssd" | "nvme" | "partition" | "loop"
-}
-
-export interface DeviceMetaValue {
-  readonly state: "online" | "offline" | "failed"
-  readonly model?: string
-  readonly serial?: string
-  readonly rotational?: boolean
-  readonly smart?: DeviceInfo["smart"]
-  readonly sizeBytes?: number
-}
-
-/** The id of a node's device in the CDB: `<node>.<kernel name>`. */
-export const deviceId = (node: string, name: string) => `${node}.${name}`
-
-const mediumOf = (device: DeviceInfo): DeviceSpecValue["medium"] =>
-  device.type === "loop"
-    ? "loop"
-    : device.type === "part"
-      ? "partition"
-      : device.name.startsWith("nvme")
-        ? "nvme"
-        : device.rotational
-          ? "hdd"
-          : "ssd"
 
 export interface VolumeMetaValue {
   readonly state: VolumeState
@@ -323,36 +265,11 @@ export class StorageNode {
     this.nextDevicesMs = nowMs
   }
 
-  /**
-   * The host's devices as this node's `storage-device` objects: each one seen written (its spec
-   * when it changed, its meta: online, or failed when SMART says so); one of this node's that is
-   * no longer seen is offline (kept: a disk pulled is news, not a deletion).
-   */
+  /** The host's devices as this node's objects (`objects.ts`): specs that changed, and meta. */
   private onDevices(devices: ReadonlyArray<DeviceInfo>): void {
-    const seen = new Set<string>()
-    const known = new Map((this.view.devices ?? []).map((device) => [device.id, device.spec]))
-    for (const device of devices) {
-      const id = deviceId(this.config.self, device.name)
-      seen.add(id)
-      const spec: DeviceSpecValue = {
-        name: device.name,
-        node: this.config.self,
-        path: device.path,
-        medium: mediumOf(device),
-      }
-      if (JSON.stringify(known.get(id)) !== JSON.stringify(spec))
-        this.outputs.push({ _tag: "WriteDevice", device: id, spec })
-      this.publishDevice(id, {
-        state: device.smart === "failed" ? "failed" : "online",
-        ...(device.model === undefined ? {} : { model: device.model }),
-        ...(device.serial === undefined ? {} : { serial: device.serial }),
-        rotational: device.rotational,
-        smart: device.smart,
-        sizeBytes: device.sizeBytes,
-      })
-    }
-    for (const [id, spec] of known)
-      if (spec.node === this.config.self && !seen.has(id)) this.publishDevice(id, { state: "offline" })
+    const records = deviceRecords(this.config.self, devices, this.view.devices ?? [])
+    for (const { id, spec } of records.specs) this.outputs.push({ _tag: "WriteDevice", device: id, spec })
+    for (const { id, meta } of records.metas) this.publishDevice(id, meta)
   }
 
   /**
