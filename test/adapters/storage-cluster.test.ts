@@ -27,7 +27,20 @@ const hasNfs = spawnSync("sh", ["-c", "command -v ganesha.nfsd && command -v nfs
 if (!hasNfs)
   console.warn("storage-cluster: the NFS share test is skipped: nfs-ganesha or libnfs-utils is not installed")
 
+/**
+ * One API call. A request that finds its pooled keep-alive connection closed by the node at that
+ * instant (undici: "other side closed", UND_ERR_SOCKET, before any answer) is sent once more on a
+ * new connection: every call here is idempotent (GET, PUT of a whole spec, DELETE).
+ */
 const api = async (node: number, method: string, path: string, body?: unknown) => {
+  try {
+    return await apiOnce(node, method, path, body)
+  } catch (error) {
+    if ((error as { cause?: { code?: string } }).cause?.code !== "UND_ERR_SOCKET") throw error
+    return await apiOnce(node, method, path, body)
+  }
+}
+const apiOnce = async (node: number, method: string, path: string, body?: unknown) => {
   const response = await fetch(`http://127.0.0.1:${basePort + 100 + node}${path}`, {
     method,
     headers: {
