@@ -25,6 +25,7 @@ import {
   planRevert,
   type StorageReader,
 } from "../core/storage/admission.ts"
+import { specReader } from "../core/storage/disks.ts"
 import type {
   SnapshotSpecValue,
   StoragePoolSpecValue,
@@ -39,21 +40,8 @@ import type { Hosts, SimNode } from "./host.ts"
 import { Prng } from "./prng.ts"
 
 /** What the API's storage rules read, from a simulated node's store (no statistics: its node decides on space). */
-const storageReaderOf = (store: NonNullable<SimNode["core"]>["store"]): StorageReader => {
-  const all = <A>(kind: string) =>
-    store.list(kind).flatMap((entry) => {
-      const spec = decodeValue<A>(entry.value)
-      return spec === undefined ? [] : [{ id: entry.id, spec }]
-    })
-  return {
-    pool: (id) => decodeValue<StoragePoolSpecValue>(store.get("storage-pool", id)?.value),
-    volume: (id) => decodeValue<StorageVolumeSpecValue>(store.get("storage-volume", id)?.value),
-    volumes: () => all<StorageVolumeSpecValue>("storage-volume"),
-    systems: () => all<SystemSpecValue>("system"),
-    poolStats: () => undefined,
-    snapshots: () => all<SnapshotSpecValue>("storage-snapshot"),
-  }
-}
+const storageReaderOf = (store: NonNullable<SimNode["core"]>["store"]): StorageReader =>
+  specReader((kind) => store.list(kind))
 
 export class Operator {
   private readonly sim: Sim

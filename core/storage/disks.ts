@@ -11,7 +11,7 @@ import { decodeValue } from "../hypervisor/values.ts"
 import type { VolumeFormat } from "../ports/storage.ts"
 import { admitVolume, type StorageReader, type StorageRefusal } from "./admission.ts"
 import { parseSize } from "./sizes.ts"
-import type { StorageVolumeSpecValue } from "./storage.ts"
+import type { ShareSpecValue, SnapshotSpecValue, StorageVolumeSpecValue } from "./storage.ts"
 
 type Bus = SystemSpecValue["disks"][number]["bus"]
 type SystemDiskValue = SystemSpecValue["disks"][number]
@@ -234,6 +234,8 @@ export const specReader = (
     volumes: () => volumes,
     systems: () => all<SystemSpecValue>("system"),
     poolStats: () => undefined,
+    shares: () => all<ShareSpecValue>("storage-share"),
+    snapshots: () => all<SnapshotSpecValue>("storage-snapshot"),
   }
 }
 
