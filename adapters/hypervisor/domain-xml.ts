@@ -8,7 +8,7 @@ import type { DomainDefinition, DomainDisk } from "../../core/ports/vmm.ts"
 /** `test` is libvirt's built-in test driver; `qemu` is TCG emulation; `kvm` needs /dev/kvm. */
 export type DomainType = "test" | "qemu" | "kvm"
 
-const escapeXml = (text: string): string =>
+export const escapeXml = (text: string): string =>
   text.replace(/[<>&'"]/g, (char) =>
     char === "<"
       ? "&lt;"

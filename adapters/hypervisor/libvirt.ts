@@ -1,18 +1,13 @@
 /**
  * The VMM port on libvirt, through koffi (FFI; no native module of our own to build).
  *
- * - Every call that can block (define, start, shutdown, …: a QEMU start takes ~0.4 s) runs on
- *   koffi's worker threads (`fn.async`), so the node's event loop keeps serving datagrams.
- * - Calls on one connection are serialised: libvirt's last error is kept per connection and
- *   read right after the failing call, inside the same lock.
- * - Every string libvirt hands over is freed (`koffi.disposable` with libc's `free`), every
- *   domain handle is freed, list arrays are freed after their elements; borrowed strings
+ * - The library, the connection, the lock that serialises calls on it and the reading of
+ *   libvirt's last error are shared with the storage adapter (`adapters/libvirt/connection.ts`).
+ * - Every domain handle is freed, list arrays are freed after their elements; borrowed strings
  *   (`virDomainGetName`) are not.
- * - libvirt's default error handler prints to stderr; it is replaced by one that does nothing,
- *   since each error comes back as a typed `VmmError` instead.
  */
 import { readFileSync, statSync } from "node:fs"
-import { Effect, Layer, Semaphore } from "effect"
+import { Effect, Layer } from "effect"
 import koffi from "koffi"
 import {
   type DomainDefinition,
@@ -22,6 +17,7 @@ import {
   Vmm,
   VmmError,
 } from "../../core/ports/vmm.ts"
+import { type Fn, loadLibvirt, openConnection } from "../libvirt/connection.ts"
 import {
   type DomainType,
   disksOf,
@@ -33,12 +29,7 @@ import {
   withDisks,
 } from "./domain-xml.ts"
 
-type Fn = ReturnType<ReturnType<typeof koffi.load>["func"]>
-
 interface Bindings {
-  readonly open: Fn
-  readonly close: Fn
-  readonly lastError: Fn
   readonly getType: Fn
   readonly getHostname: Fn
   readonly listAll: Fn
@@ -61,7 +52,6 @@ interface Bindings {
   readonly attach: Fn
   readonly detach: Fn
   readonly free: Fn
-  readonly errorType: ReturnType<typeof koffi.struct>
   readonly blockStatsSize: number
   readonly interfaceStatsSize: number
 }
@@ -71,25 +61,8 @@ let bindings: Bindings | undefined
 /** Loads libvirt once per process; the types koffi registers are process-wide. */
 const loadBindings = (): Bindings => {
   if (bindings !== undefined) return bindings
-  const lib = koffi.load("libvirt.so.0")
-  const libc = koffi.load("libc.so.6")
-  const free = libc.func("void free(void *ptr)")
-  koffi.pointer("virConnect", koffi.opaque())
+  const { lib, free } = loadLibvirt()
   koffi.pointer("virDomain", koffi.opaque())
-  const errorType = koffi.struct("virError", {
-    code: "int",
-    domain: "int",
-    message: "const char *",
-    level: "int",
-    conn: "void *",
-    dom: "void *",
-    str1: "const char *",
-    str2: "const char *",
-    str3: "const char *",
-    int1: "int",
-    int2: "int",
-    net: "void *",
-  })
   koffi.struct("virDomainInfo", {
     state: "uint8",
     maxMem: "ulong",
@@ -114,17 +87,7 @@ const loadBindings = (): Bindings => {
     tx_errs: "int64",
     tx_drop: "int64",
   })
-  koffi.disposable("LibvirtString", "str", free)
-  const errorFunc = koffi.proto("void virErrorFunc(void *userData, void *error)")
-  const setErrorFunc = lib.func("void virSetErrorFunc(void *userData, virErrorFunc *handler)")
-  setErrorFunc(
-    null,
-    koffi.register(() => {}, koffi.pointer(errorFunc)),
-  )
   bindings = {
-    open: lib.func("virConnect *virConnectOpen(const char *name)"),
-    close: lib.func("int virConnectClose(virConnect *conn)"),
-    lastError: lib.func("virError *virConnGetLastError(virConnect *conn)"),
     getType: lib.func("const char *virConnectGetType(virConnect *conn)"),
     getHostname: lib.func("LibvirtString virConnectGetHostname(virConnect *conn)"),
     listAll: lib.func(
@@ -155,7 +118,6 @@ const loadBindings = (): Bindings => {
     attach: lib.func("int virDomainAttachDeviceFlags(virDomain *dom, const char *xml, unsigned int flags)"),
     detach: lib.func("int virDomainDetachDeviceFlags(virDomain *dom, const char *xml, unsigned int flags)"),
     free,
-    errorType,
     blockStatsSize: koffi.sizeof(blockStats),
     interfaceStatsSize: koffi.sizeof(interfaceStats),
   }
@@ -204,11 +166,6 @@ const stateOf = (state: number): DomainState => {
   }
 }
 
-const call = <A>(fn: Fn, args: ReadonlyArray<unknown>): Promise<A> =>
-  new Promise((resolve, reject) =>
-    fn.async(...args, (error: unknown, result: A) => (error ? reject(error) : resolve(result))),
-  )
-
 export interface LibvirtOptions {
   /** `test:///default`, `qemu:///session`, `qemu:///system`, … */
   readonly uri: string
@@ -229,61 +186,31 @@ export const makeLibvirtVmm = (options: LibvirtOptions) =>
         }),
     })
     const domainType: DomainType = options.domainType ?? (options.uri.startsWith("test:") ? "test" : "qemu")
-    const lock = yield* Semaphore.make(1)
-    const lastError = (conn: unknown, operation: string, system: string): VmmError => {
-      const error = b.lastError(conn) as unknown
-      const decoded =
-        error === null
-          ? undefined
-          : (koffi.decode(error, b.errorType) as { code: number; message: string | null })
-      const code = decoded?.code ?? 0
-      return new VmmError({
-        reason: reasonOf(code, operation),
-        operation,
-        system,
-        detail: decoded?.message ?? "libvirt reported no error",
-        code,
-      })
-    }
-    const conn = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () => call<unknown>(b.open, [options.uri]),
-        catch: (error) =>
+    const connection = yield* openConnection(options.uri).pipe(
+      Effect.mapError(
+        (failure) =>
           new VmmError({
             reason: "connection",
             operation: "open",
             system: options.uri,
-            detail: String(error),
+            detail: failure.message,
           }),
-      }).pipe(
-        Effect.flatMap((pointer) =>
-          pointer === null
-            ? Effect.fail(
-                new VmmError({
-                  reason: "connection",
-                  operation: "open",
-                  system: options.uri,
-                  detail: `cannot connect to ${options.uri}`,
-                }),
-              )
-            : Effect.succeed(pointer),
-        ),
       ),
-      (pointer) => Effect.sync(() => b.close(pointer)),
     )
+    const conn = connection.pointer
 
-    const failure = (operation: string, system: string) => (error: unknown) =>
-      new VmmError({ reason: "failed", operation, system, detail: String(error) })
-
-    /** Runs one libvirt call under the lock; a `-1` or `null` result is turned into the connection's last error. */
+    /** Runs one libvirt call under the lock; a failure becomes a `VmmError` with libvirt's code and message. */
     const run = <A>(operation: string, system: string, fn: Fn, args: ReadonlyArray<unknown>) =>
-      lock.withPermits(1)(
-        Effect.tryPromise({ try: () => call<A>(fn, args), catch: failure(operation, system) }).pipe(
-          Effect.flatMap((result) =>
-            result === null || result === -1
-              ? Effect.fail(lastError(conn, operation, system))
-              : Effect.succeed(result),
-          ),
+      connection.run<A>(fn, args).pipe(
+        Effect.mapError(
+          (failure) =>
+            new VmmError({
+              reason: reasonOf(failure.code, operation),
+              operation,
+              system,
+              detail: failure.message,
+              ...(failure.code === -1 ? {} : { code: failure.code }),
+            }),
         ),
       )
 
@@ -400,7 +327,7 @@ export const makeLibvirtVmm = (options: LibvirtOptions) =>
       )
 
     return Vmm.of({
-      capabilities: lock.withPermits(1)(
+      capabilities: connection.locked(
         Effect.sync(() => ({
           driver: String(b.getType(conn) ?? "unknown"),
           hostname: String(b.getHostname(conn) ?? ""),
@@ -408,27 +335,26 @@ export const makeLibvirtVmm = (options: LibvirtOptions) =>
           console: domainType !== "test",
         })),
       ),
-      list: lock.withPermits(1)(
-        Effect.gen(function* () {
-          const out: Array<unknown> = [null]
-          const count = yield* Effect.tryPromise({
-            try: () => call<number>(b.listAll, [conn, out, 0]),
-            catch: failure("list", ""),
-          })
-          if (count < 0) return yield* Effect.fail(lastError(conn, "list", ""))
-          const pointers = count === 0 ? [] : (koffi.decode(out[0], "virDomain *", count) as Array<unknown>)
-          const domains = pointers.map((pointer) => {
-            const name = String(b.getName(pointer))
-            const state = [0]
-            const reason = [0]
-            b.getState(pointer, state, reason, 0)
-            b.domainFree(pointer)
-            return { name, state: stateOf(state[0] ?? 0) }
-          })
-          if (out[0] !== null) b.free(out[0])
-          return domains
-        }),
-      ),
+      list: Effect.gen(function* () {
+        const out: Array<unknown> = [null]
+        const count = yield* run<number>("list", "", b.listAll, [conn, out, 0])
+        // The handles are this call's own: reading and freeing them needs only the lock.
+        return yield* connection.locked(
+          Effect.sync(() => {
+            const pointers = count === 0 ? [] : (koffi.decode(out[0], "virDomain *", count) as Array<unknown>)
+            const domains = pointers.map((pointer) => {
+              const name = String(b.getName(pointer))
+              const state = [0]
+              const reason = [0]
+              b.getState(pointer, state, reason, 0)
+              b.domainFree(pointer)
+              return { name, state: stateOf(state[0] ?? 0) }
+            })
+            if (out[0] !== null) b.free(out[0])
+            return domains
+          }),
+        )
+      }),
       define: (definition) =>
         run<unknown>("define", definition.name, b.define, [conn, domainXml(definition, domainType)]).pipe(
           Effect.flatMap((domain) => Effect.sync(() => b.domainFree(domain))),

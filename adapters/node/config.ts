@@ -91,9 +91,18 @@ export const NodeConfig = Schema.Struct({
    * never wakes up with HA systems the primary has moved. Absent: no watchdog.
    */
   watchdogMs: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 500, maximum: 600_000 }))),
-  /** The storage service's NFS server (nfs-ganesha): where it listens. Absent: port 2049, every address. */
+  /**
+   * The storage service: where its NFS server (nfs-ganesha) listens (absent: port 2049, every
+   * address), and whether its dir, fs and netfs pools go through libvirt's storage driver at
+   * this URI (`virsh pool-list` shows them as `acp-<id>`; absent: ACP manages their files itself).
+   */
   storage: Schema.optionalKey(
     Schema.Struct({
+      libvirt: Schema.optionalKey(
+        Schema.String.check(
+          Schema.isPattern(/^[a-z0-9+]+:\/\//, { message: "Expected a libvirt URI such as qemu:///system" }),
+        ),
+      ),
       nfsBind: Schema.optionalKey(Schema.String),
       nfsPort: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65_535 }))),
     }),

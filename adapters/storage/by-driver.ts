@@ -1,6 +1,7 @@
 /**
  * The storage port that a node runs: each call goes to the adapter for its pool's type (`dir`
- * and `fs` pools to the directory adapter, `btrfs` to the btrfs one). A type with no adapter on
+ * and `fs` pools to the directory adapter, or `dir`, `fs` and `netfs` to libvirt's storage
+ * driver where the node's config names one; `btrfs` to the btrfs adapter). A type with no adapter on
  * this host is refused as `unsupported`, naming it.
  */
 import { Effect, Layer } from "effect"
@@ -8,6 +9,7 @@ import { type PoolDefinition, type PoolDriver, Storage, type StorageError } from
 import { makeBtrfsStorage } from "./btrfs.ts"
 import { fail } from "./common.ts"
 import { type DirStorageOptions, makeDirStorage } from "./dir.ts"
+import { makeLibvirtStorage } from "./libvirt.ts"
 
 type Port = Storage["Service"]
 
@@ -49,8 +51,21 @@ export const makeStorageByDriver = (adapters: Partial<Record<PoolDriver, Port>>)
   return Storage.of(Object.fromEntries(keys.map((key) => [key, route(key, key)])) as unknown as Port)
 }
 
-export const NodeStorageLayer = (options: DirStorageOptions = {}) =>
-  Layer.sync(Storage, () => {
-    const dir = makeDirStorage(options)
-    return makeStorageByDriver({ dir, fs: dir, btrfs: makeBtrfsStorage() })
-  })
+export interface NodeStorageOptions extends DirStorageOptions {
+  /** dir, fs and netfs pools through libvirt's storage driver at this URI (absent: ACP's directory adapter, dir and fs). */
+  readonly libvirtUri?: string
+}
+
+export const NodeStorageLayer = (options: NodeStorageOptions = {}) =>
+  Layer.effect(
+    Storage,
+    Effect.gen(function* () {
+      const btrfs = makeBtrfsStorage()
+      if (options.libvirtUri === undefined) {
+        const dir = makeDirStorage(options)
+        return makeStorageByDriver({ dir, fs: dir, btrfs })
+      }
+      const libvirt = yield* makeLibvirtStorage({ ...options, uri: options.libvirtUri })
+      return makeStorageByDriver({ dir: libvirt, fs: libvirt, netfs: libvirt, btrfs })
+    }),
+  )

@@ -44,6 +44,8 @@ export const StoragePoolSpec = Schema.Struct({
   ),
   /** How far the volumes' sizes may add up beyond the pool's capacity (1: not at all). */
   overcommit: Schema.optionalKey(Schema.Number.check(Schema.isBetween({ minimum: 1, maximum: 100 }))),
+  /** What holds it, for a node whose pools go through libvirt: `fs`, a block device or image; `netfs`, `host:/export`. */
+  source: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1))),
 })
 export const StoragePoolMeta = Schema.Struct({
   state: Schema.Literals(storagePoolLifecycle.states),

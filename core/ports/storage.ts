@@ -83,6 +83,8 @@ export interface PoolDefinition {
   readonly driver: PoolDriver
   /** Where its volumes live on this host. */
   readonly path: string
+  /** What holds it: for `fs`, the block device (or image) with its filesystem; for `netfs`, `host:/export`. */
+  readonly source?: string
 }
 
 export interface PoolInfo {

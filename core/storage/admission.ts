@@ -110,11 +110,12 @@ export const admitPool = (
     before.driver !== spec.driver ||
     before.node !== spec.node ||
     before.path !== spec.path ||
+    before.source !== spec.source ||
     before.shared !== spec.shared
   return moved
     ? refuse(
         "in-use",
-        `storage-pool ${id} holds ${held.map((volume) => volume.id).join(", ")}: its driver, node, path and sharing cannot change under them`,
+        `storage-pool ${id} holds ${held.map((volume) => volume.id).join(", ")}: its driver, node, path, source and sharing cannot change under them`,
       )
     : undefined
 }

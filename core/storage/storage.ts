@@ -50,6 +50,7 @@ export interface StoragePoolSpecValue {
   readonly shared: boolean
   readonly path?: string
   readonly overcommit?: number
+  readonly source?: string
 }
 
 export interface StorageVolumeSpecValue {
@@ -191,7 +192,12 @@ export const poolOn = (
   spec: StoragePoolSpecValue,
 ): PoolDefinition | undefined =>
   spec.node === config.self && !spec.shared
-    ? { id, driver: spec.driver, path: spec.path ?? `${config.poolRoot}/${id}` }
+    ? {
+        id,
+        driver: spec.driver,
+        path: spec.path ?? `${config.poolRoot}/${id}`,
+        ...(spec.source === undefined ? {} : { source: spec.source }),
+      }
     : undefined
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(2)} GiB`

@@ -41,6 +41,13 @@ describe("node config", () => {
     ).toBe("ok")
   })
 
+  it("takes a libvirt URI for the storage service's pools, and names a bad one", () => {
+    expect(message({ ...good, storage: { libvirt: "qemu:///system" } })).toBe("ok")
+    expect(message({ ...good, storage: { libvirt: "/var/run/libvirt" } })).toContain(
+      "Expected a libvirt URI such as qemu:///system",
+    )
+  })
+
   it("names the file and every bad field", () => {
     const text = message({ ...good, port: 70000, keyHex: "short", group: "10.0.0.1", extra: true })
     expect(text).toContain("n1.json")

@@ -218,7 +218,11 @@ export const runNode = (configPath: string, bench = false) =>
               after: ["api"],
               run: (ready) =>
                 runStorage(running, ready).pipe(
-                  Effect.provide(NodeStorageLayer()),
+                  Effect.provide(
+                    NodeStorageLayer(
+                      config.storage?.libvirt === undefined ? {} : { libvirtUri: config.storage.libvirt },
+                    ),
+                  ),
                   Effect.provide(
                     GaneshaSharesLayer({
                       runDir: join(config.dataDir, "nfs"),

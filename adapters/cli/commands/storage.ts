@@ -102,6 +102,12 @@ const poolCreate = Command.make(
       Flag.withDescription("Where its volumes live on the node (default: under the node's data directory)"),
       Flag.optional,
     ),
+    source: Flag.String("source").pipe(
+      Flag.withDescription(
+        "What holds it (on a node whose pools go through libvirt): fs, a block device or image; netfs, host:/export",
+      ),
+      Flag.optional,
+    ),
     overcommit: Flag.Finite("overcommit").pipe(
       Flag.withDescription("How far its volumes' sizes may add up beyond its capacity (1: not at all)"),
       Flag.optional,
@@ -111,7 +117,7 @@ const poolCreate = Command.make(
     dir: dirFlag,
     node: nodeFlag,
   },
-  ({ id, driver, on, path, overcommit, detach, timeout, dir, node }) =>
+  ({ id, driver, on, path, source, overcommit, detach, timeout, dir, node }) =>
     withApi(dir, node, (client) =>
       Effect.gen(function* () {
         const spec: typeof StoragePoolSpec.Type = {
@@ -122,6 +128,7 @@ const poolCreate = Command.make(
           devices: [],
           ...(Option.isSome(path) ? { path: path.value } : {}),
           ...(Option.isSome(overcommit) ? { overcommit: overcommit.value } : {}),
+          ...(Option.isSome(source) ? { source: source.value } : {}),
         }
         yield* client.objects.put({ params: { kind: "storage-pool", id }, payload: spec })
         if (detach) return yield* Console.log(`storage-pool ${id} written`)

@@ -6,10 +6,11 @@
  * libvirt-clients.
  */
 import { execFileSync, spawnSync } from "node:child_process"
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
+import { sessionPids, stopSession } from "./session.ts"
 
 const missing = [
   "/usr/bin/qemu-system-x86_64",
@@ -29,32 +30,8 @@ if (skipReason !== undefined) console.warn(skipReason)
 const home = mkdtempSync(join(tmpdir(), "acp-qemu-"))
 const runtime = join(home, "run")
 
-/** Every daemon the session started, by the pid files under its runtime directory. */
-const sessionPids = (): ReadonlyArray<number> => {
-  const pids = new Set<number>()
-  const walk = (directory: string) => {
-    if (!existsSync(directory)) return
-    for (const entry of readdirSync(directory, { withFileTypes: true })) {
-      const path = join(directory, entry.name)
-      if (entry.isDirectory()) walk(path)
-      else if (entry.name.endsWith(".pid")) {
-        const pid = Number.parseInt(readFileSync(path, "utf8"), 10)
-        if (Number.isInteger(pid) && pid > 1) pids.add(pid)
-      }
-    }
-  }
-  walk(runtime)
-  return [...pids]
-}
-
 afterAll(() => {
-  for (const pid of sessionPids()) {
-    try {
-      process.kill(pid, "SIGTERM")
-    } catch {
-      // already gone
-    }
-  }
+  stopSession(sessionPids(runtime))
   rmSync(home, { recursive: true, force: true })
 })
 
