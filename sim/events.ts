@@ -82,6 +82,19 @@ export type Event =
   | { readonly type: "operate" }
   | { readonly type: "operate-storage" }
   | { readonly type: "operate-snapshots" }
+  /**
+   * A crash inside a storage call, due now unless the node has restarted since (or the heal has
+   * come); `waited`: the crash that waited this long for a call comes now without one.
+   */
+  | {
+      readonly type: "crash-now"
+      readonly node: number
+      readonly incarnation: number
+      readonly downMs: number
+      readonly waited?: true
+    }
+  /** The host a crash inside a storage call took down comes back (if nothing else started it). */
+  | { readonly type: "restart-now"; readonly node: number; readonly incarnation: number }
 
 /** What every part of the simulator sees of the run. */
 export interface Sim {

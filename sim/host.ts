@@ -230,6 +230,13 @@ export class Hosts {
   readonly moves: Array<SimResult["hypervisor"]["moves"][number]> = []
   /** Crashes that came inside a step (fault "crash", half of them). */
   crashesInStep = 0
+  /** Crashes that came while a create, snapshot or revert ran on the host's disk (fault "crash"). */
+  crashesInStorageCall = 0
+  /**
+   * A crash due on whichever host next begins a create, snapshot or revert (fault "crash"), and
+   * how long that host then stays down.
+   */
+  crashInStorageCall: { readonly downMs: number } | undefined
 
   constructor(
     sim: Sim,
@@ -326,6 +333,8 @@ export class Hosts {
       this.checkers.vm.hostCrashed(node)
       node.vmm.hostCrashed()
     }
+    node.storage.hostCrashed(this.sim.nowUs)
+    this.checkers.storage.hostCrashed(node)
     node.core = null
     node.incarnation++
     if (lose > 0) this.loseDurableWrites(node, lose)
@@ -390,7 +399,7 @@ export class Hosts {
       if (node.core.serviceRun("storage") !== event.run) return
       const input =
         event.input === "observe"
-          ? { _tag: "Observed" as const, pools: node.storage.observe(event.pools) }
+          ? { _tag: "Observed" as const, pools: node.storage.observe(event.pools, this.sim.nowUs) }
           : event.input
       this.step(node, { _tag: "ServiceInput", service: "storage", run: event.run, input })
       return
@@ -709,8 +718,25 @@ export class Hosts {
       })
       return
     }
-    const result = node.storage.execute(effect.call)
+    const result = node.storage.execute(effect.call, sim.nowUs)
     this.checkers.storage.executed(node, effect.call, result.error !== undefined)
+    const { _tag } = effect.call
+    const due = this.crashInStorageCall
+    if (
+      due !== undefined &&
+      result.error === undefined &&
+      (_tag === "createVolume" || _tag === "createSnapshot" || _tag === "revertSnapshot")
+    ) {
+      // The host goes down while the call runs (its answer is due in a millisecond at the soonest).
+      this.crashInStorageCall = undefined
+      this.crashesInStorageCall++
+      sim.queue.push(sim.nowUs + 1, {
+        type: "crash-now",
+        node: node.index,
+        incarnation: node.incarnation,
+        downMs: due.downMs,
+      })
+    }
     sim.trace.number(10)
     sim.trace.number(sim.nowUs)
     sim.trace.number(node.index)

@@ -78,7 +78,15 @@ export interface SimResult {
   /** The cluster's health as the last primary (or the first node) sees it at the end. */
   readonly health: Health | null
   /** Storage in the loop (with the hypervisor): driver calls made, and volumes on the hosts' disks at the end. */
-  readonly storage: { readonly calls: number; readonly volumes: number; readonly revertsChecked: number }
+  readonly storage: {
+    readonly calls: number
+    readonly volumes: number
+    readonly revertsChecked: number
+    /** Calls a host crash broke off before their last step (a create's image left half-made, a snapshot or revert not made). */
+    readonly brokenOff: number
+    /** Host crashes that came while a create, snapshot or revert ran on its disk. */
+    readonly crashesInCall: number
+  }
   /** The hypervisor in the loop (`systems` > 0). */
   readonly hypervisor: {
     readonly systems: number

@@ -97,6 +97,7 @@ export class World implements Sim {
   private readonly storageChecker = new StorageChecker(this)
   /** Where inside a step a crash comes (its own generator: the seed's other draws stay as they were). */
   private readonly crashPoints: Prng
+  private readonly storageCrashes: Prng
   private readonly digests: DigestChecker
   private readonly election: ElectionChecker
   private readonly alarms: AlarmChecker
@@ -151,6 +152,7 @@ export class World implements Sim {
     this.durability = new DurabilityChecker(this)
     this.model = new ModelChecker(this)
     this.crashPoints = Prng.labelled(options.seed, "crash-points")
+    this.storageCrashes = Prng.labelled(options.seed, "crash-in-storage-call")
     this.digests = new DigestChecker(this, config)
     this.election = new ElectionChecker(this, this.faults)
     this.alarms = new AlarmChecker(this, this.faults)
@@ -324,6 +326,32 @@ export class World implements Sim {
       case "operate-storage":
         this.operator.operateStorage()
         return
+      case "crash-now": {
+        const node = this.nodes[event.node]!
+        if (this.healed || node.incarnation !== event.incarnation) return
+        if (event.waited === true) {
+          if (this.hosts.crashInStorageCall === undefined) return
+          this.hosts.crashInStorageCall = undefined
+        }
+        this.hosts.crash(node, 0)
+        this.queue.push(this.nowUs + event.downMs * 1000, {
+          type: "restart-now",
+          node: node.index,
+          incarnation: node.incarnation,
+        })
+        return
+      }
+      case "restart-now": {
+        const node = this.nodes[event.node]!
+        if (
+          !this.healed &&
+          node.core === null &&
+          node.incarnation === event.incarnation &&
+          !this.faults.isLost(node)
+        )
+          this.hosts.start(node)
+        return
+      }
       case "operate-snapshots":
         this.operator.operateSnapshots()
         return
@@ -338,6 +366,20 @@ export class World implements Sim {
     if (fault.kind === "crash" && this.crashPoints.chance(500) && this.nodes[fault.node]!.core !== null) {
       // Half the crashes come inside the node's next step, after a part of it drawn here.
       this.nodes[fault.node]!.crashInStep = this.crashPoints.below(1000)
+      return
+    }
+    const node = fault.kind === "crash" ? this.nodes[fault.node] : undefined
+    if (node !== undefined && node.core !== null && this.storageCrashes.chance(500)) {
+      // Half the others on the host that next begins a create, snapshot or revert, while it runs
+      // on the disk: that host stays down as long from then. With none within 5 s, this node goes.
+      this.hosts.crashInStorageCall = { downMs: fault.durationMs }
+      this.queue.push(this.nowUs + 5_000_000, {
+        type: "crash-now",
+        node: node.index,
+        incarnation: node.incarnation,
+        downMs: fault.durationMs,
+        waited: true,
+      })
       return
     }
     if (fault.kind === "crash" || fault.kind === "fsync-lie") {
@@ -475,6 +517,8 @@ export class World implements Sim {
     if (converged) {
       this.convergence.final()
       this.model.final()
+      const survivors = this.nodes.filter((node) => !this.faults.isLost(node))
+      this.storageChecker.final(survivors[0]!, survivors)
     }
     const pending: Array<string> = []
     if (!converged) {
@@ -494,6 +538,8 @@ export class World implements Sim {
       storage: {
         calls: this.storageChecker.calls,
         revertsChecked: this.storageChecker.revertsChecked,
+        brokenOff: this.nodes.reduce((sum, node) => sum + node.storage.brokenOff, 0),
+        crashesInCall: this.hosts.crashesInStorageCall,
         volumes: this.nodes.reduce(
           (sum, node) =>
             sum + [...node.storage.pools.values()].reduce((count, pool) => count + pool.files.size, 0),

@@ -32,6 +32,8 @@ const executor = (
           .pipe(Effect.map((volume) => ({ volume })))
       case "deleteVolume":
         return storage.deleteVolume(call.pool, call.volume).pipe(Effect.as({}))
+      case "discardPartial":
+        return storage.discardPartial(call.pool, call.volume).pipe(Effect.as({}))
       case "createSnapshot":
         return storage.createSnapshot(call.pool, call.volume, call.snapshot).pipe(Effect.as({}))
       case "deleteSnapshot":
@@ -75,8 +77,19 @@ const executor = (
         const pools: Array<Observed> = []
         const stats: Array<{ kind: string; id: string; value: Uint8Array }> = []
         for (const pool of effect.pools) {
-          const seen = yield* Effect.all([storage.poolInfo(pool), storage.listVolumes(pool)]).pipe(
-            Effect.map(([info, volumes]): Observed => ({ pool: pool.id, info, volumes })),
+          const seen = yield* Effect.all([
+            storage.poolInfo(pool),
+            storage.listVolumes(pool),
+            storage.listPartials(pool),
+          ]).pipe(
+            Effect.map(
+              ([info, volumes, partials]): Observed => ({
+                pool: pool.id,
+                info,
+                volumes,
+                ...(partials.length === 0 ? {} : { partials }),
+              }),
+            ),
             Effect.catch((error: StorageError) =>
               Effect.succeed<Observed>({ pool: pool.id, error: asFailure(error) }),
             ),

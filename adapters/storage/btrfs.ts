@@ -21,7 +21,7 @@ import {
   type StorageErrorReason,
   type VolumeInfo,
 } from "../../core/ports/storage.ts"
-import { directoryPool, fail, io, makeDirectory, refuseShrink } from "./common.ts"
+import { directoryPool, fail, io, makeDirectory, partialsIn, refuseShrink } from "./common.ts"
 
 /** `statfs`'s f_type for btrfs (linux/magic.h). */
 const btrfsMagic = 0x9123683e
@@ -141,6 +141,14 @@ export const makeBtrfsStorage = () => {
   return Storage.of({
     ...poolOps,
     listVolumes,
+    listPartials: (pool) => requirePool("partials", pool).pipe(Effect.andThen(partialsIn(pool))),
+    discardPartial: (pool, volume) =>
+      Effect.gen(function* () {
+        yield* requirePool("discard", pool)
+        const partial = join(pool.path, `.${volume}.partial`)
+        if (yield* io("discard", volume, () => exists(partial)))
+          yield* btrfs("discard", volume, ["subvolume", "delete", partial])
+      }),
     createVolume: (pool, volume) =>
       Effect.gen(function* () {
         yield* requirePool("create", pool)

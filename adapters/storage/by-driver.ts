@@ -40,6 +40,8 @@ export const makeStorageByDriver = (adapters: Partial<Record<PoolDriver, Port>>)
     "poolInfo",
     "removePool",
     "listVolumes",
+    "listPartials",
+    "discardPartial",
     "createVolume",
     "resizeVolume",
     "deleteVolume",

@@ -2,7 +2,7 @@
  * What the storage adapters share: a failure in the port's words, and a filesystem call whose
  * errors become `StorageError`s (ENOSPC: no-space; ENOENT: the pool is not there).
  */
-import { mkdir, stat, statfs } from "node:fs/promises"
+import { mkdir, readdir, stat, statfs } from "node:fs/promises"
 import { dirname } from "node:path"
 import { Effect } from "effect"
 import {
@@ -92,6 +92,23 @@ export const directoryPool = (
       }),
   }
 }
+
+/**
+ * The volumes with a half-made image in the pool's directory: what a create broken off by a
+ * crash left where the adapters make an image before moving it into place
+ * (`.<id>.<format>.partial`, a btrfs subvolume `.<id>.partial`).
+ */
+export const partialsIn = (pool: PoolDefinition) =>
+  io("partials", pool.id, () => readdir(pool.path)).pipe(
+    Effect.map((files) => {
+      const volumes = new Set<string>()
+      for (const file of files) {
+        const match = /^\.(.+?)(?:\.(?:raw|qcow2))?\.partial$/.exec(file)
+        if (match !== null) volumes.add(match[1]!)
+      }
+      return [...volumes].sort()
+    }),
+  )
 
 /** A resize that would shrink a volume, refused; none otherwise. */
 export const refuseShrink = (volume: string, capacityBytes: number, sizeBytes: number) =>

@@ -22,7 +22,7 @@ import {
   type VolumeFormat,
   type VolumeInfo,
 } from "../../core/ports/storage.ts"
-import { directoryPool, fail, io, refuseShrink } from "./common.ts"
+import { directoryPool, fail, io, partialsIn, refuseShrink } from "./common.ts"
 
 const formatOfFile = (file: string): VolumeFormat | undefined =>
   file.endsWith(".qcow2") ? "qcow2" : file.endsWith(".raw") ? "raw" : undefined
@@ -161,6 +161,16 @@ export const makeDirStorage = (options: DirStorageOptions = {}) => {
   return Storage.of({
     ...poolOps,
     listVolumes,
+    listPartials: (pool) => requirePool("partials", pool).pipe(Effect.andThen(partialsIn(pool))),
+    discardPartial: (pool, volume) =>
+      requirePool("discard", pool).pipe(
+        Effect.andThen(
+          io("discard", volume, async () => {
+            for (const format of ["raw", "qcow2"])
+              await rm(join(pool.path, `.${volume}.${format}.partial`), { force: true })
+          }),
+        ),
+      ),
     createVolume: (pool, volume) =>
       Effect.gen(function* () {
         yield* requirePool("create", pool)

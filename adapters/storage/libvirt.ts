@@ -436,6 +436,9 @@ export const makeLibvirtStorage = (options: LibvirtStorageOptions) =>
           )
         }),
       listVolumes,
+      // libvirt's daemon makes the volume: a node that dies mid-create leaves it to finish (or clean up).
+      listPartials: () => Effect.succeed([]),
+      discardPartial: () => Effect.void,
       createVolume: (pool, volume) =>
         withActivePool("create", pool, (handle) =>
           Effect.gen(function* () {

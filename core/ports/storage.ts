@@ -161,6 +161,13 @@ export class Storage extends Context.Service<
     /** Removes the pool from this host; refused while it holds volumes. */
     readonly removePool: (pool: PoolDefinition) => Effect.Effect<void, StorageError>
     readonly listVolumes: (pool: PoolDefinition) => Effect.Effect<ReadonlyArray<VolumeInfo>, StorageError>
+    /**
+     * The volumes whose image a create left half-made in the pool (it is made aside and moved
+     * into place when whole: a node that died mid-create leaves the part it had written).
+     */
+    readonly listPartials: (pool: PoolDefinition) => Effect.Effect<ReadonlyArray<string>, StorageError>
+    /** Removes what a broken-off create of this volume left; nothing if there is nothing. */
+    readonly discardPartial: (pool: PoolDefinition, volume: string) => Effect.Effect<void, StorageError>
     readonly createVolume: (
       pool: PoolDefinition,
       volume: VolumeDefinition,

@@ -131,6 +131,8 @@ export type StorageCall =
       readonly sizeBytes: number
     }
   | { readonly _tag: "deleteVolume"; readonly pool: PoolDefinition; readonly volume: string }
+  /** Remove what a create broken off by a crash left of this volume. */
+  | { readonly _tag: "discardPartial"; readonly pool: PoolDefinition; readonly volume: string }
   | {
       readonly _tag: "createSnapshot" | "deleteSnapshot" | "revertSnapshot"
       readonly pool: PoolDefinition
@@ -142,6 +144,8 @@ export interface Observed {
   readonly pool: string
   readonly info?: PoolInfo
   readonly volumes?: ReadonlyArray<VolumeInfo>
+  /** Volumes with a half-made image left by a create that was broken off (a crash). */
+  readonly partials?: ReadonlyArray<string>
   readonly error?: { readonly reason: StorageErrorReason; readonly detail: string }
 }
 
@@ -425,8 +429,20 @@ export class StorageNode {
       case "deleteVolume":
         volumes.delete(call.volume)
         break
+      case "discardPartial":
+        break
     }
-    if (pool !== undefined) this.observed.set(pool.pool, { ...pool, volumes: [...volumes.values()] })
+    if (pool === undefined) return
+    // A create that finished moved its image into place; a discard took what was left: no part is left either way.
+    const whole =
+      call._tag === "createVolume" ? call.volume.id : call._tag === "discardPartial" ? call.volume : undefined
+    const partials = (pool.partials ?? []).filter((volume) => volume !== whole)
+    const { partials: _before, ...rest } = pool
+    this.observed.set(pool.pool, {
+      ...rest,
+      volumes: [...volumes.values()],
+      ...(partials.length === 0 ? {} : { partials }),
+    })
   }
 
   /**
@@ -558,6 +574,12 @@ export class StorageNode {
     nowMs: number,
   ): void {
     const files = new Map((observed.volumes ?? []).map((volume) => [volume.id, volume]))
+    // What a create broken off by a crash left goes first, whether its volume is still wanted (a
+    // new create would trip over it) or not (it would hold its space for good).
+    for (const volume of observed.partials ?? []) {
+      if (this.inFlight.has(volume) || this.failureOf(volume, nowMs) !== undefined) continue
+      this.call(volume, { _tag: "discardPartial", pool, volume })
+    }
     // Files of deleted volumes go (a volume still named by a system waits).
     for (const file of files.values()) {
       if (!this.view.deleted(file.id) || this.inFlight.has(file.id) || this.view.inUse.has(file.id)) continue

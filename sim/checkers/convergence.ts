@@ -1,7 +1,8 @@
 /**
  * Convergence, after the heal: every node holds the same entries and stream positions, one
  * primary holds a lease, nobody is fenced, every alarm is cleared, every system is as its spec
- * says, and every survivor has heard a digest of every other since the heal; that within
+ * says, no survivor's disk keeps a half-made image (what a create broken off by a crash left is
+ * cleaned up, or it would hold its space for good), and every survivor has heard a digest of every other since the heal; that within
  * `digestsHeardWithinMs` (`heard`): on a network that keeps its promises digests reach every
  * node within a few heartbeats, through the relays too. (A relay that keyed what it forwarded
  * by sender, not by run, dropped a restarted node's digests for as long as it had been up before.)
@@ -120,6 +121,7 @@ export class ConvergenceChecker {
     return (
       this.election.primaryNow() !== undefined &&
       nodes.every((node) => !node.fenced) &&
+      nodes.every((node) => node.storage.partials().length === 0) &&
       first.openAlarms().every((alarm) => this.excused(alarm)) &&
       (this.sim.systems === 0 || this.vm.unsettled(first).length === 0)
     )
@@ -169,6 +171,11 @@ export class ConvergenceChecker {
         : `primary ${primary.id} (term ${primary.leaseTerm})`,
     )
     for (const node of nodes) if (node.fenced) pending.push(`${node.id} is fenced`)
+    for (const node of this.survivors())
+      for (const partial of node.storage.partials())
+        pending.push(
+          `${node.id}'s disk keeps the half-made image of ${partial} (a create broken off by a crash)`,
+        )
     for (const [node, member] of this.unheard())
       pending.push(`${node.id} has heard no digest of ${member.id} since the heal`)
     const first = this.survivors()[0]?.core ?? null

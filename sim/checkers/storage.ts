@@ -9,8 +9,13 @@
  *   view that lost an object, a file it did not make).
  * - `storage-snapshot` (safety): a revert task that says it succeeded left its volume holding
  *   exactly what the snapshot held when its node took it (the content, as the disk's version).
+ * - `storage-lost` (safety, at each host crash and once converged): no volume is lost when a
+ *   call breaks off half-way (a crash mid-create, mid-snapshot, mid-revert): every volume the
+ *   cluster is told is available (its pool's node's meta) has its image on that node's disk,
+ *   whole. That no half-made image is left behind is part of convergence (`convergence.ts`).
  */
-import type { StorageCall } from "../../core/storage/storage.ts"
+import { decodeValue } from "../../core/hypervisor/values.ts"
+import type { StorageCall, StoragePoolSpecValue, VolumeMetaValue } from "../../core/storage/storage.ts"
 import type { Sim } from "../events.ts"
 import type { SimNode } from "../host.ts"
 
@@ -58,6 +63,35 @@ export class StorageChecker {
         "storage-snapshot",
         `task ${task} says ${volume} was reverted to ${snapshot}, but it holds version ${now}, not the snapshot's ${taken.content}`,
       )
+  }
+
+  /** Once converged: every volume the reference node's store says is available is whole on its pool's disk. */
+  final(reference: SimNode, survivors: ReadonlyArray<SimNode>): void {
+    this.availableOnDisk(reference, survivors, "")
+  }
+
+  /** A host went down (what it was doing broken off): what its node said is available is on its disk. */
+  hostCrashed(node: SimNode): void {
+    if (node.core !== null) this.availableOnDisk(node, [node], " after its crash")
+  }
+
+  private availableOnDisk(reference: SimNode, owners: ReadonlyArray<SimNode>, when: string): void {
+    const store = reference.core!.store
+    for (const { id, value } of store.list("storage-volume")) {
+      const spec = decodeValue<{ readonly pool: string }>(value)
+      if (spec === undefined) continue
+      const pool = decodeValue<StoragePoolSpecValue>(store.get("storage-pool", spec.pool)?.value)
+      const owner = owners.find((node) => node.id === pool?.node)
+      if (owner === undefined) continue
+      const meta = store.metaOf("storage-volume", id).find((slot) => slot.node === owner.id)
+      const state = decodeValue<VolumeMetaValue>(meta?.value)?.state
+      if (state !== "available" && state !== "attached") continue
+      if (!owner.storage.pools.get(spec.pool)?.files.has(id))
+        this.sim.violate(
+          "storage-lost",
+          `volume ${id} is ${state} in pool ${spec.pool} by ${owner.id}'s meta, but ${owner.id}'s disk has no image of it${when}`,
+        )
+    }
   }
 
   /** A call the node on `node`'s host just carried out (`failed`: the driver refused it). */

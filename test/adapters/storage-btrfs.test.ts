@@ -123,4 +123,23 @@ describe.skipIf(skip !== undefined)("btrfs storage driver (a loop-mounted btrfs 
     expect(await failure(storage.resizeVolume(pool, "v1", mib))).toMatchObject({ reason: "invalid" })
     expect((await run(storage.listVolumes(pool))).map((volume) => volume.id)).toEqual(["v1"])
   })
+  it("finds what a create broken off by a crash left (a subvolume that trips the next create), discards it, and the create goes through", async () => {
+    // What a node that died between `subvolume create` and the rename into place leaves.
+    expect(sh(`btrfs subvolume create ${join(pool.path, ".w1.partial")}`).status).toBe(0)
+    expect(await run(storage.listPartials(pool))).toEqual(["w1"])
+    expect((await run(storage.listVolumes(pool))).map((volume) => volume.id)).toEqual(["v1"])
+    expect(
+      await failure(storage.createVolume(pool, { id: "w1", sizeBytes: mib, format: "raw" })),
+    ).toMatchObject({
+      reason: "failed",
+    })
+    await run(storage.discardPartial(pool, "w1"))
+    // Nothing to discard is no failure (a discard asked for again after a restart).
+    await run(storage.discardPartial(pool, "w1"))
+    expect(await run(storage.listPartials(pool))).toEqual([])
+    expect(
+      (await run(storage.createVolume(pool, { id: "w1", sizeBytes: mib, format: "raw" }))).capacityBytes,
+    ).toBe(mib)
+    await run(storage.deleteVolume(pool, "w1"))
+  })
 })

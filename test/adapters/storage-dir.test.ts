@@ -86,6 +86,23 @@ describe.skipIf(hasQemuUtils !== true)("dir storage driver (qemu-img in a direct
     expect((await failure(storage.poolInfo(pool))).reason).toBe("no-such-pool")
   })
 
+  it("finds what a create broken off by a crash left, leaves the volumes alone, and discards it", async () => {
+    const p3: PoolDefinition = { id: "p3", driver: "dir", path: join(home, "p3") }
+    await run(storage.ensurePool(p3))
+    await run(storage.createVolume(p3, { id: "whole", sizeBytes: 1024 * 1024, format: "qcow2" }))
+    // What a node that died in `qemu-img convert` leaves: the image it was writing, aside.
+    expect(sh(`qemu-img create -q -f qcow2 ${join(p3.path, ".half.qcow2.partial")} 1M`).status).toBe(0)
+    expect(await run(storage.listPartials(p3))).toEqual(["half"])
+    expect((await run(storage.listVolumes(p3))).map((volume) => volume.id)).toEqual(["whole"])
+    await run(storage.discardPartial(p3, "half"))
+    await run(storage.discardPartial(p3, "whole"))
+    expect(readdirSync(p3.path).sort()).toEqual(["whole.qcow2"])
+    expect(await run(storage.listPartials(p3))).toEqual([])
+    expect(await failure(storage.listPartials({ ...p3, path: join(home, "nowhere") }))).toMatchObject({
+      reason: "no-such-pool",
+    })
+  })
+
   it("a pool whose directory cannot be made fails at once, naming it (Node's recursive mkdir hangs under /proc)", async () => {
     // Without the fix this call never returns and the test times out.
     const refused = await failure(storage.ensurePool({ id: "bad", driver: "dir", path: "/proc/acp-no/pool" }))

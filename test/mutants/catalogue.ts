@@ -423,6 +423,22 @@ export const catalogue: ReadonlyArray<Mutant> = [
     replace: '{ _tag: "revertSnapshot", pool, volume: file.id, snapshot: [...onDisk][0] ?? snapshot.id }',
     why: "a revert goes to the volume's oldest snapshot on disk, not the one asked for",
   },
+  {
+    name: "storage-partial-left",
+    covers: "storage",
+    file: "core/storage/storage.ts",
+    find: '      this.call(volume, { _tag: "discardPartial", pool, volume })\n',
+    replace: "      continue\n",
+    why: "what a create broken off by a crash left is never cleaned up: it holds its space, and the volume's next create trips over it",
+  },
+  {
+    name: "storage-available-while-creating",
+    covers: "storage",
+    file: "core/storage/storage.ts",
+    find: '              : file === undefined\n                ? "creating"\n                : "available",',
+    replace: '              : "available",',
+    why: "a volume is published available while its create still runs: a crash then leaves the cluster told of a disk that is not there",
+  },
 ]
 
 /** The source of `mutant.file` with its bug planted; throws if its text is not there exactly once. */

@@ -33,7 +33,10 @@ const mib = 1024 * 1024
 class Harness {
   readonly core: StorageNode
   nowMs = 0
-  readonly pools = new Map<string, { capacityBytes: number; files: Map<string, VolumeInfo> }>()
+  readonly pools = new Map<
+    string,
+    { capacityBytes: number; files: Map<string, VolumeInfo>; partials?: Set<string> }
+  >()
   readonly poolMeta = new Map<string, PoolMetaValue>()
   readonly volumeMeta = new Map<string, VolumeMetaValue>()
   readonly calls: Array<string> = []
@@ -185,6 +188,9 @@ class Harness {
                     pool: pool.id,
                     info: this.info(pool.id),
                     volumes: [...this.pools.get(pool.id)!.files.values()],
+                    ...(this.pools.get(pool.id)!.partials?.size
+                      ? { partials: [...this.pools.get(pool.id)!.partials!].sort() }
+                      : {}),
                   }
                 : { pool: pool.id, error: { reason: "no-such-pool", detail: "not built" } },
             ),
@@ -223,6 +229,9 @@ class Harness {
           }
           case "deleteVolume":
             this.pools.get(call.pool.id)!.files.delete(call.volume)
+            return [{ _tag: "CallDone", requestId }]
+          case "discardPartial":
+            this.pools.get(call.pool.id)!.partials?.delete(call.volume)
             return [{ _tag: "CallDone", requestId }]
           case "createSnapshot":
           case "deleteSnapshot":
@@ -400,6 +409,35 @@ describe("storage core", () => {
     h.inUse.add("busy")
     h.advance(defaultStorageTimings.observeEveryMs)
     expect(h.calls).toHaveLength(2)
+  })
+
+  it("discards what a create broken off by a crash left, of a volume still wanted (then made) or deleted, and not while a create runs", () => {
+    // A node restarted after a crash: its pool holds two half-made images.
+    const h = new Harness()
+    h.pools.set("p1", {
+      capacityBytes: 100 * mib,
+      files: new Map(),
+      partials: new Set(["wanted", "deleted"]),
+    })
+    h.pool("p1")
+    h.tombstones.add("deleted")
+    h.volume("wanted", mib)
+    h.slow.add("wanted")
+    h.changed()
+    // The discard holds the volume's lock: its create waits for it.
+    expect(h.calls).toEqual(["discardPartial deleted", "discardPartial wanted"])
+    expect(h.volumeMeta.get("wanted")?.state).toBe("creating")
+    h.answer("wanted")
+    expect(h.calls.slice(2)).toEqual(["createVolume wanted"])
+    expect([...h.pools.get("p1")!.partials!]).toEqual([])
+    expect(h.volumeMeta.get("wanted")?.state).toBe("available")
+    // A partial seen while the volume's create is in flight is that create's own: left alone.
+    h.volume("next", mib)
+    h.slow.add("next")
+    h.changed()
+    h.pools.get("p1")!.partials!.add("next")
+    h.advance(defaultStorageTimings.observeEveryMs)
+    expect(h.calls.slice(3)).toEqual(["createVolume next"])
   })
 
   it("tries a failed call again after the retry wait; one the driver cannot do only once its spec changes", () => {
