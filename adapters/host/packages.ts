@@ -5,6 +5,7 @@
  * apt at all. Every failure says which packages and which command would fix it.
  */
 import { spawnSync } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
 import { Schema } from "effect"
 
 export interface Requirement {
@@ -117,3 +118,57 @@ const lastLine = (text: string | null) =>
     .split("\n")
     .filter((line) => line !== "")
     .at(-1) ?? "no output"
+
+/** What a node needs to run real guests through libvirt's QEMU driver embedded in it (`cluster up --hypervisor qemu`). */
+export const qemuRequirements: ReadonlyArray<Requirement> = [
+  ...runRequirements,
+  { package: "libvirt-daemon-driver-qemu", neededBy: "the embedded QEMU driver" },
+  { package: "qemu-system-x86", neededBy: "QEMU (TCG where there is no KVM)" },
+]
+
+/**
+ * The user and group libvirt's QEMU driver, run by root, parses as its built-in default before
+ * it reads its config, whatever that names. Debian's libvirt-daemon-system makes them; ACP does
+ * not install that package (it starts a system daemon no local cluster needs).
+ */
+export const qemuAccount = "libvirt-qemu"
+
+const listed = (file: string, name: string) =>
+  existsSync(file) &&
+  readFileSync(file, "utf8")
+    .split("\n")
+    .some((line) => line.startsWith(`${name}:`))
+
+export const hasQemuAccount = (): boolean =>
+  listed("/etc/passwd", qemuAccount) && listed("/etc/group", qemuAccount)
+
+/** Makes the libvirt-qemu user and group where root runs this and they are missing; says what it did, or why it could not. */
+export const ensureQemuAccount = (): { readonly made: boolean } | { readonly failed: string } => {
+  if (hasQemuAccount()) return { made: false }
+  if (process.getuid?.() !== 0)
+    return { failed: `the user and group ${qemuAccount} are missing; as root: acp setup --for qemu` }
+  const steps = [
+    ...(listed("/etc/group", qemuAccount) ? [] : [["groupadd", "--system", qemuAccount]]),
+    ...(listed("/etc/passwd", qemuAccount)
+      ? []
+      : [
+          [
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/var/lib/libvirt",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--gid",
+            qemuAccount,
+            qemuAccount,
+          ],
+        ]),
+  ]
+  for (const [command, ...args] of steps) {
+    const run = spawnSync(command!, args, { encoding: "utf8" })
+    if (run.status !== 0) return { failed: `${command} ${args.join(" ")} failed: ${lastLine(run.stderr)}` }
+  }
+  return { made: true }
+}

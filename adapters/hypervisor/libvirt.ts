@@ -6,7 +6,8 @@
  * - Every domain handle is freed, list arrays are freed after their elements; borrowed strings
  *   (`virDomainGetName`) are not.
  */
-import { readFileSync, statSync } from "node:fs"
+import { mkdirSync, readFileSync, statSync } from "node:fs"
+import { dirname } from "node:path"
 import { Effect, Layer } from "effect"
 import koffi from "koffi"
 import {
@@ -356,7 +357,23 @@ export const makeLibvirtVmm = (options: LibvirtOptions) =>
         )
       }),
       define: (definition) =>
-        run<unknown>("define", definition.name, b.define, [conn, domainXml(definition, domainType)]).pipe(
+        Effect.try({
+          // QEMU writes the serial console to this file; its directory must be there.
+          try: () => {
+            if (definition.consoleLog !== undefined && domainType !== "test")
+              mkdirSync(dirname(definition.consoleLog), { recursive: true })
+          },
+          catch: (error) =>
+            new VmmError({
+              reason: "failed",
+              operation: "define",
+              system: definition.name,
+              detail: `cannot make the console's directory: ${error instanceof Error ? error.message : String(error)}`,
+            }),
+        }).pipe(
+          Effect.andThen(
+            run<unknown>("define", definition.name, b.define, [conn, domainXml(definition, domainType)]),
+          ),
           Effect.flatMap((domain) => Effect.sync(() => b.domainFree(domain))),
           Effect.asVoid,
         ),
@@ -386,9 +403,18 @@ export const makeLibvirtVmm = (options: LibvirtOptions) =>
           }),
         ),
       io,
+      // What the guest has while it runs (a disk hot-plugged into it too), its definition otherwise.
       disks: (name) =>
         withDomain("disks", name, (domain) =>
-          run<string>("disks", name, b.getXml, [domain, 2]).pipe(Effect.map(disksOf)),
+          stateNow(name, domain).pipe(
+            Effect.flatMap((state) =>
+              run<string>("disks", name, b.getXml, [
+                domain,
+                state === "running" || state === "paused" ? 0 : 2, // 2: VIR_DOMAIN_XML_INACTIVE
+              ]),
+            ),
+            Effect.map(disksOf),
+          ),
         ),
       attachDisk: deviceChange("attach", b.attach),
       detachDisk: deviceChange("detach", b.detach),

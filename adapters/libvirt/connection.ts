@@ -13,9 +13,15 @@
  *   `const char *` and not freed.
  * - libvirt's default error handler prints to stderr; it is replaced by one that does nothing,
  *   since each error comes back typed instead.
+ * - `qemu:///embed?root=…` runs libvirt's QEMU driver inside this process, its state under that
+ *   root (no daemon: each node of a local cluster has its own, its guests its own): the root is
+ *   prepared and libvirt's event loop run, as the embedded driver needs.
  */
+import { existsSync, mkdirSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
 import { Effect, Semaphore } from "effect"
 import koffi from "koffi"
+import { hasQemuAccount, qemuAccount } from "../host/packages.ts"
 
 export type Fn = ReturnType<ReturnType<typeof koffi.load>["func"]>
 export type Library = ReturnType<typeof koffi.load>
@@ -91,6 +97,65 @@ export interface Connection {
   readonly locked: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
 }
 
+/** The root of an embedded QEMU driver's URI (`qemu:///embed?root=/path`), or undefined for any other. */
+export const embedRootOf = (uri: string): string | undefined => {
+  const match = /^qemu:\/\/\/embed\?(?:[^#]*&)?root=([^&#]+)/.exec(uri)
+  return match === null ? undefined : decodeURIComponent(match[1]!)
+}
+
+let eventLoop = false
+
+/**
+ * libvirt's event loop, which an embedded driver needs in its process (it reads the QEMU monitor
+ * through it): registered once, then one call of `virEventRunDefaultImpl` after another on
+ * koffi's worker threads. At exit a one-shot timer (libvirt's own `virEventRemoveTimeout` as its
+ * callback) wakes the loop, so the last call returns and the process is not left waiting on it.
+ */
+const runEventLoop = (b: Shared) => {
+  if (eventLoop) return
+  eventLoop = true
+  const register = b.lib.func("int virEventRegisterDefaultImpl(void)")
+  const runOnce = b.lib.func("int virEventRunDefaultImpl(void)")
+  const callback = koffi.proto("void virEventTimeoutCallback(int timer, void *opaque)")
+  const addTimeout = b.lib.func(
+    "int virEventAddTimeout(int timeout, virEventTimeoutCallback *cb, void *opaque, void *ff)",
+  )
+  const removeTimeout = koffi.as(b.lib.func("int virEventRemoveTimeout(int timer)"), koffi.pointer(callback))
+  register()
+  let exiting = false
+  const loop = () => {
+    if (!exiting) runOnce.async(loop)
+  }
+  loop()
+  process.once("exit", () => {
+    exiting = true
+    addTimeout(0, removeTimeout, null, null)
+  })
+}
+
+/**
+ * Makes an embedded driver's root ready: its `etc/qemu.conf` (written once, then the operator's)
+ * runs guests as this process's own user and their stdio to files (no virtlogd: nothing else
+ * runs). Fails, saying what to do, where the driver would refuse to start.
+ */
+const prepareEmbedded = (root: string): LibvirtFailure | undefined => {
+  const privileged = process.getuid?.() === 0
+  // Run by root, libvirt's QEMU driver parses its built-in user and group before its config,
+  // whatever the config names: Debian's libvirt-daemon-system makes them.
+  if (privileged && !hasQemuAccount())
+    return {
+      code: -1,
+      message: `libvirt's QEMU driver needs the user and group ${qemuAccount} (acp setup --for qemu makes them)`,
+    }
+  const conf = join(root, "etc", "qemu.conf")
+  if (!existsSync(conf)) {
+    mkdirSync(join(root, "etc"), { recursive: true })
+    const user = privileged ? 'user = "root"\ngroup = "root"\n' : ""
+    writeFileSync(conf, `# Written by ACP for its embedded QEMU driver.\n${user}stdio_handler = "file"\n`)
+  }
+  return undefined
+}
+
 /**
  * Opens `uri` for the life of the scope. Fails with code -1 and the reason when libvirt cannot
  * be loaded or the connection cannot be made.
@@ -104,6 +169,12 @@ export const openConnection = (uri: string) =>
         message: `cannot load libvirt.so.0 (apt-get install libvirt0): ${error instanceof Error ? error.message : String(error)}`,
       }),
     })
+    const root = embedRootOf(uri)
+    if (root !== undefined) {
+      const refused = prepareEmbedded(root)
+      if (refused !== undefined) return yield* Effect.fail(refused)
+      runEventLoop(b)
+    }
     const lock = yield* Semaphore.make(1)
     const pointer = yield* Effect.acquireRelease(
       Effect.tryPromise({

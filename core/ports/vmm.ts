@@ -115,7 +115,11 @@ export class Vmm extends Context.Service<
     readonly undefine: (name: string) => Effect.Effect<void, VmmError>
     readonly info: (name: string) => Effect.Effect<DomainInfo, VmmError>
     readonly io: (name: string, definition: DomainDefinition) => Effect.Effect<DomainIo, VmmError>
-    /** The disks in the domain's definition: target device and source file. */
+    /**
+     * The domain's disks, target device and source file: the running guest's while it runs (a
+     * disk hot-plugged, or one whose unplug the guest has not yet acknowledged), its definition's
+     * otherwise.
+     */
     readonly disks: (
       name: string,
     ) => Effect.Effect<ReadonlyArray<{ readonly target: string; readonly path: string }>, VmmError>

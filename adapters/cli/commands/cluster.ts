@@ -21,9 +21,10 @@ import { dirname, join, resolve } from "node:path"
 import { Console, Effect, Option, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
 import { runRequirements } from "../../host/packages.ts"
+import { embedRootOf } from "../../libvirt/connection.ts"
 import { loadConfig, type NodeConfig } from "../../node/config.ts"
 import { progressOn } from "../progress.ts"
-import { ensurePackages } from "./setup.ts"
+import { ensurePackages, ensureQemu } from "./setup.ts"
 
 type NodeConfigFile = (typeof NodeConfig)["Encoded"]
 
@@ -82,6 +83,8 @@ interface HostLayout {
   readonly nfsPort?: number
   /** Where the node's files will be on its host (its config names paths there). */
   readonly dataDir: string
+  /** The libvirt its hypervisor drives (absent: the built-in test driver). */
+  readonly hypervisorUri?: string
 }
 
 interface ClusterLayout {
@@ -146,6 +149,7 @@ const writeCluster = (layout: ClusterLayout) =>
         synchronous: "FULL",
         members,
         ...(host.nfsPort === undefined ? {} : { storage: { nfsBind: host.address, nfsPort: host.nfsPort } }),
+        ...(host.hypervisorUri === undefined ? {} : { hypervisor: { uri: host.hypervisorUri } }),
         agent: {
           port: host.agentPort,
           certFile: join(host.dataDir, "pki", `${host.id}.crt`),
@@ -214,6 +218,12 @@ const up = Command.make(
       Flag.withDescription("Do not install missing Debian packages (libvirt0, qemu-utils) first"),
       Flag.withDefault(false),
     ),
+    hypervisor: Flag.Literals("hypervisor", ["test", "qemu"]).pipe(
+      Flag.withDescription(
+        "test: libvirt's test driver (no guest runs; the default); qemu: real QEMU guests (TCG without KVM), libvirt's QEMU driver embedded in each node",
+      ),
+      Flag.optional,
+    ),
   },
   (args) =>
     Effect.gen(function* () {
@@ -226,7 +236,8 @@ const up = Command.make(
       }
       if (!args.skipSetup) {
         // A node without libvirt0 (or qemu-utils) runs, but cannot run systems (or make volumes): install them now, or say so.
-        const setup = yield* Effect.result(ensurePackages(runRequirements))
+        const qemu = Option.getOrUndefined(args.hypervisor) === "qemu"
+        const setup = yield* Effect.result(qemu ? ensureQemu() : ensurePackages(runRequirements))
         if (setup._tag === "Failure")
           yield* Console.error(`acp cluster up: ${setup.failure.message}; systems cannot run until then`)
       }
@@ -295,10 +306,44 @@ const up = Command.make(
 
 /** What `cluster up`'s flags ask of a cluster's layout. */
 interface LayoutFlags {
+  readonly hypervisor: Option.Option<"test" | "qemu">
   readonly nodes: Option.Option<number>
   readonly basePort: Option.Option<number>
   readonly unicast: boolean
   readonly encrypt: boolean
+}
+
+/** Which hypervisor a node of a local cluster drives. */
+const hypervisorOf = (config: NodeConfig): "test" | "qemu" =>
+  config.hypervisor?.uri.startsWith("qemu:///embed") === true ? "qemu" : "test"
+
+/**
+ * Stops the guests a node's embedded QEMU driver left running (they outlive the node process,
+ * as guests outlive a restarted libvirtd), by the pid files under its root.
+ */
+const stopGuests = (configPath: string): number => {
+  let stopped = 0
+  try {
+    const config = JSON.parse(readFileSync(configPath, "utf8")) as { hypervisor?: { uri?: string } }
+    const root = embedRootOf(config.hypervisor?.uri ?? "")
+    if (root === undefined) return 0
+    const run = join(root, "run", "qemu")
+    if (!existsSync(run)) return 0
+    // A guest's pid file sits beside its live state (`<domain>.xml`); driver.pid is the node's own.
+    const files = readdirSync(run)
+    for (const file of files.filter(
+      (name) => name.endsWith(".pid") && files.includes(`${name.slice(0, -4)}.xml`),
+    )) {
+      const pid = Number.parseInt(readFileSync(join(run, file), "utf8"), 10)
+      if (Number.isInteger(pid) && pid > 1 && alive(pid)) {
+        process.kill(pid, "SIGKILL")
+        stopped++
+      }
+    }
+  } catch {
+    // a node whose config is gone left nothing to stop
+  }
+  return stopped
 }
 
 /** A restart keeps the cluster's settings; a flag that asks for others is refused, not ignored. */
@@ -313,6 +358,9 @@ const sameSettings = (home: string, existing: ReadonlyArray<NodeConfig>, args: L
       : undefined,
     args.unicast && first.group !== null ? "--unicast (it uses multicast)" : undefined,
     args.encrypt && !first.encrypt ? "--encrypt (its datagrams are authenticated only)" : undefined,
+    Option.isSome(args.hypervisor) && args.hypervisor.value !== hypervisorOf(first)
+      ? `--hypervisor ${args.hypervisor.value} (it uses ${hypervisorOf(first)})`
+      : undefined,
   ].filter((difference) => difference !== undefined)
   return differs.length === 0
     ? Effect.void
@@ -352,6 +400,9 @@ const makeLocalCluster = (home: string, args: LayoutFlags) =>
           agentPort: basePort + 201 + index,
           nfsPort: basePort + 401 + index,
           dataDir: join(home, id),
+          ...(Option.getOrUndefined(args.hypervisor) === "qemu"
+            ? { hypervisorUri: `qemu:///embed?root=${join(home, id, "qemu")}` }
+            : {}),
         }
       }),
     })
@@ -493,6 +544,8 @@ const down = Command.make(
         for (const pid of state.nodes.map(pidOf)) if (alive(pid)) process.kill(pid, "SIGKILL")
         yield* Console.log("some nodes ignored SIGTERM for 5 s and were killed")
       }
+      const guests = state.nodes.reduce((sum, node) => sum + stopGuests(node.configPath), 0)
+      if (guests > 0) yield* Console.log(`stopped ${guests} QEMU guest(s) the nodes left running`)
       // The cluster's identity (CA, configs, keys) and data stay: `up` restarts this same cluster.
       rmSync(statePath(home), { force: true })
       for (const node of state.nodes) rmSync(join(dirname(node.configPath), "node.pid"), { force: true })

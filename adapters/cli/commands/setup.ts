@@ -7,10 +7,12 @@ import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import {
   describeMissing,
+  ensureQemuAccount,
   installCommand,
   installMissing,
   missingPackages,
   PackagesMissing,
+  qemuRequirements,
   type Requirement,
   runRequirements,
   testRequirements,
@@ -27,12 +29,23 @@ export const ensurePackages = (requirements: ReadonlyArray<Requirement>) =>
     return result
   })
 
+/** The packages for real guests, and the libvirt-qemu account libvirt's QEMU driver needs under root. */
+export const ensureQemu = (requirements: ReadonlyArray<Requirement> = qemuRequirements) =>
+  Effect.gen(function* () {
+    const installed = yield* ensurePackages(requirements)
+    const account = ensureQemuAccount()
+    if ("failed" in account) return yield* new CliError({ message: account.failed })
+    if (account.made)
+      yield* Console.error("acp setup: made the user and group libvirt-qemu (libvirt's QEMU driver)")
+    return installed
+  })
+
 export const setupCommand = Command.make(
   "setup",
   {
-    for: Flag.Literals("for", ["run", "test"]).pipe(
+    for: Flag.Literals("for", ["run", "qemu", "test"]).pipe(
       Flag.withDescription(
-        "run: what a node needs (libvirt0); test: also what the tests use (QEMU, promtool, …)",
+        "run: what a node needs (libvirt0); qemu: also real guests (QEMU, the libvirt-qemu account); test: also what the tests use (promtool, …)",
       ),
       Flag.withDefault("run"),
     ),
@@ -43,7 +56,8 @@ export const setupCommand = Command.make(
   },
   (args) =>
     Effect.gen(function* () {
-      const requirements = args.for === "test" ? testRequirements : runRequirements
+      const requirements =
+        args.for === "test" ? testRequirements : args.for === "qemu" ? qemuRequirements : runRequirements
       if (args.check) {
         const missing = missingPackages(requirements)
         if (missing.length === 0) return yield* Console.log("acp setup: every package is installed")
@@ -51,7 +65,7 @@ export const setupCommand = Command.make(
           message: `missing ${describeMissing(missing)}; install with: ${installCommand(missing)}`,
         })
       }
-      const installed = yield* ensurePackages(requirements)
+      const installed = yield* args.for === "run" ? ensurePackages(requirements) : ensureQemu(requirements)
       yield* Console.error(
         installed.length === 0
           ? `acp setup: every package ${args.for === "test" ? "the tests need" : "a node needs"} is installed`
