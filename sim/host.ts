@@ -673,8 +673,10 @@ export class Hosts {
     sim.trace.text(effect.domain)
     sim.trace.text(effect.call._tag)
     sim.trace.text(result.error?.reason ?? "ok")
-    if (result.error === undefined && (result.observed === "running" || result.observed === "paused"))
+    if (result.error === undefined && (result.observed === "running" || result.observed === "paused")) {
       this.checkers.vm.systemActive(effect.system, node)
+      this.checkers.storage.domainActive(effect.domain, node)
+    }
     sim.queue.push(sim.nowUs + Math.max(1_000, result.latencyUs), {
       type: "service-input",
       node: node.index,

@@ -1,6 +1,6 @@
 /**
  * The operator, with the hypervisor in the loop: creates the systems once a primary is likely
- * (placed by the scheduler, 3 in 4 HA), then every few seconds of the faulty phase operates on
+ * (placed by the scheduler, 3 in 4 HA; the others boot from a volume in their node's pool), then every few seconds of the faulty phase operates on
  * one through a random live node (start, stop, suspend, resume, reboot, migrate), as the API does;
  * while some node is cut off from the majority, half of them through such a node (an operator
  * keeps using the node their client talks to, and a node cut off still serves its API), on a
@@ -25,7 +25,7 @@ import {
   planRevert,
   type StorageReader,
 } from "../core/storage/admission.ts"
-import { specReader } from "../core/storage/disks.ts"
+import { admitOperation, specReader } from "../core/storage/disks.ts"
 import type {
   SnapshotSpecValue,
   StoragePoolSpecValue,
@@ -42,6 +42,12 @@ import { Prng } from "./prng.ts"
 /** What the API's storage rules read, from a simulated node's store (no statistics: its node decides on space). */
 const storageReaderOf = (store: NonNullable<SimNode["core"]>["store"]): StorageReader =>
   specReader((kind) => store.list(kind))
+
+/** Whether `acp storage volume list` through this store shows the volume available. */
+const availableIn = (store: NonNullable<SimNode["core"]>["store"], volume: string) =>
+  store
+    .metaOf("storage-volume", volume)
+    .some((slot) => decodeValue<{ state?: string }>(slot.value)?.state === "available")
 
 export class Operator {
   private readonly sim: Sim
@@ -103,13 +109,18 @@ export class Operator {
     const writes: Array<{ op: "put"; kind: string; id: string; value: Uint8Array }> = []
     for (let index = 0; index < sim.systems; index++) {
       const id = `vm${index + 1}`
+      // A system that is not HA boots from a volume in its node's local pool (which pins it there).
+      const ha = index % 4 !== 3
+      const disk = `${id}-disk0`
       const spec: SystemSpecValue = {
         name: id as SystemSpecValue["name"],
         cpus: 1 + this.operator.below(2),
         memoryMiB: this.operator.pick([512, 1024, 2048]),
-        disks: [],
+        disks: ha
+          ? []
+          : [{ volume: disk as SystemSpecValue["disks"][number]["volume"], bus: "virtio", boot: true }],
         nics: [],
-        ha: index % 4 !== 3,
+        ha,
         desired: "running",
         placement: { affinity: [], antiAffinity: [] },
       }
@@ -118,6 +129,15 @@ export class Operator {
       const owner = decision.node as NonNullable<SystemSpecValue["node"]>
       placed.push({ ...requestFor(id, spec), node: decision.node })
       this.created.push({ system: id, node: decision.node, ha: spec.ha })
+      if (!ha) {
+        const volume: StorageVolumeSpecValue = {
+          name: disk,
+          pool: `pool-${owner}`,
+          sizeBytes: 1024 ** 3,
+          format: "qcow2",
+        }
+        writes.push({ op: "put", kind: "storage-volume", id: disk, value: encodeValue(volume) })
+      }
       writes.push(
         { op: "put", kind: "system", id, value: encodeValue({ ...spec, node: owner }) },
         {
@@ -183,10 +203,7 @@ export class Operator {
       }
     }
     // An operator snapshots what `acp storage volume list` shows available (a failed one has no image).
-    const available = (volume: string) =>
-      store
-        .metaOf("storage-volume", volume)
-        .some((slot) => decodeValue<{ state?: string }>(slot.value)?.state === "available")
+    const available = (volume: string) => availableIn(store, volume)
     const volumes = reader
       .volumes()
       .filter((volume) => volume.spec.format === "qcow2" && !open.has(volume.id) && available(volume.id))
@@ -252,7 +269,12 @@ export class Operator {
       "grow",
       "delete",
       "delete",
+      "attach",
     ] as const)
+    if (operation === "attach") {
+      this.attachVolume(node, reader)
+      return
+    }
     if (operation === "delete" || operation === "grow" || operation === "clone") {
       if (volumes.length === 0) return
       const { id, spec } = this.disks.pick(volumes)
@@ -290,6 +312,62 @@ export class Operator {
     }
     if (admitVolume(reader, id, spec) !== undefined) return
     this.hosts.clientWrite(node, [{ op: "put", kind: "storage-volume", id, value: encodeValue(spec) }])
+  }
+
+  /**
+   * A volume of its node's pool attached to a system that is not HA (an HA one would be pinned
+   * by it), through `node`, with the rules the API applies (another system's disk is refused),
+   * so the `storage-attach` checker sees what gets through.
+   */
+  private attachVolume(node: SimNode, reader: StorageReader): void {
+    const sim = this.sim
+    if (sim.systems === 0) return
+    const system = `vm${1 + this.disks.below(sim.systems)}`
+    const spec = decodeValue<SystemSpecValue>(node.core!.store.get("system", system)?.value)
+    if (spec === undefined || spec.ha) return
+    // One of the volumes `acp storage volume list` shows available in the pool of the system's
+    // node (one whose create failed for want of space would keep the system waiting for good).
+    const volumes = reader
+      .volumes()
+      .filter((each) => each.spec.pool === `pool-${spec.node}` && availableIn(node.core!.store, each.id))
+    if (volumes.length === 0) return
+    const { id: volume } = this.disks.pick(volumes)
+    const inSync = node.core!.authority().caughtUp
+    const parameters = { volume }
+    const plan = this.plan(node, system, spec, "attach", parameters, inSync)
+    if (!("task" in plan) || plan.system === undefined || plan.system === null) return
+    if (admitOperation(reader, system, spec, "attach", parameters) !== undefined) return
+    this.operations++
+    this.storage.attaches++
+    this.hosts.clientWrite(
+      node,
+      [
+        { op: "put", kind: "system", id: system, value: encodeValue(plan.system) },
+        { op: "put", kind: "task", id: `op-${this.operations}`, value: encodeValue(plan.task) },
+      ],
+      inSync,
+    )
+  }
+
+  /** An operation on a system planned through `node`, as its API would plan it. */
+  private plan(
+    node: SimNode,
+    system: string,
+    spec: SystemSpecValue | undefined,
+    operation: string,
+    parameters: Readonly<Record<string, string>>,
+    inSync: boolean,
+  ) {
+    return planOperation({
+      system,
+      spec,
+      operation,
+      parameters,
+      nowMs: node.localMs(this.sim.nowUs),
+      nodes: this.sim.nodes.map((member) => member.id),
+      live: liveNodes(node.core!.capacities()),
+      inSync,
+    })
   }
 
   /** The systems whose spec `node` holds at an older version than a node of the majority does. */
@@ -343,17 +421,13 @@ export class Operator {
     ])
     const to = this.operator.pick(sim.nodes).id
     const inSync = node.core!.authority().caughtUp
-    const plan = planOperation({
-      system,
-      spec: decodeValue<SystemSpecValue>(node.core!.store.get("system", system)?.value),
-      operation,
-      parameters: operation === "migrate" ? { to } : {},
-      nowMs: node.localMs(sim.nowUs),
-      nodes: sim.nodes.map((member) => member.id),
-      live: liveNodes(node.core!.capacities()),
-      inSync,
-    })
+    const spec = decodeValue<SystemSpecValue>(node.core!.store.get("system", system)?.value)
+    const parameters: Record<string, string> = operation === "migrate" ? { to } : {}
+    const plan = this.plan(node, system, spec, operation, parameters, inSync)
     if (!("task" in plan)) return
+    // The storage rules the API adds (a system pinned by its disks does not migrate off their node).
+    if (admitOperation(storageReaderOf(node.core!.store), system, spec, operation, parameters) !== undefined)
+      return
     this.operations++
     const id = `op-${this.operations}`
     this.hosts.clientWrite(

@@ -86,6 +86,8 @@ export interface SimResult {
     readonly brokenOff: number
     /** Host crashes that came while a create, snapshot or revert ran on its disk. */
     readonly crashesInCall: number
+    /** Volumes the operator attached to systems (the API's rules let through). */
+    readonly attaches: number
   }
   /** The hypervisor in the loop (`systems` > 0). */
   readonly hypervisor: {

@@ -45,6 +45,8 @@ export const callDone = (requestId: number, result: CallResult): Input & { reado
 
 interface Domain {
   state: DomainState
+  /** The image files its definition opens (attached disks too). */
+  disks: ReadonlyArray<string>
   /** When a requested shutdown completes, if the guest agreed to one. */
   offAtUs: number | undefined
 }
@@ -96,6 +98,11 @@ export class SimVmm {
     return this.domains.get(name)?.state ?? "absent"
   }
 
+  /** The image files the domain opens (none for a domain not there). */
+  disksOf(name: string): ReadonlyArray<string> {
+    return this.domains.get(name)?.disks ?? []
+  }
+
   /** How many starts of this domain in a row have failed. */
   startFailuresOf(name: string): number {
     return this.failedStarts.get(name) ?? 0
@@ -129,7 +136,9 @@ export class SimVmm {
       latencyUs: latencyUs[call._tag],
     })
     if (call._tag === "define") {
-      if (domain === undefined) this.domains.set(name, { state: "shutoff", offAtUs: undefined })
+      const disks = call.definition.disks.map((disk) => disk.path)
+      if (domain === undefined) this.domains.set(name, { state: "shutoff", offAtUs: undefined, disks })
+      else domain.disks = disks
       return done()
     }
     if (domain === undefined) return fail("no-such-system", `no domain ${name}`)
@@ -184,7 +193,10 @@ export class SimVmm {
         return done()
       }
       case "attach":
+        domain.disks = [...domain.disks.filter((path) => path !== call.disk.path), call.disk.path]
+        return done()
       case "detach":
+        domain.disks = domain.disks.filter((path) => path !== call.disk.path)
         return done()
     }
   }

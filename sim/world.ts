@@ -540,6 +540,7 @@ export class World implements Sim {
         revertsChecked: this.storageChecker.revertsChecked,
         brokenOff: this.nodes.reduce((sum, node) => sum + node.storage.brokenOff, 0),
         crashesInCall: this.hosts.crashesInStorageCall,
+        attaches: this.storageChecker.attaches,
         volumes: this.nodes.reduce(
           (sum, node) =>
             sum + [...node.storage.pools.values()].reduce((count, pool) => count + pool.files.size, 0),

@@ -22,8 +22,7 @@ import {
   notFoundMessage,
   unknownNodeMessage,
 } from "../../core/model/validate.ts"
-import type { StorageReader, StorageRefusal } from "../../core/storage/admission.ts"
-import { admitSystemDisks, checkDisks, planDisks } from "../../core/storage/disks.ts"
+import { admitOperation, admitSystemDisks, checkDisks, planDisks } from "../../core/storage/disks.ts"
 import { json, parse, systemsOf } from "../node/hypervisor.ts"
 import type { RunningNode } from "../node/node.ts"
 import {
@@ -64,35 +63,6 @@ const unplaceableMessage = (id: string, decision: Extract<Decision, { _tag: "Unp
     nodesByReason.set(verdict.reason, [...(nodesByReason.get(verdict.reason) ?? []), verdict.node])
   const reasons = [...nodesByReason].map(([reason, nodes]) => `${nodes.join(", ")}: ${reason}`).join("; ")
   return `no node can take ${id}: ${decision.reason}${reasons === "" ? "" : ` (${reasons})`}`
-}
-
-/** What storage refuses of an operation: attaching a volume the system may not have, migrating off its disks' node. */
-const diskRule = (
-  store: StorageReader,
-  system: string,
-  spec: SystemSpecValue | undefined,
-  operation: string,
-  parameters: Readonly<Record<string, string>>,
-): StorageRefusal | undefined => {
-  if (spec === undefined) return undefined
-  const volume = parameters.volume
-  if (operation === "attach" && volume !== undefined && !spec.disks.some((disk) => disk.volume === volume))
-    return admitSystemDisks(store, system, {
-      ...spec,
-      disks: [
-        ...spec.disks,
-        { volume: volume as SystemSpecValue["disks"][number]["volume"], bus: "virtio", boot: false },
-      ],
-    })
-  if (operation === "migrate" && parameters.to !== undefined) {
-    const checked = checkDisks(store, system, spec.disks)
-    if ("pin" in checked && checked.pin !== undefined && checked.pin.node !== parameters.to)
-      return {
-        reason: "invalid",
-        message: `system ${system} cannot leave ${checked.pin.node}: its ${checked.pin.reason}`,
-      }
-  }
-  return undefined
 }
 
 const specOf = (node: RunningNode, id: string) => parse<SystemSpecValue>(node.get("system", id)?.value)
@@ -185,7 +155,7 @@ export const SystemsHandlers = HttpApiBuilder.group(AcpApi, "systems", (handlers
             live: liveNodes(node.capacities()),
             inSync: node.inSync(),
           })
-          const storageRule = diskRule(
+          const storageRule = admitOperation(
             storageReader(node),
             params.id,
             specOf(node, params.id),

@@ -266,3 +266,32 @@ export const admitSystemDisks = (
     return refuse("invalid", `system ${system} is on ${spec.node}, but its ${checked.pin.reason}`)
   return undefined
 }
+
+/** What storage refuses of an operation: attaching a volume the system may not have, migrating off its disks' node. */
+export const admitOperation = (
+  store: StorageReader,
+  system: string,
+  spec: SystemSpecValue | undefined,
+  operation: string,
+  parameters: Readonly<Record<string, string>>,
+): StorageRefusal | undefined => {
+  if (spec === undefined) return undefined
+  const volume = parameters.volume
+  if (operation === "attach" && volume !== undefined && !spec.disks.some((disk) => disk.volume === volume))
+    return admitSystemDisks(store, system, {
+      ...spec,
+      disks: [
+        ...spec.disks,
+        { volume: volume as SystemSpecValue["disks"][number]["volume"], bus: "virtio", boot: false },
+      ],
+    })
+  if (operation === "migrate" && parameters.to !== undefined) {
+    const checked = checkDisks(store, system, spec.disks)
+    if ("pin" in checked && checked.pin !== undefined && checked.pin.node !== parameters.to)
+      return {
+        reason: "invalid",
+        message: `system ${system} cannot leave ${checked.pin.node}: its ${checked.pin.reason}`,
+      }
+  }
+  return undefined
+}

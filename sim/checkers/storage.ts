@@ -9,6 +9,8 @@
  *   view that lost an object, a file it did not make).
  * - `storage-snapshot` (safety): a revert task that says it succeeded left its volume holding
  *   exactly what the snapshot held when its node took it (the content, as the disk's version).
+ * - `storage-attach` (safety): a volume that is not shareable is open in at most one active
+ *   guest at a time (the domains' image files, on every host, each time one becomes active).
  * - `storage-lost` (safety, at each host crash and once converged): no volume is lost when a
  *   call breaks off half-way (a crash mid-create, mid-snapshot, mid-revert): every volume the
  *   cluster is told is available (its pool's node's meta) has its image on that node's disk,
@@ -19,6 +21,8 @@ import type { StorageCall, StoragePoolSpecValue, VolumeMetaValue } from "../../c
 import type { Sim } from "../events.ts"
 import type { SimNode } from "../host.ts"
 
+const activeStates: ReadonlySet<string> = new Set(["running", "paused", "shutting-down"])
+
 export class StorageChecker {
   private readonly sim: Sim
   /** The volumes a client deleted (through the API's rules). */
@@ -26,6 +30,8 @@ export class StorageChecker {
   /** Each pool's over-commit, as the client that made it wrote it. */
   private readonly overcommit = new Map<string, number>()
   calls = 0
+  /** Volumes the operator attached to a system (each then checked by `storage-attach` when its domain is active). */
+  attaches = 0
   /** Reverts whose result was checked against what their snapshot held. */
   revertsChecked = 0
   /** What each snapshot held when its node took it ("volume/snapshot" → content version). */
@@ -63,6 +69,29 @@ export class StorageChecker {
         "storage-snapshot",
         `task ${task} says ${volume} was reverted to ${snapshot}, but it holds version ${now}, not the snapshot's ${taken.content}`,
       )
+  }
+
+  /**
+   * A domain just became active (or had a disk attached) on `node`: no image file it opens is
+   * open in another active domain, on any host, unless its volume is shareable.
+   */
+  domainActive(domain: string, node: SimNode): void {
+    const store = node.core?.store
+    for (const path of node.vmm.disksOf(domain)) {
+      const file = path.slice(path.lastIndexOf("/") + 1)
+      const volume = file.slice(0, file.lastIndexOf(".") < 0 ? file.length : file.lastIndexOf("."))
+      const spec = decodeValue<{ readonly shareable?: boolean }>(store?.get("storage-volume", volume)?.value)
+      if (spec?.shareable === true) continue
+      for (const other of this.sim.nodes)
+        for (const { name, state } of other.vmm.list()) {
+          if ((other === node && name === domain) || !activeStates.has(state)) continue
+          if (other.vmm.disksOf(name).includes(path))
+            this.sim.violate(
+              "storage-attach",
+              `volume ${volume} (${path}) is open in ${domain} on ${node.id} and in ${name} on ${other.id}, and it is not shareable`,
+            )
+        }
+    }
   }
 
   /** Once converged: every volume the reference node's store says is available is whole on its pool's disk. */

@@ -439,6 +439,15 @@ export const catalogue: ReadonlyArray<Mutant> = [
     replace: '              : "available",',
     why: "a volume is published available while its create still runs: a crash then leaves the cluster told of a disk that is not there",
   },
+  {
+    name: "storage-shares-unshareable",
+    covers: "storage",
+    file: "core/storage/disks.ts",
+    find: "            candidate.id !== system && candidate.spec.disks.some((d) => d.volume === disk.volume),",
+    replace:
+      "            candidate.id === system && candidate.spec.disks.some((d) => d.volume === disk.volume),",
+    why: "a volume that is another system's disk can be attached to a second one: two guests write one image",
+  },
 ]
 
 /** The source of `mutant.file` with its bug planted; throws if its text is not there exactly once. */
