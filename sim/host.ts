@@ -24,6 +24,7 @@ import {
 } from "../core/node/node.ts"
 import type { ServiceFactory } from "../core/node/service.ts"
 import { storageService } from "../core/storage/service.ts"
+import type { StorageCall } from "../core/storage/storage.ts"
 import { ReplayWindow, SealClock } from "../core/transport/replay.ts"
 import type { AlarmChecker } from "./checkers/alarms.ts"
 import type { DecisionChecker } from "./checkers/decisions.ts"
@@ -236,7 +237,9 @@ export class Hosts {
    * A crash due on whichever host next begins a create, snapshot or revert (fault "crash"), and
    * how long that host then stays down.
    */
-  crashInStorageCall: { readonly downMs: number } | undefined
+  crashInStorageCall:
+    | { readonly downMs: number; readonly calls: ReadonlyArray<StorageCall["_tag"]> }
+    | undefined
 
   constructor(
     sim: Sim,
@@ -724,15 +727,12 @@ export class Hosts {
     this.checkers.storage.executed(node, effect.call, result.error !== undefined)
     const { _tag } = effect.call
     const due = this.crashInStorageCall
-    if (
-      due !== undefined &&
-      result.error === undefined &&
-      (_tag === "createVolume" || _tag === "createSnapshot" || _tag === "revertSnapshot")
-    ) {
-      // The host goes down while the call runs (its answer is due in a millisecond at the soonest).
+    if (due !== undefined && result.error === undefined && due.calls.includes(_tag)) {
+      // The host goes down half-way through the call (its answer is due in a millisecond at the
+      // soonest): what its node did as it began the call has happened, the answer has not come.
       this.crashInStorageCall = undefined
       this.crashesInStorageCall++
-      sim.queue.push(sim.nowUs + 1, {
+      sim.queue.push(sim.nowUs + Math.floor(Math.max(1_000, result.latencyUs) / 2), {
         type: "crash-now",
         node: node.index,
         incarnation: node.incarnation,

@@ -372,7 +372,14 @@ export class World implements Sim {
     if (node !== undefined && node.core !== null && this.storageCrashes.chance(500)) {
       // Half the others on the host that next begins a create, snapshot or revert, while it runs
       // on the disk: that host stays down as long from then. With none within 5 s, this node goes.
-      this.hosts.crashInStorageCall = { downMs: fault.durationMs }
+      // Half of them wait for a create (rarer than snapshots and reverts, and the one that leaves
+      // a half-made image behind), half for whichever of the three comes first.
+      this.hosts.crashInStorageCall = {
+        downMs: fault.durationMs,
+        calls: this.storageCrashes.chance(500)
+          ? ["createVolume"]
+          : ["createVolume", "createSnapshot", "revertSnapshot"],
+      }
       this.queue.push(this.nowUs + 5_000_000, {
         type: "crash-now",
         node: node.index,

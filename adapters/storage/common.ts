@@ -78,16 +78,7 @@ export const directoryPool = (
       io("build", pool.id, () => makeDirectory(pool.path)).pipe(Effect.andThen(poolInfo(pool))),
     removePool: (pool: PoolDefinition) =>
       Effect.gen(function* () {
-        const volumes = yield* listVolumes(pool)
-        if (volumes.length > 0)
-          return yield* Effect.fail(
-            fail(
-              "remove",
-              pool.id,
-              "invalid",
-              `pool ${pool.id} still holds ${volumes.map((volume) => volume.id).join(", ")}`,
-            ),
-          )
+        yield* refuseWhileHolding(pool, yield* listVolumes(pool))
         yield* io("remove", pool.id, () => clear(pool))
       }),
   }
@@ -109,6 +100,19 @@ export const partialsIn = (pool: PoolDefinition) =>
       return [...volumes].sort()
     }),
   )
+
+/** A pool's removal refused while it holds volumes, naming them; none otherwise. */
+export const refuseWhileHolding = (pool: PoolDefinition, volumes: ReadonlyArray<VolumeInfo>) =>
+  volumes.length > 0
+    ? Effect.fail(
+        fail(
+          "remove",
+          pool.id,
+          "invalid",
+          `pool ${pool.id} still holds ${volumes.map((volume) => volume.id).join(", ")}`,
+        ),
+      )
+    : Effect.void
 
 /** A resize that would shrink a volume, refused; none otherwise. */
 export const refuseShrink = (volume: string, capacityBytes: number, sizeBytes: number) =>

@@ -27,7 +27,7 @@ import {
 } from "../../core/ports/storage.ts"
 import { escapeXml } from "../hypervisor/domain-xml.ts"
 import { type Fn, type LibvirtFailure, loadLibvirt, openConnection } from "../libvirt/connection.ts"
-import { fail, refuseShrink } from "./common.ts"
+import { fail, refuseShrink, refuseWhileHolding } from "./common.ts"
 import { type DirStorageOptions, makeDirStorage } from "./dir.ts"
 
 interface Bindings {
@@ -416,16 +416,7 @@ export const makeLibvirtStorage = (options: LibvirtStorageOptions) =>
       poolInfo: (pool) => withActivePool("info", pool, (handle) => figures("info", pool, handle)),
       removePool: (pool) =>
         Effect.gen(function* () {
-          const volumes = yield* listVolumes(pool)
-          if (volumes.length > 0)
-            return yield* Effect.fail(
-              fail(
-                "remove",
-                pool.id,
-                "invalid",
-                `pool ${pool.id} still holds ${volumes.map((volume) => volume.id).join(", ")}`,
-              ),
-            )
+          yield* refuseWhileHolding(pool, yield* listVolumes(pool))
           yield* withPool("remove", pool, (handle) =>
             Effect.gen(function* () {
               yield* run("remove", pool.id, b.poolDestroy, [handle])

@@ -435,9 +435,10 @@ export const catalogue: ReadonlyArray<Mutant> = [
     name: "storage-available-while-creating",
     covers: "storage",
     file: "core/storage/storage.ts",
-    find: '              : file === undefined\n                ? "creating"\n                : "available",',
-    replace: '              : "available",',
-    why: "a volume is published available while its create still runs: a crash then leaves the cluster told of a disk that is not there",
+    find: '          },\n        })\n        this.publishVolume(id, { state: "creating" })\n',
+    replace:
+      '          },\n        })\n        this.publishVolume(id, { state: "available", path: `${pool.path}/${id}.${volume.format}` })\n',
+    why: "a volume is published available as its create is asked for: a crash before the create's end leaves the cluster told of a disk that is not there",
   },
   {
     name: "storage-shares-unshareable",
