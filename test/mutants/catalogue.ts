@@ -437,7 +437,7 @@ export const catalogue: ReadonlyArray<Mutant> = [
     file: "core/storage/storage.ts",
     find: '          },\n        })\n        this.publishVolume(id, { state: "creating" })\n',
     replace:
-      '          },\n        })\n        this.publishVolume(id, { state: "available", path: `${pool.path}/${id}.${volume.format}` })\n',
+      '          },\n        })\n        this.publishVolume(id, { state: "available", path: pool.path + "/" + id + "." + volume.format })\n',
     why: "a volume is published available as its create is asked for: a crash before the create's end leaves the cluster told of a disk that is not there",
   },
   {
