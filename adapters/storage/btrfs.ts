@@ -21,7 +21,7 @@ import {
   type StorageErrorReason,
   type VolumeInfo,
 } from "../../core/ports/storage.ts"
-import { directoryPool, fail, io, makeDirectory, partialsIn, refuseShrink } from "./common.ts"
+import { directoryPool, exists, fail, io, makeDirectory, partialsIn, refuseShrink } from "./common.ts"
 
 /** `statfs`'s f_type for btrfs (linux/magic.h). */
 const btrfsMagic = 0x9123683e
@@ -42,12 +42,6 @@ const run = (program: string, pkg: string, operation: string, target: string, ar
       resume(Effect.fail(fail(operation, target, missing ? "unsupported" : reasonOf(text), text)))
     })
   })
-
-const exists = (path: string) =>
-  stat(path).then(
-    () => true,
-    () => false,
-  )
 
 export const makeBtrfsStorage = () => {
   const btrfs = (operation: string, target: string, args: ReadonlyArray<string>) =>

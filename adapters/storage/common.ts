@@ -28,6 +28,13 @@ export const io = <A>(operation: string, target: string, run: () => Promise<A>) 
     },
   })
 
+/** Whether something is at `path` (a failed stat, of any kind, is "no"). */
+export const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  )
+
 /**
  * `mkdir -p`, one level at a time. Node's recursive `mkdir` never returns for a path whose
  * parent exists but refuses children with ENOENT (anything under /proc: it loops), so a pool

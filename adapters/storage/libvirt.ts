@@ -14,7 +14,6 @@
  * Every pool and volume handle is freed, whatever the call's outcome; the volume list array is
  * freed after its elements; the paths libvirt returns are freed (`LibvirtString`).
  */
-import { stat } from "node:fs/promises"
 import { Effect, Layer } from "effect"
 import koffi from "koffi"
 import {
@@ -27,7 +26,7 @@ import {
 } from "../../core/ports/storage.ts"
 import { escapeXml } from "../hypervisor/domain-xml.ts"
 import { type Fn, type LibvirtFailure, loadLibvirt, openConnection } from "../libvirt/connection.ts"
-import { fail, refuseShrink, refuseWhileHolding } from "./common.ts"
+import { exists, fail, refuseShrink, refuseWhileHolding } from "./common.ts"
 import { type DirStorageOptions, makeDirStorage } from "./dir.ts"
 
 interface Bindings {
@@ -283,11 +282,14 @@ export const makeLibvirtStorage = (options: LibvirtStorageOptions) =>
         return undefined
       })
 
+    /** The file a volume is (libvirt's string, freed). */
+    const pathOf = (vol: unknown) => connection.locked(Effect.sync(() => String(b.volPath(vol) ?? "")))
+
     const describe = (operation: string, vol: unknown, id: string, format: VolumeFormat) =>
       Effect.gen(function* () {
         const info: Record<string, number | bigint> = {}
         yield* run(operation, id, b.volInfo, [vol, info])
-        const path = yield* connection.locked(Effect.sync(() => String(b.volPath(vol) ?? "")))
+        const path = yield* pathOf(vol)
         // Snapshots live in the qcow2 file (qemu-img); a driver with no files (test:///) has none.
         const onDisk = format === "qcow2" && (yield* Effect.promise(() => exists(path)))
         const snapshots = onDisk
@@ -367,7 +369,7 @@ export const makeLibvirtStorage = (options: LibvirtStorageOptions) =>
                     `volume ${volume} is raw: only qcow2 volumes have snapshots`,
                   ),
                 )
-              const path = yield* connection.locked(Effect.sync(() => String(b.volPath(vol) ?? "")))
+              const path = yield* pathOf(vol)
               const result = yield* call(poolOfPath(path), volume, snapshot)
               yield* refresh(operation, pool, handle)
               return result
@@ -477,7 +479,7 @@ export const makeLibvirtStorage = (options: LibvirtStorageOptions) =>
           withVolume("snapshots", pool, handle, volume, (vol, format) =>
             Effect.gen(function* () {
               if (format === "raw") return []
-              const path = yield* connection.locked(Effect.sync(() => String(b.volPath(vol) ?? "")))
+              const path = yield* pathOf(vol)
               return yield* files.listSnapshots(poolOfPath(path), volume)
             }),
           ),
@@ -486,12 +488,6 @@ export const makeLibvirtStorage = (options: LibvirtStorageOptions) =>
       deleteSnapshot: snapshotThenRefresh("delete-snapshot", files.deleteSnapshot),
     })
   })
-
-const exists = (path: string) =>
-  stat(path).then(
-    () => true,
-    () => false,
-  )
 
 /** The directory adapter's view of the directory a volume's file is in (it finds `<id>.<format>` there). */
 const poolOfPath = (path: string): PoolDefinition => ({
